@@ -1,0 +1,145 @@
+/*
+ * config.h - the healthreg configuration: one JSON file whose "service"
+ * object uses Consul's service-definition keys, plus healthreg's own
+ * "groups", "agent" and "registry" sections.
+ *
+ * hr_config_parse() validates everything before anything runs: every
+ * problem is reported in a struct hr_diag as "json.path: problem".
+ */
+#ifndef HEALTHREG_CONFIG_H
+#define HEALTHREG_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cjson/cJSON.h>
+
+#include "healthreg/error.h"
+#include "healthreg/status.h"
+
+enum hr_check_kind {
+	HR_CHECK_HTTP,
+	HR_CHECK_TCP,
+	HR_CHECK_EXEC,
+	HR_CHECK_TTL,
+};
+
+/** "http", "tcp", "args" or "ttl". */
+const char *hr_check_kind_name(enum hr_check_kind k);
+
+/* What a failing check (or group) does to the aggregate. */
+enum hr_on_failure {
+	HR_ON_FAILURE_CRITICAL = 0, /* default: a failing check fails the service */
+	HR_ON_FAILURE_WARNING,      /* a failure only degrades the service */
+	HR_ON_FAILURE_IGNORE,       /* reported, never counted */
+};
+
+const char *hr_on_failure_name(enum hr_on_failure f);
+
+struct hr_header {
+	char *name;
+	char *value;
+};
+
+/* One check's definition. All strings are owned by the config. */
+struct hr_check_spec {
+	char *name;
+	enum hr_check_kind kind;
+	char *target;          /* http: URL; tcp: host:port; ttl/exec: NULL */
+	char **args;           /* exec: NULL-terminated argv */
+	int64_t interval_ms;   /* default 10s, minimum 100ms */
+	int64_t interval_down_ms; /* 0 = same as interval */
+	int64_t timeout_ms;    /* default min(5s, interval) */
+	int64_t ttl_ms;        /* ttl checks only */
+	int64_t cache_ttl_ms;  /* evaluate(): reuse a success this young */
+	int64_t failure_ttl_ms; /* evaluate(): reuse a failure this young */
+	/* http */
+	char *method;          /* default GET */
+	struct hr_header *headers;
+	size_t n_headers;
+	char *body;
+	bool tls_skip_verify;
+	char *tls_server_name;
+	bool disable_redirects;
+	/* status policy */
+	bool has_initial_status;
+	enum hr_status initial_status;
+	int success_before_passing;
+	int failures_before_warning; /* defaults to failures_before_critical */
+	int failures_before_critical;
+	enum hr_on_failure on_failure;
+	int group; /* index into hr_config.groups, or -1 */
+};
+
+struct hr_group_spec {
+	char *name;
+	int min_passing;     /* default 1 */
+	enum hr_on_failure on_failure;
+};
+
+enum hr_log_format { HR_LOG_LOGFMT, HR_LOG_JSON };
+
+struct hr_service_spec {
+	char *name;
+	char *id;           /* default: name */
+	char *address;      /* may be NULL */
+	int port;           /* 0 = none */
+	char **tags;        /* NULL-terminated, may be empty */
+	size_t n_tags;
+	struct hr_header *meta; /* key/value pairs */
+	size_t n_meta;
+};
+
+struct hr_config {
+	struct hr_service_spec service;
+	struct hr_check_spec *checks;
+	size_t n_checks;
+	struct hr_group_spec *groups;
+	size_t n_groups;
+	/* agent */
+	bool enable_exec_checks;
+	int log_level;  /* syslog-like: 3 error, 4 warn, 6 info, 7 debug */
+	enum hr_log_format log_format;
+	int max_concurrent; /* bound on checks in flight for evaluate() */
+	int64_t shutdown_timeout_ms;
+	/*
+	 * The "registry" object as written (owned by the config; each
+	 * backend reads its own member through a borrowed pointer).
+	 */
+	cJSON *registry;
+};
+
+/*
+ * A registry backend's config validator (see registry.h). Called for each
+ * member of "registry" whose key matches the validator's name.
+ */
+struct hr_config_backend {
+	const char *name;
+	void (*validate)(const cJSON *conf, const char *path,
+			 struct hr_diag *diag);
+};
+
+/**
+ * Parse and validate a config document. On success (*out set, return 0)
+ * the diag list may hold warnings. On any error returns -EINVAL with every
+ * problem in diag and *out = NULL. backends lists the registry sections the
+ * caller understands (n_backends may be 0); any other key under "registry"
+ * is an error. The caller frees *out with hr_config_free().
+ */
+int hr_config_parse(struct hr_config **out, const char *text, size_t len,
+		    const struct hr_config_backend *backends,
+		    size_t n_backends, struct hr_diag *diag);
+
+/** Read a file and parse it; file errors are reported in diag too. */
+int hr_config_load(struct hr_config **out, const char *path,
+		   const struct hr_config_backend *backends,
+		   size_t n_backends, struct hr_diag *diag);
+
+/** NULL-safe. */
+void hr_config_free(struct hr_config *cfg);
+
+/** Index of the check named name, or -1. */
+int hr_config_find_check(const struct hr_config *cfg, const char *name);
+
+#endif

@@ -1,0 +1,51 @@
+/*
+ * http.h - libcurl's multi interface driven by a libev loop. One struct
+ * hr_http per loop; HTTP checks and the registry backends share it, so
+ * nothing ever blocks the loop.
+ */
+#ifndef HEALTHREG_HTTP_H
+#define HEALTHREG_HTTP_H
+
+#include <curl/curl.h>
+#include <ev.h>
+
+#include "healthreg/error.h"
+
+struct hr_http;
+
+/*
+ * Called from the loop once a transfer has finished (rc is the transfer's
+ * CURLcode). The easy handle is already detached from the multi handle and
+ * belongs to the caller again; the callback may start new transfers.
+ */
+typedef void (*hr_http_done_cb)(CURL *easy, CURLcode rc, void *payload);
+
+/** Create the glue for loop. Free with hr_http_free(). */
+int hr_http_new(struct hr_http **out, struct ev_loop *loop,
+		struct hr_err *err);
+
+/** Abort every transfer (no callbacks), release pooled handles. NULL-safe. */
+void hr_http_free(struct hr_http *h);
+
+/**
+ * Start a transfer on a configured easy handle. The handle stays the
+ * caller's; do not touch it until cb runs or hr_http_cancel(). Sets
+ * CURLOPT_PRIVATE, CURLOPT_NOSIGNAL. Returns 0 or a negative errno.
+ */
+int hr_http_start(struct hr_http *h, CURL *easy, hr_http_done_cb cb,
+		  void *payload);
+
+/** Stop a started transfer without calling its callback. Idempotent. */
+void hr_http_cancel(struct hr_http *h, CURL *easy);
+
+/**
+ * A clean easy handle from the pool (or a new one); NULL on allocation
+ * failure. Return it with hr_http_easy_put(), which resets it.
+ */
+CURL *hr_http_easy_get(struct hr_http *h);
+void hr_http_easy_put(struct hr_http *h, CURL *easy);
+
+/** Transfers in flight (for tests and metrics). */
+unsigned hr_http_active(const struct hr_http *h);
+
+#endif

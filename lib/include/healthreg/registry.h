@@ -1,0 +1,74 @@
+/*
+ * registry.h - the registry backend interface. A backend (Consul, etcd) is
+ * a versioned const table of functions compiled into the agent. The agent
+ * creates one instance per configured backend; each fails and recovers on
+ * its own. Every function is called on the agent's loop and must not block.
+ *
+ * Lifecycle: validate (at config load) -> create -> apply (every aggregate
+ * change, and once right after create) / maintenance -> shutdown (async
+ * deregistration, bounded by the agent's shutdown timeout) -> destroy.
+ */
+#ifndef HEALTHREG_REGISTRY_H
+#define HEALTHREG_REGISTRY_H
+
+#include <stdbool.h>
+
+#include <cjson/cJSON.h>
+#include <ev.h>
+
+#include "healthreg/config.h"
+#include "healthreg/error.h"
+#include "healthreg/http.h"
+#include "healthreg/status.h"
+
+#define HR_REGISTRY_ABI 1
+
+struct hr_registry; /* a backend's own instance type */
+
+/* What a backend gets from the agent. All borrowed; outlive the backend. */
+struct hr_registry_env {
+	struct ev_loop *loop;
+	struct hr_http *http;
+	const struct hr_service_spec *service;
+	int64_t shutdown_timeout_ms;
+};
+
+/* Called once when shutdown() has finished (or given up). */
+typedef void (*hr_registry_done_cb)(void *payload);
+
+struct hr_registry_ops {
+	int abi;           /* HR_REGISTRY_ABI */
+	const char *name;  /* the key under "registry" in the config */
+
+	/* Pure: report every problem of conf under path ("registry.etcd"). */
+	void (*validate)(const cJSON *conf, const char *path,
+			 struct hr_diag *diag);
+
+	/* conf is borrowed for the call only. */
+	int (*create)(struct hr_registry **out, const cJSON *conf,
+		      const struct hr_registry_env *env, struct hr_err *err);
+
+	/*
+	 * The aggregate changed (or is first known). output is the stable
+	 * summary. The backend decides what to write, and when.
+	 */
+	void (*apply)(struct hr_registry *r, enum hr_status status,
+		      const char *output);
+
+	/* Maintenance mode on/off with an operator's reason. May be NULL. */
+	void (*maintenance)(struct hr_registry *r, bool enable,
+			    const char *reason);
+
+	/*
+	 * Deregister and stop all activity; call done once (possibly before
+	 * returning). The agent bounds it with its shutdown timeout and then
+	 * calls destroy regardless.
+	 */
+	void (*shutdown)(struct hr_registry *r, hr_registry_done_cb done,
+			 void *payload);
+
+	/* Free everything, cancelling transfers in flight. NULL-safe. */
+	void (*destroy)(struct hr_registry *r);
+};
+
+#endif
