@@ -1,0 +1,16 @@
+/*
+ * etcd.h - the etcd v3 registry backend (JSON gateway over libcurl).
+ *
+ * Keeps one lease alive and, while the aggregate status is one of
+ * register_when, one key "<prefix><service>/<host:port>" under it, in the
+ * gRPC naming-resolver format. See docs/etcd.md.
+ */
+#ifndef HR_ETCD_H
+#define HR_ETCD_H
+
+#include "healthreg/registry.h"
+
+/* The backend's only exported symbol; name "etcd". */
+extern const struct hr_registry_ops hr_registry_etcd;
+
+#endif

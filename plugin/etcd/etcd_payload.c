@@ -1,0 +1,886 @@
+/*
+ * etcd_payload.c - pure helpers of the etcd registry backend: config,
+ * key/value layout, request bodies and reply classification. See
+ * etcd_payload.h for the contracts and docs/etcd.md for the wire format.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "etcd_payload.h"
+#include "healthreg/duration.h"
+
+#define BACKOFF_BASE_MS 100
+#define BACKOFF_CAP_MS 5000
+
+static char *dup_str(const char *s)
+{
+	size_t n = strlen(s) + 1;
+	char *p = malloc(n);
+
+	if (p)
+		memcpy(p, s, n);
+	return p;
+}
+
+/* A cJSON-printed string copied into malloc()ed memory. */
+static char *print_json(cJSON *root)
+{
+	char *s, *copy;
+
+	if (!root)
+		return NULL;
+	s = cJSON_PrintUnformatted(root);
+	cJSON_Delete(root);
+	if (!s)
+		return NULL;
+	copy = dup_str(s);
+	cJSON_free(s);
+	return copy;
+}
+
+static const char *status_word(enum hr_status s)
+{
+	switch (s) {
+	case HR_STATUS_PASSING:
+		return "passing";
+	case HR_STATUS_WARNING:
+		return "warning";
+	case HR_STATUS_CRITICAL:
+		return "critical";
+	default:
+		return "unknown";
+	}
+}
+
+/* ---- config ---------------------------------------------------------- */
+
+struct ctx {
+	const char *path;
+	struct hr_diag *diag;
+	int errors;
+};
+
+static void conf_error(struct ctx *c, const char *key, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void conf_error(struct ctx *c, const char *key, const char *fmt, ...)
+{
+	char path[256], msg[512];
+	va_list ap;
+
+	c->errors++;
+	if (!c->diag)
+		return;
+	if (key)
+		snprintf(path, sizeof(path), "%s.%s", c->path, key);
+	else
+		snprintf(path, sizeof(path), "%s", c->path);
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	hr_diag_add(c->diag, HR_DIAG_ERROR, path, "%s", msg);
+}
+
+/* A string member: NULL when absent, error when not a (non-empty) string. */
+static const char *get_string(struct ctx *c, const cJSON *conf,
+			      const char *key)
+{
+	const cJSON *it = cJSON_GetObjectItemCaseSensitive(conf, key);
+
+	if (!it)
+		return NULL;
+	if (!cJSON_IsString(it) || !it->valuestring) {
+		conf_error(c, key, "must be a string");
+		return NULL;
+	}
+	return it->valuestring;
+}
+
+static int get_duration(struct ctx *c, const cJSON *conf, const char *key,
+			int64_t *out)
+{
+	const cJSON *it = cJSON_GetObjectItemCaseSensitive(conf, key);
+	int rc;
+
+	if (!it)
+		return 0;
+	if (!cJSON_IsString(it) || !it->valuestring) {
+		conf_error(c, key, "must be a duration string such as \"10s\"");
+		return -EINVAL;
+	}
+	rc = hr_duration_parse(it->valuestring, out);
+	if (rc < 0) {
+		conf_error(c, key, "\"%s\" is not a duration",
+			   it->valuestring);
+		return rc;
+	}
+	return 0;
+}
+
+static const char *const known_keys[] = {
+	"endpoints", "prefix", "lease_ttl", "deregister_after",
+	"register_when", "username", "password_file", "ca_file",
+	"cert_file", "key_file", "request_timeout", NULL,
+};
+
+static bool is_known(const char *k)
+{
+	size_t i;
+
+	for (i = 0; known_keys[i]; i++)
+		if (strcmp(known_keys[i], k) == 0)
+			return true;
+	return false;
+}
+
+static int parse_endpoints(struct ctx *c, const cJSON *conf,
+			   struct hr_etcd_conf *out)
+{
+	const cJSON *arr = cJSON_GetObjectItemCaseSensitive(conf, "endpoints");
+	const cJSON *it;
+	size_t n = 0, i = 0;
+
+	if (!arr) {
+		out->endpoints = calloc(1, sizeof(char *));
+		if (!out->endpoints)
+			return -ENOMEM;
+		out->endpoints[0] = dup_str(HR_ETCD_DEFAULT_ENDPOINT);
+		if (!out->endpoints[0])
+			return -ENOMEM;
+		out->n_endpoints = 1;
+		return 0;
+	}
+	if (!cJSON_IsArray(arr)) {
+		conf_error(c, "endpoints", "must be a list of URLs");
+		return 0;
+	}
+	n = (size_t)cJSON_GetArraySize(arr);
+	if (n == 0) {
+		conf_error(c, "endpoints", "must not be empty");
+		return 0;
+	}
+	out->endpoints = calloc(n, sizeof(char *));
+	if (!out->endpoints)
+		return -ENOMEM;
+	cJSON_ArrayForEach(it, arr) {
+		char key[64];
+		const char *s;
+		size_t len;
+
+		snprintf(key, sizeof(key), "endpoints[%zu]", i);
+		if (!cJSON_IsString(it) || !it->valuestring) {
+			conf_error(c, key, "must be a string");
+			i++;
+			continue;
+		}
+		s = it->valuestring;
+		if (strncmp(s, "http://", 7) != 0 &&
+		    strncmp(s, "https://", 8) != 0) {
+			conf_error(c, key,
+				   "\"%s\" must start with http:// or https://",
+				   s);
+			i++;
+			continue;
+		}
+		if (strlen(s) <= (s[4] == 's' ? 8u : 7u)) {
+			conf_error(c, key, "\"%s\" has no host", s);
+			i++;
+			continue;
+		}
+		out->endpoints[out->n_endpoints] = dup_str(s);
+		if (!out->endpoints[out->n_endpoints])
+			return -ENOMEM;
+		len = strlen(s);
+		while (len > 0 && out->endpoints[out->n_endpoints][len - 1] == '/')
+			out->endpoints[out->n_endpoints][--len] = '\0';
+		out->n_endpoints++;
+		i++;
+	}
+	return 0;
+}
+
+static void parse_register_when(struct ctx *c, const cJSON *conf,
+				struct hr_etcd_conf *out)
+{
+	const cJSON *arr = cJSON_GetObjectItemCaseSensitive(conf,
+							    "register_when");
+	const cJSON *it;
+	size_t i = 0;
+
+	out->register_mask = (1u << HR_STATUS_PASSING) |
+			     (1u << HR_STATUS_WARNING);
+	if (!arr)
+		return;
+	if (!cJSON_IsArray(arr)) {
+		conf_error(c, "register_when",
+			   "must be a list of \"passing\", \"warning\", "
+			   "\"critical\"");
+		return;
+	}
+	out->register_mask = 0;
+	cJSON_ArrayForEach(it, arr) {
+		char key[64];
+		const char *s = cJSON_IsString(it) ? it->valuestring : NULL;
+
+		snprintf(key, sizeof(key), "register_when[%zu]", i++);
+		if (s && strcmp(s, "passing") == 0)
+			out->register_mask |= 1u << HR_STATUS_PASSING;
+		else if (s && strcmp(s, "warning") == 0)
+			out->register_mask |= 1u << HR_STATUS_WARNING;
+		else if (s && strcmp(s, "critical") == 0)
+			out->register_mask |= 1u << HR_STATUS_CRITICAL;
+		else if (s)
+			conf_error(c, key,
+				   "\"%s\" is not one of \"passing\", "
+				   "\"warning\", \"critical\"", s);
+		else
+			conf_error(c, key, "must be a string");
+	}
+	if (i == 0)
+		conf_error(c, "register_when",
+			   "must not be empty (the key would never be written)");
+}
+
+static int take_string(struct ctx *c, const cJSON *conf, const char *key,
+		       char **dst, bool allow_empty)
+{
+	const char *s = get_string(c, conf, key);
+
+	if (!s)
+		return 0;
+	if (!allow_empty && !*s) {
+		conf_error(c, key, "must not be empty");
+		return 0;
+	}
+	*dst = dup_str(s);
+	return *dst ? 0 : -ENOMEM;
+}
+
+int hr_etcd_conf_parse(struct hr_etcd_conf *out, const cJSON *conf,
+		       const char *path, struct hr_diag *diag)
+{
+	struct ctx c = { path ? path : "registry.etcd", diag, 0 };
+	const cJSON *it;
+	int rc = 0;
+
+	memset(out, 0, sizeof(*out));
+	out->lease_ttl_ms = HR_ETCD_DEFAULT_LEASE_TTL_MS;
+	out->request_timeout_ms = HR_ETCD_DEFAULT_REQUEST_TIMEOUT_MS;
+	out->deregister_after_ms = 0;
+
+	if (conf && !cJSON_IsObject(conf)) {
+		conf_error(&c, NULL, "must be an object");
+		rc = -EINVAL;
+		goto cleanup;
+	}
+	cJSON_ArrayForEach(it, conf) {
+		if (is_known(it->string))
+			continue;
+		if (strcmp(it->string, "password") == 0)
+			conf_error(&c, it->string,
+				   "passwords are not accepted inline; use "
+				   "password_file or the ETCD_PASSWORD "
+				   "environment variable");
+		else
+			conf_error(&c, it->string, "unknown key");
+	}
+
+	rc = parse_endpoints(&c, conf, out);
+	if (rc < 0)
+		goto cleanup;
+	if (!cJSON_GetObjectItemCaseSensitive(conf, "prefix")) {
+		out->prefix = dup_str(HR_ETCD_DEFAULT_PREFIX);
+		if (!out->prefix) {
+			rc = -ENOMEM;
+			goto cleanup;
+		}
+	} else {
+		rc = take_string(&c, conf, "prefix", &out->prefix, true);
+		if (rc < 0)
+			goto cleanup;
+	}
+
+	if (get_duration(&c, conf, "lease_ttl", &out->lease_ttl_ms) == 0) {
+		if (out->lease_ttl_ms < HR_ETCD_MIN_LEASE_TTL_MS)
+			conf_error(&c, "lease_ttl",
+				   "must be at least 2s (etcd's minimum)");
+		else if (out->lease_ttl_ms % 1000 != 0)
+			conf_error(&c, "lease_ttl",
+				   "must be a whole number of seconds");
+		else if (out->lease_ttl_ms > 86400000)
+			conf_error(&c, "lease_ttl", "must be at most 24h");
+	}
+	get_duration(&c, conf, "deregister_after", &out->deregister_after_ms);
+	if (get_duration(&c, conf, "request_timeout",
+			 &out->request_timeout_ms) == 0 &&
+	    out->request_timeout_ms < 100)
+		conf_error(&c, "request_timeout", "must be at least 100ms");
+
+	parse_register_when(&c, conf, out);
+
+	if ((rc = take_string(&c, conf, "username", &out->username, false)) ||
+	    (rc = take_string(&c, conf, "password_file", &out->password_file,
+			      false)) ||
+	    (rc = take_string(&c, conf, "ca_file", &out->ca_file, false)) ||
+	    (rc = take_string(&c, conf, "cert_file", &out->cert_file, false)) ||
+	    (rc = take_string(&c, conf, "key_file", &out->key_file, false)))
+		goto cleanup;
+	if (out->key_file && !out->cert_file)
+		conf_error(&c, "key_file", "needs cert_file");
+
+	rc = c.errors ? -EINVAL : 0;
+cleanup:
+	if (rc < 0)
+		hr_etcd_conf_dispose(out);
+	return rc;
+}
+
+void hr_etcd_conf_dispose(struct hr_etcd_conf *c)
+{
+	size_t i;
+
+	if (!c)
+		return;
+	for (i = 0; i < c->n_endpoints; i++)
+		free(c->endpoints[i]);
+	free(c->endpoints);
+	free(c->prefix);
+	free(c->username);
+	free(c->password_file);
+	free(c->ca_file);
+	free(c->cert_file);
+	free(c->key_file);
+	memset(c, 0, sizeof(*c));
+}
+
+bool hr_etcd_registrable(const struct hr_etcd_conf *c, enum hr_status s)
+{
+	if ((unsigned)s > 31)
+		return false;
+	return (c->register_mask & (1u << s)) != 0;
+}
+
+/* ---- key and value --------------------------------------------------- */
+
+int hr_etcd_addr(const struct hr_service_spec *svc, const char *fallback_host,
+		 char *buf, size_t len)
+{
+	const char *host = svc->address && *svc->address ? svc->address
+							   : fallback_host;
+	int n;
+
+	if (!host || !*host || svc->port <= 0 || svc->port > 65535)
+		return -EINVAL;
+	if (strchr(host, ':') && host[0] != '[')
+		n = snprintf(buf, len, "[%s]:%d", host, svc->port);
+	else
+		n = snprintf(buf, len, "%s:%d", host, svc->port);
+	if (n < 0 || (size_t)n >= len)
+		return -ERANGE;
+	return 0;
+}
+
+char *hr_etcd_key(const char *prefix, const char *service, const char *addr)
+{
+	size_t n = strlen(prefix) + strlen(service) + strlen(addr) + 2;
+	char *k = malloc(n);
+
+	if (k)
+		snprintf(k, n, "%s%s/%s", prefix, service, addr);
+	return k;
+}
+
+char *hr_etcd_value(const struct hr_service_spec *svc, const char *addr,
+		    enum hr_status status)
+{
+	cJSON *root = cJSON_CreateObject();
+	cJSON *md, *tags, *meta;
+	size_t i;
+
+	if (!root)
+		return NULL;
+	md = cJSON_CreateObject();
+	tags = cJSON_CreateArray();
+	meta = cJSON_CreateObject();
+	if (!md || !tags || !meta) {
+		cJSON_Delete(md);
+		cJSON_Delete(tags);
+		cJSON_Delete(meta);
+		cJSON_Delete(root);
+		return NULL;
+	}
+	/* Go's field order: Op, Addr, Metadata. Ownership moves on Add. */
+	if (!cJSON_AddNumberToObject(root, "Op", 0) ||
+	    !cJSON_AddStringToObject(root, "Addr", addr) ||
+	    !cJSON_AddStringToObject(md, "id", svc->id ? svc->id : svc->name) ||
+	    !cJSON_AddStringToObject(md, "status", status_word(status))) {
+		cJSON_Delete(md);
+		cJSON_Delete(tags);
+		cJSON_Delete(meta);
+		goto fail;
+	}
+	cJSON_AddItemToObject(md, "tags", tags);
+	cJSON_AddItemToObject(md, "meta", meta);
+	cJSON_AddItemToObject(root, "Metadata", md);
+	for (i = 0; svc->tags && i < svc->n_tags && svc->tags[i]; i++) {
+		cJSON *t = cJSON_CreateString(svc->tags[i]);
+
+		if (!t)
+			goto fail;
+		cJSON_AddItemToArray(tags, t);
+	}
+	for (i = 0; i < svc->n_meta; i++)
+		if (!cJSON_AddStringToObject(meta, svc->meta[i].name,
+					     svc->meta[i].value))
+			goto fail;
+	return print_json(root);
+fail:
+	cJSON_Delete(root);
+	return NULL;
+}
+
+/* ---- request bodies -------------------------------------------------- */
+
+static bool add_int64(cJSON *obj, const char *name, int64_t v)
+{
+	char buf[24];
+
+	snprintf(buf, sizeof(buf), "%" PRId64, v);
+	return cJSON_AddStringToObject(obj, name, buf) != NULL;
+}
+
+static bool add_b64(cJSON *obj, const char *name, const char *s)
+{
+	char *b = hr_etcd_b64(s, strlen(s));
+	bool ok;
+
+	if (!b)
+		return false;
+	ok = cJSON_AddStringToObject(obj, name, b) != NULL;
+	free(b);
+	return ok;
+}
+
+char *hr_etcd_body_grant(int64_t ttl_s)
+{
+	cJSON *root = cJSON_CreateObject();
+
+	if (!root || !add_int64(root, "TTL", ttl_s)) {
+		cJSON_Delete(root);
+		return NULL;
+	}
+	return print_json(root);
+}
+
+char *hr_etcd_body_lease(int64_t id)
+{
+	cJSON *root = cJSON_CreateObject();
+
+	if (!root || !add_int64(root, "ID", id)) {
+		cJSON_Delete(root);
+		return NULL;
+	}
+	return print_json(root);
+}
+
+char *hr_etcd_body_put(const char *key, const char *value, int64_t lease)
+{
+	cJSON *root = cJSON_CreateObject();
+
+	if (!root || !add_b64(root, "key", key) ||
+	    !add_b64(root, "value", value) ||
+	    !add_int64(root, "lease", lease)) {
+		cJSON_Delete(root);
+		return NULL;
+	}
+	return print_json(root);
+}
+
+char *hr_etcd_body_delete_if_lease(const char *key, int64_t lease)
+{
+	cJSON *root = cJSON_CreateObject();
+	cJSON *cmp_arr = cJSON_AddArrayToObject(root, "compare");
+	cJSON *ok_arr = cJSON_AddArrayToObject(root, "success");
+	cJSON *cmp = cJSON_CreateObject();
+	cJSON *op = cJSON_CreateObject();
+	cJSON *del = cJSON_AddObjectToObject(op, "request_delete_range");
+
+	if (!root || !cmp_arr || !ok_arr || !cmp || !op || !del) {
+		cJSON_Delete(cmp);
+		cJSON_Delete(op);
+		cJSON_Delete(root);
+		return NULL;
+	}
+	cJSON_AddItemToArray(cmp_arr, cmp);
+	cJSON_AddItemToArray(ok_arr, op);
+	/* Enum names, not numbers: "target":3 is VALUE, a known pitfall. */
+	if (!cJSON_AddStringToObject(cmp, "target", "LEASE") ||
+	    !add_b64(cmp, "key", key) ||
+	    !cJSON_AddStringToObject(cmp, "result", "EQUAL") ||
+	    !add_int64(cmp, "lease", lease) || !add_b64(del, "key", key)) {
+		cJSON_Delete(root);
+		return NULL;
+	}
+	return print_json(root);
+}
+
+char *hr_etcd_body_auth(const char *user, const char *password)
+{
+	cJSON *root = cJSON_CreateObject();
+
+	if (!root || !cJSON_AddStringToObject(root, "name", user) ||
+	    !cJSON_AddStringToObject(root, "password", password)) {
+		cJSON_Delete(root);
+		return NULL;
+	}
+	return print_json(root);
+}
+
+/* ---- base64 ---------------------------------------------------------- */
+
+static const char b64chars[] =
+	"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+char *hr_etcd_b64(const void *data, size_t len)
+{
+	const unsigned char *p = data;
+	char *out = malloc((len + 2) / 3 * 4 + 1);
+	size_t i, o = 0;
+
+	if (!out)
+		return NULL;
+	for (i = 0; i + 2 < len; i += 3) {
+		uint32_t v = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8 |
+			     p[i + 2];
+
+		out[o++] = b64chars[v >> 18 & 63];
+		out[o++] = b64chars[v >> 12 & 63];
+		out[o++] = b64chars[v >> 6 & 63];
+		out[o++] = b64chars[v & 63];
+	}
+	if (len - i == 1) {
+		uint32_t v = (uint32_t)p[i] << 16;
+
+		out[o++] = b64chars[v >> 18 & 63];
+		out[o++] = b64chars[v >> 12 & 63];
+		out[o++] = '=';
+		out[o++] = '=';
+	} else if (len - i == 2) {
+		uint32_t v = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8;
+
+		out[o++] = b64chars[v >> 18 & 63];
+		out[o++] = b64chars[v >> 12 & 63];
+		out[o++] = b64chars[v >> 6 & 63];
+		out[o++] = '=';
+	}
+	out[o] = '\0';
+	return out;
+}
+
+static int b64val(char ch)
+{
+	const char *p;
+
+	if (!ch)
+		return -1;
+	p = strchr(b64chars, ch);
+	return p ? (int)(p - b64chars) : -1;
+}
+
+char *hr_etcd_b64_decode(const char *s, size_t *len_out)
+{
+	size_t n = strlen(s), i, o = 0, pad = 0;
+	uint32_t acc = 0;
+	int bits = 0;
+	char *out;
+
+	while (n > 0 && s[n - 1] == '=' && pad < 2) {
+		n--;
+		pad++;
+	}
+	if (n % 4 == 1)
+		return NULL;
+	if (pad && (n + pad) % 4 != 0)
+		return NULL;
+	out = malloc(n / 4 * 3 + 3);
+	if (!out)
+		return NULL;
+	for (i = 0; i < n; i++) {
+		int v = b64val(s[i]);
+
+		if (v < 0) {
+			free(out);
+			return NULL;
+		}
+		acc = acc << 6 | (uint32_t)v;
+		bits += 6;
+		if (bits >= 8) {
+			bits -= 8;
+			out[o++] = (char)(acc >> bits & 0xff);
+		}
+	}
+	out[o] = '\0';
+	if (len_out)
+		*len_out = o;
+	return out;
+}
+
+/* ---- replies --------------------------------------------------------- */
+
+int hr_etcd_int64(const cJSON *item, int64_t *out)
+{
+	const char *s;
+	bool neg = false;
+	uint64_t v = 0;
+
+	if (cJSON_IsNumber(item)) {
+		double d = item->valuedouble;
+
+		if (d != (double)(int64_t)d || d > 9007199254740992.0 ||
+		    d < -9007199254740992.0)
+			return -EINVAL;
+		*out = (int64_t)d;
+		return 0;
+	}
+	if (!cJSON_IsString(item) || !item->valuestring)
+		return -EINVAL;
+	s = item->valuestring;
+	if (*s == '-') {
+		neg = true;
+		s++;
+	}
+	if (!*s)
+		return -EINVAL;
+	for (; *s; s++) {
+		if (*s < '0' || *s > '9')
+			return -EINVAL;
+		if (v > (UINT64_C(9223372036854775808) - (uint64_t)(*s - '0')) / 10)
+			return -EINVAL;
+		v = v * 10 + (uint64_t)(*s - '0');
+	}
+	if (!neg && v > (uint64_t)INT64_MAX)
+		return -EINVAL;
+	*out = neg ? (v == UINT64_C(9223372036854775808) ? INT64_MIN
+							 : -(int64_t)v)
+		   : (int64_t)v;
+	return 0;
+}
+
+const char *hr_etcd_op_name(enum hr_etcd_op op)
+{
+	switch (op) {
+	case HR_ETCD_OP_AUTH:
+		return "authenticate";
+	case HR_ETCD_OP_GRANT:
+		return "grant";
+	case HR_ETCD_OP_KEEPALIVE:
+		return "keepalive";
+	case HR_ETCD_OP_PUT:
+		return "put";
+	case HR_ETCD_OP_DELETE:
+		return "delete";
+	case HR_ETCD_OP_REVOKE:
+		return "revoke";
+	}
+	return "?";
+}
+
+const char *hr_etcd_result_name(enum hr_etcd_result r)
+{
+	switch (r) {
+	case HR_ETCD_OK:
+		return "ok";
+	case HR_ETCD_LEASE_LOST:
+		return "lease_lost";
+	case HR_ETCD_AUTH_EXPIRED:
+		return "auth_expired";
+	case HR_ETCD_AUTH_DENIED:
+		return "auth_denied";
+	case HR_ETCD_UNAVAILABLE:
+		return "unavailable";
+	case HR_ETCD_FAILED:
+		return "failed";
+	}
+	return "?";
+}
+
+static void set_msg(struct hr_etcd_reply *r, const char *s)
+{
+	snprintf(r->message, sizeof(r->message), "%s", s ? s : "");
+}
+
+/* Classify an error by gRPC code and message, HTTP status as fallback. */
+static enum hr_etcd_result classify_error(enum hr_etcd_op op, long http,
+					  int code, const char *msg)
+{
+	if (!msg)
+		msg = "";
+	if (strstr(msg, "requested lease not found") ||
+	    (code == 5 && op != HR_ETCD_OP_AUTH))
+		return HR_ETCD_LEASE_LOST;
+	if (code == 16 || http == 401 || strstr(msg, "invalid auth token") ||
+	    strstr(msg, "user name is empty") ||
+	    strstr(msg, "revision of auth store is old"))
+		return op == HR_ETCD_OP_AUTH ? HR_ETCD_AUTH_DENIED
+					     : HR_ETCD_AUTH_EXPIRED;
+	if (code == 7 || http == 403 ||
+	    strstr(msg, "authentication failed") ||
+	    strstr(msg, "authentication is not enabled"))
+		return HR_ETCD_AUTH_DENIED;
+	if (code == 14 || code == 4 || http >= 500 || http == 0)
+		return HR_ETCD_UNAVAILABLE;
+	return HR_ETCD_FAILED;
+}
+
+/* Read an error in either shape; false when root carries none. */
+static bool read_error(const cJSON *root, int *code, const char **msg)
+{
+	const cJSON *e = cJSON_GetObjectItemCaseSensitive(root, "error");
+	const cJSON *c, *m;
+	int64_t v;
+
+	if (!e)
+		return false;
+	if (cJSON_IsObject(e)) {
+		/* stream shape: {"error":{"grpc_code":14,"message":...}} */
+		c = cJSON_GetObjectItemCaseSensitive(e, "grpc_code");
+		m = cJSON_GetObjectItemCaseSensitive(e, "message");
+	} else if (cJSON_IsString(e)) {
+		if (!e->valuestring || !*e->valuestring)
+			return false; /* LeaseGrantResponse.error = "" */
+		c = cJSON_GetObjectItemCaseSensitive(root, "code");
+		m = e;
+	} else {
+		return false;
+	}
+	if (c && hr_etcd_int64(c, &v) == 0)
+		*code = (int)v;
+	*msg = cJSON_IsString(m) && m->valuestring ? m->valuestring
+						   : "etcd error";
+	return true;
+}
+
+void hr_etcd_reply_parse(enum hr_etcd_op op, long http_status,
+			 const char *body, size_t len,
+			 struct hr_etcd_reply *out)
+{
+	cJSON *root = NULL;
+	const cJSON *res, *it;
+	const char *msg = NULL, *end = NULL;
+	int code = -1;
+
+	memset(out, 0, sizeof(*out));
+	out->http_status = http_status;
+	out->grpc_code = -1;
+	if (http_status == 0) {
+		out->result = HR_ETCD_UNAVAILABLE;
+		set_msg(out, "no reply");
+		return;
+	}
+	if (body && len)
+		root = cJSON_ParseWithLengthOpts(body, len, &end, 0);
+	if (root && read_error(root, &code, &msg)) {
+		out->grpc_code = code;
+		set_msg(out, msg);
+		out->result = classify_error(op, http_status, code, msg);
+		goto cleanup;
+	}
+	if (http_status < 200 || http_status > 299) {
+		char buf[64];
+
+		snprintf(buf, sizeof(buf), "HTTP %ld", http_status);
+		set_msg(out, buf);
+		out->result = classify_error(op, http_status, -1, "");
+		goto cleanup;
+	}
+	if (!root || !cJSON_IsObject(root)) {
+		set_msg(out, "reply is not a JSON object");
+		out->result = HR_ETCD_FAILED;
+		goto cleanup;
+	}
+	out->result = HR_ETCD_OK;
+	switch (op) {
+	case HR_ETCD_OP_AUTH:
+		it = cJSON_GetObjectItemCaseSensitive(root, "token");
+		if (!cJSON_IsString(it) || !it->valuestring ||
+		    !*it->valuestring) {
+			set_msg(out, "no token in reply");
+			out->result = HR_ETCD_FAILED;
+			break;
+		}
+		out->token = dup_str(it->valuestring);
+		if (!out->token) {
+			set_msg(out, "out of memory");
+			out->result = HR_ETCD_FAILED;
+		}
+		break;
+	case HR_ETCD_OP_GRANT:
+		it = cJSON_GetObjectItemCaseSensitive(root, "ID");
+		if (!it || hr_etcd_int64(it, &out->id) < 0 || out->id == 0) {
+			set_msg(out, "no lease ID in reply");
+			out->result = HR_ETCD_FAILED;
+			break;
+		}
+		it = cJSON_GetObjectItemCaseSensitive(root, "TTL");
+		if (!it || hr_etcd_int64(it, &out->ttl) < 0 || out->ttl <= 0) {
+			set_msg(out, "no TTL in reply");
+			out->result = HR_ETCD_FAILED;
+		}
+		break;
+	case HR_ETCD_OP_KEEPALIVE:
+		/* One stream message: {"result":{...,"TTL":"10"}}. */
+		res = cJSON_GetObjectItemCaseSensitive(root, "result");
+		if (!cJSON_IsObject(res)) {
+			set_msg(out, "no result in keepalive reply");
+			out->result = HR_ETCD_FAILED;
+			break;
+		}
+		it = cJSON_GetObjectItemCaseSensitive(res, "ID");
+		if (it)
+			hr_etcd_int64(it, &out->id);
+		it = cJSON_GetObjectItemCaseSensitive(res, "TTL");
+		if (!it || hr_etcd_int64(it, &out->ttl) < 0 || out->ttl <= 0) {
+			/* A dead or unknown lease still gets HTTP 200. */
+			out->ttl = 0;
+			set_msg(out, "keepalive reply without TTL");
+			out->result = HR_ETCD_LEASE_LOST;
+		}
+		break;
+	case HR_ETCD_OP_DELETE:
+		it = cJSON_GetObjectItemCaseSensitive(root, "succeeded");
+		out->succeeded = cJSON_IsTrue(it);
+		break;
+	case HR_ETCD_OP_PUT:
+	case HR_ETCD_OP_REVOKE:
+		break;
+	}
+cleanup:
+	cJSON_Delete(root);
+}
+
+void hr_etcd_reply_dispose(struct hr_etcd_reply *r)
+{
+	if (!r)
+		return;
+	free(r->token);
+	r->token = NULL;
+}
+
+int64_t hr_etcd_backoff_ms(unsigned attempt, double rnd)
+{
+	int64_t d = BACKOFF_BASE_MS;
+
+	while (attempt-- > 0 && d < BACKOFF_CAP_MS)
+		d *= 2;
+	if (d > BACKOFF_CAP_MS)
+		d = BACKOFF_CAP_MS;
+	if (rnd < 0)
+		rnd = 0;
+	if (rnd >= 1)
+		rnd = 0.999;
+	return d / 2 + (int64_t)((double)(d / 2) * rnd);
+}

@@ -1,0 +1,159 @@
+/*
+ * etcd_payload.h - the pure half of the etcd registry backend: config
+ * parsing, key/value and request-body building, and the classification of
+ * etcd v3 JSON-gateway replies. No loop, no curl, no I/O: buffer in,
+ * struct or string out, so every function is unit-tested on its own
+ * (tests/unit/test_etcd_payload.c). etcd.c is the I/O shell around it.
+ *
+ * Strings returned as `char *` are allocated with malloc() and owned by
+ * the caller (free()). A NULL return always means out of memory.
+ */
+#ifndef HR_ETCD_PAYLOAD_H
+#define HR_ETCD_PAYLOAD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cjson/cJSON.h>
+
+#include "healthreg/config.h"
+#include "healthreg/error.h"
+#include "healthreg/status.h"
+
+#define HR_ETCD_DEFAULT_ENDPOINT "http://127.0.0.1:2379"
+#define HR_ETCD_DEFAULT_PREFIX "services/"
+#define HR_ETCD_DEFAULT_LEASE_TTL_MS 10000
+#define HR_ETCD_DEFAULT_REQUEST_TIMEOUT_MS 2000
+/* etcd raises any lease TTL below this (with default election timeouts). */
+#define HR_ETCD_MIN_LEASE_TTL_MS 2000
+
+/* The parsed "registry.etcd" object. Every string is owned. */
+struct hr_etcd_conf {
+	char **endpoints;          /* base URLs without a trailing '/' */
+	size_t n_endpoints;
+	char *prefix;
+	int64_t lease_ttl_ms;      /* a whole number of seconds */
+	int64_t deregister_after_ms;
+	unsigned register_mask;    /* bit (1u << enum hr_status) */
+	char *username;            /* NULL: use ETCD_USERNAME if set */
+	char *password_file;       /* NULL: use ETCD_PASSWORD if set */
+	char *ca_file;
+	char *cert_file;
+	char *key_file;
+	int64_t request_timeout_ms;
+};
+
+/**
+ * Parse and validate conf (the "registry.etcd" object; NULL means all
+ * defaults) named path in messages ("registry.etcd"). Every problem is
+ * added to diag as "registry.etcd.key: problem"; unknown keys are errors.
+ * Returns 0 with *out filled (dispose it), or -EINVAL with *out empty, or
+ * -ENOMEM. diag may be NULL.
+ */
+int hr_etcd_conf_parse(struct hr_etcd_conf *out, const cJSON *conf,
+		       const char *path, struct hr_diag *diag);
+
+/** Free every member; the struct is zeroed and reusable. NULL-safe. */
+void hr_etcd_conf_dispose(struct hr_etcd_conf *c);
+
+/** True when status is one of conf's register_when statuses. */
+bool hr_etcd_registrable(const struct hr_etcd_conf *c, enum hr_status s);
+
+/**
+ * The instance address "host:port" ("[v6]:port" for IPv6 literals) into
+ * buf. host falls back to fallback_host when svc->address is NULL or "".
+ * Returns 0, -EINVAL when there is no host or no port, or -ERANGE when
+ * buf is too small.
+ */
+int hr_etcd_addr(const struct hr_service_spec *svc, const char *fallback_host,
+		 char *buf, size_t len);
+
+/** "<prefix><service name>/<addr>". */
+char *hr_etcd_key(const char *prefix, const char *service, const char *addr);
+
+/**
+ * The gRPC naming-resolver value:
+ * {"Op":0,"Addr":addr,"Metadata":{"id":..,"status":..,"tags":[..],"meta":{..}}}
+ */
+char *hr_etcd_value(const struct hr_service_spec *svc, const char *addr,
+		    enum hr_status status);
+
+/* Request bodies (int64 values are sent as decimal strings). */
+char *hr_etcd_body_grant(int64_t ttl_s);
+/** keepalive and revoke: {"ID":"<id>"} */
+char *hr_etcd_body_lease(int64_t id);
+char *hr_etcd_body_put(const char *key, const char *value, int64_t lease);
+/** A txn deleting key only while it is still attached to lease. */
+char *hr_etcd_body_delete_if_lease(const char *key, int64_t lease);
+char *hr_etcd_body_auth(const char *user, const char *password);
+
+/** Standard base64 with padding. */
+char *hr_etcd_b64(const void *data, size_t len);
+/**
+ * Decode standard base64 (padding optional). Returns a NUL-terminated
+ * buffer (length in *len_out, may be NULL) or NULL on bad input or OOM.
+ */
+char *hr_etcd_b64_decode(const char *s, size_t *len_out);
+
+/**
+ * An int64 as etcd's gateway sends it: a decimal string ("-1", "10",
+ * "7587870000000000001") or an integral JSON number. 0 or -EINVAL.
+ */
+int hr_etcd_int64(const cJSON *item, int64_t *out);
+
+/* Which call a reply answers: classification depends on it. */
+enum hr_etcd_op {
+	HR_ETCD_OP_AUTH,
+	HR_ETCD_OP_GRANT,
+	HR_ETCD_OP_KEEPALIVE,
+	HR_ETCD_OP_PUT,
+	HR_ETCD_OP_DELETE,   /* the delete-if-lease txn */
+	HR_ETCD_OP_REVOKE,
+};
+
+/** "authenticate", "grant", ... for logs. */
+const char *hr_etcd_op_name(enum hr_etcd_op op);
+
+/* What the backend should do about a reply. */
+enum hr_etcd_result {
+	HR_ETCD_OK,
+	HR_ETCD_LEASE_LOST,    /* grant a new lease and register again */
+	HR_ETCD_AUTH_EXPIRED,  /* token missing/invalid: authenticate again */
+	HR_ETCD_AUTH_DENIED,   /* bad credentials or permission: config */
+	HR_ETCD_UNAVAILABLE,   /* transport error or 5xx: next endpoint */
+	HR_ETCD_FAILED,        /* anything else: retry later */
+};
+
+const char *hr_etcd_result_name(enum hr_etcd_result r);
+
+struct hr_etcd_reply {
+	enum hr_etcd_result result;
+	long http_status;
+	int grpc_code;         /* -1 when the body named none */
+	char message[160];     /* etcd's error text, or ours */
+	int64_t id;            /* grant, keepalive: lease ID (0 absent) */
+	int64_t ttl;           /* grant, keepalive: TTL s (0 absent) */
+	bool succeeded;        /* delete txn: compare held */
+	char *token;           /* auth: owned; hr_etcd_reply_dispose() */
+};
+
+/**
+ * Classify one reply. http_status 0 means no HTTP reply at all (the
+ * caller's transport error): UNAVAILABLE. Cannot fail; out of memory while
+ * parsing is reported as FAILED.
+ */
+void hr_etcd_reply_parse(enum hr_etcd_op op, long http_status,
+			 const char *body, size_t len,
+			 struct hr_etcd_reply *out);
+
+/** Free the token. NULL-safe, idempotent. */
+void hr_etcd_reply_dispose(struct hr_etcd_reply *r);
+
+/**
+ * Exponential backoff with jitter: attempt 0 -> ~100 ms, doubling, capped
+ * at 5 s; the result is in [delay/2, delay]. rnd is uniform in [0,1).
+ */
+int64_t hr_etcd_backoff_ms(unsigned attempt, double rnd);
+
+#endif

@@ -1,0 +1,565 @@
+/*
+ * test_etcd_payload.c - the pure half of the etcd backend: config, key and
+ * value layout, request bodies, base64 and reply classification, with the
+ * odd reply shapes etcd 3.4's JSON gateway really produces.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <criterion/criterion.h>
+
+#include "etcd/etcd_payload.h"
+
+/* ---- config ---------------------------------------------------------- */
+
+static int parse_text(const char *json, struct hr_etcd_conf *c,
+		      struct hr_diag *d)
+{
+	cJSON *root = json ? cJSON_Parse(json) : NULL;
+	int rc;
+
+	if (json)
+		cr_assert_not_null(root, "bad test JSON: %s", json);
+	rc = hr_etcd_conf_parse(c, root, "registry.etcd", d);
+	cJSON_Delete(root);
+	return rc;
+}
+
+static bool diag_has(const struct hr_diag *d, const char *text)
+{
+	size_t i;
+
+	for (i = 0; i < d->n; i++)
+		if (strcmp(d->v[i].text, text) == 0)
+			return true;
+	return false;
+}
+
+Test(etcd_payload, conf_defaults)
+{
+	struct hr_etcd_conf c;
+	struct hr_diag d;
+
+	hr_diag_init(&d);
+	cr_assert_eq(parse_text("{}", &c, &d), 0);
+	cr_assert_eq(d.n, 0);
+	cr_assert_eq(c.n_endpoints, 1);
+	cr_assert_str_eq(c.endpoints[0], "http://127.0.0.1:2379");
+	cr_assert_str_eq(c.prefix, "services/");
+	cr_assert_eq(c.lease_ttl_ms, 10000);
+	cr_assert_eq(c.deregister_after_ms, 0);
+	cr_assert_eq(c.request_timeout_ms, 2000);
+	cr_assert(hr_etcd_registrable(&c, HR_STATUS_PASSING));
+	cr_assert(hr_etcd_registrable(&c, HR_STATUS_WARNING));
+	cr_assert_not(hr_etcd_registrable(&c, HR_STATUS_CRITICAL));
+	cr_assert_not(hr_etcd_registrable(&c, HR_STATUS_UNKNOWN));
+	cr_assert_null(c.username);
+	hr_etcd_conf_dispose(&c);
+
+	/* A missing object means every default too. */
+	cr_assert_eq(parse_text(NULL, &c, &d), 0);
+	cr_assert_eq(c.n_endpoints, 1);
+	hr_etcd_conf_dispose(&c);
+	hr_diag_dispose(&d);
+}
+
+Test(etcd_payload, conf_full)
+{
+	struct hr_etcd_conf c;
+	struct hr_diag d;
+
+	hr_diag_init(&d);
+	cr_assert_eq(parse_text(
+		"{\"endpoints\":[\"http://127.0.0.1:1/\",\"https://e2:2\"],"
+		"\"prefix\":\"svc/\",\"lease_ttl\":\"3s\","
+		"\"deregister_after\":\"1m30s\","
+		"\"register_when\":[\"passing\"],\"username\":\"agent\","
+		"\"password_file\":\"/run/pw\",\"ca_file\":\"ca.pem\","
+		"\"cert_file\":\"c.pem\",\"key_file\":\"k.pem\","
+		"\"request_timeout\":\"500ms\"}", &c, &d), 0);
+	cr_assert_eq(c.n_endpoints, 2);
+	cr_assert_str_eq(c.endpoints[0], "http://127.0.0.1:1");
+	cr_assert_str_eq(c.endpoints[1], "https://e2:2");
+	cr_assert_str_eq(c.prefix, "svc/");
+	cr_assert_eq(c.lease_ttl_ms, 3000);
+	cr_assert_eq(c.deregister_after_ms, 90000);
+	cr_assert_eq(c.request_timeout_ms, 500);
+	cr_assert(hr_etcd_registrable(&c, HR_STATUS_PASSING));
+	cr_assert_not(hr_etcd_registrable(&c, HR_STATUS_WARNING));
+	cr_assert_str_eq(c.username, "agent");
+	cr_assert_str_eq(c.password_file, "/run/pw");
+	cr_assert_str_eq(c.key_file, "k.pem");
+	hr_etcd_conf_dispose(&c);
+	cr_assert_null(c.endpoints);
+	hr_diag_dispose(&d);
+}
+
+struct conf_case {
+	const char *json;
+	const char *error; /* one expected diagnostic, exactly */
+};
+
+static const struct conf_case bad_confs[] = {
+	{ "{\"lease_ttl\":\"5x\"}",
+	  "registry.etcd.lease_ttl: \"5x\" is not a duration" },
+	{ "{\"lease_ttl\":5}",
+	  "registry.etcd.lease_ttl: must be a duration string such as "
+	  "\"10s\"" },
+	{ "{\"lease_ttl\":\"1s\"}",
+	  "registry.etcd.lease_ttl: must be at least 2s (etcd's minimum)" },
+	{ "{\"lease_ttl\":\"2500ms\"}",
+	  "registry.etcd.lease_ttl: must be a whole number of seconds" },
+	{ "{\"deregister_after\":\"-1s\"}",
+	  "registry.etcd.deregister_after: \"-1s\" is not a duration" },
+	{ "{\"request_timeout\":\"10ms\"}",
+	  "registry.etcd.request_timeout: must be at least 100ms" },
+	{ "{\"endpoints\":\"http://a:1\"}",
+	  "registry.etcd.endpoints: must be a list of URLs" },
+	{ "{\"endpoints\":[]}", "registry.etcd.endpoints: must not be empty" },
+	{ "{\"endpoints\":[\"http://a:1\",\"a:2\"]}",
+	  "registry.etcd.endpoints[1]: \"a:2\" must start with http:// or "
+	  "https://" },
+	{ "{\"endpoints\":[7]}", "registry.etcd.endpoints[0]: must be a string" },
+	{ "{\"endpoints\":[\"http://\"]}",
+	  "registry.etcd.endpoints[0]: \"http://\" has no host" },
+	{ "{\"register_when\":[\"passing\",\"sick\"]}",
+	  "registry.etcd.register_when[1]: \"sick\" is not one of "
+	  "\"passing\", \"warning\", \"critical\"" },
+	{ "{\"register_when\":[]}",
+	  "registry.etcd.register_when: must not be empty (the key would "
+	  "never be written)" },
+	{ "{\"register_when\":\"passing\"}",
+	  "registry.etcd.register_when: must be a list of \"passing\", "
+	  "\"warning\", \"critical\"" },
+	{ "{\"bogus\":1}", "registry.etcd.bogus: unknown key" },
+	{ "{\"password\":\"x\"}",
+	  "registry.etcd.password: passwords are not accepted inline; use "
+	  "password_file or the ETCD_PASSWORD environment variable" },
+	{ "{\"username\":\"\"}", "registry.etcd.username: must not be empty" },
+	{ "{\"prefix\":3}", "registry.etcd.prefix: must be a string" },
+	{ "{\"key_file\":\"k.pem\"}", "registry.etcd.key_file: needs cert_file" },
+	{ "[1]", "registry.etcd: must be an object" },
+};
+
+Test(etcd_payload, conf_errors_name_their_path)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(bad_confs) / sizeof(bad_confs[0]); i++) {
+		struct hr_etcd_conf c;
+		struct hr_diag d;
+		size_t k;
+
+		hr_diag_init(&d);
+		cr_assert_eq(parse_text(bad_confs[i].json, &c, &d), -EINVAL,
+			     "%s", bad_confs[i].json);
+		for (k = 0; k < d.n; k++)
+			cr_log_info("%s", d.v[k].text);
+		cr_assert(diag_has(&d, bad_confs[i].error),
+			  "%s: expected \"%s\", got %zu entries (first: %s)",
+			  bad_confs[i].json, bad_confs[i].error, d.n,
+			  d.n ? d.v[0].text : "-");
+		cr_assert_eq(d.errors, d.n);
+		cr_assert_null(c.endpoints);
+		hr_diag_dispose(&d);
+	}
+}
+
+Test(etcd_payload, conf_reports_every_problem)
+{
+	struct hr_etcd_conf c;
+	struct hr_diag d;
+
+	hr_diag_init(&d);
+	cr_assert_eq(parse_text("{\"lease_ttl\":\"x\",\"nope\":1,"
+				"\"endpoints\":[\"ftp://a\"]}", &c, &d),
+		     -EINVAL);
+	cr_assert_eq(d.errors, 3);
+	hr_diag_dispose(&d);
+	/* diag may be NULL: the result is still the verdict. */
+	cr_assert_eq(parse_text("{\"nope\":1}", &c, NULL), -EINVAL);
+}
+
+/* ---- key and value --------------------------------------------------- */
+
+static struct hr_service_spec svc(const char *address, int port)
+{
+	static char *tags[] = { "v1", "blue\"q", NULL };
+	static struct hr_header meta[] = { { "zone", "a" }, { "w", "2" } };
+	struct hr_service_spec s;
+
+	memset(&s, 0, sizeof(s));
+	s.name = "echo";
+	s.id = "echo-1";
+	s.address = (char *)address;
+	s.port = port;
+	s.tags = tags;
+	s.n_tags = 2;
+	s.meta = meta;
+	s.n_meta = 2;
+	return s;
+}
+
+Test(etcd_payload, addr_forms)
+{
+	struct {
+		const char *address, *fallback;
+		int port, rc;
+		const char *want;
+	} cases[] = {
+		{ "127.0.0.1", NULL, 9001, 0, "127.0.0.1:9001" },
+		{ "::1", NULL, 9001, 0, "[::1]:9001" },
+		{ "[::1]", NULL, 80, 0, "[::1]:80" },
+		{ NULL, "host-a", 80, 0, "host-a:80" },
+		{ "", "host-a", 80, 0, "host-a:80" },
+		{ NULL, NULL, 80, -EINVAL, NULL },
+		{ "h", NULL, 0, -EINVAL, NULL },
+		{ "h", NULL, 70000, -EINVAL, NULL },
+	};
+	size_t i;
+	char buf[64];
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct hr_service_spec s = svc(cases[i].address, cases[i].port);
+
+		cr_assert_eq(hr_etcd_addr(&s, cases[i].fallback, buf,
+					  sizeof(buf)), cases[i].rc, "%zu", i);
+		if (cases[i].want)
+			cr_assert_str_eq(buf, cases[i].want);
+	}
+	{
+		struct hr_service_spec s = svc("127.0.0.1", 9001);
+
+		cr_assert_eq(hr_etcd_addr(&s, NULL, buf, 8), -ERANGE);
+	}
+}
+
+Test(etcd_payload, key_layout)
+{
+	char *k = hr_etcd_key("services/", "echo", "127.0.0.1:9001");
+
+	cr_assert_str_eq(k, "services/echo/127.0.0.1:9001");
+	free(k);
+	k = hr_etcd_key("", "echo", "[::1]:1");
+	cr_assert_str_eq(k, "echo/[::1]:1");
+	free(k);
+}
+
+Test(etcd_payload, value_is_resolver_format)
+{
+	struct hr_service_spec s = svc("127.0.0.1", 9001);
+	char *v = hr_etcd_value(&s, "127.0.0.1:9001", HR_STATUS_WARNING);
+
+	cr_assert_str_eq(v,
+		"{\"Op\":0,\"Addr\":\"127.0.0.1:9001\",\"Metadata\":"
+		"{\"id\":\"echo-1\",\"status\":\"warning\","
+		"\"tags\":[\"v1\",\"blue\\\"q\"],"
+		"\"meta\":{\"zone\":\"a\",\"w\":\"2\"}}}");
+	free(v);
+
+	/* No id, tags or meta: id falls back to the name, lists are empty. */
+	s.id = NULL;
+	s.tags = NULL;
+	s.n_tags = 0;
+	s.n_meta = 0;
+	v = hr_etcd_value(&s, "h:1", HR_STATUS_PASSING);
+	cr_assert_str_eq(v, "{\"Op\":0,\"Addr\":\"h:1\",\"Metadata\":"
+			    "{\"id\":\"echo\",\"status\":\"passing\","
+			    "\"tags\":[],\"meta\":{}}}");
+	free(v);
+}
+
+/* ---- bodies and base64 ----------------------------------------------- */
+
+Test(etcd_payload, base64_table)
+{
+	struct {
+		const char *plain, *b64;
+	} cases[] = {
+		{ "", "" },
+		{ "f", "Zg==" },
+		{ "fo", "Zm8=" },
+		{ "foo", "Zm9v" },
+		{ "foob", "Zm9vYg==" },
+		{ "services/echo/127.0.0.1:9001",
+		  "c2VydmljZXMvZWNoby8xMjcuMC4wLjE6OTAwMQ==" },
+		{ "\xff\xfe", "//4=" },
+	};
+	size_t i, n;
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char *e = hr_etcd_b64(cases[i].plain, strlen(cases[i].plain));
+		char *d = hr_etcd_b64_decode(cases[i].b64, &n);
+
+		cr_assert_str_eq(e, cases[i].b64);
+		cr_assert_not_null(d);
+		cr_assert_eq(n, strlen(cases[i].plain));
+		cr_assert_str_eq(d, cases[i].plain);
+		free(e);
+		free(d);
+	}
+	cr_assert_null(hr_etcd_b64_decode("Zm9v!!", NULL));
+	cr_assert_null(hr_etcd_b64_decode("Z", NULL));
+	cr_assert_null(hr_etcd_b64_decode("Zg=", NULL));
+	{
+		char *d = hr_etcd_b64_decode("Zg", &n); /* unpadded */
+
+		cr_assert_str_eq(d, "f");
+		free(d);
+	}
+}
+
+Test(etcd_payload, bodies)
+{
+	char *b;
+
+	b = hr_etcd_body_grant(10);
+	cr_assert_str_eq(b, "{\"TTL\":\"10\"}");
+	free(b);
+	/* Lease IDs above 2^53 travel as exact decimal strings. */
+	b = hr_etcd_body_lease(INT64_C(7587870000000000001));
+	cr_assert_str_eq(b, "{\"ID\":\"7587870000000000001\"}");
+	free(b);
+	b = hr_etcd_body_put("foo", "bar", 1000);
+	cr_assert_str_eq(b, "{\"key\":\"Zm9v\",\"value\":\"YmFy\","
+			    "\"lease\":\"1000\"}");
+	free(b);
+	b = hr_etcd_body_delete_if_lease("foo", INT64_C(2324035664876589831));
+	cr_assert_str_eq(b,
+		"{\"compare\":[{\"target\":\"LEASE\",\"key\":\"Zm9v\","
+		"\"result\":\"EQUAL\",\"lease\":\"2324035664876589831\"}],"
+		"\"success\":[{\"request_delete_range\":{\"key\":\"Zm9v\"}}]}");
+	free(b);
+	b = hr_etcd_body_auth("agent", "p\"w");
+	cr_assert_str_eq(b, "{\"name\":\"agent\",\"password\":\"p\\\"w\"}");
+	free(b);
+}
+
+Test(etcd_payload, int64_forms)
+{
+	struct {
+		const char *json;
+		int rc;
+		int64_t want;
+	} cases[] = {
+		{ "\"2324035664876589831\"", 0, INT64_C(2324035664876589831) },
+		{ "\"9223372036854775807\"", 0, INT64_MAX },
+		{ "\"-9223372036854775808\"", 0, INT64_MIN },
+		{ "\"9223372036854775808\"", -EINVAL, 0 },
+		{ "\"-1\"", 0, -1 },
+		{ "\"10\"", 0, 10 },
+		{ "10", 0, 10 },
+		{ "1.5", -EINVAL, 0 },
+		{ "\"\"", -EINVAL, 0 },
+		{ "\"-\"", -EINVAL, 0 },
+		{ "\"12a\"", -EINVAL, 0 },
+		{ "null", -EINVAL, 0 },
+		{ "true", -EINVAL, 0 },
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		cJSON *j = cJSON_Parse(cases[i].json);
+		int64_t v = 0;
+
+		cr_assert_eq(hr_etcd_int64(j, &v), cases[i].rc, "%s",
+			     cases[i].json);
+		if (cases[i].rc == 0)
+			cr_assert_eq(v, cases[i].want, "%s", cases[i].json);
+		cJSON_Delete(j);
+	}
+}
+
+/* ---- replies --------------------------------------------------------- */
+
+#define H "\"header\":{\"cluster_id\":\"1\",\"member_id\":\"2\"," \
+	  "\"revision\":\"9\",\"raft_term\":\"2\"}"
+
+struct reply_case {
+	const char *name;
+	enum hr_etcd_op op;
+	long http;
+	const char *body;
+	enum hr_etcd_result result;
+	int64_t id, ttl;
+	bool succeeded;
+	const char *token;
+	int grpc_code;
+};
+
+static const struct reply_case replies[] = {
+	{ "grant ok", HR_ETCD_OP_GRANT, 200,
+	  "{" H ",\"ID\":\"2324035664876589831\",\"TTL\":\"10\"}", HR_ETCD_OK,
+	  INT64_C(2324035664876589831), 10, false, NULL, -1 },
+	{ "grant raised ttl", HR_ETCD_OP_GRANT, 200,
+	  "{" H ",\"ID\":\"1000\",\"TTL\":\"2\"}", HR_ETCD_OK, 1000, 2, false,
+	  NULL, -1 },
+	{ "grant with empty error field", HR_ETCD_OP_GRANT, 200,
+	  "{" H ",\"ID\":\"5\",\"TTL\":\"3\",\"error\":\"\"}", HR_ETCD_OK, 5, 3,
+	  false, NULL, -1 },
+	{ "grant without ID", HR_ETCD_OP_GRANT, 200, "{" H ",\"TTL\":\"10\"}",
+	  HR_ETCD_FAILED, 0, 10, false, NULL, -1 },
+	{ "grant, ID as a number", HR_ETCD_OP_GRANT, 200,
+	  "{\"ID\":1000,\"TTL\":10}", HR_ETCD_OK, 1000, 10, false, NULL, -1 },
+	{ "grant, quorum lost", HR_ETCD_OP_GRANT, 500,
+	  "{\"error\":\"context deadline exceeded\",\"message\":\"context "
+	  "deadline exceeded\",\"code\":2}", HR_ETCD_UNAVAILABLE, 0, 0, false,
+	  NULL, 2 },
+	{ "keepalive ok", HR_ETCD_OP_KEEPALIVE, 200,
+	  "{\"result\":{" H ",\"ID\":\"1000\",\"TTL\":\"60\"}}\n", HR_ETCD_OK,
+	  1000, 60, false, NULL, -1 },
+	{ "keepalive two lines", HR_ETCD_OP_KEEPALIVE, 200,
+	  "{\"result\":{\"ID\":\"1\",\"TTL\":\"9\"}}\n"
+	  "{\"result\":{\"ID\":\"1\",\"TTL\":\"9\"}}\n", HR_ETCD_OK, 1, 9, false,
+	  NULL, -1 },
+	{ "keepalive of a dead lease: 200 without TTL",
+	  HR_ETCD_OP_KEEPALIVE, 200, "{\"result\":{" H ",\"ID\":\"999999\"}}\n",
+	  HR_ETCD_LEASE_LOST, 999999, 0, false, NULL, -1 },
+	{ "keepalive of ID 0", HR_ETCD_OP_KEEPALIVE, 200,
+	  "{\"result\":{" H "}}\n", HR_ETCD_LEASE_LOST, 0, 0, false, NULL, -1 },
+	{ "keepalive TTL -1", HR_ETCD_OP_KEEPALIVE, 200,
+	  "{\"result\":{\"ID\":\"3\",\"TTL\":\"-1\"}}", HR_ETCD_LEASE_LOST, 3, 0,
+	  false, NULL, -1 },
+	{ "keepalive, no leader (stream error shape)", HR_ETCD_OP_KEEPALIVE,
+	  503, "{\"error\":{\"grpc_code\":14,\"http_code\":503,\"message\":"
+	  "\"etcdserver: no leader\",\"http_status\":\"Service Unavailable\"}}",
+	  HR_ETCD_UNAVAILABLE, 0, 0, false, NULL, 14 },
+	{ "keepalive, stream error after a 200", HR_ETCD_OP_KEEPALIVE, 200,
+	  "{\"error\":{\"grpc_code\":14,\"message\":\"no leader\"}}",
+	  HR_ETCD_UNAVAILABLE, 0, 0, false, NULL, 14 },
+	{ "keepalive, stream auth error", HR_ETCD_OP_KEEPALIVE, 200,
+	  "{\"error\":{\"grpc_code\":16,\"http_code\":401,\"message\":"
+	  "\"etcdserver: invalid auth token\"}}", HR_ETCD_AUTH_EXPIRED, 0, 0,
+	  false, NULL, 16 },
+	{ "keepalive, no result", HR_ETCD_OP_KEEPALIVE, 200, "{}",
+	  HR_ETCD_FAILED, 0, 0, false, NULL, -1 },
+	{ "put ok", HR_ETCD_OP_PUT, 200, "{" H "}", HR_ETCD_OK, 0, 0, false,
+	  NULL, -1 },
+	{ "put, unknown lease", HR_ETCD_OP_PUT, 404,
+	  "{\"error\":\"etcdserver: requested lease not found\",\"message\":"
+	  "\"etcdserver: requested lease not found\",\"code\":5}",
+	  HR_ETCD_LEASE_LOST, 0, 0, false, NULL, 5 },
+	{ "put, request timed out", HR_ETCD_OP_PUT, 503,
+	  "{\"error\":\"etcdserver: request timed out\",\"message\":\"x\","
+	  "\"code\":14}", HR_ETCD_UNAVAILABLE, 0, 0, false, NULL, 14 },
+	{ "put, invalid token", HR_ETCD_OP_PUT, 401,
+	  "{\"error\":\"etcdserver: invalid auth token\",\"message\":\"x\","
+	  "\"code\":16}", HR_ETCD_AUTH_EXPIRED, 0, 0, false, NULL, 16 },
+	{ "put, no token while auth is on", HR_ETCD_OP_PUT, 400,
+	  "{\"error\":\"etcdserver: user name is empty\",\"message\":\"x\","
+	  "\"code\":3}", HR_ETCD_AUTH_EXPIRED, 0, 0, false, NULL, 3 },
+	{ "put, permission denied", HR_ETCD_OP_PUT, 403,
+	  "{\"error\":\"etcdserver: permission denied\",\"message\":\"x\","
+	  "\"code\":7}", HR_ETCD_AUTH_DENIED, 0, 0, false, NULL, 7 },
+	{ "put, bad base64 (our bug)", HR_ETCD_OP_PUT, 400,
+	  "{\"error\":\"illegal base64 data at input byte 4\",\"message\":"
+	  "\"x\",\"code\":3}", HR_ETCD_FAILED, 0, 0, false, NULL, 3 },
+	{ "put, 404 text/plain (wrong path)", HR_ETCD_OP_PUT, 404,
+	  "404 page not found", HR_ETCD_FAILED, 0, 0, false, NULL, -1 },
+	{ "put, 502 from a proxy, HTML", HR_ETCD_OP_PUT, 502,
+	  "<html>bad gateway</html>", HR_ETCD_UNAVAILABLE, 0, 0, false, NULL,
+	  -1 },
+	{ "put, empty 200", HR_ETCD_OP_PUT, 200, "", HR_ETCD_FAILED, 0, 0,
+	  false, NULL, -1 },
+	{ "put, 401 without a body", HR_ETCD_OP_PUT, 401, "",
+	  HR_ETCD_AUTH_EXPIRED, 0, 0, false, NULL, -1 },
+	{ "no HTTP reply at all", HR_ETCD_OP_PUT, 0, NULL, HR_ETCD_UNAVAILABLE,
+	  0, 0, false, NULL, -1 },
+	{ "delete txn held", HR_ETCD_OP_DELETE, 200,
+	  "{" H ",\"succeeded\":true,\"responses\":[{\"response_delete_range\":"
+	  "{\"header\":{\"revision\":\"10\"},\"deleted\":\"1\"}}]}", HR_ETCD_OK,
+	  0, 0, true, NULL, -1 },
+	{ "delete txn not held: no succeeded field", HR_ETCD_OP_DELETE, 200,
+	  "{" H "}", HR_ETCD_OK, 0, 0, false, NULL, -1 },
+	{ "revoke ok", HR_ETCD_OP_REVOKE, 200, "{" H "}", HR_ETCD_OK, 0, 0,
+	  false, NULL, -1 },
+	{ "revoke unknown lease", HR_ETCD_OP_REVOKE, 404,
+	  "{\"error\":\"etcdserver: requested lease not found\",\"message\":"
+	  "\"x\",\"code\":5}", HR_ETCD_LEASE_LOST, 0, 0, false, NULL, 5 },
+	{ "auth ok", HR_ETCD_OP_AUTH, 200,
+	  "{" H ",\"token\":\"EroUKqwoWlewNMGh.62\"}", HR_ETCD_OK, 0, 0, false,
+	  "EroUKqwoWlewNMGh.62", -1 },
+	{ "auth wrong password", HR_ETCD_OP_AUTH, 400,
+	  "{\"error\":\"etcdserver: authentication failed, invalid user ID or "
+	  "password\",\"message\":\"x\",\"code\":3}", HR_ETCD_AUTH_DENIED, 0, 0,
+	  false, NULL, 3 },
+	{ "auth not enabled", HR_ETCD_OP_AUTH, 400,
+	  "{\"error\":\"etcdserver: authentication is not enabled\","
+	  "\"message\":\"x\",\"code\":3}", HR_ETCD_AUTH_DENIED, 0, 0, false,
+	  NULL, 3 },
+	{ "auth reply without token", HR_ETCD_OP_AUTH, 200, "{" H "}",
+	  HR_ETCD_FAILED, 0, 0, false, NULL, -1 },
+};
+
+Test(etcd_payload, reply_classification)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(replies) / sizeof(replies[0]); i++) {
+		const struct reply_case *c = &replies[i];
+		struct hr_etcd_reply r;
+
+		hr_etcd_reply_parse(c->op, c->http, c->body,
+				    c->body ? strlen(c->body) : 0, &r);
+		cr_assert_eq(r.result, c->result, "%s: got %s (%s)", c->name,
+			     hr_etcd_result_name(r.result), r.message);
+		cr_assert_eq(r.http_status, c->http, "%s", c->name);
+		if (c->result == HR_ETCD_OK || c->op == HR_ETCD_OP_KEEPALIVE) {
+			cr_assert_eq(r.id, c->id, "%s", c->name);
+		}
+		if (c->result == HR_ETCD_OK)
+			cr_assert_eq(r.ttl, c->ttl, "%s", c->name);
+		cr_assert_eq(r.succeeded, c->succeeded, "%s", c->name);
+		cr_assert_eq(r.grpc_code, c->grpc_code, "%s", c->name);
+		if (c->token)
+			cr_assert_str_eq(r.token, c->token, "%s", c->name);
+		else
+			cr_assert_null(r.token, "%s", c->name);
+		if (c->result != HR_ETCD_OK)
+			cr_assert_neq(r.message[0], '\0', "%s", c->name);
+		hr_etcd_reply_dispose(&r);
+		hr_etcd_reply_dispose(&r); /* idempotent */
+	}
+}
+
+Test(etcd_payload, reply_message_is_etcds_text)
+{
+	struct hr_etcd_reply r;
+	const char *b = "{\"error\":\"etcdserver: requested lease not found\","
+			"\"message\":\"m\",\"code\":5}";
+
+	hr_etcd_reply_parse(HR_ETCD_OP_PUT, 404, b, strlen(b), &r);
+	cr_assert_str_eq(r.message, "etcdserver: requested lease not found");
+	hr_etcd_reply_dispose(&r);
+}
+
+Test(etcd_payload, backoff_grows_with_jitter_and_caps)
+{
+	unsigned a;
+	int64_t prev_max = 0;
+
+	cr_assert_eq(hr_etcd_backoff_ms(0, 0.0), 50);
+	cr_assert_eq(hr_etcd_backoff_ms(0, 0.999), 99);
+	for (a = 0; a < 40; a++) {
+		int64_t lo = hr_etcd_backoff_ms(a, 0.0);
+		int64_t hi = hr_etcd_backoff_ms(a, 0.9999);
+
+		cr_assert_leq(lo, hi);
+		cr_assert_geq(hi, prev_max);
+		cr_assert_leq(hi, 5000);
+		cr_assert_geq(lo, 50);
+		prev_max = hi;
+	}
+	cr_assert_geq(hr_etcd_backoff_ms(39, 0.0), 2500);
+	/* Out-of-range randomness is clamped, not trusted. */
+	cr_assert_eq(hr_etcd_backoff_ms(0, -3.0), 50);
+	cr_assert_leq(hr_etcd_backoff_ms(0, 7.0), 100);
+}
+
+Test(etcd_payload, names)
+{
+	cr_assert_str_eq(hr_etcd_op_name(HR_ETCD_OP_DELETE), "delete");
+	cr_assert_str_eq(hr_etcd_result_name(HR_ETCD_LEASE_LOST),
+			 "lease_lost");
+}
