@@ -1,0 +1,143 @@
+/*
+ * aggregate.c - pure rules: thresholds per check, and check statuses ->
+ * one service status with a stable summary text.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+
+/*
+ * Consul's StatusHandler: the counters start at their thresholds, so the
+ * first result applies at once. passing/warning count as successes.
+ */
+void hr__thresh_init(struct hr__thresh *t, const struct hr_check_spec *s)
+{
+	t->successes = (uint32_t)s->success_before_passing;
+	t->failures = (uint32_t)s->failures_before_critical;
+	if ((uint32_t)s->failures_before_warning > t->failures)
+		t->failures = (uint32_t)s->failures_before_warning;
+}
+
+enum hr_status hr__thresh_apply(struct hr__thresh *t,
+				const struct hr_check_spec *s,
+				enum hr_status current, enum hr_status raw)
+{
+	if (raw == HR_STATUS_PASSING || raw == HR_STATUS_WARNING) {
+		if (t->successes < UINT32_MAX)
+			t->successes++;
+		t->failures = 0;
+		if (t->successes >= (uint32_t)s->success_before_passing)
+			return raw;
+		return current;
+	}
+	if (t->failures < UINT32_MAX)
+		t->failures++;
+	t->successes = 0;
+	if (t->failures >= (uint32_t)s->failures_before_critical)
+		return HR_STATUS_CRITICAL;
+	if (t->failures >= (uint32_t)s->failures_before_warning)
+		return HR_STATUS_WARNING;
+	return current;
+}
+
+static enum hr_status contribution(enum hr_status st, enum hr_on_failure f)
+{
+	if (st == HR_STATUS_UNKNOWN)
+		st = HR_STATUS_CRITICAL;
+	if (st == HR_STATUS_PASSING || f == HR_ON_FAILURE_IGNORE)
+		return HR_STATUS_PASSING;
+	if (f == HR_ON_FAILURE_WARNING)
+		return HR_STATUS_WARNING;
+	return st;
+}
+
+#define MAX_NAMES 10
+
+struct bucket {
+	size_t count, named;
+	char names[512];
+	size_t pos;
+};
+
+static void bucket_add(struct bucket *b, const char *name)
+{
+	b->count++;
+	if (b->named >= MAX_NAMES)
+		return;
+	b->pos += (size_t)snprintf(b->names + b->pos,
+				   sizeof(b->names) - b->pos, "%s%s",
+				   b->named ? ", " : "", name);
+	if (b->pos >= sizeof(b->names))
+		b->pos = sizeof(b->names) - 1;
+	b->named++;
+}
+
+enum hr_status hr__aggregate(const struct hr__agg_item *items, size_t n,
+			     const struct hr_group_spec *groups,
+			     size_t n_groups, char *summary, size_t len)
+{
+	enum hr_status agg = HR_STATUS_PASSING;
+	struct bucket b[4];
+	size_t i, g, pos = 0;
+	int first = 1;
+	static const enum hr_status order[] = {
+		HR_STATUS_PASSING, HR_STATUS_WARNING, HR_STATUS_CRITICAL,
+		HR_STATUS_UNKNOWN,
+	};
+
+	memset(b, 0, sizeof(b));
+	for (i = 0; i < n; i++) {
+		bucket_add(&b[items[i].status], items[i].name);
+		if (items[i].group < 0)
+			agg = hr_status_worst(agg, contribution(items[i].status,
+							       items[i].on_failure));
+	}
+	for (g = 0; g < n_groups; g++) {
+		size_t passing = 0, warning = 0;
+		enum hr_status gs;
+
+		for (i = 0; i < n; i++) {
+			if (items[i].group != (int)g)
+				continue;
+			if (items[i].status == HR_STATUS_PASSING)
+				passing++;
+			else if (items[i].status == HR_STATUS_WARNING)
+				warning++;
+		}
+		/* Quorum met: passing. Met only counting members that are
+		 * degraded: warning. Otherwise the group's on_failure. */
+		if (passing >= (size_t)groups[g].min_passing)
+			gs = HR_STATUS_PASSING;
+		else if (passing + warning >= (size_t)groups[g].min_passing)
+			gs = HR_STATUS_WARNING;
+		else
+			gs = HR_STATUS_CRITICAL;
+		agg = hr_status_worst(agg, contribution(gs, groups[g].on_failure));
+	}
+	if (!len)
+		return agg;
+	summary[0] = '\0';
+	for (i = 0; i < 4; i++) {
+		const struct bucket *bk = &b[order[i]];
+
+		if (!bk->count && order[i] != HR_STATUS_PASSING)
+			continue;
+		pos += (size_t)snprintf(summary + pos, pos < len ? len - pos : 0,
+					"%s%zu %s", first ? "" : ", ",
+					bk->count, hr_status_name(order[i]));
+		if (order[i] != HR_STATUS_PASSING && bk->count) {
+			pos += (size_t)snprintf(summary + pos,
+						pos < len ? len - pos : 0,
+						": %s", bk->names);
+			if (bk->count > bk->named)
+				pos += (size_t)snprintf(summary + pos,
+							pos < len ? len - pos : 0,
+							" and %zu more",
+							bk->count - bk->named);
+		}
+		first = 0;
+	}
+	return agg;
+}

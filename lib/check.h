@@ -1,0 +1,83 @@
+/*
+ * check.h - what the generic layer (aggregator.c) and the check kinds
+ * (check_http.c, check_tcp.c, check_exec.c) share. A kind starts one run
+ * and ends it exactly once with hr__check_finish(); all policy
+ * (thresholds, scheduling, caching, truncation) stays in aggregator.c.
+ */
+#ifndef HR_CHECK_H
+#define HR_CHECK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <ev.h>
+
+#include "healthreg/aggregator.h"
+#include "healthreg/config.h"
+
+struct hr_check;
+
+struct hr__check_kind {
+	/*
+	 * Begin one run. Returns 0 (the run ends later with
+	 * hr__check_finish) or a negative errno (the run failed to start;
+	 * the generic layer records a critical result with err's text).
+	 */
+	int (*start)(struct hr_check *c, struct hr_err *err);
+	/* Abort the run in flight without finishing it. */
+	void (*cancel)(struct hr_check *c);
+};
+
+extern const struct hr__check_kind hr__check_http;
+extern const struct hr__check_kind hr__check_tcp;
+extern const struct hr__check_kind hr__check_exec;
+
+/* Accessors for kinds. */
+const struct hr_check_spec *hr__check_spec(const struct hr_check *c);
+struct ev_loop *hr__check_loop(const struct hr_check *c);
+struct hr_http *hr__check_http_glue(const struct hr_check *c);
+/* Per-run state slot owned by the kind (NULL when idle). */
+void **hr__check_run_slot(struct hr_check *c);
+
+/*
+ * End the run in flight: raw result and its output (len bytes; total is
+ * the full size produced when the kind kept only the head). The kind must
+ * have released its per-run state first; c may be freed by the call.
+ */
+void hr__check_finish(struct hr_check *c, enum hr_status raw,
+		      const char *output, size_t len, size_t total);
+
+/*
+ * Output truncation, Consul's rule: when total > HR_OUTPUT_MAX, keep the
+ * first HR_OUTPUT_MAX bytes and append " ... (captured 4096 of N bytes)".
+ * Returns a malloc'ed NUL-terminated string (NULL on allocation failure).
+ */
+char *hr__output_store(const char *out, size_t len, size_t total);
+
+/* Consul threshold semantics; see docs/checks.md. Pure. */
+struct hr__thresh {
+	uint32_t successes, failures;
+};
+void hr__thresh_init(struct hr__thresh *t, const struct hr_check_spec *s);
+enum hr_status hr__thresh_apply(struct hr__thresh *t,
+				const struct hr_check_spec *s,
+				enum hr_status current, enum hr_status raw);
+
+/* Aggregation. Pure. */
+struct hr__agg_item {
+	const char *name;
+	enum hr_status status;
+	enum hr_on_failure on_failure;
+	int group; /* index into groups or -1 */
+};
+
+/*
+ * The aggregate of n items under groups, with the stable summary written
+ * into summary (always NUL-terminated).
+ */
+enum hr_status hr__aggregate(const struct hr__agg_item *items, size_t n,
+			     const struct hr_group_spec *groups,
+			     size_t n_groups, char *summary, size_t len);
+
+#endif

@@ -1,0 +1,253 @@
+/*
+ * check_exec.c - the args (exec) check kind: argv without a shell.
+ *
+ *   start(): pipe, posix_spawn in a new session (its own process group),
+ *     stdin /dev/null, stdout+stderr -> pipe, no other fds; pidfd_open
+ *     -> pipe_cb (keeps the first HR_OUTPUT_MAX bytes, counts all)
+ *     -> exit_cb (pidfd readable: reap, drain the pipe, kill the group)
+ *     -> timeout_cb (kill the group, then wait for exit_cb)
+ *   exit 0 passing, 1 warning, anything else critical.
+ *
+ * pidfds (Linux >= 5.3) make this work on any libev loop without SIGCHLD
+ * handlers; the child is always reaped, grandchildren are killed with the
+ * group, and every fd of ours is close-on-exec or closed in the child.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/pidfd.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "internal.h"
+
+extern char **environ;
+
+struct exec_run {
+	struct hr_check *c;
+	ev_io pipe_io;
+	ev_io pid_io;
+	ev_timer timer;
+	pid_t pid;
+	int pipe_fd, pid_fd;
+	bool timed_out;
+	char *buf;
+	size_t len, total;
+};
+
+static void drain(struct exec_run *r)
+{
+	char tmp[4096];
+	ssize_t n;
+
+	while (r->pipe_fd >= 0) {
+		n = read(r->pipe_fd, tmp, sizeof(tmp));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			if (n == 0 || errno != EAGAIN) {
+				ev_io_stop(hr__check_loop(r->c), &r->pipe_io);
+				close(r->pipe_fd);
+				r->pipe_fd = -1;
+			}
+			return;
+		}
+		r->total += (size_t)n;
+		if (r->len < HR_OUTPUT_MAX) {
+			size_t room = HR_OUTPUT_MAX - r->len;
+			size_t k = (size_t)n < room ? (size_t)n : room;
+
+			if (!r->buf)
+				r->buf = malloc(HR_OUTPUT_MAX);
+			if (r->buf) {
+				memcpy(r->buf + r->len, tmp, k);
+				r->len += k;
+			}
+		}
+	}
+}
+
+static void release(struct exec_run *r)
+{
+	struct ev_loop *loop = hr__check_loop(r->c);
+
+	ev_io_stop(loop, &r->pipe_io);
+	ev_io_stop(loop, &r->pid_io);
+	ev_timer_stop(loop, &r->timer);
+	if (r->pipe_fd >= 0)
+		close(r->pipe_fd);
+	if (r->pid_fd >= 0)
+		close(r->pid_fd);
+	r->pipe_fd = r->pid_fd = -1;
+	free(r->buf);
+	free(r);
+}
+
+static void exit_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct exec_run *r = container_of(w, struct exec_run, pid_io);
+	struct hr_check *c = r->c;
+	const struct hr_check_spec *s = hr__check_spec(c);
+	enum hr_status st;
+	siginfo_t si;
+	char msg[128];
+	char *out;
+	size_t len, total;
+
+	(void)loop;
+	(void)revents;
+	memset(&si, 0, sizeof(si));
+	if (waitid(P_PIDFD, (id_t)r->pid_fd, &si, WEXITED | WNOHANG) < 0 ||
+	    si.si_pid == 0)
+		return; /* spurious */
+	/* Whatever is still in the pipe, then no process of the group may
+	 * outlive the check. */
+	drain(r);
+	kill(-r->pid, SIGKILL);
+	if (r->timed_out) {
+		st = HR_STATUS_CRITICAL;
+		len = (size_t)snprintf(msg, sizeof(msg),
+				       "Timed out (%lldms) running check",
+				       (long long)s->timeout_ms);
+		*hr__check_run_slot(c) = NULL;
+		release(r);
+		hr__check_finish(c, st, msg, len, len);
+		return;
+	}
+	if (si.si_code == CLD_EXITED) {
+		st = si.si_status == 0	 ? HR_STATUS_PASSING
+		     : si.si_status == 1 ? HR_STATUS_WARNING
+					 : HR_STATUS_CRITICAL;
+		msg[0] = '\0';
+	} else {
+		st = HR_STATUS_CRITICAL;
+		snprintf(msg, sizeof(msg), "killed by signal %d", si.si_status);
+	}
+	out = r->buf;
+	len = r->len;
+	total = r->total;
+	if (msg[0] && !total) {
+		out = msg;
+		len = total = strlen(msg);
+	}
+	*hr__check_run_slot(c) = NULL;
+	/* finish copies the output; release afterwards. */
+	r->buf = NULL;
+	release(r);
+	hr__check_finish(c, st, out ? out : "", out ? len : 0, total);
+	if (out != msg)
+		free(out);
+}
+
+static void pipe_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct exec_run *r = container_of(w, struct exec_run, pipe_io);
+
+	(void)loop;
+	(void)revents;
+	drain(r);
+}
+
+static void timeout_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct exec_run *r = container_of(w, struct exec_run, timer);
+
+	(void)loop;
+	(void)revents;
+	r->timed_out = true;
+	kill(-r->pid, SIGKILL);
+	/* exit_cb reaps the child and finishes. */
+}
+
+static int exec_start(struct hr_check *c, struct hr_err *err)
+{
+	const struct hr_check_spec *s = hr__check_spec(c);
+	struct ev_loop *loop = hr__check_loop(c);
+	posix_spawn_file_actions_t fa;
+	posix_spawnattr_t attr;
+	struct exec_run *r;
+	sigset_t none, defs;
+	int p[2] = { -1, -1 };
+	int rc;
+
+	r = calloc(1, sizeof(*r));
+	if (!r)
+		return hr_err_set(err, -ENOMEM, "out of memory");
+	r->c = c;
+	r->pipe_fd = r->pid_fd = -1;
+	if (pipe2(p, O_CLOEXEC | O_NONBLOCK) < 0) {
+		rc = hr_err_set(err, -errno, "pipe: %s", strerror(errno));
+		free(r);
+		return rc;
+	}
+	/* The child's end must block: a script writing to a full pipe
+	 * should wait, not fail. */
+	fcntl(p[1], F_SETFL, 0);
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+	posix_spawn_file_actions_adddup2(&fa, p[1], 1);
+	posix_spawn_file_actions_adddup2(&fa, p[1], 2);
+	posix_spawn_file_actions_addclosefrom_np(&fa, 3);
+	posix_spawnattr_init(&attr);
+	sigemptyset(&none);
+	sigfillset(&defs);
+	posix_spawnattr_setsigmask(&attr, &none);
+	posix_spawnattr_setsigdefault(&attr, &defs);
+	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID |
+						POSIX_SPAWN_SETSIGMASK |
+						POSIX_SPAWN_SETSIGDEF);
+	rc = posix_spawnp(&r->pid, s->args[0], &fa, &attr, s->args, environ);
+	posix_spawn_file_actions_destroy(&fa);
+	posix_spawnattr_destroy(&attr);
+	close(p[1]);
+	if (rc) {
+		close(p[0]);
+		free(r);
+		return hr_err_set(err, -rc, "exec %s: %s", s->args[0],
+				  strerror(rc));
+	}
+	r->pipe_fd = p[0];
+	r->pid_fd = pidfd_open(r->pid, 0);
+	if (r->pid_fd < 0) {
+		int e = errno;
+
+		kill(-r->pid, SIGKILL);
+		waitpid(r->pid, NULL, 0); /* killed: returns at once */
+		close(r->pipe_fd);
+		free(r);
+		return hr_err_set(err, -e, "pidfd_open: %s", strerror(e));
+	}
+	fcntl(r->pid_fd, F_SETFD, FD_CLOEXEC);
+	ev_io_init(&r->pipe_io, pipe_cb, r->pipe_fd, EV_READ);
+	ev_io_init(&r->pid_io, exit_cb, r->pid_fd, EV_READ);
+	ev_timer_init(&r->timer, timeout_cb, (double)s->timeout_ms / 1000.0, 0.);
+	ev_io_start(loop, &r->pipe_io);
+	ev_io_start(loop, &r->pid_io);
+	ev_timer_start(loop, &r->timer);
+	*hr__check_run_slot(c) = r;
+	return 0;
+}
+
+static void exec_cancel(struct hr_check *c)
+{
+	struct exec_run *r = *hr__check_run_slot(c);
+	siginfo_t si;
+
+	if (!r)
+		return;
+	kill(-r->pid, SIGKILL);
+	/* SIGKILL cannot be caught: the wait ends promptly. */
+	waitid(P_PIDFD, (id_t)r->pid_fd, &si, WEXITED);
+	*hr__check_run_slot(c) = NULL;
+	release(r);
+}
+
+const struct hr__check_kind hr__check_exec = {
+	.start = exec_start,
+	.cancel = exec_cancel,
+};
