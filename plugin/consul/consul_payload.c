@@ -1,0 +1,828 @@
+/*
+ * consul_payload.c - pure functions of the Consul backend: "registry.consul"
+ * validation, the register and TTL-update bodies, URLs, output preparation
+ * (UTF-8 repair, truncation to Consul's 4 KiB rule) and the classification
+ * of the agent's answers into what the state machine in consul.c does next.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "consul_payload.h"
+#include "healthreg/duration.h"
+
+#define BIT(s) (1u << (unsigned)(s))
+
+/* A growing NUL-terminated byte string; ok is cleared on ENOMEM. */
+struct buf {
+	char *p;
+	size_t n, cap;
+	int ok;
+};
+
+static void buf_init(struct buf *b)
+{
+	b->p = NULL;
+	b->n = b->cap = 0;
+	b->ok = 1;
+}
+
+static void buf_put(struct buf *b, const char *s, size_t n)
+{
+	if (!b->ok)
+		return;
+	if (b->n + n + 1 > b->cap) {
+		size_t cap = b->cap ? b->cap : 64;
+		char *p;
+
+		while (cap < b->n + n + 1)
+			cap *= 2;
+		p = realloc(b->p, cap);
+		if (!p) {
+			b->ok = 0;
+			return;
+		}
+		b->p = p;
+		b->cap = cap;
+	}
+	memcpy(b->p + b->n, s, n);
+	b->n += n;
+	b->p[b->n] = '\0';
+}
+
+static void buf_str(struct buf *b, const char *s)
+{
+	buf_put(b, s, strlen(s));
+}
+
+/* Hand the string over (malloc'd), or NULL after ENOMEM. */
+static char *buf_take(struct buf *b)
+{
+	if (!b->ok) {
+		free(b->p);
+		return NULL;
+	}
+	if (!b->p)
+		return strdup("");
+	return b->p;
+}
+
+/* ---- configuration ---------------------------------------------------- */
+
+void hr_consul_conf_init(struct hr_consul_conf *c)
+{
+	memset(c, 0, sizeof(*c));
+}
+
+void hr_consul_conf_dispose(struct hr_consul_conf *c)
+{
+	if (c->token) {
+		volatile char *t = c->token;
+
+		while (*t)
+			*t++ = '\0';
+	}
+	free(c->address);
+	free(c->token_file);
+	free(c->token);
+	free(c->ca_file);
+	free(c->cert_file);
+	free(c->key_file);
+	free(c->tls_server_name);
+	hr_consul_conf_init(c);
+}
+
+int hr_consul_addr_split(const char *addr, bool *tls, char *host,
+			 size_t host_len, int *port)
+{
+	const char *p, *h, *end;
+	size_t hl;
+
+	if (!strncmp(addr, "http://", 7)) {
+		*tls = false;
+		p = addr + 7;
+	} else if (!strncmp(addr, "https://", 8)) {
+		*tls = true;
+		p = addr + 8;
+	} else {
+		return -EINVAL;
+	}
+	*port = *tls ? 443 : 80;
+	if (*p == '[') {
+		h = p + 1;
+		end = strchr(h, ']');
+		if (!end)
+			return -EINVAL;
+		hl = (size_t)(end - h);
+		p = end + 1;
+	} else {
+		h = p;
+		hl = strcspn(p, ":/?#@");
+		p += hl;
+	}
+	if (!hl || hl >= host_len)
+		return -EINVAL;
+	if (*p == ':') {
+		long v = 0;
+		int digits = 0;
+
+		for (p++; *p >= '0' && *p <= '9'; p++, digits++) {
+			v = v * 10 + (*p - '0');
+			if (v > 65535)
+				return -EINVAL;
+		}
+		if (!digits || v < 1)
+			return -EINVAL;
+		*port = (int)v;
+	}
+	if (*p && strcmp(p, "/"))
+		return -EINVAL;
+	memcpy(host, h, hl);
+	host[hl] = '\0';
+	return 0;
+}
+
+/* "host:8500" -> "http://host:8500"; strips one trailing '/'. */
+static char *normalize_addr(const char *in)
+{
+	struct buf b;
+
+	buf_init(&b);
+	if (!strstr(in, "://"))
+		buf_str(&b, "http://");
+	buf_str(&b, in);
+	if (b.ok && b.n > 0 && b.p[b.n - 1] == '/')
+		b.p[--b.n] = '\0';
+	return buf_take(&b);
+}
+
+static const char *const conf_keys[] = {
+	"address", "token_file", "ca_file", "cert_file", "key_file",
+	"tls_server_name", "check_ttl", "deregister_critical_service_after",
+	"deregister_after", "register_when", NULL,
+};
+
+static bool known_key(const char *k)
+{
+	size_t i;
+
+	for (i = 0; conf_keys[i]; i++)
+		if (!strcmp(conf_keys[i], k))
+			return true;
+	return false;
+}
+
+/* "<path>.<key>" into buf. */
+static const char *sub(char *buf, size_t len, const char *path,
+		       const char *key)
+{
+	snprintf(buf, len, "%s.%s", path, key);
+	return buf;
+}
+
+/* A non-empty string member, copied into *out; 0, -EINVAL or -ENOMEM. */
+static int get_string(const cJSON *conf, const char *key, const char *path,
+		      struct hr_diag *diag, char **out)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(conf, key);
+	char p[256];
+
+	if (!v)
+		return 0;
+	if (!cJSON_IsString(v) || !v->valuestring[0]) {
+		hr_diag_add(diag, HR_DIAG_ERROR, sub(p, sizeof(p), path, key),
+			    "must be a non-empty string");
+		return -EINVAL;
+	}
+	*out = strdup(v->valuestring);
+	return *out ? 0 : -ENOMEM;
+}
+
+static int get_duration(const cJSON *conf, const char *key, const char *path,
+			struct hr_diag *diag, int64_t *out)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(conf, key);
+	char p[256];
+	int rc;
+
+	if (!v)
+		return 0;
+	sub(p, sizeof(p), path, key);
+	if (!cJSON_IsString(v)) {
+		hr_diag_add(diag, HR_DIAG_ERROR, p,
+			    "must be a duration string such as \"30s\"");
+		return -EINVAL;
+	}
+	rc = hr_duration_parse(v->valuestring, out);
+	if (rc == -ERANGE) {
+		hr_diag_add(diag, HR_DIAG_ERROR, p, "\"%.64s\" is too large",
+			    v->valuestring);
+		return rc;
+	}
+	if (rc < 0) {
+		hr_diag_add(diag, HR_DIAG_ERROR, p,
+			    "\"%.64s\" is not a duration", v->valuestring);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int get_register_when(const cJSON *conf, const char *path,
+			     struct hr_diag *diag, unsigned *out)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(conf,
+							  "register_when");
+	const cJSON *e;
+	char p[256], pe[280];
+	unsigned mask = 0;
+	int i = 0, rc = 0;
+
+	if (!v)
+		return 0;
+	sub(p, sizeof(p), path, "register_when");
+	if (!cJSON_IsArray(v) || !cJSON_GetArraySize(v)) {
+		hr_diag_add(diag, HR_DIAG_ERROR, p,
+			    "must be a non-empty array of statuses");
+		return -EINVAL;
+	}
+	cJSON_ArrayForEach(e, v) {
+		enum hr_status s;
+
+		snprintf(pe, sizeof(pe), "%s[%d]", p, i++);
+		if (!cJSON_IsString(e)) {
+			hr_diag_add(diag, HR_DIAG_ERROR, pe,
+				    "must be a string");
+			rc = -EINVAL;
+			continue;
+		}
+		if (hr_status_parse(e->valuestring, 0, &s) < 0) {
+			hr_diag_add(diag, HR_DIAG_ERROR, pe,
+				    "\"%.64s\" is not one of passing, warning, "
+				    "critical", e->valuestring);
+			rc = -EINVAL;
+			continue;
+		}
+		mask |= BIT(s);
+	}
+	if (!rc)
+		*out = mask;
+	return rc;
+}
+
+static int check_address(struct hr_consul_conf *c, const char *path,
+			 const char *from, struct hr_diag *diag)
+{
+	char host[256], p[256];
+	bool tls;
+	int port;
+
+	if (hr_consul_addr_split(c->address, &tls, host, sizeof(host),
+				 &port) < 0) {
+		hr_diag_add(diag, HR_DIAG_ERROR, sub(p, sizeof(p), path,
+						     "address"),
+			    "\"%.128s\"%s is not an http:// or https:// "
+			    "address with a host and optional port",
+			    c->address, from);
+		return -EINVAL;
+	}
+	if (!tls && (c->ca_file || c->cert_file || c->key_file ||
+		     c->tls_server_name))
+		hr_diag_add(diag, HR_DIAG_WARNING, path,
+			    "TLS settings are ignored: the address is not "
+			    "https://");
+	return 0;
+}
+
+int hr_consul_conf_parse(struct hr_consul_conf *out, const cJSON *conf,
+			 const char *path, const struct hr_consul_env *env,
+			 struct hr_diag *diag)
+{
+	static const struct hr_consul_env no_env;
+	const cJSON *e;
+	const char *from = "";
+	char p[256];
+	int rc = 0, r;
+
+	hr_consul_conf_init(out);
+	if (!env)
+		env = &no_env;
+	out->check_ttl_ms = HR_CONSUL_DEFAULT_TTL_MS;
+	out->dcsa_ms = HR_CONSUL_DEFAULT_DCSA_MS;
+	out->deregister_after_ms = 0;
+	out->register_when = BIT(HR_STATUS_PASSING) | BIT(HR_STATUS_WARNING);
+
+	if (conf && !cJSON_IsObject(conf)) {
+		hr_diag_add(diag, HR_DIAG_ERROR, path, "must be an object");
+		return -EINVAL;
+	}
+	if (conf) {
+		cJSON_ArrayForEach(e, conf) {
+			if (!known_key(e->string)) {
+				hr_diag_add(diag, HR_DIAG_ERROR,
+					    sub(p, sizeof(p), path, e->string),
+					    "unknown key");
+				rc = -EINVAL;
+			}
+		}
+	}
+
+#define KEEP(x) do { r = (x); if (r == -ENOMEM) goto nomem; \
+		     if (r < 0) rc = r; } while (0)
+	KEEP(get_string(conf, "address", path, diag, &out->address));
+	KEEP(get_string(conf, "token_file", path, diag, &out->token_file));
+	KEEP(get_string(conf, "ca_file", path, diag, &out->ca_file));
+	KEEP(get_string(conf, "cert_file", path, diag, &out->cert_file));
+	KEEP(get_string(conf, "key_file", path, diag, &out->key_file));
+	KEEP(get_string(conf, "tls_server_name", path, diag,
+			&out->tls_server_name));
+	KEEP(get_duration(conf, "check_ttl", path, diag,
+			  &out->check_ttl_ms));
+	KEEP(get_duration(conf, "deregister_critical_service_after", path,
+			  diag, &out->dcsa_ms));
+	KEEP(get_duration(conf, "deregister_after", path, diag,
+			  &out->deregister_after_ms));
+	KEEP(get_register_when(conf, path, diag, &out->register_when));
+#undef KEEP
+
+	if (out->check_ttl_ms < HR_CONSUL_MIN_TTL_MS) {
+		hr_diag_add(diag, HR_DIAG_ERROR,
+			    sub(p, sizeof(p), path, "check_ttl"),
+			    "must be at least 1s");
+		rc = -EINVAL;
+	}
+	if (out->dcsa_ms == 0)
+		hr_diag_add(diag, HR_DIAG_WARNING,
+			    sub(p, sizeof(p), path,
+				"deregister_critical_service_after"),
+			    "0s disables Consul's removal of a crashed "
+			    "healthreg's service");
+	else if (out->dcsa_ms < 60000)
+		hr_diag_add(diag, HR_DIAG_WARNING,
+			    sub(p, sizeof(p), path,
+				"deregister_critical_service_after"),
+			    "Consul raises values below 1m to 1m");
+	if (out->key_file && !out->cert_file) {
+		hr_diag_add(diag, HR_DIAG_ERROR,
+			    sub(p, sizeof(p), path, "key_file"),
+			    "needs cert_file");
+		rc = -EINVAL;
+	}
+
+	if (!out->address) {
+		const char *a = HR_CONSUL_DEFAULT_ADDR;
+
+		if (env->http_addr && env->http_addr[0]) {
+			a = env->http_addr;
+			from = " (from CONSUL_HTTP_ADDR)";
+		}
+		out->address = strdup(a);
+		if (!out->address)
+			goto nomem;
+	}
+	{
+		char *n = normalize_addr(out->address);
+
+		if (!n)
+			goto nomem;
+		free(out->address);
+		out->address = n;
+	}
+	if (check_address(out, path, from, diag) < 0)
+		rc = -EINVAL;
+
+	if (!out->token_file && env->http_token_file &&
+	    env->http_token_file[0]) {
+		out->token_file = strdup(env->http_token_file);
+		if (!out->token_file)
+			goto nomem;
+	}
+	if (!out->token_file && env->http_token && env->http_token[0]) {
+		out->token = strdup(env->http_token);
+		if (!out->token)
+			goto nomem;
+	}
+	if (rc < 0)
+		hr_consul_conf_dispose(out);
+	return rc;
+nomem:
+	hr_consul_conf_dispose(out);
+	hr_diag_add(diag, HR_DIAG_ERROR, path, "out of memory");
+	return -ENOMEM;
+}
+
+int64_t hr_consul_update_period_ms(const struct hr_consul_conf *c)
+{
+	return c->check_ttl_ms / 3;
+}
+
+bool hr_consul_wants(const struct hr_consul_conf *c, enum hr_status s)
+{
+	if (s == HR_STATUS_UNKNOWN)
+		s = HR_STATUS_CRITICAL;
+	return (c->register_when & BIT(s)) != 0;
+}
+
+const char *hr_consul_status_word(enum hr_status s)
+{
+	switch (s) {
+	case HR_STATUS_PASSING:
+		return "passing";
+	case HR_STATUS_WARNING:
+		return "warning";
+	default:
+		return "critical";
+	}
+}
+
+/* ---- URLs -------------------------------------------------------------- */
+
+static void put_escaped(struct buf *b, const char *s, const char *keep)
+{
+	static const char hex[] = "0123456789ABCDEF";
+
+	for (; *s; s++) {
+		unsigned char ch = (unsigned char)*s;
+
+		if ((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') ||
+		    (ch >= '0' && ch <= '9') || strchr("-._~", ch) ||
+		    (keep && strchr(keep, ch))) {
+			buf_put(b, s, 1);
+		} else {
+			char e[3] = { '%', hex[ch >> 4], hex[ch & 15] };
+
+			buf_put(b, e, 3);
+		}
+	}
+}
+
+char *hr_consul_check_id(const char *service_id)
+{
+	struct buf b;
+
+	buf_init(&b);
+	buf_str(&b, "service:");
+	buf_str(&b, service_id);
+	buf_str(&b, HR_CONSUL_CHECK_SUFFIX);
+	return buf_take(&b);
+}
+
+static char *url_with_id(const char *base, const char *prefix,
+			 const char *id)
+{
+	struct buf b;
+
+	buf_init(&b);
+	buf_str(&b, base);
+	buf_str(&b, prefix);
+	put_escaped(&b, id, ":");
+	return buf_take(&b);
+}
+
+char *hr_consul_url_register(const char *base)
+{
+	struct buf b;
+
+	buf_init(&b);
+	buf_str(&b, base);
+	buf_str(&b, "/v1/agent/service/register?replace-existing-checks=true");
+	return buf_take(&b);
+}
+
+char *hr_consul_url_update(const char *base, const char *check_id)
+{
+	return url_with_id(base, "/v1/agent/check/update/", check_id);
+}
+
+char *hr_consul_url_deregister(const char *base, const char *service_id)
+{
+	return url_with_id(base, "/v1/agent/service/deregister/", service_id);
+}
+
+char *hr_consul_url_maintenance(const char *base, const char *service_id,
+				bool enable, const char *reason)
+{
+	struct buf b;
+
+	buf_init(&b);
+	buf_str(&b, base);
+	buf_str(&b, "/v1/agent/service/maintenance/");
+	put_escaped(&b, service_id, ":");
+	buf_str(&b, enable ? "?enable=true" : "?enable=false");
+	if (enable && reason && reason[0]) {
+		buf_str(&b, "&reason=");
+		put_escaped(&b, reason, NULL);
+	}
+	return buf_take(&b);
+}
+
+/* ---- output ------------------------------------------------------------ */
+
+/* Length of the valid UTF-8 sequence at s (n bytes left), 0 if invalid. */
+static size_t utf8_len(const unsigned char *s, size_t n)
+{
+	size_t len, i;
+	unsigned cp;
+
+	if (s[0] < 0x80)
+		return 1;
+	if (s[0] >= 0xC2 && s[0] <= 0xDF) {
+		len = 2;
+		cp = s[0] & 0x1F;
+	} else if (s[0] >= 0xE0 && s[0] <= 0xEF) {
+		len = 3;
+		cp = s[0] & 0x0F;
+	} else if (s[0] >= 0xF0 && s[0] <= 0xF4) {
+		len = 4;
+		cp = s[0] & 0x07;
+	} else {
+		return 0;
+	}
+	if (n < len)
+		return 0;
+	for (i = 1; i < len; i++) {
+		if ((s[i] & 0xC0) != 0x80)
+			return 0;
+		cp = (cp << 6) | (s[i] & 0x3F);
+	}
+	if ((len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
+	    (cp >= 0xD800 && cp <= 0xDFFF) || cp > 0x10FFFF)
+		return 0;
+	return len;
+}
+
+/* Copy s with every invalid byte replaced by U+FFFD. */
+static void put_utf8(struct buf *b, const char *s)
+{
+	const unsigned char *u = (const unsigned char *)s;
+	size_t n = strlen(s);
+
+	while (n) {
+		size_t l = utf8_len(u, n);
+
+		if (l) {
+			buf_put(b, (const char *)u, l);
+		} else {
+			buf_put(b, "\xEF\xBF\xBD", 3);
+			l = 1;
+		}
+		u += l;
+		n -= l;
+	}
+}
+
+static char *utf8_clean(const char *s)
+{
+	struct buf b;
+
+	buf_init(&b);
+	put_utf8(&b, s ? s : "");
+	return buf_take(&b);
+}
+
+char *hr_consul_output_prepare(const char *output)
+{
+	char marker[64];
+	char *s = utf8_clean(output);
+	size_t n, keep, m;
+	int i;
+
+	if (!s)
+		return NULL;
+	n = strlen(s);
+	if (n <= HR_CONSUL_OUTPUT_MAX)
+		return s;
+	/* The marker's length depends on the kept length: settle it. */
+	keep = HR_CONSUL_OUTPUT_MAX;
+	for (i = 0; i < 3; i++) {
+		m = (size_t)snprintf(marker, sizeof(marker),
+				     " ... (captured %zu of %zu bytes)", keep, n);
+		keep = HR_CONSUL_OUTPUT_MAX - m;
+	}
+	while (keep > 0 && ((unsigned char)s[keep] & 0xC0) == 0x80)
+		keep--;
+	m = (size_t)snprintf(marker, sizeof(marker),
+			     " ... (captured %zu of %zu bytes)", keep, n);
+	memcpy(s + keep, marker, m + 1);
+	return s;
+}
+
+/* ---- bodies ------------------------------------------------------------ */
+
+/* A cJSON string built from a cleaned copy of s; NULL on ENOMEM. */
+static cJSON *add_str(cJSON *obj, const char *key, const char *s)
+{
+	char *c = utf8_clean(s);
+	cJSON *v;
+
+	if (!c)
+		return NULL;
+	v = cJSON_AddStringToObject(obj, key, c);
+	free(c);
+	return v;
+}
+
+/* Print obj into a malloc'd string; deletes obj. */
+static int print_take(cJSON *obj, char **out)
+{
+	char *txt = obj ? cJSON_PrintUnformatted(obj) : NULL;
+
+	*out = NULL;
+	cJSON_Delete(obj);
+	if (!txt)
+		return -ENOMEM;
+	*out = strdup(txt);
+	cJSON_free(txt);
+	return *out ? 0 : -ENOMEM;
+}
+
+int hr_consul_register_body(char **out, const struct hr_service_spec *svc,
+			    const struct hr_consul_conf *c, enum hr_status s)
+{
+	const char *id = svc->id ? svc->id : svc->name;
+	cJSON *root = cJSON_CreateObject();
+	cJSON *tags, *check, *meta;
+	char *check_id = NULL;
+	char dur[32];
+	size_t i;
+	int ok = 1;
+
+	*out = NULL;
+	if (!root)
+		return -ENOMEM;
+	ok &= add_str(root, "ID", id) != NULL;
+	ok &= add_str(root, "Name", svc->name) != NULL;
+	tags = cJSON_AddArrayToObject(root, "Tags");
+	ok &= tags != NULL;
+	for (i = 0; ok && svc->tags && i < svc->n_tags; i++) {
+		char *t = utf8_clean(svc->tags[i]);
+		cJSON *v = t ? cJSON_CreateString(t) : NULL;
+
+		free(t);
+		ok &= v != NULL && cJSON_AddItemToArray(tags, v);
+	}
+	if (ok && svc->address)
+		ok &= add_str(root, "Address", svc->address) != NULL;
+	if (ok && svc->port > 0)
+		ok &= cJSON_AddNumberToObject(root, "Port", svc->port) != NULL;
+	if (ok && svc->n_meta) {
+		meta = cJSON_AddObjectToObject(root, "Meta");
+		ok &= meta != NULL;
+		for (i = 0; ok && i < svc->n_meta; i++)
+			ok &= add_str(meta, svc->meta[i].name,
+				      svc->meta[i].value) != NULL;
+	}
+	check = ok ? cJSON_AddObjectToObject(root, "Check") : NULL;
+	check_id = ok ? hr_consul_check_id(id) : NULL;
+	ok &= check != NULL && check_id != NULL;
+	if (ok) {
+		ok &= add_str(check, "CheckID", check_id) != NULL;
+		ok &= add_str(check, "Name", "healthreg aggregate") != NULL;
+		ok &= add_str(check, "Notes",
+			      "Aggregate of the healthreg checks; each "
+			      "check's status is in Output") != NULL;
+		hr_duration_format(c->check_ttl_ms, dur, sizeof(dur));
+		ok &= add_str(check, "TTL", dur) != NULL;
+		ok &= add_str(check, "Status",
+			      hr_consul_status_word(s)) != NULL;
+	}
+	if (ok && c->dcsa_ms > 0) {
+		hr_duration_format(c->dcsa_ms, dur, sizeof(dur));
+		ok &= add_str(check, "DeregisterCriticalServiceAfter",
+			      dur) != NULL;
+	}
+	free(check_id);
+	if (!ok) {
+		cJSON_Delete(root);
+		return -ENOMEM;
+	}
+	return print_take(root, out);
+}
+
+int hr_consul_update_body(char **out, enum hr_status s, const char *output)
+{
+	cJSON *root = cJSON_CreateObject();
+	char *o = hr_consul_output_prepare(output);
+	int ok = root && o;
+
+	*out = NULL;
+	if (ok) {
+		ok &= cJSON_AddStringToObject(root, "Status",
+					      hr_consul_status_word(s)) != NULL;
+		ok &= cJSON_AddStringToObject(root, "Output", o) != NULL;
+	}
+	free(o);
+	if (!ok) {
+		cJSON_Delete(root);
+		return -ENOMEM;
+	}
+	return print_take(root, out);
+}
+
+/* ---- answers ----------------------------------------------------------- */
+
+const char *hr_consul_op_name(enum hr_consul_op op)
+{
+	switch (op) {
+	case HR_CONSUL_OP_REGISTER:
+		return "register";
+	case HR_CONSUL_OP_UPDATE:
+		return "update";
+	case HR_CONSUL_OP_DEREGISTER:
+		return "deregister";
+	case HR_CONSUL_OP_MAINTENANCE:
+		return "maintenance";
+	}
+	return "?";
+}
+
+const char *hr_consul_verdict_name(enum hr_consul_verdict v)
+{
+	switch (v) {
+	case HR_CONSUL_OK:
+		return "ok";
+	case HR_CONSUL_LOST:
+		return "lost";
+	case HR_CONSUL_FORBIDDEN:
+		return "forbidden";
+	case HR_CONSUL_REJECTED:
+		return "rejected";
+	case HR_CONSUL_RETRY:
+		return "retry";
+	}
+	return "?";
+}
+
+static bool has(const char *body, size_t len, const char *needle)
+{
+	return body && memmem(body, len, needle, strlen(needle)) != NULL;
+}
+
+enum hr_consul_verdict hr_consul_classify(enum hr_consul_op op, long code,
+					  const char *body, size_t len)
+{
+	if (code >= 200 && code <= 299)
+		return HR_CONSUL_OK;
+	switch (op) {
+	case HR_CONSUL_OP_UPDATE:
+		/* Current agents: 404 Unknown check ID; older ones: 500. */
+		if (code == 404 ||
+		    (code == 500 &&
+		     has(body, len, "does not have associated TTL")))
+			return HR_CONSUL_LOST;
+		break;
+	case HR_CONSUL_OP_MAINTENANCE:
+		if (code == 404)
+			return HR_CONSUL_LOST;
+		break;
+	case HR_CONSUL_OP_DEREGISTER:
+		/* Nothing to deregister is success (older agents: 500). */
+		if (code == 404 ||
+		    (code == 500 && has(body, len, "Unknown service")))
+			return HR_CONSUL_OK;
+		break;
+	case HR_CONSUL_OP_REGISTER:
+		break;
+	}
+	if (code == 401 || code == 403)
+		return HR_CONSUL_FORBIDDEN;
+	if (code == 408 || code == 429)
+		return HR_CONSUL_RETRY;
+	if (code >= 400 && code <= 499)
+		return HR_CONSUL_REJECTED;
+	return HR_CONSUL_RETRY;
+}
+
+void hr_consul_excerpt(char *buf, size_t len, const char *body, size_t n)
+{
+	size_t i, o = 0;
+
+	if (!len)
+		return;
+	for (i = 0; body && i < n && o + 1 < len; i++) {
+		unsigned char ch = (unsigned char)body[i];
+
+		if (ch == '\n' || ch == '\r')
+			break;
+		buf[o++] = (ch >= 0x20 && ch < 0x7f) ? (char)ch : '?';
+	}
+	buf[o] = '\0';
+}
+
+int64_t hr_consul_backoff_ms(unsigned attempt, int64_t base_ms,
+			     int64_t cap_ms, uint32_t rnd)
+{
+	int64_t d = base_ms;
+	unsigned i;
+
+	if (d < 1)
+		d = 1;
+	for (i = 1; i < attempt && d < cap_ms; i++)
+		d *= 2;
+	if (d > cap_ms)
+		d = cap_ms;
+	if (d < 2)
+		return d;
+	return d / 2 + (int64_t)(rnd % (uint32_t)(d / 2 + 1));
+}

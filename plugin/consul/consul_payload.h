@@ -1,0 +1,160 @@
+/*
+ * consul_payload.h - the pure half of the Consul backend: configuration,
+ * request URLs and bodies, output preparation and response classification.
+ * No loop, no curl, no file or network I/O; consul.c is the thin I/O shell
+ * around these functions.
+ *
+ * These names are shared between plugin/consul files and its unit tests
+ * only; the backend's one public symbol is hr_registry_consul (consul.h).
+ */
+#ifndef HR_CONSUL_PAYLOAD_H
+#define HR_CONSUL_PAYLOAD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cjson/cJSON.h>
+
+#include "healthreg/config.h"
+#include "healthreg/error.h"
+#include "healthreg/status.h"
+
+/* Consul's default check_output_max_size, in bytes. */
+#define HR_CONSUL_OUTPUT_MAX 4096
+
+#define HR_CONSUL_DEFAULT_ADDR "http://127.0.0.1:8500"
+#define HR_CONSUL_DEFAULT_TTL_MS 30000
+#define HR_CONSUL_DEFAULT_DCSA_MS 60000
+#define HR_CONSUL_MIN_TTL_MS 1000
+
+/* Suffix of the one TTL check's ID: "service:<service-id>:healthreg". */
+#define HR_CONSUL_CHECK_SUFFIX ":healthreg"
+
+/* The process environment, passed in so parsing stays pure. */
+struct hr_consul_env {
+	const char *http_addr;       /* CONSUL_HTTP_ADDR */
+	const char *http_token;      /* CONSUL_HTTP_TOKEN (a secret) */
+	const char *http_token_file; /* CONSUL_HTTP_TOKEN_FILE */
+};
+
+/* The validated "registry.consul" object. Strings are owned. */
+struct hr_consul_conf {
+	char *address;          /* "http[s]://host[:port]", no trailing '/' */
+	char *token_file;       /* config key, else CONSUL_HTTP_TOKEN_FILE */
+	char *token;            /* CONSUL_HTTP_TOKEN when no file; secret */
+	char *ca_file, *cert_file, *key_file, *tls_server_name;
+	int64_t check_ttl_ms;
+	int64_t dcsa_ms;        /* 0 = not sent (no crash safety net) */
+	int64_t deregister_after_ms;
+	unsigned register_when; /* bit (1u << HR_STATUS_x) */
+};
+
+/** Zero a conf. Cannot fail. */
+void hr_consul_conf_init(struct hr_consul_conf *c);
+/** Free its strings (the token is wiped first); reusable afterwards. */
+void hr_consul_conf_dispose(struct hr_consul_conf *c);
+
+/**
+ * Validate conf (the "registry.consul" value; NULL means {}) under path and
+ * fill out with defaults applied. Every problem goes to diag as
+ * "<path>.<key>: problem". env may be NULL. Returns 0, -EINVAL (errors in
+ * diag; out is disposed) or -ENOMEM.
+ */
+int hr_consul_conf_parse(struct hr_consul_conf *out, const cJSON *conf,
+			 const char *path, const struct hr_consul_env *env,
+			 struct hr_diag *diag);
+
+/** The refresh period: a third of the TTL. */
+int64_t hr_consul_update_period_ms(const struct hr_consul_conf *c);
+
+/** Should the service be registered while the aggregate is s? UNKNOWN
+ * counts as critical. */
+bool hr_consul_wants(const struct hr_consul_conf *c, enum hr_status s);
+
+/** Consul's status word for s; UNKNOWN maps to "critical". */
+const char *hr_consul_status_word(enum hr_status s);
+
+/** Split "http[s]://host[:port][/]" (host may be "[v6]"). The host is
+ * written without brackets. Returns 0 or -EINVAL. */
+int hr_consul_addr_split(const char *addr, bool *tls, char *host,
+			 size_t host_len, int *port);
+
+/** "service:<service_id>:healthreg", malloc'd; NULL on ENOMEM. */
+char *hr_consul_check_id(const char *service_id);
+
+/**
+ * URLs, malloc'd (free()); NULL on ENOMEM. IDs are percent-encoded.
+ *   register:    <base>/v1/agent/service/register?replace-existing-checks=true
+ *   update:      <base>/v1/agent/check/update/<check_id>
+ *   deregister:  <base>/v1/agent/service/deregister/<service_id>
+ *   maintenance: <base>/v1/agent/service/maintenance/<id>?enable=..&reason=..
+ */
+char *hr_consul_url_register(const char *base);
+char *hr_consul_url_update(const char *base, const char *check_id);
+char *hr_consul_url_deregister(const char *base, const char *service_id);
+char *hr_consul_url_maintenance(const char *base, const char *service_id,
+				bool enable, const char *reason);
+
+/**
+ * Make output safe and small: invalid UTF-8 bytes become U+FFFD, and text
+ * longer than HR_CONSUL_OUTPUT_MAX bytes keeps its head (cut on a character
+ * boundary) followed by Consul's own marker " ... (captured K of N bytes)",
+ * the whole fitting in HR_CONSUL_OUTPUT_MAX so the agent stores it as is.
+ * NULL means "". Returns a malloc'd string, NULL on ENOMEM.
+ */
+char *hr_consul_output_prepare(const char *output);
+
+/**
+ * The register body (ID, Name, Tags, Address, Port, Meta and one TTL Check
+ * with initial Status s), malloc'd into *out. Returns 0 or -ENOMEM.
+ */
+int hr_consul_register_body(char **out, const struct hr_service_spec *svc,
+			    const struct hr_consul_conf *c, enum hr_status s);
+
+/** {"Status":..,"Output":..} with output prepared. 0 or -ENOMEM. */
+int hr_consul_update_body(char **out, enum hr_status s, const char *output);
+
+enum hr_consul_op {
+	HR_CONSUL_OP_REGISTER,
+	HR_CONSUL_OP_UPDATE,
+	HR_CONSUL_OP_DEREGISTER,
+	HR_CONSUL_OP_MAINTENANCE,
+};
+
+/** "register", "update", "deregister", "maintenance". */
+const char *hr_consul_op_name(enum hr_consul_op op);
+
+enum hr_consul_verdict {
+	HR_CONSUL_OK,        /* done (a deregister of nothing is done too) */
+	HR_CONSUL_LOST,      /* our registration is gone: register again */
+	HR_CONSUL_FORBIDDEN, /* 403: the token lacks a permission */
+	HR_CONSUL_REJECTED,  /* other 4xx: the request itself is refused */
+	HR_CONSUL_RETRY,     /* no answer, 5xx, 429, anything odd */
+};
+
+const char *hr_consul_verdict_name(enum hr_consul_verdict v);
+
+/**
+ * Classify an answer. code is the HTTP status, 0 when the transfer failed.
+ * body (may be NULL, not NUL-terminated) is the plain-text error Consul
+ * sends. Cannot fail.
+ */
+enum hr_consul_verdict hr_consul_classify(enum hr_consul_op op, long code,
+					  const char *body, size_t len);
+
+/**
+ * A loggable excerpt of a response body: its first line, at most len-1
+ * bytes, with anything but printable ASCII replaced by '?'. Cannot fail.
+ */
+void hr_consul_excerpt(char *buf, size_t len, const char *body, size_t n);
+
+/**
+ * Retry delay after the attempt-th consecutive failure (1-based): base
+ * doubled per attempt, capped at cap, then "equal jitter" in [d/2, d]
+ * using rnd. Pure.
+ */
+int64_t hr_consul_backoff_ms(unsigned attempt, int64_t base_ms,
+			     int64_t cap_ms, uint32_t rnd);
+
+#endif

@@ -1,0 +1,735 @@
+/*
+ * test_consul_payload.c - the pure half of the Consul backend: config
+ * validation, URLs, request bodies, output preparation, answer
+ * classification and backoff. Table-driven.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+#include <criterion/criterion.h>
+
+#include "consul/consul_payload.h"
+
+#define N(a) (sizeof(a) / sizeof((a)[0]))
+
+/* Parse a config text; returns rc and leaves diag for inspection. */
+static int parse(const char *json, const struct hr_consul_env *env,
+		 struct hr_consul_conf *c, struct hr_diag *d)
+{
+	cJSON *j = json ? cJSON_Parse(json) : NULL;
+	int rc;
+
+	if (json)
+		cr_assert_not_null(j, "bad test JSON: %s", json);
+	hr_diag_init(d);
+	rc = hr_consul_conf_parse(c, j, "registry.consul", env, d);
+	cJSON_Delete(j);
+	return rc;
+}
+
+static bool diag_has(const struct hr_diag *d, enum hr_diag_level lvl,
+		     const char *text)
+{
+	size_t i;
+
+	for (i = 0; i < d->n; i++)
+		if (d->v[i].level == lvl && d->v[i].text &&
+		    strstr(d->v[i].text, text))
+			return true;
+	return false;
+}
+
+static void dump(const struct hr_diag *d)
+{
+	size_t i;
+
+	for (i = 0; i < d->n; i++)
+		cr_log_info("diag: %s", d->v[i].text);
+}
+
+Test(consul_payload, conf_defaults)
+{
+	struct hr_consul_conf c;
+	struct hr_diag d;
+
+	cr_assert_eq(parse("{}", NULL, &c, &d), 0);
+	cr_assert_str_eq(c.address, "http://127.0.0.1:8500");
+	cr_assert_eq(c.check_ttl_ms, 30000);
+	cr_assert_eq(c.dcsa_ms, 60000);
+	cr_assert_eq(c.deregister_after_ms, 0);
+	cr_assert_null(c.token);
+	cr_assert_null(c.token_file);
+	cr_assert(hr_consul_wants(&c, HR_STATUS_PASSING));
+	cr_assert(hr_consul_wants(&c, HR_STATUS_WARNING));
+	cr_assert(!hr_consul_wants(&c, HR_STATUS_CRITICAL));
+	cr_assert(!hr_consul_wants(&c, HR_STATUS_UNKNOWN));
+	cr_assert_eq(hr_consul_update_period_ms(&c), 10000);
+	cr_assert_eq(d.errors, 0);
+	cr_assert_eq(d.warnings, 0);
+	hr_consul_conf_dispose(&c);
+	hr_diag_dispose(&d);
+
+	/* A missing object is the same as {}. */
+	cr_assert_eq(parse(NULL, NULL, &c, &d), 0);
+	cr_assert_str_eq(c.address, "http://127.0.0.1:8500");
+	hr_consul_conf_dispose(&c);
+	hr_diag_dispose(&d);
+}
+
+Test(consul_payload, conf_all_keys)
+{
+	struct hr_consul_conf c;
+	struct hr_diag d;
+
+	cr_assert_eq(parse("{\"address\":\"https://consul.local:8501/\","
+			   "\"token_file\":\"/run/t\",\"ca_file\":\"ca\","
+			   "\"cert_file\":\"c\",\"key_file\":\"k\","
+			   "\"tls_server_name\":\"agent.dc1\","
+			   "\"check_ttl\":\"9s\","
+			   "\"deregister_critical_service_after\":\"5m\","
+			   "\"deregister_after\":\"1m30s\","
+			   "\"register_when\":[\"passing\"]}",
+			   NULL, &c, &d), 0);
+	dump(&d);
+	cr_assert_str_eq(c.address, "https://consul.local:8501");
+	cr_assert_str_eq(c.token_file, "/run/t");
+	cr_assert_str_eq(c.ca_file, "ca");
+	cr_assert_str_eq(c.cert_file, "c");
+	cr_assert_str_eq(c.key_file, "k");
+	cr_assert_str_eq(c.tls_server_name, "agent.dc1");
+	cr_assert_eq(c.check_ttl_ms, 9000);
+	cr_assert_eq(c.dcsa_ms, 300000);
+	cr_assert_eq(c.deregister_after_ms, 90000);
+	cr_assert_eq(hr_consul_update_period_ms(&c), 3000);
+	cr_assert(hr_consul_wants(&c, HR_STATUS_PASSING));
+	cr_assert(!hr_consul_wants(&c, HR_STATUS_WARNING));
+	cr_assert_eq(d.errors + d.warnings, 0);
+	hr_consul_conf_dispose(&c);
+	hr_diag_dispose(&d);
+}
+
+Test(consul_payload, conf_environment)
+{
+	static const struct {
+		struct hr_consul_env env;
+		const char *json;
+		const char *address, *token, *token_file;
+	} t[] = {
+		{ { "10.1.2.3:8500", NULL, NULL }, "{}",
+		  "http://10.1.2.3:8500", NULL, NULL },
+		{ { "https://[::1]:8501", NULL, NULL }, "{}",
+		  "https://[::1]:8501", NULL, NULL },
+		/* The config wins over the environment. */
+		{ { "10.1.2.3:8500", NULL, NULL },
+		  "{\"address\":\"http://127.0.0.1:9\"}",
+		  "http://127.0.0.1:9", NULL, NULL },
+		{ { NULL, "s3cret", NULL }, "{}", "http://127.0.0.1:8500",
+		  "s3cret", NULL },
+		/* A token file (either source) beats the token variable. */
+		{ { NULL, "s3cret", "/env/file" }, "{}",
+		  "http://127.0.0.1:8500", NULL, "/env/file" },
+		{ { NULL, "s3cret", "/env/file" },
+		  "{\"token_file\":\"/conf/file\"}", "http://127.0.0.1:8500",
+		  NULL, "/conf/file" },
+		{ { "", "", "" }, "{}", "http://127.0.0.1:8500", NULL, NULL },
+	};
+	size_t i;
+
+	for (i = 0; i < N(t); i++) {
+		struct hr_consul_conf c;
+		struct hr_diag d;
+
+		cr_assert_eq(parse(t[i].json, &t[i].env, &c, &d), 0,
+			     "case %zu", i);
+		cr_assert_str_eq(c.address, t[i].address, "case %zu", i);
+		if (t[i].token)
+			cr_assert_str_eq(c.token, t[i].token, "case %zu", i);
+		else
+			cr_assert_null(c.token, "case %zu", i);
+		if (t[i].token_file)
+			cr_assert_str_eq(c.token_file, t[i].token_file,
+					 "case %zu", i);
+		else
+			cr_assert_null(c.token_file, "case %zu", i);
+		hr_consul_conf_dispose(&c);
+		hr_diag_dispose(&d);
+	}
+}
+
+Test(consul_payload, conf_errors_name_their_path)
+{
+	static const struct {
+		const char *json;
+		const char *addr_env;
+		size_t errors;
+		const char *text;
+	} t[] = {
+		{ "{\"check_ttl\":\"5x\"}", NULL, 1,
+		  "registry.consul.check_ttl: \"5x\" is not a duration" },
+		{ "{\"check_ttl\":5}", NULL, 1,
+		  "registry.consul.check_ttl: must be a duration string" },
+		{ "{\"check_ttl\":\"500ms\"}", NULL, 1,
+		  "registry.consul.check_ttl: must be at least 1s" },
+		{ "{\"check_ttl\":\"-1s\"}", NULL, 1,
+		  "registry.consul.check_ttl: \"-1s\" is not a duration" },
+		{ "{\"deregister_after\":\"soon\"}", NULL, 1,
+		  "registry.consul.deregister_after: \"soon\" is not a "
+		  "duration" },
+		{ "{\"deregister_critical_service_after\":true}", NULL, 1,
+		  "registry.consul.deregister_critical_service_after: must be" },
+		{ "{\"bogus\":1}", NULL, 1, "registry.consul.bogus: unknown key" },
+		{ "{\"Address\":\"http://x\"}", NULL, 1,
+		  "registry.consul.Address: unknown key" },
+		{ "{\"token\":\"s3cret\"}", NULL, 1,
+		  "registry.consul.token: unknown key" },
+		{ "{\"address\":\"ftp://x\"}", NULL, 1,
+		  "registry.consul.address: \"ftp://x\" is not an http://" },
+		{ "{\"address\":\"http://\"}", NULL, 1,
+		  "registry.consul.address:" },
+		{ "{\"address\":\"http://h:99999\"}", NULL, 1,
+		  "registry.consul.address:" },
+		{ "{\"address\":\"http://h:8500/v1\"}", NULL, 1,
+		  "registry.consul.address:" },
+		{ "{\"address\":\"\"}", NULL, 1,
+		  "registry.consul.address: must be a non-empty string" },
+		{ "{\"address\":7}", NULL, 1,
+		  "registry.consul.address: must be a non-empty string" },
+		{ "{}", "unix:///run/consul.sock", 1,
+		  "(from CONSUL_HTTP_ADDR)" },
+		{ "{\"token_file\":null}", NULL, 1,
+		  "registry.consul.token_file: must be a non-empty string" },
+		{ "{\"register_when\":[]}", NULL, 1,
+		  "registry.consul.register_when: must be a non-empty array" },
+		{ "{\"register_when\":\"passing\"}", NULL, 1,
+		  "registry.consul.register_when: must be a non-empty array" },
+		{ "{\"register_when\":[\"passing\",\"down\"]}", NULL, 1,
+		  "registry.consul.register_when[1]: \"down\" is not one of" },
+		{ "{\"register_when\":[\"unknown\"]}", NULL, 1,
+		  "registry.consul.register_when[0]:" },
+		{ "{\"register_when\":[1]}", NULL, 1,
+		  "registry.consul.register_when[0]: must be a string" },
+		{ "{\"key_file\":\"k\"}", NULL, 1,
+		  "registry.consul.key_file: needs cert_file" },
+		{ "[]", NULL, 1, "registry.consul: must be an object" },
+		{ "\"x\"", NULL, 1, "registry.consul: must be an object" },
+		/* Every problem is reported, not just the first. */
+		{ "{\"check_ttl\":\"x\",\"deregister_after\":\"y\",\"zz\":1,"
+		  "\"register_when\":[\"nope\"]}", NULL, 4,
+		  "registry.consul.zz: unknown key" },
+	};
+	size_t i;
+
+	for (i = 0; i < N(t); i++) {
+		struct hr_consul_env env = { t[i].addr_env, NULL, NULL };
+		struct hr_consul_conf c;
+		struct hr_diag d;
+		int rc = parse(t[i].json, &env, &c, &d);
+
+		dump(&d);
+		cr_assert_eq(rc, -EINVAL, "case %zu: rc %d", i, rc);
+		cr_assert_eq(d.errors, t[i].errors, "case %zu: %zu errors", i,
+			     d.errors);
+		cr_assert(diag_has(&d, HR_DIAG_ERROR, t[i].text),
+			  "case %zu: no \"%s\"", i, t[i].text);
+		cr_assert_null(c.address, "case %zu: not disposed", i);
+		hr_diag_dispose(&d);
+	}
+}
+
+Test(consul_payload, conf_warnings)
+{
+	static const struct {
+		const char *json;
+		const char *text;
+	} t[] = {
+		{ "{\"deregister_critical_service_after\":\"30s\"}",
+		  "registry.consul.deregister_critical_service_after: Consul "
+		  "raises values below 1m" },
+		{ "{\"deregister_critical_service_after\":\"0s\"}",
+		  "registry.consul.deregister_critical_service_after: 0s "
+		  "disables" },
+		{ "{\"ca_file\":\"ca.pem\"}",
+		  "registry.consul: TLS settings are ignored" },
+	};
+	size_t i;
+
+	for (i = 0; i < N(t); i++) {
+		struct hr_consul_conf c;
+		struct hr_diag d;
+
+		cr_assert_eq(parse(t[i].json, NULL, &c, &d), 0, "case %zu",
+			     i);
+		cr_assert_eq(d.errors, 0, "case %zu", i);
+		cr_assert(diag_has(&d, HR_DIAG_WARNING, t[i].text),
+			  "case %zu: no \"%s\"", i, t[i].text);
+		hr_consul_conf_dispose(&c);
+		hr_diag_dispose(&d);
+	}
+}
+
+Test(consul_payload, addr_split)
+{
+	static const struct {
+		const char *addr;
+		int rc;
+		bool tls;
+		const char *host;
+		int port;
+	} t[] = {
+		{ "http://127.0.0.1:8500", 0, false, "127.0.0.1", 8500 },
+		{ "http://127.0.0.1", 0, false, "127.0.0.1", 80 },
+		{ "https://consul", 0, true, "consul", 443 },
+		{ "https://consul:8501/", 0, true, "consul", 8501 },
+		{ "http://[::1]:8500", 0, false, "::1", 8500 },
+		{ "http://[::1", -EINVAL, false, NULL, 0 },
+		{ "http://:8500", -EINVAL, false, NULL, 0 },
+		{ "http://h:", -EINVAL, false, NULL, 0 },
+		{ "http://h:0", -EINVAL, false, NULL, 0 },
+		{ "http://h:65536", -EINVAL, false, NULL, 0 },
+		{ "http://h:80x", -EINVAL, false, NULL, 0 },
+		{ "http://user@h", -EINVAL, false, NULL, 0 },
+		{ "http://h/path", -EINVAL, false, NULL, 0 },
+		{ "unix:///x", -EINVAL, false, NULL, 0 },
+		{ "127.0.0.1:8500", -EINVAL, false, NULL, 0 },
+	};
+	size_t i;
+
+	for (i = 0; i < N(t); i++) {
+		char host[64];
+		bool tls = !t[i].tls;
+		int port = -1;
+		int rc = hr_consul_addr_split(t[i].addr, &tls, host,
+					      sizeof(host), &port);
+
+		cr_assert_eq(rc, t[i].rc, "case %zu (%s)", i, t[i].addr);
+		if (rc)
+			continue;
+		cr_assert_eq(tls, t[i].tls, "case %zu", i);
+		cr_assert_str_eq(host, t[i].host, "case %zu", i);
+		cr_assert_eq(port, t[i].port, "case %zu", i);
+	}
+}
+
+Test(consul_payload, urls)
+{
+	static const struct {
+		char *(*fn)(const char *, const char *);
+		const char *id, *want;
+	} t[] = {
+		{ hr_consul_url_update, "service:web-1:healthreg",
+		  "http://a:1/v1/agent/check/update/service:web-1:healthreg" },
+		{ hr_consul_url_update, "service:a b/c?d#e%:healthreg",
+		  "http://a:1/v1/agent/check/update/"
+		  "service:a%20b%2Fc%3Fd%23e%25:healthreg" },
+		{ hr_consul_url_deregister, "web-1",
+		  "http://a:1/v1/agent/service/deregister/web-1" },
+		{ hr_consul_url_deregister, "\xc3\xa9t\xc3\xa9",
+		  "http://a:1/v1/agent/service/deregister/%C3%A9t%C3%A9" },
+	};
+	char *u;
+	size_t i;
+
+	for (i = 0; i < N(t); i++) {
+		u = t[i].fn("http://a:1", t[i].id);
+		cr_assert_str_eq(u, t[i].want, "case %zu", i);
+		free(u);
+	}
+	u = hr_consul_url_register("http://a:1");
+	cr_assert_str_eq(u, "http://a:1/v1/agent/service/register"
+			    "?replace-existing-checks=true");
+	free(u);
+	u = hr_consul_url_maintenance("http://a:1", "web-1", true,
+				      "deploy v2 & co=1");
+	cr_assert_str_eq(u, "http://a:1/v1/agent/service/maintenance/web-1"
+			    "?enable=true&reason=deploy%20v2%20%26%20co%3D1");
+	free(u);
+	u = hr_consul_url_maintenance("http://a:1", "web-1", true, NULL);
+	cr_assert_str_eq(u, "http://a:1/v1/agent/service/maintenance/web-1"
+			    "?enable=true");
+	free(u);
+	u = hr_consul_url_maintenance("http://a:1", "web-1", false, "x");
+	cr_assert_str_eq(u, "http://a:1/v1/agent/service/maintenance/web-1"
+			    "?enable=false");
+	free(u);
+	u = hr_consul_check_id("web-1");
+	cr_assert_str_eq(u, "service:web-1:healthreg");
+	free(u);
+}
+
+static const char *jstr(const cJSON *o, const char *k)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+
+	return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+Test(consul_payload, register_body_full)
+{
+	char *tags[] = { "v1", "blue", NULL };
+	struct hr_header meta[] = { { "team", "core" }, { "zone", "a" } };
+	struct hr_service_spec svc = {
+		.name = "web", .id = "web-1", .address = "10.0.0.5",
+		.port = 8080, .tags = tags, .n_tags = 2, .meta = meta,
+		.n_meta = 2,
+	};
+	struct hr_consul_conf c;
+	struct hr_diag d;
+	cJSON *j, *chk, *v;
+	char *body;
+
+	cr_assert_eq(parse("{\"check_ttl\":\"15s\"}", NULL, &c, &d), 0);
+	cr_assert_eq(hr_consul_register_body(&body, &svc, &c,
+					     HR_STATUS_WARNING), 0);
+	cr_log_info("%s", body);
+	j = cJSON_Parse(body);
+	cr_assert_not_null(j);
+	cr_assert_str_eq(jstr(j, "ID"), "web-1");
+	cr_assert_str_eq(jstr(j, "Name"), "web");
+	cr_assert_str_eq(jstr(j, "Address"), "10.0.0.5");
+	v = cJSON_GetObjectItemCaseSensitive(j, "Port");
+	cr_assert(cJSON_IsNumber(v) && v->valueint == 8080);
+	v = cJSON_GetObjectItemCaseSensitive(j, "Tags");
+	cr_assert_eq(cJSON_GetArraySize(v), 2);
+	cr_assert_str_eq(cJSON_GetArrayItem(v, 1)->valuestring, "blue");
+	v = cJSON_GetObjectItemCaseSensitive(j, "Meta");
+	cr_assert_str_eq(jstr(v, "team"), "core");
+	cr_assert_str_eq(jstr(v, "zone"), "a");
+	chk = cJSON_GetObjectItemCaseSensitive(j, "Check");
+	cr_assert_not_null(chk);
+	cr_assert_str_eq(jstr(chk, "CheckID"), "service:web-1:healthreg");
+	cr_assert_str_eq(jstr(chk, "TTL"), "15s");
+	cr_assert_str_eq(jstr(chk, "Status"), "warning");
+	cr_assert_str_eq(jstr(chk, "DeregisterCriticalServiceAfter"), "1m");
+	cr_assert_not_null(jstr(chk, "Name"));
+	/* Only keys Consul's strict decoder knows. */
+	cr_assert_null(cJSON_GetObjectItemCaseSensitive(chk, "ID"));
+	cr_assert_null(cJSON_GetObjectItemCaseSensitive(j, "Checks"));
+	cJSON_Delete(j);
+	free(body);
+	hr_consul_conf_dispose(&c);
+	hr_diag_dispose(&d);
+}
+
+Test(consul_payload, register_body_minimal)
+{
+	char *tags[] = { NULL };
+	struct hr_service_spec svc = { .name = "db\xff", .tags = tags };
+	struct hr_consul_conf c;
+	struct hr_diag d;
+	cJSON *j, *chk;
+	char *body;
+
+	cr_assert_eq(parse("{\"deregister_critical_service_after\":\"0s\"}",
+			   NULL, &c, &d), 0);
+	cr_assert_eq(hr_consul_register_body(&body, &svc, &c,
+					     HR_STATUS_UNKNOWN), 0);
+	j = cJSON_Parse(body);
+	cr_assert_not_null(j);
+	/* The ID defaults to the name; bad bytes are repaired. */
+	cr_assert_str_eq(jstr(j, "ID"), "db\xef\xbf\xbd");
+	cr_assert_str_eq(jstr(j, "Name"), "db\xef\xbf\xbd");
+	cr_assert_eq(cJSON_GetArraySize(
+			     cJSON_GetObjectItemCaseSensitive(j, "Tags")), 0);
+	cr_assert_null(cJSON_GetObjectItemCaseSensitive(j, "Address"));
+	cr_assert_null(cJSON_GetObjectItemCaseSensitive(j, "Port"));
+	cr_assert_null(cJSON_GetObjectItemCaseSensitive(j, "Meta"));
+	chk = cJSON_GetObjectItemCaseSensitive(j, "Check");
+	cr_assert_str_eq(jstr(chk, "Status"), "critical");
+	cr_assert_str_eq(jstr(chk, "TTL"), "30s");
+	cr_assert_null(cJSON_GetObjectItemCaseSensitive(
+		chk, "DeregisterCriticalServiceAfter"));
+	cJSON_Delete(j);
+	free(body);
+	hr_consul_conf_dispose(&c);
+	hr_diag_dispose(&d);
+}
+
+Test(consul_payload, update_body_odd_bytes)
+{
+	static const struct {
+		const char *in, *out;
+	} t[] = {
+		{ "3 passing", "3 passing" },
+		{ "", "" },
+		{ "quote\" back\\slash", "quote\" back\\slash" },
+		{ "nl\ncr\rtab\tbell\x01" "del\x7f", "nl\ncr\rtab\tbell\x01"
+		  "del\x7f" },
+		{ "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80",
+		  "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80" },
+		{ "bad\xff!", "bad\xef\xbf\xbd!" },
+		{ "cut\xe2\x82", "cut\xef\xbf\xbd\xef\xbf\xbd" },
+		{ "overlong\xc0\xaf", "overlong\xef\xbf\xbd\xef\xbf\xbd" },
+		{ "surrogate\xed\xa0\x80",
+		  "surrogate\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd" },
+		{ "big\xf4\x90\x80\x80",
+		  "big\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd" },
+		{ "lone\x80" "cont", "lone\xef\xbf\xbd" "cont" },
+		{ "</script>\xe2\x80\xa8", "</script>\xe2\x80\xa8" },
+	};
+	size_t i;
+
+	for (i = 0; i < N(t); i++) {
+		char *body;
+		cJSON *j;
+
+		cr_assert_eq(hr_consul_update_body(&body, HR_STATUS_PASSING,
+						   t[i].in), 0);
+		/* The body itself is ASCII-safe JSON: no raw controls. */
+		for (const char *p = body; *p; p++)
+			cr_assert((unsigned char)*p >= 0x20,
+				  "case %zu: raw control in %s", i, body);
+		j = cJSON_Parse(body);
+		cr_assert_not_null(j, "case %zu: %s", i, body);
+		cr_assert_str_eq(jstr(j, "Status"), "passing");
+		cr_assert_str_eq(jstr(j, "Output"), t[i].out, "case %zu", i);
+		cr_assert_eq(cJSON_GetArraySize(j), 2, "case %zu", i);
+		cJSON_Delete(j);
+		free(body);
+	}
+}
+
+Test(consul_payload, update_body_statuses)
+{
+	static const struct {
+		enum hr_status s;
+		const char *word;
+	} t[] = {
+		{ HR_STATUS_PASSING, "passing" },
+		{ HR_STATUS_WARNING, "warning" },
+		{ HR_STATUS_CRITICAL, "critical" },
+		{ HR_STATUS_UNKNOWN, "critical" },
+	};
+	size_t i;
+
+	for (i = 0; i < N(t); i++) {
+		char *body;
+		cJSON *j;
+
+		cr_assert_eq(hr_consul_update_body(&body, t[i].s, NULL), 0);
+		j = cJSON_Parse(body);
+		cr_assert_str_eq(jstr(j, "Status"), t[i].word);
+		cr_assert_str_eq(jstr(j, "Output"), "");
+		cr_assert_str_eq(hr_consul_status_word(t[i].s), t[i].word);
+		cJSON_Delete(j);
+		free(body);
+	}
+}
+
+/* Checks the invariants of a prepared output; returns its kept length. */
+static size_t check_truncated(const char *in, const char *out)
+{
+	size_t n = strlen(in), len = strlen(out), keep, total;
+	const char *m = strstr(out, " ... (captured ");
+
+	cr_assert_leq(len, HR_CONSUL_OUTPUT_MAX, "%zu bytes", len);
+	cr_assert_not_null(m, "no marker");
+	keep = (size_t)(m - out);
+	cr_assert_eq(sscanf(m, " ... (captured %zu of %zu bytes)", &keep,
+			    &total), 2);
+	cr_assert_eq(keep, (size_t)(m - out), "marker says %zu", keep);
+	cr_assert_eq(total, n);
+	cr_assert_eq(memcmp(in, out, keep), 0, "head differs");
+	cr_assert_str_eq(m + strlen(m) - 6, "bytes)");
+	return keep;
+}
+
+Test(consul_payload, output_truncation)
+{
+	static const struct {
+		size_t len;
+		const char *unit; /* repeated to len bytes */
+		bool truncated;
+	} t[] = {
+		{ 0, "a", false },
+		{ 4095, "a", false },
+		{ 4096, "a", false },
+		{ 4097, "a", true },
+		{ 5000, "a", true },
+		{ 100000, "a", true },
+		{ 6000, "\xc3\xa9", true },          /* 2-byte characters */
+		{ 6000, "\xe2\x82\xac", true },      /* 3-byte */
+		{ 6000, "\xf0\x9f\x98\x80", true },  /* 4-byte */
+		{ 4096, "\xf0\x9f\x98\x80", false },
+	};
+	size_t i;
+
+	for (i = 0; i < N(t); i++) {
+		size_t ul = strlen(t[i].unit), n = t[i].len / ul * ul, k;
+		char *in = malloc(n + 1), *out;
+
+		for (k = 0; k < n; k += ul)
+			memcpy(in + k, t[i].unit, ul);
+		in[n] = '\0';
+		out = hr_consul_output_prepare(in);
+		cr_assert_not_null(out);
+		if (!t[i].truncated) {
+			cr_assert_str_eq(out, in, "case %zu", i);
+		} else {
+			k = check_truncated(in, out);
+			/* Cut on a character boundary. */
+			cr_assert_eq(k % ul, 0, "case %zu: cut at %zu", i, k);
+			cr_assert_geq(k, HR_CONSUL_OUTPUT_MAX - 40);
+		}
+		free(in);
+		free(out);
+	}
+}
+
+Test(consul_payload, output_truncation_after_repair)
+{
+	/* Repair grows the text (1 bad byte -> 3); the cut follows. */
+	char in[2001];
+	char *out;
+
+	memset(in, '\xff', 2000);
+	in[2000] = '\0';
+	out = hr_consul_output_prepare(in);
+	cr_assert_leq(strlen(out), HR_CONSUL_OUTPUT_MAX);
+	cr_assert(strstr(out, " ... (captured "));
+	cr_assert(strstr(out, " of 6000 bytes)"));
+	cr_assert_eq(strncmp(out, "\xef\xbf\xbd\xef\xbf\xbd", 6), 0);
+	free(out);
+}
+
+Test(consul_payload, classify)
+{
+	static const struct {
+		enum hr_consul_op op;
+		long code;
+		const char *body;
+		enum hr_consul_verdict v;
+	} t[] = {
+		{ HR_CONSUL_OP_REGISTER, 200, "", HR_CONSUL_OK },
+		{ HR_CONSUL_OP_REGISTER, 204, NULL, HR_CONSUL_OK },
+		/* A 200 with garbage is still a 200: writes have no body. */
+		{ HR_CONSUL_OP_UPDATE, 200, "\x00\xff<html>", HR_CONSUL_OK },
+		{ HR_CONSUL_OP_UPDATE, 404,
+		  "Unknown check ID \"service:w:healthreg\". Ensure that the "
+		  "check ID is passed, not the check name.", HR_CONSUL_LOST },
+		{ HR_CONSUL_OP_UPDATE, 500,
+		  "CheckID \"service:w:healthreg\" does not have associated "
+		  "TTL", HR_CONSUL_LOST },
+		{ HR_CONSUL_OP_UPDATE, 500, "CheckID does not have associated "
+		  "TTL", HR_CONSUL_LOST },
+		{ HR_CONSUL_OP_UPDATE, 500, "rpc error: no leader",
+		  HR_CONSUL_RETRY },
+		{ HR_CONSUL_OP_UPDATE, 500, NULL, HR_CONSUL_RETRY },
+		{ HR_CONSUL_OP_UPDATE, 503, "", HR_CONSUL_RETRY },
+		{ HR_CONSUL_OP_UPDATE, 429, "rate limited", HR_CONSUL_RETRY },
+		{ HR_CONSUL_OP_UPDATE, 403,
+		  "Permission denied: token with AccessorID '0000' lacks "
+		  "permission 'service:write' on \"web\"", HR_CONSUL_FORBIDDEN },
+		{ HR_CONSUL_OP_UPDATE, 403, "ACL not found",
+		  HR_CONSUL_FORBIDDEN },
+		{ HR_CONSUL_OP_UPDATE, 400, "Invalid check status: 'x'",
+		  HR_CONSUL_REJECTED },
+		{ HR_CONSUL_OP_UPDATE, 0, NULL, HR_CONSUL_RETRY },
+		{ HR_CONSUL_OP_UPDATE, 302, "", HR_CONSUL_RETRY },
+		{ HR_CONSUL_OP_UPDATE, 999, "???", HR_CONSUL_RETRY },
+		{ HR_CONSUL_OP_REGISTER, 400, "Invalid Service Meta",
+		  HR_CONSUL_REJECTED },
+		{ HR_CONSUL_OP_REGISTER, 404, "Invalid URL path",
+		  HR_CONSUL_REJECTED },
+		{ HR_CONSUL_OP_REGISTER, 405, "method PUT not allowed",
+		  HR_CONSUL_REJECTED },
+		{ HR_CONSUL_OP_REGISTER, 403, "Permission denied",
+		  HR_CONSUL_FORBIDDEN },
+		{ HR_CONSUL_OP_REGISTER, 500, "does not have associated TTL",
+		  HR_CONSUL_RETRY },
+		{ HR_CONSUL_OP_REGISTER, 502, "<html>bad gateway</html>",
+		  HR_CONSUL_RETRY },
+		{ HR_CONSUL_OP_DEREGISTER, 200, "", HR_CONSUL_OK },
+		{ HR_CONSUL_OP_DEREGISTER, 404, "Unknown service ID \"w\"",
+		  HR_CONSUL_OK },
+		{ HR_CONSUL_OP_DEREGISTER, 500, "Unknown service \"w\"",
+		  HR_CONSUL_OK },
+		{ HR_CONSUL_OP_DEREGISTER, 500, "boom", HR_CONSUL_RETRY },
+		{ HR_CONSUL_OP_DEREGISTER, 403, "Permission denied",
+		  HR_CONSUL_FORBIDDEN },
+		{ HR_CONSUL_OP_MAINTENANCE, 200, "", HR_CONSUL_OK },
+		{ HR_CONSUL_OP_MAINTENANCE, 404,
+		  "No service registered with ID \"w\"", HR_CONSUL_LOST },
+		{ HR_CONSUL_OP_MAINTENANCE, 400, "Missing value for enable",
+		  HR_CONSUL_REJECTED },
+		{ HR_CONSUL_OP_MAINTENANCE, 401, "", HR_CONSUL_FORBIDDEN },
+	};
+	size_t i;
+
+	for (i = 0; i < N(t); i++) {
+		size_t len = t[i].body ? strlen(t[i].body) : 0;
+
+		/* The garbage case holds a NUL: give its real length. */
+		if (t[i].body && t[i].body[0] == '\0' && t[i].code == 200 &&
+		    t[i].op == HR_CONSUL_OP_UPDATE)
+			len = 8;
+		cr_assert_eq(hr_consul_classify(t[i].op, t[i].code, t[i].body,
+						len),
+			     t[i].v, "case %zu: %s %ld -> %s", i,
+			     hr_consul_op_name(t[i].op), t[i].code,
+			     hr_consul_verdict_name(
+				     hr_consul_classify(t[i].op, t[i].code,
+							t[i].body, len)));
+	}
+}
+
+Test(consul_payload, excerpt)
+{
+	static const struct {
+		const char *body;
+		size_t len, buf;
+		const char *want;
+	} t[] = {
+		{ "Permission denied", 17, 64, "Permission denied" },
+		{ "line one\nline two", 17, 64, "line one" },
+		{ "crlf\r\nx", 7, 64, "crlf" },
+		{ "bin\x01\xff\x00x", 7, 64, "bin???x" },
+		{ "truncate me please", 18, 9, "truncate" },
+		{ NULL, 0, 8, "" },
+		{ "", 0, 8, "" },
+	};
+	size_t i;
+
+	for (i = 0; i < N(t); i++) {
+		char buf[64];
+
+		memset(buf, 'Z', sizeof(buf));
+		hr_consul_excerpt(buf, t[i].buf, t[i].body, t[i].len);
+		cr_assert_str_eq(buf, t[i].want, "case %zu", i);
+	}
+}
+
+Test(consul_payload, backoff)
+{
+	static const struct {
+		unsigned attempt;
+		int64_t base, cap;
+		int64_t lo, hi;
+	} t[] = {
+		{ 1, 500, 10000, 250, 500 },
+		{ 2, 500, 10000, 500, 1000 },
+		{ 3, 500, 10000, 1000, 2000 },
+		{ 5, 500, 10000, 4000, 8000 },
+		{ 6, 500, 10000, 5000, 10000 },
+		{ 60, 500, 10000, 5000, 10000 },
+		{ 4000000000u, 500, 10000, 5000, 10000 },
+		{ 1, 30000, 30000, 15000, 30000 },
+		{ 1, 0, 1, 1, 1 },
+	};
+	static const uint32_t rnds[] = { 0, 1, 7, 0x7fffffff, 0xffffffff };
+	size_t i, k;
+
+	for (i = 0; i < N(t); i++) {
+		for (k = 0; k < N(rnds); k++) {
+			int64_t d = hr_consul_backoff_ms(t[i].attempt,
+							 t[i].base, t[i].cap,
+							 rnds[k]);
+
+			cr_assert(d >= t[i].lo && d <= t[i].hi,
+				  "case %zu rnd %u: %lld", i, rnds[k],
+				  (long long)d);
+		}
+	}
+}
