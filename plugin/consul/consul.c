@@ -41,7 +41,8 @@
 	((type *)(void *)((char *)(ptr) - offsetof(type, member)))
 
 #define RESP_MAX 16384          /* response bytes kept for classification */
-#define SLOW_RETRY_MS 30000     /* after 403 / 4xx */
+#define SLOW_RETRY_MIN_MS 2000  /* after 403 / 4xx: about once a TTL */
+#define SLOW_RETRY_MAX_MS 60000
 #define BACKOFF_BASE_MS 500
 #define BACKOFF_CAP_MS 30000
 #define SHUTDOWN_RETRY_MS 200
@@ -74,7 +75,7 @@ struct hr_registry {
 	char *base;                   /* URL base requests go to */
 	struct curl_slist *headers;   /* may hold the token: wiped at free */
 	struct curl_slist *connect_to;
-	int64_t period_ms, timeout_ms, backoff_cap_ms, shutdown_ms;
+	int64_t period_ms, timeout_ms, backoff_cap_ms, slow_ms, shutdown_ms;
 
 	/* wanted */
 	bool have_status;
@@ -476,8 +477,7 @@ static void on_failure(struct hr_registry *r, const struct req *q,
 			       "needs", "service:write on the service",
 			       "name", r->svc->name, "error", detail, NULL);
 		r->logged_forbidden = true;
-		arm_retry(r, hr_consul_backoff_ms(1, SLOW_RETRY_MS,
-						  SLOW_RETRY_MS,
+		arm_retry(r, hr_consul_backoff_ms(1, r->slow_ms, r->slow_ms,
 						  next_rand(r)));
 		return;
 	case HR_CONSUL_REJECTED:
@@ -486,8 +486,7 @@ static void on_failure(struct hr_registry *r, const struct req *q,
 			       r->service_id, "op", op, "code", code_s,
 			       "error", detail, NULL);
 		r->logged_rejected = true;
-		arm_retry(r, hr_consul_backoff_ms(1, SLOW_RETRY_MS,
-						  SLOW_RETRY_MS,
+		arm_retry(r, hr_consul_backoff_ms(1, r->slow_ms, r->slow_ms,
 						  next_rand(r)));
 		return;
 	case HR_CONSUL_RETRY:
@@ -760,6 +759,10 @@ static int consul_create(struct hr_registry **out, const cJSON *conf,
 	r->backoff_cap_ms = r->period_ms < 1000 ? 1000 :
 			    r->period_ms > BACKOFF_CAP_MS ? BACKOFF_CAP_MS :
 			    r->period_ms;
+	r->slow_ms = r->conf.check_ttl_ms < SLOW_RETRY_MIN_MS ?
+		     SLOW_RETRY_MIN_MS :
+		     r->conf.check_ttl_ms > SLOW_RETRY_MAX_MS ?
+		     SLOW_RETRY_MAX_MS : r->conf.check_ttl_ms;
 	r->shutdown_ms = env->shutdown_timeout_ms > 0 ?
 			 env->shutdown_timeout_ms : 5000;
 	r->rng = (uint32_t)getpid() ^ (uint32_t)time(NULL) ^
