@@ -395,7 +395,7 @@ static void recompute(struct hr_agg *agg)
 		return;
 	agg->status = st;
 	memcpy(agg->summary, summary, sizeof(summary));
-	if (st != old)
+	if (st != old && agg->started)
 		hr_log(st == HR_STATUS_PASSING ? HR_LOG_INFO : HR_LOG_WARN,
 		       "aggregate_status", "from", hr_status_name(old), "to",
 		       hr_status_name(st), "output", summary, NULL);
