@@ -505,7 +505,7 @@ static void handle_ok(struct hr_registry *r, enum hr_etcd_op op,
 	case HR_ETCD_OP_DELETE:
 		hr_log(HR_LOG_INFO, "etcd_deregistered", "key", r->key,
 		       "reason", r->reason, "held",
-		       rep->succeeded ? "true" : "false (already gone)",
+		       rep->succeeded ? "true" : "false (gone or not ours)",
 		       "endpoint", endpoint(r), NULL);
 		free(r->written);
 		r->written = NULL;

@@ -237,8 +237,9 @@ class Watcher:
 class EtcdCluster:
     """One etcd node or a cluster of `members`, on loopback."""
 
-    def __init__(self, members=1, start=True, name="hr"):
+    def __init__(self, members=1, start=True, name="hr", auth_token_ttl=None):
         self.n = members
+        self.auth_token_ttl = auth_token_ttl
         self.dir = tempfile.mkdtemp(prefix="hr-etcd-")
         self.token = "%s-%d-%d" % (name, os.getpid(), free_port())
         self.client_ports = [free_port() for _ in range(members)]
@@ -287,7 +288,9 @@ class EtcdCluster:
                 "--initial-cluster", cluster,
                 "--initial-cluster-token", self.token,
                 "--initial-cluster-state", "new",
-                "--logger", "zap", "--log-outputs", "stderr"]
+                "--logger", "zap", "--log-outputs", "stderr"] + (
+                    ["--auth-token-ttl", str(self.auth_token_ttl)]
+                    if self.auth_token_ttl else [])
 
     def _spawn(self, i):
         log = open(os.path.join(self.dir, "m%d.log" % i), "ab")
@@ -554,10 +557,15 @@ def _serve(argv):
     """Controller for C tests: one JSON reply line per command line.
 
     kill I | start I | restart I wipe|keep | auth USER PASS PREFIX |
-    watch PREFIX | events | get KEY | leader | now | quit"""
+    watch PREFIX | events | get KEY | putlease KEY VALUE TTL | leader |
+    now | quit"""
     members = 1
+    token_ttl = None
     if "--members" in argv:
         members = int(argv[argv.index("--members") + 1])
+    for a in argv:
+        if a.startswith("--auth-token-ttl="):
+            token_ttl = int(a.split("=", 1)[1])
     out = sys.stdout
 
     def reply(obj):
@@ -565,7 +573,7 @@ def _serve(argv):
         out.flush()
 
     try:
-        c = EtcdCluster(members=members)
+        c = EtcdCluster(members=members, auth_token_ttl=token_ttl)
     except Exception as e:  # report, do not hang the C side
         reply({"error": str(e)})
         return 1
@@ -598,6 +606,10 @@ def _serve(argv):
                     reply({"events": [e.as_dict() for e in evs]})
                 elif cmd == "get":
                     reply({"kv": c.get(words[1])})
+                elif cmd == "putlease":
+                    lease = c.grant(int(words[3]))
+                    c.put(words[1], words[2], lease)
+                    reply({"ok": True, "lease": lease})
                 elif cmd == "leader":
                     reply({"leader": c.leader()})
                 elif cmd == "now":

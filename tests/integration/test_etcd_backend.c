@@ -1,0 +1,687 @@
+/*
+ * test_etcd_backend.c - the etcd backend against REAL etcd servers.
+ *
+ * Each test drives hr_registry_etcd directly on its own ev loop with a real
+ * hr_http, while tests/support/etcd_harness.py (run as a controller child,
+ * "serve" mode) owns the etcd processes and a /v3/watch stream. Commands to
+ * the harness are answered while the loop keeps running, so the backend is
+ * never starved. Event times from the harness are CLOCK_MONOTONIC, like
+ * now() here; deadlines are the issue's, with its margins.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <criterion/criterion.h>
+#include <ev.h>
+
+#include "etcd/etcd.h"
+#include "healthreg/http.h"
+#include "healthreg/log.h"
+
+#define PREFIX "services/"
+#define KEY "services/echo/127.0.0.1:9001"
+
+static double now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* ---- the harness controller ------------------------------------------ */
+
+struct harness {
+	pid_t pid;
+	int to, from;
+	char buf[1 << 20];
+	size_t len;
+	ev_io io;
+	bool eof;
+	char endpoints[4][64];
+	int n_endpoints;
+};
+
+static struct harness H;
+static struct ev_loop *L;
+static struct hr_http *HTTP;
+
+static void harness_read_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+	ssize_t n;
+
+	(void)loop;
+	(void)w;
+	(void)revents;
+	if (H.len + 1 >= sizeof(H.buf))
+		cr_assert_fail("harness reply too large");
+	n = read(H.from, H.buf + H.len, sizeof(H.buf) - 1 - H.len);
+	if (n > 0)
+		H.len += (size_t)n;
+	else if (n == 0 || (errno != EAGAIN && errno != EINTR))
+		H.eof = true;
+	H.buf[H.len] = '\0';
+}
+
+static void guard_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	(void)revents;
+	*(bool *)w->data = true;
+	ev_break(loop, EVBREAK_ONE);
+}
+
+/* Run the loop until one reply line is in; the line, parsed. */
+static cJSON *harness_line(double timeout)
+{
+	bool expired = false;
+	ev_timer guard;
+	char *nl;
+	cJSON *j;
+
+	ev_timer_init(&guard, guard_cb, timeout, 0.);
+	guard.data = &expired;
+	ev_timer_start(L, &guard);
+	while (!(nl = memchr(H.buf, '\n', H.len)) && !H.eof && !expired)
+		ev_run(L, EVRUN_ONCE);
+	ev_timer_stop(L, &guard);
+	cr_assert_not_null(nl, "harness: no reply (eof=%d expired=%d) %.*s",
+			   H.eof, expired, (int)H.len, H.buf);
+	*nl = '\0';
+	j = cJSON_Parse(H.buf);
+	cr_assert_not_null(j, "harness: bad reply %s", H.buf);
+	H.len -= (size_t)(nl + 1 - H.buf);
+	memmove(H.buf, nl + 1, H.len);
+	H.buf[H.len] = '\0';
+	if (cJSON_GetObjectItem(j, "error"))
+		cr_assert_fail("harness: %s",
+			 cJSON_GetObjectItem(j, "error")->valuestring);
+	return j;
+}
+
+static cJSON *harness_cmd(const char *fmt, ...)
+	__attribute__((format(printf, 1, 2)));
+
+static cJSON *harness_cmd(const char *fmt, ...)
+{
+	char line[512];
+	va_list ap;
+	size_t n;
+
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line) - 1, fmt, ap);
+	va_end(ap);
+	n = strlen(line);
+	line[n++] = '\n';
+	cr_assert_eq(write(H.to, line, n), (ssize_t)n);
+	return harness_line(60);
+}
+
+static void harness_start_args(int members, const char *extra)
+{
+	const char *src = getenv("HR_SOURCE_DIR");
+	int in[2], out[2];
+	char script[1024], nmem[8];
+	cJSON *j, *e;
+
+	cr_assert_not_null(src, "HR_SOURCE_DIR is not set");
+	snprintf(script, sizeof(script), "%s/tests/support/etcd_harness.py",
+		 src);
+	snprintf(nmem, sizeof(nmem), "%d", members);
+	cr_assert_eq(pipe(in), 0);
+	cr_assert_eq(pipe(out), 0);
+	H.pid = fork();
+	cr_assert_geq(H.pid, 0);
+	if (H.pid == 0) {
+		dup2(in[0], 0);
+		dup2(out[1], 1);
+		close(in[1]);
+		close(out[0]);
+		if (extra)
+			execlp("python3", "python3", script, "serve",
+			       "--members", nmem, extra, (char *)NULL);
+		else
+			execlp("python3", "python3", script, "serve",
+			       "--members", nmem, (char *)NULL);
+		_exit(127);
+	}
+	close(in[0]);
+	close(out[1]);
+	H.to = in[1];
+	H.from = out[0];
+	fcntl(H.from, F_SETFL, fcntl(H.from, F_GETFL) | O_NONBLOCK);
+	ev_io_init(&H.io, harness_read_cb, H.from, EV_READ);
+	ev_io_start(L, &H.io);
+	j = harness_line(60);
+	H.n_endpoints = 0;
+	cJSON_ArrayForEach(e, cJSON_GetObjectItem(j, "endpoints"))
+		snprintf(H.endpoints[H.n_endpoints++], sizeof(H.endpoints[0]),
+			 "%s", e->valuestring);
+	cJSON_Delete(j);
+	cJSON_Delete(harness_cmd("watch %s", PREFIX));
+}
+
+static void harness_start(int members)
+{
+	harness_start_args(members, NULL);
+}
+
+/* Log lines go to stderr; event names are also counted for assertions. */
+static char LOGGED[256][48];
+static int N_LOGGED;
+
+static void log_sink(int level, const char *event, const char *const *kv,
+		     void *payload)
+{
+	char line[2048];
+
+	(void)payload;
+	hr_log_format_line(line, sizeof(line), HR_LOG_LOGFMT, level, event,
+			   kv);
+	fputs(line, stderr);
+	if (N_LOGGED < 256)
+		snprintf(LOGGED[N_LOGGED++], sizeof(LOGGED[0]), "%s", event);
+}
+
+static int logged(const char *event)
+{
+	int i, n = 0;
+
+	for (i = 0; i < N_LOGGED; i++)
+		n += strcmp(LOGGED[i], event) == 0;
+	return n;
+}
+
+static void setup(void)
+{
+	signal(SIGPIPE, SIG_IGN);
+	hr_log_setup(HR_LOG_DEBUG, HR_LOG_LOGFMT, stderr);
+	hr_log_set_sink(log_sink, NULL);
+	L = ev_loop_new(EVFLAG_AUTO);
+	cr_assert_eq(hr_http_new(&HTTP, L, NULL), 0);
+}
+
+static void teardown(void)
+{
+	int st;
+
+	if (H.pid > 0) {
+		/* EOF on stdin makes the harness stop every etcd it started. */
+		close(H.to);
+		waitpid(H.pid, &st, 0);
+		H.pid = 0;
+	}
+	hr_http_free(HTTP);
+	ev_loop_destroy(L);
+}
+
+TestSuite(etcd_backend, .init = setup, .fini = teardown, .timeout = 120);
+
+/* ---- loop helpers ---------------------------------------------------- */
+
+static void run_for(double seconds)
+{
+	bool expired = false;
+	ev_timer t;
+
+	ev_timer_init(&t, guard_cb, seconds, 0.);
+	t.data = &expired;
+	ev_timer_start(L, &t);
+	while (!expired)
+		ev_run(L, EVRUN_ONCE);
+	ev_timer_stop(L, &t);
+}
+
+struct ev_view {
+	char type[8];
+	char value[1024];
+	char lease[32];
+	double t;
+	long revision;
+};
+
+static int events(struct ev_view *out, int max)
+{
+	cJSON *j = harness_cmd("events"), *e;
+	int n = 0;
+
+	cJSON_ArrayForEach(e, cJSON_GetObjectItem(j, "events")) {
+		if (n >= max)
+			break;
+		snprintf(out[n].type, sizeof(out[n].type), "%s",
+			 cJSON_GetObjectItem(e, "type")->valuestring);
+		snprintf(out[n].value, sizeof(out[n].value), "%s",
+			 cJSON_GetObjectItem(e, "value")->valuestring);
+		snprintf(out[n].lease, sizeof(out[n].lease), "%s",
+			 cJSON_GetObjectItem(e, "lease")->valuestring);
+		out[n].t = cJSON_GetObjectItem(e, "t")->valuedouble;
+		out[n].revision =
+			(long)cJSON_GetObjectItem(e, "revision")->valuedouble;
+		n++;
+	}
+	cJSON_Delete(j);
+	return n;
+}
+
+static struct ev_view EV[512];
+
+/*
+ * Wait (running the loop) until event number index exists; return the
+ * number of events seen. Fails after timeout seconds.
+ */
+static int wait_events(int index, double timeout)
+{
+	double deadline = now() + timeout;
+	int n;
+
+	for (;;) {
+		n = events(EV, 512);
+		if (n > index)
+			return n;
+		if (now() > deadline)
+			break;
+		run_for(0.02);
+	}
+	cr_assert_fail("no event #%d within %.1fs (have %d)", index, timeout, n);
+	return n;
+}
+
+/* The status inside a resolver-format value; checks the format too. */
+static const char *value_status(const char *value)
+{
+	static char status[16];
+	cJSON *j = cJSON_Parse(value), *md;
+
+	cr_assert_not_null(j, "value is not JSON: %s", value);
+	cr_assert_eq(cJSON_GetObjectItem(j, "Op")->valueint, 0);
+	cr_assert_str_eq(cJSON_GetObjectItem(j, "Addr")->valuestring,
+			 "127.0.0.1:9001");
+	md = cJSON_GetObjectItem(j, "Metadata");
+	cr_assert(cJSON_IsObject(md));
+	cr_assert_str_eq(cJSON_GetObjectItem(md, "id")->valuestring, "echo-1");
+	cr_assert(cJSON_IsArray(cJSON_GetObjectItem(md, "tags")));
+	snprintf(status, sizeof(status), "%s",
+		 cJSON_GetObjectItem(md, "status")->valuestring);
+	cJSON_Delete(j);
+	return status;
+}
+
+/* ---- the backend ----------------------------------------------------- */
+
+static char *tags[] = { "v1", NULL };
+static struct hr_header meta[] = { { "zone", "a" } };
+static struct hr_service_spec SVC = {
+	.name = "echo", .id = "echo-1", .address = "127.0.0.1", .port = 9001,
+	.tags = tags, .n_tags = 1, .meta = meta, .n_meta = 1,
+};
+
+static struct hr_registry *make(const char *extra, int64_t shutdown_ms)
+{
+	struct hr_registry_env env = { L, HTTP, &SVC, shutdown_ms };
+	struct hr_registry *r = NULL;
+	struct hr_diag d;
+	struct hr_err err = { "" };
+	char json[2048], eps[512] = "";
+	cJSON *conf;
+	int i;
+
+	for (i = 0; i < H.n_endpoints; i++) {
+		size_t n = strlen(eps);
+
+		snprintf(eps + n, sizeof(eps) - n, "%s\"%s\"", i ? "," : "",
+			 H.endpoints[i]);
+	}
+	snprintf(json, sizeof(json), "{\"endpoints\":[%s]%s%s}", eps,
+		 extra ? "," : "", extra ? extra : "");
+	conf = cJSON_Parse(json);
+	cr_assert_not_null(conf, "%s", json);
+	hr_diag_init(&d);
+	hr_registry_etcd.validate(conf, "registry.etcd", &d);
+	cr_assert_eq(d.errors, 0, "%s: %s", json, d.n ? d.v[0].text : "");
+	hr_diag_dispose(&d);
+	cr_assert_eq(hr_registry_etcd.create(&r, conf, &env, &err), 0, "%s",
+		     err.msg);
+	cJSON_Delete(conf);
+	return r;
+}
+
+static void done_cb(void *payload)
+{
+	*(double *)payload = now();
+}
+
+/* Shut down, wait for done; returns the time done was called. */
+static double shutdown_and_wait(struct hr_registry *r, double *t0)
+{
+	double t_done = 0;
+	double deadline;
+
+	*t0 = now();
+	hr_registry_etcd.shutdown(r, done_cb, &t_done);
+	deadline = now() + 10;
+	while (!t_done && now() < deadline)
+		run_for(0.01);
+	cr_assert(t_done > 0, "shutdown never finished");
+	hr_registry_etcd.destroy(r);
+	return t_done;
+}
+
+/* ---- tests ----------------------------------------------------------- */
+
+/*
+ * PUT, status rewrite, DELETE on critical, PUT on recovery, and revoke on
+ * shutdown, all seen by a real watcher.
+ */
+Test(etcd_backend, register_deregister_reregister_and_revoke)
+{
+	struct hr_registry *r;
+	double t0, t_done;
+	int n;
+
+	harness_start(1);
+	r = make("\"lease_ttl\":\"3s\"", 5000);
+	hr_registry_etcd.apply(r, HR_STATUS_PASSING, "1 passing");
+	n = wait_events(0, 5);
+	cr_assert_str_eq(EV[0].type, "PUT");
+	cr_assert_str_eq(value_status(EV[0].value), "passing");
+	cr_assert_str_neq(EV[0].lease, "0");
+
+	hr_registry_etcd.apply(r, HR_STATUS_WARNING, "1 warning: db");
+	n = wait_events(1, 5);
+	cr_assert_str_eq(EV[1].type, "PUT");
+	cr_assert_str_eq(value_status(EV[1].value), "warning");
+
+	t0 = now();
+	hr_registry_etcd.apply(r, HR_STATUS_CRITICAL, "1 critical: db");
+	n = wait_events(2, 5);
+	cr_assert_str_eq(EV[2].type, "DELETE");
+	cr_log_warn("apply(critical) -> DELETE seen by watcher: %.1f ms",
+		    (EV[2].t - t0) * 1000);
+	cr_assert_lt(EV[2].t - t0, 2.0);
+
+	hr_registry_etcd.apply(r, HR_STATUS_PASSING, "1 passing");
+	n = wait_events(3, 5);
+	cr_assert_str_eq(EV[3].type, "PUT");
+	cr_assert_str_eq(value_status(EV[3].value), "passing");
+
+	/* Keepalives only for a while: no further events. */
+	run_for(2.5);
+	cr_assert_eq(events(EV, 512), 4);
+
+	t_done = shutdown_and_wait(r, &t0);
+	n = wait_events(4, 3);
+	cr_assert_str_eq(EV[4].type, "DELETE");
+	cr_log_warn("shutdown -> DELETE seen: %.1f ms, done(): %.1f ms",
+		    (EV[4].t - t0) * 1000, (t_done - t0) * 1000);
+	/* Revoked, not expired: well inside the 3 s TTL. */
+	cr_assert_lt(EV[4].t - t0, 1.0);
+	cr_assert_eq(n, 5);
+}
+
+/* Over a steady period only keepalives go out: no event at all. */
+Test(etcd_backend, no_redundant_writes_when_steady, .timeout = 90)
+{
+	struct hr_registry *r;
+	cJSON *kv1, *kv2;
+	int i;
+
+	harness_start(1);
+	r = make("\"lease_ttl\":\"3s\"", 5000);
+	hr_registry_etcd.apply(r, HR_STATUS_PASSING, "1 passing");
+	wait_events(0, 5);
+	kv1 = harness_cmd("get %s", KEY);
+	/* 30 s, with the agent re-applying the same status (new summaries). */
+	for (i = 0; i < 30; i++) {
+		char out[32];
+
+		snprintf(out, sizeof(out), "passing, run %d", i);
+		hr_registry_etcd.apply(r, HR_STATUS_PASSING, out);
+		run_for(1.0);
+	}
+	cr_assert_eq(events(EV, 512), 1, "writes while nothing changed");
+	kv2 = harness_cmd("get %s", KEY);
+	cr_assert_str_eq(
+		cJSON_GetObjectItem(cJSON_GetObjectItem(kv1, "kv"),
+				    "mod_revision")->valuestring,
+		cJSON_GetObjectItem(cJSON_GetObjectItem(kv2, "kv"),
+				    "mod_revision")->valuestring);
+	cJSON_Delete(kv1);
+	cJSON_Delete(kv2);
+	hr_registry_etcd.destroy(r);
+}
+
+/* deregister_after: a short critical spell does not touch the key. */
+Test(etcd_backend, deregister_after_grace)
+{
+	struct hr_registry *r;
+	double t0;
+
+	harness_start(1);
+	r = make("\"lease_ttl\":\"3s\",\"deregister_after\":\"2s\"", 5000);
+	hr_registry_etcd.apply(r, HR_STATUS_PASSING, "ok");
+	wait_events(0, 5);
+	hr_registry_etcd.apply(r, HR_STATUS_CRITICAL, "down");
+	run_for(1.0);
+	hr_registry_etcd.apply(r, HR_STATUS_PASSING, "ok");
+	run_for(2.0);
+	cr_assert_eq(events(EV, 512), 1, "a short critical spell wrote");
+
+	t0 = now();
+	hr_registry_etcd.apply(r, HR_STATUS_CRITICAL, "down");
+	/* Repeated criticals do not restart the grace period. */
+	run_for(1.0);
+	hr_registry_etcd.apply(r, HR_STATUS_CRITICAL, "still down");
+	wait_events(1, 5);
+	cr_assert_str_eq(EV[1].type, "DELETE");
+	cr_assert_geq(EV[1].t - t0, 2.0);
+	cr_assert_lt(EV[1].t - t0, 3.0);
+	hr_registry_etcd.destroy(r);
+}
+
+/* The process dies without revoking: the lease expires the key. */
+Test(etcd_backend, lease_expiry_after_sigkill)
+{
+	double t_kill;
+	pid_t child;
+	int st;
+
+	harness_start(1);
+	child = fork();
+	cr_assert_geq(child, 0);
+	if (child == 0) {
+		struct hr_registry *r;
+
+		/* A fresh loop: the parent's watchers are not ours. */
+		L = ev_loop_new(EVFLAG_AUTO);
+		if (hr_http_new(&HTTP, L, NULL) < 0)
+			_exit(1);
+		r = make("\"lease_ttl\":\"3s\"", 5000);
+		hr_registry_etcd.apply(r, HR_STATUS_PASSING, "ok");
+		ev_run(L, 0);
+		_exit(0);
+	}
+	wait_events(0, 5);
+	run_for(1.5); /* a keepalive or two */
+	t_kill = now();
+	kill(child, SIGKILL);
+	waitpid(child, &st, 0);
+	wait_events(1, 3 + 1 + 1);
+	cr_assert_str_eq(EV[1].type, "DELETE");
+	cr_log_warn("SIGKILL -> DELETE by lease expiry: %.2f s",
+		    EV[1].t - t_kill);
+	cr_assert_leq(EV[1].t - t_kill, 3.0 + 1.0);
+}
+
+/* etcd comes back with no data: a new lease and the key within 2 s. */
+Test(etcd_backend, reregister_after_wiped_restart)
+{
+	struct hr_registry *r;
+	cJSON *j;
+	double healthy;
+	int n, i;
+
+	harness_start(1);
+	r = make("\"lease_ttl\":\"3s\"", 5000);
+	hr_registry_etcd.apply(r, HR_STATUS_PASSING, "ok");
+	wait_events(0, 5);
+	j = harness_cmd("restart 0 wipe");
+	healthy = cJSON_GetObjectItem(j, "healthy_at")->valuedouble;
+	cJSON_Delete(j);
+	n = wait_events(1, 4);
+	for (i = 1; i < n && strcmp(EV[i].type, "PUT") != 0; i++)
+		;
+	cr_assert_lt(i, n);
+	cr_log_warn("etcd healthy -> PUT again: %.2f s", EV[i].t - healthy);
+	cr_assert_leq(EV[i].t - healthy, 2.0);
+	cr_assert_str_eq(value_status(EV[i].value), "passing");
+	/* And it stays: the new lease is kept alive past its TTL. */
+	run_for(4.0);
+	j = harness_cmd("get %s", KEY);
+	cr_assert(cJSON_IsObject(cJSON_GetObjectItem(j, "kv")));
+	cJSON_Delete(j);
+	hr_registry_etcd.destroy(r);
+}
+
+/*
+ * 3 members, the endpoint in use (the leader) SIGKILLed: the key is never
+ * deleted and status updates continue through the other members.
+ */
+Test(etcd_backend, cluster_failover_keeps_key, .timeout = 120)
+{
+	struct hr_registry *r;
+	cJSON *j;
+	char tmp[64];
+	int leader, n, i;
+
+	harness_start(3);
+	j = harness_cmd("leader");
+	leader = cJSON_GetObjectItem(j, "leader")->valueint;
+	cJSON_Delete(j);
+	/* Put the leader first, so that is the one we use and kill. */
+	if (leader > 0) {
+		memcpy(tmp, H.endpoints[0], sizeof(tmp));
+		memcpy(H.endpoints[0], H.endpoints[leader], sizeof(tmp));
+		memcpy(H.endpoints[leader], tmp, sizeof(tmp));
+	}
+	r = make("\"lease_ttl\":\"3s\"", 5000);
+	hr_registry_etcd.apply(r, HR_STATUS_PASSING, "ok");
+	wait_events(0, 5);
+	cJSON_Delete(harness_cmd("kill %d", leader));
+	hr_registry_etcd.apply(r, HR_STATUS_WARNING, "degraded");
+	n = wait_events(1, 15);
+	cr_assert_str_eq(EV[1].type, "PUT");
+	cr_assert_str_eq(value_status(EV[1].value), "warning");
+	/* Past two TTLs on the survivors: keepalives must be flowing. */
+	run_for(6.5);
+	hr_registry_etcd.apply(r, HR_STATUS_PASSING, "ok");
+	n = wait_events(2, 10);
+	cr_assert_str_eq(value_status(EV[2].value), "passing");
+	/* The killed member comes back; nothing changes. */
+	cJSON_Delete(harness_cmd("start %d", leader));
+	run_for(2.0);
+	n = events(EV, 512);
+	for (i = 0; i < n; i++)
+		cr_assert_str_eq(EV[i].type, "PUT", "event %d deleted the key",
+				 i);
+	cr_assert_eq(n, 3);
+	hr_registry_etcd.destroy(r);
+}
+
+/*
+ * Auth with a user restricted to the prefix. Tokens expire after 2 s
+ * without an auth-checked call (keepalives are not checked), so the next
+ * write after an idle spell gets 401 and the backend re-authenticates.
+ */
+Test(etcd_backend, auth_and_token_invalidation)
+{
+	struct hr_registry *r;
+	char dir[] = "/tmp/hr-etcd-pw-XXXXXX", pw[128], conf[512];
+	double t0;
+	FILE *f;
+
+	harness_start_args(1, "--auth-token-ttl=2");
+	cJSON_Delete(harness_cmd("auth agent s3cret-pw %s", PREFIX));
+	cr_assert_not_null(mkdtemp(dir));
+	snprintf(pw, sizeof(pw), "%s/pw", dir);
+	f = fopen(pw, "w");
+	cr_assert_not_null(f);
+	fputs("s3cret-pw\n", f);
+	fclose(f);
+	snprintf(conf, sizeof(conf),
+		 "\"lease_ttl\":\"3s\",\"username\":\"agent\","
+		 "\"password_file\":\"%s\"", pw);
+	r = make(conf, 5000);
+	unlink(pw);
+	rmdir(dir);
+	hr_registry_etcd.apply(r, HR_STATUS_PASSING, "ok");
+	wait_events(0, 5);
+	cr_assert_str_eq(value_status(EV[0].value), "passing");
+	cr_assert_eq(logged("etcd_authenticated"), 1);
+
+	run_for(3.5); /* the token expires; keepalives carry on */
+	hr_registry_etcd.apply(r, HR_STATUS_WARNING, "degraded");
+	wait_events(1, 5);
+	cr_assert_str_eq(EV[1].type, "PUT");
+	cr_assert_str_eq(value_status(EV[1].value), "warning");
+	cr_assert_geq(logged("etcd_token_invalid"), 1);
+	cr_assert_eq(logged("etcd_authenticated"), 2);
+	cr_assert_eq(events(EV, 512), 2);
+
+	hr_registry_etcd.apply(r, HR_STATUS_CRITICAL, "down");
+	wait_events(2, 5);
+	cr_assert_str_eq(EV[2].type, "DELETE");
+	hr_registry_etcd.apply(r, HR_STATUS_PASSING, "ok");
+	wait_events(3, 5);
+	cr_assert_str_eq(EV[3].type, "PUT");
+	run_for(2.5); /* expire the token again: revoke needs one too */
+	shutdown_and_wait(r, &t0);
+	wait_events(4, 3);
+	cr_assert_str_eq(EV[4].type, "DELETE");
+	cr_assert_eq(logged("etcd_authenticated"), 3);
+}
+
+/*
+ * A key left by a previous run under another lease is taken over; and a
+ * key someone else holds is never deleted by our delete-if-lease txn.
+ */
+Test(etcd_backend, stale_key_replaced_and_foreign_key_kept)
+{
+	struct hr_registry *r;
+	cJSON *j;
+	char old_lease[32], our_lease[32];
+
+	harness_start(1);
+	j = harness_cmd("putlease %s {\"Op\":0,\"Addr\":\"stale\"} 60", KEY);
+	snprintf(old_lease, sizeof(old_lease), "%s",
+		 cJSON_GetObjectItem(j, "lease")->valuestring);
+	cJSON_Delete(j);
+	r = make("\"lease_ttl\":\"3s\"", 5000);
+	hr_registry_etcd.apply(r, HR_STATUS_PASSING, "ok");
+	wait_events(1, 5);
+	cr_assert_str_eq(EV[1].type, "PUT");
+	cr_assert_str_eq(value_status(EV[1].value), "passing");
+	cr_assert_str_neq(EV[1].lease, old_lease);
+	snprintf(our_lease, sizeof(our_lease), "%s", EV[1].lease);
+
+	/* Another instance takes the key over. */
+	cJSON_Delete(harness_cmd("putlease %s {\"Op\":0,\"Addr\":\"other\"} 60",
+				 KEY));
+	wait_events(2, 5);
+	hr_registry_etcd.apply(r, HR_STATUS_CRITICAL, "down");
+	run_for(1.5);
+	cr_assert_eq(events(EV, 512), 3, "the foreign key was touched");
+	j = harness_cmd("get %s", KEY);
+	cr_assert_str_neq(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "kv"),
+					      "lease")->valuestring,
+			  our_lease);
+	cJSON_Delete(j);
+	hr_registry_etcd.destroy(r);
+}
