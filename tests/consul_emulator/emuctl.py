@@ -1,0 +1,192 @@
+"""Start/stop the Consul agent emulator from Python tests.
+
+Usage (from any test; standard library only)::
+
+    import os, sys
+    sys.path.insert(0, os.path.join(SOURCE_DIR, "tests", "consul_emulator"))
+    import emuctl
+
+    emu = emuctl.start(reap_min_ms=500, reap_tick_ms=100)   # free loopback port
+    self.addCleanup(emu.stop)
+    url = emu.url          # "http://127.0.0.1:<port>"
+    port, pid = emu.port, emu.pid
+    emu.restart_wiped()    # kill + start again on the SAME port, empty state
+    emu.stop()             # SIGTERM, then SIGKILL after a grace period
+
+Keyword flags map to emulator command-line flags: ``acl_default_policy="deny"``
+becomes ``--acl-default-policy deny``; ``True`` adds a bare flag
+(``discard_check_output=True``); a list repeats the flag
+(``acl_token=["root", "w=service:web:write"]`` gives two ``--acl-token``).
+``log`` defaults to a file in a private temp directory (``emu.log_path``)
+so that the child never blocks on a full stderr pipe.  See README.md for
+every flag.
+"""
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+EMULATOR = os.path.join(HERE, "emulator.py")
+
+
+def _flags(flags):
+    argv = []
+    for key, value in sorted(flags.items()):
+        opt = "--" + key.replace("_", "-")
+        if value is None or value is False:
+            continue
+        if value is True:
+            argv.append(opt)
+        elif isinstance(value, (list, tuple)):
+            for v in value:
+                argv += [opt, str(v)]
+        else:
+            argv += [opt, str(value)]
+    return argv
+
+
+class EmulatorError(RuntimeError):
+    pass
+
+
+class Emulator:
+    """A running emulator process (see module docstring)."""
+
+    def __init__(self, port=0, bind="127.0.0.1", startup_timeout=15.0, **flags):
+        self.bind = bind
+        self.flags = dict(flags)
+        self.startup_timeout = startup_timeout
+        self._tmp = tempfile.mkdtemp(prefix="consul-emu-")
+        self.log_path = self.flags.pop("log", None) or os.path.join(self._tmp, "emulator.log")
+        self.proc = None
+        self.port = None
+        self._spawn(port)
+
+    # -- public API -----------------------------------------------------------
+    @property
+    def pid(self):
+        return self.proc.pid if self.proc else None
+
+    @property
+    def url(self):
+        host = "[%s]" % self.bind if ":" in self.bind else self.bind
+        return "http://%s:%d" % (host, self.port)
+
+    def stop(self, grace=5.0):
+        """Terminate the process (SIGTERM, then SIGKILL).  Idempotent."""
+        proc, self.proc = self.proc, None
+        if proc is not None and proc.poll() is None:
+            try:
+                os.kill(proc.pid, signal.SIGTERM)
+                proc.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                os.kill(proc.pid, signal.SIGKILL)
+                proc.wait()
+            except ProcessLookupError:
+                pass
+        if proc is not None:
+            proc.wait()
+
+    def kill(self):
+        """SIGKILL the process (simulates a crashed agent)."""
+        proc, self.proc = self.proc, None
+        if proc is not None:
+            if proc.poll() is None:
+                os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+    def restart_wiped(self):
+        """Kill the agent and start a fresh one on the same port: an agent
+        restarted with its state wiped (like ``consul agent -dev``)."""
+        port = self.port
+        self.kill()
+        self._spawn(port)
+        return self
+
+    def cleanup(self):
+        """stop() and remove the private temp directory (log included)."""
+        self.stop()
+        shutil.rmtree(self._tmp, ignore_errors=True)
+
+    def log_text(self):
+        try:
+            with open(self.log_path, encoding="utf-8", errors="replace") as fh:
+                return fh.read()
+        except OSError:
+            return ""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.cleanup()
+
+    # -- internals -----------------------------------------------------------
+    def _spawn(self, port):
+        port_file = os.path.join(self._tmp, "port")
+        try:
+            os.unlink(port_file)
+        except FileNotFoundError:
+            pass
+        argv = [sys.executable, EMULATOR, "--bind", self.bind, "--port", str(port),
+                "--port-file", port_file, "--log", self.log_path] + _flags(self.flags)
+        deadline = time.monotonic() + self.startup_timeout
+        while True:
+            self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
+                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            while time.monotonic() < deadline:
+                if os.path.exists(port_file):
+                    with open(port_file) as fh:
+                        self.port = int(fh.read().strip())
+                    if self._ready():
+                        return
+                if self.proc.poll() is not None:
+                    break
+                time.sleep(0.02)
+            rc = self.proc.poll()
+            if rc is None:
+                self.kill()
+                raise EmulatorError("emulator did not start within %.0fs; log:\n%s"
+                                    % (self.startup_timeout, self.log_text()))
+            self.proc = None
+            # A fixed port may still be held briefly after a kill: retry.
+            if port != 0 and time.monotonic() < deadline:
+                time.sleep(0.1)
+                continue
+            raise EmulatorError("emulator exited with %s; log:\n%s" % (rc, self.log_text()))
+
+    def _ready(self):
+        try:
+            with socket.create_connection((self.bind, self.port), timeout=1.0):
+                return True
+        except OSError:
+            return False
+
+
+def start(port=0, **flags):
+    """Start an emulator on ``port`` (0 = free port) and wait until it listens."""
+    return Emulator(port=port, **flags)
+
+
+def request(emu, method, path, body=None, headers=None, timeout=30.0):
+    """Tiny HTTP helper: returns (status, headers, body bytes); never raises
+    for non-2xx statuses."""
+    data = body
+    if body is not None and not isinstance(body, (bytes, bytearray)):
+        data = body.encode("utf-8")
+    req = urllib.request.Request(emu.url + path, data=data, method=method,
+                                 headers=dict(headers or {}))
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return resp.status, resp.headers, resp.read()
+    except urllib.error.HTTPError as e:
+        with e:
+            return e.code, e.headers, e.read()
