@@ -95,6 +95,7 @@ struct hr_registry {
 	ev_timer retry_timer;
 	ev_timer grace_timer;
 	ev_timer giveup_timer;
+	ev_timer done_timer;
 };
 
 #define owner_of(ptr, member) \
@@ -214,6 +215,7 @@ static void keepalive_cb(struct ev_loop *loop, ev_timer *w, int revents);
 static void retry_cb(struct ev_loop *loop, ev_timer *w, int revents);
 static void grace_cb(struct ev_loop *loop, ev_timer *w, int revents);
 static void giveup_cb(struct ev_loop *loop, ev_timer *w, int revents);
+static void done_cb(struct ev_loop *loop, ev_timer *w, int revents);
 static void etcd_destroy(struct hr_registry *r);
 
 static int etcd_create(struct hr_registry **out, const cJSON *conf,
@@ -239,6 +241,7 @@ static int etcd_create(struct hr_registry **out, const cJSON *conf,
 	ev_init(&r->retry_timer, retry_cb);
 	ev_init(&r->grace_timer, grace_cb);
 	ev_init(&r->giveup_timer, giveup_cb);
+	ev_init(&r->done_timer, done_cb);
 
 	rc = hr_etcd_conf_parse(&r->conf, conf, "registry.etcd", NULL);
 	if (rc < 0) {
@@ -439,15 +442,31 @@ static void forget_lease(struct hr_registry *r)
 	ev_timer_stop(r->loop, &r->keepalive_timer);
 }
 
-static void finish_shutdown(struct hr_registry *r)
+static void done_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
+	struct hr_registry *r = owner_of(w, done_timer);
 	hr_registry_done_cb done = r->done;
 
-	ev_timer_stop(r->loop, &r->giveup_timer);
-	ev_timer_stop(r->loop, &r->retry_timer);
+	(void)loop;
+	(void)revents;
 	r->done = NULL;
 	if (done)
 		done(r->done_payload);
+}
+
+/*
+ * done() is delivered from its own zero-delay timer: never from inside our
+ * transfer callbacks, and always in a fresh loop iteration, so an agent
+ * that polls for completion in an ev_check sees it at once.
+ */
+static void finish_shutdown(struct hr_registry *r)
+{
+	ev_timer_stop(r->loop, &r->giveup_timer);
+	ev_timer_stop(r->loop, &r->retry_timer);
+	if (!r->done || ev_is_active(&r->done_timer))
+		return;
+	ev_timer_set(&r->done_timer, 0., 0.);
+	ev_timer_start(r->loop, &r->done_timer);
 }
 
 static void handle_ok(struct hr_registry *r, enum hr_etcd_op op,
@@ -628,7 +647,7 @@ static void reconcile(struct hr_registry *r)
 	if (r->easy || ev_is_active(&r->retry_timer))
 		return;
 	if (r->shutting_down) {
-		if (!r->done)
+		if (!r->done || ev_is_active(&r->done_timer))
 			return;
 		if (!r->lease) {
 			finish_shutdown(r);
@@ -802,6 +821,7 @@ static void etcd_destroy(struct hr_registry *r)
 	ev_timer_stop(r->loop, &r->retry_timer);
 	ev_timer_stop(r->loop, &r->grace_timer);
 	ev_timer_stop(r->loop, &r->giveup_timer);
+	ev_timer_stop(r->loop, &r->done_timer);
 	if (r->token) {
 		memset(r->token, 0, strlen(r->token));
 		free(r->token);

@@ -1,0 +1,118 @@
+"""The healthreg binary with "registry": {"etcd": ...} against a real etcd:
+register / deregister / re-register seen by a watcher, revoke on SIGTERM,
+lease expiry after SIGKILL, credentials from the environment (issue: etcd
+registry backend)."""
+import json
+import os
+import shutil
+import tempfile
+import time
+import unittest
+
+import etcd_harness
+import hrtest
+import targets
+
+TTL = 3
+
+
+def agent_config(endpoints, url, **etcd):
+    conf = {"endpoints": endpoints, "lease_ttl": "%ds" % TTL}
+    conf.update(etcd)
+    return {"service": {"name": "echo", "id": "echo-1",
+                        "address": "127.0.0.1", "port": 9001,
+                        "tags": ["v1"], "meta": {"zone": "a"},
+                        "checks": [{"name": "api", "http": url,
+                                    "interval": "200ms",
+                                    "timeout": "150ms"}]},
+            "registry": {"etcd": conf}}
+
+
+@unittest.skipUnless(shutil.which(etcd_harness.ETCD), "etcd not installed")
+class TestEtcdAgent(unittest.TestCase):
+    def setUp(self):
+        self.etcd = etcd_harness.EtcdCluster(members=1)
+        self.addCleanup(self.etcd.close)
+        self.dir = tempfile.mkdtemp(prefix="hr-etcd-agent-")
+        self.addCleanup(shutil.rmtree, self.dir, True)
+        self.toggle = os.path.join(self.dir, "failing")
+        self.target = targets.Target(toggle_file=self.toggle)
+        self.addCleanup(self.target.stop)
+        self.watch = self.etcd.watch("services/")
+
+    def start_agent(self, env=None, **etcd):
+        a = hrtest.Agent(agent_config(self.etcd.endpoints,
+                                      self.target.url + "/toggle", **etcd),
+                         env=env)
+        self.addCleanup(a.close)
+        return a
+
+    def test_lifecycle_and_revoke_on_sigterm(self):
+        a = self.start_agent()
+        put = self.watch.wait_for(lambda e: e.type == "PUT", 10)
+        self.assertIsNotNone(put, a.log())
+        v = json.loads(put.value)
+        self.assertEqual(v["Op"], 0)
+        self.assertEqual(v["Addr"], "127.0.0.1:9001")
+        self.assertEqual(v["Metadata"]["status"], "passing")
+        self.assertEqual(v["Metadata"]["tags"], ["v1"])
+        self.assertEqual(v["Metadata"]["meta"], {"zone": "a"})
+
+        open(self.toggle, "w").close()
+        gone = self.watch.wait_for(lambda e: e.type == "DELETE", 5, start=1)
+        self.assertIsNotNone(gone, a.log())
+        self.assertIn("etcd_deregistered", a.log())
+
+        os.unlink(self.toggle)
+        back = self.watch.wait_for(lambda e: e.type == "PUT", 5, start=2)
+        self.assertIsNotNone(back, a.log())
+
+        t0 = time.monotonic()
+        self.assertEqual(a.stop(), 0, a.log())
+        revoked = self.watch.wait_for(lambda e: e.type == "DELETE", 3, start=3)
+        self.assertIsNotNone(revoked, a.log())
+        # Revoked, not expired: far inside the lease TTL.
+        self.assertLess(revoked.t - t0, 1.0)
+        self.assertIn("etcd_lease_revoked", a.log())
+        self.assertEqual(len(self.watch.snapshot()), 4)
+
+    def test_sigkill_leaves_key_to_lease_expiry(self):
+        a = self.start_agent()
+        self.assertIsNotNone(self.watch.wait_for(lambda e: e.type == "PUT", 10),
+                             a.log())
+        time.sleep(1.2)
+        t0 = time.monotonic()
+        a.kill()
+        gone = self.watch.wait_for(lambda e: e.type == "DELETE", TTL + 2, start=1)
+        self.assertIsNotNone(gone)
+        self.assertLessEqual(gone.t - t0, TTL + 1.0)
+
+    def test_credentials_from_environment_never_logged(self):
+        self.etcd.enable_auth("agent", "env-s3cret", "services/")
+        a = self.start_agent(env={"ETCD_USERNAME": "agent",
+                                  "ETCD_PASSWORD": "env-s3cret"})
+        put = self.watch.wait_for(lambda e: e.type == "PUT", 10)
+        self.assertIsNotNone(put, a.log())
+        with open("/proc/%d/cmdline" % a.pid, "rb") as f:
+            self.assertNotIn(b"env-s3cret", f.read())
+        self.assertEqual(a.stop(), 0)
+        self.assertIsNotNone(
+            self.watch.wait_for(lambda e: e.type == "DELETE", 3, start=1))
+        self.assertIn("etcd_authenticated", a.log())
+        self.assertNotIn("env-s3cret", a.log())
+
+    def test_bad_config_names_the_path(self):
+        path = hrtest.write_config(agent_config(
+            self.etcd.endpoints, self.target.url, lease_ttl="5x",
+            password="inline"))
+        self.addCleanup(os.unlink, path)
+        p = hrtest.run(["validate", "-c", path])
+        self.assertEqual(p.returncode, 78, p.stderr)
+        self.assertIn('registry.etcd.lease_ttl: "5x" is not a duration',
+                      p.stderr)
+        self.assertIn("registry.etcd.password: passwords are not accepted",
+                      p.stderr)
+
+
+if __name__ == "__main__":
+    unittest.main()
