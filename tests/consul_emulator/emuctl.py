@@ -136,7 +136,7 @@ class Emulator:
             os.unlink(port_file)
         except FileNotFoundError:
             pass
-        argv = [sys.executable, EMULATOR, "--bind", self.bind, "--port", str(port),
+        argv = [sys.executable, "-S", EMULATOR, "--bind", self.bind, "--port", str(port),
                 "--port-file", port_file, "--log", self.log_path] + _flags(self.flags)
         deadline = time.monotonic() + self.startup_timeout
         while True:
@@ -150,7 +150,7 @@ class Emulator:
                         return
                 if self.proc.poll() is not None:
                     break
-                time.sleep(0.02)
+                time.sleep(0.01)
             rc = self.proc.poll()
             if rc is None:
                 self.kill()

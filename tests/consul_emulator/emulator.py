@@ -371,7 +371,10 @@ def decode_body(raw, spec):
         i += 1
     if i == len(text):
         raise DecodeError("EOF")
-    dec = json.JSONDecoder(object_pairs_hook=_pairs_hook)
+    def no_constants(name):  # Go rejects NaN / Infinity literals
+        raise DecodeError("invalid character '%s' looking for beginning of value" % name[-8:][0])
+
+    dec = json.JSONDecoder(object_pairs_hook=_pairs_hook, parse_constant=no_constants)
     try:
         value, _ = dec.raw_decode(text, i)
     except json.JSONDecodeError as e:
@@ -483,7 +486,8 @@ def parse_token_spec(spec):
     secret, rules_s = spec.split("=", 1)
     rules = []
     for part in filter(None, (p.strip() for p in rules_s.split(","))):
-        bits = part.split(":")
+        bits = part.split(":", 1)
+        bits = bits[:1] + bits[1].rsplit(":", 1) if len(bits) == 2 else bits
         if len(bits) != 3 or bits[0] not in ("service", "service_prefix", "node", "node_prefix") \
                 or bits[2] not in _LEVEL:
             raise ValueError("bad ACL rule %r (want resource:name:read|write|deny)" % part)
@@ -1729,6 +1733,10 @@ def main(argv=None):
             except (OSError, ValueError):
                 pass
 
+    # Keep SIGTERM/SIGINT away from helper threads so that they interrupt the
+    # main thread's wait immediately (threads inherit the blocked mask).
+    sigs = {signal.SIGTERM, signal.SIGINT}
+    signal.pthread_sigmask(signal.SIG_BLOCK, sigs)
     family = socket.AF_INET6 if ":" in opts.bind else socket.AF_INET
     Server.address_family = family
     agent = Agent(opts, log)
@@ -1746,9 +1754,10 @@ def main(argv=None):
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
 
-    t = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.1},
+    t = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.02},
                          name="http", daemon=True)
     t.start()
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, sigs)
     if opts.port_file:
         tmp = "%s.tmp.%d" % (opts.port_file, os.getpid())
         with open(tmp, "w") as fh:
@@ -1756,7 +1765,7 @@ def main(argv=None):
         os.replace(tmp, opts.port_file)
     log("[INFO] emulator: listening on %s:%d pid=%d acl=%s" % (
         opts.bind, port, os.getpid(), acl.default_policy if acl.enabled else "disabled"))
-    while not stop.wait(0.5):
+    while not stop.wait(1.0):
         pass
     log("[INFO] emulator: shutting down")
     agent.stop()

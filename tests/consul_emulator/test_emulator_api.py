@@ -195,6 +195,26 @@ class TestHTTPCommon(EmuCase):
                 sock = conn.sock
             self.assertIs(conn.sock, sock, "connection was not reused")
 
+    def test_expect_100_continue(self):
+        """ref 0 (transport): libcurl may send 'Expect: 100-continue' with a PUT body."""
+        import socket
+        self.register()
+        body = json.dumps({"Status": "passing", "Output": "x" * 2000}).encode()
+        with socket.create_connection(("127.0.0.1", self.emu.port), timeout=30) as s:
+            s.sendall(b"PUT /v1/agent/check/update/web-1:ttl HTTP/1.1\r\nHost: x\r\n"
+                      b"Expect: 100-continue\r\nContent-Length: %d\r\n\r\n" % len(body))
+            first = s.recv(64)
+            self.assertTrue(first.startswith(b"HTTP/1.1 100"), first)
+            s.sendall(body)
+            resp = b""
+            while b"\r\n\r\n" not in resp.split(b"100 Continue", 1)[-1]:
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                resp += chunk
+        self.assertIn(b"HTTP/1.1 200 OK", resp)
+        self.assertEqual(self.checks()["web-1:ttl"]["Output"], "x" * 2000)
+
     def test_chunked_request_body(self):
         """ref 2.1 (transport): a chunked request body is decoded like any other."""
         self.register()
@@ -298,6 +318,8 @@ class TestRegister(EmuCase):
         r = self.put("/v1/agent/service/register", '{"Name":')
         self.assertEqual(r.status, 400)
         self.assertTrue(r.text.startswith("Request decode failed: "), r.text)
+        self.assertEqual(self.put("/v1/agent/service/register", '{"Name":"a","Port":NaN}').status,
+                         400)
         r = self.register(Port="80")
         self.assertEqual(r.status, 400)
         self.assertTrue(r.text.startswith("Request decode failed: json: cannot unmarshal string"),
@@ -427,15 +449,17 @@ class TestRegister(EmuCase):
         """ref 1.5/3: re-registration stops and recreates the TTL runner, so the timer
         restarts at full length; status/output are kept; the new runner has no last
         output, so its expiry text is plain 'TTL expired' (inferred from source)."""
-        ttl = 3.0
-        self.register(Check={"CheckID": "c", "TTL": "3s"})
+        ttl = 2.0
+        self.register(Check={"CheckID": "c", "TTL": "2s"})
         t_update = time.monotonic()
         self.update("c", "passing", "fine")
-        time.sleep(1.5)
+        time.sleep(1.0)
         t_rereg = time.monotonic()
-        self.assertResp(self.register(Check={"CheckID": "c", "TTL": "3s"}), 200)
-        # The original timer would fire at t_update + 3s.
-        time.sleep(max(0.0, t_update + ttl + 0.6 - time.monotonic()))
+        self.assertResp(self.register(Check={"CheckID": "c", "TTL": "2s"}), 200)
+        if time.monotonic() - t_update > ttl - 0.3:
+            self.skipTest("starved: re-registration came too late to be conclusive")
+        # The original timer would fire at t_update + 2s.
+        time.sleep(max(0.0, t_update + ttl + 0.5 - time.monotonic()))
         chk = self.checks()["c"]
         if time.monotonic() - t_rereg < ttl - 0.3:
             self.assertEqual((chk["Status"], chk["Output"]), ("passing", "fine"))
@@ -590,14 +614,14 @@ class TestReaper(EmuCase):
         until a critical update (here: a long TTL never expires) sets CriticalTime."""
         self.register(Check={"CheckID": "c", "TTL": "1h", "Status": "critical",
                              "DeregisterCriticalServiceAfter": "1ms"})
-        time.sleep(1.0)  # > reap minimum + several ticks
+        time.sleep(0.7)  # > reap minimum (300ms) + several ticks
         self.assertIn("web-1", self.services())
         self.update("c", "critical", "down")
         self.wait_for(lambda: "web-1" not in self.services(), "reap after critical update")
 
 
 class TestReaperMinimum(EmuCase):
-    FLAGS = {"check_update_interval_ms": 0, "reap_min_ms": 1500, "reap_tick_ms": 50}
+    FLAGS = {"check_update_interval_ms": 0, "reap_min_ms": 1000, "reap_tick_ms": 50}
 
     def test_minimum_and_passing_clears_critical_time(self):
         """ref 4: DCSA below the minimum is raised to it; a passing update clears
@@ -605,20 +629,23 @@ class TestReaperMinimum(EmuCase):
         self.register(Check={"CheckID": "c", "TTL": "1h", "DeregisterCriticalServiceAfter": "1ms"})
         t0 = time.monotonic()
         self.update("c", "critical", "down")
-        time.sleep(0.6)
+        time.sleep(0.4)
         present = "web-1" in self.services()
-        if time.monotonic() - t0 < 1.3:
-            self.assertTrue(present, "reaped before the 1.5s minimum")
+        if time.monotonic() - t0 < 0.8:
+            self.assertTrue(present, "reaped before the 1s minimum")
         self.update("c", "passing", "up")  # clears critical-since
         t_pass = time.monotonic()
-        time.sleep(1.5)
-        if time.monotonic() - t0 < 2.9 and t_pass - t0 < 1.3 and present:
-            self.assertIn("web-1", self.services())
+        time.sleep(0.9)
+        still = "web-1" in self.services()
+        if time.monotonic() - t0 < 1.9 and t_pass - t0 < 0.8 and present:
+            self.assertTrue(still, "critical-since was not cleared by a passing update")
+        if not still:
+            self.skipTest("starved: service reaped before the second phase")
         t1 = time.monotonic()
         self.update("c", "critical", "down again")
         self.update("c", "critical", "still down")  # must not move critical-since
         self.wait_for(lambda: "web-1" not in self.services(), "reap")
-        self.assertGreaterEqual(time.monotonic() - t1, 1.5)
+        self.assertGreaterEqual(time.monotonic() - t1, 1.0)
 
 
 # ---------------------------------------------------------------------------
@@ -1046,6 +1073,11 @@ class TestProcess(unittest.TestCase):
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=DEADLINE)
         self.assertNotEqual(bad.returncode, 0)
         self.assertIn(b"bad ACL rule", bad.stderr)
+        ok = emuctl.start(acl_default_policy="deny", acl_token=["t=service:a:b:c:write"])
+        self.addCleanup(ok.cleanup)
+        st, _, _ = emuctl.request(ok, "PUT", "/v1/agent/service/register",
+                                  json.dumps({"Name": "a:b:c"}), headers={"X-Consul-Token": "t"})
+        self.assertEqual(st, 200)
         first = emuctl.start()
         self.addCleanup(first.cleanup)
         port = first.port
