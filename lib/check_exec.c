@@ -8,9 +8,11 @@
  *     -> timeout_cb (kill the group, then wait for exit_cb)
  *   exit 0 passing, 1 warning, anything else critical.
  *
- * pidfds (Linux >= 5.3) make this work on any libev loop without SIGCHLD
- * handlers; the child is always reaped, grandchildren are killed with the
- * group, and every fd of ours is close-on-exec or closed in the child.
+ * On libev's default loop (which reaps every child on SIGCHLD) the exit is
+ * seen with ev_child; on any other loop with a pidfd (Linux >= 5.3), so no
+ * SIGCHLD handler is needed. The child is always reaped, grandchildren are
+ * killed with the group, and every fd of ours is close-on-exec or closed
+ * in the child.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -32,6 +34,7 @@ struct exec_run {
 	struct hr_check *c;
 	ev_io pipe_io;
 	ev_io pid_io;
+	ev_child child;
 	ev_timer timer;
 	pid_t pid;
 	int pipe_fd, pid_fd;
@@ -78,6 +81,7 @@ static void release(struct exec_run *r)
 
 	ev_io_stop(loop, &r->pipe_io);
 	ev_io_stop(loop, &r->pid_io);
+	ev_child_stop(loop, &r->child);
 	ev_timer_stop(loop, &r->timer);
 	if (r->pipe_fd >= 0)
 		close(r->pipe_fd);
@@ -88,45 +92,36 @@ static void release(struct exec_run *r)
 	free(r);
 }
 
-static void exit_cb(struct ev_loop *loop, ev_io *w, int revents)
+/* The child has been reaped: code is its exit status, or -signal. */
+static void on_exit_status(struct exec_run *r, int code)
 {
-	struct exec_run *r = container_of(w, struct exec_run, pid_io);
 	struct hr_check *c = r->c;
 	const struct hr_check_spec *s = hr__check_spec(c);
 	enum hr_status st;
-	siginfo_t si;
 	char msg[128];
 	char *out;
 	size_t len, total;
 
-	(void)loop;
-	(void)revents;
-	memset(&si, 0, sizeof(si));
-	if (waitid(P_PIDFD, (id_t)r->pid_fd, &si, WEXITED | WNOHANG) < 0 ||
-	    si.si_pid == 0)
-		return; /* spurious */
 	/* Whatever is still in the pipe, then no process of the group may
 	 * outlive the check. */
 	drain(r);
 	kill(-r->pid, SIGKILL);
 	if (r->timed_out) {
-		st = HR_STATUS_CRITICAL;
 		len = (size_t)snprintf(msg, sizeof(msg),
 				       "Timed out (%lldms) running check",
 				       (long long)s->timeout_ms);
 		*hr__check_run_slot(c) = NULL;
 		release(r);
-		hr__check_finish(c, st, msg, len, len);
+		hr__check_finish(c, HR_STATUS_CRITICAL, msg, len, len);
 		return;
 	}
-	if (si.si_code == CLD_EXITED) {
-		st = si.si_status == 0	 ? HR_STATUS_PASSING
-		     : si.si_status == 1 ? HR_STATUS_WARNING
-					 : HR_STATUS_CRITICAL;
-		msg[0] = '\0';
-	} else {
+	msg[0] = '\0';
+	if (code >= 0)
+		st = code == 0 ? HR_STATUS_PASSING
+		     : code == 1 ? HR_STATUS_WARNING : HR_STATUS_CRITICAL;
+	else {
 		st = HR_STATUS_CRITICAL;
-		snprintf(msg, sizeof(msg), "killed by signal %d", si.si_status);
+		snprintf(msg, sizeof(msg), "killed by signal %d", -code);
 	}
 	out = r->buf;
 	len = r->len;
@@ -142,6 +137,38 @@ static void exit_cb(struct ev_loop *loop, ev_io *w, int revents)
 	hr__check_finish(c, st, out ? out : "", out ? len : 0, total);
 	if (out != msg)
 		free(out);
+}
+
+/* pidfd readable: the child exited (loops other than the default one). */
+static void exit_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct exec_run *r = container_of(w, struct exec_run, pid_io);
+	siginfo_t si;
+
+	(void)loop;
+	(void)revents;
+	memset(&si, 0, sizeof(si));
+	if (waitid(P_PIDFD, (id_t)r->pid_fd, &si, WEXITED | WNOHANG) < 0) {
+		/* Someone else reaped it: the status is lost. */
+		on_exit_status(r, -SIGCHLD);
+		return;
+	}
+	if (si.si_pid == 0)
+		return; /* spurious */
+	on_exit_status(r, si.si_code == CLD_EXITED ? si.si_status
+						   : -si.si_status);
+}
+
+/* The default loop reaps every child itself (SIGCHLD): use ev_child. */
+static void child_cb(struct ev_loop *loop, ev_child *w, int revents)
+{
+	struct exec_run *r = container_of(w, struct exec_run, child);
+	int ws = w->rstatus;
+
+	(void)revents;
+	ev_child_stop(loop, w);
+	on_exit_status(r, WIFEXITED(ws) ? WEXITSTATUS(ws)
+					: -(WIFSIGNALED(ws) ? WTERMSIG(ws) : 0));
 }
 
 static void pipe_cb(struct ev_loop *loop, ev_io *w, int revents)
@@ -212,22 +239,30 @@ static int exec_start(struct hr_check *c, struct hr_err *err)
 				  strerror(rc));
 	}
 	r->pipe_fd = p[0];
-	r->pid_fd = pidfd_open(r->pid, 0);
-	if (r->pid_fd < 0) {
-		int e = errno;
-
-		kill(-r->pid, SIGKILL);
-		waitpid(r->pid, NULL, 0); /* killed: returns at once */
-		close(r->pipe_fd);
-		free(r);
-		return hr_err_set(err, -e, "pidfd_open: %s", strerror(e));
-	}
-	fcntl(r->pid_fd, F_SETFD, FD_CLOEXEC);
 	ev_io_init(&r->pipe_io, pipe_cb, r->pipe_fd, EV_READ);
-	ev_io_init(&r->pid_io, exit_cb, r->pid_fd, EV_READ);
 	ev_timer_init(&r->timer, timeout_cb, (double)s->timeout_ms / 1000.0, 0.);
+	ev_child_init(&r->child, child_cb, r->pid, 0);
+	ev_io_init(&r->pid_io, exit_cb, -1, EV_READ);
+	if (ev_is_default_loop(loop)) {
+		/* SIGCHLD is only handled in the loop, so nothing is lost
+		 * between the spawn and this start. */
+		ev_child_start(loop, &r->child);
+	} else {
+		r->pid_fd = pidfd_open(r->pid, 0);
+		if (r->pid_fd < 0) {
+			int e = errno;
+
+			kill(-r->pid, SIGKILL);
+			waitpid(r->pid, NULL, 0); /* killed: returns at once */
+			close(r->pipe_fd);
+			free(r);
+			return hr_err_set(err, -e, "pidfd_open: %s", strerror(e));
+		}
+		fcntl(r->pid_fd, F_SETFD, FD_CLOEXEC);
+		ev_io_set(&r->pid_io, r->pid_fd, EV_READ);
+		ev_io_start(loop, &r->pid_io);
+	}
 	ev_io_start(loop, &r->pipe_io);
-	ev_io_start(loop, &r->pid_io);
 	ev_timer_start(loop, &r->timer);
 	*hr__check_run_slot(c) = r;
 	return 0;
@@ -236,13 +271,13 @@ static int exec_start(struct hr_check *c, struct hr_err *err)
 static void exec_cancel(struct hr_check *c)
 {
 	struct exec_run *r = *hr__check_run_slot(c);
-	siginfo_t si;
 
 	if (!r)
 		return;
 	kill(-r->pid, SIGKILL);
-	/* SIGKILL cannot be caught: the wait ends promptly. */
-	waitid(P_PIDFD, (id_t)r->pid_fd, &si, WEXITED);
+	/* SIGKILL cannot be caught: the wait ends promptly. On the default
+	 * loop libev may reap it first; ECHILD is fine then. */
+	waitpid(r->pid, NULL, 0);
 	*hr__check_run_slot(c) = NULL;
 	release(r);
 }
