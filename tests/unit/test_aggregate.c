@@ -1,0 +1,270 @@
+/* Pure rules: thresholds (Consul's StatusHandler), aggregation with
+ * priorities and quorum groups, the summary text, output truncation. */
+#include <criterion/criterion.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+
+#define P HR_STATUS_PASSING
+#define W HR_STATUS_WARNING
+#define C HR_STATUS_CRITICAL
+#define U HR_STATUS_UNKNOWN
+
+static struct hr_check_spec spec(int sbp, int fbw, int fbc)
+{
+	struct hr_check_spec s;
+
+	memset(&s, 0, sizeof(s));
+	s.success_before_passing = sbp;
+	s.failures_before_warning = fbw;
+	s.failures_before_critical = fbc;
+	s.group = -1;
+	return s;
+}
+
+/* Feed raw results; compare the status after each. */
+static void run_seq(const char *name, struct hr_check_spec s,
+		    const enum hr_status *raw, const enum hr_status *want,
+		    size_t n)
+{
+	struct hr__thresh t;
+	enum hr_status cur = U;
+	size_t i;
+
+	hr__thresh_init(&t, &s);
+	for (i = 0; i < n; i++) {
+		cur = hr__thresh_apply(&t, &s, cur, raw[i]);
+		cr_expect_eq(cur, want[i], "%s: step %zu: got %s want %s", name,
+			     i, hr_status_name(cur), hr_status_name(want[i]));
+	}
+}
+
+Test(thresholds, defaults_apply_every_result_at_once)
+{
+	enum hr_status raw[] = { P, C, P, W, C };
+	enum hr_status want[] = { P, C, P, W, C };
+
+	run_seq("0/0/0", spec(0, 0, 0), raw, want, 5);
+}
+
+Test(thresholds, first_result_applies_even_with_thresholds)
+{
+	/* Counters start at their thresholds (Consul). */
+	enum hr_status raw1[] = { P };
+	enum hr_status want1[] = { P };
+	enum hr_status raw2[] = { C };
+	enum hr_status want2[] = { C };
+
+	run_seq("sbp3 first pass", spec(3, 3, 3), raw1, want1, 1);
+	run_seq("fbc3 first fail", spec(3, 3, 3), raw2, want2, 1);
+}
+
+Test(thresholds, failures_before_critical)
+{
+	/* passing, then 3 failures needed for critical */
+	enum hr_status raw[] = { P, C, C, C, C, P };
+	enum hr_status want[] = { P, P, P, C, C, P };
+
+	run_seq("fbc3", spec(0, 3, 3), raw, want, 6);
+}
+
+Test(thresholds, failures_before_warning_then_critical)
+{
+	enum hr_status raw[] = { P, C, C, C, C };
+	enum hr_status want[] = { P, W, W, W, C };
+
+	run_seq("fbw1 fbc4", spec(0, 1, 4), raw, want, 5);
+}
+
+Test(thresholds, success_before_passing)
+{
+	enum hr_status raw[] = { C, P, P, C, P, P, P };
+	enum hr_status want[] = { C, C, P, C, C, P, P };
+
+	run_seq("sbp2", spec(2, 0, 0), raw, want, 7);
+}
+
+Test(thresholds, an_interrupted_streak_starts_over)
+{
+	enum hr_status raw[] = { P, C, P, C, C };
+	enum hr_status want[] = { P, P, P, P, C };
+
+	run_seq("fbc2", spec(0, 2, 2), raw, want, 5);
+}
+
+Test(thresholds, warning_counts_as_success)
+{
+	/* A warning result resets the failure streak and applies as warning. */
+	enum hr_status raw[] = { P, C, W, C, C };
+	enum hr_status want[] = { P, P, W, W, C };
+
+	run_seq("fbc2 with warning", spec(0, 2, 2), raw, want, 5);
+}
+
+struct acase {
+	const char *name;
+	struct hr__agg_item items[6];
+	size_t n;
+	struct hr_group_spec groups[2];
+	size_t n_groups;
+	enum hr_status want;
+	const char *summary;
+};
+
+static const struct acase acases[] = {
+	{ "empty", {}, 0, {}, 0, P, "0 passing" },
+	{ "all passing", { { "a", P, 0, -1 }, { "b", P, 0, -1 } }, 2, {}, 0, P,
+	  "2 passing" },
+	{ "one critical", { { "a", P, 0, -1 }, { "db", C, 0, -1 } }, 2, {}, 0,
+	  C, "1 passing, 1 critical: db" },
+	{ "unknown counts as critical",
+	  { { "a", P, 0, -1 }, { "b", U, 0, -1 } }, 2, {}, 0, C,
+	  "1 passing, 1 unknown: b" },
+	{ "on_failure warning",
+	  { { "a", P, 0, -1 }, { "c", C, HR_ON_FAILURE_WARNING, -1 } }, 2, {},
+	  0, W, "1 passing, 1 critical: c" },
+	{ "on_failure ignore",
+	  { { "a", P, 0, -1 }, { "c", C, HR_ON_FAILURE_IGNORE, -1 } }, 2, {},
+	  0, P, "1 passing, 1 critical: c" },
+	{ "check warning",
+	  { { "a", W, 0, -1 }, { "b", P, 0, -1 } }, 2, {}, 0, W,
+	  "1 passing, 1 warning: a" },
+	{ "worst wins",
+	  { { "a", W, 0, -1 }, { "b", C, 0, -1 }, { "c", P, 0, -1 } }, 3, {},
+	  0, C, "1 passing, 1 warning: a, 1 critical: b" },
+	{ "quorum met",
+	  { { "d1", P, 0, 0 }, { "d2", C, 0, 0 }, { "d3", C, 0, 0 } }, 3,
+	  { { "db", 1, HR_ON_FAILURE_CRITICAL } }, 1, P,
+	  "1 passing, 2 critical: d2, d3" },
+	{ "quorum lost",
+	  { { "d1", P, 0, 0 }, { "d2", C, 0, 0 }, { "d3", C, 0, 0 } }, 3,
+	  { { "db", 2, HR_ON_FAILURE_CRITICAL } }, 1, C,
+	  "1 passing, 2 critical: d2, d3" },
+	{ "quorum lost, group degrades only",
+	  { { "d1", P, 0, 0 }, { "d2", C, 0, 0 } }, 2,
+	  { { "db", 2, HR_ON_FAILURE_WARNING } }, 1, W,
+	  "1 passing, 1 critical: d2" },
+	{ "quorum met with warnings only",
+	  { { "d1", P, 0, 0 }, { "d2", W, 0, 0 } }, 2,
+	  { { "db", 2, HR_ON_FAILURE_CRITICAL } }, 1, W,
+	  "1 passing, 1 warning: d2" },
+	{ "ignored group",
+	  { { "a", P, 0, -1 }, { "d1", C, 0, 0 } }, 2,
+	  { { "db", 1, HR_ON_FAILURE_IGNORE } }, 1, P,
+	  "1 passing, 1 critical: d1" },
+	{ "member on_failure is the group's",
+	  { { "d1", C, HR_ON_FAILURE_IGNORE, 0 } }, 1,
+	  { { "db", 1, HR_ON_FAILURE_CRITICAL } }, 1, C, "0 passing, 1 critical: d1" },
+	{ "two groups",
+	  { { "d1", P, 0, 0 }, { "c1", C, 0, 1 }, { "c2", C, 0, 1 } }, 3,
+	  { { "db", 1, 0 }, { "cache", 1, HR_ON_FAILURE_WARNING } }, 2, W,
+	  "1 passing, 2 critical: c1, c2" },
+};
+
+Test(aggregate, table)
+{
+	size_t i;
+	char summary[256];
+
+	for (i = 0; i < sizeof(acases) / sizeof(acases[0]); i++) {
+		const struct acase *c = &acases[i];
+		enum hr_status st = hr__aggregate(c->items, c->n, c->groups,
+						  c->n_groups, summary,
+						  sizeof(summary));
+
+		cr_expect_eq(st, c->want, "%s: got %s want %s", c->name,
+			     hr_status_name(st), hr_status_name(c->want));
+		cr_expect_str_eq(summary, c->summary, "%s", c->name);
+	}
+}
+
+Test(aggregate, summary_lists_at_most_ten_names)
+{
+	struct hr__agg_item items[15];
+	char names[15][8], summary[512];
+	size_t i;
+
+	for (i = 0; i < 15; i++) {
+		snprintf(names[i], sizeof(names[i]), "c%zu", i);
+		items[i].name = names[i];
+		items[i].status = C;
+		items[i].on_failure = 0;
+		items[i].group = -1;
+	}
+	hr__aggregate(items, 15, NULL, 0, summary, sizeof(summary));
+	cr_expect_str_eq(summary, "0 passing, 15 critical: c0, c1, c2, c3, c4, "
+				  "c5, c6, c7, c8, c9 and 5 more");
+}
+
+Test(aggregate, summary_fits_small_buffer)
+{
+	struct hr__agg_item items[2] = { { "alpha", C, 0, -1 },
+					 { "beta", C, 0, -1 } };
+	char summary[8];
+
+	hr__aggregate(items, 2, NULL, 0, summary, sizeof(summary));
+	cr_expect_eq(strlen(summary), 7);
+}
+
+Test(output, short_output_kept)
+{
+	char *s = hr__output_store("hello", 5, 5);
+
+	cr_assert_str_eq(s, "hello");
+	free(s);
+}
+
+Test(output, exactly_the_limit_is_not_truncated)
+{
+	char *buf = malloc(HR_OUTPUT_MAX);
+	char *s;
+
+	memset(buf, 'a', HR_OUTPUT_MAX);
+	s = hr__output_store(buf, HR_OUTPUT_MAX, HR_OUTPUT_MAX);
+	cr_assert_eq(strlen(s), HR_OUTPUT_MAX);
+	free(s);
+	free(buf);
+}
+
+Test(output, head_kept_with_consul_marker)
+{
+	size_t n = 10000;
+	char *buf = malloc(n);
+	char *s;
+	const char *marker = " ... (captured 4096 of 10000 bytes)";
+
+	memset(buf, 'b', n);
+	buf[0] = 'H';
+	s = hr__output_store(buf, n, n);
+	cr_assert_eq(strlen(s), HR_OUTPUT_MAX + strlen(marker));
+	cr_expect_eq(s[0], 'H');
+	cr_expect_str_eq(s + HR_OUTPUT_MAX, marker);
+	free(s);
+	free(buf);
+}
+
+Test(output, total_beyond_what_was_kept)
+{
+	/* A kind kept only the head but read more: the marker says so. */
+	char *s = hr__output_store("abc", 3, 5000);
+
+	cr_expect_str_eq(s, "abc ... (captured 4096 of 5000 bytes)");
+	free(s);
+}
+
+Test(status, names_and_order)
+{
+	enum hr_status s;
+
+	cr_expect_str_eq(hr_status_name(P), "passing");
+	cr_expect_str_eq(hr_status_name(U), "unknown");
+	cr_expect_eq(hr_status_parse("warning", 0, &s), 0);
+	cr_expect_eq(s, W);
+	cr_expect_neq(hr_status_parse("unknown", 0, &s), 0);
+	cr_expect_eq(hr_status_parse("unknown", 1, &s), 0);
+	cr_expect_neq(hr_status_parse("Passing", 0, &s), 0);
+	cr_expect_eq(hr_status_worst(P, W), W);
+	cr_expect_eq(hr_status_worst(U, W), U);
+	cr_expect_eq(hr_status_worst(C, U), C);
+}

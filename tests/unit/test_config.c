@@ -1,0 +1,246 @@
+/* Config parsing: parsed values and defaults, and errors by JSON path
+ * (the bad-file corpus is in tests/fixtures/bad-configs, run by
+ * tests/integration/test_cli.py). */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <string.h>
+
+#include "healthreg/config.h"
+#include "healthreg/log.h"
+
+static struct hr_config *parse_ok(const char *json, struct hr_diag *d)
+{
+	struct hr_config *cfg = NULL;
+	int rc;
+	size_t i;
+
+	hr_diag_init(d);
+	rc = hr_config_parse(&cfg, json, strlen(json), NULL, 0, d);
+	for (i = 0; rc && i < d->n; i++)
+		cr_log_error("%s", d->v[i].text);
+	cr_assert_eq(rc, 0);
+	cr_assert_not_null(cfg);
+	return cfg;
+}
+
+/* Parse expecting failure; returns the diag list for inspection. */
+static void parse_bad(const char *json, struct hr_diag *d)
+{
+	struct hr_config *cfg = (void *)1;
+
+	hr_diag_init(d);
+	cr_assert_eq(hr_config_parse(&cfg, json, strlen(json), NULL, 0, d),
+		     -EINVAL);
+	cr_assert_null(cfg);
+	cr_assert_gt(d->errors, 0);
+}
+
+static int has(const struct hr_diag *d, const char *text)
+{
+	size_t i;
+
+	for (i = 0; i < d->n; i++)
+		if (strstr(d->v[i].text, text))
+			return 1;
+	return 0;
+}
+
+Test(config, defaults)
+{
+	struct hr_diag d;
+	struct hr_config *cfg = parse_ok(
+		"{\"service\": {\"name\": \"web\", \"checks\": ["
+		"{\"name\": \"a\", \"http\": \"http://127.0.0.1/\"},"
+		"{\"name\": \"b\", \"tcp\": \"127.0.0.1:80\", \"interval\": \"2s\"},"
+		"{\"name\": \"c\", \"ttl\": \"30s\"}]}}",
+		&d);
+	const struct hr_check_spec *a = &cfg->checks[0], *b = &cfg->checks[1];
+
+	cr_expect_str_eq(cfg->service.id, "web");
+	cr_expect_eq(cfg->service.port, 0);
+	cr_expect_eq(cfg->service.n_tags, 0);
+	cr_expect_null(cfg->service.tags[0]);
+	cr_expect_eq(cfg->n_checks, 3);
+	cr_expect_eq(a->kind, HR_CHECK_HTTP);
+	cr_expect_eq(a->interval_ms, 10000);
+	cr_expect_eq(a->timeout_ms, 5000);
+	cr_expect_eq(a->cache_ttl_ms, 10000);
+	cr_expect_eq(a->failure_ttl_ms, 10000);
+	cr_expect_eq(a->on_failure, HR_ON_FAILURE_CRITICAL);
+	cr_expect_eq(a->group, -1);
+	cr_expect_not(a->has_initial_status);
+	cr_expect_not(a->tls_skip_verify);
+	cr_expect_null(a->method);
+	cr_expect_eq(b->interval_ms, 2000);
+	cr_expect_eq(b->timeout_ms, 2000, "timeout defaults to min(5s, interval)");
+	cr_expect_eq(cfg->checks[2].kind, HR_CHECK_TTL);
+	cr_expect_eq(cfg->checks[2].ttl_ms, 30000);
+	cr_expect_eq(cfg->log_level, HR_LOG_INFO);
+	cr_expect_eq(cfg->log_format, HR_LOG_LOGFMT);
+	cr_expect_not(cfg->enable_exec_checks);
+	cr_expect_eq(cfg->shutdown_timeout_ms, 5000);
+	cr_expect_null(cfg->registry);
+	cr_expect_eq(d.errors, 0);
+	cr_expect_eq(d.warnings, 0);
+	hr_config_free(cfg);
+	hr_diag_dispose(&d);
+}
+
+Test(config, every_field)
+{
+	struct hr_diag d;
+	struct hr_config *cfg = parse_ok(
+		"{\"service\": {\"name\": \"web\", \"id\": \"web-1\", "
+		"\"address\": \"10.0.0.5\", \"port\": 8080, \"tags\": [\"a\", \"b\"],"
+		" \"meta\": {\"zone\": \"z1\"}, \"checks\": [{\"name\": \"a\", "
+		"\"http\": \"https://127.0.0.1/h\", \"method\": \"post\", "
+		"\"header\": {\"X\": [\"1\", \"2\"], \"Y\": \"3\"}, \"body\": \"{}\", "
+		"\"tls_skip_verify\": true, \"tls_server_name\": \"svc.local\", "
+		"\"disable_redirects\": true, \"interval\": \"1s\", "
+		"\"timeout\": \"250ms\", \"interval_down\": \"200ms\", "
+		"\"cache_ttl\": \"3s\", \"failure_ttl\": \"5s\", "
+		"\"status\": \"passing\", \"success_before_passing\": 2, "
+		"\"failures_before_critical\": 3, \"group\": \"g\"}, "
+		"{\"name\": \"x\", \"args\": [\"/bin/true\", \"-v\"], "
+		"\"failures_before_warning\": 1, \"on_failure\": \"warning\"}]},"
+		" \"groups\": {\"g\": {\"min_passing\": 2, \"on_failure\": \"ignore\"}},"
+		" \"agent\": {\"enable_exec_checks\": true, \"log_level\": \"debug\","
+		" \"log_format\": \"json\", \"max_concurrent_checks\": 8,"
+		" \"shutdown_timeout\": \"2s\"}}",
+		&d);
+	const struct hr_check_spec *a = &cfg->checks[0], *x = &cfg->checks[1];
+
+	cr_expect_str_eq(cfg->service.id, "web-1");
+	cr_expect_str_eq(cfg->service.address, "10.0.0.5");
+	cr_expect_eq(cfg->service.port, 8080);
+	cr_expect_eq(cfg->service.n_tags, 2);
+	cr_expect_str_eq(cfg->service.tags[1], "b");
+	cr_expect_eq(cfg->service.n_meta, 1);
+	cr_expect_str_eq(cfg->service.meta[0].value, "z1");
+	cr_expect_str_eq(a->method, "POST");
+	cr_expect_eq(a->n_headers, 3);
+	cr_expect_str_eq(a->headers[1].value, "2");
+	cr_expect_str_eq(a->headers[2].name, "Y");
+	cr_expect_str_eq(a->body, "{}");
+	cr_expect(a->tls_skip_verify);
+	cr_expect_str_eq(a->tls_server_name, "svc.local");
+	cr_expect(a->disable_redirects);
+	cr_expect_eq(a->interval_ms, 1000);
+	cr_expect_eq(a->timeout_ms, 250);
+	cr_expect_eq(a->interval_down_ms, 200);
+	cr_expect_eq(a->cache_ttl_ms, 3000);
+	cr_expect_eq(a->failure_ttl_ms, 5000);
+	cr_expect(a->has_initial_status);
+	cr_expect_eq(a->initial_status, HR_STATUS_PASSING);
+	cr_expect_eq(a->success_before_passing, 2);
+	cr_expect_eq(a->failures_before_critical, 3);
+	cr_expect_eq(a->failures_before_warning, 3,
+		     "failures_before_warning defaults to failures_before_critical");
+	cr_expect_eq(a->group, 0);
+	cr_expect_eq(x->kind, HR_CHECK_EXEC);
+	cr_expect_str_eq(x->args[0], "/bin/true");
+	cr_expect_null(x->args[2]);
+	cr_expect_eq(x->failures_before_warning, 1);
+	cr_expect_eq(x->on_failure, HR_ON_FAILURE_WARNING);
+	cr_expect_eq(cfg->n_groups, 1);
+	cr_expect_eq(cfg->groups[0].min_passing, 2);
+	cr_expect_eq(cfg->groups[0].on_failure, HR_ON_FAILURE_IGNORE);
+	cr_expect(cfg->enable_exec_checks);
+	cr_expect_eq(cfg->log_level, HR_LOG_DEBUG);
+	cr_expect_eq(cfg->log_format, HR_LOG_JSON);
+	cr_expect_eq(cfg->max_concurrent, 8);
+	cr_expect_eq(cfg->shutdown_timeout_ms, 2000);
+	cr_expect_eq(hr_config_find_check(cfg, "x"), 1);
+	cr_expect_eq(hr_config_find_check(cfg, "nope"), -1);
+	hr_config_free(cfg);
+	hr_diag_dispose(&d);
+}
+
+Test(config, single_check_key_and_id_as_name)
+{
+	struct hr_diag d;
+	struct hr_config *cfg = parse_ok(
+		"{\"service\": {\"name\": \"web\", \"check\": "
+		"{\"id\": \"only\", \"tcp\": \"[::1]:80\"}}}", &d);
+
+	cr_expect_eq(cfg->n_checks, 1);
+	cr_expect_str_eq(cfg->checks[0].name, "only");
+	cr_expect_str_eq(cfg->checks[0].target, "[::1]:80");
+	hr_config_free(cfg);
+	hr_diag_dispose(&d);
+}
+
+Test(config, errors_name_their_path)
+{
+	struct hr_diag d;
+
+	parse_bad("{\"service\": {\"name\": \"web\", \"checks\": ["
+		  "{\"name\": \"a\", \"tcp\": \"127.0.0.1:80\"},"
+		  "{\"name\": \"b\", \"tcp\": \"127.0.0.1:80\"},"
+		  "{\"name\": \"c\", \"tcp\": \"127.0.0.1:80\", \"interval\": \"5x\"}]}}",
+		  &d);
+	cr_expect_eq(d.errors, 1);
+	cr_expect(has(&d, "service.checks[2].interval: \"5x\" is not a duration"));
+	hr_diag_dispose(&d);
+}
+
+Test(config, timeout_longer_than_interval)
+{
+	struct hr_diag d;
+
+	parse_bad("{\"service\": {\"name\": \"web\", \"checks\": ["
+		  "{\"name\": \"a\", \"tcp\": \"127.0.0.1:80\", \"interval\": \"1s\","
+		  " \"timeout\": \"2s\"}]}}", &d);
+	cr_expect(has(&d, "service.checks[0].timeout: \"2s\" is longer than the interval"));
+	hr_diag_dispose(&d);
+}
+
+Test(config, registry_sections_go_to_their_validator)
+{
+	struct hr_config_backend be[1];
+	struct hr_config *cfg = NULL;
+	struct hr_diag d;
+	const char *json =
+		"{\"service\": {\"name\": \"web\", \"checks\": ["
+		"{\"name\": \"a\", \"tcp\": \"127.0.0.1:80\"}]},"
+		" \"registry\": {\"fake\": {\"x\": 1}, \"other\": {}}}";
+
+	be[0].name = "fake";
+	be[0].validate = NULL;
+	hr_diag_init(&d);
+	cr_assert_eq(hr_config_parse(&cfg, json, strlen(json), be, 1, &d),
+		     -EINVAL);
+	cr_expect(has(&d, "registry.other: unknown registry backend (this build knows: \"fake\")"));
+	hr_diag_dispose(&d);
+}
+
+static void reject_x(const cJSON *conf, const char *path, struct hr_diag *d)
+{
+	if (cJSON_GetObjectItemCaseSensitive(conf, "x"))
+		hr_diag_add(d, HR_DIAG_ERROR, path, "x is not allowed");
+}
+
+Test(config, backend_validator_errors_fail_the_config)
+{
+	struct hr_config_backend be[1] = { { "fake", reject_x } };
+	struct hr_config *cfg = NULL;
+	struct hr_diag d;
+	const char *bad =
+		"{\"service\": {\"name\": \"web\", \"checks\": ["
+		"{\"name\": \"a\", \"tcp\": \"127.0.0.1:80\"}]},"
+		" \"registry\": {\"fake\": {\"x\": 1}}}";
+	const char *good =
+		"{\"service\": {\"name\": \"web\", \"checks\": ["
+		"{\"name\": \"a\", \"tcp\": \"127.0.0.1:80\"}]},"
+		" \"registry\": {\"fake\": {\"y\": 1}}}";
+
+	hr_diag_init(&d);
+	cr_expect_eq(hr_config_parse(&cfg, bad, strlen(bad), be, 1, &d), -EINVAL);
+	cr_expect(has(&d, "registry.fake: x is not allowed"));
+	hr_diag_dispose(&d);
+	cr_assert_eq(hr_config_parse(&cfg, good, strlen(good), be, 1, &d), 0);
+	cr_assert_not_null(cfg->registry);
+	cr_expect_not_null(cJSON_GetObjectItemCaseSensitive(cfg->registry, "fake"));
+	hr_config_free(cfg);
+	hr_diag_dispose(&d);
+}
