@@ -326,8 +326,8 @@ def decode_value(v, spec, where):
         if isinstance(v, (int, float)) and not isinstance(v, bool):
             return int(v)
         return 0
-    if v is None:
-        return None
+    if v is None:  # Go leaves the zero value
+        return {"string": "", "int": 0, "bool": False}.get(spec) if isinstance(spec, str) else None
     if spec == "any":
         return v
     if spec == "string":
@@ -938,7 +938,8 @@ class Agent:
         """Agent.addServiceInternal (ref 1.5)."""
         svc = Service(d)
         ip = _ip(svc.address) if svc.address else None
-        tagged = {k: dict(v) for k, v in (svc.tagged or {}).items()}
+        tagged = {k: {"Address": (v or {}).get("Address") or "", "Port": (v or {}).get("Port") or 0}
+                  for k, v in (svc.tagged or {}).items()}
         for key, want4 in (("lan_ipv4", True), ("wan_ipv4", True),
                            ("lan_ipv6", False), ("wan_ipv6", False)):
             if ip is not None and _is_ipv4(ip) == want4 and key not in tagged:
@@ -1527,7 +1528,6 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def _blocking(self, name, with_checks, render):
         """Common s.parse() + blocking query + setMeta."""
         dc = self.q("dc")
-        tok = self.authz()
         stale = "stale" in self.query
         consistent = "consistent" in self.query
         if stale and consistent:
@@ -1535,6 +1535,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         wait, min_index = self._parse_wait()
         if dc and dc != self.agent.dc:
             raise HTTPError(500, "No path to datacenter")
+        tok = self.authz()  # resolved by the RPC, after argument parsing
         ag = self.agent
         deadline = time.monotonic() + wait
         with ag.cond:

@@ -1031,6 +1031,33 @@ class TestACL(EmuCase):
         self.assertResp(self.put("/v1/agent/service/deregister/web-1", headers=w), 200)
 
 
+class TestACLDefaultToken(EmuCase):
+    FLAGS = {"check_update_interval_ms": 0, "acl_default_policy": "deny",
+             "acl_token": ["dflt=service:web:write,node:emulator-node:read"],
+             "acl_default_token": "dflt"}
+
+    def test_default_token_used_without_token(self):
+        """ref 7: with no token the agent's acl.tokens.default is used; node:write is
+        required for node maintenance."""
+        self.assertResp(self.register(), 200)
+        r = self.put("/v1/agent/maintenance?enable=true")
+        self.assertEqual(r.status, 403)
+        self.assertTrue(r.text.endswith("lacks permission 'node:write' on \"emulator-node\""),
+                        r.text)
+        self.assertResp(self.register(headers={"X-Consul-Token": "nope"}), 403, "ACL not found")
+
+
+class TestDiscardOutput(EmuCase):
+    FLAGS = {"check_update_interval_ms": 0, "discard_check_output": True}
+
+    def test_discard_check_output(self):
+        """ref 2.3: discard_check_output stores "" for every output."""
+        self.register()
+        self.update("web-1:ttl", "warning", "dropped")
+        chk = self.checks()["web-1:ttl"]
+        self.assertEqual((chk["Status"], chk["Output"]), ("warning", ""))
+
+
 class TestACLDisabled(EmuCase):
     def test_tokens_ignored_when_acls_disabled(self):
         """ref 7: with ACLs disabled, tokens are ignored."""
