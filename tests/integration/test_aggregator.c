@@ -1,0 +1,456 @@
+/*
+ * The aggregator on a private libev loop (as an embedding program uses
+ * it): ttl checks, the result cache behind hr_agg_evaluate(), the
+ * in-flight bound, run-time add/remove, scheduling, failure isolation.
+ * Targets are loopback sockets and processes made by the test.
+ */
+#include <criterion/criterion.h>
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "healthreg/aggregator.h"
+
+static struct ev_loop *loop;
+static ev_timer guard;
+
+static void guard_cb(struct ev_loop *l, ev_timer *w, int revents)
+{
+	(void)w;
+	(void)revents;
+	ev_break(l, EVBREAK_ALL);
+}
+
+/* Run the loop for at most secs (or until something breaks it). */
+static void run_for(double secs)
+{
+	ev_timer_init(&guard, guard_cb, secs, 0.);
+	ev_timer_start(loop, &guard);
+	ev_run(loop, 0);
+	ev_timer_stop(loop, &guard);
+}
+
+static void setup(void)
+{
+	loop = ev_loop_new(EVFLAG_AUTO);
+	cr_assert_not_null(loop);
+}
+
+static void teardown(void)
+{
+	ev_loop_destroy(loop);
+}
+
+TestSuite(aggregator, .init = setup, .fini = teardown, .timeout = 30);
+
+/* A listening socket: connects succeed (the backlog accepts them). */
+static int listener(int *port)
+{
+	struct sockaddr_in a;
+	socklen_t len = sizeof(a);
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+	memset(&a, 0, sizeof(a));
+	a.sin_family = AF_INET;
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	cr_assert_eq(listen(fd, 1024), 0);
+	getsockname(fd, (struct sockaddr *)&a, &len);
+	*port = ntohs(a.sin_port);
+	return fd;
+}
+
+static int closed_port(void)
+{
+	int port, fd = listener(&port);
+
+	close(fd);
+	return port;
+}
+
+static struct hr_check_spec base(const char *name)
+{
+	struct hr_check_spec s;
+
+	memset(&s, 0, sizeof(s));
+	s.name = (char *)name;
+	s.interval_ms = 10000;
+	s.timeout_ms = 1000;
+	s.cache_ttl_ms = 10000;
+	s.failure_ttl_ms = 10000;
+	s.group = -1;
+	return s;
+}
+
+static struct hr_check_spec tcp(const char *name, int port, char *buf)
+{
+	struct hr_check_spec s = base(name);
+
+	sprintf(buf, "127.0.0.1:%d", port);
+	s.kind = HR_CHECK_TCP;
+	s.target = buf;
+	return s;
+}
+
+static struct hr_check_spec exec_(const char *name, char **argv)
+{
+	struct hr_check_spec s = base(name);
+
+	s.kind = HR_CHECK_EXEC;
+	s.args = argv;
+	return s;
+}
+
+static struct hr_agg *new_agg(int max_concurrent)
+{
+	struct hr_agg_opts o = { .enable_exec_checks = true,
+				 .max_concurrent = max_concurrent,
+				 .seed = 42 };
+	struct hr_agg *agg = NULL;
+	struct hr_err err;
+
+	cr_assert_eq(hr_agg_new(&agg, loop, NULL, &o, &err), 0);
+	return agg;
+}
+
+struct evres {
+	int calls;
+	enum hr_status status;
+	char output[256];
+};
+
+static void eval_cb(struct hr_agg *agg, enum hr_status st, const char *out,
+		    void *payload)
+{
+	struct evres *r = payload;
+
+	r->calls++;
+	r->status = st;
+	snprintf(r->output, sizeof(r->output), "%s", out);
+	ev_break(hr_agg_loop(agg), EVBREAK_ALL);
+}
+
+static uint64_t runs_of(struct hr_agg *agg, const char *name)
+{
+	struct hr_check_info i;
+
+	cr_assert_eq(hr_agg_check_get(agg, name, &i), 0);
+	return i.runs_passing + i.runs_warning + i.runs_critical;
+}
+
+Test(aggregator, ttl_check_expires_and_recovers)
+{
+	struct hr_agg *agg = new_agg(0);
+	struct hr_check_spec s = base("hb");
+	struct hr_check_info i;
+
+	s.kind = HR_CHECK_TTL;
+	s.ttl_ms = 200;
+	cr_assert_eq(hr_agg_add_check(agg, &s, NULL), 0);
+	hr_agg_start(agg);
+	cr_expect_eq(hr_agg_status(agg), HR_STATUS_CRITICAL, "unknown counts as critical");
+	cr_assert_eq(hr_agg_ttl_update(agg, "hb", HR_STATUS_PASSING, "all good"), 0);
+	cr_expect_eq(hr_agg_status(agg), HR_STATUS_PASSING);
+	run_for(0.1);
+	cr_expect_eq(hr_agg_status(agg), HR_STATUS_PASSING, "refreshed within its TTL");
+	run_for(0.3);
+	hr_agg_check_get(agg, "hb", &i);
+	cr_expect_eq(i.status, HR_STATUS_CRITICAL);
+	cr_expect_str_eq(i.output, "TTL expired (last output before timeout follows): all good");
+	cr_assert_eq(hr_agg_ttl_update(agg, "hb", HR_STATUS_WARNING, NULL), 0);
+	cr_expect_eq(hr_agg_status(agg), HR_STATUS_WARNING);
+	cr_expect_eq(hr_agg_ttl_update(agg, "nope", HR_STATUS_PASSING, NULL), -ENOENT);
+	hr_agg_free(agg);
+}
+
+Test(aggregator, ttl_expired_without_output)
+{
+	struct hr_agg *agg = new_agg(0);
+	struct hr_check_spec s = base("hb");
+	struct hr_check_info i;
+
+	s.kind = HR_CHECK_TTL;
+	s.ttl_ms = 100;
+	hr_agg_add_check(agg, &s, NULL);
+	hr_agg_start(agg);
+	run_for(0.3);
+	hr_agg_check_get(agg, "hb", &i);
+	cr_expect_eq(i.status, HR_STATUS_CRITICAL);
+	cr_expect_str_eq(i.output, "TTL expired");
+	hr_agg_free(agg);
+}
+
+Test(aggregator, evaluate_reuses_fresh_results)
+{
+	struct hr_agg *agg = new_agg(0);
+	char b1[32], b2[32];
+	int port, fd = listener(&port);
+	struct hr_check_spec up = tcp("up", port, b1);
+	struct hr_check_spec down = tcp("down", closed_port(), b2);
+	struct evres r = { 0 };
+
+	down.failure_ttl_ms = 0; /* failures are never reused */
+	hr_agg_add_check(agg, &up, NULL);
+	hr_agg_add_check(agg, &down, NULL);
+	cr_assert_eq(hr_agg_evaluate(agg, eval_cb, &r), 0);
+	if (!r.calls)
+		run_for(5);
+	cr_assert_eq(r.calls, 1);
+	cr_expect_eq(r.status, HR_STATUS_CRITICAL);
+	cr_expect_str_eq(r.output, "1 passing, 1 critical: down");
+	cr_expect_eq(runs_of(agg, "up"), 1);
+	cr_expect_eq(runs_of(agg, "down"), 1);
+	hr_agg_evaluate(agg, eval_cb, &r);
+	if (r.calls < 2)
+		run_for(5);
+	cr_assert_eq(r.calls, 2);
+	cr_expect_eq(runs_of(agg, "up"), 1, "a fresh success is reused");
+	cr_expect_eq(runs_of(agg, "down"), 2, "failure_ttl 0: the failure is re-run");
+	hr_agg_free(agg);
+	close(fd);
+}
+
+Test(aggregator, evaluate_with_everything_fresh_calls_back_at_once)
+{
+	struct hr_agg *agg = new_agg(0);
+	struct hr_check_spec s = base("hb");
+	struct evres r = { 0 };
+
+	s.kind = HR_CHECK_TTL;
+	s.ttl_ms = 10000;
+	hr_agg_add_check(agg, &s, NULL);
+	hr_agg_ttl_update(agg, "hb", HR_STATUS_PASSING, "ok");
+	cr_assert_eq(hr_agg_evaluate(agg, eval_cb, &r), 0);
+	cr_expect_eq(r.calls, 1);
+	cr_expect_eq(r.status, HR_STATUS_PASSING);
+	hr_agg_free(agg);
+}
+
+static int max_running;
+
+static void sample_running(struct ev_loop *l, ev_prepare *w, int revents)
+{
+	struct hr_agg *agg = w->data;
+	struct hr_check_info i;
+	size_t k;
+	int n = 0;
+
+	(void)l;
+	(void)revents;
+	for (k = 0; k < hr_agg_n_checks(agg); k++) {
+		hr_agg_check_at(agg, k, &i);
+		n += i.running;
+	}
+	if (n > max_running)
+		max_running = n;
+}
+
+Test(aggregator, evaluate_bounds_checks_in_flight)
+{
+	struct hr_agg *agg = new_agg(3);
+	char *argv[] = { "sleep", "0.1", NULL };
+	char names[12][8];
+	struct evres r = { 0 };
+	ev_prepare prep;
+	size_t k;
+
+	for (k = 0; k < 12; k++) {
+		struct hr_check_spec s;
+
+		snprintf(names[k], sizeof(names[k]), "s%zu", k);
+		s = exec_(names[k], argv);
+		cr_assert_eq(hr_agg_add_check(agg, &s, NULL), 0);
+	}
+	ev_prepare_init(&prep, sample_running);
+	prep.data = agg;
+	ev_prepare_start(loop, &prep);
+	max_running = 0;
+	hr_agg_evaluate(agg, eval_cb, &r);
+	run_for(20);
+	ev_prepare_stop(loop, &prep);
+	cr_assert_eq(r.calls, 1);
+	cr_expect_eq(r.status, HR_STATUS_PASSING);
+	cr_expect_eq(max_running, 3, "at most max_concurrent in flight, and that many");
+	for (k = 0; k < 12; k++)
+		cr_expect_eq(runs_of(agg, names[k]), 1);
+	hr_agg_free(agg);
+}
+
+Test(aggregator, names_are_unique_and_errors_are_specific)
+{
+	struct hr_agg *agg = NULL;
+	struct hr_agg_opts o = { 0 };
+	char *argv[] = { "true", NULL };
+	struct hr_check_spec s = base("a"), e = exec_("x", argv);
+	struct hr_err err;
+
+	s.kind = HR_CHECK_TTL;
+	s.ttl_ms = 1000;
+	cr_assert_eq(hr_agg_new(&agg, loop, NULL, &o, &err), 0);
+	cr_expect_eq(hr_agg_add_check(agg, &s, &err), 0);
+	cr_expect_eq(hr_agg_add_check(agg, &s, &err), -EEXIST);
+	cr_expect_str_eq(err.msg, "check \"a\" already exists");
+	cr_expect_eq(hr_agg_add_check(agg, &e, &err), -EPERM);
+	cr_expect_eq(hr_agg_remove_check(agg, "zzz"), -ENOENT);
+	cr_expect_eq(hr_agg_remove_check(agg, "a"), 0);
+	cr_expect_eq(hr_agg_n_checks(agg), 0);
+	hr_agg_free(agg);
+}
+
+Test(aggregator, exec_on_a_private_loop_uses_pidfd)
+{
+	struct hr_agg *agg = new_agg(0);
+	char *argv[] = { "sh", "-c", "echo degraded; exit 1", NULL };
+	struct hr_check_spec s = exec_("x", argv);
+	struct evres r = { 0 };
+	struct hr_check_info i;
+
+	hr_agg_add_check(agg, &s, NULL);
+	hr_agg_evaluate(agg, eval_cb, &r);
+	run_for(10);
+	cr_assert_eq(r.calls, 1);
+	hr_agg_check_get(agg, "x", &i);
+	cr_expect_eq(i.status, HR_STATUS_WARNING);
+	cr_expect_str_eq(i.output, "degraded\n");
+	hr_agg_free(agg);
+}
+
+Test(aggregator, a_hanging_check_does_not_delay_others)
+{
+	struct hr_agg *agg = new_agg(0);
+	char *hang[] = { "sleep", "30", NULL };
+	char b[32];
+	int port, fd = listener(&port);
+	struct hr_check_spec slow = exec_("slow", hang);
+	struct hr_check_spec fast = tcp("fast", port, b);
+	struct hr_check_info i;
+
+	slow.timeout_ms = 2000;
+	fast.interval_ms = 100;
+	fast.timeout_ms = 100;
+	hr_agg_add_check(agg, &slow, NULL);
+	hr_agg_add_check(agg, &fast, NULL);
+	hr_agg_start(agg);
+	run_for(1.5);
+	hr_agg_check_get(agg, "fast", &i);
+	cr_expect_eq(i.status, HR_STATUS_PASSING);
+	cr_expect_geq(i.runs_passing, 3, "fast kept its schedule: %llu runs",
+		      (unsigned long long)i.runs_passing);
+	hr_agg_check_get(agg, "slow", &i);
+	cr_expect(i.running);
+	run_for(1.5);
+	hr_agg_check_get(agg, "slow", &i);
+	cr_expect_eq(i.status, HR_STATUS_CRITICAL);
+	cr_expect_str_eq(i.output, "Timed out (2000ms) running check");
+	hr_agg_free(agg);
+	close(fd);
+}
+
+Test(aggregator, add_and_remove_while_running)
+{
+	struct hr_agg *agg = new_agg(0);
+	char *hang[] = { "sleep", "30", NULL };
+	char b[32];
+	int port, fd = listener(&port);
+	struct hr_check_spec slow = exec_("slow", hang);
+	struct hr_check_spec late = tcp("late", port, b);
+	struct hr_check_info i;
+
+	hr_agg_add_check(agg, &slow, NULL);
+	hr_agg_start(agg);
+	run_for(1.1);
+	hr_agg_check_get(agg, "slow", &i);
+	cr_assert(i.running);
+	cr_expect_eq(hr_agg_remove_check(agg, "slow"), 0, "removing a running check");
+	cr_expect_eq(hr_agg_add_check(agg, &late, NULL), 0);
+	run_for(1.1);
+	cr_expect_eq(runs_of(agg, "late"), 1, "a check added after start runs within 1 s");
+	cr_expect_eq(hr_agg_status(agg), HR_STATUS_PASSING);
+	hr_agg_free(agg);
+	close(fd);
+}
+
+Test(aggregator, first_runs_spread_within_a_second)
+{
+	struct hr_agg *agg = new_agg(0);
+	char bufs[50][32], names[50][8];
+	int port, fd = listener(&port);
+	size_t k;
+
+	for (k = 0; k < 50; k++) {
+		struct hr_check_spec s;
+
+		snprintf(names[k], sizeof(names[k]), "t%zu", k);
+		s = tcp(names[k], port, bufs[k]);
+		hr_agg_add_check(agg, &s, NULL);
+	}
+	hr_agg_start(agg);
+	run_for(1.3);
+	for (k = 0; k < 50; k++)
+		cr_expect_eq(runs_of(agg, names[k]), 1, "%s", names[k]);
+	cr_expect_eq(hr_agg_status(agg), HR_STATUS_PASSING);
+	hr_agg_free(agg);
+	close(fd);
+}
+
+struct counts {
+	int check_status, aggregate, results;
+};
+
+static void count_events(struct hr_agg *agg, const struct hr_agg_event *ev,
+			 void *payload)
+{
+	struct counts *c = payload;
+
+	(void)agg;
+	if (ev->type == HR_EVENT_CHECK_STATUS)
+		c->check_status++;
+	else if (ev->type == HR_EVENT_AGGREGATE)
+		c->aggregate++;
+	else
+		c->results++;
+}
+
+Test(aggregator, listeners_hear_changes_not_repeats)
+{
+	struct hr_agg *agg = new_agg(0);
+	char b[32];
+	int port, fd = listener(&port);
+	struct hr_check_spec s = tcp("t", port, b);
+	struct counts c = { 0 };
+	int id;
+
+	s.interval_ms = 100;
+	s.timeout_ms = 100;
+	hr_agg_add_check(agg, &s, NULL);
+	id = hr_agg_listen(agg, count_events, &c);
+	cr_assert_gt(id, 0);
+	hr_agg_start(agg);
+	run_for(1.5);
+	cr_expect_geq(c.results, 4);
+	cr_expect_eq(c.check_status, 1, "unknown -> passing only");
+	cr_expect_eq(c.aggregate, 1);
+	hr_agg_unlisten(agg, id);
+	hr_agg_free(agg);
+	close(fd);
+}
+
+Test(aggregator, interval_down_while_failing)
+{
+	struct hr_agg *agg = new_agg(0);
+	char b[32];
+	struct hr_check_spec s = tcp("t", closed_port(), b);
+
+	s.interval_ms = 5000;
+	s.timeout_ms = 100;
+	s.interval_down_ms = 100;
+	hr_agg_add_check(agg, &s, NULL);
+	hr_agg_start(agg);
+	run_for(1.6);
+	cr_expect_geq(runs_of(agg, "t"), 4, "failing: re-run every interval_down");
+	hr_agg_free(agg);
+}
