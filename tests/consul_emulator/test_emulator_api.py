@@ -48,6 +48,12 @@ class EmuCase(unittest.TestCase):
     def setUp(self):
         self.emu = emuctl.start(**self.FLAGS)
         self.addCleanup(self.emu.cleanup)
+        self.addCleanup(self._no_internal_errors)  # runs first (LIFO)
+
+    def _no_internal_errors(self):
+        """An emulator bug surfaces as a 500 that could pass for Consul behaviour:
+        make it fail the test instead."""
+        self.assertNotIn("[ERROR]", self.emu.log_text())
 
     # -- HTTP helpers ---------------------------------------------------------
     def req(self, method, path, body=None, headers=None, timeout=30):
