@@ -679,7 +679,7 @@ def validate_check_type(ct):
     return None
 
 
-_META_KEY_RE = re.compile(r"^[a-zA-Z0-9_-]+$")
+_META_KEY_RE = re.compile(r"[a-zA-Z0-9_-]+")
 
 
 def validate_meta(meta):
@@ -692,13 +692,13 @@ def validate_meta(meta):
         err = None
         if k == "":
             err = "Key cannot be blank"
-        elif not _META_KEY_RE.match(k):
+        elif not _META_KEY_RE.fullmatch(k):
             err = "Key contains invalid characters"
         elif len(k) > 128:
             err = "Key is too long (limit: 128 characters)"
         elif k.startswith("consul-"):
             err = "Key prefix 'consul-' is reserved for internal use"
-        elif len(v) > 512:
+        elif len(go_bytes(v)) > 512:
             err = "Value is too long (limit: 512 characters)"
         if err:
             return "Couldn't load metadata pair ('%s', '%s'): %s" % (k, v, err)
@@ -706,8 +706,11 @@ def validate_meta(meta):
 
 
 def _ip(s):
+    """net.ParseIP: plain literals only (no brackets, no zone)."""
+    if "%" in s or "[" in s:
+        return None
     try:
-        return ipaddress.ip_address(s.strip("[]") if s.startswith("[") else s)
+        return ipaddress.ip_address(s)
     except ValueError:
         return None
 
