@@ -161,6 +161,7 @@ class Watcher:
                                  {"key": b64(self.prefix), "count_only": True,
                                   "serializable": True}, token, timeout=2)
             if st != 200:
+                self.cluster._root_token = None  # maybe expired
                 return
             if int(data.get("header", {}).get("revision", "0")) < self.next_rev - 1:
                 self.next_rev = 1
@@ -178,6 +179,7 @@ class Watcher:
         if r.status != 200:
             r.read()
             conn.close()
+            self.cluster._root_token = None
             return
         while not self.stopped:
             line = r.readline()
@@ -189,6 +191,7 @@ class Watcher:
             if res is None:
                 break  # stream-shaped error
             if res.get("canceled"):
+                self.cluster._root_token = None  # maybe an expired token
                 break
             if res.get("created"):
                 hdr_rev = int(res.get("header", {}).get("revision", "0"))
