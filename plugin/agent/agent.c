@@ -50,9 +50,12 @@ int hr_agent_load_config(const char *path, struct hr_config **out)
 
 /* ---- run --------------------------------------------------------------- */
 
+struct agent;
+
 struct backend {
 	const struct hr_registry_ops *ops;
 	struct hr_registry *r;
+	struct agent *agent;
 	bool done;
 };
 
@@ -67,7 +70,7 @@ struct agent {
 	bool stopping;
 	ev_timer ready_timer; /* publish even if some check never answers */
 	ev_timer stop_timer;
-	ev_check stop_check;  /* polls backends' completion while stopping */
+	bool telling;         /* inside the shutdown() calls */
 	ev_signal sigterm, sigint;
 	int exit_code;
 };
@@ -150,21 +153,24 @@ static void finish_stop(struct agent *a)
 	ev_break(a->loop, EVBREAK_ALL);
 }
 
+static void check_all_done(struct agent *a)
+{
+	size_t i;
+
+	if (a->telling)
+		return;
+	for (i = 0; i < a->n_backends; i++)
+		if (!a->backends[i].done)
+			return;
+	finish_stop(a);
+}
+
 static void backend_done(void *payload)
 {
 	struct backend *b = payload;
 
 	b->done = true;
-}
-
-static void check_all_done(struct agent *a)
-{
-	size_t i;
-
-	for (i = 0; i < a->n_backends; i++)
-		if (!a->backends[i].done)
-			return;
-	finish_stop(a);
+	check_all_done(b->agent);
 }
 
 static void stop_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
@@ -180,13 +186,6 @@ static void stop_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 			       a->backends[i].ops->name, "reason",
 			       "deregistration did not finish in time", NULL);
 	finish_stop(a);
-}
-
-static void stop_check_cb(struct ev_loop *loop, ev_check *w, int revents)
-{
-	(void)loop;
-	(void)revents;
-	check_all_done(w->data);
 }
 
 static void signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
@@ -208,9 +207,7 @@ static void signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
 		      (double)a->cfg->shutdown_timeout_ms / 1000.0, 0.);
 	a->stop_timer.data = a;
 	ev_timer_start(loop, &a->stop_timer);
-	ev_check_init(&a->stop_check, stop_check_cb);
-	a->stop_check.data = a;
-	ev_check_start(loop, &a->stop_check);
+	a->telling = true;
 	for (i = 0; i < a->n_backends; i++) {
 		struct backend *b = &a->backends[i];
 
@@ -219,6 +216,7 @@ static void signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
 		else
 			b->done = true;
 	}
+	a->telling = false;
 	check_all_done(a);
 }
 
@@ -247,6 +245,7 @@ static int create_backends(struct agent *a)
 				return -ENOSPC;
 			b = &a->backends[a->n_backends];
 			b->ops = ops;
+			b->agent = a;
 			if (ops->abi != HR_REGISTRY_ABI ||
 			    ops->create(&b->r, item, &env, &err)) {
 				hr_log(HR_LOG_ERROR, "registry_create_failed",
@@ -327,7 +326,6 @@ int hr_agent_run(const struct hr_config *cfg)
 	hr_log(HR_LOG_INFO, "stopped", NULL);
 cleanup:
 	ev_timer_stop(a.loop, &a.ready_timer);
-	ev_check_stop(a.loop, &a.stop_check);
 	ev_signal_stop(a.loop, &a.sigterm);
 	ev_signal_stop(a.loop, &a.sigint);
 	for (i = 0; i < a.n_backends; i++)
