@@ -1109,14 +1109,15 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.upath = unquote(parts.path, errors="surrogateescape")
         self.query = parse_qs(parts.query, keep_blank_values=True)
         self.resp_headers = {}
+        # Go ServeMux: "/x" is redirected (301) to "/x/" when only the subtree
+        # pattern "/x/" is registered (this wins over shorter subtree patterns).
+        if not any(p == self.upath for p, _, _, _ in ROUTES) and \
+                any(prefix and p == self.upath + "/" for p, prefix, _, _ in ROUTES):
+            loc = parts.path + "/" + ("?" + parts.query if parts.query else "")
+            self._send(301, b"", None, {"Location": loc})
+            return
         route = match_route(self.upath)
         if route is None:
-            # Go ServeMux: redirect "/x" to "/x/" when only the subtree exists.
-            for pattern, prefix, _, _ in ROUTES:
-                if prefix and pattern == self.upath + "/":
-                    loc = parts.path + "/" + ("?" + parts.query if parts.query else "")
-                    self._send(301, b"", None, {"Location": loc})
-                    return
             if self.upath.startswith("/v1/"):
                 self._send(404, b"Invalid URL path: not a recognized HTTP API endpoint",
                            "text/plain; charset=utf-8")

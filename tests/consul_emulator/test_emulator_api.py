@@ -144,6 +144,14 @@ class TestHTTPCommon(EmuCase):
         r = self.get("/v1/agent/nonsense")
         self.assertResp(r, 404, "Invalid URL path: not a recognized HTTP API endpoint")
 
+    def test_subtree_path_without_slash_redirects(self):
+        """ref 0 (Go ServeMux): a route registered as "/x/" redirects "/x" with 301,
+        so an ID-less deregister/update is not silently treated as a valid call."""
+        for path in ("/v1/agent/service/deregister", "/v1/agent/check/update"):
+            r = self.put(path)
+            self.assertEqual(r.status, 301, path)
+            self.assertEqual(r.header("Location"), path + "/")
+
     def test_write_success_is_200_empty_without_content_type(self):
         """ref 0 / 1.4: successful write -> 200, empty body, no Content-Type."""
         r = self.register()
