@@ -97,7 +97,7 @@ struct hr_registry {
 	/* machinery */
 	struct req req;
 	bool busy;
-	ev_timer retry, refresh, drop, deadline;
+	ev_timer retry, refresh, drop, deadline, wake;
 	unsigned failures, lost_streak;
 	uint32_t rng;
 	bool logged_down, logged_forbidden, logged_rejected;
@@ -352,6 +352,10 @@ static void finish_shutdown(struct hr_registry *r)
 		req_release(r);
 	r->done = NULL;
 	r->shutdown_finished = true;
+	/* Wake the loop once more: an agent that polls for completion from
+	 * an ev_check would otherwise sleep until its next event. Started
+	 * before done(), which may destroy r. */
+	arm(r, &r->wake, 0.);
 	if (done)
 		done(r->done_payload);
 }
@@ -566,6 +570,13 @@ static void drop_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	kick(r);
 }
 
+static void wake_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	(void)loop;
+	(void)w;
+	(void)revents;
+}
+
 static void deadline_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct hr_registry *r = container_of(w, struct hr_registry, deadline);
@@ -719,6 +730,7 @@ static int consul_create(struct hr_registry **out, const cJSON *conf,
 	ev_init(&r->refresh, refresh_cb);
 	ev_init(&r->drop, drop_cb);
 	ev_init(&r->deadline, deadline_cb);
+	ev_init(&r->wake, wake_cb);
 
 	env_from_process(&penv);
 	hr_diag_init(&diag);
@@ -847,6 +859,7 @@ static void consul_destroy(struct hr_registry *r)
 	ev_timer_stop(r->loop, &r->refresh);
 	ev_timer_stop(r->loop, &r->drop);
 	ev_timer_stop(r->loop, &r->deadline);
+	ev_timer_stop(r->loop, &r->wake);
 	if (r->busy)
 		req_release(r);
 	slist_wipe_free(r->headers);
