@@ -59,6 +59,7 @@ struct eval {
 	size_t n_queue, next;
 	unsigned pending;          /* checks not yet finished */
 	unsigned inflight;         /* started by this evaluation */
+	bool pumping;              /* inside eval_pump() */
 	struct eval *prev, *next_eval;
 };
 
@@ -455,6 +456,11 @@ static void eval_pump(struct eval *e)
 {
 	int max = e->agg->opts.max_concurrent;
 
+	/* A run may finish synchronously inside run_start() and call back
+	 * into eval_check_done(): it must not finish (free) e under us. */
+	if (e->pumping)
+		return;
+	e->pumping = true;
 	while (e->next < e->n_queue && (int)e->inflight < max) {
 		struct hr_check *c = e->queue[e->next++];
 
@@ -466,6 +472,9 @@ static void eval_pump(struct eval *e)
 			continue; /* a scheduled run will finish it */
 		run_start(c);
 	}
+	e->pumping = false;
+	if (e->pending == 0)
+		eval_finish(e);
 }
 
 /* A run of c ended (or c is going away): release waiting evaluations. */
@@ -488,10 +497,8 @@ static void eval_check_done(struct hr_check *c)
 	for (i = 0; i < n; i++) {
 		struct eval *e = w[i];
 
-		if (e->pending == 0)
-			eval_finish(e);
-		else
-			eval_pump(e);
+		if (!e->pumping)
+			eval_pump(e); /* finishes e when nothing is pending */
 	}
 	free(w);
 }
@@ -530,11 +537,7 @@ int hr_agg_evaluate(struct hr_agg *agg, hr_agg_eval_cb cb, void *payload)
 				e->queue[e->n_queue++] = c;
 		}
 	}
-	if (e->pending == 0) {
-		eval_finish(e);
-		return 0;
-	}
-	eval_pump(e);
+	eval_pump(e); /* calls back at once when nothing is stale */
 	return 0;
 }
 

@@ -454,3 +454,23 @@ Test(aggregator, interval_down_while_failing)
 	cr_expect_geq(runs_of(agg, "t"), 4, "failing: re-run every interval_down");
 	hr_agg_free(agg);
 }
+
+Test(aggregator, evaluate_survives_runs_that_fail_synchronously)
+{
+	/* posix_spawn fails inside start(): the run finishes before
+	 * run_start() returns, while the evaluation is still queueing. */
+	struct hr_agg *agg = new_agg(0);
+	char *argv[] = { "/nonexistent/program", NULL };
+	struct hr_check_spec a = exec_("a", argv), b = exec_("b", argv);
+	struct evres r = { 0 };
+	struct hr_check_info i;
+
+	hr_agg_add_check(agg, &a, NULL);
+	hr_agg_add_check(agg, &b, NULL);
+	cr_assert_eq(hr_agg_evaluate(agg, eval_cb, &r), 0);
+	cr_expect_eq(r.calls, 1, "called back before evaluate returned");
+	cr_expect_eq(r.status, HR_STATUS_CRITICAL);
+	hr_agg_check_get(agg, "b", &i);
+	cr_expect(strstr(i.output, "No such file or directory") != NULL, "%s", i.output);
+	hr_agg_free(agg);
+}
