@@ -69,6 +69,7 @@ struct hr_registry {
 	struct ev_loop *loop;
 	struct hr_http *http;
 	const struct hr_service_spec *svc;
+	struct hr_registry_stats *stats; /* the agent's, may be NULL */
 	struct hr_consul_conf conf;
 	const char *service_id;       /* borrowed from svc */
 	char *check_id;
@@ -536,6 +537,7 @@ static void done_cb(CURL *easy, CURLcode rc, void *payload)
 		hr_consul_excerpt(detail, sizeof(detail), q->resp,
 				  q->resp_len);
 	}
+	hr_registry_stats_record(r->stats, v == HR_CONSUL_OK);
 	if (v == HR_CONSUL_OK)
 		on_ok(r, q);
 	else
@@ -725,6 +727,7 @@ static int consul_create(struct hr_registry **out, const cJSON *conf,
 	r->loop = env->loop;
 	r->http = env->http;
 	r->svc = env->service;
+	r->stats = env->stats;
 	r->service_id = r->svc->id ? r->svc->id : r->svc->name;
 	ev_init(&r->retry, retry_cb);
 	ev_init(&r->refresh, refresh_cb);

@@ -52,6 +52,7 @@ struct hr_registry {
 	struct hr_http *http;
 	const struct hr_service_spec *service;
 	int64_t shutdown_timeout_ms;
+	struct hr_registry_stats *stats; /* the agent's, may be NULL */
 	struct hr_etcd_conf conf;
 	char *user;
 	char *password;
@@ -233,6 +234,7 @@ static int etcd_create(struct hr_registry **out, const cJSON *conf,
 	r->http = env->http;
 	r->service = env->service;
 	r->shutdown_timeout_ms = env->shutdown_timeout_ms;
+	r->stats = env->stats;
 	r->rng = ((uint64_t)time(NULL) << 20) ^ (uint64_t)getpid() ^
 		 (uint64_t)(uintptr_t)r;
 	if (!r->rng)
@@ -560,6 +562,7 @@ static void on_done(CURL *easy, CURLcode rc, void *payload)
 	r->easy = NULL;
 	release_request(r);
 	snprintf(http, sizeof(http), "%ld", code);
+	hr_registry_stats_record(r->stats, rep.result == HR_ETCD_OK);
 
 	switch (rep.result) {
 	case HR_ETCD_OK:

@@ -12,6 +12,7 @@
 #define HEALTHREG_REGISTRY_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include <cjson/cJSON.h>
 #include <ev.h>
@@ -25,12 +26,26 @@
 
 struct hr_registry; /* a backend's own instance type */
 
+/*
+ * Counters a backend keeps for the agent's metrics: one call of
+ * hr_registry_stats_record() per registry request answered (ok) or failed.
+ */
+struct hr_registry_stats {
+	uint64_t writes;       /* requests that succeeded */
+	uint64_t errors;       /* requests that failed (transport, 4xx, 5xx) */
+	double last_success;   /* wall-clock time of the last success, 0 = never */
+};
+
+/** NULL-safe. */
+void hr_registry_stats_record(struct hr_registry_stats *s, bool ok);
+
 /* What a backend gets from the agent. All borrowed; outlive the backend. */
 struct hr_registry_env {
 	struct ev_loop *loop;
 	struct hr_http *http;
 	const struct hr_service_spec *service;
 	int64_t shutdown_timeout_ms;
+	struct hr_registry_stats *stats; /* may be NULL */
 };
 
 /* Called once when shutdown() has finished (or given up). */
