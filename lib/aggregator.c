@@ -945,3 +945,39 @@ struct hr_http *hr_agg_http(const struct hr_agg *agg)
 {
 	return agg->http;
 }
+
+int hr_agg_set_groups(struct hr_agg *agg, const struct hr_group_spec *groups,
+		      size_t n, struct hr_err *err)
+{
+	struct hr_group_spec *v = NULL;
+	size_t i;
+
+	for (i = 0; i < agg->n_checks; i++)
+		if (agg->checks[i]->spec.group >= (int)n)
+			return hr_err_set(err, -EINVAL,
+					  "check \"%s\" refers to group %d",
+					  agg->checks[i]->spec.name,
+					  agg->checks[i]->spec.group);
+	if (n) {
+		v = calloc(n, sizeof(*v));
+		if (!v)
+			return hr_err_set(err, -ENOMEM, "out of memory");
+		for (i = 0; i < n; i++) {
+			v[i] = groups[i];
+			v[i].name = strdup(groups[i].name);
+			if (!v[i].name) {
+				while (i--)
+					free(v[i].name);
+				free(v);
+				return hr_err_set(err, -ENOMEM, "out of memory");
+			}
+		}
+	}
+	for (i = 0; i < agg->n_groups; i++)
+		free(agg->groups[i].name);
+	free(agg->groups);
+	agg->groups = v;
+	agg->n_groups = n;
+	recompute(agg);
+	return 0;
+}

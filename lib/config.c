@@ -823,6 +823,12 @@ static void parse_agent(struct ctx *c, const cJSON *obj)
 			get_int(c, it, p, 1, 100000, &cfg->max_concurrent);
 		} else if (key_is(it, "shutdowntimeout")) {
 			get_duration(c, it, p, &cfg->shutdown_timeout_ms);
+		} else if (key_is(it, "apilisten")) {
+			get_string(c, it, p, &cfg->api_listen);
+		} else if (key_is(it, "apitokenfile")) {
+			get_nonempty_string(c, it, p, &cfg->api_token_file);
+		} else if (key_is(it, "statefile")) {
+			get_nonempty_string(c, it, p, &cfg->state_file);
 		} else {
 			err_at(c, p, "unknown key");
 		}
@@ -1064,6 +1070,9 @@ void hr_config_free(struct hr_config *cfg)
 		free(cfg->groups[i].name);
 	free(cfg->groups);
 	cJSON_Delete(cfg->registry);
+	free(cfg->api_listen);
+	free(cfg->api_token_file);
+	free(cfg->state_file);
 	free(cfg);
 }
 

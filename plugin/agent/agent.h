@@ -21,8 +21,11 @@
  */
 int hr_agent_load_config(const char *path, struct hr_config **out);
 
-/** `healthreg run`: runs until SIGTERM/SIGINT. Returns an exit code. */
-int hr_agent_run(const struct hr_config *cfg);
+/**
+ * `healthreg run`: runs until SIGTERM/SIGINT; SIGHUP reloads path. Takes
+ * ownership of cfg. Returns an exit code.
+ */
+int hr_agent_run(const char *path, struct hr_config *cfg);
 
 /** `healthreg check`: every check once; prints; exit 0/1/2. */
 int hr_agent_check_once(const struct hr_config *cfg, int json);

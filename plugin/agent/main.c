@@ -149,7 +149,8 @@ int main(int argc, char **argv)
 	} else if (!strcmp(cmd, "check")) {
 		rc = hr_agent_check_once(cfg, json);
 	} else {
-		rc = hr_agent_run(cfg);
+		rc = hr_agent_run(path, cfg);
+		cfg = NULL; /* owned by the agent */
 	}
 	hr_config_free(cfg);
 	return rc;

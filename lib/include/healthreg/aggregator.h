@@ -58,6 +58,13 @@ int hr_agg_add_group(struct hr_agg *agg, const struct hr_group_spec *g,
 int hr_agg_add_check(struct hr_agg *agg, const struct hr_check_spec *spec,
 		     struct hr_err *err);
 
+/**
+ * Replace every group (for a reload). Checks still in the aggregator must
+ * refer only to indices below n (-EINVAL otherwise; nothing changes).
+ */
+int hr_agg_set_groups(struct hr_agg *agg, const struct hr_group_spec *groups,
+		      size_t n, struct hr_err *err);
+
 /** Stop and remove a check. -ENOENT when unknown. */
 int hr_agg_remove_check(struct hr_agg *agg, const char *name);
 

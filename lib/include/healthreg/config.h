@@ -103,6 +103,9 @@ struct hr_config {
 	enum hr_log_format log_format;
 	int max_concurrent; /* bound on checks in flight for evaluate() */
 	int64_t shutdown_timeout_ms;
+	char *api_listen;      /* default HR_API_DEFAULT_LISTEN; "" = off */
+	char *api_token_file;  /* NULL = writes open on the local API */
+	char *state_file;      /* maintenance state; NULL = the default path */
 	/*
 	 * The "registry" object as written (owned by the config; each
 	 * backend reads its own member through a borrowed pointer).

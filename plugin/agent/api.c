@@ -1,0 +1,652 @@
+/*
+ * api.c - the local HTTP API on libmicrohttpd in external-loop epoll mode:
+ * MHD owns one epoll fd, which the agent's libev loop watches; after every
+ * MHD_run() the timer is re-armed from MHD_get_timeout(). No thread, no
+ * second event loop.
+ *
+ *   access_cb (1st call: allocate struct req)
+ *     -> (upload chunks: append up to HR_API_BODY_MAX, else mark too big)
+ *     -> (last call) route() -> queue one response
+ *   completed_cb: free struct req
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <microhttpd.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <cjson/cJSON.h>
+
+#include "api.h"
+#include "healthreg/log.h"
+
+struct hr_api {
+	struct ev_loop *loop;
+	struct MHD_Daemon *d;
+	ev_io io;
+	ev_timer timer;
+	char *token;
+	struct hr_api_host host;
+	int port;
+};
+
+struct req {
+	char *body;
+	size_t len;
+	bool too_big;
+};
+
+/* ---- helpers -------------------------------------------------------------- */
+
+int hr_api_parse_addr(const char *addr, char *host, size_t hlen, int *port)
+{
+	const char *colon;
+	char *end;
+	long p;
+	size_t n;
+
+	if (!addr || !*addr)
+		return -EINVAL;
+	if (addr[0] == '[') {
+		const char *close = strchr(addr, ']');
+
+		if (!close || close[1] != ':')
+			return -EINVAL;
+		n = (size_t)(close - addr - 1);
+		if (n >= hlen)
+			return -EINVAL;
+		memcpy(host, addr + 1, n);
+		colon = close + 1;
+	} else {
+		colon = strrchr(addr, ':');
+		if (!colon)
+			return -EINVAL;
+		n = (size_t)(colon - addr);
+		if (n >= hlen || memchr(addr, ':', n))
+			return -EINVAL;
+		memcpy(host, addr, n);
+	}
+	host[n] = '\0';
+	errno = 0;
+	p = strtol(colon + 1, &end, 10);
+	if (errno || *end || end == colon + 1 || p < 0 || p > 65535)
+		return -EINVAL;
+	*port = (int)p;
+	return 0;
+}
+
+static enum MHD_Result send_text(struct MHD_Connection *c, unsigned code,
+				 const char *ctype, char *body_owned)
+{
+	struct MHD_Response *r;
+	enum MHD_Result ret;
+
+	r = MHD_create_response_from_buffer(strlen(body_owned), body_owned,
+					    MHD_RESPMEM_MUST_FREE);
+	if (!r) {
+		free(body_owned);
+		return MHD_NO;
+	}
+	MHD_add_response_header(r, "Content-Type", ctype);
+	MHD_add_response_header(r, "Cache-Control", "no-store");
+	ret = MHD_queue_response(c, code, r);
+	MHD_destroy_response(r);
+	return ret;
+}
+
+static enum MHD_Result send_json(struct MHD_Connection *c, unsigned code,
+				 cJSON *doc)
+{
+	char *s = cJSON_PrintUnformatted(doc);
+	char *body;
+	size_t n;
+
+	cJSON_Delete(doc);
+	if (!s)
+		return MHD_NO;
+	/* cJSON's buffer comes from its allocator: copy into a malloc'ed
+	 * one with a trailing newline for MHD to free. */
+	n = strlen(s);
+	body = malloc(n + 2);
+	if (!body) {
+		cJSON_free(s);
+		return MHD_NO;
+	}
+	memcpy(body, s, n);
+	body[n] = '\n';
+	body[n + 1] = '\0';
+	cJSON_free(s);
+	return send_text(c, code, "application/json", body);
+}
+
+static enum MHD_Result send_error(struct MHD_Connection *c, unsigned code,
+				  const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static enum MHD_Result send_error(struct MHD_Connection *c, unsigned code,
+				  const char *fmt, ...)
+{
+	char msg[512];
+	cJSON *doc = cJSON_CreateObject();
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	cJSON_AddStringToObject(doc, "error", msg);
+	return send_json(c, code, doc);
+}
+
+static enum MHD_Result method_not_allowed(struct MHD_Connection *c,
+					  const char *allow)
+{
+	struct MHD_Response *r;
+	enum MHD_Result ret;
+	char *body;
+
+	if (asprintf(&body, "{\"error\":\"method not allowed; use %s\"}\n",
+		     allow) < 0)
+		return MHD_NO;
+	r = MHD_create_response_from_buffer(strlen(body), body,
+					    MHD_RESPMEM_MUST_FREE);
+	if (!r) {
+		free(body);
+		return MHD_NO;
+	}
+	MHD_add_response_header(r, "Content-Type", "application/json");
+	MHD_add_response_header(r, "Allow", allow);
+	ret = MHD_queue_response(c, MHD_HTTP_METHOD_NOT_ALLOWED, r);
+	MHD_destroy_response(r);
+	return ret;
+}
+
+static unsigned http_code(enum hr_status st)
+{
+	switch (st) {
+	case HR_STATUS_PASSING:
+		return 200;
+	case HR_STATUS_WARNING:
+		return 429;
+	default:
+		return 503;
+	}
+}
+
+static cJSON *check_json(const struct hr_check_info *i)
+{
+	cJSON *o = cJSON_CreateObject();
+	cJSON *runs;
+	char ts[40] = "";
+
+	cJSON_AddStringToObject(o, "name", i->name);
+	cJSON_AddStringToObject(o, "kind", hr_check_kind_name(i->kind));
+	cJSON_AddStringToObject(o, "status", hr_status_name(i->status));
+	cJSON_AddStringToObject(o, "output", i->output);
+	if (i->group)
+		cJSON_AddStringToObject(o, "group", i->group);
+	else
+		cJSON_AddNullToObject(o, "group");
+	cJSON_AddStringToObject(o, "on_failure", hr_on_failure_name(i->on_failure));
+	if (i->last_run > 0) {
+		time_t t = (time_t)i->last_run;
+		struct tm tm;
+
+		gmtime_r(&t, &tm);
+		strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%SZ", &tm);
+		cJSON_AddStringToObject(o, "last_run", ts);
+	} else {
+		cJSON_AddNullToObject(o, "last_run");
+	}
+	cJSON_AddNumberToObject(o, "duration_ms", (double)(long)(i->duration_ms * 1000) / 1000.0);
+	cJSON_AddStringToObject(o, "last_result", hr_status_name(i->last_result));
+	cJSON_AddNumberToObject(o, "consecutive_failures", i->consecutive_failures);
+	cJSON_AddNumberToObject(o, "consecutive_successes", i->consecutive_successes);
+	runs = cJSON_AddObjectToObject(o, "runs");
+	cJSON_AddNumberToObject(runs, "passing", (double)i->runs_passing);
+	cJSON_AddNumberToObject(runs, "warning", (double)i->runs_warning);
+	cJSON_AddNumberToObject(runs, "critical", (double)i->runs_critical);
+	cJSON_AddBoolToObject(o, "running", i->running);
+	return o;
+}
+
+/* The status a caller sees: maintenance forces critical. */
+static enum hr_status effective(struct hr_api *api, struct hr_agg *agg,
+				char *out, size_t len)
+{
+	const char *reason = NULL;
+
+	if (api->host.maint_get(api->host.ctx, &reason)) {
+		snprintf(out, len, "maintenance: %s",
+			 reason && *reason ? reason : "(no reason given)");
+		return HR_STATUS_CRITICAL;
+	}
+	snprintf(out, len, "%s", hr_agg_output(agg));
+	return hr_agg_status(agg);
+}
+
+/* ---- handlers ------------------------------------------------------------- */
+
+static enum MHD_Result get_health(struct hr_api *api, struct MHD_Connection *c)
+{
+	struct hr_agg *agg = api->host.agg(api->host.ctx);
+	const char *fmt = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND,
+						      "format");
+	struct hr_check_info info;
+	const char *reason = NULL;
+	char output[1200];
+	enum hr_status st = effective(api, agg, output, sizeof(output));
+	cJSON *doc, *arr, *m;
+	bool maint;
+	size_t i;
+
+	if (fmt && !strcmp(fmt, "text")) {
+		char *body;
+
+		if (asprintf(&body, "%s\n", hr_status_name(st)) < 0)
+			return MHD_NO;
+		return send_text(c, http_code(st), "text/plain; charset=utf-8", body);
+	}
+	if (fmt && strcmp(fmt, "json"))
+		return send_error(c, 400, "format: \"%s\" is not text or json", fmt);
+	doc = cJSON_CreateObject();
+	cJSON_AddStringToObject(doc, "service", api->host.service_name(api->host.ctx));
+	cJSON_AddStringToObject(doc, "status", hr_status_name(st));
+	cJSON_AddStringToObject(doc, "output", output);
+	maint = api->host.maint_get(api->host.ctx, &reason);
+	m = cJSON_AddObjectToObject(doc, "maintenance");
+	cJSON_AddBoolToObject(m, "enabled", maint);
+	if (maint)
+		cJSON_AddStringToObject(m, "reason", reason ? reason : "");
+	arr = cJSON_AddArrayToObject(doc, "checks");
+	for (i = 0; i < hr_agg_n_checks(agg); i++) {
+		hr_agg_check_at(agg, i, &info);
+		cJSON_AddItemToArray(arr, check_json(&info));
+	}
+	return send_json(c, http_code(st), doc);
+}
+
+static bool authorized(struct hr_api *api, struct MHD_Connection *c,
+		       unsigned *code)
+{
+	const char *h;
+	size_t i, n, t;
+	unsigned char diff = 0;
+
+	if (!api->token)
+		return true;
+	h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
+	if (!h || strncmp(h, "Bearer ", 7)) {
+		*code = 401;
+		return false;
+	}
+	h += 7;
+	n = strlen(h);
+	t = strlen(api->token);
+	/* Constant time in the token's length. */
+	for (i = 0; i < t; i++)
+		diff |= (unsigned char)(api->token[i] ^ (i < n ? h[i] : 0));
+	if (diff || n != t) {
+		*code = 403;
+		return false;
+	}
+	return true;
+}
+
+static enum MHD_Result put_check(struct hr_api *api, struct MHD_Connection *c,
+				 const char *name, const char *verb,
+				 const struct req *rq)
+{
+	struct hr_agg *agg = api->host.agg(api->host.ctx);
+	struct hr_check_info info;
+	enum hr_status st;
+	const char *output = NULL;
+	cJSON *doc = NULL, *it;
+	enum MHD_Result ret;
+	int rc;
+
+	if (hr_agg_check_get(agg, name, &info))
+		return send_error(c, 404, "unknown check \"%s\"", name);
+	if (info.kind != HR_CHECK_TTL)
+		return send_error(c, 400, "check \"%s\" is a %s check; only ttl checks take pushed results",
+				  name, hr_check_kind_name(info.kind));
+	if (verb) {
+		if (!strcmp(verb, "pass"))
+			st = HR_STATUS_PASSING;
+		else if (!strcmp(verb, "warn"))
+			st = HR_STATUS_WARNING;
+		else
+			st = HR_STATUS_CRITICAL;
+		output = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "note");
+		rc = hr_agg_ttl_update(agg, name, st, output ? output : "");
+	} else {
+		const cJSON *status = NULL, *out = NULL;
+
+		doc = cJSON_ParseWithLength(rq->body ? rq->body : "", rq->len);
+		if (!cJSON_IsObject(doc)) {
+			cJSON_Delete(doc);
+			return send_error(c, 400, "body: expected a JSON object {\"status\": ..., \"output\": ...}");
+		}
+		cJSON_ArrayForEach(it, doc) {
+			if (!strcasecmp(it->string, "status"))
+				status = it;
+			else if (!strcasecmp(it->string, "output"))
+				out = it;
+			else {
+				ret = send_error(c, 400, "body.%s: unknown key", it->string);
+				cJSON_Delete(doc);
+				return ret;
+			}
+		}
+		if (!cJSON_IsString(status) ||
+		    hr_status_parse(status->valuestring, 0, &st)) {
+			cJSON_Delete(doc);
+			return send_error(c, 400, "body.status: must be \"passing\", \"warning\" or \"critical\"");
+		}
+		if (out && !cJSON_IsString(out)) {
+			cJSON_Delete(doc);
+			return send_error(c, 400, "body.output: must be a string");
+		}
+		rc = hr_agg_ttl_update(agg, name, st, out ? out->valuestring : "");
+		cJSON_Delete(doc);
+	}
+	if (rc)
+		return send_error(c, 500, "update failed: %s", strerror(-rc));
+	hr_agg_check_get(agg, name, &info);
+	return send_json(c, 200, check_json(&info));
+}
+
+static enum MHD_Result maintenance(struct hr_api *api, struct MHD_Connection *c,
+				   const char *method)
+{
+	const char *reason = NULL;
+	cJSON *doc;
+	bool on;
+
+	if (!strcmp(method, "PUT")) {
+		const char *en = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "enable");
+		const char *why = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "reason");
+		int rc;
+
+		if (!en || (strcmp(en, "true") && strcmp(en, "false")))
+			return send_error(c, 400, "enable: must be true or false");
+		rc = api->host.maint_set(api->host.ctx, !strcmp(en, "true"),
+					 why ? why : "");
+		if (rc)
+			return send_error(c, 500, "maintenance: %s", strerror(-rc));
+	}
+	on = api->host.maint_get(api->host.ctx, &reason);
+	doc = cJSON_CreateObject();
+	cJSON_AddBoolToObject(doc, "enabled", on);
+	if (on)
+		cJSON_AddStringToObject(doc, "reason", reason ? reason : "");
+	return send_json(c, 200, doc);
+}
+
+static enum MHD_Result route(struct hr_api *api, struct MHD_Connection *c,
+			     const char *url, const char *method,
+			     const struct req *rq)
+{
+	bool get = !strcmp(method, "GET") || !strcmp(method, "HEAD");
+	bool put = !strcmp(method, "PUT");
+	unsigned code = 0;
+
+	if (!strcmp(url, "/v1/health")) {
+		if (!get)
+			return method_not_allowed(c, "GET");
+		return get_health(api, c);
+	}
+	if (!strcmp(url, "/metrics")) {
+		char *text;
+
+		if (!get)
+			return method_not_allowed(c, "GET");
+		text = api->host.metrics(api->host.ctx);
+		if (!text)
+			return send_error(c, 500, "out of memory");
+		return send_text(c, 200, "text/plain; version=0.0.4; charset=utf-8",
+				 text);
+	}
+	if (!strcmp(url, "/v1/maintenance")) {
+		if (!get && !put)
+			return method_not_allowed(c, "GET, PUT");
+		if (put && !authorized(api, c, &code))
+			return send_error(c, code, code == 401 ? "a bearer token is required" : "invalid token");
+		return maintenance(api, c, method);
+	}
+	if (!strcmp(url, "/v1/reload")) {
+		char msg[2048] = "";
+
+		if (!put)
+			return method_not_allowed(c, "PUT");
+		if (!authorized(api, c, &code))
+			return send_error(c, code, code == 401 ? "a bearer token is required" : "invalid token");
+		if (api->host.reload(api->host.ctx, msg, sizeof(msg)))
+			return send_error(c, 400, "%s", msg);
+		{
+			cJSON *doc = cJSON_CreateObject();
+
+			cJSON_AddBoolToObject(doc, "reloaded", 1);
+			return send_json(c, 200, doc);
+		}
+	}
+	if (!strncmp(url, "/v1/checks/", 11)) {
+		char name[512];
+		const char *rest = url + 11, *slash = strrchr(rest, '/');
+		const char *verb = NULL;
+		struct hr_check_info info;
+
+		snprintf(name, sizeof(name), "%s", rest);
+		if (slash && (!strcmp(slash, "/pass") || !strcmp(slash, "/warn") ||
+			      !strcmp(slash, "/fail"))) {
+			/* "<name>/pass" unless a check has that full name. */
+			if (hr_agg_check_get(api->host.agg(api->host.ctx), rest,
+					     &info)) {
+				name[slash - rest] = '\0';
+				verb = slash + 1;
+			}
+		}
+		if (!*name)
+			return send_error(c, 404, "no check name");
+		if (verb || put) {
+			if (!put)
+				return method_not_allowed(c, "PUT");
+			if (!authorized(api, c, &code))
+				return send_error(c, code, code == 401 ? "a bearer token is required" : "invalid token");
+			return put_check(api, c, name, verb, rq);
+		}
+		if (!get)
+			return method_not_allowed(c, "GET, PUT");
+		if (hr_agg_check_get(api->host.agg(api->host.ctx), name, &info))
+			return send_error(c, 404, "unknown check \"%s\"", name);
+		return send_json(c, 200, check_json(&info));
+	}
+	return send_error(c, 404, "no such endpoint: %s", url);
+}
+
+static enum MHD_Result access_cb(void *cls, struct MHD_Connection *c,
+				 const char *url, const char *method,
+				 const char *version, const char *upload,
+				 size_t *upload_size, void **con_cls)
+{
+	struct hr_api *api = cls;
+	struct req *rq = *con_cls;
+
+	(void)version;
+	if (!rq) {
+		rq = calloc(1, sizeof(*rq));
+		if (!rq)
+			return MHD_NO;
+		*con_cls = rq;
+		return MHD_YES;
+	}
+	if (*upload_size) {
+		if (!rq->too_big && rq->len + *upload_size <= HR_API_BODY_MAX) {
+			char *nb = realloc(rq->body, rq->len + *upload_size + 1);
+
+			if (!nb)
+				return MHD_NO;
+			rq->body = nb;
+			memcpy(rq->body + rq->len, upload, *upload_size);
+			rq->len += *upload_size;
+			rq->body[rq->len] = '\0';
+		} else {
+			rq->too_big = true;
+		}
+		*upload_size = 0;
+		return MHD_YES;
+	}
+	if (rq->too_big)
+		return send_error(c, 413, "request body larger than %d bytes",
+				  HR_API_BODY_MAX);
+	return route(api, c, url, method, rq);
+}
+
+static void completed_cb(void *cls, struct MHD_Connection *c, void **con_cls,
+			 enum MHD_RequestTerminationCode toe)
+{
+	struct req *rq = *con_cls;
+
+	(void)cls;
+	(void)c;
+	(void)toe;
+	if (rq) {
+		free(rq->body);
+		free(rq);
+		*con_cls = NULL;
+	}
+}
+
+/* ---- loop glue ------------------------------------------------------------- */
+
+static void rearm(struct hr_api *api)
+{
+	MHD_UNSIGNED_LONG_LONG ms;
+
+	ev_timer_stop(api->loop, &api->timer);
+	if (MHD_get_timeout(api->d, &ms) == MHD_YES) {
+		ev_timer_set(&api->timer, (double)ms / 1000.0, 0.);
+		ev_timer_start(api->loop, &api->timer);
+	}
+}
+
+static void io_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct hr_api *api = w->data;
+
+	(void)loop;
+	(void)revents;
+	MHD_run(api->d);
+	rearm(api);
+}
+
+static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct hr_api *api = w->data;
+
+	(void)loop;
+	(void)revents;
+	MHD_run(api->d);
+	rearm(api);
+}
+
+int hr_api_new(struct hr_api **out, struct ev_loop *loop, const char *addr,
+	       const char *token, const struct hr_api_host *host,
+	       struct hr_err *err)
+{
+	struct hr_api *api = NULL;
+	struct addrinfo hints, *ai = NULL;
+	const union MHD_DaemonInfo *info;
+	char h[256], port[16];
+	unsigned flags = MHD_USE_EPOLL;
+	int p, rc;
+
+	*out = NULL;
+	if (hr_api_parse_addr(addr, h, sizeof(h), &p))
+		return hr_err_set(err, -EINVAL,
+				  "agent.api_listen: \"%s\" is not host:port", addr);
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV | AI_PASSIVE;
+	hints.ai_socktype = SOCK_STREAM;
+	snprintf(port, sizeof(port), "%d", p);
+	rc = getaddrinfo(*h ? h : NULL, port, &hints, &ai);
+	if (rc)
+		return hr_err_set(err, -EINVAL,
+				  "agent.api_listen: \"%s\": %s (use an IP address)",
+				  addr, gai_strerror(rc));
+	api = calloc(1, sizeof(*api));
+	if (!api) {
+		freeaddrinfo(ai);
+		return hr_err_set(err, -ENOMEM, "out of memory");
+	}
+	api->loop = loop;
+	api->host = *host;
+	if (token) {
+		api->token = strdup(token);
+		if (!api->token) {
+			rc = hr_err_set(err, -ENOMEM, "out of memory");
+			goto fail;
+		}
+	}
+	if (ai->ai_family == AF_INET6)
+		flags |= MHD_USE_IPv6;
+	api->d = MHD_start_daemon(
+		flags, (uint16_t)p, NULL, NULL, access_cb, api,
+		MHD_OPTION_SOCK_ADDR, ai->ai_addr,
+		MHD_OPTION_NOTIFY_COMPLETED, completed_cb, api,
+		MHD_OPTION_CONNECTION_LIMIT, (unsigned)128,
+		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30,
+		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(32 * 1024),
+		MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1,
+		MHD_OPTION_END);
+	if (!api->d) {
+		rc = hr_err_set(err, -EADDRINUSE,
+				"agent.api_listen: cannot listen on %s (address in use or not available)",
+				addr);
+		goto fail;
+	}
+	info = MHD_get_daemon_info(api->d, MHD_DAEMON_INFO_EPOLL_FD);
+	if (!info) {
+		rc = hr_err_set(err, -ENOTSUP, "libmicrohttpd without epoll");
+		goto fail;
+	}
+	ev_io_init(&api->io, io_cb, info->epoll_fd, EV_READ);
+	api->io.data = api;
+	ev_init(&api->timer, timer_cb);
+	api->timer.data = api;
+	ev_io_start(loop, &api->io);
+	info = MHD_get_daemon_info(api->d, MHD_DAEMON_INFO_BIND_PORT);
+	api->port = info ? info->port : p;
+	rearm(api);
+	freeaddrinfo(ai);
+	*out = api;
+	return 0;
+fail:
+	freeaddrinfo(ai);
+	if (api->d)
+		MHD_stop_daemon(api->d);
+	free(api->token);
+	free(api);
+	return rc;
+}
+
+int hr_api_port(const struct hr_api *api)
+{
+	return api->port;
+}
+
+void hr_api_free(struct hr_api *api)
+{
+	if (!api)
+		return;
+	ev_io_stop(api->loop, &api->io);
+	ev_timer_stop(api->loop, &api->timer);
+	MHD_stop_daemon(api->d);
+	if (api->token) {
+		memset(api->token, 0, strlen(api->token));
+		free(api->token);
+	}
+	free(api);
+}

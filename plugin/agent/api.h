@@ -1,0 +1,58 @@
+/*
+ * api.h - the local HTTP API (libmicrohttpd, driven from the agent's
+ * libev loop: MHD's epoll fd is one ev_io, its timeout one ev_timer).
+ *
+ *   GET  /v1/health[?format=text]     200 passing, 429 warning, 503 critical
+ *   GET  /v1/checks/<name>            one check, 404 when unknown
+ *   PUT  /v1/checks/<name>/pass|warn|fail[?note=]   feed a ttl check
+ *   PUT  /v1/checks/<name>            {"status": ..., "output": ...}
+ *   GET  /v1/maintenance, PUT /v1/maintenance?enable=true|false&reason=
+ *   PUT  /v1/reload                   re-read the config
+ *   GET  /metrics                     Prometheus text format
+ * Writes need "Authorization: Bearer <token>" when a token is configured.
+ */
+#ifndef HR_API_H
+#define HR_API_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <ev.h>
+
+#include "healthreg/aggregator.h"
+
+#define HR_API_DEFAULT_LISTEN "127.0.0.1:9190"
+#define HR_API_BODY_MAX (64 * 1024)
+
+/* What the API needs from the agent. */
+struct hr_api_host {
+	struct hr_agg *(*agg)(void *ctx);
+	const char *(*service_name)(void *ctx);
+	bool (*maint_get)(void *ctx, const char **reason);
+	int (*maint_set)(void *ctx, bool enable, const char *reason);
+	/* 0, or -EINVAL with the errors in msg. */
+	int (*reload)(void *ctx, char *msg, size_t len);
+	char *(*metrics)(void *ctx); /* malloc'ed text */
+	void *ctx;
+};
+
+struct hr_api;
+
+/**
+ * Listen on addr ("127.0.0.1:9190", "[::1]:9190", port 0 = any free port).
+ * token may be NULL (writes are open). host is copied.
+ */
+int hr_api_new(struct hr_api **out, struct ev_loop *loop, const char *addr,
+	       const char *token, const struct hr_api_host *host,
+	       struct hr_err *err);
+
+/** The port actually bound. */
+int hr_api_port(const struct hr_api *api);
+
+/** Close every connection and the listener. NULL-safe. */
+void hr_api_free(struct hr_api *api);
+
+/** Split "host:port" / "[v6]:port". Returns 0 or -EINVAL. */
+int hr_api_parse_addr(const char *addr, char *host, size_t hlen, int *port);
+
+#endif

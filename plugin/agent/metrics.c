@@ -1,0 +1,331 @@
+/*
+ * metrics.c - per-check duration histograms (a small open-addressing hash
+ * by check name) and the Prometheus text rendering.
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+
+#include "metrics.h"
+
+static const double buckets_s[] = { 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+				    0.5,   1,	 2.5,	5,    10 };
+#define N_BUCKETS (sizeof(buckets_s) / sizeof(buckets_s[0]))
+
+struct hist {
+	char *name; /* NULL = empty slot */
+	uint64_t bucket[N_BUCKETS]; /* cumulative at render time */
+	uint64_t count;
+	double sum;
+};
+
+struct hr_metrics {
+	struct hist *slots;
+	size_t cap, used;
+};
+
+static uint64_t hash(const char *s)
+{
+	uint64_t h = 1469598103934665603ULL;
+
+	for (; *s; s++) {
+		h ^= (unsigned char)*s;
+		h *= 1099511628211ULL;
+	}
+	return h;
+}
+
+int hr_metrics_new(struct hr_metrics **out)
+{
+	struct hr_metrics *m = calloc(1, sizeof(*m));
+
+	*out = NULL;
+	if (!m)
+		return -ENOMEM;
+	m->cap = 64;
+	m->slots = calloc(m->cap, sizeof(*m->slots));
+	if (!m->slots) {
+		free(m);
+		return -ENOMEM;
+	}
+	*out = m;
+	return 0;
+}
+
+void hr_metrics_free(struct hr_metrics *m)
+{
+	size_t i;
+
+	if (!m)
+		return;
+	for (i = 0; i < m->cap; i++)
+		free(m->slots[i].name);
+	free(m->slots);
+	free(m);
+}
+
+static struct hist *lookup(const struct hr_metrics *m, const char *name)
+{
+	size_t i = (size_t)(hash(name) & (m->cap - 1));
+
+	while (m->slots[i].name) {
+		if (!strcmp(m->slots[i].name, name))
+			return &m->slots[i];
+		i = (i + 1) & (m->cap - 1);
+	}
+	return &m->slots[i]; /* the empty slot where it would go */
+}
+
+static int grow(struct hr_metrics *m)
+{
+	struct hist *old = m->slots;
+	size_t i, oldcap = m->cap;
+
+	m->slots = calloc(oldcap * 2, sizeof(*m->slots));
+	if (!m->slots) {
+		m->slots = old;
+		return -ENOMEM;
+	}
+	m->cap = oldcap * 2;
+	for (i = 0; i < oldcap; i++)
+		if (old[i].name)
+			*lookup(m, old[i].name) = old[i];
+	free(old);
+	return 0;
+}
+
+void hr_metrics_observe(struct hr_metrics *m, const char *name,
+			double duration_ms)
+{
+	struct hist *h;
+	double s = duration_ms / 1000.0;
+	size_t b;
+
+	if ((m->used + 1) * 2 > m->cap && grow(m))
+		return;
+	h = lookup(m, name);
+	if (!h->name) {
+		h->name = strdup(name);
+		if (!h->name)
+			return;
+		m->used++;
+	}
+	for (b = 0; b < N_BUCKETS; b++) {
+		if (s <= buckets_s[b]) {
+			h->bucket[b]++;
+			break;
+		}
+	}
+	h->count++;
+	h->sum += s;
+}
+
+/* ---- rendering ---------------------------------------------------------- */
+
+struct sb {
+	char *buf;
+	size_t len, cap;
+	bool oom;
+};
+
+static void sb_printf(struct sb *b, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static void sb_printf(struct sb *b, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	if (b->oom)
+		return;
+	for (;;) {
+		size_t room = b->cap - b->len;
+
+		va_start(ap, fmt);
+		n = vsnprintf(b->buf + b->len, room, fmt, ap);
+		va_end(ap);
+		if (n < 0) {
+			b->oom = true;
+			return;
+		}
+		if ((size_t)n < room) {
+			b->len += (size_t)n;
+			return;
+		}
+		{
+			size_t cap = (b->cap + (size_t)n + 1) * 2;
+			char *nb = realloc(b->buf, cap);
+
+			if (!nb) {
+				b->oom = true;
+				return;
+			}
+			b->buf = nb;
+			b->cap = cap;
+		}
+	}
+}
+
+/* Label values: escape backslash, double quote and newline. */
+static const char *esc(const char *in, char *out, size_t len)
+{
+	size_t o = 0;
+
+	for (; *in && o + 3 < len; in++) {
+		if (*in == '\\' || *in == '"') {
+			out[o++] = '\\';
+			out[o++] = *in;
+		} else if (*in == '\n') {
+			out[o++] = '\\';
+			out[o++] = 'n';
+		} else {
+			out[o++] = *in;
+		}
+	}
+	out[o] = '\0';
+	return out;
+}
+
+static void help(struct sb *b, const char *name, const char *type,
+		 const char *text)
+{
+	sb_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, text, name, type);
+}
+
+static const enum hr_status all_status[] = {
+	HR_STATUS_PASSING, HR_STATUS_WARNING, HR_STATUS_CRITICAL,
+	HR_STATUS_UNKNOWN,
+};
+
+char *hr_metrics_render(const struct hr_metrics *m, const struct hr_agg *agg,
+			bool maintenance,
+			const struct hr_metrics_backend *backends,
+			size_t n_backends)
+{
+	struct sb b = { NULL, 0, 0, false };
+	struct hr_check_info info;
+	struct timeval tv;
+	double now;
+	char name[512];
+	size_t i, k;
+	enum hr_status agg_status = hr_agg_status(agg);
+
+	gettimeofday(&tv, NULL);
+	now = (double)tv.tv_sec + (double)tv.tv_usec / 1e6;
+	b.cap = 4096;
+	b.buf = malloc(b.cap);
+	if (!b.buf)
+		return NULL;
+	b.buf[0] = '\0';
+
+	help(&b, "healthreg_build_info", "gauge", "Build information.");
+	sb_printf(&b, "healthreg_build_info{version=\"%s\"} 1\n", HR_VERSION);
+	help(&b, "healthreg_status", "gauge",
+	     "The aggregate status (1 for the current one; critical while in maintenance).");
+	for (k = 0; k < 3; k++)
+		sb_printf(&b, "healthreg_status{status=\"%s\"} %d\n",
+			  hr_status_name(all_status[k]),
+			  maintenance ? all_status[k] == HR_STATUS_CRITICAL
+				      : agg_status == all_status[k] ||
+						(all_status[k] == HR_STATUS_CRITICAL &&
+						 agg_status == HR_STATUS_UNKNOWN));
+	help(&b, "healthreg_maintenance", "gauge", "1 while in maintenance mode.");
+	sb_printf(&b, "healthreg_maintenance %d\n", maintenance ? 1 : 0);
+	help(&b, "healthreg_checks", "gauge", "Configured checks.");
+	sb_printf(&b, "healthreg_checks %zu\n", hr_agg_n_checks(agg));
+
+	help(&b, "healthreg_check_status", "gauge",
+	     "Status of each check after thresholds (1 for the current one).");
+	for (i = 0; i < hr_agg_n_checks(agg); i++) {
+		hr_agg_check_at(agg, i, &info);
+		esc(info.name, name, sizeof(name));
+		for (k = 0; k < 4; k++)
+			sb_printf(&b,
+				  "healthreg_check_status{check=\"%s\",kind=\"%s\",status=\"%s\"} %d\n",
+				  name, hr_check_kind_name(info.kind),
+				  hr_status_name(all_status[k]),
+				  info.status == all_status[k]);
+	}
+	help(&b, "healthreg_check_runs_total", "counter",
+	     "Finished runs of each check by raw result.");
+	for (i = 0; i < hr_agg_n_checks(agg); i++) {
+		hr_agg_check_at(agg, i, &info);
+		esc(info.name, name, sizeof(name));
+		sb_printf(&b, "healthreg_check_runs_total{check=\"%s\",result=\"passing\"} %llu\n",
+			  name, (unsigned long long)info.runs_passing);
+		sb_printf(&b, "healthreg_check_runs_total{check=\"%s\",result=\"warning\"} %llu\n",
+			  name, (unsigned long long)info.runs_warning);
+		sb_printf(&b, "healthreg_check_runs_total{check=\"%s\",result=\"critical\"} %llu\n",
+			  name, (unsigned long long)info.runs_critical);
+	}
+	help(&b, "healthreg_check_consecutive_failures", "gauge",
+	     "Critical results in a row for each check.");
+	for (i = 0; i < hr_agg_n_checks(agg); i++) {
+		hr_agg_check_at(agg, i, &info);
+		sb_printf(&b, "healthreg_check_consecutive_failures{check=\"%s\"} %u\n",
+			  esc(info.name, name, sizeof(name)),
+			  info.consecutive_failures);
+	}
+	help(&b, "healthreg_check_last_run_timestamp_seconds", "gauge",
+	     "Wall-clock time of each check's last result (0 = never).");
+	for (i = 0; i < hr_agg_n_checks(agg); i++) {
+		hr_agg_check_at(agg, i, &info);
+		sb_printf(&b, "healthreg_check_last_run_timestamp_seconds{check=\"%s\"} %.3f\n",
+			  esc(info.name, name, sizeof(name)), info.last_run);
+	}
+	help(&b, "healthreg_check_duration_seconds", "histogram",
+	     "Duration of check runs.");
+	for (i = 0; i < hr_agg_n_checks(agg); i++) {
+		const struct hist *h;
+		uint64_t cum = 0;
+
+		hr_agg_check_at(agg, i, &info);
+		h = lookup(m, info.name);
+		esc(info.name, name, sizeof(name));
+		for (k = 0; k < N_BUCKETS; k++) {
+			cum += h->name ? h->bucket[k] : 0;
+			sb_printf(&b, "healthreg_check_duration_seconds_bucket{check=\"%s\",le=\"%g\"} %llu\n",
+				  name, buckets_s[k], (unsigned long long)cum);
+		}
+		sb_printf(&b, "healthreg_check_duration_seconds_bucket{check=\"%s\",le=\"+Inf\"} %llu\n",
+			  name, (unsigned long long)(h->name ? h->count : 0));
+		sb_printf(&b, "healthreg_check_duration_seconds_sum{check=\"%s\"} %.6f\n",
+			  name, h->name ? h->sum : 0.0);
+		sb_printf(&b, "healthreg_check_duration_seconds_count{check=\"%s\"} %llu\n",
+			  name, (unsigned long long)(h->name ? h->count : 0));
+	}
+	help(&b, "healthreg_registry_writes_total", "counter",
+	     "Registry requests that succeeded, by backend.");
+	for (i = 0; i < n_backends; i++)
+		sb_printf(&b, "healthreg_registry_writes_total{backend=\"%s\"} %llu\n",
+			  backends[i].name,
+			  (unsigned long long)backends[i].stats->writes);
+	help(&b, "healthreg_registry_errors_total", "counter",
+	     "Registry requests that failed, by backend.");
+	for (i = 0; i < n_backends; i++)
+		sb_printf(&b, "healthreg_registry_errors_total{backend=\"%s\"} %llu\n",
+			  backends[i].name,
+			  (unsigned long long)backends[i].stats->errors);
+	help(&b, "healthreg_registry_seconds_since_last_success", "gauge",
+	     "Seconds since the last successful registry request (+Inf = never).");
+	for (i = 0; i < n_backends; i++) {
+		double t = backends[i].stats->last_success;
+
+		if (t > 0)
+			sb_printf(&b, "healthreg_registry_seconds_since_last_success{backend=\"%s\"} %.3f\n",
+				  backends[i].name, now - t > 0 ? now - t : 0);
+		else
+			sb_printf(&b, "healthreg_registry_seconds_since_last_success{backend=\"%s\"} +Inf\n",
+				  backends[i].name);
+	}
+	if (b.oom) {
+		free(b.buf);
+		return NULL;
+	}
+	return b.buf;
+}
