@@ -89,6 +89,7 @@ struct agent {
 	char *maint_reason;
 	bool ready;           /* first aggregate known and published */
 	bool hold;            /* reload: new checks have no result yet */
+	bool reloading;       /* inside do_reload() */
 	char **held;          /* names of those checks */
 	size_t n_held;
 	bool stopping;
@@ -205,6 +206,8 @@ static void on_event(struct hr_agg *agg, const struct hr_agg_event *ev,
 		return;
 	}
 	if (a->hold) {
+		if (a->reloading)
+			return; /* the new set is not complete yet */
 		if ((ev->type == HR_EVENT_AGGREGATE ||
 		     (ev->type == HR_EVENT_CHECK_RESULT &&
 		      ev->new_status == ev->old_status)) &&
@@ -710,6 +713,9 @@ static int do_reload(void *ctx, char *msg, size_t len)
 			return -EINVAL;
 		}
 	}
+	/* Nothing reaches the registries until the new set has settled. */
+	a->hold = true;
+	a->reloading = true;
 	groups_changed = !groups_equal(old, next);
 	reg_changed = !service_equal(&old->service, &next->service) ||
 		      !cJSON_Compare(old->registry, next->registry, 1);
@@ -744,13 +750,9 @@ static int do_reload(void *ctx, char *msg, size_t len)
 			       next->checks[i].name, "error", err.msg, NULL);
 			continue;
 		}
-		if (hold_add(a, next->checks[i].name) == 0 && !a->hold) {
-			a->hold = true;
-			ev_timer_init(&a->hold_timer, hold_timeout_cb,
-				      first_result_wait(next), 0.);
-			a->hold_timer.data = a;
-			ev_timer_start(a->loop, &a->hold_timer);
-		}
+		if (hold_add(a, next->checks[i].name))
+			hr_log(HR_LOG_WARN, "reload_hold_failed", "check",
+			       next->checks[i].name, NULL);
 		if (hr_config_find_check(old, next->checks[i].name) < 0)
 			added++;
 	}
@@ -809,8 +811,16 @@ static int do_reload(void *ctx, char *msg, size_t len)
 		 kept, added, changed, removed);
 	hr_log(HR_LOG_INFO, "reloaded", "path", a->path, "checks", counts,
 	       "registry", reg_changed ? "recreated" : "unchanged", NULL);
-	if (!a->hold)
-		publish(a);
+	a->reloading = false;
+	if (!ev_is_active(&a->hold_timer)) {
+		ev_timer_init(&a->hold_timer, hold_timeout_cb,
+			      first_result_wait(next), 0.);
+		a->hold_timer.data = a;
+		ev_timer_start(a->loop, &a->hold_timer);
+	}
+	if (held_known(a))
+		end_hold(a, a->n_held ? "new checks have results"
+				      : "no new checks");
 	hr_sd_notify("READY=1");
 	return 0;
 }

@@ -2,12 +2,15 @@
  * main.c - the healthreg command line: run, check, validate.
  */
 #include <getopt.h>
+#include <curl/curl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "agent.h"
+#include "api.h"
 #include "backends.h"
+#include "client.h"
 #include "healthreg/log.h"
 
 static void usage(FILE *f)
@@ -25,6 +28,16 @@ static void usage(FILE *f)
 		"    --json           print JSON instead of a table\n"
 		"  validate -c FILE   check the config; exit 0 when valid, 78 when not\n"
 		"\n"
+		"  status             the running agent's view (its local API); exit 0/1/2,\n"
+		"                     69 when the agent cannot be reached\n"
+		"  maint enable --reason TEXT | maint disable\n"
+		"                     maintenance mode of the running agent\n"
+		"  reload             make the running agent re-read its config (or SIGHUP)\n"
+		"    --api ADDR       the agent's API (default: agent.api_listen from -c,\n"
+		"                     else " HR_API_DEFAULT_LISTEN ")\n"
+		"    --token-file F   API token for writes (default: agent.api_token_file\n"
+		"                     from -c, else $HEALTHREG_API_TOKEN)\n"
+		"\n"
 		"options:\n"
 		"  -c, --config FILE  the JSON config file\n"
 		"  --log-level LEVEL  error, warn, info (default) or debug\n"
@@ -33,7 +46,7 @@ static void usage(FILE *f)
 		"  -V, --version      print the version\n"
 		"\n"
 		"exit codes: 0 ok/passing, 1 warning, 2 critical, 64 usage error,\n"
-		"            70 internal error, 78 config error\n"
+		"            69 agent unreachable, 70 internal error, 78 config error\n"
 		"registry backends in this build:");
 	for (i = 0; hr_registries[i]; i++)
 		fprintf(f, " %s", hr_registries[i]->name);
@@ -49,9 +62,13 @@ int main(int argc, char **argv)
 		{ "log-format", required_argument, NULL, 'f' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
+		{ "api", required_argument, NULL, 'a' },
+		{ "token-file", required_argument, NULL, 't' },
+		{ "reason", required_argument, NULL, 'r' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *cmd = NULL, *path = NULL, *level = NULL, *format = NULL;
+	const char *api = NULL, *token_file = NULL, *reason = NULL, *sub = NULL;
 	struct hr_config *cfg = NULL;
 	int json = 0, opt, rc, lvl;
 	enum hr_log_format fmt;
@@ -61,6 +78,12 @@ int main(int argc, char **argv)
 		argv[1] = argv[0];
 		argv++;
 		argc--;
+		if (!strcmp(cmd, "maint") && argc >= 2 && argv[1][0] != '-') {
+			sub = argv[1];
+			argv[1] = argv[0];
+			argv++;
+			argc--;
+		}
 	}
 	opterr = 0;
 	for (;;) {
@@ -79,6 +102,15 @@ int main(int argc, char **argv)
 			break;
 		case 'f':
 			format = optarg;
+			break;
+		case 'a':
+			api = optarg;
+			break;
+		case 't':
+			token_file = optarg;
+			break;
+		case 'r':
+			reason = optarg;
 			break;
 		case 'h':
 			usage(stdout);
@@ -101,6 +133,31 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return HR_EXIT_USAGE;
 	}
+	if (!strcmp(cmd, "status") || !strcmp(cmd, "maint") ||
+	    !strcmp(cmd, "reload")) {
+		struct hr_client_opts co = { api, path, token_file, json != 0 };
+
+		curl_global_init(CURL_GLOBAL_DEFAULT);
+		if (!strcmp(cmd, "status"))
+			return hr_client_status(&co);
+		if (!strcmp(cmd, "reload"))
+			return hr_client_reload(&co);
+		if (sub && !strcmp(sub, "enable")) {
+			if (!reason) {
+				fprintf(stderr, "healthreg: maint enable needs --reason TEXT\n");
+				return HR_EXIT_USAGE;
+			}
+			return hr_client_maint(&co, true, reason);
+		}
+		if (sub && !strcmp(sub, "disable"))
+			return hr_client_maint(&co, false, "");
+		fprintf(stderr, "healthreg: maint needs enable --reason TEXT or disable\n");
+		return HR_EXIT_USAGE;
+	}
+	if (api || token_file || reason) {
+		fprintf(stderr, "healthreg: --api, --token-file and --reason apply to status, maint and reload\n");
+		return HR_EXIT_USAGE;
+	}
 	if (strcmp(cmd, "run") && strcmp(cmd, "check") && strcmp(cmd, "validate")) {
 		fprintf(stderr, "healthreg: unknown command '%s'\n", cmd);
 		usage(stderr);
@@ -111,7 +168,7 @@ int main(int argc, char **argv)
 		return HR_EXIT_USAGE;
 	}
 	if (json && strcmp(cmd, "check")) {
-		fprintf(stderr, "healthreg: --json applies to check only\n");
+		fprintf(stderr, "healthreg: --json applies to check and status only\n");
 		return HR_EXIT_USAGE;
 	}
 	rc = hr_agent_load_config(path, &cfg);

@@ -1,0 +1,253 @@
+/*
+ * client.c - blocking libcurl calls to the local API (a CLI, not the
+ * agent: blocking is fine here).
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <cjson/cJSON.h>
+#include <curl/curl.h>
+
+#include "agent.h"
+#include "api.h"
+#include "client.h"
+
+struct buf {
+	char *p;
+	size_t n;
+};
+
+static size_t write_cb(char *ptr, size_t size, size_t nmemb, void *userp)
+{
+	struct buf *b = userp;
+	size_t n = size * nmemb;
+	char *np = realloc(b->p, b->n + n + 1);
+
+	if (!np)
+		return 0;
+	b->p = np;
+	memcpy(b->p + b->n, ptr, n);
+	b->n += n;
+	b->p[b->n] = '\0';
+	return n;
+}
+
+/* api address and token from the options, the config, the environment. */
+static int resolve(const struct hr_client_opts *o, char *addr, size_t alen,
+		   char **token)
+{
+	struct hr_config *cfg = NULL;
+	const char *tf = o->token_file;
+	const char *env = getenv("HEALTHREG_API_TOKEN");
+
+	*token = NULL;
+	snprintf(addr, alen, "%s", o->api ? o->api : HR_API_DEFAULT_LISTEN);
+	if (o->config) {
+		if (hr_agent_load_config(o->config, &cfg))
+			return HR_EXIT_CONFIG;
+		if (!o->api && cfg->api_listen && *cfg->api_listen)
+			snprintf(addr, alen, "%s", cfg->api_listen);
+		if (!tf)
+			tf = cfg->api_token_file;
+	}
+	if (tf) {
+		char b[4096];
+		size_t n;
+		FILE *f = fopen(tf, "r");
+
+		if (!f) {
+			fprintf(stderr, "healthreg: token file %s: %s\n", tf,
+				strerror(errno));
+			hr_config_free(cfg);
+			return HR_EXIT_CONFIG;
+		}
+		n = fread(b, 1, sizeof(b) - 1, f);
+		fclose(f);
+		b[n] = '\0';
+		while (n && (b[n - 1] == '\n' || b[n - 1] == '\r' || b[n - 1] == ' '))
+			b[--n] = '\0';
+		*token = strdup(b);
+		memset(b, 0, sizeof(b));
+	} else if (env && *env) {
+		*token = strdup(env);
+	}
+	hr_config_free(cfg);
+	return 0;
+}
+
+/* One request; returns the HTTP code (or -1) and the body in *out. */
+static long request(const char *addr, const char *method, const char *path,
+		    const char *token, char **out)
+{
+	CURL *e = curl_easy_init();
+	struct curl_slist *h = NULL;
+	struct buf b = { NULL, 0 };
+	char url[1024], auth[4200], err[CURL_ERROR_SIZE] = "";
+	long code = -1;
+
+	*out = NULL;
+	if (!e)
+		return -1;
+	snprintf(url, sizeof(url), "http://%s%s", addr, path);
+	curl_easy_setopt(e, CURLOPT_URL, url);
+	curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
+	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, write_cb);
+	curl_easy_setopt(e, CURLOPT_WRITEDATA, &b);
+	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, 10000L);
+	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, err);
+	curl_easy_setopt(e, CURLOPT_NOPROXY, "*");
+	if (token) {
+		snprintf(auth, sizeof(auth), "Authorization: Bearer %s", token);
+		h = curl_slist_append(h, auth);
+		memset(auth, 0, sizeof(auth));
+		curl_easy_setopt(e, CURLOPT_HTTPHEADER, h);
+	}
+	if (curl_easy_perform(e) == CURLE_OK)
+		curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &code);
+	else
+		fprintf(stderr, "healthreg: cannot reach the agent at %s: %s\n",
+			addr, err);
+	curl_slist_free_all(h);
+	curl_easy_cleanup(e);
+	*out = b.p;
+	return code;
+}
+
+static const char *jstr(const cJSON *o, const char *k)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+
+	return cJSON_IsString(v) ? v->valuestring : "";
+}
+
+static int code_for(const char *status)
+{
+	if (!strcmp(status, "passing"))
+		return 0;
+	if (!strcmp(status, "warning"))
+		return 1;
+	return 2;
+}
+
+static int print_error(long code, const char *body)
+{
+	cJSON *doc = cJSON_Parse(body ? body : "");
+	const char *msg = jstr(doc, "error");
+
+	fprintf(stderr, "healthreg: the agent answered %ld: %s\n", code,
+		*msg ? msg : (body ? body : ""));
+	cJSON_Delete(doc);
+	return code == 401 || code == 403 ? HR_EXIT_USAGE : HR_EXIT_SOFTWARE;
+}
+
+int hr_client_status(const struct hr_client_opts *o)
+{
+	char addr[256], *token = NULL, *body = NULL;
+	cJSON *doc = NULL;
+	const cJSON *c, *checks, *m;
+	long code;
+	int rc;
+
+	rc = resolve(o, addr, sizeof(addr), &token);
+	if (rc)
+		return rc;
+	code = request(addr, "GET", "/v1/health", NULL, &body);
+	free(token);
+	if (code < 0) {
+		free(body);
+		return HR_EXIT_UNAVAILABLE;
+	}
+	doc = cJSON_Parse(body ? body : "");
+	if (code != 200 && code != 429 && code != 503) {
+		rc = print_error(code, body);
+		goto cleanup;
+	}
+	if (!doc) {
+		fprintf(stderr, "healthreg: unreadable answer from %s\n", addr);
+		rc = HR_EXIT_SOFTWARE;
+		goto cleanup;
+	}
+	if (o->json) {
+		printf("%s", body);
+	} else {
+		printf("service %s: %s (%s)\n", jstr(doc, "service"),
+		       jstr(doc, "status"), jstr(doc, "output"));
+		m = cJSON_GetObjectItemCaseSensitive(doc, "maintenance");
+		if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(m, "enabled")))
+			printf("maintenance: on (%s)\n", jstr(m, "reason"));
+		printf("\n%-24s  %-4s  %-8s  %-20s  %9s  %s\n", "NAME", "KIND",
+		       "STATUS", "LAST RUN", "DURATION", "OUTPUT");
+		checks = cJSON_GetObjectItemCaseSensitive(doc, "checks");
+		cJSON_ArrayForEach(c, checks) {
+			char out[61];
+			const char *text = jstr(c, "output");
+			size_t i;
+			const cJSON *d = cJSON_GetObjectItemCaseSensitive(c, "duration_ms");
+			char dur[32];
+
+			for (i = 0; text[i] && text[i] != '\n' && i < 60; i++)
+				out[i] = text[i];
+			out[i] = '\0';
+			snprintf(dur, sizeof(dur), "%.1fms",
+				 cJSON_IsNumber(d) ? d->valuedouble : 0.0);
+			printf("%-24.24s  %-4s  %-8s  %-20s  %9s  %s\n",
+			       jstr(c, "name"), jstr(c, "kind"), jstr(c, "status"),
+			       *jstr(c, "last_run") ? jstr(c, "last_run") : "never",
+			       dur, out);
+		}
+	}
+	rc = code_for(jstr(doc, "status"));
+cleanup:
+	cJSON_Delete(doc);
+	free(body);
+	return rc;
+}
+
+static int simple_put(const struct hr_client_opts *o, const char *path,
+		      const char *what)
+{
+	char addr[256], *token = NULL, *body = NULL;
+	long code;
+	int rc;
+
+	rc = resolve(o, addr, sizeof(addr), &token);
+	if (rc)
+		return rc;
+	code = request(addr, "PUT", path, token, &body);
+	if (token) {
+		memset(token, 0, strlen(token));
+		free(token);
+	}
+	if (code < 0)
+		rc = HR_EXIT_UNAVAILABLE;
+	else if (code != 200)
+		rc = print_error(code, body);
+	else
+		printf("%s\n", what);
+	free(body);
+	return rc;
+}
+
+int hr_client_maint(const struct hr_client_opts *o, bool enable,
+		    const char *reason)
+{
+	char path[1200];
+	char *esc = curl_easy_escape(NULL, reason ? reason : "", 0);
+	int rc;
+
+	if (!esc)
+		return HR_EXIT_SOFTWARE;
+	snprintf(path, sizeof(path), "/v1/maintenance?enable=%s&reason=%s",
+		 enable ? "true" : "false", esc);
+	curl_free(esc);
+	rc = simple_put(o, path, enable ? "maintenance enabled" : "maintenance disabled");
+	return rc;
+}
+
+int hr_client_reload(const struct hr_client_opts *o)
+{
+	return simple_put(o, "/v1/reload", "reloaded");
+}
