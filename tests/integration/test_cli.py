@@ -58,6 +58,12 @@ class TestValidate(unittest.TestCase):
                       p.stderr)
         self.assertEqual(p.stderr.count("warning:"), 2, p.stderr)
 
+    def test_documented_example_is_valid(self):
+        path = os.path.join(hrtest.SOURCE_DIR, "docs", "examples", "healthreg.json")
+        p = hrtest.run(["validate", "-c", path])
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(p.stderr, "")
+
     def test_missing_file(self):
         p = hrtest.run(["validate", "-c", "/nonexistent/healthreg.json"])
         self.assertEqual(p.returncode, 78)
