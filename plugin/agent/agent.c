@@ -929,8 +929,11 @@ static int start_api(struct agent *a)
 		free(token);
 	}
 	if (rc) {
-		hr_log(HR_LOG_ERROR, "api_failed", "error", err.msg, NULL);
-		return rc;
+		/* Registration is the primary job: keep running without
+		 * the local API rather than stop registering. */
+		hr_log(HR_LOG_ERROR, "api_failed", "error", err.msg, "action",
+		       "running without the local API", NULL);
+		return 0;
 	}
 	snprintf(port, sizeof(port), "%d", hr_api_port(a->api));
 	hr_log(HR_LOG_INFO, "api_listening", "addr", listen, "port", port,

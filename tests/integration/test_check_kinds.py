@@ -176,3 +176,49 @@ class TestExec(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class TestHostile(unittest.TestCase):
+    """Garbage and half-open servers fail their own check only."""
+
+    def serve(self, behaviour):
+        import socket
+        import threading
+        srv = socket.socket()
+        srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(64)
+        self.addCleanup(srv.close)
+        conns = []
+        self.addCleanup(lambda: [c.close() for c in conns])
+
+        def loop():
+            while True:
+                try:
+                    c, _ = srv.accept()
+                except OSError:
+                    return
+                conns.append(c)
+                try:
+                    behaviour(c)
+                except OSError:
+                    pass
+        threading.Thread(target=loop, daemon=True).start()
+        return srv.getsockname()[1]
+
+    def test_garbage_and_slow_servers(self):
+        garbage = self.serve(lambda c: (c.recv(4096), c.sendall(b"\x00\xffnot http at all\r\n\r\n"), c.close()))
+        header_only = self.serve(lambda c: (c.recv(4096), c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nshort")))
+        t = targets.Target()
+        self.addCleanup(t.stop)
+        cfg = {"service": {"name": "svc", "checks": [
+            {"name": "garbage", "http": "http://127.0.0.1:%d/" % garbage},
+            {"name": "truncated", "http": "http://127.0.0.1:%d/" % header_only,
+             "timeout": "500ms", "interval": "1s"},
+            {"name": "good", "http": t.url + "/status/200"}]}}
+        rc, doc, err = hrtest.check_json(cfg)
+        by = {c["name"]: c for c in doc["checks"]}
+        self.assertEqual(by["garbage"]["status"], "critical", by["garbage"])
+        self.assertEqual(by["truncated"]["status"], "critical", by["truncated"])
+        self.assertEqual(by["good"]["status"], "passing")
+        self.assertEqual(doc["output"], "1 passing, 2 critical: garbage, truncated")
