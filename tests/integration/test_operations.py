@@ -425,3 +425,39 @@ class TestSdNotify(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class TestWithConsul(unittest.TestCase):
+    """Maintenance through the API reaches Consul's maintenance mode and
+    survives a restart of healthreg (issue: operations, with the Consul
+    emulator)."""
+
+    def test_maintenance_in_consul(self):
+        import sys
+        sys.path.insert(0, os.path.join(hrtest.SOURCE_DIR, "tests", "consul_emulator"))
+        import emuctl
+        emu = emuctl.start()
+        self.addCleanup(emu.cleanup)
+        reg = {"consul": {"address": emu.url, "check_ttl": "3s"}}
+        a = ApiAgent(self, registry=reg)
+        http("PUT", a.url + "/v1/checks/hb/pass")
+
+        def passing():
+            code, _, body = emuctl.request(emu, "GET", "/v1/health/service/web?passing", timeout=5)
+            return [e["Service"]["ID"] for e in json.loads(body)] if code == 200 else None
+        self.assertTrue(hrtest.wait_for(lambda: passing() == ["web-1"], 10), passing())
+        http("PUT", a.url + "/v1/maintenance?enable=true&reason=deploy%20v2")
+
+        def maint_check():
+            code, _, body = emuctl.request(emu, "GET", "/v1/agent/checks", timeout=5)
+            checks = json.loads(body) if code == 200 else {}
+            return [c for c in checks.values() if c["CheckID"].startswith("_service_maintenance")]
+        self.assertTrue(hrtest.wait_for(lambda: maint_check() and passing() == [], 10))
+        self.assertEqual(maint_check()[0]["Notes"], "deploy v2")
+        a.restart(self)
+        http("PUT", a.url + "/v1/checks/hb/pass")
+        time.sleep(1.0)
+        self.assertTrue(maint_check(), "still in maintenance after a restart")
+        self.assertEqual(passing(), [])
+        http("PUT", a.url + "/v1/maintenance?enable=false")
+        self.assertTrue(hrtest.wait_for(lambda: not maint_check() and passing() == ["web-1"], 10))
