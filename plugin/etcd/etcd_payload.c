@@ -42,20 +42,6 @@ static char *print_json(cJSON *root)
 	return copy;
 }
 
-static const char *status_word(enum hr_status s)
-{
-	switch (s) {
-	case HR_STATUS_PASSING:
-		return "passing";
-	case HR_STATUS_WARNING:
-		return "warning";
-	case HR_STATUS_CRITICAL:
-		return "critical";
-	default:
-		return "unknown";
-	}
-}
-
 /* ---- config ---------------------------------------------------------- */
 
 struct ctx {
@@ -417,7 +403,7 @@ char *hr_etcd_value(const struct hr_service_spec *svc, const char *addr,
 	if (!cJSON_AddNumberToObject(root, "Op", 0) ||
 	    !cJSON_AddStringToObject(root, "Addr", addr) ||
 	    !cJSON_AddStringToObject(md, "id", svc->id ? svc->id : svc->name) ||
-	    !cJSON_AddStringToObject(md, "status", status_word(status))) {
+	    !cJSON_AddStringToObject(md, "status", hr_status_name(status))) {
 		cJSON_Delete(md);
 		cJSON_Delete(tags);
 		cJSON_Delete(meta);
