@@ -461,3 +461,51 @@ class TestWithConsul(unittest.TestCase):
         self.assertEqual(passing(), [])
         http("PUT", a.url + "/v1/maintenance?enable=false")
         self.assertTrue(hrtest.wait_for(lambda: not maint_check() and passing() == ["web-1"], 10))
+
+
+@unittest.skipUnless(shutil.which(etcd_harness.ETCD), "etcd not installed")
+class TestBothRegistries(unittest.TestCase):
+    """Consul and etcd at once, each failing and recovering on its own."""
+
+    def test_one_down_the_other_keeps_working(self):
+        import sys
+        sys.path.insert(0, os.path.join(hrtest.SOURCE_DIR, "tests", "consul_emulator"))
+        import emuctl
+        etcd = etcd_harness.EtcdCluster(members=1)
+        self.addCleanup(etcd.close)
+        watch = etcd.watch("services/")
+        self.addCleanup(watch.stop)
+        emu = emuctl.start()
+        self.addCleanup(emu.cleanup)
+        port = emu.port
+        reg = {"consul": {"address": emu.url, "check_ttl": "3s"},
+               "etcd": {"endpoints": etcd.endpoints, "lease_ttl": "3s"}}
+        a = ApiAgent(self, registry=reg)
+        http("PUT", a.url + "/v1/checks/hb/pass")
+
+        def consul_passing():
+            try:
+                code, _, body = emuctl.request(emu, "GET", "/v1/health/service/web?passing", timeout=2)
+            except OSError:
+                return None
+            return [e["Service"]["ID"] for e in json.loads(body)] if code == 200 else None
+        self.assertTrue(watch.wait_for(lambda e: e.type == "PUT", 10))
+        self.assertTrue(hrtest.wait_for(lambda: consul_passing() == ["web-1"], 10))
+        # Consul goes away: etcd still follows the status.
+        emu.kill()
+        n = len(watch.snapshot())
+        http("PUT", a.url + "/v1/checks/hb/fail")
+        self.assertTrue(watch.wait_for(lambda e: e.type == "DELETE", 10, start=n))
+        n = len(watch.snapshot())
+        http("PUT", a.url + "/v1/checks/hb/pass")
+        self.assertTrue(watch.wait_for(lambda e: e.type == "PUT", 10, start=n))
+        # Consul comes back (empty): healthreg registers again there.
+        emu2 = emuctl.start(port=port)
+        self.addCleanup(emu2.cleanup)
+        emu = emu2
+        self.assertTrue(hrtest.wait_for(lambda: consul_passing() == ["web-1"], 20),
+                        a.agent.log()[-3000:])
+        m = parse_prometheus(http("GET", a.url + "/metrics")[1])
+        self.assertGreater(sample(m, "healthreg_registry_errors_total", backend="consul"), 0)
+        self.assertGreater(sample(m, "healthreg_registry_writes_total", backend="etcd"), 0)
+        self.assertLess(sample(m, "healthreg_registry_seconds_since_last_success", backend="etcd"), 60)
