@@ -31,6 +31,7 @@ struct hr_check {
 	ev_timer timer;            /* next run, or ttl expiry */
 	void *run;                 /* the kind's per-run state */
 	char *output;              /* NULL = "" */
+	size_t output_len;         /* bytes in output, SIZE_MAX = unknown */
 	double started;            /* ev_now() at run start */
 	double result_at;          /* ev_now() of the last result, 0 = none */
 	double result_wall;
@@ -231,10 +232,22 @@ void **hr__check_run_slot(struct hr_check *c)
 
 /* ---- results ------------------------------------------------------------ */
 
-static void set_output(struct hr_check *c, char *owned)
+static void set_output(struct hr_check *c, char *owned, size_t len)
 {
 	free(c->output);
 	c->output = owned;
+	c->output_len = owned ? len : SIZE_MAX;
+}
+
+/*
+ * A probe's output is usually the same text run after run: keep the
+ * stored copy then, so a steady check allocates nothing per run.
+ */
+static bool output_unchanged(const struct hr_check *c, const char *out,
+			     size_t len, size_t total)
+{
+	return total <= len && c->output && c->output_len == len &&
+	       !memcmp(c->output, out, len);
 }
 
 /* Apply a new status (after thresholds) and notify. */
@@ -261,8 +274,10 @@ static void apply_status(struct hr_check *c, enum hr_status st)
 	recompute(agg);
 }
 
+/* owned_output: the new output (NULL = none), or keep the current one. */
 static void record_result(struct hr_check *c, enum hr_status raw,
-			  char *owned_output, double duration_ms)
+			  char *owned_output, size_t len, bool keep,
+			  double duration_ms)
 {
 	struct hr_agg_event ev;
 	enum hr_status st;
@@ -279,7 +294,8 @@ static void record_result(struct hr_check *c, enum hr_status raw,
 		c->consecutive_successes++;
 		c->consecutive_failures = 0;
 	}
-	set_output(c, owned_output);
+	if (!keep)
+		set_output(c, owned_output, len);
 	memset(&ev, 0, sizeof(ev));
 	ev.type = HR_EVENT_CHECK_RESULT;
 	ev.check = c->spec.name;
@@ -307,9 +323,17 @@ void hr__check_finish(struct hr_check *c, enum hr_status raw,
 	now = ev_now(agg->loop);
 	c->running = false;
 	c->run = NULL;
-	record_result(c, raw, hr__output_store(output ? output : "", len,
-						 total),
-		      (now - c->started) * 1000.0);
+	if (!output)
+		output = "";
+	if (output_unchanged(c, output, len, total))
+		record_result(c, raw, NULL, 0, true,
+			      (now - c->started) * 1000.0);
+	else
+		record_result(c, raw, hr__output_store(output, len, total),
+			      total <= len && len <= HR_OUTPUT_MAX ? len
+								   : SIZE_MAX,
+			      false,
+			      (now - c->started) * 1000.0);
 	if (agg->started) {
 		ival = c->spec.interval_ms;
 		if (c->status != HR_STATUS_PASSING && c->spec.interval_down_ms)
@@ -360,7 +384,7 @@ static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 		}
 		hr_log(HR_LOG_WARN, "check_ttl_expired", "check", c->spec.name,
 		       NULL);
-		record_result(c, HR_STATUS_CRITICAL, out, 0);
+		record_result(c, HR_STATUS_CRITICAL, out, SIZE_MAX, false, 0);
 		return;
 	}
 	run_start(c);
@@ -842,7 +866,8 @@ int hr_agg_ttl_update(struct hr_agg *agg, const char *name,
 	if (c->spec.kind != HR_CHECK_TTL || status == HR_STATUS_UNKNOWN)
 		return -EINVAL;
 	ev_now_update(agg->loop);
-	record_result(c, status, hr__output_store(o, strlen(o), strlen(o)), 0);
+	record_result(c, status, hr__output_store(o, strlen(o), strlen(o)),
+		      SIZE_MAX, false, 0);
 	schedule(c, (double)c->spec.ttl_ms / 1000.0);
 	return 0;
 }

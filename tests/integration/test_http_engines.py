@@ -1,0 +1,160 @@
+"""The http check's two engines give the same result (issue 6).
+
+A check of http://127.0.0.1:PORT/... runs on the direct HTTP/1.1 engine;
+the same check of http://localhost:PORT/... runs on libcurl. For every
+response shape below, status and output must match (the URL's host and
+elapsed-time figures aside)."""
+import re
+import socket
+import threading
+import time
+import unittest
+
+import hrtest
+
+BIG = b"x" * 100000
+
+
+def chunked(body, size=7000):
+    out = b""
+    for i in range(0, len(body), size):
+        part = body[i:i + size]
+        out += b"%x;ext=1\r\n" % len(part) + part + b"\r\n"
+    return out + b"0\r\nTrailer: t\r\n\r\n"
+
+
+RESPONSES = {
+    "len": [b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"],
+    "chunked": [b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+                b"3\r\nhel\r\n", b"2\r\nlo\r\n0\r\n\r\n"],
+    "close": [b"HTTP/1.0 200 OK\r\n\r\nuntil close", None],
+    "continue": [b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n"
+                 b"Content-Length: 2\r\n\r\nok"],
+    "nocontent": [b"HTTP/1.1 204 No Content\r\n\r\n"],
+    "split": [b"HTTP/1.1 503 Service", b" Unavailable\r\nContent-Le",
+              b"ngth: 4\r\n\r", b"\ndown"],
+    "bigheader": [b"HTTP/1.1 200 OK\r\nX-Big: " + b"y" * 20000 +
+                  b"\r\nContent-Length: 2\r\n\r\nok"],
+    "huge": [b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n" + BIG],
+    "hugechunked": [b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                    + chunked(BIG)],
+    "redirect": [b"HTTP/1.1 302 Found\r\nLocation: /len\r\n"
+                 b"Content-Length: 0\r\n\r\n"],
+    "redirect-abs": [b"HTTP/1.1 301 Moved\r\nLocation: http://127.0.0.1:%(port)d/chunked\r\n"
+                     b"Content-Length: 0\r\n\r\n"],
+    "weird": [b"garbage\r\n\r\n", None],
+    "empty": [None],
+    "short": [b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc", None],
+    "noreason": [b"HTTP/1.1 200\r\nContent-Length: 0\r\n\r\n"],
+    "lf": [b"HTTP/1.1 200 OK\nContent-Length: 2\n\nok"],
+    "429": [b"HTTP/1.1 429 Too Many Requests\r\nContent-Length: 4\r\n\r\nslow"],
+    "binary": [b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nab\x00cd"],
+    "reset": ["RST"],
+}
+
+
+class RawServer:
+    """Serves RESPONSES by path, piece by piece (None: close)."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.stop = False
+        threading.Thread(target=self.loop, daemon=True).start()
+
+    def loop(self):
+        while not self.stop:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self.serve, args=(c,), daemon=True).start()
+
+    def serve(self, c):
+        try:
+            req = b""
+            while b"\r\n\r\n" not in req:
+                d = c.recv(4096)
+                if not d:
+                    return
+                req += d
+            path = req.split(b" ")[1].decode().strip("/").split("?")[0]
+            for piece in RESPONSES.get(path, [b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"]):
+                if piece is None:
+                    break
+                if piece == "RST":
+                    c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+                    break
+                c.sendall(piece % {b"port": self.port} if b"%(port)d" in piece else piece)
+                time.sleep(0.02)
+            time.sleep(0.05)
+        except OSError:
+            pass
+        finally:
+            c.close()
+
+    def close(self):
+        self.stop = True
+        self.sock.close()
+
+
+def norm(text, port):
+    text = text.replace("localhost", "127.0.0.1")
+    return re.sub(r"\d+ (ms|milliseconds)", r"N \1", text)
+
+
+class TestEngines(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.srv = RawServer()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.srv.close()
+
+    def run_all(self, host, **kw):
+        checks = [dict(name=p, http="http://%s:%d/%s" % (host, self.srv.port, p),
+                       timeout="2s", interval="3s", **kw) for p in RESPONSES]
+        cfg = {"service": {"name": "svc", "checks": checks}}
+        rc, doc, err = hrtest.check_json(cfg, timeout=60)
+        self.assertIsNotNone(doc, err)
+        return {c["name"]: (c["status"], norm(c["output"], self.srv.port))
+                for c in doc["checks"]}
+
+    def test_same_results(self):
+        for kw in ({}, {"disable_redirects": True}):
+            with self.subTest(**kw):
+                direct = self.run_all("127.0.0.1", **kw)
+                curl = self.run_all("localhost", **kw)
+                for name in RESPONSES:
+                    with self.subTest(response=name):
+                        self.assertEqual(direct[name], curl[name])
+
+    def test_expected_texts(self):
+        got = self.run_all("127.0.0.1")
+        url = "http://127.0.0.1:%d" % self.srv.port
+        self.assertEqual(got["len"], ("passing", "HTTP GET %s/len: 200 OK Output: hello" % url))
+        self.assertEqual(got["chunked"][1], "HTTP GET %s/chunked: 200 OK Output: hello" % url)
+        self.assertEqual(got["redirect"], ("passing", "HTTP GET %s/redirect: 200 OK Output: hello" % url))
+        self.assertEqual(got["429"][0], "warning")
+        self.assertTrue(got["huge"][1].endswith(" ... (captured 4096 of %d bytes)"
+                                                % (len("HTTP GET %s/huge: 200 OK Output: " % url) + len(BIG))))
+
+    def test_timeout_text(self):
+        """A silent server: libcurl's timeout text."""
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        s.listen(4)
+        self.addCleanup(s.close)
+        port = s.getsockname()[1]
+        cfg = {"service": {"name": "svc", "checks": [
+            dict(name="h", http="http://127.0.0.1:%d/x" % port, timeout="300ms", interval="1s")]}}
+        _, doc, err = hrtest.check_json(cfg, timeout=60)
+        self.assertRegex(doc["checks"][0]["output"],
+                         r"Operation timed out after \d+ milliseconds with 0 bytes received")
+
+
+if __name__ == "__main__":
+    unittest.main()
