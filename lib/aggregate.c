@@ -42,7 +42,7 @@ enum hr_status hr__thresh_apply(struct hr__thresh *t,
 	return current;
 }
 
-static enum hr_status contribution(enum hr_status st, enum hr_on_failure f)
+enum hr_status hr__contribution(enum hr_status st, enum hr_on_failure f)
 {
 	if (st == HR_STATUS_UNKNOWN)
 		st = HR_STATUS_CRITICAL;
@@ -53,13 +53,31 @@ static enum hr_status contribution(enum hr_status st, enum hr_on_failure f)
 	return st;
 }
 
-#define MAX_NAMES 10
+enum hr_status hr__group_contribution(const struct hr_group_spec *g,
+				      size_t passing, size_t warning)
+{
+	enum hr_status gs;
+
+	/* Quorum met: passing. Met only counting members that are
+	 * degraded: warning. Otherwise the group's on_failure. */
+	if (passing >= (size_t)g->min_passing)
+		gs = HR_STATUS_PASSING;
+	else if (passing + warning >= (size_t)g->min_passing)
+		gs = HR_STATUS_WARNING;
+	else
+		gs = HR_STATUS_CRITICAL;
+	return hr__contribution(gs, g->on_failure);
+}
+
+#define MAX_NAMES HR__SUMMARY_NAMES
 
 struct bucket {
 	size_t count, named;
 	char names[512];
 	size_t pos;
 };
+
+static void format_summary(const struct bucket *b, char *summary, size_t len);
 
 static void bucket_add(struct bucket *b, const char *name)
 {
@@ -80,23 +98,17 @@ enum hr_status hr__aggregate(const struct hr__agg_item *items, size_t n,
 {
 	enum hr_status agg = HR_STATUS_PASSING;
 	struct bucket b[4];
-	size_t i, g, pos = 0;
-	int first = 1;
-	static const enum hr_status order[] = {
-		HR_STATUS_PASSING, HR_STATUS_WARNING, HR_STATUS_CRITICAL,
-		HR_STATUS_UNKNOWN,
-	};
+	size_t i, g;
 
 	memset(b, 0, sizeof(b));
 	for (i = 0; i < n; i++) {
 		bucket_add(&b[items[i].status], items[i].name);
 		if (items[i].group < 0)
-			agg = hr_status_worst(agg, contribution(items[i].status,
+			agg = hr_status_worst(agg, hr__contribution(items[i].status,
 							       items[i].on_failure));
 	}
 	for (g = 0; g < n_groups; g++) {
 		size_t passing = 0, warning = 0;
-		enum hr_status gs;
 
 		for (i = 0; i < n; i++) {
 			if (items[i].group != (int)g)
@@ -106,18 +118,42 @@ enum hr_status hr__aggregate(const struct hr__agg_item *items, size_t n,
 			else if (items[i].status == HR_STATUS_WARNING)
 				warning++;
 		}
-		/* Quorum met: passing. Met only counting members that are
-		 * degraded: warning. Otherwise the group's on_failure. */
-		if (passing >= (size_t)groups[g].min_passing)
-			gs = HR_STATUS_PASSING;
-		else if (passing + warning >= (size_t)groups[g].min_passing)
-			gs = HR_STATUS_WARNING;
-		else
-			gs = HR_STATUS_CRITICAL;
-		agg = hr_status_worst(agg, contribution(gs, groups[g].on_failure));
+		agg = hr_status_worst(agg, hr__group_contribution(&groups[g], passing,
+							    warning));
 	}
-	if (!len)
-		return agg;
+	if (len)
+		format_summary(b, summary, len);
+	return agg;
+}
+
+void hr__summary(const size_t count[4],
+		 const char *const names[4][HR__SUMMARY_NAMES], char *summary,
+		 size_t len)
+{
+	struct bucket b[4];
+	size_t st, i;
+
+	memset(b, 0, sizeof(b));
+	for (st = 0; st < 4; st++) {
+		/* passing names are never listed */
+		for (i = 0; st != HR_STATUS_PASSING && i < count[st] &&
+			    i < MAX_NAMES; i++)
+			bucket_add(&b[st], names[st][i]);
+		b[st].count = count[st];
+	}
+	if (len)
+		format_summary(b, summary, len);
+}
+
+static void format_summary(const struct bucket *b, char *summary, size_t len)
+{
+	static const enum hr_status order[] = {
+		HR_STATUS_PASSING, HR_STATUS_WARNING, HR_STATUS_CRITICAL,
+		HR_STATUS_UNKNOWN,
+	};
+	size_t i, pos = 0;
+	int first = 1;
+
 	summary[0] = '\0';
 	for (i = 0; i < 4; i++) {
 		const struct bucket *bk = &b[order[i]];
@@ -139,5 +175,4 @@ enum hr_status hr__aggregate(const struct hr__agg_item *items, size_t n,
 		}
 		first = 0;
 	}
-	return agg;
 }

@@ -80,12 +80,22 @@ struct hr_agg {
 	enum hr_status status;
 	char summary[1024];
 	bool started;
+	bool batch;                 /* add_config: one recompute at the end */
 	unsigned rng;
-	struct hr__agg_item *items; /* scratch for aggregation */
+	/*
+	 * Tallies of check statuses, kept as statuses change so that a
+	 * recompute costs O(groups + the checks scanned for names), not a
+	 * pass over every check: by status; ungrouped by (on_failure,
+	 * status); per group: passing and warning members.
+	 */
+	size_t count[4];
+	size_t ungrouped[3][4];
+	size_t (*group_count)[2];
 };
 
 static void schedule(struct hr_check *c, double delay);
 static void recompute(struct hr_agg *agg);
+static void tally(struct hr_agg *agg, const struct hr_check *c, int delta);
 static void eval_check_done(struct hr_check *c);
 
 /* ---- small helpers ------------------------------------------------ */
@@ -259,7 +269,9 @@ static void apply_status(struct hr_check *c, enum hr_status st)
 
 	if (st == old)
 		return;
+	tally(agg, c, -1);
 	c->status = st;
+	tally(agg, c, +1);
 	hr_log(st == HR_STATUS_PASSING ? HR_LOG_INFO : HR_LOG_WARN,
 	       "check_status", "check", c->spec.name, "from",
 	       hr_status_name(old), "to", hr_status_name(st), "output",
@@ -399,23 +411,91 @@ static void schedule(struct hr_check *c, double delay)
 
 /* ---- aggregate ------------------------------------------------------------ */
 
+/* Count c (delta +1) or stop counting it (-1), under its current status. */
+static void tally(struct hr_agg *agg, const struct hr_check *c, int delta)
+{
+	size_t d = (size_t)delta; /* wraps for -1: unsigned arithmetic */
+	int g = c->spec.group;
+
+	agg->count[c->status] += d;
+	if (g < 0)
+		agg->ungrouped[c->spec.on_failure][c->status] += d;
+	else if (agg->group_count && (size_t)g < agg->n_groups &&
+		 c->status <= HR_STATUS_WARNING)
+		agg->group_count[g][c->status] += d;
+}
+
+/* Recount everything (the groups changed). -ENOMEM leaves no tallies. */
+static int retally(struct hr_agg *agg)
+{
+	size_t i;
+
+	free(agg->group_count);
+	agg->group_count = NULL;
+	memset(agg->count, 0, sizeof(agg->count));
+	memset(agg->ungrouped, 0, sizeof(agg->ungrouped));
+	if (agg->n_groups) {
+		agg->group_count = calloc(agg->n_groups,
+					  sizeof(*agg->group_count));
+		if (!agg->group_count)
+			return -ENOMEM;
+	}
+	for (i = 0; i < agg->n_checks; i++)
+		tally(agg, agg->checks[i], +1);
+	return 0;
+}
+
+/*
+ * The aggregate and summary from the tallies: the same result as
+ * hr__aggregate() over every check (see checks.md), and the same text.
+ */
+static enum hr_status aggregate_now(const struct hr_agg *agg, char *summary,
+				    size_t len)
+{
+	const char *names[4][HR__SUMMARY_NAMES];
+	size_t named[4] = { 0 }, need[4] = { 0 }, missing = 0, i;
+	enum hr_status st = HR_STATUS_PASSING;
+	int f, s;
+
+	for (f = 0; f < 3; f++)
+		for (s = 0; s < 4; s++)
+			if (agg->ungrouped[f][s])
+				st = hr_status_worst(
+					st, hr__contribution((enum hr_status)s,
+							     (enum hr_on_failure)f));
+	for (i = 0; i < agg->n_groups; i++)
+		st = hr_status_worst(
+			st, hr__group_contribution(
+				    &agg->groups[i],
+				    agg->group_count ? agg->group_count[i][0] : 0,
+				    agg->group_count ? agg->group_count[i][1] : 0));
+	for (s = HR_STATUS_WARNING; s <= HR_STATUS_UNKNOWN; s++) {
+		need[s] = agg->count[s] < HR__SUMMARY_NAMES ? agg->count[s]
+							   : HR__SUMMARY_NAMES;
+		missing += need[s];
+	}
+	/* the first names per status, in check order: stop once found */
+	for (i = 0; i < agg->n_checks && missing; i++) {
+		const struct hr_check *c = agg->checks[i];
+
+		s = (int)c->status;
+		if (s != HR_STATUS_PASSING && named[s] < need[s]) {
+			names[s][named[s]++] = c->spec.name;
+			missing--;
+		}
+	}
+	hr__summary(agg->count, (const char *const (*)[HR__SUMMARY_NAMES])names,
+		    summary, len);
+	return st;
+}
+
 static void recompute(struct hr_agg *agg)
 {
 	char summary[sizeof(agg->summary)];
 	enum hr_status st, old = agg->status;
 	struct hr_agg_event ev;
-	size_t i;
 
-	for (i = 0; i < agg->n_checks; i++) {
-		const struct hr_check *c = agg->checks[i];
-
-		agg->items[i].name = c->spec.name;
-		agg->items[i].status = c->status;
-		agg->items[i].on_failure = c->spec.on_failure;
-		agg->items[i].group = c->spec.group;
-	}
-	st = hr__aggregate(agg->items, agg->n_checks, agg->groups,
-			   agg->n_groups, summary, sizeof(summary));
+	st = aggregate_now(agg, summary, sizeof(summary));
 	if (st == old && !strcmp(summary, agg->summary))
 		return;
 	agg->status = st;
@@ -644,7 +724,7 @@ void hr_agg_free(struct hr_agg *agg)
 		free(agg->checks[i]);
 	}
 	free(agg->checks);
-	free(agg->items);
+	free(agg->group_count);
 	for (i = 0; i < agg->n_groups; i++)
 		free(agg->groups[i].name);
 	free(agg->groups);
@@ -673,6 +753,8 @@ int hr_agg_add_group(struct hr_agg *agg, const struct hr_group_spec *g,
 	if (!v[agg->n_groups].name)
 		return hr_err_set(err, -ENOMEM, "out of memory");
 	agg->n_groups++;
+	if (retally(agg))
+		return hr_err_set(err, -ENOMEM, "out of memory");
 	recompute(agg);
 	return 0;
 }
@@ -699,7 +781,7 @@ int hr_agg_add_check(struct hr_agg *agg, const struct hr_check_spec *spec,
 
 	if (!spec->name || !*spec->name)
 		return hr_err_set(err, -EINVAL, "a check needs a name");
-	if (find(agg, spec->name, NULL))
+	if (!agg->batch && find(agg, spec->name, NULL))
 		return hr_err_set(err, -EEXIST, "check \"%s\" already exists",
 				  spec->name);
 	if (spec->group >= (int)agg->n_groups)
@@ -725,20 +807,16 @@ int hr_agg_add_check(struct hr_agg *agg, const struct hr_check_spec *spec,
 	if (agg->n_checks == agg->cap_checks) {
 		size_t cap = agg->cap_checks ? agg->cap_checks * 2 : 16;
 		struct hr_check **v = realloc(agg->checks, cap * sizeof(*v));
-		struct hr__agg_item *items;
 
 		if (!v)
 			return hr_err_set(err, -ENOMEM, "out of memory");
 		agg->checks = v;
-		items = realloc(agg->items, cap * sizeof(*items));
-		if (!items)
-			return hr_err_set(err, -ENOMEM, "out of memory");
-		agg->items = items;
 		agg->cap_checks = cap;
 	}
 	c = calloc(1, sizeof(*c));
 	if (!c)
 		return hr_err_set(err, -ENOMEM, "out of memory");
+	c->output_len = SIZE_MAX;
 	if (spec_copy(&c->spec, spec)) {
 		free(c);
 		return hr_err_set(err, -ENOMEM, "out of memory");
@@ -760,11 +838,13 @@ int hr_agg_add_check(struct hr_agg *agg, const struct hr_check_spec *spec,
 	}
 	c->status = spec->has_initial_status ? spec->initial_status
 					     : HR_STATUS_UNKNOWN;
+	tally(agg, c, +1);
 	c->last_result = HR_STATUS_UNKNOWN;
 	hr__thresh_init(&c->thresh, spec);
 	ev_init(&c->timer, timer_cb);
 	agg->checks[agg->n_checks++] = c;
-	recompute(agg);
+	if (!agg->batch)
+		recompute(agg);
 	if (agg->started) {
 		if (c->spec.kind == HR_CHECK_TTL)
 			schedule(c, (double)c->spec.ttl_ms / 1000.0);
@@ -791,28 +871,74 @@ int hr_agg_remove_check(struct hr_agg *agg, const char *name)
 	memmove(&agg->checks[i], &agg->checks[i + 1],
 		(agg->n_checks - i - 1) * sizeof(*agg->checks));
 	agg->n_checks--;
+	tally(agg, c, -1);
 	check_free(c);
 	recompute(agg);
 	return 0;
+}
+
+static int cmp_name(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/*
+ * true when the config's check names are unique and new to agg (sorted
+ * copy: O(n log n) instead of a linear find() per check).
+ */
+static bool names_unique(const struct hr_agg *agg, const struct hr_config *cfg)
+{
+	size_t n = agg->n_checks + cfg->n_checks, i, k = 0;
+	const char **v = malloc((n ? n : 1) * sizeof(*v));
+	bool ok = true;
+
+	if (!v)
+		return false;
+	for (i = 0; i < agg->n_checks; i++)
+		v[k++] = agg->checks[i]->spec.name;
+	for (i = 0; i < cfg->n_checks; i++) {
+		if (!cfg->checks[i].name) {
+			ok = false;
+			break;
+		}
+		v[k++] = cfg->checks[i].name;
+	}
+	if (ok) {
+		qsort(v, k, sizeof(*v), cmp_name);
+		for (i = 1; i < k && ok; i++)
+			ok = strcmp(v[i - 1], v[i]) != 0;
+	}
+	free(v);
+	return ok;
 }
 
 int hr_agg_add_config(struct hr_agg *agg, const struct hr_config *cfg,
 		      struct hr_err *err)
 {
 	size_t i;
-	int rc;
+	int rc = 0;
 
 	for (i = 0; i < cfg->n_groups; i++) {
 		rc = hr_agg_add_group(agg, &cfg->groups[i], err);
 		if (rc)
 			return rc;
 	}
+	/*
+	 * Nobody can observe the aggregate between two adds when no one
+	 * listens: then recompute once at the end, and check names in one
+	 * sort, so a large config loads in O(n log n), not O(n^2).
+	 */
+	agg->batch = agg->n_listeners == 0 && names_unique(agg, cfg);
 	for (i = 0; i < cfg->n_checks; i++) {
 		rc = hr_agg_add_check(agg, &cfg->checks[i], err);
 		if (rc)
-			return rc;
+			break;
 	}
-	return 0;
+	if (agg->batch) {
+		agg->batch = false;
+		recompute(agg);
+	}
+	return rc;
 }
 
 void hr_agg_start(struct hr_agg *agg)
@@ -1003,6 +1129,8 @@ int hr_agg_set_groups(struct hr_agg *agg, const struct hr_group_spec *groups,
 	free(agg->groups);
 	agg->groups = v;
 	agg->n_groups = n;
+	if (retally(agg))
+		return hr_err_set(err, -ENOMEM, "out of memory");
 	recompute(agg);
 	return 0;
 }

@@ -72,6 +72,23 @@ struct hr__agg_item {
 	int group; /* index into groups or -1 */
 };
 
+/* An item's contribution to the aggregate (unknown counts as critical). */
+enum hr_status hr__contribution(enum hr_status st, enum hr_on_failure f);
+/* A group's contribution, from its passing and warning member counts. */
+enum hr_status hr__group_contribution(const struct hr_group_spec *g,
+				      size_t passing, size_t warning);
+
+#define HR__SUMMARY_NAMES 10 /* names listed per status */
+
+/*
+ * The summary text from per-status counts and the first names (in check
+ * order) per status; what hr__aggregate writes, from tallies kept
+ * incrementally.
+ */
+void hr__summary(const size_t count[4],
+		 const char *const names[4][HR__SUMMARY_NAMES], char *summary,
+		 size_t len);
+
 /*
  * The aggregate of n items under groups, with the stable summary written
  * into summary (always NUL-terminated).
