@@ -155,10 +155,14 @@ if [ "$1" = matrix ]; then
 	for mode in http tcp; do
 		for n in 1000 5000; do
 			for ival in 1s 100ms; do
-				PIN=0 run_case "$n" "$ival" "$mode" | tee -a "$BENCH_DIR/out"
+				PIN=0 run_case "$n" "$ival" "$mode" >"$BENCH_DIR/case"
+				cat "$BENCH_DIR/case" >>"$BENCH_DIR/out"
+				cat "$BENCH_DIR/case"
 			done
 		done
-		PIN=1 run_case "${SAT_N:-5000}" 100ms "$mode" | tee -a "$BENCH_DIR/out"
+		PIN=1 run_case "${SAT_N:-5000}" 100ms "$mode" >"$BENCH_DIR/case"
+		cat "$BENCH_DIR/case" >>"$BENCH_DIR/out"
+		cat "$BENCH_DIR/case"
 	done
 	echo
 	echo "| mode | N | interval | HAProxy checks/s | HAProxy µs/check | healthreg checks/s | healthreg µs/check | CPU/check ratio | checks/s ratio | RSS HAProxy → healthreg | RSS ratio |"

@@ -182,10 +182,13 @@ bench_hr_config() {
 # HAProxy config with the same checks: one backend per check path.
 # Usage: bench_haproxy_config FILE N INTERVAL http|tcp
 bench_haproxy_config() {
-	awk -v n="$2" -v ival="$3" -v mode="$4" -v base="$BASE_PORT" -v np="$NPORTS" 'BEGIN {
+	local ulim
+	ulim=$(ulimit -n)
+	awk -v ulim="$ulim" -v n="$2" -v ival="$3" -v mode="$4" -v base="$BASE_PORT" -v np="$NPORTS" 'BEGIN {
 		print "global"
 		print "    nbthread 1"
-		print "    maxconn 8000"
+		print "    maxconn 2000"
+		print "    ulimit-n " ulim
 		print "defaults"
 		print "    mode " (mode == "http" ? "http" : "tcp")
 		print "    timeout connect 1s"
