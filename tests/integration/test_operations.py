@@ -313,7 +313,9 @@ class TestWithEtcd(unittest.TestCase):
         self.addCleanup(self.watch.stop)
 
     def registry(self):
-        return {"etcd": {"endpoints": self.etcd.endpoints, "lease_ttl": "3s"}}
+        # A long lease: a loaded machine must not turn a late keepalive
+        # into a DELETE that these tests would blame on reload.
+        return {"etcd": {"endpoints": self.etcd.endpoints, "lease_ttl": "10s"}}
 
     def events(self):
         return [(e.type, e.key) for e in self.watch.snapshot()]
