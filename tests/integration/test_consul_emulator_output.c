@@ -101,6 +101,7 @@ static void setup(void)
 	char json[256];
 	cJSON *conf;
 
+	memset(&env, 0, sizeof(env));
 	emu_start();
 	loop = ev_loop_new(EVFLAG_AUTO);
 	cr_assert_eq(hr_http_new(&http, loop, &err), 0);
