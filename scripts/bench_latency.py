@@ -38,6 +38,7 @@ the registry log line.
 Only prints; asserts nothing about speed.
 """
 import argparse
+import calendar
 import http.client
 import json
 import os
@@ -105,7 +106,6 @@ def log_events(text, offset):
         try:
             sec, frac = ts.split(".")
             st = time.strptime(sec, "%Y-%m-%dT%H:%M:%S")
-            import calendar
             w = calendar.timegm(st) + float("0." + frac)
         except ValueError:
             continue
