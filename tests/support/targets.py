@@ -119,6 +119,8 @@ class Target:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+        import shutil
+        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def free_port():
