@@ -91,6 +91,35 @@ static void puts_(struct out *o, const char *s)
 	put(o, s, strlen(s));
 }
 
+/*
+ * A quoted string with '"', '\\' and newlines escaped; other control bytes
+ * as \u00XX (JSON) or \xXX (logfmt).
+ */
+static void put_quoted(struct out *o, const char *v, int json)
+{
+	const char *p;
+
+	put(o, "\"", 1);
+	for (p = v; *p; p++) {
+		unsigned char c = (unsigned char)*p;
+		char esc[8];
+
+		if (c == '"' || c == '\\') {
+			esc[0] = '\\';
+			esc[1] = (char)c;
+			put(o, esc, 2);
+		} else if (c == '\n') {
+			put(o, "\\n", 2);
+		} else if (c < 0x20 || c == 0x7f) {
+			snprintf(esc, sizeof(esc), json ? "\\u%04x" : "\\x%02x", c);
+			puts_(o, esc);
+		} else {
+			put(o, p, 1);
+		}
+	}
+	put(o, "\"", 1);
+}
+
 /* logfmt: quote when the value has a space, '=', '"' or is empty. */
 static void put_logfmt_value(struct out *o, const char *v)
 {
@@ -100,54 +129,15 @@ static void put_logfmt_value(struct out *o, const char *v)
 	for (p = v; *p && !quote; p++)
 		if (*p <= ' ' || *p == '=' || *p == '"' || *p == 0x7f)
 			quote = 1;
-	if (!quote) {
+	if (quote)
+		put_quoted(o, v, 0);
+	else
 		puts_(o, v);
-		return;
-	}
-	put(o, "\"", 1);
-	for (p = v; *p; p++) {
-		unsigned char c = (unsigned char)*p;
-		char esc[8];
-
-		if (c == '"' || c == '\\') {
-			esc[0] = '\\';
-			esc[1] = (char)c;
-			put(o, esc, 2);
-		} else if (c == '\n') {
-			put(o, "\\n", 2);
-		} else if (c < 0x20 || c == 0x7f) {
-			snprintf(esc, sizeof(esc), "\\x%02x", c);
-			puts_(o, esc);
-		} else {
-			put(o, p, 1);
-		}
-	}
-	put(o, "\"", 1);
 }
 
 static void put_json_string(struct out *o, const char *v)
 {
-	const char *p;
-
-	put(o, "\"", 1);
-	for (p = v; *p; p++) {
-		unsigned char c = (unsigned char)*p;
-		char esc[8];
-
-		if (c == '"' || c == '\\') {
-			esc[0] = '\\';
-			esc[1] = (char)c;
-			put(o, esc, 2);
-		} else if (c == '\n') {
-			put(o, "\\n", 2);
-		} else if (c < 0x20 || c == 0x7f) {
-			snprintf(esc, sizeof(esc), "\\u%04x", c);
-			puts_(o, esc);
-		} else {
-			put(o, p, 1);
-		}
-	}
-	put(o, "\"", 1);
+	put_quoted(o, v, 1);
 }
 
 void hr_log_format_line(char *buf, size_t len, enum hr_log_format format,
