@@ -33,6 +33,12 @@ extern const struct hr__check_kind hr__check_http;
 extern const struct hr__check_kind hr__check_tcp;
 extern const struct hr__check_kind hr__check_exec;
 
+/*
+ * Close a check's socket with an RST (SO_LINGER 0): nothing is left to
+ * send, and thousands of checks leave no TIME_WAIT behind.
+ */
+void hr__close_rst(int fd);
+
 /* Accessors for kinds. */
 const struct hr_check_spec *hr__check_spec(const struct hr_check *c);
 struct ev_loop *hr__check_loop(const struct hr_check *c);

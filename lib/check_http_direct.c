@@ -167,13 +167,8 @@ static void direct_free(struct direct_run *r)
 
 	ev_io_stop(loop, &r->io);
 	ev_timer_stop(loop, &r->timer);
-	if (r->fd >= 0) {
-		/* an RST: nothing to linger for, no TIME_WAIT per check */
-		struct linger lg = { 1, 0 };
-
-		setsockopt(r->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
-		close(r->fd);
-	}
+	if (r->fd >= 0)
+		hr__close_rst(r->fd);
 	free(r->head);
 	free(r->location);
 	if (r->body != r->inline_body)

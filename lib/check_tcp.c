@@ -100,6 +100,14 @@ static int numeric_addr(const char *host, const char *port,
 	return -1;
 }
 
+void hr__close_rst(int fd)
+{
+	struct linger lg = { 1, 0 };
+
+	setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+	close(fd);
+}
+
 static void tcp_close(struct tcp_run *r)
 {
 	struct ev_loop *loop = hr__check_loop(r->c);
@@ -107,10 +115,7 @@ static void tcp_close(struct tcp_run *r)
 	ev_io_stop(loop, &r->io);
 	ev_timer_stop(loop, &r->timer);
 	if (r->fd >= 0) {
-		struct linger lg = { 1, 0 };
-
-		setsockopt(r->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
-		close(r->fd);
+		hr__close_rst(r->fd);
 		r->fd = -1;
 	}
 }
