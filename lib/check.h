@@ -11,6 +11,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <sys/socket.h>
+
 #include <ev.h>
 
 #include "healthreg/aggregator.h"
@@ -38,6 +40,14 @@ extern const struct hr__check_kind hr__check_exec;
  * send, and thousands of checks leave no TIME_WAIT behind.
  */
 void hr__close_rst(int fd);
+
+/*
+ * A numeric address (family AF_INET, AF_INET6 or AF_UNSPEC for either)
+ * and port into a sockaddr, without the resolver. 0, or -1 when host is
+ * not a numeric address of that family.
+ */
+int hr__sockaddr_numeric(int family, const char *host, unsigned port,
+			 struct sockaddr_storage *ss, socklen_t *len);
 
 /* Accessors for kinds. */
 const struct hr_check_spec *hr__check_spec(const struct hr_check *c);

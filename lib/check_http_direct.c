@@ -119,34 +119,18 @@ static bool direct_eligible(const struct hr_check_spec *s,
 		if (!port || port > 65535)
 			return false;
 	}
-	memset(ss, 0, sizeof(*ss));
-	if (*a != '[' &&
-	    inet_pton(AF_INET, addr, &((struct sockaddr_in *)ss)->sin_addr) == 1) {
-		struct sockaddr_in *in = (struct sockaddr_in *)ss;
-
-		in->sin_family = AF_INET;
-		in->sin_port = htons((uint16_t)port);
-		*sslen = sizeof(*in);
-		/* libcurl leaves out the default port */
-		if (port == 80)
-			snprintf(host, hlen, "%s", addr);
-		else
-			snprintf(host, hlen, "%s:%lu", addr, port);
-	} else if (*a == '[' &&
-		   inet_pton(AF_INET6, addr,
-			     &((struct sockaddr_in6 *)ss)->sin6_addr) == 1) {
-		struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
-
-		in6->sin6_family = AF_INET6;
-		in6->sin6_port = htons((uint16_t)port);
-		*sslen = sizeof(*in6);
-		if (port == 80)
-			snprintf(host, hlen, "[%s]", addr);
-		else
-			snprintf(host, hlen, "[%s]:%lu", addr, port);
-	} else {
+	if (hr__sockaddr_numeric(*a == '[' ? AF_INET6 : AF_INET, addr,
+				 (unsigned)port, ss, sslen))
 		return false;
-	}
+	/* libcurl leaves out the default port */
+	if (*a == '[' && port == 80)
+		snprintf(host, hlen, "[%s]", addr);
+	else if (*a == '[')
+		snprintf(host, hlen, "[%s]:%lu", addr, port);
+	else if (port == 80)
+		snprintf(host, hlen, "%s", addr);
+	else
+		snprintf(host, hlen, "%s:%lu", addr, port);
 	/* the path: printable, no fragment, no dot segments */
 	for (p = end; *p; p++)
 		if ((unsigned char)*p <= ' ' || (unsigned char)*p >= 0x7f ||

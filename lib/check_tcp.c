@@ -62,6 +62,31 @@ static int split_hostport(const char *target, char *host, size_t hlen,
 	return 0;
 }
 
+int hr__sockaddr_numeric(int family, const char *host, unsigned port,
+			 struct sockaddr_storage *ss, socklen_t *len)
+{
+	memset(ss, 0, sizeof(*ss));
+	if ((family == AF_UNSPEC || family == AF_INET) &&
+	    inet_pton(AF_INET, host, &((struct sockaddr_in *)ss)->sin_addr) == 1) {
+		struct sockaddr_in *a = (struct sockaddr_in *)ss;
+
+		a->sin_family = AF_INET;
+		a->sin_port = htons((uint16_t)port);
+		*len = sizeof(*a);
+		return 0;
+	}
+	if ((family == AF_UNSPEC || family == AF_INET6) &&
+	    inet_pton(AF_INET6, host, &((struct sockaddr_in6 *)ss)->sin6_addr) == 1) {
+		struct sockaddr_in6 *a = (struct sockaddr_in6 *)ss;
+
+		a->sin6_family = AF_INET6;
+		a->sin6_port = htons((uint16_t)port);
+		*len = sizeof(*a);
+		return 0;
+	}
+	return -1;
+}
+
 /*
  * Numeric "a.b.c.d:port" or "[v6]:port" without getaddrinfo (the common
  * case, run every interval). Returns 0, or -1 to take the resolver path
@@ -80,24 +105,7 @@ static int numeric_addr(const char *host, const char *port,
 	}
 	if (!i || p > 65535)
 		return -1;
-	memset(ss, 0, sizeof(*ss));
-	if (inet_pton(AF_INET, host, &((struct sockaddr_in *)ss)->sin_addr) == 1) {
-		struct sockaddr_in *a = (struct sockaddr_in *)ss;
-
-		a->sin_family = AF_INET;
-		a->sin_port = htons((uint16_t)p);
-		*len = sizeof(*a);
-		return 0;
-	}
-	if (inet_pton(AF_INET6, host, &((struct sockaddr_in6 *)ss)->sin6_addr) == 1) {
-		struct sockaddr_in6 *a = (struct sockaddr_in6 *)ss;
-
-		a->sin6_family = AF_INET6;
-		a->sin6_port = htons((uint16_t)p);
-		*len = sizeof(*a);
-		return 0;
-	}
-	return -1;
+	return hr__sockaddr_numeric(AF_UNSPEC, host, (unsigned)p, ss, len);
 }
 
 void hr__close_rst(int fd)
