@@ -273,6 +273,20 @@ static void body_add(struct direct_run *r, const char *p, size_t n)
 	r->len += n < room ? n : room;
 }
 
+/* Body bytes up to r->remaining from [*p, e); true once none remain. */
+static bool take_remaining(struct direct_run *r, const char **p,
+			   const char *e)
+{
+	size_t k = (size_t)(e - *p);
+
+	if ((int64_t)k > r->remaining)
+		k = (size_t)r->remaining;
+	body_add(r, *p, k);
+	*p += k;
+	r->remaining -= (int64_t)k;
+	return r->remaining == 0;
+}
+
 static bool header_is(const char *line, size_t n, const char *name,
 		      const char **value, size_t *vlen)
 {
@@ -458,18 +472,8 @@ static int direct_feed(struct direct_run *r, const char *p, size_t n,
 			}
 			break; /* 1xx: the next head follows in D_HEAD */
 		}
-		case D_BODY_LEN: {
-			size_t k = (size_t)(e - p);
-
-			if ((int64_t)k > r->remaining)
-				k = (size_t)r->remaining;
-			body_add(r, p, k);
-			p += k;
-			r->remaining -= (int64_t)k;
-			if (!r->remaining)
-				return 1;
-			return 0;
-		}
+		case D_BODY_LEN:
+			return take_remaining(r, &p, e) ? 1 : 0;
 		case D_BODY_EOF:
 			body_add(r, p, (size_t)(e - p));
 			return 0;
@@ -506,20 +510,12 @@ static int direct_feed(struct direct_run *r, const char *p, size_t n,
 			r->state = size ? D_CHUNK_DATA : D_TRAILER;
 			break;
 		}
-		case D_CHUNK_DATA: {
-			size_t k = (size_t)(e - p);
-
-			if ((int64_t)k > r->remaining)
-				k = (size_t)r->remaining;
-			body_add(r, p, k);
-			p += k;
-			r->remaining -= (int64_t)k;
-			if (!r->remaining) {
+		case D_CHUNK_DATA:
+			if (take_remaining(r, &p, e)) {
 				r->state = D_CHUNK_CRLF;
 				r->line_len = 0;
 			}
 			break;
-		}
 		case D_CHUNK_CRLF:
 			if (!chunk_line(r, &p, e))
 				return 0;
