@@ -1,7 +1,8 @@
 /*
- * aggregate.c - pure rules: thresholds per check, and check statuses ->
- * one service status with a stable summary text.
+ * aggregate.c - pure rules: thresholds per check, check statuses -> one
+ * service status with a stable summary text, and when a check runs next.
  */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -175,4 +176,43 @@ static void format_summary(const struct bucket *b, char *summary, size_t len)
 		}
 		first = 0;
 	}
+}
+
+/*
+ * Delay from now to the next periodic run of a check whose last run
+ * started at `started`. The run may start anywhere in its jitter window
+ * [started + ival * (1 - J), started + ival * (1 + J)]; instead of a
+ * random instant it takes a random point of a grid inside the window:
+ * step g = the largest power-of-two multiple of 1 ms not wider than the
+ * window, origin phase (random per agent, so that agents in a fleet
+ * do not line up on wall-clock boundaries). Runs of checks with the same
+ * interval land on the same instants, and steps nest (each is a power of
+ * two), so checks with other intervals share them too: one wakeup starts
+ * several runs. 100 checks at 10 s (window 1 s, g = 512 ms) wake the agent
+ * at most ~2 times a second to start runs instead of 10, while every run
+ * still starts inside its +-5 % window. A window already partly past
+ * (a slow run) is cut at now; with no grid point left in it, or a window
+ * narrower than 1 ms, the instant is drawn uniformly as without a grid.
+ */
+double hr__next_run(double started, double ival, double now, double phase,
+		    double u)
+{
+	double lo = started + ival * (1.0 - HR__JITTER);
+	double hi = started + ival * (1.0 + HR__JITTER);
+	double g = HR__GRID_MIN, k0, k1;
+
+	if (lo < now)
+		lo = now;
+	if (hi <= lo)
+		return 0;
+	if (hi - lo >= HR__GRID_MIN) {
+		while (g * 2 <= hi - lo)
+			g *= 2;
+		k0 = ceil((lo - phase) / g);
+		k1 = floor((hi - phase) / g);
+		if (k1 >= k0)
+			return phase +
+			       (k0 + floor(u * (k1 - k0 + 1))) * g - now;
+	}
+	return lo + (hi - lo) * u - now;
 }

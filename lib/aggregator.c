@@ -19,7 +19,6 @@
 #include "internal.h"
 
 #define DEFAULT_MAX_CONCURRENT 64
-#define JITTER 0.05         /* +-5 % of the interval per run */
 #define FIRST_RUN_SPREAD 1.0 /* seconds */
 
 struct eval;
@@ -82,6 +81,7 @@ struct hr_agg {
 	bool started;
 	bool batch;                 /* add_config: one recompute at the end */
 	unsigned rng;
+	double phase;               /* origin of the run grid, hr__next_run() */
 	/*
 	 * Tallies of check statuses, kept as statuses change so that a
 	 * recompute costs O(groups + the checks scanned for names), not a
@@ -328,7 +328,6 @@ void hr__check_finish(struct hr_check *c, enum hr_status raw,
 {
 	struct hr_agg *agg = c->agg;
 	double now = ev_now(agg->loop);
-	double delay;
 	int64_t ival;
 
 	ev_now_update(agg->loop);
@@ -350,10 +349,8 @@ void hr__check_finish(struct hr_check *c, enum hr_status raw,
 		ival = c->spec.interval_ms;
 		if (c->status != HR_STATUS_PASSING && c->spec.interval_down_ms)
 			ival = c->spec.interval_down_ms;
-		delay = (double)ival / 1000.0 *
-			(1.0 - JITTER + 2 * JITTER * rnd(agg));
-		delay -= now - c->started;
-		schedule(c, delay > 0 ? delay : 0);
+		schedule(c, hr__next_run(c->started, (double)ival / 1000.0,
+					 now, agg->phase, rnd(agg)));
 	}
 	eval_check_done(c);
 }
@@ -667,6 +664,7 @@ int hr_agg_new(struct hr_agg **out, struct ev_loop *loop,
 				  : (unsigned)(wall_now() * 1e6) ^ (unsigned)getpid();
 	if (!agg->rng)
 		agg->rng = 1;
+	agg->phase = rnd(agg) * 3600.0;
 	if (http) {
 		agg->http = http;
 	} else {

@@ -1,6 +1,7 @@
 /* Pure rules: thresholds (Consul's StatusHandler), aggregation with
  * priorities and quorum groups, the summary text, output truncation. */
 #include <criterion/criterion.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -267,4 +268,98 @@ Test(status, names_and_order)
 	cr_expect_eq(hr_status_worst(P, W), W);
 	cr_expect_eq(hr_status_worst(U, W), U);
 	cr_expect_eq(hr_status_worst(C, U), C);
+}
+
+/* ---- hr__next_run: jitter window and the shared run grid ------------- */
+
+static double draw(unsigned *x)
+{
+	*x ^= *x << 13;
+	*x ^= *x >> 17;
+	*x ^= *x << 5;
+	return (double)(*x % 1000000u) / 1000000.0;
+}
+
+Test(next_run, stays_in_the_jitter_window_on_the_grid)
+{
+	const double ivals[] = { 0.02, 0.1, 1, 10, 60, 3600 };
+	const double phase = 1234.567;
+	unsigned x = 7;
+
+	for (size_t i = 0; i < sizeof(ivals) / sizeof(ivals[0]); i++) {
+		double ival = ivals[i];
+
+		for (int n = 0; n < 2000; n++) {
+			double started = 1.8e9 + draw(&x) * 1000;
+			double now = started + draw(&x) * 0.001; /* a quick run */
+			double lo = started + ival * (1 - HR__JITTER);
+			double hi = started + ival * (1 + HR__JITTER);
+			double g = HR__GRID_MIN;
+
+			while (g * 2 <= hi - lo) /* as wide as the window */
+				g *= 2;
+			double d = hr__next_run(started, ival, now, phase,
+						draw(&x));
+			double at = now + d, k = (at - phase) / g;
+
+			cr_assert_geq(at, started + ival * 0.95 - 1e-6,
+				      "ival %g: %.6f before the window", ival,
+				      at - started);
+			cr_assert_leq(at, started + ival * 1.05 + 1e-6,
+				      "ival %g: %.6f after the window", ival,
+				      at - started);
+			cr_assert_lt(fabs(k - round(k)), 1e-3,
+				     "ival %g: %.6f is not on the %g s grid",
+				     ival, at, g);
+		}
+	}
+}
+
+Test(next_run, checks_with_one_interval_share_wakeups)
+{
+	/* 100 checks at 10 s, started at random: their next runs fall on at
+	 * most 1 s / 512 ms + 1 instants per second of starts, not 100. */
+	double at[100];
+	size_t distinct = 0;
+	unsigned x = 99;
+
+	for (int i = 0; i < 100; i++) {
+		double started = 1000 + draw(&x) * 10;
+
+		at[i] = started + hr__next_run(started, 10, started, 0.25,
+					       draw(&x));
+		for (int j = 0; j < i; j++)
+			if (fabs(at[j] - at[i]) < 1e-6) {
+				distinct--;
+				break;
+			}
+		distinct++;
+	}
+	cr_expect_leq(distinct, 22, "%zu distinct instants for 100 runs",
+		      distinct);
+	cr_expect_geq(distinct, 15, "runs still spread: %zu instants",
+		      distinct);
+}
+
+Test(next_run, nested_grids_share_instants)
+{
+	/* a 1 s check (64 ms grid) and a 10 s check (512 ms grid): every
+	 * instant of the coarse grid is one of the fine grid */
+	double a = hr__next_run(100, 10, 100, 3.5, 0.5);
+	double k = (100 + a - 3.5) / 0.064;
+
+	cr_expect_lt(fabs(k - round(k)), 1e-6);
+}
+
+Test(next_run, late_runs_and_tiny_intervals)
+{
+	/* the window is over: now */
+	cr_expect_eq(hr__next_run(100, 1, 102, 0, 0.5), 0);
+	/* half past: inside what is left of it */
+	double d = hr__next_run(100, 1, 101.0, 0, 0.99);
+
+	cr_expect(d >= 0 && d <= 0.05 + 1e-9, "%f", d);
+	/* 5 ms interval: a 0.5 ms window, no grid, uniform */
+	d = hr__next_run(100, 0.005, 100, 0, 0.5);
+	cr_expect(fabs(d - 0.005) < 1e-9, "%f", d);
 }
