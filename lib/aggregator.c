@@ -32,6 +32,8 @@ struct hr_check {
 	char *output;              /* NULL = "" */
 	size_t output_len;         /* bytes in output, SIZE_MAX = unknown */
 	double started;            /* ev_now() at run start */
+	double due;                /* when the timer is (was) set to fire */
+	double base;               /* the next run is due interval after this */
 	double result_at;          /* ev_now() of the last result, 0 = none */
 	double result_wall;
 	double duration_ms;
@@ -349,13 +351,20 @@ void hr__check_finish(struct hr_check *c, enum hr_status raw,
 		ival = c->spec.interval_ms;
 		if (c->status != HR_STATUS_PASSING && c->spec.interval_down_ms)
 			ival = c->spec.interval_down_ms;
-		schedule(c, hr__next_run(c->started, (double)ival / 1000.0,
+		schedule(c, hr__next_run(c->base, (double)ival / 1000.0,
 					 now, agg->phase, rnd(agg)));
 	}
 	eval_check_done(c);
 }
 
-static void run_start(struct hr_check *c)
+/*
+ * due: the instant the timer was set for, when the timer started this run
+ * (0 otherwise). The next run is due `interval` after it rather than after
+ * the actual start, so that the wakeup's lateness and the runs started
+ * before this one in the same wakeup do not stretch the interval: the
+ * rate stays 1/interval on average.
+ */
+static void run_start(struct hr_check *c, double due)
 {
 	struct hr_err err = { "" };
 	int rc;
@@ -364,6 +373,7 @@ static void run_start(struct hr_check *c)
 		return;
 	ev_now_update(c->agg->loop);
 	c->started = ev_now(c->agg->loop);
+	c->base = due > 0 && due <= c->started ? due : c->started;
 	c->running = true;
 	ev_timer_stop(c->agg->loop, &c->timer);
 	rc = c->kind->start(c, &err);
@@ -396,11 +406,12 @@ static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 		record_result(c, HR_STATUS_CRITICAL, out, SIZE_MAX, false, 0);
 		return;
 	}
-	run_start(c);
+	run_start(c, c->due);
 }
 
 static void schedule(struct hr_check *c, double delay)
 {
+	c->due = ev_now(c->agg->loop) + delay;
 	ev_timer_stop(c->agg->loop, &c->timer);
 	ev_timer_set(&c->timer, delay, 0.);
 	ev_timer_start(c->agg->loop, &c->timer);
@@ -571,7 +582,7 @@ static void eval_pump(struct eval *e)
 		e->inflight++;
 		if (c->running)
 			continue; /* a scheduled run will finish it */
-		run_start(c);
+		run_start(c, 0);
 	}
 	e->pumping = false;
 	if (e->pending == 0)
