@@ -179,40 +179,54 @@ static void format_summary(const struct bucket *b, char *summary, size_t len)
 }
 
 /*
- * Delay from now to the next periodic run of a check whose last run
- * started at `started`. The run may start anywhere in its jitter window
- * [started + ival * (1 - J), started + ival * (1 + J)]; instead of a
- * random instant it takes a random point of a grid inside the window:
- * step g = the largest power-of-two multiple of 1 ms not wider than the
- * window, origin phase (random per agent, so that agents in a fleet
- * do not line up on wall-clock boundaries). Runs of checks with the same
- * interval land on the same instants, and steps nest (each is a power of
- * two), so checks with other intervals share them too: one wakeup starts
- * several runs. 100 checks at 10 s (window 1 s, g = 512 ms) wake the agent
- * at most ~2 times a second to start runs instead of 10, while every run
- * still starts inside its +-5 % window. A window already partly past
- * (a slow run) is cut at now; with no grid point left in it, or a window
- * narrower than 1 ms, the instant is drawn uniformly as without a grid.
+ * Delay from now to the next periodic run of a check. *ideal is the
+ * instant the previous run was due; the next one is due at a uniformly
+ * jittered instant t in [*ideal + ival * (1 - J), *ideal + ival * (1 + J)]
+ * and *ideal becomes t: the schedule is a random walk whose steps average
+ * exactly ival, so the rate is 1/ival and neither the wakeup's lateness
+ * nor the grid below adds up, while the jitter slowly decorrelates
+ * checks. A check that fell behind (its window is over: a run slower
+ * than the interval) starts afresh from now, within ival * J.
+ *
+ * The run does not start at t itself but at the point of a grid nearest
+ * to t inside the window: step g = the largest power-of-two multiple of
+ * 1 ms not wider than the window, origin phase (random per agent, so
+ * that agents in a fleet do not line up on wall-clock boundaries). Runs
+ * of checks with the same interval land on the same instants, and steps
+ * nest (each is a power of two), so checks with other intervals share
+ * them too: one wakeup starts several runs. 100 checks at 10 s (window
+ * 1 s, g = 512 ms) wake the agent about twice a second to start runs
+ * instead of ten times. A window already partly past is cut at now; with
+ * no grid point in it, or a window narrower than 1 ms, the run starts at
+ * t.
  */
-double hr__next_run(double started, double ival, double now, double phase,
+double hr__next_run(double *ideal, double ival, double now, double phase,
 		    double u)
 {
-	double lo = started + ival * (1.0 - HR__JITTER);
-	double hi = started + ival * (1.0 + HR__JITTER);
-	double g = HR__GRID_MIN, k0, k1;
+	double lo = *ideal + ival * (1.0 - HR__JITTER);
+	double hi = *ideal + ival * (1.0 + HR__JITTER);
+	double t = lo + (hi - lo) * u, g = HR__GRID_MIN, k, k0, k1;
 
-	if (lo < now)
+	if (hi < now) {
 		lo = now;
-	if (hi <= lo)
-		return 0;
+		hi = now + ival * HR__JITTER;
+		t = lo + (hi - lo) * u;
+	} else if (lo < now) {
+		lo = now;
+		if (t < now)
+			t = now;
+	}
+	*ideal = t;
 	if (hi - lo >= HR__GRID_MIN) {
 		while (g * 2 <= hi - lo)
 			g *= 2;
 		k0 = ceil((lo - phase) / g);
 		k1 = floor((hi - phase) / g);
-		if (k1 >= k0)
-			return phase +
-			       (k0 + floor(u * (k1 - k0 + 1))) * g - now;
+		if (k1 >= k0) {
+			k = round((t - phase) / g);
+			k = k < k0 ? k0 : k > k1 ? k1 : k;
+			return phase + k * g - now;
+		}
 	}
-	return lo + (hi - lo) * u - now;
+	return t - now;
 }

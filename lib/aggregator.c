@@ -32,8 +32,8 @@ struct hr_check {
 	char *output;              /* NULL = "" */
 	size_t output_len;         /* bytes in output, SIZE_MAX = unknown */
 	double started;            /* ev_now() at run start */
-	double due;                /* when the timer is (was) set to fire */
-	double base;               /* the next run is due interval after this */
+	double ideal;              /* when the timer's run is due, before jitter */
+	double base;               /* ideal of the run in progress */
 	double result_at;          /* ev_now() of the last result, 0 = none */
 	double result_wall;
 	double duration_ms;
@@ -329,7 +329,7 @@ void hr__check_finish(struct hr_check *c, enum hr_status raw,
 		      const char *output, size_t len, size_t total)
 {
 	struct hr_agg *agg = c->agg;
-	double now = ev_now(agg->loop);
+	double now = ev_now(agg->loop), ideal;
 	int64_t ival;
 
 	ev_now_update(agg->loop);
@@ -351,20 +351,23 @@ void hr__check_finish(struct hr_check *c, enum hr_status raw,
 		ival = c->spec.interval_ms;
 		if (c->status != HR_STATUS_PASSING && c->spec.interval_down_ms)
 			ival = c->spec.interval_down_ms;
-		schedule(c, hr__next_run(c->base, (double)ival / 1000.0,
-					 now, agg->phase, rnd(agg)));
+		ideal = c->base;
+		schedule(c, hr__next_run(&ideal, (double)ival / 1000.0, now,
+					 agg->phase, rnd(agg)));
+		c->ideal = ideal;
 	}
 	eval_check_done(c);
 }
 
 /*
- * due: the instant the timer was set for, when the timer started this run
- * (0 otherwise). The next run is due `interval` after it rather than after
- * the actual start, so that the wakeup's lateness and the runs started
- * before this one in the same wakeup do not stretch the interval: the
- * rate stays 1/interval on average.
+ * by_timer: the timer started this run; the next one is then due
+ * `interval` after this one was due (before jitter), not after it actually
+ * started, so that the wakeup's lateness, the runs started before this one
+ * in the same wakeup and the jitter do not add up: the rate stays
+ * 1/interval on average (hr__next_run). A run started otherwise
+ * (evaluate) counts from its start.
  */
-static void run_start(struct hr_check *c, double due)
+static void run_start(struct hr_check *c, bool by_timer)
 {
 	struct hr_err err = { "" };
 	int rc;
@@ -373,7 +376,7 @@ static void run_start(struct hr_check *c, double due)
 		return;
 	ev_now_update(c->agg->loop);
 	c->started = ev_now(c->agg->loop);
-	c->base = due > 0 && due <= c->started ? due : c->started;
+	c->base = by_timer ? c->ideal : c->started;
 	c->running = true;
 	ev_timer_stop(c->agg->loop, &c->timer);
 	rc = c->kind->start(c, &err);
@@ -406,12 +409,30 @@ static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 		record_result(c, HR_STATUS_CRITICAL, out, SIZE_MAX, false, 0);
 		return;
 	}
-	run_start(c, c->due);
+	run_start(c, true);
+}
+
+/*
+ * The first run: soon (spread at random over at most 1 s, or the
+ * interval if shorter), so that the first aggregate is known quickly.
+ * The schedule then takes its own phase: the second run is due 0.1 to
+ * 1.1 intervals after the first (uniform), so that checks started
+ * together spread evenly over their interval at once instead of by the
+ * slow walk of the jitter.
+ */
+static void schedule_first(struct hr_check *c)
+{
+	struct hr_agg *agg = c->agg;
+	double ival = (double)c->spec.interval_ms / 1000.0;
+
+	schedule(c, rnd(agg) * (ival < FIRST_RUN_SPREAD ? ival
+							 : FIRST_RUN_SPREAD));
+	c->ideal += ival * (rnd(agg) - 0.9);
 }
 
 static void schedule(struct hr_check *c, double delay)
 {
-	c->due = ev_now(c->agg->loop) + delay;
+	c->ideal = ev_now(c->agg->loop) + delay; /* callers may refine it */
 	ev_timer_stop(c->agg->loop, &c->timer);
 	ev_timer_set(&c->timer, delay, 0.);
 	ev_timer_start(c->agg->loop, &c->timer);
@@ -582,7 +603,7 @@ static void eval_pump(struct eval *e)
 		e->inflight++;
 		if (c->running)
 			continue; /* a scheduled run will finish it */
-		run_start(c, 0);
+		run_start(c, false);
 	}
 	e->pumping = false;
 	if (e->pending == 0)
@@ -858,7 +879,7 @@ int hr_agg_add_check(struct hr_agg *agg, const struct hr_check_spec *spec,
 		if (c->spec.kind == HR_CHECK_TTL)
 			schedule(c, (double)c->spec.ttl_ms / 1000.0);
 		else
-			schedule(c, rnd(agg) * FIRST_RUN_SPREAD);
+			schedule_first(c);
 	}
 	return 0;
 }
@@ -952,7 +973,6 @@ int hr_agg_add_config(struct hr_agg *agg, const struct hr_config *cfg,
 
 void hr_agg_start(struct hr_agg *agg)
 {
-	double spread;
 	size_t i;
 
 	if (agg->started)
@@ -965,10 +985,7 @@ void hr_agg_start(struct hr_agg *agg)
 			schedule(c, (double)c->spec.ttl_ms / 1000.0);
 			continue;
 		}
-		spread = (double)c->spec.interval_ms / 1000.0;
-		if (spread > FIRST_RUN_SPREAD)
-			spread = FIRST_RUN_SPREAD;
-		schedule(c, rnd(agg) * spread);
+		schedule_first(c);
 	}
 }
 

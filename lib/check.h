@@ -81,15 +81,16 @@ enum hr_status hr__thresh_apply(struct hr__thresh *t,
 				enum hr_status current, enum hr_status raw);
 
 /*
- * Scheduling. Pure. Every periodic run starts in a window of +-HR__JITTER
- * around `ival` (seconds) after the previous run `started`, on a grid of
+ * Scheduling. Pure. From *ideal (when the previous run was due), draws
+ * when the next run is due (+-HR__JITTER around `ival` seconds later, or
+ * from now if the check fell behind) into *ideal, and returns the delay
+ * from `now` to the start: the point nearest to it on a grid of
  * power-of-two steps (>= HR__GRID_MIN) from `phase`, so that runs of many
- * checks share wakeups. u is a uniform draw in [0, 1). Returns the delay
- * from `now` (0 when the window is over).
+ * checks share wakeups. u is a uniform draw in [0, 1).
  */
 #define HR__JITTER 0.05
 #define HR__GRID_MIN 0.001
-double hr__next_run(double started, double ival, double now, double phase,
+double hr__next_run(double *ideal, double ival, double now, double phase,
 		    double u);
 
 /* Aggregation. Pure. */

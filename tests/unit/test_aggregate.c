@@ -294,11 +294,11 @@ Test(next_run, stays_in_the_jitter_window_on_the_grid)
 			double now = started + draw(&x) * 0.001; /* a quick run */
 			double lo = started + ival * (1 - HR__JITTER);
 			double hi = started + ival * (1 + HR__JITTER);
-			double g = HR__GRID_MIN;
+			double g = HR__GRID_MIN, ideal = started;
 
 			while (g * 2 <= hi - lo) /* as wide as the window */
 				g *= 2;
-			double d = hr__next_run(started, ival, now, phase,
+			double d = hr__next_run(&ideal, ival, now, phase,
 						draw(&x));
 			double at = now + d, k = (at - phase) / g;
 
@@ -311,6 +311,9 @@ Test(next_run, stays_in_the_jitter_window_on_the_grid)
 			cr_assert_lt(fabs(k - round(k)), 1e-3,
 				     "ival %g: %.6f is not on the %g s grid",
 				     ival, at, g);
+			cr_assert(ideal >= lo - 1e-6 && ideal <= hi + 1e-6,
+				  "ival %g: due %.6f outside the window", ival,
+				  ideal - started);
 		}
 	}
 }
@@ -324,9 +327,9 @@ Test(next_run, checks_with_one_interval_share_wakeups)
 	unsigned x = 99;
 
 	for (int i = 0; i < 100; i++) {
-		double started = 1000 + draw(&x) * 10;
+		double started = 1000 + draw(&x) * 10, ideal = started;
 
-		at[i] = started + hr__next_run(started, 10, started, 0.25,
+		at[i] = started + hr__next_run(&ideal, 10, started, 0.25,
 					       draw(&x));
 		for (int j = 0; j < i; j++)
 			if (fabs(at[j] - at[i]) < 1e-6) {
@@ -345,7 +348,7 @@ Test(next_run, nested_grids_share_instants)
 {
 	/* a 1 s check (64 ms grid) and a 10 s check (512 ms grid): every
 	 * instant of the coarse grid is one of the fine grid */
-	double a = hr__next_run(100, 10, 100, 3.5, 0.5);
+	double ideal = 100, a = hr__next_run(&ideal, 10, 100, 3.5, 0.5);
 	double k = (100 + a - 3.5) / 0.064;
 
 	cr_expect_lt(fabs(k - round(k)), 1e-6);
@@ -353,13 +356,56 @@ Test(next_run, nested_grids_share_instants)
 
 Test(next_run, late_runs_and_tiny_intervals)
 {
-	/* the window is over: now */
-	cr_expect_eq(hr__next_run(100, 1, 102, 0, 0.5), 0);
-	/* half past: inside what is left of it */
-	double d = hr__next_run(100, 1, 101.0, 0, 0.99);
+	/* fell behind (now is past the window): afresh from now, within
+	 * the jitter after it */
+	double ideal = 100, d = hr__next_run(&ideal, 1, 102, 0, 0.5);
 
+	cr_expect(ideal >= 102 && ideal <= 102.05, "%f", ideal);
+	cr_expect(d >= 0 && d <= 0.05 + 1e-9, "%f", d);
+	/* half past: inside what is left of it */
+	ideal = 100;
+	d = hr__next_run(&ideal, 1, 101.0, 0, 0.2);
+	cr_expect_eq(ideal, 101, "%f", ideal); /* t = 100.97 was past */
+	cr_expect(d >= 0 && d <= 0.05 + 1e-9, "%f", d);
+	ideal = 100;
+	d = hr__next_run(&ideal, 1, 101.0, 0, 0.99);
+	cr_expect(fabs(ideal - 101.049) < 1e-9, "%f", ideal);
 	cr_expect(d >= 0 && d <= 0.05 + 1e-9, "%f", d);
 	/* 5 ms interval: a 0.5 ms window, no grid, uniform */
-	d = hr__next_run(100, 0.005, 100, 0, 0.5);
+	ideal = 100;
+	d = hr__next_run(&ideal, 0.005, 100, 0, 0.5);
 	cr_expect(fabs(d - 0.005) < 1e-9, "%f", d);
+}
+
+Test(next_run, the_rate_is_one_per_interval)
+{
+	/* A check run by its timer for 10 000 runs: each start is within
+	 * the jitter of when it was due and the mean period is the interval.
+	 * (Basing each window on the previous grid point instead gave 0.992 s
+	 * for 1 s: 0.96 and 1.024 are the only grid points in [0.95, 1.05]
+	 * from a grid point.) */
+	const double ivals[] = { 0.1, 1, 10 };
+	unsigned x = 5;
+
+	for (size_t i = 0; i < sizeof(ivals) / sizeof(ivals[0]); i++) {
+		double ival = ivals[i], ideal = 500, now = 500, first = 0;
+		double start = 0;
+		const int runs = 10000;
+
+		for (int n = 0; n < runs; n++) {
+			double prev = ideal;
+
+			start = now + hr__next_run(&ideal, ival, now, 0.3,
+						   draw(&x));
+			cr_assert_leq(fabs(start - (prev + ival)),
+				      ival * HR__JITTER + 1e-6);
+			if (!n)
+				first = start;
+			now = start + draw(&x) * 0.002; /* late, then runs */
+		}
+		double mean = (start - first) / (runs - 1);
+
+		cr_expect_lt(fabs(mean / ival - 1), 1e-3,
+			     "ival %g: mean period %.6f", ival, mean);
+	}
 }
