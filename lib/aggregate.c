@@ -189,17 +189,32 @@ static void format_summary(const struct bucket *b, char *summary, size_t len)
  * than the interval) starts afresh from now, within ival * J.
  *
  * The run does not start at t itself but at the point of a grid nearest
- * to t inside the window: step g = the largest power-of-two multiple of
- * 1 ms not wider than the window, origin phase (random per agent, so
+ * to t inside the window: step g = the window's width rounded down to
+ * 1, 2 or 5 times a power of ten ms, origin phase (random per agent, so
  * that agents in a fleet do not line up on wall-clock boundaries). Runs
- * of checks with the same interval land on the same instants, and steps
- * nest (each is a power of two), so checks with other intervals share
- * them too: one wakeup starts several runs. 100 checks at 10 s (window
- * 1 s, g = 512 ms) wake the agent about twice a second to start runs
- * instead of ten times. A window already partly past is cut at now; with
- * no grid point in it, or a window narrower than 1 ms, the run starts at
- * t.
+ * of checks with the same interval land on the same instants, and the
+ * steps of usual intervals nest (1 s -> 100 ms, 5 s -> 500 ms, 10 s ->
+ * 1 s, 60 s -> 5 s), so checks with other intervals share them too: one
+ * wakeup starts several runs. 100 checks at 10 s wake the agent about
+ * once a second to start runs instead of ten times. A window already
+ * partly past is cut at now; with no grid point in it, or a window
+ * narrower than 1 ms, the run starts at t.
  */
+double hr__grid_step(double width)
+{
+	/* in whole ms; the relative slack absorbs rounding (a 10 s interval's
+	 * window computes as 0.9999999999 s) */
+	long long w = (long long)(width / HR__GRID_MIN * (1 + 1e-9)), d = 1;
+
+	while (d * 10 <= w)
+		d *= 10;
+	if (d * 5 <= w)
+		d *= 5;
+	else if (d * 2 <= w)
+		d *= 2;
+	return (double)d * HR__GRID_MIN;
+}
+
 double hr__next_run(double *ideal, double ival, double now, double phase,
 		    double u)
 {
@@ -218,8 +233,7 @@ double hr__next_run(double *ideal, double ival, double now, double phase,
 	}
 	*ideal = t;
 	if (hi - lo >= HR__GRID_MIN) {
-		while (g * 2 <= hi - lo)
-			g *= 2;
+		g = hr__grid_step(hi - lo);
 		k0 = ceil((lo - phase) / g);
 		k1 = floor((hi - phase) / g);
 		if (k1 >= k0) {

@@ -84,14 +84,17 @@ enum hr_status hr__thresh_apply(struct hr__thresh *t,
  * Scheduling. Pure. From *ideal (when the previous run was due), draws
  * when the next run is due (+-HR__JITTER around `ival` seconds later, or
  * from now if the check fell behind) into *ideal, and returns the delay
- * from `now` to the start: the point nearest to it on a grid of
- * power-of-two steps (>= HR__GRID_MIN) from `phase`, so that runs of many
+ * from `now` to the start: the point nearest to it on a grid from
+ * `phase` (step hr__grid_step() of the window), so that runs of many
  * checks share wakeups. u is a uniform draw in [0, 1).
  */
 #define HR__JITTER 0.05
 #define HR__GRID_MIN 0.001
 double hr__next_run(double *ideal, double ival, double now, double phase,
 		    double u);
+/* The grid step for a window `width` s wide (>= HR__GRID_MIN): the
+ * largest 1, 2 or 5 x 10^k ms that fits. */
+double hr__grid_step(double width);
 
 /* Aggregation. Pure. */
 struct hr__agg_item {

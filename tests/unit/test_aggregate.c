@@ -294,10 +294,7 @@ Test(next_run, stays_in_the_jitter_window_on_the_grid)
 			double now = started + draw(&x) * 0.001; /* a quick run */
 			double lo = started + ival * (1 - HR__JITTER);
 			double hi = started + ival * (1 + HR__JITTER);
-			double g = HR__GRID_MIN, ideal = started;
-
-			while (g * 2 <= hi - lo) /* as wide as the window */
-				g *= 2;
+			double g = hr__grid_step(hi - lo), ideal = started;
 			double d = hr__next_run(&ideal, ival, now, phase,
 						draw(&x));
 			double at = now + d, k = (at - phase) / g;
@@ -321,7 +318,7 @@ Test(next_run, stays_in_the_jitter_window_on_the_grid)
 Test(next_run, checks_with_one_interval_share_wakeups)
 {
 	/* 100 checks at 10 s, started at random: their next runs fall on at
-	 * most 1 s / 512 ms + 1 instants per second of starts, not 100. */
+	 * about one instant per second of starts (1 s grid), not 100. */
 	double at[100];
 	size_t distinct = 0;
 	unsigned x = 99;
@@ -338,18 +335,34 @@ Test(next_run, checks_with_one_interval_share_wakeups)
 			}
 		distinct++;
 	}
-	cr_expect_leq(distinct, 22, "%zu distinct instants for 100 runs",
+	cr_expect_leq(distinct, 12, "%zu distinct instants for 100 runs",
 		      distinct);
-	cr_expect_geq(distinct, 15, "runs still spread: %zu instants",
+	cr_expect_geq(distinct, 9, "runs still spread: %zu instants",
 		      distinct);
+}
+
+Test(next_run, grid_steps_are_1_2_5)
+{
+	const double w[][2] = {
+		{ 0.001, 0.001 }, { 0.0019, 0.001 }, { 0.002, 0.002 },
+		{ 0.0049, 0.002 }, { 0.005, 0.005 }, { 0.0099, 0.005 },
+		{ 0.01, 0.01 }, { 0.2 * 0.05, 0.01 }, { 2 * 0.05 * 1, 0.1 },
+		{ 2 * 0.05 * 5, 0.5 }, { 10 * 1.05 - 10 * 0.95, 1 },
+		{ 2 * 0.05 * 30, 2 }, { 2 * 0.05 * 60, 5 }, { 360, 200 },
+	};
+
+	for (size_t i = 0; i < sizeof(w) / sizeof(w[0]); i++)
+		cr_expect(fabs(hr__grid_step(w[i][0]) - w[i][1]) < 1e-12,
+			  "width %.10f: step %g, want %g", w[i][0],
+			  hr__grid_step(w[i][0]), w[i][1]);
 }
 
 Test(next_run, nested_grids_share_instants)
 {
-	/* a 1 s check (64 ms grid) and a 10 s check (512 ms grid): every
+	/* a 1 s check (100 ms grid) and a 10 s check (1 s grid): every
 	 * instant of the coarse grid is one of the fine grid */
 	double ideal = 100, a = hr__next_run(&ideal, 10, 100, 3.5, 0.5);
-	double k = (100 + a - 3.5) / 0.064;
+	double k = (100 + a - 3.5) / 0.1;
 
 	cr_expect_lt(fabs(k - round(k)), 1e-6);
 }
