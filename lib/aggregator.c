@@ -415,10 +415,10 @@ static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 /*
  * The first run: soon (spread at random over at most 1 s, or the
  * interval if shorter), so that the first aggregate is known quickly.
- * The schedule then takes its own phase: the second run is due 0.1 to
- * 1.1 intervals after the first (uniform), so that checks started
- * together spread evenly over their interval at once instead of by the
- * slow walk of the jitter.
+ * The schedule then takes its own phase: the second run is due 0.5 to
+ * 1.5 intervals after the first (uniform: an interval on average), so
+ * that checks started together spread evenly over their interval at
+ * once instead of by the slow walk of the jitter.
  */
 static void schedule_first(struct hr_check *c)
 {
@@ -427,7 +427,7 @@ static void schedule_first(struct hr_check *c)
 
 	schedule(c, rnd(agg) * (ival < FIRST_RUN_SPREAD ? ival
 							 : FIRST_RUN_SPREAD));
-	c->ideal += ival * (rnd(agg) - 0.9);
+	c->ideal += ival * (rnd(agg) - 0.5);
 }
 
 static void schedule(struct hr_check *c, double delay)
