@@ -178,6 +178,21 @@ static void format_summary(const struct bucket *b, char *summary, size_t len)
 	}
 }
 
+double hr__grid_step(double width)
+{
+	/* in whole ms; the relative slack absorbs rounding (a 10 s interval's
+	 * window computes as 0.9999999999 s) */
+	long long w = (long long)(width / HR__GRID_MIN * (1 + 1e-9)), d = 1;
+
+	while (d * 10 <= w)
+		d *= 10;
+	if (d * 5 <= w)
+		d *= 5;
+	else if (d * 2 <= w)
+		d *= 2;
+	return (double)d * HR__GRID_MIN;
+}
+
 /*
  * Delay from now to the next periodic run of a check. *ideal is the
  * instant the previous run was due; the next one is due at a uniformly
@@ -200,21 +215,6 @@ static void format_summary(const struct bucket *b, char *summary, size_t len)
  * partly past is cut at now; with no grid point in it, or a window
  * narrower than 1 ms, the run starts at t.
  */
-double hr__grid_step(double width)
-{
-	/* in whole ms; the relative slack absorbs rounding (a 10 s interval's
-	 * window computes as 0.9999999999 s) */
-	long long w = (long long)(width / HR__GRID_MIN * (1 + 1e-9)), d = 1;
-
-	while (d * 10 <= w)
-		d *= 10;
-	if (d * 5 <= w)
-		d *= 5;
-	else if (d * 2 <= w)
-		d *= 2;
-	return (double)d * HR__GRID_MIN;
-}
-
 double hr__next_run(double *ideal, double ival, double now, double phase,
 		    double u)
 {

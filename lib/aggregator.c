@@ -32,8 +32,7 @@ struct hr_check {
 	char *output;              /* NULL = "" */
 	size_t output_len;         /* bytes in output, SIZE_MAX = unknown */
 	double started;            /* ev_now() at run start */
-	double ideal;              /* when the timer's run is due, before jitter */
-	double base;               /* ideal of the run in progress */
+	double ideal;              /* when the (running) run is due, before jitter */
 	double result_at;          /* ev_now() of the last result, 0 = none */
 	double result_wall;
 	double duration_ms;
@@ -351,7 +350,7 @@ void hr__check_finish(struct hr_check *c, enum hr_status raw,
 		ival = c->spec.interval_ms;
 		if (c->status != HR_STATUS_PASSING && c->spec.interval_down_ms)
 			ival = c->spec.interval_down_ms;
-		ideal = c->base;
+		ideal = c->ideal;
 		schedule(c, hr__next_run(&ideal, (double)ival / 1000.0, now,
 					 agg->phase, rnd(agg)));
 		c->ideal = ideal;
@@ -376,7 +375,8 @@ static void run_start(struct hr_check *c, bool by_timer)
 		return;
 	ev_now_update(c->agg->loop);
 	c->started = ev_now(c->agg->loop);
-	c->base = by_timer ? c->ideal : c->started;
+	if (!by_timer)
+		c->ideal = c->started;
 	c->running = true;
 	ev_timer_stop(c->agg->loop, &c->timer);
 	rc = c->kind->start(c, &err);
