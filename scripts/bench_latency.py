@@ -139,6 +139,16 @@ class Rows:
             note), flush=True)
 
 
+def stop_target(target, toggle):
+    """Stop the HTTP target and remove its directory and toggle file."""
+    target.stop()
+    shutil.rmtree(target.dir, ignore_errors=True)
+    try:
+        os.unlink(toggle)
+    except OSError:
+        pass
+
+
 def agent_config(args, target_url, port, registry, state_dir):
     ival = args.interval
     timeout = ival if parse_ms(ival) < 1000 else "1s"
@@ -254,12 +264,7 @@ def bench_etcd(args, rows, work):
         if agent is not None:
             agent.close()
         cluster.close()
-        target.stop()
-        shutil.rmtree(target.dir, ignore_errors=True)
-        try:
-            os.unlink(toggle)
-        except OSError:
-            pass
+        stop_target(target, toggle)
 
 
 def splits(backend, evs, pairs, to_status, reg_event):
@@ -486,12 +491,7 @@ def bench_consul(args, rows, work):
         if agent is not None:
             agent.close()
         emu.cleanup()
-        target.stop()
-        shutil.rmtree(target.dir, ignore_errors=True)
-        try:
-            os.unlink(toggle)
-        except OSError:
-            pass
+        stop_target(target, toggle)
 
 
 def main():
