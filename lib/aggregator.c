@@ -328,7 +328,7 @@ void hr__check_finish(struct hr_check *c, enum hr_status raw,
 		      const char *output, size_t len, size_t total)
 {
 	struct hr_agg *agg = c->agg;
-	double now = ev_now(agg->loop), ideal;
+	double now, ideal;
 	int64_t ival;
 
 	ev_now_update(agg->loop);
