@@ -7,9 +7,8 @@
 
 #include <stddef.h>
 
-#define container_of(ptr, type, member) \
-	((type *)(void *)((char *)(ptr) - offsetof(type, member)))
+#include "healthreg/util.h"
 
-#define HR_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+#define container_of hr_container_of
 
 #endif

@@ -1,0 +1,231 @@
+/*
+ * util.c - the primitives of healthreg/util.h.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "healthreg/util.h"
+
+/* ---- list -------------------------------------------------------------- */
+
+void hr_link_push(struct hr_link **head, struct hr_link *l)
+{
+	l->prev = NULL;
+	l->next = *head;
+	if (*head)
+		(*head)->prev = l;
+	*head = l;
+}
+
+void hr_link_unlink(struct hr_link **head, struct hr_link *l)
+{
+	if (l->prev)
+		l->prev->next = l->next;
+	else if (*head == l)
+		*head = l->next;
+	if (l->next)
+		l->next->prev = l->prev;
+	l->prev = l->next = NULL;
+}
+
+/* ---- PRNG -------------------------------------------------------------- */
+
+void hr_rng_seed(struct hr_rng *r, uint64_t seed)
+{
+	if (!seed) {
+		struct timespec ts;
+
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		seed = ((uint64_t)ts.tv_sec * 1000000007u) ^
+		       (uint64_t)ts.tv_nsec ^ ((uint64_t)getpid() << 32);
+	}
+	/* splitmix64 step: any seed, including small ones, gives a good and
+	 * non-zero state. */
+	seed += UINT64_C(0x9e3779b97f4a7c15);
+	seed = (seed ^ (seed >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
+	seed = (seed ^ (seed >> 27)) * UINT64_C(0x94d049bb133111eb);
+	seed ^= seed >> 31;
+	r->s = seed ? seed : UINT64_C(0x9e3779b97f4a7c15);
+}
+
+static uint64_t rng_next(struct hr_rng *r)
+{
+	r->s ^= r->s >> 12;
+	r->s ^= r->s << 25;
+	r->s ^= r->s >> 27;
+	return r->s * UINT64_C(2685821657736338717);
+}
+
+uint32_t hr_rng_u32(struct hr_rng *r)
+{
+	return (uint32_t)(rng_next(r) >> 32);
+}
+
+double hr_rng_unit(struct hr_rng *r)
+{
+	return (double)(rng_next(r) >> 11) / 9007199254740992.0;
+}
+
+/* ---- capture ----------------------------------------------------------- */
+
+void hr_capture_init(struct hr_capture *c, size_t max)
+{
+	memset(c, 0, sizeof(*c));
+	c->max = max;
+}
+
+void hr_capture_add(struct hr_capture *c, const void *p, size_t n)
+{
+	size_t take = n;
+
+	c->total += n;
+	if (c->len >= c->max || !n)
+		return;
+	if (take > c->max - c->len)
+		take = c->max - c->len;
+	if (c->len + take > c->cap) {
+		size_t want = c->cap ? c->cap * 2 : 256;
+		char *np;
+
+		if (want < c->len + take)
+			want = c->len + take;
+		if (want > c->max)
+			want = c->max;
+		np = realloc(c->data, want + 1);
+		if (!np) {
+			c->oom = true;
+			return;
+		}
+		c->data = np;
+		c->cap = want;
+	}
+	memcpy(c->data + c->len, p, take);
+	c->len += take;
+	c->data[c->len] = '\0';
+}
+
+const char *hr_capture_str(const struct hr_capture *c)
+{
+	return c->data ? c->data : "";
+}
+
+char *hr_capture_take(struct hr_capture *c)
+{
+	char *d = c->data;
+
+	c->data = NULL;
+	c->len = c->total = c->cap = 0;
+	c->oom = false;
+	return d;
+}
+
+void hr_capture_reset(struct hr_capture *c)
+{
+	free(hr_capture_take(c));
+}
+
+void hr_capture_dispose(struct hr_capture *c)
+{
+	hr_capture_reset(c);
+}
+
+size_t hr_capture_curl_cb(char *ptr, size_t size, size_t nmemb, void *userp)
+{
+	size_t n = size * nmemb;
+
+	hr_capture_add(userp, ptr, n);
+	return n;
+}
+
+/* ---- secrets ----------------------------------------------------------- */
+
+void hr_wipe(void *p, size_t n)
+{
+	if (p && n)
+		explicit_bzero(p, n);
+}
+
+void hr_secret_free(char *s)
+{
+	if (!s)
+		return;
+	hr_wipe(s, strlen(s));
+	free(s);
+}
+
+int hr_secret_read(const char *path, const char *field, size_t max,
+		   char **out, unsigned *mode_out, struct hr_err *err)
+{
+	struct stat st;
+	char *buf;
+	size_t n = 0, start, end;
+	ssize_t got;
+	int fd, rc = 0;
+
+	*out = NULL;
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	if (fd < 0)
+		return hr_err_set(err, -errno, "%s: %s: %s", field, path,
+				  strerror(errno));
+	if (mode_out)
+		*mode_out = fstat(fd, &st) == 0 ? (unsigned)st.st_mode : 0;
+	buf = malloc(max + 2);
+	if (!buf) {
+		close(fd);
+		return hr_err_set(err, -ENOMEM, "out of memory");
+	}
+	while (n <= max) {
+		got = read(fd, buf + n, max + 1 - n);
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got < 0) {
+			rc = hr_err_set(err, -errno, "%s: %s: %s", field, path,
+					strerror(errno));
+			goto out;
+		}
+		if (got == 0)
+			break;
+		n += (size_t)got;
+	}
+	if (n > max) {
+		rc = hr_err_set(err, -EINVAL, "%s: %s: larger than %zu bytes",
+				field, path, max);
+		goto out;
+	}
+	buf[n] = '\0';
+	if (memchr(buf, '\0', n)) {
+		rc = hr_err_set(err, -EINVAL, "%s: %s: holds a NUL byte",
+				field, path);
+		goto out;
+	}
+	end = strcspn(buf, "\r\n");
+	start = strspn(buf, " \t");
+	while (end > start && (buf[end - 1] == ' ' || buf[end - 1] == '\t'))
+		end--;
+	if (end <= start) {
+		rc = hr_err_set(err, -EINVAL, "%s: %s: empty", field, path);
+		goto out;
+	}
+	*out = strndup(buf + start, end - start);
+	if (!*out)
+		rc = hr_err_set(err, -ENOMEM, "out of memory");
+out:
+	hr_wipe(buf, max + 2);
+	free(buf);
+	close(fd);
+	return rc;
+}
+
+double hr_wall_now(void)
+{
+	struct timeval tv;
+
+	gettimeofday(&tv, NULL);
+	return (double)tv.tv_sec + (double)tv.tv_usec / 1e6;
+}
