@@ -153,72 +153,6 @@ char *hr__output_store(const char *out, size_t len, size_t total)
 	return s;
 }
 
-/* ---- spec copy -------------------------------------------------------- */
-
-static char *sdup(const char *s)
-{
-	return s ? strdup(s) : NULL;
-}
-
-static void spec_dispose(struct hr_check_spec *s)
-{
-	size_t i;
-
-	free(s->name);
-	free(s->target);
-	for (i = 0; s->args && s->args[i]; i++)
-		free(s->args[i]);
-	free(s->args);
-	free(s->method);
-	for (i = 0; i < s->n_headers; i++) {
-		free(s->headers[i].name);
-		free(s->headers[i].value);
-	}
-	free(s->headers);
-	free(s->body);
-	free(s->tls_server_name);
-}
-
-static int spec_copy(struct hr_check_spec *dst, const struct hr_check_spec *src)
-{
-	size_t i, n = 0;
-
-	*dst = *src;
-	dst->name = sdup(src->name);
-	dst->target = sdup(src->target);
-	dst->method = sdup(src->method);
-	dst->body = sdup(src->body);
-	dst->tls_server_name = sdup(src->tls_server_name);
-	dst->args = NULL;
-	dst->headers = NULL;
-	if (src->args) {
-		while (src->args[n])
-			n++;
-		dst->args = calloc(n + 1, sizeof(char *));
-		if (!dst->args)
-			goto fail;
-		for (i = 0; i < n; i++)
-			if (!(dst->args[i] = strdup(src->args[i])))
-				goto fail;
-	}
-	if (src->n_headers) {
-		dst->headers = calloc(src->n_headers, sizeof(*dst->headers));
-		if (!dst->headers)
-			goto fail;
-		for (i = 0; i < src->n_headers; i++) {
-			dst->headers[i].name = sdup(src->headers[i].name);
-			dst->headers[i].value = sdup(src->headers[i].value);
-		}
-	}
-	if (!dst->name || (src->target && !dst->target))
-		goto fail;
-	return 0;
-fail:
-	dst->n_headers = dst->headers ? src->n_headers : 0;
-	spec_dispose(dst);
-	return -ENOMEM;
-}
-
 /* ---- accessors for kinds ---------------------------------------------- */
 
 const struct hr_check_spec *hr__check_spec(const struct hr_check *c)
@@ -720,7 +654,7 @@ static void check_free(struct hr_check *c)
 		c->kind->cancel(c);
 	c->running = false;
 	eval_check_done(c);
-	spec_dispose(&c->spec);
+	hr_check_spec_dispose(&c->spec);
 	free(c->output);
 	free(c);
 }
@@ -749,7 +683,7 @@ void hr_agg_free(struct hr_agg *agg)
 		free(agg->checks[i]->waiters);
 		agg->checks[i]->waiters = NULL;
 		agg->checks[i]->n_waiters = 0;
-		spec_dispose(&agg->checks[i]->spec);
+		hr_check_spec_dispose(&agg->checks[i]->spec);
 		free(agg->checks[i]->output);
 		free(agg->checks[i]);
 	}
@@ -847,7 +781,7 @@ int hr_agg_add_check(struct hr_agg *agg, const struct hr_check_spec *spec,
 	if (!c)
 		return hr_err_set(err, -ENOMEM, "out of memory");
 	c->output_len = SIZE_MAX;
-	if (spec_copy(&c->spec, spec)) {
+	if (hr_check_spec_copy(&c->spec, spec)) {
 		free(c);
 		return hr_err_set(err, -ENOMEM, "out of memory");
 	}

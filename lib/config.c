@@ -359,17 +359,6 @@ static void free_strv(char **v)
 	free(v);
 }
 
-static void check_spec_dispose(struct hr_check_spec *s)
-{
-	free(s->name);
-	free(s->target);
-	free_strv(s->args);
-	free(s->method);
-	free_headers(s->headers, s->n_headers);
-	free(s->body);
-	free(s->tls_server_name);
-}
-
 /* Valid in a Consul check definition, not used by healthreg: warn. */
 static const char *const check_keys_consul[] = {
 	"serviceid", "deregistercriticalserviceafter", "outputmaxsize",
@@ -1064,7 +1053,7 @@ void hr_config_free(struct hr_config *cfg)
 	free_strv(cfg->service.tags);
 	free_headers(cfg->service.meta, cfg->service.n_meta);
 	for (i = 0; i < cfg->n_checks; i++)
-		check_spec_dispose(&cfg->checks[i]);
+		hr_check_spec_dispose(&cfg->checks[i]);
 	free(cfg->checks);
 	for (i = 0; i < cfg->n_groups; i++)
 		free(cfg->groups[i].name);

@@ -562,74 +562,6 @@ static bool str_eq(const char *x, const char *y)
 	return !strcmp(x, y);
 }
 
-static bool spec_equal(const struct hr_check_spec *x,
-		       const struct hr_check_spec *y)
-{
-	size_t i;
-
-	if (!str_eq(x->name, y->name) || x->kind != y->kind ||
-	    !str_eq(x->target, y->target) || x->interval_ms != y->interval_ms ||
-	    x->interval_down_ms != y->interval_down_ms ||
-	    x->timeout_ms != y->timeout_ms || x->ttl_ms != y->ttl_ms ||
-	    x->cache_ttl_ms != y->cache_ttl_ms ||
-	    x->failure_ttl_ms != y->failure_ttl_ms ||
-	    !str_eq(x->method, y->method) || x->n_headers != y->n_headers ||
-	    !str_eq(x->body, y->body) || x->tls_skip_verify != y->tls_skip_verify ||
-	    !str_eq(x->tls_server_name, y->tls_server_name) ||
-	    x->disable_redirects != y->disable_redirects ||
-	    x->has_initial_status != y->has_initial_status ||
-	    (x->has_initial_status && x->initial_status != y->initial_status) ||
-	    x->success_before_passing != y->success_before_passing ||
-	    x->failures_before_warning != y->failures_before_warning ||
-	    x->failures_before_critical != y->failures_before_critical ||
-	    x->on_failure != y->on_failure || x->group != y->group)
-		return false;
-	for (i = 0; i < x->n_headers; i++)
-		if (!str_eq(x->headers[i].name, y->headers[i].name) ||
-		    !str_eq(x->headers[i].value, y->headers[i].value))
-			return false;
-	for (i = 0; x->args || y->args; i++) {
-		if (!x->args || !y->args || !str_eq(x->args[i], y->args[i]))
-			return false;
-		if (!x->args[i])
-			break;
-	}
-	return true;
-}
-
-static bool groups_equal(const struct hr_config *x, const struct hr_config *y)
-{
-	size_t i;
-
-	if (x->n_groups != y->n_groups)
-		return false;
-	for (i = 0; i < x->n_groups; i++)
-		if (strcmp(x->groups[i].name, y->groups[i].name) ||
-		    x->groups[i].min_passing != y->groups[i].min_passing ||
-		    x->groups[i].on_failure != y->groups[i].on_failure)
-			return false;
-	return true;
-}
-
-static bool service_equal(const struct hr_service_spec *x,
-			  const struct hr_service_spec *y)
-{
-	size_t i;
-
-	if (!str_eq(x->name, y->name) || !str_eq(x->id, y->id) ||
-	    !str_eq(x->address, y->address) || x->port != y->port ||
-	    x->n_tags != y->n_tags || x->n_meta != y->n_meta)
-		return false;
-	for (i = 0; i < x->n_tags; i++)
-		if (strcmp(x->tags[i], y->tags[i]))
-			return false;
-	for (i = 0; i < x->n_meta; i++)
-		if (strcmp(x->meta[i].name, y->meta[i].name) ||
-		    strcmp(x->meta[i].value, y->meta[i].value))
-			return false;
-	return true;
-}
-
 static int hold_add(struct agent *a, const char *name)
 {
 	char **v = realloc(a->held, (a->n_held + 1) * sizeof(*v));
@@ -716,8 +648,8 @@ static int do_reload(void *ctx, char *msg, size_t len)
 	/* Nothing reaches the registries until the new set has settled. */
 	a->hold = true;
 	a->reloading = true;
-	groups_changed = !groups_equal(old, next);
-	reg_changed = !service_equal(&old->service, &next->service) ||
+	groups_changed = !hr_groups_equal(old, next);
+	reg_changed = !hr_service_spec_equal(&old->service, &next->service) ||
 		      !cJSON_Compare(old->registry, next->registry, 1);
 
 	/* Remove checks that went away or changed (grouped ones too when
@@ -726,7 +658,7 @@ static int do_reload(void *ctx, char *msg, size_t len)
 		const struct hr_check_spec *o = &old->checks[i];
 		int j = hr_config_find_check(next, o->name);
 
-		if (j >= 0 && spec_equal(o, &next->checks[j]) &&
+		if (j >= 0 && hr_check_spec_equal(o, &next->checks[j]) &&
 		    !(groups_changed && o->group >= 0)) {
 			kept++;
 			continue;

@@ -142,6 +142,22 @@ int hr_config_load(struct hr_config **out, const char *path,
 /** NULL-safe. */
 void hr_config_free(struct hr_config *cfg);
 
+/*
+ * Specs: copy, dispose and compare, the one place that knows every field
+ * (lib/spec.c). A copy owns all its strings; dispose frees them and leaves
+ * *s unusable until copied into again. Equality is field by field, strings
+ * by content.
+ */
+int hr_check_spec_copy(struct hr_check_spec *dst,
+		       const struct hr_check_spec *src);
+void hr_check_spec_dispose(struct hr_check_spec *s);
+bool hr_check_spec_equal(const struct hr_check_spec *x,
+			 const struct hr_check_spec *y);
+bool hr_service_spec_equal(const struct hr_service_spec *x,
+			   const struct hr_service_spec *y);
+/** Same groups, in the same order, with the same settings. */
+bool hr_groups_equal(const struct hr_config *x, const struct hr_config *y);
+
 /** Index of the check named name, or -1. */
 int hr_config_find_check(const struct hr_config *cfg, const char *name);
 

@@ -1,0 +1,177 @@
+/*
+ * spec.c - check, service and group specs: copy, dispose, compare. The one
+ * place that walks every field; a new field is added here and in config.c's
+ * parser, nowhere else.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "healthreg/config.h"
+
+static char *sdup(const char *s)
+{
+	return s ? strdup(s) : NULL;
+}
+
+static bool str_eq(const char *x, const char *y)
+{
+	if (!x || !y)
+		return x == y;
+	return !strcmp(x, y);
+}
+
+void hr_check_spec_dispose(struct hr_check_spec *s)
+{
+	size_t i;
+
+	free(s->name);
+	free(s->target);
+	for (i = 0; s->args && s->args[i]; i++)
+		free(s->args[i]);
+	free(s->args);
+	free(s->method);
+	for (i = 0; i < s->n_headers; i++) {
+		free(s->headers[i].name);
+		free(s->headers[i].value);
+	}
+	free(s->headers);
+	free(s->body);
+	free(s->tls_server_name);
+}
+
+static int copy_args(char ***dst, char *const *src)
+{
+	size_t i, n = 0;
+
+	*dst = NULL;
+	if (!src)
+		return 0;
+	while (src[n])
+		n++;
+	*dst = calloc(n + 1, sizeof(char *));
+	if (!*dst)
+		return -ENOMEM;
+	for (i = 0; i < n; i++)
+		if (!((*dst)[i] = strdup(src[i])))
+			return -ENOMEM;
+	return 0;
+}
+
+int hr_check_spec_copy(struct hr_check_spec *dst,
+		       const struct hr_check_spec *src)
+{
+	size_t i;
+	int rc;
+
+	*dst = *src;
+	dst->name = sdup(src->name);
+	dst->target = sdup(src->target);
+	dst->method = sdup(src->method);
+	dst->body = sdup(src->body);
+	dst->tls_server_name = sdup(src->tls_server_name);
+	dst->headers = NULL;
+	dst->n_headers = 0;
+	rc = copy_args(&dst->args, src->args);
+	if (!rc && src->n_headers) {
+		dst->headers = calloc(src->n_headers, sizeof(*dst->headers));
+		if (!dst->headers)
+			rc = -ENOMEM;
+		else
+			dst->n_headers = src->n_headers;
+		for (i = 0; !rc && i < src->n_headers; i++) {
+			dst->headers[i].name = sdup(src->headers[i].name);
+			dst->headers[i].value = sdup(src->headers[i].value);
+			if (!dst->headers[i].name || !dst->headers[i].value)
+				rc = -ENOMEM;
+		}
+	}
+	if (!rc && (!dst->name || (src->target && !dst->target) ||
+		    (src->method && !dst->method) || (src->body && !dst->body) ||
+		    (src->tls_server_name && !dst->tls_server_name)))
+		rc = -ENOMEM;
+	if (rc)
+		hr_check_spec_dispose(dst);
+	return rc;
+}
+
+static bool strv_equal(char *const *x, char *const *y)
+{
+	size_t i;
+
+	if (!x || !y)
+		return x == y;
+	for (i = 0; x[i] || y[i]; i++)
+		if (!str_eq(x[i], y[i]))
+			return false;
+	return true;
+}
+
+static bool headers_equal(const struct hr_header *x, size_t nx,
+			  const struct hr_header *y, size_t ny)
+{
+	size_t i;
+
+	if (nx != ny)
+		return false;
+	for (i = 0; i < nx; i++)
+		if (!str_eq(x[i].name, y[i].name) ||
+		    !str_eq(x[i].value, y[i].value))
+			return false;
+	return true;
+}
+
+bool hr_check_spec_equal(const struct hr_check_spec *x,
+			 const struct hr_check_spec *y)
+{
+	return str_eq(x->name, y->name) && x->kind == y->kind &&
+	       str_eq(x->target, y->target) && strv_equal(x->args, y->args) &&
+	       x->interval_ms == y->interval_ms &&
+	       x->interval_down_ms == y->interval_down_ms &&
+	       x->timeout_ms == y->timeout_ms && x->ttl_ms == y->ttl_ms &&
+	       x->cache_ttl_ms == y->cache_ttl_ms &&
+	       x->failure_ttl_ms == y->failure_ttl_ms &&
+	       str_eq(x->method, y->method) &&
+	       headers_equal(x->headers, x->n_headers, y->headers,
+			     y->n_headers) &&
+	       str_eq(x->body, y->body) &&
+	       x->tls_skip_verify == y->tls_skip_verify &&
+	       str_eq(x->tls_server_name, y->tls_server_name) &&
+	       x->disable_redirects == y->disable_redirects &&
+	       x->has_initial_status == y->has_initial_status &&
+	       (!x->has_initial_status ||
+		x->initial_status == y->initial_status) &&
+	       x->success_before_passing == y->success_before_passing &&
+	       x->failures_before_warning == y->failures_before_warning &&
+	       x->failures_before_critical == y->failures_before_critical &&
+	       x->on_failure == y->on_failure && x->group == y->group;
+}
+
+bool hr_groups_equal(const struct hr_config *x, const struct hr_config *y)
+{
+	size_t i;
+
+	if (x->n_groups != y->n_groups)
+		return false;
+	for (i = 0; i < x->n_groups; i++)
+		if (!str_eq(x->groups[i].name, y->groups[i].name) ||
+		    x->groups[i].min_passing != y->groups[i].min_passing ||
+		    x->groups[i].on_failure != y->groups[i].on_failure)
+			return false;
+	return true;
+}
+
+bool hr_service_spec_equal(const struct hr_service_spec *x,
+			   const struct hr_service_spec *y)
+{
+	size_t i;
+
+	if (!str_eq(x->name, y->name) || !str_eq(x->id, y->id) ||
+	    !str_eq(x->address, y->address) || x->port != y->port ||
+	    x->n_tags != y->n_tags)
+		return false;
+	for (i = 0; i < x->n_tags; i++)
+		if (!str_eq(x->tags[i], y->tags[i]))
+			return false;
+	return headers_equal(x->meta, x->n_meta, y->meta, y->n_meta);
+}
