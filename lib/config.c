@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "healthreg/config.h"
+#include "healthreg/confget.h"
 #include "healthreg/duration.h"
 #include "healthreg/log.h"
 #include "internal.h"
@@ -52,25 +53,11 @@ const char *hr_on_failure_name(enum hr_on_failure f)
 	}
 }
 
-/* "TLS_Skip_Verify" -> "tlsskipverify" */
-static void norm_key(const char *in, char *out, size_t len)
-{
-	size_t o = 0;
-
-	for (; *in && o + 1 < len; in++) {
-		if (*in == '_' || *in == '-')
-			continue;
-		out[o++] = (char)tolower((unsigned char)*in);
-	}
-	out[o] = '\0';
-}
+#define norm_key hr_conf_key_norm
 
 static int key_is(const cJSON *item, const char *normalized)
 {
-	char k[64];
-
-	norm_key(item->string, k, sizeof(k));
-	return !strcmp(k, normalized);
+	return hr_conf_key_is(item->string, normalized);
 }
 
 static int in_list(const char *key, const char *const *list)
@@ -84,20 +71,7 @@ static int in_list(const char *key, const char *const *list)
 	return 0;
 }
 
-/* A JSON value, shortened for messages. */
-static void show(const cJSON *v, char *buf, size_t len)
-{
-	char *s = cJSON_PrintUnformatted(v);
-
-	if (!s) {
-		snprintf(buf, len, "(value)");
-		return;
-	}
-	if (strlen(s) > 60)
-		strcpy(s + 57, "...");
-	snprintf(buf, len, "%s", s);
-	cJSON_free(s);
-}
+#define show hr_conf_show
 
 struct ctx {
 	struct hr_diag *diag;
@@ -152,77 +126,31 @@ static void check_duplicates(struct ctx *c, const cJSON *obj,
 static int get_string(struct ctx *c, const cJSON *v, const char *path,
 		      char **out)
 {
-	char shown[80];
-
-	if (!cJSON_IsString(v)) {
-		show(v, shown, sizeof(shown));
-		err_at(c, path, "%s is not a string", shown);
-		return -EINVAL;
-	}
-	free(*out);
-	*out = strdup(v->valuestring);
-	return *out ? 0 : -ENOMEM;
+	return hr_conf_string(v, path, c->diag, out);
 }
 
 static int get_nonempty_string(struct ctx *c, const cJSON *v,
 			       const char *path, char **out)
 {
-	if (get_string(c, v, path, out))
-		return -EINVAL;
-	if (!**out) {
-		err_at(c, path, "must not be empty");
-		return -EINVAL;
-	}
-	return 0;
+	return hr_conf_nonempty_string(v, path, c->diag, out);
 }
 
 static int get_bool(struct ctx *c, const cJSON *v, const char *path,
 		    bool *out)
 {
-	char shown[80];
-
-	if (!cJSON_IsBool(v)) {
-		show(v, shown, sizeof(shown));
-		err_at(c, path, "%s is not true or false", shown);
-		return -EINVAL;
-	}
-	*out = cJSON_IsTrue(v);
-	return 0;
+	return hr_conf_bool(v, path, c->diag, out);
 }
 
 static int get_int(struct ctx *c, const cJSON *v, const char *path, int min,
 		   int max, int *out)
 {
-	char shown[80];
-	double d;
-
-	if (!cJSON_IsNumber(v) || v->valuedouble != (double)(long long)v->valuedouble) {
-		show(v, shown, sizeof(shown));
-		err_at(c, path, "%s is not an integer", shown);
-		return -EINVAL;
-	}
-	d = v->valuedouble;
-	if (d < min || d > max) {
-		err_at(c, path, "%lld is out of range (%d..%d)",
-		       (long long)d, min, max);
-		return -EINVAL;
-	}
-	*out = (int)d;
-	return 0;
+	return hr_conf_int(v, path, min, max, c->diag, out);
 }
 
 static int get_duration(struct ctx *c, const cJSON *v, const char *path,
 			int64_t *out)
 {
-	char shown[80];
-
-	if (!cJSON_IsString(v) || hr_duration_parse(v->valuestring, out)) {
-		show(v, shown, sizeof(shown));
-		err_at(c, path, "%s is not a duration (like \"250ms\", \"10s\", \"1m30s\")",
-		       shown);
-		return -EINVAL;
-	}
-	return 0;
+	return hr_conf_duration(v, path, c->diag, out);
 }
 
 static int get_on_failure(struct ctx *c, const cJSON *v, const char *path,
@@ -253,34 +181,7 @@ static int get_on_failure(struct ctx *c, const cJSON *v, const char *path,
 static int get_string_array(struct ctx *c, const cJSON *v, const char *path,
 			    char ***out, size_t *n_out, int allow_empty)
 {
-	char p[PATH_MAX_LEN];
-	const cJSON *e;
-	char **arr;
-	size_t n, i = 0;
-	int rc = 0;
-
-	if (!cJSON_IsArray(v)) {
-		err_at(c, path, "is not an array of strings");
-		return -EINVAL;
-	}
-	n = (size_t)cJSON_GetArraySize(v);
-	if (!n && !allow_empty) {
-		err_at(c, path, "must not be empty");
-		return -EINVAL;
-	}
-	arr = calloc(n + 1, sizeof(*arr));
-	if (!arr)
-		return -ENOMEM;
-	cJSON_ArrayForEach(e, v) {
-		snprintf(p, sizeof(p), "%s[%zu]", path, i);
-		if (get_string(c, e, p, &arr[i]))
-			rc = -EINVAL;
-		i++;
-	}
-	*out = arr;
-	if (n_out)
-		*n_out = n;
-	return rc;
+	return hr_conf_string_array(v, path, allow_empty, c->diag, out, n_out);
 }
 
 /* Consul's header form is {"Name": ["v1", "v2"]}; a plain string is
@@ -350,14 +251,7 @@ static void free_headers(struct hr_header *h, size_t n)
 	free(h);
 }
 
-static void free_strv(char **v)
-{
-	char **p;
-
-	for (p = v; p && *p; p++)
-		free(*p);
-	free(v);
-}
+#define free_strv hr_conf_strv_free
 
 /* Valid in a Consul check definition, not used by healthreg: warn. */
 static const char *const check_keys_consul[] = {
