@@ -1,44 +1,47 @@
 /*
- * check_http.h - shared by the two engines of the http check kind:
- * check_http.c (libcurl, and the kind's entry points) and
- * check_http_direct.c (the direct HTTP/1.1 engine).
+ * check_http.h - what the http check kind (check_http.c) and its two
+ * engines (http_direct.c, http_curl.c) share: the head of every engine's
+ * per-run state, and how an engine hands its result back.
+ *
+ *   check_http.c --start--> http_direct.c --+
+ *        |                                  +--> run->done(c, result)
+ *        +-------start--> http_curl.c ------+      (check_http.c: follow a
+ *                                                   handed-over redirect on
+ *                                                   libcurl, or
+ *                                                   hr__http_report())
+ * The engines do not know each other; both use http_parse.h (classes,
+ * URL split) and http_report.h (the result).
+ *
+ * Lifetime: the check's run slot (hr__check_run_slot) points at the
+ * struct hr__http_run embedded in the engine's state while a run is in
+ * flight, else NULL. To end a run an engine clears the slot, releases its
+ * socket and watchers, calls run->done() (after which the check may be
+ * gone) and then frees its own memory without touching the check.
+ * engine->cancel() ends a run without calling done.
  */
 #ifndef HR_CHECK_HTTP_H
 #define HR_CHECK_HTTP_H
 
-#include <stddef.h>
-
 #include "check.h"
 
-/* First member of each engine's per-run state, so cancel can tell. */
-enum { HR__HTTP_ENGINE_CURL = 1, HR__HTTP_ENGINE_DIRECT = 2 };
+struct hr__http_result;
+struct hr__http_run;
 
-/** The check's method, "GET" by default. */
-const char *hr__http_method(const struct hr_check_spec *s);
+/* The run is over (slot already cleared); see the lifetime rule above. */
+typedef void (*hr__http_done_cb)(struct hr_check *c,
+				 const struct hr__http_result *res);
 
-/**
- * Finish the run with a response: Consul's classification and the output
- * "HTTP <M> <url>: <code> <reason> Output: <body>" (len bytes of body
- * kept, total read). The run slot must already be cleared.
- */
-void hr__http_report(struct hr_check *c, long code, const char *reason,
-		     const char *body, size_t len, size_t total);
+struct hr__http_engine {
+	const char *name;
+	/* Abort the run without calling done; clears the slot, frees it. */
+	void (*cancel)(struct hr__http_run *run);
+};
 
-/** Finish the run critical with "HTTP <M> <url>: <msg>". */
-void hr__http_report_error(struct hr_check *c, const char *msg);
-
-/**
- * Start (or continue, after a redirect handed over by the direct engine,
- * redirects already used) a run on libcurl. 0 or a negative errno.
- */
-int hr__http_curl_start(struct hr_check *c, const char *url, long redirects,
-			struct hr_err *err);
-
-/**
- * Start a run on the direct engine: -EAGAIN when the check is not for it
- * (the caller uses libcurl), else 0 (in flight, or already finished).
- */
-int hr__http_direct_start(struct hr_check *c);
-void hr__http_direct_cancel(struct hr_check *c);
+/* The first thing in every engine's per-run state (container_of back). */
+struct hr__http_run {
+	const struct hr__http_engine *engine;
+	struct hr_check *c;
+	hr__http_done_cb done;
+};
 
 #endif
