@@ -1,6 +1,6 @@
 /*
  * check_http.c - the http check kind: chooses an engine for each run and
- * takes its result back (check_http.h draws the modules).
+ * takes its result back (http_run.h draws the modules).
  *
  * - direct (http_direct.c), the common case: a plain GET of
  *   http://<numeric address>/... with no custom headers or body, a small
@@ -19,7 +19,7 @@
 #include <curl/curl.h>
 
 #include "check.h"
-#include "check_http.h"
+#include "http_run.h"
 #include "http_curl.h"
 #include "http_direct.h"
 #include "http_report.h"

@@ -6,7 +6,7 @@
 #ifndef HR_HTTP_CURL_H
 #define HR_HTTP_CURL_H
 
-#include "check_http.h"
+#include "http_run.h"
 
 /*
  * Start a run at url (the check's URL, or a redirect's Location after

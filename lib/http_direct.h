@@ -6,7 +6,7 @@
 #ifndef HR_HTTP_DIRECT_H
 #define HR_HTTP_DIRECT_H
 
-#include "check_http.h"
+#include "http_run.h"
 
 /*
  * Start a run: -EAGAIN when the check is not for this engine (nothing

@@ -1,7 +1,9 @@
 /*
- * check_http.h - what the http check kind (check_http.c) and its two
+ * http_run.h - what the http check kind (check_http.c) and its two
  * engines (http_direct.c, http_curl.c) share: the head of every engine's
- * per-run state, and how an engine hands its result back.
+ * per-run state, and how an engine hands its result back. A header of
+ * its own (no .c), so that the kind includes the engines' headers and
+ * the engines include only this one.
  *
  *   check_http.c --start--> http_direct.c --+
  *        |                                  +--> run->done(c, result)
@@ -19,8 +21,8 @@
  * gone) and then frees its own memory without touching the check.
  * engine->cancel() ends a run without calling done.
  */
-#ifndef HR_CHECK_HTTP_H
-#define HR_CHECK_HTTP_H
+#ifndef HR_HTTP_RUN_H
+#define HR_HTTP_RUN_H
 
 #include "check.h"
 
