@@ -8,7 +8,8 @@
  * - libcurl (http_curl.c): everything else (https, host names, methods,
  *   headers, bodies), and every redirect: a 3xx with a Location that the
  *   direct engine read continues on libcurl at the Location, with one of
- *   the HR__HTTP_MAX_REDIRECTS used, so redirect rules stay libcurl's.
+ *   the HR__HTTP_MAX_REDIRECTS used, so redirect rules stay libcurl's,
+ *   and with what is left of the check's timeout (one deadline per run).
  *
  * Both engines end in http_done(), which follows such a redirect or hands
  * the result to hr__http_report() (http_report.c), the one place that
@@ -26,23 +27,32 @@
 
 static void http_done(struct hr_check *c, const struct hr__http_result *res);
 
-/* The Location against the check's URL, on libcurl. */
-static void follow(struct hr_check *c, const char *location)
+/* The Location against the check's URL, on libcurl, in the time left. */
+static void follow(struct hr_check *c, const struct hr__http_result *got)
 {
 	const struct hr_check_spec *s = hr__check_spec(c);
+	long left = (long)s->timeout_ms - got->ms;
 	struct hr_err err = { "" };
-	CURLU *u = curl_url();
+	CURLU *u;
 	char *next = NULL;
 	int rc = -ENOMEM;
 
+	if (left < 1) {
+		struct hr__http_result res = { .fail = HR__HTTP_E_TIMEOUT,
+					       .ms = got->ms, .expected = -1 };
+
+		hr__http_report(c, &res);
+		return;
+	}
+	u = curl_url();
 	if (u && !curl_url_set(u, CURLUPART_URL, s->target, 0) &&
-	    !curl_url_set(u, CURLUPART_URL, location,
+	    !curl_url_set(u, CURLUPART_URL, got->location,
 			  CURLU_NON_SUPPORT_SCHEME) &&
 	    !curl_url_get(u, CURLUPART_URL, &next, 0))
 		rc = 0;
 	curl_url_cleanup(u);
 	if (!rc)
-		rc = hr__http_curl_start(c, next, 1, http_done, &err);
+		rc = hr__http_curl_start(c, next, 1, left, http_done, &err);
 	curl_free(next);
 	if (rc) {
 		struct hr__http_result res = {
@@ -58,7 +68,7 @@ static void http_done(struct hr_check *c, const struct hr__http_result *res)
 {
 	if (res->fail == HR__HTTP_OK && res->location &&
 	    !hr__check_spec(c)->disable_redirects)
-		follow(c, res->location);
+		follow(c, res);
 	else
 		hr__http_report(c, res);
 }
@@ -73,10 +83,12 @@ static void http_cancel(struct hr_check *c)
 
 static int http_start(struct hr_check *c, struct hr_err *err)
 {
+	const struct hr_check_spec *s = hr__check_spec(c);
+
 	if (hr__http_direct_start(c, http_done) != -EAGAIN)
 		return 0; /* started, or already finished */
-	return hr__http_curl_start(c, hr__check_spec(c)->target, 0, http_done,
-				   err);
+	return hr__http_curl_start(c, s->target, 0, (long)s->timeout_ms,
+				   http_done, err);
 }
 
 const struct hr__check_kind hr__check_http = {

@@ -278,16 +278,15 @@ static void set_request(struct curl_run *r, const struct hr_check_spec *s,
 }
 
 static void set_transfer(struct curl_run *r, const struct hr_check_spec *s,
-			 long redirects)
+			 long redirects, long timeout_ms)
 {
 	curl_easy_setopt(r->easy, CURLOPT_PROTOCOLS_STR, "http,https");
 	curl_easy_setopt(r->easy, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
 	/* A fresh connection per check, like Consul and HAProxy. */
 	curl_easy_setopt(r->easy, CURLOPT_FRESH_CONNECT, 1L);
 	curl_easy_setopt(r->easy, CURLOPT_FORBID_REUSE, 1L);
-	curl_easy_setopt(r->easy, CURLOPT_TIMEOUT_MS, (long)s->timeout_ms);
-	curl_easy_setopt(r->easy, CURLOPT_CONNECTTIMEOUT_MS,
-			 (long)s->timeout_ms);
+	curl_easy_setopt(r->easy, CURLOPT_TIMEOUT_MS, timeout_ms);
+	curl_easy_setopt(r->easy, CURLOPT_CONNECTTIMEOUT_MS, timeout_ms);
 	if (!s->disable_redirects) {
 		curl_easy_setopt(r->easy, CURLOPT_FOLLOWLOCATION, 1L);
 		curl_easy_setopt(r->easy, CURLOPT_MAXREDIRS,
@@ -305,7 +304,8 @@ static void set_transfer(struct curl_run *r, const struct hr_check_spec *s,
 }
 
 int hr__http_curl_start(struct hr_check *c, const char *url, long redirects,
-			hr__http_done_cb done, struct hr_err *err)
+			long timeout_ms, hr__http_done_cb done,
+			struct hr_err *err)
 {
 	const struct hr_check_spec *s = hr__check_spec(c);
 	struct hr_http *h = hr__check_http_glue(c);
@@ -333,7 +333,7 @@ int hr__http_curl_start(struct hr_check *c, const char *url, long redirects,
 		}
 	}
 	set_request(r, s, method);
-	set_transfer(r, s, redirects);
+	set_transfer(r, s, redirects, timeout_ms);
 	*hr__check_run_slot(c) = &r->base;
 	rc = hr_http_start(h, r->easy, done_cb, r);
 	if (rc) {

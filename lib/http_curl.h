@@ -10,10 +10,12 @@
 
 /*
  * Start a run at url (the check's URL, or a redirect's Location after
- * `redirects` redirects were followed already). 0 (done will be called)
- * or a negative errno with err set (nothing to release, done not called).
+ * `redirects` redirects were followed already, with what is left of the
+ * check's timeout: timeout_ms). 0 (done will be called) or a negative
+ * errno with err set (nothing to release, done not called).
  */
 int hr__http_curl_start(struct hr_check *c, const char *url, long redirects,
-			hr__http_done_cb done, struct hr_err *err);
+			long timeout_ms, hr__http_done_cb done,
+			struct hr_err *err);
 
 #endif

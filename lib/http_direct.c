@@ -214,6 +214,8 @@ static void direct_done(struct direct_run *r)
 		.total = (size_t)p->body_total,
 	};
 
+	if (p->location)
+		res.ms = ms_since(r); /* the kind may go on with the rest */
 	if (r->pending) {
 		res.body = r->pending;
 		res.len = r->pending_len < HR_OUTPUT_MAX ? r->pending_len

@@ -27,7 +27,8 @@ struct hr__http_result {
 	const char *location;    /* a 3xx's Location the engine did not follow */
 	/* what failure texts name */
 	const char *url;         /* where it failed: host and port */
-	long ms;                 /* since the run (or this hop) started */
+	long ms;                 /* since the run (or this hop) started;
+				    with a location too */
 	int64_t received;        /* body bytes */
 	int64_t expected;        /* Content-Length, -1 unknown */
 	int os_errno;            /* HR__HTTP_E_SEND, HR__HTTP_E_RECV */

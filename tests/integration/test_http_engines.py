@@ -75,6 +75,8 @@ RESPONSES = {
     "loop": [b"HTTP/1.1 302 Found\r\nLocation: /loop\r\nContent-Length: 0\r\n\r\n"],
     "silent": ["HOLD"],
     "slowbody": [b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc", "HOLD"],
+    "slowredirect": ["SLEEP", b"HTTP/1.1 302 Found\r\nLocation: /silent\r\n"
+                     b"Content-Length: 0\r\n\r\n"],
 }
 
 
@@ -109,6 +111,9 @@ class RawServer:
             for piece in RESPONSES.get(path, [b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"]):
                 if piece is None:
                     break
+                if piece == "SLEEP":  # more than half the checks' timeout
+                    time.sleep(1.2)
+                    continue
                 if piece == "HOLD":  # past the checks' timeout
                     time.sleep(3)
                     break
@@ -209,6 +214,20 @@ class TestEngines(unittest.TestCase):
             self.assertIsNotNone(doc, err)
             out[engine] = (doc["checks"][0]["status"], norm(doc["checks"][0]["output"], port))
         return out
+
+    def test_one_deadline_across_a_handed_over_redirect(self):
+        """The direct engine reads a 302 after 1.2 s; libcurl gets the rest
+        of the 2 s timeout for the Location, not another 2 s."""
+        cfg = {"service": {"name": "svc", "checks": [dict(
+            name="h", http="http://127.0.0.1:%d/slowredirect" % self.srv.port,
+            timeout="2s", interval="3s")]}}
+        t0 = time.monotonic()
+        _, doc, err = hrtest.check_json(cfg, timeout=60)
+        elapsed = time.monotonic() - t0
+        self.assertIsNotNone(doc, err)
+        self.assertEqual(doc["checks"][0]["status"], "critical")
+        self.assertIn("Operation timed out after", doc["checks"][0]["output"])
+        self.assertLess(elapsed, 2.9)
 
     def test_refused_text(self):
         s = socket.socket()
