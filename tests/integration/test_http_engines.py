@@ -1,9 +1,14 @@
-"""The http check's two engines give the same result (issue 6).
+"""The http check's two engines give the same result (issues 6 and 10).
 
 A check of http://127.0.0.1:PORT/... runs on the direct HTTP/1.1 engine;
 the same check of http://localhost:PORT/... runs on libcurl. For every
-response shape below, status and output must match (the URL's host and
-elapsed-time figures aside)."""
+response shape below, good or failing, status and output must match (the
+URL's host and elapsed-time figures aside): both engines name a failure
+by class and the text comes from one table (lib/http_report.c).
+
+Known verdict differences, left out here (issue 11): a connection closed
+inside a head (libcurl takes what it has), two different Content-Length
+values (libcurl takes the last)."""
 import re
 import socket
 import threading
@@ -50,6 +55,28 @@ RESPONSES = {
     "429": [b"HTTP/1.1 429 Too Many Requests\r\nContent-Length: 4\r\n\r\nslow"],
     "binary": [b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nab\x00cd"],
     "reset": ["RST"],
+    # failures, each in both engines' words (issue 10)
+    "500": [b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 4\r\n\r\noops"],
+    "nul": [b"HTTP/1.1 200 OK\r\nX-A: a\x00b\r\nContent-Length: 2\r\n\r\nok"],
+    "neglen": [b"HTTP/1.1 200 OK\r\nContent-Length: -5\r\n\r\nok"],
+    "nocolon": [b"HTTP/1.1 200 OK\r\nNoColon\r\nContent-Length: 2\r\n\r\nok"],
+    "badhex": [b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"],
+    "longhex": [b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                b"00000000000000001\r\n"],
+    "badcrlf": [b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nokX\r\n0\r\n\r\n"],
+    "shortchunked": [b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab", None],
+    "bigline": [b"HTTP/1.1 200 OK\r\nX-Big: " + b"y" * 120000 +
+                b"\r\nContent-Length: 2\r\n\r\nok"],
+    "manylines": [b"HTTP/1.1 200 OK\r\n" +
+                  b"".join(b"X-H%d: %s\r\n" % (i, b"y" * 1000) for i in range(160)) +
+                  b"Content-Length: 2\r\n\r\nok"],
+    "flood100": [b"HTTP/1.1 100 Continue\r\n\r\n" * 5000],
+    "resetbody": [b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc", "RST"],
+    "loop": [b"HTTP/1.1 302 Found\r\nLocation: /loop\r\nContent-Length: 0\r\n\r\n"],
+    "silent": ["HOLD"],
+    "slowbody": [b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc", "HOLD"],
+    "slowredirect": ["SLEEP", b"HTTP/1.1 302 Found\r\nLocation: /silent\r\n"
+                     b"Content-Length: 0\r\n\r\n"],
 }
 
 
@@ -83,6 +110,12 @@ class RawServer:
             path = req.split(b" ")[1].decode().strip("/").split("?")[0]
             for piece in RESPONSES.get(path, [b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"]):
                 if piece is None:
+                    break
+                if piece == "SLEEP":  # more than half the checks' timeout
+                    time.sleep(1.2)
+                    continue
+                if piece == "HOLD":  # past the checks' timeout
+                    time.sleep(3)
                     break
                 if piece == "RST":
                     c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
@@ -142,18 +175,70 @@ class TestEngines(unittest.TestCase):
         self.assertTrue(got["huge"][1].endswith(" ... (captured 4096 of %d bytes)"
                                                 % (len("HTTP GET %s/huge: 200 OK Output: " % url) + len(BIG))))
 
-    def test_timeout_text(self):
-        """A silent server: libcurl's timeout text."""
+    def test_failure_texts(self):
+        """The texts both engines give (compared in test_same_results)."""
+        got = self.run_all("127.0.0.1")
+        url = "http://127.0.0.1:%d" % self.srv.port
+        want = {
+            "500": ("critical", "500 Internal Server Error Output: oops"),
+            "nul": ("critical", "Nul byte in header"),
+            "neglen": ("critical", "Invalid Content-Length: value"),
+            "nocolon": ("critical", "Header without colon"),
+            "badhex": ("critical", "Illegal or missing hexadecimal sequence in chunked-encoding"),
+            "longhex": ("critical", "Too long hexadecimal number in chunked-encoding"),
+            "badcrlf": ("critical", "Malformed encoding found in chunked-encoding"),
+            "short": ("critical", "transfer closed with 7 bytes remaining to read"),
+            "shortchunked": ("critical", "transfer closed with outstanding read data remaining"),
+            "bigline": ("critical", "Too large response headers"),
+            "manylines": ("critical", "Too large response headers"),
+            "flood100": ("critical", "Too large response headers"),
+            "resetbody": ("critical", "Recv failure: Connection reset by peer"),
+            "weird": ("critical", "Received HTTP/0.9 when not allowed"),
+            "empty": ("critical", "Empty reply from server"),
+            "loop": ("critical", "Maximum (10) redirects followed"),
+            "silent": ("critical", "Operation timed out after N milliseconds with 0 bytes received"),
+            "slowbody": ("critical", "Operation timed out after N milliseconds "
+                         "with 3 out of 10 bytes received"),
+        }
+        for name, (status, text) in want.items():
+            with self.subTest(response=name):
+                self.assertEqual(got[name], (status, "HTTP GET %s/%s: %s" % (url, name, text)))
+
+    def both(self, url_fmt, port, **kw):
+        """The one check on each engine: {engine: (status, output)}."""
+        out = {}
+        for engine, host in (("direct", "127.0.0.1"), ("curl", "localhost")):
+            cfg = {"service": {"name": "svc", "checks": [
+                dict(name="h", http=url_fmt % (host, port), interval="3s", **kw)]}}
+            _, doc, err = hrtest.check_json(cfg, timeout=60)
+            self.assertIsNotNone(doc, err)
+            out[engine] = (doc["checks"][0]["status"], norm(doc["checks"][0]["output"], port))
+        return out
+
+    def test_one_deadline_across_a_handed_over_redirect(self):
+        """The direct engine reads a 302 after 1.2 s; libcurl gets the rest
+        of the 2 s timeout for the Location, not another 2 s."""
+        cfg = {"service": {"name": "svc", "checks": [dict(
+            name="h", http="http://127.0.0.1:%d/slowredirect" % self.srv.port,
+            timeout="2s", interval="3s")]}}
+        t0 = time.monotonic()
+        _, doc, err = hrtest.check_json(cfg, timeout=60)
+        elapsed = time.monotonic() - t0
+        self.assertIsNotNone(doc, err)
+        self.assertEqual(doc["checks"][0]["status"], "critical")
+        self.assertIn("Operation timed out after", doc["checks"][0]["output"])
+        self.assertLess(elapsed, 2.9)
+
+    def test_refused_text(self):
         s = socket.socket()
         s.bind(("127.0.0.1", 0))
-        s.listen(4)
-        self.addCleanup(s.close)
         port = s.getsockname()[1]
-        cfg = {"service": {"name": "svc", "checks": [
-            dict(name="h", http="http://127.0.0.1:%d/x" % port, timeout="300ms", interval="1s")]}}
-        _, doc, err = hrtest.check_json(cfg, timeout=60)
-        self.assertRegex(doc["checks"][0]["output"],
-                         r"Operation timed out after \d+ milliseconds with 0 bytes received")
+        s.close()  # nothing listens there now
+        got = self.both("http://%s:%d/x", port, timeout="2s")
+        self.assertEqual(got["direct"], got["curl"])
+        self.assertEqual(got["direct"], ("critical", "HTTP GET http://127.0.0.1:%d/x: "
+                                         "Failed to connect to 127.0.0.1 port %d after N ms: "
+                                         "Couldn't connect to server" % (port, port)))
 
 
 if __name__ == "__main__":
