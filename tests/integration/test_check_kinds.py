@@ -111,6 +111,15 @@ class TestTcp(unittest.TestCase):
         self.addCleanup(t.stop)
         _, c = one(dict(name="t", tcp="localhost:%d" % t.port))
         self.assertEqual(c["status"], "passing", c)
+        self.assertEqual(c["output"], "TCP connect localhost:%d: Success" % t.port)
+
+    def test_localhost_name_refused(self):
+        """A name resolved off the loop reports like an address."""
+        port = targets.free_port()
+        rc, c = one(dict(name="t", tcp="localhost:%d" % port))
+        self.assertEqual((rc, c["status"]), (2, "critical"))
+        self.assertEqual(c["output"],
+                         "dial tcp localhost:%d: connect: Connection refused" % port)
 
 
 class TestExec(unittest.TestCase):
