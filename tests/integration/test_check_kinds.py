@@ -148,6 +148,22 @@ class TestExec(unittest.TestCase):
         self.assertEqual(c["status"], "passing")
         self.assertTrue(c["output"].endswith(" ... (captured 4096 of 100000 bytes)"))
 
+    def test_killed_by_signal(self):
+        """Without output the signal is the output; with output, the output."""
+        _, c = one(dict(name="x", args=["sh", "-c", "kill -9 $$"]), enable_exec=True)
+        self.assertEqual((c["status"], c["output"]), ("critical", "killed by signal 9"))
+        _, c = one(dict(name="x", args=["sh", "-c", "echo last words; kill -9 $$"]),
+                   enable_exec=True)
+        self.assertEqual((c["status"], c["output"]), ("critical", "last words\n"))
+
+    def test_output_around_the_cap(self):
+        for n, want in ((4095, "y" * 4095), (4096, "y" * 4096),
+                        (4097, "y" * 4096 + " ... (captured 4096 of 4097 bytes)")):
+            with self.subTest(n=n):
+                _, c = one(dict(name="x", args=["sh", "-c", "head -c %d /dev/zero | tr '\\0' y" % n]),
+                           enable_exec=True)
+                self.assertEqual(c["output"], want)
+
     def test_no_inherited_fds(self):
         _, c = one(dict(name="x", args=["sh", "-c", "ls /proc/self/fd"]), enable_exec=True)
         fds = sorted(int(x) for x in c["output"].split())
