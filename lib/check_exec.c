@@ -263,10 +263,9 @@ static int exec_start(struct hr_check *c, struct hr_err *err)
 {
 	const struct hr_check_spec *s = hr__check_spec(c);
 	struct ev_loop *loop = hr__check_loop(c);
-	struct exec_run *r;
+	struct exec_run *r = calloc(1, sizeof(*r));
 	int rc;
 
-	r = calloc(1, sizeof(*r));
 	if (!r)
 		return hr_err_set(err, -ENOMEM, "out of memory");
 	r->c = c;
