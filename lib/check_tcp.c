@@ -25,7 +25,8 @@
  * with its own idea of /etc/hosts and DNS, and getaddrinfo_a() would need
  * our own thread-to-loop notification and lifetime rules. The timeout covers
  * resolving and connecting; an abandoned lookup is left to finish on
- * libcurl's thread (CURLOPT_QUICK_EXIT), the loop never waits for it.
+ * libcurl's thread (CURLOPT_QUICK_EXIT, set by hr_http_start()), the loop
+ * never waits for it.
  *
  * Ownership: struct tcp_run is one run's state. start() allocates it and
  * puts it in the check's run slot; it is freed by tcp_release(), called by
@@ -49,7 +50,7 @@
 #include <curl/curl.h>
 
 #if LIBCURL_VERSION_NUM < 0x075700
-#error "the tcp kind needs libcurl >= 7.87.0 (CURLOPT_QUICK_EXIT)"
+#error "the tcp kind needs libcurl >= 7.87.0 (CURLOPT_QUICK_EXIT in hr_http_start)"
 #endif
 
 #include "check.h"
@@ -343,9 +344,8 @@ static void name_setopts(CURL *e, struct tcp_name *n)
 	curl_easy_setopt(e, CURLOPT_PROXY, "");
 	/* Resolved at each run, as the system resolver would. */
 	curl_easy_setopt(e, CURLOPT_DNS_CACHE_TIMEOUT, 0L);
-	/* Removing a transfer mid-lookup leaves the resolver thread to
-	 * finish on its own instead of joining it on the loop. */
-	curl_easy_setopt(e, CURLOPT_QUICK_EXIT, 1L);
+	/* hr_http_start() sets CURLOPT_QUICK_EXIT: a lookup abandoned by
+	 * timeout or cancel is not waited for. */
 }
 
 /*

@@ -1,6 +1,7 @@
 /*
- * tcp checks to host names: the name is resolved off the loop, so a slow
- * resolver delays its own check only, never the loop.
+ * Checks to host names: the name is resolved off the loop (libcurl's
+ * resolver threads, for tcp and http checks alike), so a slow resolver
+ * delays its own check only, never the loop.
  *
  * The resolver under test is this file's getaddrinfo(), which the
  * executable exports in place of libc's (the resolver thread calls it
@@ -102,7 +103,7 @@ static void teardown(void)
 	ev_loop_destroy(loop);
 }
 
-TestSuite(tcp_names, .init = setup, .fini = teardown, .timeout = 30);
+TestSuite(names, .init = setup, .fini = teardown, .timeout = 30);
 
 static struct hr_check_spec tcp(const char *name, const char *host, int port,
 				char *buf)
@@ -181,7 +182,7 @@ static struct hr_check_info run_once(struct hr_check_spec *s)
 	return i;
 }
 
-Test(tcp_names, localhost_passes)
+Test(names, localhost_passes)
 {
 	char b[64], want[96];
 	int port, fd = hr_test_listener(&port);
@@ -195,7 +196,7 @@ Test(tcp_names, localhost_passes)
 	close(fd);
 }
 
-Test(tcp_names, refused_by_name)
+Test(names, refused_by_name)
 {
 	char b[64], want[128];
 	int port = hr_test_closed_port();
@@ -232,7 +233,7 @@ static int listener6(int *port)
  * first one, as the system resolver ordered them, and at once (no
  * fallback delay between families).
  */
-Test(tcp_names, first_address_of_a_dual_stack_name)
+Test(names, first_address_of_a_dual_stack_name)
 {
 	char b[64], want[96];
 	int port, fd = listener6(&port);
@@ -250,7 +251,7 @@ Test(tcp_names, first_address_of_a_dual_stack_name)
 	close(fd);
 }
 
-Test(tcp_names, unresolvable_name_is_critical)
+Test(names, unresolvable_name_is_critical)
 {
 	char b[64];
 	struct hr_check_spec s = tcp("t", "nohost.invalid", 80, b);
@@ -262,7 +263,7 @@ Test(tcp_names, unresolvable_name_is_critical)
 	free((char *)i.output);
 }
 
-Test(tcp_names, slow_name_within_timeout_passes)
+Test(names, slow_name_within_timeout_passes)
 {
 	char b[64], want[96];
 	int port, fd = hr_test_listener(&port);
@@ -285,7 +286,7 @@ Test(tcp_names, slow_name_within_timeout_passes)
  * keeps its schedule, and the slow one times out at its own timeout
  * (the resolver thread is left behind, not waited for).
  */
-Test(tcp_names, slow_resolver_does_not_block_the_loop)
+Test(names, slow_resolver_does_not_block_the_loop)
 {
 	struct hr_agg *agg = new_agg();
 	char b1[64], b2[64], want[128];
@@ -320,7 +321,7 @@ Test(tcp_names, slow_resolver_does_not_block_the_loop)
 }
 
 /* Removing a check, or freeing the set, while its name resolves. */
-Test(tcp_names, remove_and_free_while_resolving)
+Test(names, remove_and_free_while_resolving)
 {
 	struct hr_agg *agg = new_agg();
 	char b1[64], b2[64];
@@ -343,5 +344,39 @@ Test(tcp_names, remove_and_free_while_resolving)
 	cr_expect_eq(hr_agg_remove_check(agg, "a"), 0);
 	hr_agg_free(agg);
 	cr_expect_lt(now_s() - t, 0.2, "nothing waited for the resolver");
+	close(fd);
+}
+
+/*
+ * The same for an http check: libcurl 7.88 joins a resolver thread when a
+ * transfer ends mid-lookup unless CURLOPT_QUICK_EXIT is set, which
+ * hr_http_start() does for every transfer.
+ */
+Test(names, slow_resolver_does_not_block_the_loop_http)
+{
+	struct hr_agg *agg = new_agg();
+	char b1[64], b2[64];
+	int port, fd = hr_test_listener(&port);
+	struct hr_check_spec slow = tcp("slow", "b.slow.test", port, b1);
+	struct hr_check_spec fast = tcp("fast", "127.0.0.1", port, b2);
+	struct watch w = { .name = "fast" };
+
+	snprintf(b1, sizeof(b1), "http://b.slow.test:%d/", port);
+	slow.kind = HR_CHECK_HTTP;
+	slow.timeout_ms = 300;
+	atomic_store(&slow_ms, 1500);
+	fast.interval_ms = 50;
+	fast.timeout_ms = 100;
+	hr_agg_add_check(agg, &slow, NULL);
+	hr_agg_add_check(agg, &fast, NULL);
+	hr_agg_listen(agg, on_event, &w);
+	hr_agg_start(agg);
+	run_for(2.5);
+	cr_assert_eq(w.other_runs, 1, "the slow check finished once");
+	cr_expect(strstr(w.other_output, "timed out"), "%s", w.other_output);
+	cr_expect_geq(w.runs, 25, "fast ran %d times", w.runs);
+	cr_expect_lt(w.max_gap, 0.25, "longest gap between fast runs %.3f s",
+		     w.max_gap);
+	hr_agg_free(agg);
 	close(fd);
 }
