@@ -17,6 +17,10 @@
 #include "healthreg/http.h"
 #include "internal.h"
 
+#if LIBCURL_VERSION_NUM < 0x075700
+#error "libcurl >= 7.87.0 needed (CURLOPT_QUICK_EXIT: no waiting for resolver threads)"
+#endif
+
 #define POOL_MAX 256
 
 struct xfer {
