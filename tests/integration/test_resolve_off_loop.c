@@ -282,42 +282,71 @@ Test(names, slow_name_within_timeout_passes)
 }
 
 /*
- * While one check waits 1.5 s for its name, a numeric check every 50 ms
- * keeps its schedule, and the slow one times out at its own timeout
- * (the resolver thread is left behind, not waited for).
+ * One check of kind `kind` to b.slow.test (whose name takes 1.5 s to
+ * resolve; timeout 300 ms) next to a numeric tcp check every 50 ms, for
+ * 2.5 s: the slow check must time out at its own timeout (the resolver
+ * thread is left behind, not waited for) and the fast one keep its
+ * schedule. Fills *w; the slow check's port in *port.
  */
-Test(names, slow_resolver_does_not_block_the_loop)
+static void slow_next_to_fast(enum hr_check_kind kind, struct watch *w,
+			      int *port)
 {
 	struct hr_agg *agg = new_agg();
-	char b1[64], b2[64], want[128];
-	int port, fd = hr_test_listener(&port);
-	struct hr_check_spec slow = tcp("slow", "b.slow.test", port, b1);
-	struct hr_check_spec fast = tcp("fast", "127.0.0.1", port, b2);
-	struct watch w = { .name = "fast" };
+	char b1[64], b2[64];
+	int fd = hr_test_listener(port);
+	struct hr_check_spec slow = tcp("slow", "b.slow.test", *port, b1);
+	struct hr_check_spec fast = tcp("fast", "127.0.0.1", *port, b2);
 	double t0;
 
-	atomic_store(&slow_ms, 1500);
+	if (kind == HR_CHECK_HTTP)
+		snprintf(b1, sizeof(b1), "http://b.slow.test:%d/", *port);
+	slow.kind = kind;
 	slow.timeout_ms = 300;
 	fast.interval_ms = 50;
 	fast.timeout_ms = 100;
+	atomic_store(&slow_ms, 1500);
 	hr_agg_add_check(agg, &slow, NULL);
 	hr_agg_add_check(agg, &fast, NULL);
-	hr_agg_listen(agg, on_event, &w);
+	*w = (struct watch){ .name = "fast" };
+	hr_agg_listen(agg, on_event, w);
 	t0 = now_s();
 	hr_agg_start(agg);
 	run_for(2.5);
-	snprintf(want, sizeof(want),
-		 "dial tcp b.slow.test:%d: i/o timeout after 300ms", port);
-	cr_assert_eq(w.other_runs, 1, "the slow check finished once");
-	cr_expect_str_eq(w.other_output, want);
-	cr_expect_lt(w.other_at - t0, 1.0 + 0.3 + 0.4,
+	cr_assert_eq(w->other_runs, 1, "the slow check finished once");
+	cr_expect_lt(w->other_at - t0, 1.0 + 0.3 + 0.4,
 		     "timed out at its timeout, not when the name resolved "
-		     "(%.3f s)", w.other_at - t0);
-	cr_expect_geq(w.runs, 25, "fast ran %d times", w.runs);
-	cr_expect_lt(w.max_gap, 0.25, "longest gap between fast runs %.3f s",
-		     w.max_gap);
+		     "(%.3f s)", w->other_at - t0);
+	cr_expect_geq(w->runs, 25, "fast ran %d times", w->runs);
+	cr_expect_lt(w->max_gap, 0.25, "longest gap between fast runs %.3f s",
+		     w->max_gap);
 	hr_agg_free(agg);
 	close(fd);
+}
+
+Test(names, slow_resolver_does_not_block_the_loop)
+{
+	struct watch w;
+	char want[128];
+	int port;
+
+	slow_next_to_fast(HR_CHECK_TCP, &w, &port);
+	snprintf(want, sizeof(want),
+		 "dial tcp b.slow.test:%d: i/o timeout after 300ms", port);
+	cr_expect_str_eq(w.other_output, want);
+}
+
+/*
+ * The same for an http check: libcurl 7.88 joins a resolver thread when a
+ * transfer ends mid-lookup unless CURLOPT_QUICK_EXIT is set, which
+ * hr_http_start() does for every transfer.
+ */
+Test(names, slow_resolver_does_not_block_the_loop_http)
+{
+	struct watch w;
+	int port;
+
+	slow_next_to_fast(HR_CHECK_HTTP, &w, &port);
+	cr_expect(strstr(w.other_output, "timed out"), "%s", w.other_output);
 }
 
 /* Removing a check, or freeing the set, while its name resolves. */
@@ -344,39 +373,5 @@ Test(names, remove_and_free_while_resolving)
 	cr_expect_eq(hr_agg_remove_check(agg, "a"), 0);
 	hr_agg_free(agg);
 	cr_expect_lt(now_s() - t, 0.2, "nothing waited for the resolver");
-	close(fd);
-}
-
-/*
- * The same for an http check: libcurl 7.88 joins a resolver thread when a
- * transfer ends mid-lookup unless CURLOPT_QUICK_EXIT is set, which
- * hr_http_start() does for every transfer.
- */
-Test(names, slow_resolver_does_not_block_the_loop_http)
-{
-	struct hr_agg *agg = new_agg();
-	char b1[64], b2[64];
-	int port, fd = hr_test_listener(&port);
-	struct hr_check_spec slow = tcp("slow", "b.slow.test", port, b1);
-	struct hr_check_spec fast = tcp("fast", "127.0.0.1", port, b2);
-	struct watch w = { .name = "fast" };
-
-	snprintf(b1, sizeof(b1), "http://b.slow.test:%d/", port);
-	slow.kind = HR_CHECK_HTTP;
-	slow.timeout_ms = 300;
-	atomic_store(&slow_ms, 1500);
-	fast.interval_ms = 50;
-	fast.timeout_ms = 100;
-	hr_agg_add_check(agg, &slow, NULL);
-	hr_agg_add_check(agg, &fast, NULL);
-	hr_agg_listen(agg, on_event, &w);
-	hr_agg_start(agg);
-	run_for(2.5);
-	cr_assert_eq(w.other_runs, 1, "the slow check finished once");
-	cr_expect(strstr(w.other_output, "timed out"), "%s", w.other_output);
-	cr_expect_geq(w.runs, 25, "fast ran %d times", w.runs);
-	cr_expect_lt(w.max_gap, 0.25, "longest gap between fast runs %.3f s",
-		     w.max_gap);
-	hr_agg_free(agg);
 	close(fd);
 }
