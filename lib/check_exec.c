@@ -13,6 +13,14 @@
  * SIGCHLD handler is needed. The child is always reaped, grandchildren are
  * killed with the group, and every fd of ours is close-on-exec or closed
  * in the child.
+ *
+ * Ownership: struct exec_run is one run's state. start() allocates it and
+ * puts it in the check's run slot once the child runs; release() frees it
+ * with its watchers, fds and output capture, and on_exit_status() calls
+ * it before hr__check_finish(), which copies the output it is given.
+ * The child process is the run's too: every path kills its group and
+ * reaps it. cancel() kills the group, reaps the child (SIGKILL cannot be
+ * caught, so the wait is short) and reports nothing.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -39,8 +47,7 @@ struct exec_run {
 	pid_t pid;
 	int pipe_fd, pid_fd;
 	bool timed_out;
-	char *buf;
-	size_t len, total;
+	struct hr_capture out; /* first HR_OUTPUT_MAX bytes, all counted */
 };
 
 static void drain(struct exec_run *r)
@@ -60,18 +67,7 @@ static void drain(struct exec_run *r)
 			}
 			return;
 		}
-		r->total += (size_t)n;
-		if (r->len < HR_OUTPUT_MAX) {
-			size_t room = HR_OUTPUT_MAX - r->len;
-			size_t k = (size_t)n < room ? (size_t)n : room;
-
-			if (!r->buf)
-				r->buf = malloc(HR_OUTPUT_MAX);
-			if (r->buf) {
-				memcpy(r->buf + r->len, tmp, k);
-				r->len += k;
-			}
-		}
+		hr_capture_add(&r->out, tmp, (size_t)n);
 	}
 }
 
@@ -88,7 +84,7 @@ static void release(struct exec_run *r)
 	if (r->pid_fd >= 0)
 		close(r->pid_fd);
 	r->pipe_fd = r->pid_fd = -1;
-	free(r->buf);
+	hr_capture_dispose(&r->out);
 	free(r);
 }
 
@@ -123,20 +119,19 @@ static void on_exit_status(struct exec_run *r, int code)
 		st = HR_STATUS_CRITICAL;
 		snprintf(msg, sizeof(msg), "killed by signal %d", -code);
 	}
-	out = r->buf;
-	len = r->len;
-	total = r->total;
+	len = r->out.len;
+	total = r->out.total;
+	out = hr_capture_take(&r->out);
 	if (msg[0] && !total) {
-		out = msg;
+		free(out);
+		out = NULL;
 		len = total = strlen(msg);
 	}
 	*hr__check_run_slot(c) = NULL;
-	/* finish copies the output; release afterwards. */
-	r->buf = NULL;
 	release(r);
-	hr__check_finish(c, st, out ? out : "", out ? len : 0, total);
-	if (out != msg)
-		free(out);
+	/* finish copies the output. */
+	hr__check_finish(c, st, out ? out : msg, len, total);
+	free(out);
 }
 
 /* pidfd readable: the child exited (loops other than the default one). */
@@ -191,27 +186,22 @@ static void timeout_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	/* exit_cb reaps the child and finishes. */
 }
 
-static int exec_start(struct hr_check *c, struct hr_err *err)
+/*
+ * Spawn s->args in a new session with stdout+stderr into a pipe; the
+ * parent's (non-blocking) read end in *rd. 0, or a negative errno with
+ * err set and nothing left open.
+ */
+static int spawn_child(const struct hr_check_spec *s, pid_t *pid, int *rd,
+		       struct hr_err *err)
 {
-	const struct hr_check_spec *s = hr__check_spec(c);
-	struct ev_loop *loop = hr__check_loop(c);
 	posix_spawn_file_actions_t fa;
 	posix_spawnattr_t attr;
-	struct exec_run *r;
 	sigset_t none, defs;
 	int p[2] = { -1, -1 };
 	int rc;
 
-	r = calloc(1, sizeof(*r));
-	if (!r)
-		return hr_err_set(err, -ENOMEM, "out of memory");
-	r->c = c;
-	r->pipe_fd = r->pid_fd = -1;
-	if (pipe2(p, O_CLOEXEC | O_NONBLOCK) < 0) {
-		rc = hr_err_set(err, -errno, "pipe: %s", strerror(errno));
-		free(r);
-		return rc;
-	}
+	if (pipe2(p, O_CLOEXEC | O_NONBLOCK) < 0)
+		return hr_err_set(err, -errno, "pipe: %s", strerror(errno));
 	/* The child's end must block: a script writing to a full pipe
 	 * should wait, not fail. */
 	fcntl(p[1], F_SETFL, 0);
@@ -228,40 +218,74 @@ static int exec_start(struct hr_check *c, struct hr_err *err)
 	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID |
 						POSIX_SPAWN_SETSIGMASK |
 						POSIX_SPAWN_SETSIGDEF);
-	rc = posix_spawnp(&r->pid, s->args[0], &fa, &attr, s->args, environ);
+	rc = posix_spawnp(pid, s->args[0], &fa, &attr, s->args, environ);
 	posix_spawn_file_actions_destroy(&fa);
 	posix_spawnattr_destroy(&attr);
 	close(p[1]);
 	if (rc) {
 		close(p[0]);
-		free(r);
 		return hr_err_set(err, -rc, "exec %s: %s", s->args[0],
 				  strerror(rc));
 	}
-	r->pipe_fd = p[0];
-	ev_io_init(&r->pipe_io, pipe_cb, r->pipe_fd, EV_READ);
-	ev_timer_init(&r->timer, timeout_cb, (double)s->timeout_ms / 1000.0, 0.);
+	*rd = p[0];
+	return 0;
+}
+
+/*
+ * Watch for the child's exit: ev_child on the default loop, its pidfd
+ * anywhere else. 0, or a negative errno with err set (the caller kills
+ * and reaps the child).
+ */
+static int watch_exit(struct exec_run *r, struct ev_loop *loop,
+		      struct hr_err *err)
+{
 	ev_child_init(&r->child, child_cb, r->pid, 0);
 	ev_io_init(&r->pid_io, exit_cb, -1, EV_READ);
 	if (ev_is_default_loop(loop)) {
 		/* SIGCHLD is only handled in the loop, so nothing is lost
 		 * between the spawn and this start. */
 		ev_child_start(loop, &r->child);
-	} else {
-		r->pid_fd = pidfd_open(r->pid, 0);
-		if (r->pid_fd < 0) {
-			int e = errno;
-
-			kill(-r->pid, SIGKILL);
-			waitpid(r->pid, NULL, 0); /* killed: returns at once */
-			close(r->pipe_fd);
-			free(r);
-			return hr_err_set(err, -e, "pidfd_open: %s", strerror(e));
-		}
-		fcntl(r->pid_fd, F_SETFD, FD_CLOEXEC);
-		ev_io_set(&r->pid_io, r->pid_fd, EV_READ);
-		ev_io_start(loop, &r->pid_io);
+		return 0;
 	}
+	r->pid_fd = pidfd_open(r->pid, 0);
+	if (r->pid_fd < 0) {
+		int e = errno;
+
+		return hr_err_set(err, -e, "pidfd_open: %s", strerror(e));
+	}
+	fcntl(r->pid_fd, F_SETFD, FD_CLOEXEC);
+	ev_io_set(&r->pid_io, r->pid_fd, EV_READ);
+	ev_io_start(loop, &r->pid_io);
+	return 0;
+}
+
+static int exec_start(struct hr_check *c, struct hr_err *err)
+{
+	const struct hr_check_spec *s = hr__check_spec(c);
+	struct ev_loop *loop = hr__check_loop(c);
+	struct exec_run *r = calloc(1, sizeof(*r));
+	int rc;
+
+	if (!r)
+		return hr_err_set(err, -ENOMEM, "out of memory");
+	r->c = c;
+	r->pipe_fd = r->pid_fd = -1;
+	hr_capture_init(&r->out, HR_OUTPUT_MAX);
+	rc = spawn_child(s, &r->pid, &r->pipe_fd, err);
+	if (rc < 0) {
+		free(r);
+		return rc;
+	}
+	rc = watch_exit(r, loop, err);
+	if (rc < 0) {
+		kill(-r->pid, SIGKILL);
+		waitpid(r->pid, NULL, 0); /* killed: returns at once */
+		close(r->pipe_fd);
+		free(r);
+		return rc;
+	}
+	ev_io_init(&r->pipe_io, pipe_cb, r->pipe_fd, EV_READ);
+	ev_timer_init(&r->timer, timeout_cb, (double)s->timeout_ms / 1000.0, 0.);
 	ev_io_start(loop, &r->pipe_io);
 	ev_timer_start(loop, &r->timer);
 	*hr__check_run_slot(c) = r;

@@ -1,15 +1,40 @@
 /*
  * check_tcp.c - the tcp check kind: a non-blocking connect.
  *
- *   start(): resolve (numeric fast path), socket, connect -> EINPROGRESS
+ *   start(): split "host:port"
+ *     numeric address -> connect_begin()        (no resolver, no allocation
+ *                                                but the run itself)
+ *     host name       -> name_begin(): libcurl resolves it on its resolver
+ *       thread (a CONNECT_ONLY transfer on the shared multi handle whose
+ *       opensocket callback keeps the first address and declines to open
+ *       a socket) -> name_done() -> connect_begin()
+ *   connect_begin(): socket, connect -> EINPROGRESS
  *     -> io_cb (writable: SO_ERROR) | timeout_cb
- *   finish(): close with an RST (no TIME_WAIT pile-up), report.
+ *   tcp_done(): release the run, then report; the only way a started run
+ *     ends.
  *
  * Like HAProxy's connect-only check, the socket asks for delayed ACKs
  * (TCP_QUICKACK off) before connecting: the SYN-ACK completes the connect
  * and the RST at close goes out before any ACK, so a check costs three
  * segments instead of four and the target never has to accept() and
  * tear down a connection. The result is the same: the port answered.
+ *
+ * Why libcurl's resolver (docs/checks.md): it is already linked and already
+ * resolves every http check's name, through getaddrinfo() and so through
+ * nsswitch like the rest of the system; c-ares would be a second resolver
+ * with its own idea of /etc/hosts and DNS, and getaddrinfo_a() would need
+ * our own thread-to-loop notification and lifetime rules. The timeout covers
+ * resolving and connecting; an abandoned lookup is left to finish on
+ * libcurl's thread (CURLOPT_QUICK_EXIT, set by hr_http_start()), the loop
+ * never waits for it.
+ *
+ * Ownership: struct tcp_run is one run's state. start() allocates it and
+ * puts it in the check's run slot; it is freed by tcp_release(), called by
+ * tcp_done() before hr__check_finish() and by cancel. While a name
+ * resolves the run also owns a struct tcp_name and, through it, an easy
+ * handle borrowed from the shared pool; tcp_release() cancels that
+ * transfer (no callback follows) and returns the handle. cancel() stops
+ * every watcher, closes the socket with an RST and reports nothing.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -22,14 +47,31 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <curl/curl.h>
+
+#if LIBCURL_VERSION_NUM < 0x075700
+#error "the tcp kind needs libcurl >= 7.87.0 (CURLOPT_QUICK_EXIT in hr_http_start)"
+#endif
+
 #include "check.h"
+#include "healthreg/http.h"
 #include "internal.h"
+
+/* A host name being resolved; owned by its run. */
+struct tcp_name {
+	CURL *easy;                 /* the lookup's transfer, NULL once done */
+	struct sockaddr_storage ss; /* the first address libcurl offered */
+	socklen_t sslen;            /* 0 until then */
+	char host[256];
+	char url[300];              /* http://host:port, for libcurl */
+};
 
 struct tcp_run {
 	struct hr_check *c;
 	ev_io io;
-	ev_timer timer;
+	ev_timer timer;  /* the run's deadline, resolving included */
 	int fd;
+	struct tcp_name *name; /* NULL for numeric addresses */
 };
 
 static int split_hostport(const char *target, char *host, size_t hlen,
@@ -87,13 +129,8 @@ int hr__sockaddr_numeric(int family, const char *host, unsigned port,
 	return -1;
 }
 
-/*
- * Numeric "a.b.c.d:port" or "[v6]:port" without getaddrinfo (the common
- * case, run every interval). Returns 0, or -1 to take the resolver path
- * (host names, scoped or unusual forms), which gives the same answers.
- */
-static int numeric_addr(const char *host, const char *port,
-			struct sockaddr_storage *ss, socklen_t *len)
+/* Up to five decimal digits, 0..65535: the port, or -1. */
+static long parse_port(const char *port)
 {
 	unsigned long p = 0;
 	size_t i;
@@ -104,6 +141,21 @@ static int numeric_addr(const char *host, const char *port,
 		p = p * 10 + (unsigned long)(port[i] - '0');
 	}
 	if (!i || p > 65535)
+		return -1;
+	return (long)p;
+}
+
+/*
+ * Numeric "a.b.c.d:port" or "[v6]:port" without getaddrinfo (the common
+ * case, run every interval). Returns 0, or -1 to take the slower path
+ * (host names, scoped or unusual forms), which gives the same answers.
+ */
+static int numeric_addr(const char *host, const char *port,
+			struct sockaddr_storage *ss, socklen_t *len)
+{
+	long p = parse_port(port);
+
+	if (p < 0)
 		return -1;
 	return hr__sockaddr_numeric(AF_UNSPEC, host, (unsigned)p, ss, len);
 }
@@ -116,28 +168,47 @@ void hr__close_rst(int fd)
 	close(fd);
 }
 
-static void tcp_close(struct tcp_run *r)
+/* Stops everything the run holds and frees it; the slot is cleared. */
+static void tcp_release(struct tcp_run *r)
 {
-	struct ev_loop *loop = hr__check_loop(r->c);
+	struct hr_check *c = r->c;
+	struct ev_loop *loop = hr__check_loop(c);
 
 	ev_io_stop(loop, &r->io);
 	ev_timer_stop(loop, &r->timer);
-	if (r->fd >= 0) {
+	if (r->fd >= 0)
 		hr__close_rst(r->fd);
-		r->fd = -1;
+	if (r->name) {
+		if (r->name->easy) {
+			struct hr_http *h = hr__check_http_glue(c);
+
+			hr_http_cancel(h, r->name->easy);
+			hr_http_easy_put(h, r->name->easy);
+		}
+		free(r->name);
 	}
+	*hr__check_run_slot(c) = NULL;
+	free(r);
+}
+
+/* Ends the run with out (n bytes); nothing touches r or c afterwards. */
+static void tcp_report(struct tcp_run *r, enum hr_status st, const char *out,
+		       int n)
+{
+	struct hr_check *c = r->c;
+
+	if (n < 0)
+		n = (int)strlen(out);
+	tcp_release(r);
+	hr__check_finish(c, st, out, (size_t)n, (size_t)n);
 }
 
 static void tcp_done(struct tcp_run *r, int so_error)
 {
-	struct hr_check *c = r->c;
-	const struct hr_check_spec *s = hr__check_spec(c);
+	const struct hr_check_spec *s = hr__check_spec(r->c);
 	char out[512];
 	int n;
 
-	tcp_close(r);
-	*hr__check_run_slot(c) = NULL;
-	free(r);
 	if (so_error == 0)
 		n = snprintf(out, sizeof(out), "TCP connect %s: Success",
 			     s->target);
@@ -149,9 +220,8 @@ static void tcp_done(struct tcp_run *r, int so_error)
 		n = snprintf(out, sizeof(out), "dial tcp %s: connect: %s",
 			     s->target, strerror(so_error));
 	if (n < 0 || (size_t)n >= sizeof(out))
-		n = (int)strlen(out);
-	hr__check_finish(c, so_error ? HR_STATUS_CRITICAL : HR_STATUS_PASSING,
-			 out, (size_t)n, (size_t)n);
+		n = -1;
+	tcp_report(r, so_error ? HR_STATUS_CRITICAL : HR_STATUS_PASSING, out, n);
 }
 
 static void io_cb(struct ev_loop *loop, ev_io *w, int revents)
@@ -176,91 +246,201 @@ static void timeout_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	tcp_done(r, ETIMEDOUT);
 }
 
-static int tcp_start(struct hr_check *c, struct hr_err *err)
+/*
+ * Connect r to sa. 0: the run goes on, or has already ended (connect
+ * answered at once). Negative errno with err set: no socket could be
+ * made; r is untouched and still the caller's to end.
+ */
+static int connect_begin(struct tcp_run *r, const struct sockaddr *sa,
+			 socklen_t len, struct hr_err *err)
 {
-	const struct hr_check_spec *s = hr__check_spec(c);
-	struct ev_loop *loop = hr__check_loop(c);
-	struct addrinfo hints, *ai = NULL, fast;
-	const struct addrinfo *use = &fast;
-	struct sockaddr_storage ss;
-	socklen_t sslen;
-	struct tcp_run *r = NULL;
-	char host[256], port[16];
-	int rc, gai, zero = 0;
+	const struct hr_check_spec *s = hr__check_spec(r->c);
+	struct ev_loop *loop = hr__check_loop(r->c);
+	int zero = 0;
 
-	if (split_hostport(s->target, host, sizeof(host), port, sizeof(port)))
-		return hr_err_set(err, -EINVAL, "dial tcp %s: bad address",
-				  s->target);
-	if (numeric_addr(host, port, &ss, &sslen) == 0) {
-		memset(&fast, 0, sizeof(fast));
-		fast.ai_family = ss.ss_family;
-		fast.ai_socktype = SOCK_STREAM;
-		fast.ai_protocol = IPPROTO_TCP;
-		fast.ai_addr = (struct sockaddr *)&ss;
-		fast.ai_addrlen = sslen;
-		goto resolved;
-	}
-	memset(&hints, 0, sizeof(hints));
-	hints.ai_socktype = SOCK_STREAM;
-	hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV;
-	gai = getaddrinfo(host, port, &hints, &ai);
-	if (gai == EAI_NONAME) {
-		/* A host name: the system resolver (usually /etc/hosts for
-		 * local targets). Prefer addresses in configs. */
-		hints.ai_flags = AI_NUMERICSERV | AI_ADDRCONFIG;
-		gai = getaddrinfo(host, port, &hints, &ai);
-	}
-	if (gai)
-		return hr_err_set(err, -EHOSTUNREACH, "dial tcp %s: lookup %s: %s",
-				  s->target, host, gai_strerror(gai));
-	use = ai;
-resolved:
-	r = calloc(1, sizeof(*r));
-	if (!r) {
-		rc = hr_err_set(err, -ENOMEM, "out of memory");
-		goto cleanup;
-	}
-	r->c = c;
-	r->fd = socket(use->ai_family,
-		       use->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
-		       use->ai_protocol);
-	if (r->fd < 0) {
-		rc = hr_err_set(err, -errno, "dial tcp %s: socket: %s",
-				s->target, strerror(errno));
-		goto cleanup;
-	}
+	r->fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+		       IPPROTO_TCP);
+	if (r->fd < 0)
+		return hr_err_set(err, -errno, "dial tcp %s: socket: %s",
+				  s->target, strerror(errno));
 	setsockopt(r->fd, IPPROTO_TCP, TCP_QUICKACK, &zero, sizeof(zero));
-	ev_io_init(&r->io, io_cb, r->fd, EV_WRITE);
-	ev_timer_init(&r->timer, timeout_cb, (double)s->timeout_ms / 1000.0, 0.);
-	*hr__check_run_slot(c) = r;
-	if (connect(r->fd, use->ai_addr, use->ai_addrlen) == 0) {
-		if (ai)
-			freeaddrinfo(ai);
+	if (connect(r->fd, sa, len) == 0) {
 		tcp_done(r, 0);
 		return 0;
 	}
 	if (errno != EINPROGRESS) {
-		int e = errno;
-
-		if (ai)
-			freeaddrinfo(ai);
-		tcp_done(r, e);
+		tcp_done(r, errno);
 		return 0;
 	}
+	ev_io_set(&r->io, r->fd, EV_WRITE);
 	ev_io_start(loop, &r->io);
-	ev_timer_start(loop, &r->timer);
-	if (ai)
-		freeaddrinfo(ai);
+	if (!ev_is_active(&r->timer))
+		ev_timer_start(loop, &r->timer);
 	return 0;
-cleanup:
-	if (r) {
-		if (r->fd >= 0)
-			close(r->fd);
-		free(r);
+}
+
+/* CURLOPT_OPENSOCKETFUNCTION: keep the first address, open nothing. */
+static curl_socket_t name_opensocket(void *p, curlsocktype purpose,
+				     struct curl_sockaddr *a)
+{
+	struct tcp_name *n = p;
+
+	if (purpose == CURLSOCKTYPE_IPCXN && !n->sslen &&
+	    a->addrlen <= sizeof(n->ss)) {
+		memcpy(&n->ss, &a->addr, a->addrlen);
+		n->sslen = (socklen_t)a->addrlen;
 	}
-	*hr__check_run_slot(c) = NULL;
-	if (ai)
-		freeaddrinfo(ai);
+	return CURL_SOCKET_BAD; /* we connect ourselves: connect_begin() */
+}
+
+/* The lookup's transfer has ended (declined at its first socket). */
+static void name_done(CURL *easy, CURLcode rc, void *payload)
+{
+	struct tcp_run *r = payload;
+	struct tcp_name *n = r->name;
+	const struct hr_check_spec *s = hr__check_spec(r->c);
+	struct hr_err err = { "" };
+	char out[512];
+	int len;
+
+	hr_http_easy_put(hr__check_http_glue(r->c), easy);
+	n->easy = NULL;
+	if (n->sslen) {
+		if (connect_begin(r, (struct sockaddr *)&n->ss, n->sslen,
+				  &err) < 0)
+			tcp_report(r, HR_STATUS_CRITICAL, err.msg, -1);
+		return;
+	}
+	if (rc == CURLE_OPERATION_TIMEDOUT) {
+		tcp_done(r, ETIMEDOUT);
+		return;
+	}
+	len = snprintf(out, sizeof(out), "dial tcp %s: lookup %s: %s",
+		       s->target, n->host, curl_easy_strerror(rc));
+	if (len < 0 || (size_t)len >= sizeof(out))
+		len = -1;
+	tcp_report(r, HR_STATUS_CRITICAL, out, len);
+}
+
+/* Letters, digits, '-', '.' and '_': nothing a URL would read otherwise. */
+static bool plain_name(const char *host)
+{
+	const char *p;
+
+	for (p = host; *p; p++)
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+		      (*p >= '0' && *p <= '9') || *p == '-' || *p == '.' ||
+		      *p == '_'))
+			return false;
+	return p != host;
+}
+
+static void name_setopts(CURL *e, struct tcp_name *n)
+{
+	curl_easy_setopt(e, CURLOPT_URL, n->url);
+	curl_easy_setopt(e, CURLOPT_CONNECT_ONLY, 1L);
+	curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, name_opensocket);
+	curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, n);
+	curl_easy_setopt(e, CURLOPT_PROXY, "");
+	/* Resolved at each run, as the system resolver would. */
+	curl_easy_setopt(e, CURLOPT_DNS_CACHE_TIMEOUT, 0L);
+	/* hr_http_start() sets CURLOPT_QUICK_EXIT: a lookup abandoned by
+	 * timeout or cancel is not waited for. */
+}
+
+/*
+ * Resolve host off the loop, then connect. 0: the run goes on; negative
+ * errno with err set: r is untouched and still the caller's.
+ */
+static int name_begin(struct tcp_run *r, const char *host, const char *port,
+		      struct hr_err *err)
+{
+	const struct hr_check_spec *s = hr__check_spec(r->c);
+	struct hr_http *h = hr__check_http_glue(r->c);
+	struct tcp_name *n;
+	char *end;
+	long p = strtol(port, &end, 10);
+	int rc;
+
+	/* What getaddrinfo(AI_NUMERICSERV) would have refused. */
+	if (*end || end == port || p < 0 || p > 65535 || !plain_name(host))
+		return hr_err_set(err, -EINVAL, "dial tcp %s: lookup %s: %s",
+				  s->target, host, gai_strerror(EAI_NONAME));
+	n = calloc(1, sizeof(*n));
+	if (n)
+		n->easy = hr_http_easy_get(h);
+	if (!n || !n->easy) {
+		free(n);
+		return hr_err_set(err, -ENOMEM, "out of memory");
+	}
+	snprintf(n->host, sizeof(n->host), "%s", host);
+	snprintf(n->url, sizeof(n->url), "http://%s:%ld/", host, p);
+	name_setopts(n->easy, n);
+	rc = hr_http_start(h, n->easy, name_done, r);
+	if (rc < 0) {
+		hr_http_easy_put(h, n->easy);
+		free(n);
+		return hr_err_set(err, rc, "dial tcp %s: lookup %s: %s",
+				  s->target, host, strerror(-rc));
+	}
+	r->name = n;
+	ev_timer_start(hr__check_loop(r->c), &r->timer);
+	return 0;
+}
+
+/*
+ * Scoped or unusual numeric forms ("fe80::1%eth0", "127.1") through
+ * getaddrinfo(AI_NUMERICHOST), which never blocks. EAI_NONAME: host is a
+ * name. Otherwise as connect_begin().
+ */
+static int numeric_slow(struct tcp_run *r, const char *host, const char *port,
+			struct hr_err *err)
+{
+	const struct hr_check_spec *s = hr__check_spec(r->c);
+	struct addrinfo hints, *ai = NULL;
+	int gai, rc;
+
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV;
+	gai = getaddrinfo(host, port, &hints, &ai);
+	if (gai == EAI_NONAME)
+		return name_begin(r, host, port, err);
+	if (gai)
+		return hr_err_set(err, -EHOSTUNREACH,
+				  "dial tcp %s: lookup %s: %s", s->target,
+				  host, gai_strerror(gai));
+	rc = connect_begin(r, ai->ai_addr, ai->ai_addrlen, err);
+	freeaddrinfo(ai);
+	return rc;
+}
+
+static int tcp_start(struct hr_check *c, struct hr_err *err)
+{
+	const struct hr_check_spec *s = hr__check_spec(c);
+	struct sockaddr_storage ss;
+	socklen_t sslen;
+	struct tcp_run *r;
+	char host[256], port[16];
+	int rc;
+
+	if (split_hostport(s->target, host, sizeof(host), port, sizeof(port)))
+		return hr_err_set(err, -EINVAL, "dial tcp %s: bad address",
+				  s->target);
+	r = calloc(1, sizeof(*r));
+	if (!r)
+		return hr_err_set(err, -ENOMEM, "out of memory");
+	r->c = c;
+	r->fd = -1;
+	ev_init(&r->io, io_cb);
+	ev_timer_init(&r->timer, timeout_cb, (double)s->timeout_ms / 1000.0, 0.);
+	*hr__check_run_slot(c) = r;
+	if (numeric_addr(host, port, &ss, &sslen) == 0)
+		rc = connect_begin(r, (struct sockaddr *)&ss, sslen, err);
+	else
+		rc = numeric_slow(r, host, port, err);
+	if (rc < 0)
+		tcp_release(r);
 	return rc;
 }
 
@@ -268,11 +448,8 @@ static void tcp_cancel(struct hr_check *c)
 {
 	struct tcp_run *r = *hr__check_run_slot(c);
 
-	if (!r)
-		return;
-	tcp_close(r);
-	*hr__check_run_slot(c) = NULL;
-	free(r);
+	if (r)
+		tcp_release(r);
 }
 
 const struct hr__check_kind hr__check_tcp = {

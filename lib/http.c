@@ -17,6 +17,10 @@
 #include "healthreg/http.h"
 #include "internal.h"
 
+#if LIBCURL_VERSION_NUM < 0x075700
+#error "libcurl >= 7.87.0 needed (CURLOPT_QUICK_EXIT: no waiting for resolver threads)"
+#endif
+
 #define POOL_MAX 256
 
 struct xfer {
@@ -283,6 +287,9 @@ int hr_http_start(struct hr_http *h, CURL *easy, hr_http_done_cb cb,
 	x->next = NULL;
 	curl_easy_setopt(easy, CURLOPT_PRIVATE, x);
 	curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
+	/* A transfer removed mid-lookup leaves libcurl's resolver thread to
+	 * finish alone; without this libcurl joins it, on the loop. */
+	curl_easy_setopt(easy, CURLOPT_QUICK_EXIT, 1L);
 	if (curl_multi_add_handle(h->multi, easy) != CURLM_OK) {
 		curl_easy_setopt(easy, CURLOPT_PRIVATE, NULL);
 		release(h, x);

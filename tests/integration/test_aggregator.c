@@ -14,24 +14,14 @@
 #include <unistd.h>
 
 #include "healthreg/aggregator.h"
+#include "loop.h"
 
 static struct ev_loop *loop;
-static ev_timer guard;
-
-static void guard_cb(struct ev_loop *l, ev_timer *w, int revents)
-{
-	(void)w;
-	(void)revents;
-	ev_break(l, EVBREAK_ALL);
-}
 
 /* Run the loop for at most secs (or until something breaks it). */
 static void run_for(double secs)
 {
-	ev_timer_init(&guard, guard_cb, secs, 0.);
-	ev_timer_start(loop, &guard);
-	ev_run(loop, 0);
-	ev_timer_stop(loop, &guard);
+	hr_test_run_for(loop, secs);
 }
 
 static void setup(void)
@@ -50,25 +40,17 @@ TestSuite(aggregator, .init = setup, .fini = teardown, .timeout = 30);
 /* A listening socket: connects succeed (the backlog accepts them). */
 static int listener(int *port)
 {
-	struct sockaddr_in a;
-	socklen_t len = sizeof(a);
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	int fd = hr_test_listener(port);
 
-	memset(&a, 0, sizeof(a));
-	a.sin_family = AF_INET;
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-	cr_assert_eq(listen(fd, 1024), 0);
-	getsockname(fd, (struct sockaddr *)&a, &len);
-	*port = ntohs(a.sin_port);
+	cr_assert_geq(fd, 0);
 	return fd;
 }
 
 static int closed_port(void)
 {
-	int port, fd = listener(&port);
+	int port = hr_test_closed_port();
 
-	close(fd);
+	cr_assert_gt(port, 0);
 	return port;
 }
 

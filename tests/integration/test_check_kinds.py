@@ -111,6 +111,15 @@ class TestTcp(unittest.TestCase):
         self.addCleanup(t.stop)
         _, c = one(dict(name="t", tcp="localhost:%d" % t.port))
         self.assertEqual(c["status"], "passing", c)
+        self.assertEqual(c["output"], "TCP connect localhost:%d: Success" % t.port)
+
+    def test_localhost_name_refused(self):
+        """A name resolved off the loop reports like an address."""
+        port = targets.free_port()
+        rc, c = one(dict(name="t", tcp="localhost:%d" % port))
+        self.assertEqual((rc, c["status"]), (2, "critical"))
+        self.assertEqual(c["output"],
+                         "dial tcp localhost:%d: connect: Connection refused" % port)
 
 
 class TestExec(unittest.TestCase):
@@ -138,6 +147,22 @@ class TestExec(unittest.TestCase):
                    enable_exec=True)
         self.assertEqual(c["status"], "passing")
         self.assertTrue(c["output"].endswith(" ... (captured 4096 of 100000 bytes)"))
+
+    def test_killed_by_signal(self):
+        """Without output the signal is the output; with output, the output."""
+        _, c = one(dict(name="x", args=["sh", "-c", "kill -9 $$"]), enable_exec=True)
+        self.assertEqual((c["status"], c["output"]), ("critical", "killed by signal 9"))
+        _, c = one(dict(name="x", args=["sh", "-c", "echo last words; kill -9 $$"]),
+                   enable_exec=True)
+        self.assertEqual((c["status"], c["output"]), ("critical", "last words\n"))
+
+    def test_output_around_the_cap(self):
+        for n, want in ((4095, "y" * 4095), (4096, "y" * 4096),
+                        (4097, "y" * 4096 + " ... (captured 4096 of 4097 bytes)")):
+            with self.subTest(n=n):
+                _, c = one(dict(name="x", args=["sh", "-c", "head -c %d /dev/zero | tr '\\0' y" % n]),
+                           enable_exec=True)
+                self.assertEqual(c["output"], want)
 
     def test_no_inherited_fds(self):
         _, c = one(dict(name="x", args=["sh", "-c", "ls /proc/self/fd"]), enable_exec=True)

@@ -30,7 +30,9 @@ void hr_http_free(struct hr_http *h);
 /**
  * Start a transfer on a configured easy handle. The handle stays the
  * caller's; do not touch it until cb runs or hr_http_cancel(). Sets
- * CURLOPT_PRIVATE, CURLOPT_NOSIGNAL. Returns 0 or a negative errno.
+ * CURLOPT_PRIVATE, CURLOPT_NOSIGNAL and CURLOPT_QUICK_EXIT (a transfer
+ * that ends mid-lookup, by timeout or cancel, never waits for libcurl's
+ * resolver thread). Returns 0 or a negative errno.
  */
 int hr_http_start(struct hr_http *h, CURL *easy, hr_http_done_cb cb,
 		  void *payload);

@@ -1,0 +1,22 @@
+/*
+ * loop.h - helpers for C tests that drive a private libev loop against
+ * loopback TCP ports.
+ */
+#ifndef HR_TEST_LOOP_H
+#define HR_TEST_LOOP_H
+
+#include <ev.h>
+
+/* Run loop for at most secs, or until something breaks it. */
+void hr_test_run_for(struct ev_loop *loop, double secs);
+
+/*
+ * A listening socket on 127.0.0.1 with a large backlog, so that connects
+ * succeed without accept(); its port in *port. The fd, or -1.
+ */
+int hr_test_listener(int *port);
+
+/* A 127.0.0.1 port nobody listens on (bound, then closed), or -1. */
+int hr_test_closed_port(void);
+
+#endif
