@@ -59,9 +59,18 @@ struct backend {
 	const struct hr_registry_ops *ops;
 	struct hr_registry *r;
 	struct agent *agent;
-	struct hr_registry_stats *stats;
+	struct hr_registry_stats *stats; /* owned: lives as long as r */
 	bool done;
 };
+
+/* Destroy the instance, then the counters it wrote to. */
+static void backend_destroy(struct backend *b)
+{
+	b->ops->destroy(b->r);
+	free(b->stats);
+	b->r = NULL;
+	b->stats = NULL;
+}
 
 /* A backend whose instance was renamed by a reload: deregistering. */
 struct retiring {
@@ -84,7 +93,6 @@ struct agent {
 	struct hr_api *api;
 	struct backend backends[MAX_BACKENDS];
 	size_t n_backends;
-	struct hr_registry_stats stats[MAX_BACKENDS];
 	bool maint;
 	char *maint_reason;
 	bool ready;           /* first aggregate known and published */
@@ -457,8 +465,7 @@ static void start_shutdown(struct agent *a, const char *why)
 
 /* Create every configured backend from cfg into out (n_out set). */
 static int create_backends(struct agent *a, const struct hr_config *cfg,
-			   struct backend *out, size_t *n_out,
-			   struct hr_registry_stats *stats)
+			   struct backend *out, size_t *n_out)
 {
 	struct hr_registry_env env;
 	const cJSON *item;
@@ -486,15 +493,18 @@ static int create_backends(struct agent *a, const struct hr_config *cfg,
 			memset(b, 0, sizeof(*b));
 			b->ops = ops;
 			b->agent = a;
-			b->stats = &stats[n];
+			b->stats = calloc(1, sizeof(*b->stats));
 			env.stats = b->stats;
-			if (ops->abi != HR_REGISTRY_ABI ||
+			if (!b->stats)
+				snprintf(err.msg, sizeof(err.msg), "out of memory");
+			if (!b->stats || ops->abi != HR_REGISTRY_ABI ||
 			    ops->create(&b->r, item, &env, &err)) {
 				hr_log(HR_LOG_ERROR, "registry_create_failed",
 				       "registry", ops->name, "error", err.msg,
 				       NULL);
+				free(b->stats);
 				while (n--)
-					out[n].ops->destroy(out[n].r);
+					backend_destroy(&out[n]);
 				return -EINVAL;
 			}
 			hr_log(HR_LOG_INFO, "registry_enabled", "registry",
@@ -522,7 +532,7 @@ static void retire_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 			break;
 		}
 	}
-	r->b.ops->destroy(r->b.r);
+	backend_destroy(&r->b);
 	free(r);
 }
 
@@ -536,13 +546,13 @@ static void retire_done(void *payload)
 	ev_timer_start(r->b.agent->loop, &r->timer);
 }
 
-static void retire(struct agent *a, const struct backend *b)
+static void retire(struct agent *a, struct backend *b)
 {
 	struct retiring *r = calloc(1, sizeof(*r));
 
 	if (!r || !b->ops->shutdown) {
 		free(r);
-		b->ops->destroy(b->r);
+		backend_destroy(b);
 		return;
 	}
 	r->b = *b;
@@ -692,13 +702,11 @@ static int do_reload(void *ctx, char *msg, size_t len)
 
 	if (reg_changed) {
 		struct backend fresh[MAX_BACKENDS];
-		struct hr_registry_stats fresh_stats[MAX_BACKENDS];
 		size_t n_fresh = 0;
 		bool same_identity = str_eq(old->service.id, next->service.id) &&
 				     str_eq(old->service.name, next->service.name);
 
-		memset(fresh_stats, 0, sizeof(fresh_stats));
-		if (create_backends(a, next, fresh, &n_fresh, fresh_stats)) {
+		if (create_backends(a, next, fresh, &n_fresh)) {
 			snprintf(msg, len, "registry backends could not be created from the new config; kept the running ones");
 			hr_log(HR_LOG_ERROR, "reload_registry_failed", "action",
 			       "kept the running registry backends", NULL);
@@ -708,15 +716,14 @@ static int do_reload(void *ctx, char *msg, size_t len)
 			 * is removed by a deregistering shutdown. */
 			for (i = 0; i < a->n_backends; i++) {
 				if (same_identity)
-					a->backends[i].ops->destroy(a->backends[i].r);
+					backend_destroy(&a->backends[i]);
 				else
 					retire(a, &a->backends[i]);
 			}
+			/* Each record owns its counters (on the heap), so the
+			 * copy moves nothing the backends point at. */
 			memcpy(a->backends, fresh, sizeof(fresh));
-			memcpy(a->stats, fresh_stats, sizeof(fresh_stats));
 			a->n_backends = n_fresh;
-			for (i = 0; i < n_fresh; i++)
-				a->backends[i].stats = &a->stats[i];
 			if (!same_identity) {
 				/* Retiring backends still borrow it. */
 				struct hr_config **g = realloc(a->graveyard,
@@ -907,7 +914,7 @@ int hr_agent_run(const char *path, struct hr_config *cfg)
 	if (hr_agg_listen(a.agg, on_event, &a) < 0)
 		goto cleanup;
 	load_state(&a);
-	if (create_backends(&a, cfg, a.backends, &a.n_backends, a.stats)) {
+	if (create_backends(&a, cfg, a.backends, &a.n_backends)) {
 		code = HR_EXIT_CONFIG;
 		goto cleanup;
 	}
@@ -962,11 +969,11 @@ cleanup:
 
 		a.retiring = r->next;
 		ev_timer_stop(a.loop, &r->timer);
-		r->b.ops->destroy(r->b.r);
+		backend_destroy(&r->b);
 		free(r);
 	}
 	for (i = 0; i < a.n_backends; i++)
-		a.backends[i].ops->destroy(a.backends[i].r);
+		backend_destroy(&a.backends[i]);
 	hr_agg_free(a.agg);
 	hr_http_free(a.http);
 	hr_metrics_free(a.metrics);
