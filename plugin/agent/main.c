@@ -11,6 +11,7 @@
 #include "api.h"
 #include "backends.h"
 #include "client.h"
+#include "once.h"
 #include "healthreg/log.h"
 
 static void usage(FILE *f)
