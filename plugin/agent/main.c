@@ -179,13 +179,27 @@ static int parse_args(int argc, char **argv, struct args *a)
 		if (opt == -1)
 			break;
 		switch (opt) {
-		case 'c': a->path = optarg; break;
-		case 'j': a->json = 1; break;
-		case 'l': a->level = optarg; break;
-		case 'f': a->format = optarg; break;
-		case 'a': a->api = optarg; break;
-		case 't': a->token_file = optarg; break;
-		case 'r': a->reason = optarg; break;
+		case 'c':
+			a->path = optarg;
+			break;
+		case 'j':
+			a->json = 1;
+			break;
+		case 'l':
+			a->level = optarg;
+			break;
+		case 'f':
+			a->format = optarg;
+			break;
+		case 'a':
+			a->api = optarg;
+			break;
+		case 't':
+			a->token_file = optarg;
+			break;
+		case 'r':
+			a->reason = optarg;
+			break;
 		case 'h':
 			usage(stdout);
 			return HR_EXIT_OK;
