@@ -54,11 +54,7 @@ const char *hr_on_failure_name(enum hr_on_failure f)
 }
 
 #define norm_key hr_conf_key_norm
-
-static int key_is(const cJSON *item, const char *normalized)
-{
-	return hr_conf_key_is(item->string, normalized);
-}
+#define show hr_conf_show
 
 static int in_list(const char *key, const char *const *list)
 {
@@ -70,8 +66,6 @@ static int in_list(const char *key, const char *const *list)
 			return 1;
 	return 0;
 }
-
-#define show hr_conf_show
 
 struct ctx {
 	struct hr_diag *diag;
@@ -123,36 +117,6 @@ static void check_duplicates(struct ctx *c, const cJSON *obj,
 	}
 }
 
-static int get_string(struct ctx *c, const cJSON *v, const char *path,
-		      char **out)
-{
-	return hr_conf_string(v, path, c->diag, out);
-}
-
-static int get_nonempty_string(struct ctx *c, const cJSON *v,
-			       const char *path, char **out)
-{
-	return hr_conf_nonempty_string(v, path, c->diag, out);
-}
-
-static int get_bool(struct ctx *c, const cJSON *v, const char *path,
-		    bool *out)
-{
-	return hr_conf_bool(v, path, c->diag, out);
-}
-
-static int get_int(struct ctx *c, const cJSON *v, const char *path, int min,
-		   int max, int *out)
-{
-	return hr_conf_int(v, path, min, max, c->diag, out);
-}
-
-static int get_duration(struct ctx *c, const cJSON *v, const char *path,
-			int64_t *out)
-{
-	return hr_conf_duration(v, path, c->diag, out);
-}
-
 static int get_on_failure(struct ctx *c, const cJSON *v, const char *path,
 			  enum hr_on_failure *out)
 {
@@ -176,12 +140,6 @@ static int get_on_failure(struct ctx *c, const cJSON *v, const char *path,
 	err_at(c, path, "%s is not one of \"critical\", \"warning\", \"ignore\"",
 	       shown);
 	return -EINVAL;
-}
-
-static int get_string_array(struct ctx *c, const cJSON *v, const char *path,
-			    char ***out, size_t *n_out, int allow_empty)
-{
-	return hr_conf_string_array(v, path, allow_empty, c->diag, out, n_out);
 }
 
 /* Consul's header form is {"Name": ["v1", "v2"]}; a plain string is
@@ -253,6 +211,209 @@ static void free_headers(struct hr_header *h, size_t n)
 
 #define free_strv hr_conf_strv_free
 
+/* ---- key tables ---------------------------------------------------------- */
+
+/*
+ * One row per key of a section: its normalised name, how its value is
+ * read (all through the shared getters of healthreg/confget.h) and where
+ * it goes: at off in the section's target struct, or, with seen, in a
+ * record of values that a later step looks at together (a check's kind
+ * and timing). Several rows may name one key; each applies.
+ */
+enum key_type {
+	K_STRING,     /* char * */
+	K_NONEMPTY,   /* char *, "" is an error */
+	K_BOOL,       /* bool */
+	K_INT,        /* int in [min, max] */
+	K_DURATION,   /* int64_t milliseconds */
+	K_STRV,       /* char ** (NULL-terminated), count at off_n; min: "" ok */
+	K_HEADERS,    /* struct hr_header *, count at off_n; min: lists ok */
+	K_ON_FAILURE, /* enum hr_on_failure */
+	K_ITEM,       /* const cJSON *: the value itself, for a later step */
+	K_IGNORE,     /* documentation only */
+	K_FN,         /* fn(c, value, path, field) */
+};
+
+#define NO_COUNT ((size_t)-1)
+
+struct key {
+	const char *name;
+	enum key_type type;
+	bool seen;     /* off is into the seen record, not the target */
+	size_t off;
+	size_t off_n;  /* K_STRV, K_HEADERS: the size_t count, or NO_COUNT */
+	int min, max;
+	void (*fn)(struct ctx *c, const cJSON *v, const char *path, void *field);
+};
+
+struct section {
+	const struct key *keys;
+	size_t n_keys;
+	const char *const *consul; /* valid in Consul, unused here: a warning */
+	bool duplicates;           /* report keys given twice */
+};
+
+static void apply_key(struct ctx *c, const struct key *k, const cJSON *v,
+		      const char *p, void *base)
+{
+	void *f = (char *)base + k->off;
+	size_t *n = k->off_n == NO_COUNT ? NULL
+					 : (size_t *)(void *)((char *)base + k->off_n);
+
+	switch (k->type) {
+	case K_STRING:
+		hr_conf_string(v, p, c->diag, f);
+		break;
+	case K_NONEMPTY:
+		hr_conf_nonempty_string(v, p, c->diag, f);
+		break;
+	case K_BOOL:
+		hr_conf_bool(v, p, c->diag, f);
+		break;
+	case K_INT:
+		hr_conf_int(v, p, k->min, k->max, c->diag, f);
+		break;
+	case K_DURATION:
+		hr_conf_duration(v, p, c->diag, f);
+		break;
+	case K_STRV:
+		hr_conf_string_array(v, p, k->min, c->diag, f, n);
+		break;
+	case K_HEADERS:
+		get_headers(c, v, p, f, n, k->min);
+		break;
+	case K_ON_FAILURE:
+		get_on_failure(c, v, p, f);
+		break;
+	case K_ITEM:
+		*(const cJSON **)f = v;
+		break;
+	case K_IGNORE:
+		break;
+	case K_FN:
+		k->fn(c, v, p, f);
+		break;
+	}
+}
+
+/*
+ * Read every member of obj by the section's table into target (and seen).
+ * Returns -EINVAL ("is not an object") when obj is not an object.
+ */
+static int parse_object(struct ctx *c, const cJSON *obj, const char *path,
+			const struct section *sec, void *target, void *seen)
+{
+	char p[PATH_MAX_LEN], k[64];
+	const cJSON *it;
+	size_t i;
+
+	if (!cJSON_IsObject(obj)) {
+		err_at(c, path, "is not an object");
+		return -EINVAL;
+	}
+	if (sec->duplicates)
+		check_duplicates(c, obj, path);
+	cJSON_ArrayForEach(it, obj) {
+		bool found = false;
+
+		norm_key(it->string, k, sizeof(k));
+		sub(p, path, it);
+		for (i = 0; i < sec->n_keys; i++) {
+			const struct key *e = &sec->keys[i];
+
+			if (strcmp(e->name, k))
+				continue;
+			apply_key(c, e, it, p, e->seen ? seen : target);
+			found = true;
+		}
+		if (found)
+			continue;
+		if (sec->consul && in_list(it->string, sec->consul))
+			hr_diag_add(c->diag, HR_DIAG_WARNING, p,
+				    "valid in Consul but not used by healthreg; ignored");
+		else
+			err_at(c, p, "unknown key");
+	}
+	return 0;
+}
+
+/* ---- checks -------------------------------------------------------------- */
+
+/* What a check's later steps look at together. */
+struct check_seen {
+	const cJSON *kind[4]; /* by enum hr_check_kind */
+	const cJSON *interval, *timeout, *interval_down;
+	const cJSON *cache_ttl, *failure_ttl;
+	const cJSON *group, *on_failure, *fbw;
+	char *id;
+};
+
+static void set_method(struct ctx *c, const cJSON *v, const char *p,
+		       void *field)
+{
+	char **method = field, *m;
+
+	if (hr_conf_nonempty_string(v, p, c->diag, method))
+		return;
+	for (m = *method; *m; m++) {
+		if (!isalpha((unsigned char)*m)) {
+			err_at(c, p, "\"%s\" is not an HTTP method", *method);
+			break;
+		}
+		*m = (char)toupper((unsigned char)*m);
+	}
+}
+
+static void set_initial_status(struct ctx *c, const cJSON *v, const char *p,
+			       void *field)
+{
+	struct hr_check_spec *s = hr_container_of(field, struct hr_check_spec,
+						  initial_status);
+	char shown[80];
+
+	if (cJSON_IsString(v) &&
+	    !hr_status_parse(v->valuestring, 0, &s->initial_status)) {
+		s->has_initial_status = true;
+		return;
+	}
+	show(v, shown, sizeof(shown));
+	err_at(c, p, "%s is not one of \"passing\", \"warning\", \"critical\"",
+	       shown);
+}
+
+#define SPEC(f) offsetof(struct hr_check_spec, f)
+#define SEEN(f) offsetof(struct check_seen, f)
+
+static const struct key check_keys[] = {
+	{ "name", K_NONEMPTY, false, SPEC(name), NO_COUNT, 0, 0, NULL },
+	{ "id", K_NONEMPTY, true, SEEN(id), NO_COUNT, 0, 0, NULL },
+	{ "checkid", K_NONEMPTY, true, SEEN(id), NO_COUNT, 0, 0, NULL },
+	{ "http", K_ITEM, true, SEEN(kind[HR_CHECK_HTTP]), NO_COUNT, 0, 0, NULL },
+	{ "tcp", K_ITEM, true, SEEN(kind[HR_CHECK_TCP]), NO_COUNT, 0, 0, NULL },
+	{ "args", K_ITEM, true, SEEN(kind[HR_CHECK_EXEC]), NO_COUNT, 0, 0, NULL },
+	{ "ttl", K_ITEM, true, SEEN(kind[HR_CHECK_TTL]), NO_COUNT, 0, 0, NULL },
+	{ "interval", K_ITEM, true, SEEN(interval), NO_COUNT, 0, 0, NULL },
+	{ "timeout", K_ITEM, true, SEEN(timeout), NO_COUNT, 0, 0, NULL },
+	{ "intervaldown", K_ITEM, true, SEEN(interval_down), NO_COUNT, 0, 0, NULL },
+	{ "cachettl", K_ITEM, true, SEEN(cache_ttl), NO_COUNT, 0, 0, NULL },
+	{ "failurettl", K_ITEM, true, SEEN(failure_ttl), NO_COUNT, 0, 0, NULL },
+	{ "method", K_FN, false, SPEC(method), NO_COUNT, 0, 0, set_method },
+	{ "header", K_HEADERS, false, SPEC(headers), SPEC(n_headers), 1, 0, NULL },
+	{ "body", K_STRING, false, SPEC(body), NO_COUNT, 0, 0, NULL },
+	{ "tlsskipverify", K_BOOL, false, SPEC(tls_skip_verify), NO_COUNT, 0, 0, NULL },
+	{ "tlsservername", K_NONEMPTY, false, SPEC(tls_server_name), NO_COUNT, 0, 0, NULL },
+	{ "disableredirects", K_BOOL, false, SPEC(disable_redirects), NO_COUNT, 0, 0, NULL },
+	{ "status", K_FN, false, SPEC(initial_status), NO_COUNT, 0, 0, set_initial_status },
+	{ "successbeforepassing", K_INT, false, SPEC(success_before_passing), NO_COUNT, 0, 1000000, NULL },
+	{ "failuresbeforewarning", K_INT, false, SPEC(failures_before_warning), NO_COUNT, 0, 1000000, NULL },
+	{ "failuresbeforewarning", K_ITEM, true, SEEN(fbw), NO_COUNT, 0, 0, NULL },
+	{ "failuresbeforecritical", K_INT, false, SPEC(failures_before_critical), NO_COUNT, 0, 1000000, NULL },
+	{ "onfailure", K_ON_FAILURE, false, SPEC(on_failure), NO_COUNT, 0, 0, NULL },
+	{ "onfailure", K_ITEM, true, SEEN(on_failure), NO_COUNT, 0, 0, NULL },
+	{ "group", K_ITEM, true, SEEN(group), NO_COUNT, 0, 0, NULL },
+	{ "notes", K_IGNORE, false, 0, NO_COUNT, 0, 0, NULL },
+};
+
 /* Valid in a Consul check definition, not used by healthreg: warn. */
 static const char *const check_keys_consul[] = {
 	"serviceid", "deregistercriticalserviceafter", "outputmaxsize",
@@ -265,6 +426,10 @@ static const char *const check_keys_consul[] = {
 static const char *const check_kinds_unsupported[] = {
 	"udp", "grpc", "h2ping", "dockercontainerid", "aliasnode",
 	"aliasservice", "osservice", "script", "scriptargs", NULL,
+};
+
+static const struct section check_section = {
+	check_keys, HR_ARRAY_SIZE(check_keys), check_keys_consul, true,
 };
 
 static int parse_hostport(const char *s)
@@ -301,252 +466,236 @@ static int find_group(const struct hr_config *cfg, const char *name)
 	return -1;
 }
 
-static void parse_check(struct ctx *c, const cJSON *obj, const char *path,
-			struct hr_check_spec *s)
+/* The last key naming a check kind Consul has and healthreg has not. */
+static const char *unsupported_kind(const cJSON *obj)
+{
+	const char *found = NULL;
+	const cJSON *it;
+
+	cJSON_ArrayForEach(it, obj)
+		if (in_list(it->string, check_kinds_unsupported))
+			found = it->string;
+	return found;
+}
+
+static void check_target(struct ctx *c, const cJSON *v, const char *p,
+			 struct hr_check_spec *s)
+{
+	switch (s->kind) {
+	case HR_CHECK_HTTP:
+		if (!hr_conf_nonempty_string(v, p, c->diag, &s->target) &&
+		    strncmp(s->target, "http://", 7) &&
+		    strncmp(s->target, "https://", 8))
+			err_at(c, p, "\"%s\" is not an http:// or https:// URL",
+			       s->target);
+		break;
+	case HR_CHECK_TCP:
+		if (!hr_conf_nonempty_string(v, p, c->diag, &s->target) &&
+		    parse_hostport(s->target))
+			err_at(c, p, "\"%s\" is not host:port", s->target);
+		break;
+	case HR_CHECK_EXEC:
+		hr_conf_string_array(v, p, false, c->diag, &s->args, NULL);
+		if (!c->cfg->enable_exec_checks)
+			err_at(c, p, "exec checks are disabled; set agent.enable_exec_checks to true to allow them");
+		break;
+	case HR_CHECK_TTL:
+		if (!hr_conf_duration(v, p, c->diag, &s->ttl_ms) &&
+		    s->ttl_ms <= 0)
+			err_at(c, p, "must be greater than 0");
+		break;
+	}
+}
+
+/* Exactly one kind, and its target. -EINVAL: the rest is not checked. */
+static int check_kind(struct ctx *c, const cJSON *obj, const char *path,
+		      struct hr_check_spec *s, const struct check_seen *seen)
 {
 	char p[PATH_MAX_LEN];
-	const cJSON *it;
-	const cJSON *kinds[4] = { NULL, NULL, NULL, NULL };
-	const cJSON *interval = NULL, *timeout = NULL, *group = NULL;
-	const cJSON *on_failure = NULL, *interval_down = NULL;
-	const cJSON *cache_ttl = NULL, *failure_ttl = NULL;
-	bool has_fbw = false;
-	char *id = NULL;
-	int n_kinds = 0, i;
-	const char *unsupported = NULL;
+	const char *unsupported;
+	int i, n_kinds = 0, kind = 0;
 
-	memset(s, 0, sizeof(*s));
-	s->group = -1;
-	if (!cJSON_IsObject(obj)) {
-		err_at(c, path, "is not an object");
-		return;
-	}
-	check_duplicates(c, obj, path);
-	cJSON_ArrayForEach(it, obj) {
-		sub(p, path, it);
-		if (key_is(it, "name")) {
-			get_nonempty_string(c, it, p, &s->name);
-		} else if (key_is(it, "id") || key_is(it, "checkid")) {
-			get_nonempty_string(c, it, p, &id);
-		} else if (key_is(it, "http")) {
-			kinds[HR_CHECK_HTTP] = it;
-		} else if (key_is(it, "tcp")) {
-			kinds[HR_CHECK_TCP] = it;
-		} else if (key_is(it, "args")) {
-			kinds[HR_CHECK_EXEC] = it;
-		} else if (key_is(it, "ttl")) {
-			kinds[HR_CHECK_TTL] = it;
-		} else if (key_is(it, "interval")) {
-			interval = it;
-		} else if (key_is(it, "timeout")) {
-			timeout = it;
-		} else if (key_is(it, "intervaldown")) {
-			interval_down = it;
-		} else if (key_is(it, "cachettl")) {
-			cache_ttl = it;
-		} else if (key_is(it, "failurettl")) {
-			failure_ttl = it;
-		} else if (key_is(it, "method")) {
-			if (!get_nonempty_string(c, it, p, &s->method)) {
-				char *m;
-
-				for (m = s->method; *m; m++) {
-					if (!isalpha((unsigned char)*m)) {
-						err_at(c, p, "\"%s\" is not an HTTP method",
-						       s->method);
-						break;
-					}
-					*m = (char)toupper((unsigned char)*m);
-				}
-			}
-		} else if (key_is(it, "header")) {
-			get_headers(c, it, p, &s->headers, &s->n_headers, 1);
-		} else if (key_is(it, "body")) {
-			get_string(c, it, p, &s->body);
-		} else if (key_is(it, "tlsskipverify")) {
-			get_bool(c, it, p, &s->tls_skip_verify);
-		} else if (key_is(it, "tlsservername")) {
-			get_nonempty_string(c, it, p, &s->tls_server_name);
-		} else if (key_is(it, "disableredirects")) {
-			get_bool(c, it, p, &s->disable_redirects);
-		} else if (key_is(it, "status")) {
-			if (!cJSON_IsString(it) ||
-			    hr_status_parse(it->valuestring, 0,
-					    &s->initial_status)) {
-				char shown[80];
-
-				show(it, shown, sizeof(shown));
-				err_at(c, p, "%s is not one of \"passing\", \"warning\", \"critical\"",
-				       shown);
-			} else {
-				s->has_initial_status = true;
-			}
-		} else if (key_is(it, "successbeforepassing")) {
-			get_int(c, it, p, 0, 1000000, &s->success_before_passing);
-		} else if (key_is(it, "failuresbeforewarning")) {
-			if (!get_int(c, it, p, 0, 1000000,
-				     &s->failures_before_warning))
-				has_fbw = true;
-		} else if (key_is(it, "failuresbeforecritical")) {
-			get_int(c, it, p, 0, 1000000,
-				&s->failures_before_critical);
-		} else if (key_is(it, "onfailure")) {
-			on_failure = it;
-			get_on_failure(c, it, p, &s->on_failure);
-		} else if (key_is(it, "group")) {
-			group = it;
-		} else if (key_is(it, "notes")) {
-			/* Documentation only. */
-		} else if (in_list(it->string, check_keys_consul)) {
-			if (in_list(it->string, check_kinds_unsupported))
-				unsupported = it->string;
-			hr_diag_add(c->diag, HR_DIAG_WARNING, p,
-				    "valid in Consul but not used by healthreg; ignored");
-		} else {
-			err_at(c, p, "unknown key");
+	for (i = 0; i < 4; i++) {
+		if (seen->kind[i]) {
+			n_kinds++;
+			kind = i;
 		}
 	}
-
-	if (!s->name && id) {
-		s->name = id;
-		id = NULL;
-	}
-	free(id);
-	if (!s->name)
-		err_at(c, path, "\"name\" is required");
-
-	for (i = 0; i < 4; i++)
-		if (kinds[i])
-			n_kinds++;
 	if (n_kinds == 0) {
+		unsupported = unsupported_kind(obj);
 		if (unsupported)
 			err_at(c, path, "check kind \"%s\" is not supported (healthreg runs http, tcp, args and ttl checks)",
 			       unsupported);
 		else
 			err_at(c, path, "needs one of \"http\", \"tcp\", \"args\", \"ttl\"");
-		return;
+		return -EINVAL;
 	}
 	if (n_kinds > 1) {
 		err_at(c, path, "has more than one of \"http\", \"tcp\", \"args\", \"ttl\"");
-		return;
+		return -EINVAL;
 	}
-	for (i = 0; i < 4; i++) {
-		if (!kinds[i])
-			continue;
-		s->kind = (enum hr_check_kind)i;
-		sub(p, path, kinds[i]);
-		switch (s->kind) {
-		case HR_CHECK_HTTP:
-			if (!get_nonempty_string(c, kinds[i], p, &s->target) &&
-			    strncmp(s->target, "http://", 7) &&
-			    strncmp(s->target, "https://", 8))
-				err_at(c, p, "\"%s\" is not an http:// or https:// URL",
-				       s->target);
-			break;
-		case HR_CHECK_TCP:
-			if (!get_nonempty_string(c, kinds[i], p, &s->target) &&
-			    parse_hostport(s->target))
-				err_at(c, p, "\"%s\" is not host:port", s->target);
-			break;
-		case HR_CHECK_EXEC:
-			get_string_array(c, kinds[i], p, &s->args, NULL, 0);
-			if (!c->cfg->enable_exec_checks)
-				err_at(c, p, "exec checks are disabled; set agent.enable_exec_checks to true to allow them");
-			break;
-		case HR_CHECK_TTL:
-			if (!get_duration(c, kinds[i], p, &s->ttl_ms) &&
-			    s->ttl_ms <= 0)
-				err_at(c, p, "must be greater than 0");
-			break;
-		}
-	}
+	s->kind = (enum hr_check_kind)kind;
+	sub(p, path, seen->kind[kind]);
+	check_target(c, seen->kind[kind], p, s);
+	return 0;
+}
 
-	/* Timing. ttl checks have no schedule. */
-	if (s->kind == HR_CHECK_TTL) {
-		if (interval) {
-			sub(p, path, interval);
-			err_at(c, p, "does not apply to ttl checks");
-		}
-		if (timeout) {
-			sub(p, path, timeout);
-			err_at(c, p, "does not apply to ttl checks");
-		}
+/* A duration at least MIN_INTERVAL_MS. */
+static void get_interval(struct ctx *c, const cJSON *v, const char *path,
+			 int64_t *out)
+{
+	char p[PATH_MAX_LEN];
+
+	sub(p, path, v);
+	if (!hr_conf_duration(v, p, c->diag, out) && *out < MIN_INTERVAL_MS)
+		err_at(c, p, "\"%s\" is below the minimum of 100ms",
+		       v->valuestring);
+}
+
+/* Interval, timeout and cache lifetimes with their defaults; ttl checks
+ * have no schedule. */
+static void check_timing(struct ctx *c, const char *path,
+			 struct hr_check_spec *s, const struct check_seen *seen)
+{
+	char p[PATH_MAX_LEN];
+	bool ttl = s->kind == HR_CHECK_TTL;
+
+	if (ttl && seen->interval) {
+		sub(p, path, seen->interval);
+		err_at(c, p, "does not apply to ttl checks");
+	}
+	if (ttl && seen->timeout) {
+		sub(p, path, seen->timeout);
+		err_at(c, p, "does not apply to ttl checks");
 	}
 	s->interval_ms = DEFAULT_INTERVAL_MS;
-	if (interval && s->kind != HR_CHECK_TTL) {
-		sub(p, path, interval);
-		if (!get_duration(c, interval, p, &s->interval_ms) &&
-		    s->interval_ms < MIN_INTERVAL_MS)
-			err_at(c, p, "\"%s\" is below the minimum of 100ms",
-			       interval->valuestring);
-	}
-	if (interval_down) {
-		sub(p, path, interval_down);
-		if (!get_duration(c, interval_down, p, &s->interval_down_ms) &&
-		    s->interval_down_ms < MIN_INTERVAL_MS)
-			err_at(c, p, "\"%s\" is below the minimum of 100ms",
-			       interval_down->valuestring);
-	}
+	if (seen->interval && !ttl)
+		get_interval(c, seen->interval, path, &s->interval_ms);
+	if (seen->interval_down)
+		get_interval(c, seen->interval_down, path, &s->interval_down_ms);
 	s->timeout_ms = s->interval_ms < DEFAULT_TIMEOUT_MS ? s->interval_ms
 							    : DEFAULT_TIMEOUT_MS;
-	if (timeout && s->kind != HR_CHECK_TTL) {
-		sub(p, path, timeout);
-		if (!get_duration(c, timeout, p, &s->timeout_ms)) {
+	if (seen->timeout && !ttl) {
+		sub(p, path, seen->timeout);
+		if (!hr_conf_duration(seen->timeout, p, c->diag, &s->timeout_ms)) {
 			if (s->timeout_ms <= 0)
 				err_at(c, p, "must be greater than 0");
 			else if (s->timeout_ms > s->interval_ms)
 				err_at(c, p, "\"%s\" is longer than the interval",
-				       timeout->valuestring);
+				       seen->timeout->valuestring);
 		}
 	}
 	s->cache_ttl_ms = s->interval_ms;
 	s->failure_ttl_ms = s->interval_down_ms ? s->interval_down_ms
 						: s->interval_ms;
-	if (cache_ttl) {
-		sub(p, path, cache_ttl);
-		get_duration(c, cache_ttl, p, &s->cache_ttl_ms);
+	if (seen->cache_ttl) {
+		sub(p, path, seen->cache_ttl);
+		hr_conf_duration(seen->cache_ttl, p, c->diag, &s->cache_ttl_ms);
 	}
-	if (failure_ttl) {
-		sub(p, path, failure_ttl);
-		get_duration(c, failure_ttl, p, &s->failure_ttl_ms);
+	if (seen->failure_ttl) {
+		sub(p, path, seen->failure_ttl);
+		hr_conf_duration(seen->failure_ttl, p, c->diag, &s->failure_ttl_ms);
 	}
-	if (s->kind != HR_CHECK_HTTP) {
-		const char *http_only[] = { "method", "header", "body",
-					    "tlsskipverify", "tlsservername",
-					    "disableredirects", NULL };
+}
 
-		cJSON_ArrayForEach(it, obj) {
-			if (in_list(it->string, http_only)) {
-				sub(p, path, it);
-				err_at(c, p, "applies to http checks only");
-			}
-		}
-	}
-	if (!has_fbw)
-		s->failures_before_warning = s->failures_before_critical;
+static void check_http_only(struct ctx *c, const cJSON *obj, const char *path,
+			    const struct hr_check_spec *s)
+{
+	static const char *const http_only[] = {
+		"method", "header", "body", "tlsskipverify", "tlsservername",
+		"disableredirects", NULL,
+	};
+	char p[PATH_MAX_LEN];
+	const cJSON *it;
 
-	if (group) {
-		sub(p, path, group);
-		if (!cJSON_IsString(group)) {
-			err_at(c, p, "is not a string");
-		} else {
-			s->group = find_group(c->cfg, group->valuestring);
-			if (s->group < 0)
-				err_at(c, p, "group \"%s\" is not defined in \"groups\"",
-				       group->valuestring);
-			else if (on_failure) {
-				sub(p, path, on_failure);
-				err_at(c, p, "a grouped check takes on_failure from its group \"%s\"",
-				       group->valuestring);
-			}
+	if (s->kind == HR_CHECK_HTTP)
+		return;
+	cJSON_ArrayForEach(it, obj) {
+		if (in_list(it->string, http_only)) {
+			sub(p, path, it);
+			err_at(c, p, "applies to http checks only");
 		}
 	}
 }
+
+static void check_group(struct ctx *c, const char *path,
+			struct hr_check_spec *s, const struct check_seen *seen)
+{
+	const cJSON *group = seen->group;
+	char p[PATH_MAX_LEN];
+
+	if (!group)
+		return;
+	sub(p, path, group);
+	if (!cJSON_IsString(group)) {
+		err_at(c, p, "is not a string");
+		return;
+	}
+	s->group = find_group(c->cfg, group->valuestring);
+	if (s->group < 0) {
+		err_at(c, p, "group \"%s\" is not defined in \"groups\"",
+		       group->valuestring);
+	} else if (seen->on_failure) {
+		sub(p, path, seen->on_failure);
+		err_at(c, p, "a grouped check takes on_failure from its group \"%s\"",
+		       group->valuestring);
+	}
+}
+
+static void parse_check(struct ctx *c, const cJSON *obj, const char *path,
+			struct hr_check_spec *s)
+{
+	struct check_seen seen;
+
+	memset(s, 0, sizeof(*s));
+	memset(&seen, 0, sizeof(seen));
+	s->group = -1;
+	if (parse_object(c, obj, path, &check_section, s, &seen))
+		return;
+	if (!s->name && seen.id) {
+		s->name = seen.id;
+		seen.id = NULL;
+	}
+	free(seen.id);
+	if (!s->name)
+		err_at(c, path, "\"name\" is required");
+	if (check_kind(c, obj, path, s, &seen))
+		return;
+	check_timing(c, path, s, &seen);
+	check_http_only(c, obj, path, s);
+	if (!seen.fbw)
+		s->failures_before_warning = s->failures_before_critical;
+	check_group(c, path, s, &seen);
+}
+
+/* ---- service, groups, agent ------------------------------------------ */
 
 static const char *const service_keys_consul[] = {
 	"kind", "taggedaddresses", "enabletagoverride", "weights", "token",
 	"namespace", "partition", "connect", "proxy", "socketpath",
 	"locality", NULL,
+};
+
+struct service_seen {
+	const cJSON *checks, *check;
+};
+
+#define SVC(f) offsetof(struct hr_service_spec, f)
+#define SVC_SEEN(f) offsetof(struct service_seen, f)
+
+static const struct key service_keys[] = {
+	{ "name", K_NONEMPTY, false, SVC(name), NO_COUNT, 0, 0, NULL },
+	{ "id", K_NONEMPTY, false, SVC(id), NO_COUNT, 0, 0, NULL },
+	{ "address", K_STRING, false, SVC(address), NO_COUNT, 0, 0, NULL },
+	{ "port", K_INT, false, SVC(port), NO_COUNT, 0, 65535, NULL },
+	{ "tags", K_STRV, false, SVC(tags), SVC(n_tags), 1, 0, NULL },
+	{ "meta", K_HEADERS, false, SVC(meta), SVC(n_meta), 0, 0, NULL },
+	{ "checks", K_ITEM, true, SVC_SEEN(checks), NO_COUNT, 0, 0, NULL },
+	{ "check", K_ITEM, true, SVC_SEEN(check), NO_COUNT, 0, 0, NULL },
+};
+
+static const struct section service_section = {
+	service_keys, HR_ARRAY_SIZE(service_keys), service_keys_consul, true,
 };
 
 static void parse_checks_array(struct ctx *c, const cJSON *arr,
@@ -584,64 +733,46 @@ static void parse_checks_array(struct ctx *c, const cJSON *arr,
 static void parse_service(struct ctx *c, const cJSON *obj)
 {
 	struct hr_service_spec *s = &c->cfg->service;
+	struct service_seen seen = { NULL, NULL };
 	const char *path = "service";
 	char p[PATH_MAX_LEN];
-	const cJSON *it;
-	const cJSON *checks = NULL, *check = NULL;
 
-	if (!cJSON_IsObject(obj)) {
-		err_at(c, path, "is not an object");
+	if (parse_object(c, obj, path, &service_section, s, &seen))
 		return;
-	}
-	check_duplicates(c, obj, path);
-	cJSON_ArrayForEach(it, obj) {
-		sub(p, path, it);
-		if (key_is(it, "name")) {
-			get_nonempty_string(c, it, p, &s->name);
-		} else if (key_is(it, "id")) {
-			get_nonempty_string(c, it, p, &s->id);
-		} else if (key_is(it, "address")) {
-			get_string(c, it, p, &s->address);
-		} else if (key_is(it, "port")) {
-			get_int(c, it, p, 0, 65535, &s->port);
-		} else if (key_is(it, "tags")) {
-			get_string_array(c, it, p, &s->tags, &s->n_tags, 1);
-		} else if (key_is(it, "meta")) {
-			get_headers(c, it, p, &s->meta, &s->n_meta, 0);
-		} else if (key_is(it, "checks")) {
-			checks = it;
-		} else if (key_is(it, "check")) {
-			check = it;
-		} else if (in_list(it->string, service_keys_consul)) {
-			hr_diag_add(c->diag, HR_DIAG_WARNING, p,
-				    "valid in Consul but not used by healthreg; ignored");
-		} else {
-			err_at(c, p, "unknown key");
-		}
-	}
 	if (!s->name)
 		err_at(c, path, "\"name\" is required");
 	if (!s->id && s->name)
 		s->id = strdup(s->name);
 	if (!s->tags)
 		s->tags = calloc(1, sizeof(*s->tags));
-	if (check) {
-		sub(p, path, check);
-		parse_checks_array(c, check, p, 1);
+	if (seen.check) {
+		sub(p, path, seen.check);
+		parse_checks_array(c, seen.check, p, 1);
 	}
-	if (checks) {
-		sub(p, path, checks);
-		parse_checks_array(c, checks, p, 0);
+	if (seen.checks) {
+		sub(p, path, seen.checks);
+		parse_checks_array(c, seen.checks, p, 0);
 	}
 	if (!c->cfg->n_checks && !c->diag->errors)
 		err_at(c, path, "has no checks (\"checks\": [...])");
 }
 
+#define GROUP(f) offsetof(struct hr_group_spec, f)
+
+static const struct key group_keys[] = {
+	{ "minpassing", K_INT, false, GROUP(min_passing), NO_COUNT, 1, 1000000, NULL },
+	{ "onfailure", K_ON_FAILURE, false, GROUP(on_failure), NO_COUNT, 0, 0, NULL },
+};
+
+static const struct section group_section = {
+	group_keys, HR_ARRAY_SIZE(group_keys), NULL, false,
+};
+
 static void parse_groups(struct ctx *c, const cJSON *obj)
 {
 	struct hr_config *cfg = c->cfg;
-	char p[PATH_MAX_LEN], q[PATH_MAX_LEN];
-	const cJSON *g, *it;
+	char p[PATH_MAX_LEN];
+	const cJSON *g;
 	size_t n;
 
 	if (!cJSON_IsObject(obj)) {
@@ -660,63 +791,46 @@ static void parse_groups(struct ctx *c, const cJSON *obj)
 		gs->min_passing = 1;
 		if (!*g->string)
 			err_at(c, p, "group name must not be empty");
-		if (!cJSON_IsObject(g)) {
-			err_at(c, p, "is not an object");
-			continue;
-		}
-		cJSON_ArrayForEach(it, g) {
-			sub(q, p, it);
-			if (key_is(it, "minpassing"))
-				get_int(c, it, q, 1, 1000000, &gs->min_passing);
-			else if (key_is(it, "onfailure"))
-				get_on_failure(c, it, q, &gs->on_failure);
-			else
-				err_at(c, q, "unknown key");
-		}
+		parse_object(c, g, p, &group_section, gs, NULL);
 	}
 }
 
-static void parse_agent(struct ctx *c, const cJSON *obj)
+static void set_log_level(struct ctx *c, const cJSON *v, const char *p,
+			  void *field)
 {
-	struct hr_config *cfg = c->cfg;
-	char p[PATH_MAX_LEN];
-	const cJSON *it;
-
-	if (!cJSON_IsObject(obj)) {
-		err_at(c, "agent", "is not an object");
-		return;
-	}
-	check_duplicates(c, obj, "agent");
-	cJSON_ArrayForEach(it, obj) {
-		sub(p, "agent", it);
-		if (key_is(it, "enableexecchecks")) {
-			get_bool(c, it, p, &cfg->enable_exec_checks);
-		} else if (key_is(it, "loglevel")) {
-			if (!cJSON_IsString(it) ||
-			    hr_log_level_parse(it->valuestring, &cfg->log_level))
-				err_at(c, p, "is not one of \"error\", \"warn\", \"info\", \"debug\"");
-		} else if (key_is(it, "logformat")) {
-			if (cJSON_IsString(it) && !strcmp(it->valuestring, "logfmt"))
-				cfg->log_format = HR_LOG_LOGFMT;
-			else if (cJSON_IsString(it) && !strcmp(it->valuestring, "json"))
-				cfg->log_format = HR_LOG_JSON;
-			else
-				err_at(c, p, "is not one of \"logfmt\", \"json\"");
-		} else if (key_is(it, "maxconcurrentchecks")) {
-			get_int(c, it, p, 1, 100000, &cfg->max_concurrent);
-		} else if (key_is(it, "shutdowntimeout")) {
-			get_duration(c, it, p, &cfg->shutdown_timeout_ms);
-		} else if (key_is(it, "apilisten")) {
-			get_string(c, it, p, &cfg->api_listen);
-		} else if (key_is(it, "apitokenfile")) {
-			get_nonempty_string(c, it, p, &cfg->api_token_file);
-		} else if (key_is(it, "statefile")) {
-			get_nonempty_string(c, it, p, &cfg->state_file);
-		} else {
-			err_at(c, p, "unknown key");
-		}
-	}
+	if (!cJSON_IsString(v) || hr_log_level_parse(v->valuestring, field))
+		err_at(c, p, "is not one of \"error\", \"warn\", \"info\", \"debug\"");
 }
+
+static void set_log_format(struct ctx *c, const cJSON *v, const char *p,
+			   void *field)
+{
+	enum hr_log_format *f = field;
+
+	if (cJSON_IsString(v) && !strcmp(v->valuestring, "logfmt"))
+		*f = HR_LOG_LOGFMT;
+	else if (cJSON_IsString(v) && !strcmp(v->valuestring, "json"))
+		*f = HR_LOG_JSON;
+	else
+		err_at(c, p, "is not one of \"logfmt\", \"json\"");
+}
+
+#define CFG(f) offsetof(struct hr_config, f)
+
+static const struct key agent_keys[] = {
+	{ "enableexecchecks", K_BOOL, false, CFG(enable_exec_checks), NO_COUNT, 0, 0, NULL },
+	{ "loglevel", K_FN, false, CFG(log_level), NO_COUNT, 0, 0, set_log_level },
+	{ "logformat", K_FN, false, CFG(log_format), NO_COUNT, 0, 0, set_log_format },
+	{ "maxconcurrentchecks", K_INT, false, CFG(max_concurrent), NO_COUNT, 1, 100000, NULL },
+	{ "shutdowntimeout", K_DURATION, false, CFG(shutdown_timeout_ms), NO_COUNT, 0, 0, NULL },
+	{ "apilisten", K_STRING, false, CFG(api_listen), NO_COUNT, 0, 0, NULL },
+	{ "apitokenfile", K_NONEMPTY, false, CFG(api_token_file), NO_COUNT, 0, 0, NULL },
+	{ "statefile", K_NONEMPTY, false, CFG(state_file), NO_COUNT, 0, 0, NULL },
+};
+
+static const struct section agent_section = {
+	agent_keys, HR_ARRAY_SIZE(agent_keys), NULL, true,
+};
 
 static void parse_registry(struct ctx *c, const cJSON *obj,
 			   const struct hr_config_backend *backends,
@@ -793,50 +907,89 @@ static void line_col(const char *text, const char *at, int *line, int *col)
 	}
 }
 
+/* The document as JSON: an object, with nothing after it. */
+static cJSON *parse_json(const char *text, size_t len, struct hr_diag *diag)
+{
+	const char *end = NULL, *at;
+	cJSON *root = cJSON_ParseWithLengthOpts(text, len, &end, 0);
+	int line, col;
+
+	if (!root) {
+		at = cJSON_GetErrorPtr();
+		line_col(text, at ? at : text, &line, &col);
+		hr_diag_add(diag, HR_DIAG_ERROR, NULL,
+			    "invalid JSON at line %d, column %d", line, col);
+		return NULL;
+	}
+	while (end && (size_t)(end - text) < len &&
+	       isspace((unsigned char)*end))
+		end++;
+	if (end && (size_t)(end - text) < len && *end) {
+		line_col(text, end, &line, &col);
+		hr_diag_add(diag, HR_DIAG_ERROR, NULL,
+			    "invalid JSON at line %d, column %d: unexpected data after the document",
+			    line, col);
+	} else if (!cJSON_IsObject(root)) {
+		hr_diag_add(diag, HR_DIAG_ERROR, NULL,
+			    "the config must be a JSON object");
+	} else {
+		return root;
+	}
+	cJSON_Delete(root);
+	return NULL;
+}
+
+/* The four sections, in the order they depend on each other. */
+static void parse_root(struct ctx *c, const cJSON *root,
+		       const struct hr_config_backend *backends,
+		       size_t n_backends)
+{
+	const cJSON *it, *service = NULL, *groups = NULL, *agent = NULL;
+	const cJSON *registry = NULL;
+
+	check_duplicates(c, root, "");
+	cJSON_ArrayForEach(it, root) {
+		if (hr_conf_key_is(it->string, "service"))
+			service = it;
+		else if (hr_conf_key_is(it->string, "groups"))
+			groups = it;
+		else if (hr_conf_key_is(it->string, "agent"))
+			agent = it;
+		else if (hr_conf_key_is(it->string, "registry"))
+			registry = it;
+		else
+			err_at(c, it->string, "unknown key (expected \"service\", \"groups\", \"agent\", \"registry\")");
+	}
+	/* agent first: enable_exec_checks decides whether args checks are
+	 * allowed; groups before checks, which refer to them. */
+	if (agent)
+		parse_object(c, agent, "agent", &agent_section, c->cfg, NULL);
+	if (groups)
+		parse_groups(c, groups);
+	if (service)
+		parse_service(c, service);
+	else
+		hr_diag_add(c->diag, HR_DIAG_ERROR, NULL,
+			    "\"service\" is required");
+	if (registry)
+		parse_registry(c, registry, backends, n_backends);
+	check_names(c);
+}
+
 int hr_config_parse(struct hr_config **out, const char *text, size_t len,
 		    const struct hr_config_backend *backends,
 		    size_t n_backends, struct hr_diag *diag)
 {
 	struct hr_config *cfg = NULL;
 	struct ctx c;
-	cJSON *root = NULL;
-	const char *end = NULL;
-	const cJSON *it, *service = NULL, *groups = NULL, *agent = NULL;
-	const cJSON *registry = NULL;
+	cJSON *root;
 	int rc = -EINVAL;
 	size_t errors_before = diag->errors;
 
 	*out = NULL;
-	root = cJSON_ParseWithLengthOpts(text, len, &end, 0);
-	if (!root) {
-		int line, col;
-		const char *at = cJSON_GetErrorPtr();
-
-		if (!at)
-			at = text;
-		line_col(text, at, &line, &col);
-		hr_diag_add(diag, HR_DIAG_ERROR, NULL,
-			    "invalid JSON at line %d, column %d", line, col);
-		goto cleanup;
-	}
-	/* Trailing garbage after the document. */
-	while (end && (size_t)(end - text) < len &&
-	       isspace((unsigned char)*end))
-		end++;
-	if (end && (size_t)(end - text) < len && *end) {
-		int line, col;
-
-		line_col(text, end, &line, &col);
-		hr_diag_add(diag, HR_DIAG_ERROR, NULL,
-			    "invalid JSON at line %d, column %d: unexpected data after the document",
-			    line, col);
-		goto cleanup;
-	}
-	if (!cJSON_IsObject(root)) {
-		hr_diag_add(diag, HR_DIAG_ERROR, NULL,
-			    "the config must be a JSON object");
-		goto cleanup;
-	}
+	root = parse_json(text, len, diag);
+	if (!root)
+		return -EINVAL;
 	cfg = calloc(1, sizeof(*cfg));
 	if (!cfg) {
 		rc = -ENOMEM;
@@ -848,33 +1001,7 @@ int hr_config_parse(struct hr_config **out, const char *text, size_t len,
 	cfg->shutdown_timeout_ms = 5000;
 	c.diag = diag;
 	c.cfg = cfg;
-	check_duplicates(&c, root, "");
-	cJSON_ArrayForEach(it, root) {
-		if (key_is(it, "service"))
-			service = it;
-		else if (key_is(it, "groups"))
-			groups = it;
-		else if (key_is(it, "agent"))
-			agent = it;
-		else if (key_is(it, "registry"))
-			registry = it;
-		else
-			err_at(&c, it->string, "unknown key (expected \"service\", \"groups\", \"agent\", \"registry\")");
-	}
-	/* agent first: enable_exec_checks decides whether args checks are
-	 * allowed; groups before checks, which refer to them. */
-	if (agent)
-		parse_agent(&c, agent);
-	if (groups)
-		parse_groups(&c, groups);
-	if (service)
-		parse_service(&c, service);
-	else
-		hr_diag_add(diag, HR_DIAG_ERROR, NULL,
-			    "\"service\" is required");
-	if (registry)
-		parse_registry(&c, registry, backends, n_backends);
-	check_names(&c);
+	parse_root(&c, root, backends, n_backends);
 	if (diag->errors > errors_before)
 		goto cleanup;
 	*out = cfg;

@@ -1,6 +1,12 @@
 /*
- * agent.h - the healthreg agent: an aggregator on the default libev loop
- * plus the configured registry backends, with signal handling.
+ * agent.h - the healthreg agent: an aggregator on a private libev loop
+ * (ev_loop_new: the default loop would reap every child itself) plus the
+ * configured registry backends, the local API and signal handling.
+ *
+ * The parts, each with its lifetime rules in its header: publish.h (when
+ * the backends hear what), bset.h (the backends), reload.h (the configs
+ * and make-before-break reload), state.h (the maintenance state file),
+ * once.h (`healthreg check`).
  */
 #ifndef HR_AGENT_H
 #define HR_AGENT_H
@@ -17,17 +23,15 @@
 
 /**
  * Load and validate path against every compiled-in backend; print every
- * warning and error to stderr. Returns 0 and *out, or HR_EXIT_CONFIG.
+ * warning and error to stderr. Returns 0 and *out (the caller's), or
+ * HR_EXIT_CONFIG.
  */
 int hr_agent_load_config(const char *path, struct hr_config **out);
 
 /**
  * `healthreg run`: runs until SIGTERM/SIGINT; SIGHUP reloads path. Takes
- * ownership of cfg. Returns an exit code.
+ * ownership of cfg (freed before it returns). Returns an exit code.
  */
 int hr_agent_run(const char *path, struct hr_config *cfg);
-
-/** `healthreg check`: every check once; prints; exit 0/1/2. */
-int hr_agent_check_once(const struct hr_config *cfg, int json);
 
 #endif

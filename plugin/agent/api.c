@@ -22,6 +22,7 @@
 
 #include "api.h"
 #include "healthreg/log.h"
+#include "healthreg/util.h"
 
 struct hr_api {
 	struct ev_loop *loop;
@@ -385,83 +386,131 @@ static enum MHD_Result maintenance(struct hr_api *api, struct MHD_Connection *c,
 	return send_json(c, 200, doc);
 }
 
+/* The request as a route handler sees it. */
+struct call {
+	struct hr_api *api;
+	struct MHD_Connection *c;
+	const char *url;
+	const struct req *rq;
+	bool get, put;
+};
+
+static enum MHD_Result unauthorized(struct MHD_Connection *c, unsigned code)
+{
+	return send_error(c, code, code == 401 ? "a bearer token is required"
+					       : "invalid token");
+}
+
+static enum MHD_Result route_health(const struct call *k)
+{
+	if (!k->get)
+		return method_not_allowed(k->c, "GET");
+	return get_health(k->api, k->c);
+}
+
+static enum MHD_Result route_metrics(const struct call *k)
+{
+	char *text;
+
+	if (!k->get)
+		return method_not_allowed(k->c, "GET");
+	text = k->api->host.metrics(k->api->host.ctx);
+	if (!text)
+		return send_error(k->c, 500, "out of memory");
+	return send_text(k->c, 200, "text/plain; version=0.0.4; charset=utf-8",
+			 text);
+}
+
+static enum MHD_Result route_maintenance(const struct call *k)
+{
+	unsigned code = 0;
+
+	if (!k->get && !k->put)
+		return method_not_allowed(k->c, "GET, PUT");
+	if (k->put && !authorized(k->api, k->c, &code))
+		return unauthorized(k->c, code);
+	return maintenance(k->api, k->c, k->put ? "PUT" : "GET");
+}
+
+static enum MHD_Result route_reload(const struct call *k)
+{
+	char msg[2048] = "";
+	unsigned code = 0;
+	cJSON *doc;
+
+	if (!k->put)
+		return method_not_allowed(k->c, "PUT");
+	if (!authorized(k->api, k->c, &code))
+		return unauthorized(k->c, code);
+	if (k->api->host.reload(k->api->host.ctx, msg, sizeof(msg)))
+		return send_error(k->c, 400, "%s", msg);
+	doc = cJSON_CreateObject();
+	cJSON_AddBoolToObject(doc, "reloaded", 1);
+	return send_json(k->c, 200, doc);
+}
+
+/* /v1/checks/<name>[/pass|/warn|/fail] */
+static enum MHD_Result route_checks(const struct call *k)
+{
+	struct hr_agg *agg = k->api->host.agg(k->api->host.ctx);
+	const char *rest = k->url + strlen("/v1/checks/");
+	const char *slash = strrchr(rest, '/'), *verb = NULL;
+	struct hr_check_info info;
+	unsigned code = 0;
+	char name[512];
+
+	snprintf(name, sizeof(name), "%s", rest);
+	if (slash && (!strcmp(slash, "/pass") || !strcmp(slash, "/warn") ||
+		      !strcmp(slash, "/fail"))) {
+		/* "<name>/pass" unless a check has that full name. */
+		if (hr_agg_check_get(agg, rest, &info)) {
+			name[slash - rest] = '\0';
+			verb = slash + 1;
+		}
+	}
+	if (!*name)
+		return send_error(k->c, 404, "no check name");
+	if (verb || k->put) {
+		if (!k->put)
+			return method_not_allowed(k->c, "PUT");
+		if (!authorized(k->api, k->c, &code))
+			return unauthorized(k->c, code);
+		return put_check(k->api, k->c, name, verb, k->rq);
+	}
+	if (!k->get)
+		return method_not_allowed(k->c, "GET, PUT");
+	if (hr_agg_check_get(agg, name, &info))
+		return send_error(k->c, 404, "unknown check \"%s\"", name);
+	return send_json(k->c, 200, check_json(&info));
+}
+
+static const struct route {
+	const char *path;
+	bool prefix; /* path is a prefix of the URL */
+	enum MHD_Result (*fn)(const struct call *k);
+} routes[] = {
+	{ "/v1/health", false, route_health },
+	{ "/metrics", false, route_metrics },
+	{ "/v1/maintenance", false, route_maintenance },
+	{ "/v1/reload", false, route_reload },
+	{ "/v1/checks/", true, route_checks },
+};
+
 static enum MHD_Result route(struct hr_api *api, struct MHD_Connection *c,
 			     const char *url, const char *method,
 			     const struct req *rq)
 {
-	bool get = !strcmp(method, "GET") || !strcmp(method, "HEAD");
-	bool put = !strcmp(method, "PUT");
-	unsigned code = 0;
+	struct call k = { api, c, url, rq, false, false };
+	size_t i;
 
-	if (!strcmp(url, "/v1/health")) {
-		if (!get)
-			return method_not_allowed(c, "GET");
-		return get_health(api, c);
-	}
-	if (!strcmp(url, "/metrics")) {
-		char *text;
+	k.get = !strcmp(method, "GET") || !strcmp(method, "HEAD");
+	k.put = !strcmp(method, "PUT");
+	for (i = 0; i < HR_ARRAY_SIZE(routes); i++) {
+		const struct route *r = &routes[i];
 
-		if (!get)
-			return method_not_allowed(c, "GET");
-		text = api->host.metrics(api->host.ctx);
-		if (!text)
-			return send_error(c, 500, "out of memory");
-		return send_text(c, 200, "text/plain; version=0.0.4; charset=utf-8",
-				 text);
-	}
-	if (!strcmp(url, "/v1/maintenance")) {
-		if (!get && !put)
-			return method_not_allowed(c, "GET, PUT");
-		if (put && !authorized(api, c, &code))
-			return send_error(c, code, code == 401 ? "a bearer token is required" : "invalid token");
-		return maintenance(api, c, method);
-	}
-	if (!strcmp(url, "/v1/reload")) {
-		char msg[2048] = "";
-
-		if (!put)
-			return method_not_allowed(c, "PUT");
-		if (!authorized(api, c, &code))
-			return send_error(c, code, code == 401 ? "a bearer token is required" : "invalid token");
-		if (api->host.reload(api->host.ctx, msg, sizeof(msg)))
-			return send_error(c, 400, "%s", msg);
-		{
-			cJSON *doc = cJSON_CreateObject();
-
-			cJSON_AddBoolToObject(doc, "reloaded", 1);
-			return send_json(c, 200, doc);
-		}
-	}
-	if (!strncmp(url, "/v1/checks/", 11)) {
-		char name[512];
-		const char *rest = url + 11, *slash = strrchr(rest, '/');
-		const char *verb = NULL;
-		struct hr_check_info info;
-
-		snprintf(name, sizeof(name), "%s", rest);
-		if (slash && (!strcmp(slash, "/pass") || !strcmp(slash, "/warn") ||
-			      !strcmp(slash, "/fail"))) {
-			/* "<name>/pass" unless a check has that full name. */
-			if (hr_agg_check_get(api->host.agg(api->host.ctx), rest,
-					     &info)) {
-				name[slash - rest] = '\0';
-				verb = slash + 1;
-			}
-		}
-		if (!*name)
-			return send_error(c, 404, "no check name");
-		if (verb || put) {
-			if (!put)
-				return method_not_allowed(c, "PUT");
-			if (!authorized(api, c, &code))
-				return send_error(c, code, code == 401 ? "a bearer token is required" : "invalid token");
-			return put_check(api, c, name, verb, rq);
-		}
-		if (!get)
-			return method_not_allowed(c, "GET, PUT");
-		if (hr_agg_check_get(api->host.agg(api->host.ctx), name, &info))
-			return send_error(c, 404, "unknown check \"%s\"", name);
-		return send_json(c, 200, check_json(&info));
+		if (r->prefix ? !strncmp(url, r->path, strlen(r->path))
+			      : !strcmp(url, r->path))
+			return r->fn(&k);
 	}
 	return send_error(c, 404, "no such endpoint: %s", url);
 }
@@ -552,44 +601,39 @@ static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	rearm(api);
 }
 
-int hr_api_new(struct hr_api **out, struct ev_loop *loop, const char *addr,
-	       const char *token, const struct hr_api_host *host,
-	       struct hr_err *err)
+/* addr as a numeric socket address (a host name would block). */
+static int listen_addr(const char *addr, struct addrinfo **ai, int *p,
+		       struct hr_err *err)
 {
-	struct hr_api *api = NULL;
-	struct addrinfo hints, *ai = NULL;
-	const union MHD_DaemonInfo *info;
+	struct addrinfo hints;
 	char h[256], port[16];
-	unsigned flags = MHD_USE_EPOLL;
-	int p, rc;
+	int rc;
 
-	*out = NULL;
-	if (hr_api_parse_addr(addr, h, sizeof(h), &p))
+	*ai = NULL;
+	if (hr_api_parse_addr(addr, h, sizeof(h), p))
 		return hr_err_set(err, -EINVAL,
 				  "agent.api_listen: \"%s\" is not host:port", addr);
 	memset(&hints, 0, sizeof(hints));
 	hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV | AI_PASSIVE;
 	hints.ai_socktype = SOCK_STREAM;
-	snprintf(port, sizeof(port), "%d", p);
-	rc = getaddrinfo(*h ? h : NULL, port, &hints, &ai);
-	if (rc)
+	snprintf(port, sizeof(port), "%d", *p);
+	rc = getaddrinfo(*h ? h : NULL, port, &hints, ai);
+	if (rc) {
+		*ai = NULL;
 		return hr_err_set(err, -EINVAL,
 				  "agent.api_listen: \"%s\": %s (use an IP address)",
 				  addr, gai_strerror(rc));
-	api = calloc(1, sizeof(*api));
-	if (!api) {
-		freeaddrinfo(ai);
-		return hr_err_set(err, -ENOMEM, "out of memory");
 	}
-	api->loop = loop;
-	api->host = *host;
-	if (token) {
-		api->token = strdup(token);
-		if (!api->token) {
-			rc = hr_err_set(err, -ENOMEM, "out of memory");
-			goto fail;
-		}
-	}
+	return 0;
+}
+
+/* MHD's daemon on ai, driven by one ev_io (its epoll fd) and one timer. */
+static int start_daemon(struct hr_api *api, const struct addrinfo *ai,
+			int p, const char *addr, struct hr_err *err)
+{
+	const union MHD_DaemonInfo *info;
+	unsigned flags = MHD_USE_EPOLL;
+
 	if (ai->ai_family == AF_INET6)
 		flags |= MHD_USE_IPv6;
 	api->d = MHD_start_daemon(
@@ -601,33 +645,62 @@ int hr_api_new(struct hr_api **out, struct ev_loop *loop, const char *addr,
 		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(32 * 1024),
 		MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1,
 		MHD_OPTION_END);
-	if (!api->d) {
-		rc = hr_err_set(err, -EADDRINUSE,
-				"agent.api_listen: cannot listen on %s (address in use or not available)",
-				addr);
-		goto fail;
-	}
+	if (!api->d)
+		return hr_err_set(err, -EADDRINUSE,
+				  "agent.api_listen: cannot listen on %s (address in use or not available)",
+				  addr);
 	info = MHD_get_daemon_info(api->d, MHD_DAEMON_INFO_EPOLL_FD);
-	if (!info) {
-		rc = hr_err_set(err, -ENOTSUP, "libmicrohttpd without epoll");
-		goto fail;
-	}
+	if (!info)
+		return hr_err_set(err, -ENOTSUP, "libmicrohttpd without epoll");
 	ev_io_init(&api->io, io_cb, info->epoll_fd, EV_READ);
 	api->io.data = api;
 	ev_init(&api->timer, timer_cb);
 	api->timer.data = api;
-	ev_io_start(loop, &api->io);
+	ev_io_start(api->loop, &api->io);
 	info = MHD_get_daemon_info(api->d, MHD_DAEMON_INFO_BIND_PORT);
 	api->port = info ? info->port : p;
 	rearm(api);
+	return 0;
+}
+
+int hr_api_new(struct hr_api **out, struct ev_loop *loop, const char *addr,
+	       const char *token, const struct hr_api_host *host,
+	       struct hr_err *err)
+{
+	struct hr_api *api = NULL;
+	struct addrinfo *ai = NULL;
+	int p, rc;
+
+	*out = NULL;
+	rc = listen_addr(addr, &ai, &p, err);
+	if (rc)
+		return rc;
+	api = calloc(1, sizeof(*api));
+	if (!api) {
+		rc = hr_err_set(err, -ENOMEM, "out of memory");
+		goto fail;
+	}
+	api->loop = loop;
+	api->host = *host;
+	if (token) {
+		api->token = strdup(token);
+		if (!api->token) {
+			rc = hr_err_set(err, -ENOMEM, "out of memory");
+			goto fail;
+		}
+	}
+	rc = start_daemon(api, ai, p, addr, err);
+	if (rc)
+		goto fail;
 	freeaddrinfo(ai);
 	*out = api;
 	return 0;
 fail:
 	freeaddrinfo(ai);
-	if (api->d)
+	if (api && api->d)
 		MHD_stop_daemon(api->d);
-	free(api->token);
+	if (api)
+		hr_secret_free(api->token);
 	free(api);
 	return rc;
 }
@@ -644,9 +717,6 @@ void hr_api_free(struct hr_api *api)
 	ev_io_stop(api->loop, &api->io);
 	ev_timer_stop(api->loop, &api->timer);
 	MHD_stop_daemon(api->d);
-	if (api->token) {
-		memset(api->token, 0, strlen(api->token));
-		free(api->token);
-	}
+	hr_secret_free(api->token);
 	free(api);
 }

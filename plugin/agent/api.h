@@ -24,7 +24,13 @@
 #define HR_API_DEFAULT_LISTEN "127.0.0.1:9190"
 #define HR_API_BODY_MAX (64 * 1024)
 
-/* What the API needs from the agent. */
+/*
+ * What the API needs from the agent. Called on the loop, one request at a
+ * time. Strings a callback returns (service_name, the maintenance reason)
+ * are the agent's, valid until the next call into the host: reload may
+ * free the config they point into. metrics returns text the API frees.
+ * A callback frees nothing of the API or its connection.
+ */
 struct hr_api_host {
 	struct hr_agg *(*agg)(void *ctx);
 	const char *(*service_name)(void *ctx);
@@ -40,7 +46,8 @@ struct hr_api;
 
 /**
  * Listen on addr ("127.0.0.1:9190", "[::1]:9190", port 0 = any free port).
- * token may be NULL (writes are open). host is copied.
+ * token may be NULL (writes are open); it is copied, and the copy wiped
+ * when the API is freed. host is copied; host->ctx must outlive the API.
  */
 int hr_api_new(struct hr_api **out, struct ev_loop *loop, const char *addr,
 	       const char *token, const struct hr_api_host *host,

@@ -20,3 +20,15 @@ const struct hr_registry_ops *const hr_registries[] = {
 #endif
 	NULL,
 };
+
+size_t hr_backends_validators(struct hr_config_backend *vals, size_t max)
+{
+	size_t i, n = 0;
+
+	for (i = 0; hr_registries[i] && n < max; i++) {
+		vals[n].name = hr_registries[i]->name;
+		vals[n].validate = hr_registries[i]->validate;
+		n++;
+	}
+	return n;
+}

@@ -14,25 +14,27 @@
 #include "agent.h"
 #include "api.h"
 #include "client.h"
+#include "healthreg/util.h"
 
-struct buf {
-	char *p;
-	size_t n;
-};
+/* The agent's answers: /v1/health lists every check; far below this. */
+#define CLIENT_BODY_MAX (4 * 1024 * 1024)
+/* An API token is one line; anything longer is not a token. */
+#define TOKEN_MAX 4095
 
-static size_t write_cb(char *ptr, size_t size, size_t nmemb, void *userp)
+/* The token file's first line (wiped when freed), or exit code 78. */
+static int read_token(const char *tf, char **token)
 {
-	struct buf *b = userp;
-	size_t n = size * nmemb;
-	char *np = realloc(b->p, b->n + n + 1);
+	struct hr_err err = { "" };
+	int rc = hr_secret_read(tf, "token file", TOKEN_MAX, token, NULL, &err);
 
-	if (!np)
+	if (!rc)
 		return 0;
-	b->p = np;
-	memcpy(b->p + b->n, ptr, n);
-	b->n += n;
-	b->p[b->n] = '\0';
-	return n;
+	if (rc == -EINVAL || rc == -ENOMEM)
+		fprintf(stderr, "healthreg: %s\n", err.msg);
+	else
+		fprintf(stderr, "healthreg: token file %s: %s\n", tf,
+			strerror(-rc));
+	return HR_EXIT_CONFIG;
 }
 
 /* api address and token from the options, the config, the environment. */
@@ -54,26 +56,13 @@ static int resolve(const struct hr_client_opts *o, char *addr, size_t alen,
 			tf = cfg->api_token_file;
 	}
 	if (tf) {
-		char b[4096];
-		size_t n;
-		FILE *f = fopen(tf, "r");
+		int rc = read_token(tf, token);
 
-		if (!f) {
-			fprintf(stderr, "healthreg: token file %s: %s\n", tf,
-				strerror(errno));
-			hr_config_free(cfg);
-			return HR_EXIT_CONFIG;
-		}
-		n = fread(b, 1, sizeof(b) - 1, f);
-		fclose(f);
-		b[n] = '\0';
-		while (n && (b[n - 1] == '\n' || b[n - 1] == '\r' || b[n - 1] == ' '))
-			b[--n] = '\0';
-		*token = strdup(b);
-		memset(b, 0, sizeof(b));
-	} else if (env && *env) {
-		*token = strdup(env);
+		hr_config_free(cfg);
+		return rc;
 	}
+	if (env && *env)
+		*token = strdup(env);
 	hr_config_free(cfg);
 	return 0;
 }
@@ -84,17 +73,18 @@ static long request(const char *addr, const char *method, const char *path,
 {
 	CURL *e = curl_easy_init();
 	struct curl_slist *h = NULL;
-	struct buf b = { NULL, 0 };
+	struct hr_capture b;
 	char url[1024], auth[4200], err[CURL_ERROR_SIZE] = "";
 	long code = -1;
 
 	*out = NULL;
 	if (!e)
 		return -1;
+	hr_capture_init(&b, CLIENT_BODY_MAX);
 	snprintf(url, sizeof(url), "http://%s%s", addr, path);
 	curl_easy_setopt(e, CURLOPT_URL, url);
 	curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
-	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, write_cb);
+	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, hr_capture_curl_cb);
 	curl_easy_setopt(e, CURLOPT_WRITEDATA, &b);
 	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, 10000L);
 	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, err);
@@ -102,7 +92,7 @@ static long request(const char *addr, const char *method, const char *path,
 	if (token) {
 		snprintf(auth, sizeof(auth), "Authorization: Bearer %s", token);
 		h = curl_slist_append(h, auth);
-		memset(auth, 0, sizeof(auth));
+		hr_wipe(auth, sizeof(auth));
 		curl_easy_setopt(e, CURLOPT_HTTPHEADER, h);
 	}
 	if (curl_easy_perform(e) == CURLE_OK)
@@ -112,7 +102,8 @@ static long request(const char *addr, const char *method, const char *path,
 			addr, err);
 	curl_slist_free_all(h);
 	curl_easy_cleanup(e);
-	*out = b.p;
+	*out = hr_capture_take(&b);
+	hr_capture_dispose(&b);
 	return code;
 }
 
@@ -155,7 +146,7 @@ int hr_client_status(const struct hr_client_opts *o)
 	if (rc)
 		return rc;
 	code = request(addr, "GET", "/v1/health", NULL, &body);
-	free(token);
+	hr_secret_free(token);
 	if (code < 0) {
 		free(body);
 		return HR_EXIT_UNAVAILABLE;
@@ -217,10 +208,7 @@ static int simple_put(const struct hr_client_opts *o, const char *path,
 	if (rc)
 		return rc;
 	code = request(addr, "PUT", path, token, &body);
-	if (token) {
-		memset(token, 0, strlen(token));
-		free(token);
-	}
+	hr_secret_free(token);
 	if (code < 0)
 		rc = HR_EXIT_UNAVAILABLE;
 	else if (code != 200)

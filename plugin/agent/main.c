@@ -1,5 +1,7 @@
 /*
- * main.c - the healthreg command line: run, check, validate.
+ * main.c - the healthreg command line: a table of commands, each either
+ * local (run, check, validate: load the config) or a client of a running
+ * agent's API (status, maint, reload).
  */
 #include <getopt.h>
 #include <curl/curl.h>
@@ -11,7 +13,9 @@
 #include "api.h"
 #include "backends.h"
 #include "client.h"
+#include "once.h"
 #include "healthreg/log.h"
+#include "healthreg/util.h"
 
 static void usage(FILE *f)
 {
@@ -53,7 +57,104 @@ static void usage(FILE *f)
 	fprintf(f, "%s\n", hr_registries[0] ? "" : " none");
 }
 
-int main(int argc, char **argv)
+/* Everything the command line said. */
+struct args {
+	const char *cmd, *sub;
+	const char *path, *level, *format;
+	const char *api, *token_file, *reason;
+	int json;
+};
+
+/* Commands that talk to a running agent's local API. */
+static int cmd_status(const struct hr_client_opts *co, const struct args *a)
+{
+	(void)a;
+	return hr_client_status(co);
+}
+
+static int cmd_reload(const struct hr_client_opts *co, const struct args *a)
+{
+	(void)a;
+	return hr_client_reload(co);
+}
+
+static int cmd_maint(const struct hr_client_opts *co, const struct args *a)
+{
+	if (a->sub && !strcmp(a->sub, "enable")) {
+		if (!a->reason) {
+			fprintf(stderr, "healthreg: maint enable needs --reason TEXT\n");
+			return HR_EXIT_USAGE;
+		}
+		return hr_client_maint(co, true, a->reason);
+	}
+	if (a->sub && !strcmp(a->sub, "disable"))
+		return hr_client_maint(co, false, "");
+	fprintf(stderr, "healthreg: maint needs enable --reason TEXT or disable\n");
+	return HR_EXIT_USAGE;
+}
+
+/* Commands that load the config themselves; run takes cfg (sets *cfg). */
+static int cmd_validate(struct hr_config **cfg, const struct args *a)
+{
+	printf("%s: valid (%zu check%s, %zu group%s)\n", a->path,
+	       (*cfg)->n_checks, (*cfg)->n_checks == 1 ? "" : "s",
+	       (*cfg)->n_groups, (*cfg)->n_groups == 1 ? "" : "s");
+	return HR_EXIT_OK;
+}
+
+static int cmd_check(struct hr_config **cfg, const struct args *a)
+{
+	return hr_agent_check_once(*cfg, a->json);
+}
+
+static int cmd_run(struct hr_config **cfg, const struct args *a)
+{
+	struct hr_config *c = *cfg;
+
+	*cfg = NULL; /* owned by the agent */
+	return hr_agent_run(a->path, c);
+}
+
+static const struct command {
+	const char *name;
+	int (*client)(const struct hr_client_opts *co, const struct args *a);
+	int (*local)(struct hr_config **cfg, const struct args *a);
+} commands[] = {
+	{ "run", NULL, cmd_run },
+	{ "check", NULL, cmd_check },
+	{ "validate", NULL, cmd_validate },
+	{ "status", cmd_status, NULL },
+	{ "maint", cmd_maint, NULL },
+	{ "reload", cmd_reload, NULL },
+};
+
+static const struct command *find_command(const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < HR_ARRAY_SIZE(commands); i++)
+		if (!strcmp(commands[i].name, name))
+			return &commands[i];
+	return NULL;
+}
+
+/* Move a leading word (the command, then maint's sub-command) out of
+ * argv so that getopt sees only options. */
+static const char *take_word(int *argc, char ***argv)
+{
+	const char *w;
+
+	if (*argc < 2 || (*argv)[1][0] == '-')
+		return NULL;
+	w = (*argv)[1];
+	(*argv)[1] = (*argv)[0];
+	(*argv)++;
+	(*argc)--;
+	return w;
+}
+
+/* -1: go on; otherwise the exit code. */
+static int parse_args(int argc, char **argv, struct args *a)
 {
 	static const struct option longopts[] = {
 		{ "config", required_argument, NULL, 'c' },
@@ -67,24 +168,11 @@ int main(int argc, char **argv)
 		{ "reason", required_argument, NULL, 'r' },
 		{ NULL, 0, NULL, 0 },
 	};
-	const char *cmd = NULL, *path = NULL, *level = NULL, *format = NULL;
-	const char *api = NULL, *token_file = NULL, *reason = NULL, *sub = NULL;
-	struct hr_config *cfg = NULL;
-	int json = 0, opt, rc, lvl;
-	enum hr_log_format fmt;
+	int opt;
 
-	if (argc >= 2 && argv[1][0] != '-') {
-		cmd = argv[1];
-		argv[1] = argv[0];
-		argv++;
-		argc--;
-		if (!strcmp(cmd, "maint") && argc >= 2 && argv[1][0] != '-') {
-			sub = argv[1];
-			argv[1] = argv[0];
-			argv++;
-			argc--;
-		}
-	}
+	a->cmd = take_word(&argc, &argv);
+	if (a->cmd && !strcmp(a->cmd, "maint"))
+		a->sub = take_word(&argc, &argv);
 	opterr = 0;
 	for (;;) {
 		opt = getopt_long(argc, argv, "c:hV", longopts, NULL);
@@ -92,25 +180,25 @@ int main(int argc, char **argv)
 			break;
 		switch (opt) {
 		case 'c':
-			path = optarg;
+			a->path = optarg;
 			break;
 		case 'j':
-			json = 1;
+			a->json = 1;
 			break;
 		case 'l':
-			level = optarg;
+			a->level = optarg;
 			break;
 		case 'f':
-			format = optarg;
+			a->format = optarg;
 			break;
 		case 'a':
-			api = optarg;
+			a->api = optarg;
 			break;
 		case 't':
-			token_file = optarg;
+			a->token_file = optarg;
 			break;
 		case 'r':
-			reason = optarg;
+			a->reason = optarg;
 			break;
 		case 'h':
 			usage(stdout);
@@ -129,86 +217,89 @@ int main(int argc, char **argv)
 		fprintf(stderr, "healthreg: unexpected argument '%s'\n", argv[optind]);
 		return HR_EXIT_USAGE;
 	}
-	if (!cmd) {
-		usage(stderr);
-		return HR_EXIT_USAGE;
-	}
-	if (!strcmp(cmd, "status") || !strcmp(cmd, "maint") ||
-	    !strcmp(cmd, "reload")) {
-		struct hr_client_opts co = { api, path, token_file, json != 0 };
+	return -1;
+}
 
-		curl_global_init(CURL_GLOBAL_DEFAULT);
-		if (!strcmp(cmd, "status"))
-			return hr_client_status(&co);
-		if (!strcmp(cmd, "reload"))
-			return hr_client_reload(&co);
-		if (sub && !strcmp(sub, "enable")) {
-			if (!reason) {
-				fprintf(stderr, "healthreg: maint enable needs --reason TEXT\n");
-				return HR_EXIT_USAGE;
-			}
-			return hr_client_maint(&co, true, reason);
-		}
-		if (sub && !strcmp(sub, "disable"))
-			return hr_client_maint(&co, false, "");
-		fprintf(stderr, "healthreg: maint needs enable --reason TEXT or disable\n");
+/* The config's log settings, overridden by --log-level / --log-format. */
+static int setup_log(const struct hr_config *cfg, const struct args *a)
+{
+	int lvl = cfg->log_level;
+	enum hr_log_format fmt = cfg->log_format;
+
+	if (a->level && hr_log_level_parse(a->level, &lvl)) {
+		fprintf(stderr, "healthreg: --log-level: '%s' is not error, warn, info or debug\n",
+			a->level);
 		return HR_EXIT_USAGE;
 	}
-	if (api || token_file || reason) {
-		fprintf(stderr, "healthreg: --api, --token-file and --reason apply to status, maint and reload\n");
+	if (a->format && !strcmp(a->format, "json")) {
+		fmt = HR_LOG_JSON;
+	} else if (a->format && !strcmp(a->format, "logfmt")) {
+		fmt = HR_LOG_LOGFMT;
+	} else if (a->format) {
+		fprintf(stderr, "healthreg: --log-format: '%s' is not logfmt or json\n",
+			a->format);
 		return HR_EXIT_USAGE;
 	}
-	if (strcmp(cmd, "run") && strcmp(cmd, "check") && strcmp(cmd, "validate")) {
-		fprintf(stderr, "healthreg: unknown command '%s'\n", cmd);
-		usage(stderr);
+	/* check prints its own report; keep its log quiet unless asked. */
+	if (!strcmp(a->cmd, "check") && !a->level)
+		lvl = HR_LOG_ERROR;
+	hr_log_setup(lvl, fmt, stderr);
+	return 0;
+}
+
+static int run_local(const struct command *c, const struct args *a)
+{
+	struct hr_config *cfg = NULL;
+	int rc;
+
+	if (!a->path) {
+		fprintf(stderr, "healthreg: %s needs -c FILE\n", a->cmd);
 		return HR_EXIT_USAGE;
 	}
-	if (!path) {
-		fprintf(stderr, "healthreg: %s needs -c FILE\n", cmd);
-		return HR_EXIT_USAGE;
-	}
-	if (json && strcmp(cmd, "check")) {
+	if (a->json && strcmp(a->cmd, "check")) {
 		fprintf(stderr, "healthreg: --json applies to check and status only\n");
 		return HR_EXIT_USAGE;
 	}
-	rc = hr_agent_load_config(path, &cfg);
+	rc = hr_agent_load_config(a->path, &cfg);
 	if (rc)
 		return rc;
-	lvl = cfg->log_level;
-	fmt = cfg->log_format;
-	if (level && hr_log_level_parse(level, &lvl)) {
-		fprintf(stderr, "healthreg: --log-level: '%s' is not error, warn, info or debug\n",
-			level);
-		hr_config_free(cfg);
-		return HR_EXIT_USAGE;
-	}
-	if (format) {
-		if (!strcmp(format, "json")) {
-			fmt = HR_LOG_JSON;
-		} else if (!strcmp(format, "logfmt")) {
-			fmt = HR_LOG_LOGFMT;
-		} else {
-			fprintf(stderr, "healthreg: --log-format: '%s' is not logfmt or json\n",
-				format);
-			hr_config_free(cfg);
-			return HR_EXIT_USAGE;
-		}
-	}
-	/* check prints its own report; keep its log quiet unless asked. */
-	if (!strcmp(cmd, "check") && !level)
-		lvl = HR_LOG_ERROR;
-	hr_log_setup(lvl, fmt, stderr);
-	if (!strcmp(cmd, "validate")) {
-		printf("%s: valid (%zu check%s, %zu group%s)\n", path,
-		       cfg->n_checks, cfg->n_checks == 1 ? "" : "s",
-		       cfg->n_groups, cfg->n_groups == 1 ? "" : "s");
-		rc = HR_EXIT_OK;
-	} else if (!strcmp(cmd, "check")) {
-		rc = hr_agent_check_once(cfg, json);
-	} else {
-		rc = hr_agent_run(path, cfg);
-		cfg = NULL; /* owned by the agent */
-	}
+	rc = setup_log(cfg, a);
+	if (!rc)
+		rc = c->local(&cfg, a);
 	hr_config_free(cfg);
 	return rc;
+}
+
+int main(int argc, char **argv)
+{
+	struct args a;
+	const struct command *c;
+	int rc;
+
+	memset(&a, 0, sizeof(a));
+	rc = parse_args(argc, argv, &a);
+	if (rc >= 0)
+		return rc;
+	if (!a.cmd) {
+		usage(stderr);
+		return HR_EXIT_USAGE;
+	}
+	c = find_command(a.cmd);
+	if (c && c->client) {
+		struct hr_client_opts co = { a.api, a.path, a.token_file,
+					     a.json != 0 };
+
+		curl_global_init(CURL_GLOBAL_DEFAULT);
+		return c->client(&co, &a);
+	}
+	if (a.api || a.token_file || a.reason) {
+		fprintf(stderr, "healthreg: --api, --token-file and --reason apply to status, maint and reload\n");
+		return HR_EXIT_USAGE;
+	}
+	if (!c) {
+		fprintf(stderr, "healthreg: unknown command '%s'\n", a.cmd);
+		usage(stderr);
+		return HR_EXIT_USAGE;
+	}
+	return run_local(c, &a);
 }

@@ -9,8 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/time.h>
 
+#include "healthreg/util.h"
 #include "metrics.h"
 
 static const double buckets_s[] = { 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
@@ -202,83 +202,92 @@ static const enum hr_status all_status[] = {
 	HR_STATUS_UNKNOWN,
 };
 
-char *hr_metrics_render(const struct hr_metrics *m, const struct hr_agg *agg,
-			bool maintenance,
-			const struct hr_metrics_backend *backends,
-			size_t n_backends)
+static void render_agent(struct sb *b, const struct hr_agg *agg,
+			 bool maintenance)
 {
-	struct sb b = { NULL, 0, 0, false };
-	struct hr_check_info info;
-	struct timeval tv;
-	double now;
-	char name[512];
-	size_t i, k;
 	enum hr_status agg_status = hr_agg_status(agg);
+	size_t k;
 
-	gettimeofday(&tv, NULL);
-	now = (double)tv.tv_sec + (double)tv.tv_usec / 1e6;
-	b.cap = 4096;
-	b.buf = malloc(b.cap);
-	if (!b.buf)
-		return NULL;
-	b.buf[0] = '\0';
-
-	help(&b, "healthreg_build_info", "gauge", "Build information.");
-	sb_printf(&b, "healthreg_build_info{version=\"%s\"} 1\n", HR_VERSION);
-	help(&b, "healthreg_status", "gauge",
+	help(b, "healthreg_build_info", "gauge", "Build information.");
+	sb_printf(b, "healthreg_build_info{version=\"%s\"} 1\n", HR_VERSION);
+	help(b, "healthreg_status", "gauge",
 	     "The aggregate status (1 for the current one; critical while in maintenance).");
 	for (k = 0; k < 3; k++)
-		sb_printf(&b, "healthreg_status{status=\"%s\"} %d\n",
+		sb_printf(b, "healthreg_status{status=\"%s\"} %d\n",
 			  hr_status_name(all_status[k]),
 			  maintenance ? all_status[k] == HR_STATUS_CRITICAL
 				      : agg_status == all_status[k] ||
 						(all_status[k] == HR_STATUS_CRITICAL &&
 						 agg_status == HR_STATUS_UNKNOWN));
-	help(&b, "healthreg_maintenance", "gauge", "1 while in maintenance mode.");
-	sb_printf(&b, "healthreg_maintenance %d\n", maintenance ? 1 : 0);
-	help(&b, "healthreg_checks", "gauge", "Configured checks.");
-	sb_printf(&b, "healthreg_checks %zu\n", hr_agg_n_checks(agg));
+	help(b, "healthreg_maintenance", "gauge", "1 while in maintenance mode.");
+	sb_printf(b, "healthreg_maintenance %d\n", maintenance ? 1 : 0);
+	help(b, "healthreg_checks", "gauge", "Configured checks.");
+	sb_printf(b, "healthreg_checks %zu\n", hr_agg_n_checks(agg));
+}
 
-	help(&b, "healthreg_check_status", "gauge",
+static void render_status(struct sb *b, const struct hr_agg *agg)
+{
+	struct hr_check_info info;
+	char name[512];
+	size_t i, k;
+
+	help(b, "healthreg_check_status", "gauge",
 	     "Status of each check after thresholds (1 for the current one).");
 	for (i = 0; i < hr_agg_n_checks(agg); i++) {
 		hr_agg_check_at(agg, i, &info);
 		esc(info.name, name, sizeof(name));
 		for (k = 0; k < 4; k++)
-			sb_printf(&b,
+			sb_printf(b,
 				  "healthreg_check_status{check=\"%s\",kind=\"%s\",status=\"%s\"} %d\n",
 				  name, hr_check_kind_name(info.kind),
 				  hr_status_name(all_status[k]),
 				  info.status == all_status[k]);
 	}
-	help(&b, "healthreg_check_runs_total", "counter",
+}
+
+static void render_runs(struct sb *b, const struct hr_agg *agg)
+{
+	struct hr_check_info info;
+	char name[512];
+	size_t i;
+
+	help(b, "healthreg_check_runs_total", "counter",
 	     "Finished runs of each check by raw result.");
 	for (i = 0; i < hr_agg_n_checks(agg); i++) {
 		hr_agg_check_at(agg, i, &info);
 		esc(info.name, name, sizeof(name));
-		sb_printf(&b, "healthreg_check_runs_total{check=\"%s\",result=\"passing\"} %llu\n",
+		sb_printf(b, "healthreg_check_runs_total{check=\"%s\",result=\"passing\"} %llu\n",
 			  name, (unsigned long long)info.runs_passing);
-		sb_printf(&b, "healthreg_check_runs_total{check=\"%s\",result=\"warning\"} %llu\n",
+		sb_printf(b, "healthreg_check_runs_total{check=\"%s\",result=\"warning\"} %llu\n",
 			  name, (unsigned long long)info.runs_warning);
-		sb_printf(&b, "healthreg_check_runs_total{check=\"%s\",result=\"critical\"} %llu\n",
+		sb_printf(b, "healthreg_check_runs_total{check=\"%s\",result=\"critical\"} %llu\n",
 			  name, (unsigned long long)info.runs_critical);
 	}
-	help(&b, "healthreg_check_consecutive_failures", "gauge",
+	help(b, "healthreg_check_consecutive_failures", "gauge",
 	     "Critical results in a row for each check.");
 	for (i = 0; i < hr_agg_n_checks(agg); i++) {
 		hr_agg_check_at(agg, i, &info);
-		sb_printf(&b, "healthreg_check_consecutive_failures{check=\"%s\"} %u\n",
+		sb_printf(b, "healthreg_check_consecutive_failures{check=\"%s\"} %u\n",
 			  esc(info.name, name, sizeof(name)),
 			  info.consecutive_failures);
 	}
-	help(&b, "healthreg_check_last_run_timestamp_seconds", "gauge",
+	help(b, "healthreg_check_last_run_timestamp_seconds", "gauge",
 	     "Wall-clock time of each check's last result (0 = never).");
 	for (i = 0; i < hr_agg_n_checks(agg); i++) {
 		hr_agg_check_at(agg, i, &info);
-		sb_printf(&b, "healthreg_check_last_run_timestamp_seconds{check=\"%s\"} %.3f\n",
+		sb_printf(b, "healthreg_check_last_run_timestamp_seconds{check=\"%s\"} %.3f\n",
 			  esc(info.name, name, sizeof(name)), info.last_run);
 	}
-	help(&b, "healthreg_check_duration_seconds", "histogram",
+}
+
+static void render_durations(struct sb *b, const struct hr_metrics *m,
+			     const struct hr_agg *agg)
+{
+	struct hr_check_info info;
+	char name[512];
+	size_t i, k;
+
+	help(b, "healthreg_check_duration_seconds", "histogram",
 	     "Duration of check runs.");
 	for (i = 0; i < hr_agg_n_checks(agg); i++) {
 		const struct hist *h;
@@ -289,40 +298,68 @@ char *hr_metrics_render(const struct hr_metrics *m, const struct hr_agg *agg,
 		esc(info.name, name, sizeof(name));
 		for (k = 0; k < N_BUCKETS; k++) {
 			cum += h->name ? h->bucket[k] : 0;
-			sb_printf(&b, "healthreg_check_duration_seconds_bucket{check=\"%s\",le=\"%g\"} %llu\n",
+			sb_printf(b, "healthreg_check_duration_seconds_bucket{check=\"%s\",le=\"%g\"} %llu\n",
 				  name, buckets_s[k], (unsigned long long)cum);
 		}
-		sb_printf(&b, "healthreg_check_duration_seconds_bucket{check=\"%s\",le=\"+Inf\"} %llu\n",
+		sb_printf(b, "healthreg_check_duration_seconds_bucket{check=\"%s\",le=\"+Inf\"} %llu\n",
 			  name, (unsigned long long)(h->name ? h->count : 0));
-		sb_printf(&b, "healthreg_check_duration_seconds_sum{check=\"%s\"} %.6f\n",
+		sb_printf(b, "healthreg_check_duration_seconds_sum{check=\"%s\"} %.6f\n",
 			  name, h->name ? h->sum : 0.0);
-		sb_printf(&b, "healthreg_check_duration_seconds_count{check=\"%s\"} %llu\n",
+		sb_printf(b, "healthreg_check_duration_seconds_count{check=\"%s\"} %llu\n",
 			  name, (unsigned long long)(h->name ? h->count : 0));
 	}
-	help(&b, "healthreg_registry_writes_total", "counter",
+}
+
+static void render_registry(struct sb *b,
+			    const struct hr_metrics_backend *backends,
+			    size_t n_backends)
+{
+	double now = hr_wall_now();
+	size_t i;
+
+	help(b, "healthreg_registry_writes_total", "counter",
 	     "Registry requests that succeeded, by backend.");
 	for (i = 0; i < n_backends; i++)
-		sb_printf(&b, "healthreg_registry_writes_total{backend=\"%s\"} %llu\n",
+		sb_printf(b, "healthreg_registry_writes_total{backend=\"%s\"} %llu\n",
 			  backends[i].name,
 			  (unsigned long long)backends[i].stats->writes);
-	help(&b, "healthreg_registry_errors_total", "counter",
+	help(b, "healthreg_registry_errors_total", "counter",
 	     "Registry requests that failed, by backend.");
 	for (i = 0; i < n_backends; i++)
-		sb_printf(&b, "healthreg_registry_errors_total{backend=\"%s\"} %llu\n",
+		sb_printf(b, "healthreg_registry_errors_total{backend=\"%s\"} %llu\n",
 			  backends[i].name,
 			  (unsigned long long)backends[i].stats->errors);
-	help(&b, "healthreg_registry_seconds_since_last_success", "gauge",
+	help(b, "healthreg_registry_seconds_since_last_success", "gauge",
 	     "Seconds since the last successful registry request (+Inf = never).");
 	for (i = 0; i < n_backends; i++) {
 		double t = backends[i].stats->last_success;
 
 		if (t > 0)
-			sb_printf(&b, "healthreg_registry_seconds_since_last_success{backend=\"%s\"} %.3f\n",
+			sb_printf(b, "healthreg_registry_seconds_since_last_success{backend=\"%s\"} %.3f\n",
 				  backends[i].name, now - t > 0 ? now - t : 0);
 		else
-			sb_printf(&b, "healthreg_registry_seconds_since_last_success{backend=\"%s\"} +Inf\n",
+			sb_printf(b, "healthreg_registry_seconds_since_last_success{backend=\"%s\"} +Inf\n",
 				  backends[i].name);
 	}
+}
+
+char *hr_metrics_render(const struct hr_metrics *m, const struct hr_agg *agg,
+			bool maintenance,
+			const struct hr_metrics_backend *backends,
+			size_t n_backends)
+{
+	struct sb b = { NULL, 0, 0, false };
+
+	b.cap = 4096;
+	b.buf = malloc(b.cap);
+	if (!b.buf)
+		return NULL;
+	b.buf[0] = '\0';
+	render_agent(&b, agg, maintenance);
+	render_status(&b, agg);
+	render_runs(&b, agg);
+	render_durations(&b, m, agg);
+	render_registry(&b, backends, n_backends);
 	if (b.oom) {
 		free(b.buf);
 		return NULL;

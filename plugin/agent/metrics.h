@@ -21,6 +21,8 @@ void hr_metrics_free(struct hr_metrics *m);
 void hr_metrics_observe(struct hr_metrics *m, const char *name,
 			double duration_ms);
 
+/* One backend's counters, borrowed for the render call only (the agent
+ * points into each backend's record, see bset.h). */
 struct hr_metrics_backend {
 	const char *name;
 	const struct hr_registry_stats *stats;

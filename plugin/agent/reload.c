@@ -1,0 +1,242 @@
+/*
+ * reload.c - make-before-break reload (reload.h): load and vet the new
+ * config, diff the checks (lib/spec.c decides what is equal), rebuild the
+ * backends when the service or the registry section changed, then settle.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backends.h"
+#include "healthreg/log.h"
+#include "reload.h"
+#include "sdnotify.h"
+
+struct counts {
+	int kept, added, changed, removed;
+};
+
+void hr_agent_cfgs_dispose(struct hr_agent_cfgs *c)
+{
+	size_t i;
+
+	if (c->reg != c->cur)
+		hr_config_free(c->reg);
+	for (i = 0; i < c->n_graveyard; i++)
+		hr_config_free(c->graveyard[i]);
+	free(c->graveyard);
+	hr_config_free(c->cur);
+	memset(c, 0, sizeof(*c));
+}
+
+static bool str_eq(const char *x, const char *y)
+{
+	if (!x || !y)
+		return x == y;
+	return !strcmp(x, y);
+}
+
+static void config_errors(const struct hr_diag *d, char *msg, size_t len)
+{
+	size_t i, o = 0;
+
+	msg[0] = '\0';
+	for (i = 0; i < d->n && o + 1 < len; i++)
+		if (d->v[i].level == HR_DIAG_ERROR)
+			o += (size_t)snprintf(msg + o, len - o, "%s%s",
+					      o ? "; " : "", d->v[i].text);
+}
+
+/* Settings that only a restart applies: warn, keep the running values. */
+static int vet_next(const struct hr_config *old, struct hr_config *next,
+		    char *msg, size_t len)
+{
+	size_t i;
+
+	if (next->enable_exec_checks != old->enable_exec_checks ||
+	    !str_eq(next->api_listen, old->api_listen) ||
+	    !str_eq(next->api_token_file, old->api_token_file) ||
+	    !str_eq(next->state_file, old->state_file))
+		hr_log(HR_LOG_WARN, "reload_needs_restart", "keys",
+		       "agent.enable_exec_checks, agent.api_listen, agent.api_token_file, agent.state_file",
+		       "action", "kept the running values", NULL);
+	if (!next->enable_exec_checks && old->enable_exec_checks)
+		next->enable_exec_checks = true;
+	for (i = 0; i < next->n_checks; i++) {
+		if (next->checks[i].kind == HR_CHECK_EXEC && !old->enable_exec_checks) {
+			snprintf(msg, len, "service.checks[%zu]: exec checks need agent.enable_exec_checks at start; restart healthreg",
+				 i);
+			hr_log(HR_LOG_ERROR, "reload_failed", "errors", msg,
+			       "action", "kept the running config", NULL);
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
+/* The new config, loaded and vetted; NULL (msg set, logged) when not. */
+static struct hr_config *load_next(const struct hr_reload *rl, char *msg,
+				   size_t len)
+{
+	struct hr_config_backend vals[HR_BSET_MAX];
+	struct hr_config *next = NULL;
+	struct hr_diag d;
+	size_t nb = hr_backends_validators(vals, HR_BSET_MAX);
+
+	hr_diag_init(&d);
+	if (hr_config_load(&next, rl->path, vals, nb, &d)) {
+		config_errors(&d, msg, len);
+		hr_log(HR_LOG_ERROR, "reload_failed", "path", rl->path, "errors",
+		       msg, "action", "kept the running config", NULL);
+		next = NULL;
+	} else if (vet_next(rl->cfgs->cur, next, msg, len)) {
+		hr_config_free(next);
+		next = NULL;
+	}
+	hr_diag_dispose(&d);
+	return next;
+}
+
+/* Remove checks that went away or changed (grouped ones too when the
+ * groups changed: their indices may differ). */
+static void remove_checks(const struct hr_reload *rl,
+			  const struct hr_config *old,
+			  const struct hr_config *next, bool groups_changed,
+			  struct counts *n)
+{
+	size_t i;
+
+	for (i = 0; i < old->n_checks; i++) {
+		const struct hr_check_spec *o = &old->checks[i];
+		int j = hr_config_find_check(next, o->name);
+
+		if (j >= 0 && hr_check_spec_equal(o, &next->checks[j]) &&
+		    !(groups_changed && o->group >= 0)) {
+			n->kept++;
+			continue;
+		}
+		hr_agg_remove_check(rl->agg, o->name);
+		if (j >= 0)
+			n->changed++;
+		else
+			n->removed++;
+	}
+}
+
+/* Start every check of next the aggregator does not run (new or changed);
+ * the hold waits for their first results. */
+static void add_checks(const struct hr_reload *rl, const struct hr_config *old,
+		       const struct hr_config *next, struct counts *n)
+{
+	struct hr_err err = { "" };
+	size_t i;
+
+	for (i = 0; i < next->n_checks; i++) {
+		struct hr_check_info info;
+
+		if (!hr_agg_check_get(rl->agg, next->checks[i].name, &info))
+			continue; /* kept */
+		if (hr_agg_add_check(rl->agg, &next->checks[i], &err)) {
+			hr_log(HR_LOG_ERROR, "reload_add_failed", "check",
+			       next->checks[i].name, "error", err.msg, NULL);
+			continue;
+		}
+		hr_pub_hold_add(rl->pub, next->checks[i].name);
+		if (hr_config_find_check(old, next->checks[i].name) < 0)
+			n->added++;
+	}
+}
+
+/*
+ * New backends from next. The new ones register the same instance again
+ * (a replace); a renamed instance's old registration is removed by the
+ * old backends' deregistering shutdown, and they keep borrowing their
+ * config from the graveyard meanwhile.
+ */
+static void swap_backends(const struct hr_reload *rl, struct hr_config *next,
+			  char *msg, size_t len)
+{
+	struct hr_agent_cfgs *c = rl->cfgs;
+	const struct hr_config *old = c->cur;
+	struct hr_bset_fresh fresh;
+	bool same_identity = str_eq(old->service.id, next->service.id) &&
+			     str_eq(old->service.name, next->service.name);
+
+	if (hr_bset_build(rl->bset, next, &fresh)) {
+		snprintf(msg, len, "registry backends could not be created from the new config; kept the running ones");
+		hr_log(HR_LOG_ERROR, "reload_registry_failed", "action",
+		       "kept the running registry backends", NULL);
+		return;
+	}
+	hr_bset_install(rl->bset, &fresh, !same_identity,
+			old->shutdown_timeout_ms);
+	if (!same_identity) {
+		struct hr_config **g = realloc(c->graveyard,
+					       (c->n_graveyard + 1) * sizeof(*g));
+
+		/* Without room the config is kept alive by leaking it:
+		 * retiring backends may still read it. */
+		if (g) {
+			c->graveyard = g;
+			g[c->n_graveyard++] = c->reg;
+		}
+		if (c->reg == c->cur)
+			c->cur = NULL; /* not ours to free any more */
+	} else if (c->reg != c->cur) {
+		hr_config_free(c->reg);
+	}
+	c->reg = next;
+	if (rl->pub->maint)
+		hr_bset_maintenance(rl->bset, true, rl->pub->maint_reason);
+}
+
+/* next becomes the running config; the old one is freed unless the
+ * backends or the graveyard still hold it. */
+static void take_next(struct hr_agent_cfgs *c, struct hr_config *next)
+{
+	struct hr_config *old = c->cur;
+
+	c->cur = next;
+	if (old && c->reg != old)
+		hr_config_free(old);
+}
+
+int hr_reload(const struct hr_reload *rl, char *msg, size_t len)
+{
+	struct hr_config *next, *old = rl->cfgs->cur;
+	struct counts n = { 0, 0, 0, 0 };
+	struct hr_err err = { "" };
+	bool groups_changed, reg_changed;
+	char counts[160];
+
+	if (rl->pub->stopping)
+		return snprintf(msg, len, "shutting down"), -EINVAL;
+	hr_sd_notify("RELOADING=1");
+	next = load_next(rl, msg, len);
+	if (!next) {
+		hr_sd_notify("READY=1");
+		return -EINVAL;
+	}
+	/* Nothing reaches the registries until the new set has settled. */
+	hr_pub_hold_begin(rl->pub);
+	groups_changed = !hr_groups_equal(old, next);
+	reg_changed = !hr_service_spec_equal(&old->service, &next->service) ||
+		      !cJSON_Compare(old->registry, next->registry, 1);
+	remove_checks(rl, old, next, groups_changed, &n);
+	if (groups_changed &&
+	    hr_agg_set_groups(rl->agg, next->groups, next->n_groups, &err))
+		hr_log(HR_LOG_ERROR, "reload_groups_failed", "error", err.msg, NULL);
+	add_checks(rl, old, next, &n);
+	hr_log_setup(next->log_level, next->log_format, stderr);
+	if (reg_changed)
+		swap_backends(rl, next, msg, len);
+	take_next(rl->cfgs, next);
+	snprintf(counts, sizeof(counts), "kept=%d added=%d changed=%d removed=%d",
+		 n.kept, n.added, n.changed, n.removed);
+	hr_log(HR_LOG_INFO, "reloaded", "path", rl->path, "checks", counts,
+	       "registry", reg_changed ? "recreated" : "unchanged", NULL);
+	hr_pub_hold_settle(rl->pub, hr_pub_first_result_wait(next));
+	hr_sd_notify("READY=1");
+	return 0;
+}
