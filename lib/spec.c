@@ -175,3 +175,58 @@ bool hr_service_spec_equal(const struct hr_service_spec *x,
 			return false;
 	return headers_equal(x->meta, x->n_meta, y->meta, y->n_meta);
 }
+
+void hr_service_spec_dispose(struct hr_service_spec *s)
+{
+	size_t i;
+
+	free(s->name);
+	free(s->id);
+	free(s->address);
+	for (i = 0; s->tags && s->tags[i]; i++)
+		free(s->tags[i]);
+	free(s->tags);
+	for (i = 0; i < s->n_meta; i++) {
+		free(s->meta[i].name);
+		free(s->meta[i].value);
+	}
+	free(s->meta);
+	memset(s, 0, sizeof(*s));
+}
+
+int hr_service_spec_copy(struct hr_service_spec *dst,
+			 const struct hr_service_spec *src)
+{
+	size_t i;
+	int rc;
+
+	memset(dst, 0, sizeof(*dst));
+	dst->port = src->port;
+	dst->name = sdup(src->name);
+	dst->id = sdup(src->id);
+	dst->address = sdup(src->address);
+	rc = copy_args(&dst->tags, src->tags);
+	if (!rc && dst->tags) {
+		while (dst->tags[dst->n_tags])
+			dst->n_tags++;
+	}
+	if (!rc && src->n_meta) {
+		dst->meta = calloc(src->n_meta, sizeof(*dst->meta));
+		if (!dst->meta)
+			rc = -ENOMEM;
+		else
+			dst->n_meta = src->n_meta;
+		for (i = 0; !rc && i < src->n_meta; i++) {
+			dst->meta[i].name = sdup(src->meta[i].name);
+			dst->meta[i].value = sdup(src->meta[i].value);
+			if (!dst->meta[i].name || !dst->meta[i].value)
+				rc = -ENOMEM;
+		}
+	}
+	if (!rc && ((src->name && !dst->name) || (src->id && !dst->id) ||
+		    (src->address && !dst->address)))
+		rc = -ENOMEM;
+	if (rc)
+		hr_service_spec_dispose(dst);
+	return rc;
+}
