@@ -149,12 +149,4 @@ enum hr_consul_verdict hr_consul_classify(enum hr_consul_op op, long code,
  */
 void hr_consul_excerpt(char *buf, size_t len, const char *body, size_t n);
 
-/**
- * Retry delay after the attempt-th consecutive failure (1-based): base
- * doubled per attempt, capped at cap, then "equal jitter" in [d/2, d]
- * using rnd. Pure.
- */
-int64_t hr_consul_backoff_ms(unsigned attempt, int64_t base_ms,
-			     int64_t cap_ms, uint32_t rnd);
-
 #endif

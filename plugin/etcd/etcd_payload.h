@@ -150,10 +150,4 @@ void hr_etcd_reply_parse(enum hr_etcd_op op, long http_status,
 /** Free the token. NULL-safe, idempotent. */
 void hr_etcd_reply_dispose(struct hr_etcd_reply *r);
 
-/**
- * Exponential backoff with jitter: attempt 0 -> ~100 ms, doubling, capped
- * at 5 s; the result is in [delay/2, delay]. rnd is uniform in [0,1).
- */
-int64_t hr_etcd_backoff_ms(unsigned attempt, double rnd);
-
 #endif
