@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "healthreg/confget.h"
 #include "healthreg/http.h"
 #include "healthreg/regcore.h"
 #include "internal.h"
@@ -356,6 +357,37 @@ static void done_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	/* Last: done() may destroy the backend and so c. */
 	if (done)
 		done(payload);
+}
+
+/* ---- config schema ------------------------------------------------------ */
+
+int hr_reg_conf_member(const struct hr_reg_field *fields, size_t n,
+		       void *conf, const cJSON *v, const char *path,
+		       struct hr_diag *d)
+{
+	char p[HR_CONF_PATH_MAX];
+	char *at;
+	size_t i;
+
+	for (i = 0; i < n && strcmp(fields[i].key, v->string); i++)
+		;
+	hr_conf_path(p, path, v->string);
+	if (i == n) {
+		hr_diag_add(d, HR_DIAG_ERROR, p, "unknown key");
+		return -EINVAL;
+	}
+	at = (char *)conf + fields[i].off;
+	switch (fields[i].kind) {
+	case HR_REG_STRING:
+		return hr_conf_string(v, p, d, (char **)(void *)at);
+	case HR_REG_NONEMPTY:
+		return hr_conf_nonempty_string(v, p, d, (char **)(void *)at);
+	case HR_REG_DURATION:
+		return hr_conf_duration(v, p, d, (int64_t *)(void *)at);
+	case HR_REG_STATUSES:
+		return hr_conf_statuses(v, p, d, (unsigned *)(void *)at);
+	}
+	return -EINVAL;
 }
 
 /* ---- headers with secrets ----------------------------------------------- */

@@ -14,6 +14,7 @@
 #include "consul_payload.h"
 #include "healthreg/confget.h"
 #include "healthreg/duration.h"
+#include "healthreg/regcore.h"
 
 #define BIT(s) (1u << (unsigned)(s))
 
@@ -161,65 +162,20 @@ static char *normalize_addr(const char *in)
 }
 
 /* The schema: every key of "registry.consul" and where it goes. */
-enum field_kind { F_STRING, F_DURATION, F_STATUSES };
-
-struct field {
-	const char *key;
-	enum field_kind kind;
-	size_t off;
-};
-
 #define AT(m) offsetof(struct hr_consul_conf, m)
-static const struct field fields[] = {
-	{ "address", F_STRING, AT(address) },
-	{ "token_file", F_STRING, AT(token_file) },
-	{ "ca_file", F_STRING, AT(ca_file) },
-	{ "cert_file", F_STRING, AT(cert_file) },
-	{ "key_file", F_STRING, AT(key_file) },
-	{ "tls_server_name", F_STRING, AT(tls_server_name) },
-	{ "check_ttl", F_DURATION, AT(check_ttl_ms) },
-	{ "deregister_critical_service_after", F_DURATION, AT(dcsa_ms) },
-	{ "deregister_after", F_DURATION, AT(deregister_after_ms) },
-	{ "register_when", F_STATUSES, AT(register_when) },
+static const struct hr_reg_field fields[] = {
+	{ "address", HR_REG_NONEMPTY, AT(address) },
+	{ "token_file", HR_REG_NONEMPTY, AT(token_file) },
+	{ "ca_file", HR_REG_NONEMPTY, AT(ca_file) },
+	{ "cert_file", HR_REG_NONEMPTY, AT(cert_file) },
+	{ "key_file", HR_REG_NONEMPTY, AT(key_file) },
+	{ "tls_server_name", HR_REG_NONEMPTY, AT(tls_server_name) },
+	{ "check_ttl", HR_REG_DURATION, AT(check_ttl_ms) },
+	{ "deregister_critical_service_after", HR_REG_DURATION, AT(dcsa_ms) },
+	{ "deregister_after", HR_REG_DURATION, AT(deregister_after_ms) },
+	{ "register_when", HR_REG_STATUSES, AT(register_when) },
 };
 #undef AT
-
-static const struct field *find_field(const char *key)
-{
-	size_t i;
-
-	for (i = 0; i < sizeof(fields) / sizeof(fields[0]); i++)
-		if (!strcmp(fields[i].key, key))
-			return &fields[i];
-	return NULL;
-}
-
-/* One member of the object: 0, -EINVAL (in diag) or -ENOMEM. */
-static int parse_member(struct hr_consul_conf *out, const cJSON *v,
-			const char *path, struct hr_diag *diag)
-{
-	const struct field *f = find_field(v->string);
-	char p[HR_CONF_PATH_MAX];
-	char *base = (char *)out;
-
-	hr_conf_path(p, path, v->string);
-	if (!f) {
-		hr_diag_add(diag, HR_DIAG_ERROR, p, "unknown key");
-		return -EINVAL;
-	}
-	switch (f->kind) {
-	case F_STRING:
-		return hr_conf_nonempty_string(v, p, diag,
-					       (char **)(void *)(base + f->off));
-	case F_DURATION:
-		return hr_conf_duration(v, p, diag,
-					(int64_t *)(void *)(base + f->off));
-	case F_STATUSES:
-		return hr_conf_statuses(v, p, diag,
-					(unsigned *)(void *)(base + f->off));
-	}
-	return -EINVAL;
-}
 
 static int check_address(struct hr_consul_conf *c, const char *path,
 			 const char *from, struct hr_diag *diag)
@@ -325,7 +281,8 @@ int hr_consul_conf_parse(struct hr_consul_conf *out, const cJSON *conf,
 		return -EINVAL;
 	}
 	cJSON_ArrayForEach(e, conf) {
-		r = parse_member(out, e, path, diag);
+		r = hr_reg_conf_member(fields, HR_ARRAY_SIZE(fields), out, e,
+				       path, diag);
 		if (r == -ENOMEM)
 			goto nomem;
 		if (r < 0)

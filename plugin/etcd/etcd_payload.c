@@ -13,6 +13,7 @@
 #include "etcd_payload.h"
 #include "healthreg/confget.h"
 #include "healthreg/duration.h"
+#include "healthreg/regcore.h"
 
 static char *dup_str(const char *s)
 {
@@ -45,77 +46,40 @@ static char *print_json(cJSON *root)
 static int parse_endpoints(const cJSON *arr, const char *path,
 			   struct hr_diag *d, struct hr_etcd_conf *out);
 
-/* The schema: every key of "registry.etcd" and where it goes. */
-enum field_kind { F_STRING, F_NONEMPTY, F_DURATION, F_STATUSES, F_ENDPOINTS };
-
-struct field {
-	const char *key;
-	enum field_kind kind;
-	size_t off;
-};
-
+/* The schema: every key of "registry.etcd" but endpoints (below). */
 #define AT(m) offsetof(struct hr_etcd_conf, m)
-static const struct field fields[] = {
-	{ "endpoints", F_ENDPOINTS, 0 },
-	{ "prefix", F_STRING, AT(prefix) },
-	{ "lease_ttl", F_DURATION, AT(lease_ttl_ms) },
-	{ "deregister_after", F_DURATION, AT(deregister_after_ms) },
-	{ "register_when", F_STATUSES, AT(register_mask) },
-	{ "username", F_NONEMPTY, AT(username) },
-	{ "password_file", F_NONEMPTY, AT(password_file) },
-	{ "ca_file", F_NONEMPTY, AT(ca_file) },
-	{ "cert_file", F_NONEMPTY, AT(cert_file) },
-	{ "key_file", F_NONEMPTY, AT(key_file) },
-	{ "request_timeout", F_DURATION, AT(request_timeout_ms) },
+static const struct hr_reg_field fields[] = {
+	{ "prefix", HR_REG_STRING, AT(prefix) },
+	{ "lease_ttl", HR_REG_DURATION, AT(lease_ttl_ms) },
+	{ "deregister_after", HR_REG_DURATION, AT(deregister_after_ms) },
+	{ "register_when", HR_REG_STATUSES, AT(register_mask) },
+	{ "username", HR_REG_NONEMPTY, AT(username) },
+	{ "password_file", HR_REG_NONEMPTY, AT(password_file) },
+	{ "ca_file", HR_REG_NONEMPTY, AT(ca_file) },
+	{ "cert_file", HR_REG_NONEMPTY, AT(cert_file) },
+	{ "key_file", HR_REG_NONEMPTY, AT(key_file) },
+	{ "request_timeout", HR_REG_DURATION, AT(request_timeout_ms) },
 };
 #undef AT
-
-static const struct field *find_field(const char *key)
-{
-	size_t i;
-
-	for (i = 0; i < sizeof(fields) / sizeof(fields[0]); i++)
-		if (strcmp(fields[i].key, key) == 0)
-			return &fields[i];
-	return NULL;
-}
 
 /* One member of the object: 0, -EINVAL (in d) or -ENOMEM. */
 static int parse_member(struct hr_etcd_conf *out, const cJSON *v,
 			const char *path, struct hr_diag *d)
 {
-	const struct field *f = find_field(v->string);
 	char p[HR_CONF_PATH_MAX];
-	char *base = (char *)out;
 
 	hr_conf_path(p, path, v->string);
-	if (!f && strcmp(v->string, "password") == 0) {
+	if (strcmp(v->string, "endpoints") == 0)
+		return parse_endpoints(v, p, d, out);
+	if (strcmp(v->string, "password") == 0) {
 		hr_diag_add(d, HR_DIAG_ERROR, p,
 			    "passwords are not accepted inline; use "
 			    "password_file or the ETCD_PASSWORD environment "
 			    "variable");
 		return -EINVAL;
 	}
-	if (!f) {
-		hr_diag_add(d, HR_DIAG_ERROR, p, "unknown key");
-		return -EINVAL;
-	}
-	switch (f->kind) {
-	case F_STRING:
-		return hr_conf_string(v, p, d, (char **)(void *)(base + f->off));
-	case F_NONEMPTY:
-		return hr_conf_nonempty_string(v, p, d,
-					       (char **)(void *)(base + f->off));
-	case F_DURATION:
-		return hr_conf_duration(v, p, d,
-					(int64_t *)(void *)(base + f->off));
-	case F_STATUSES:
-		return hr_conf_statuses(v, p, d,
-					(unsigned *)(void *)(base + f->off));
-	case F_ENDPOINTS:
-		return parse_endpoints(v, p, d, out);
-	}
-	return -EINVAL;
+	return hr_reg_conf_member(fields, HR_ARRAY_SIZE(fields), out, v, path,
+				  d);
 }
 
 /* One endpoint URL, copied without trailing '/'. */

@@ -21,6 +21,7 @@
 #include "consul/consul.h"
 #include "consul/consul_payload.h"
 #include "healthreg/http.h"
+#include "testloop.h"
 #include "healthreg/log.h"
 
 #define TOKEN "tok-5ecret-da7a"
@@ -256,21 +257,9 @@ static void create(const char *extra)
 	cJSON_Delete(conf);
 }
 
-static void stop_cb(struct ev_loop *l, ev_timer *w, int revents)
-{
-	(void)w;
-	(void)revents;
-	ev_break(l, EVBREAK_ONE);
-}
-
 static void run_for(double s)
 {
-	ev_timer t;
-
-	ev_timer_init(&t, stop_cb, s, 0.);
-	ev_timer_start(loop, &t);
-	ev_run(loop, 0);
-	ev_timer_stop(loop, &t);
+	hrt_run_for(loop, s);
 }
 
 /* Run until n requests were served (or timeout seconds). */

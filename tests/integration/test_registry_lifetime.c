@@ -23,6 +23,7 @@
 #include "etcd/etcd_payload.h"
 #include "healthreg/config.h"
 #include "healthreg/http.h"
+#include "testloop.h"
 #include "healthreg/log.h"
 #include "healthreg/util.h"
 
@@ -159,21 +160,9 @@ static void teardown(void)
 
 TestSuite(registry_lifetime, .init = setup, .fini = teardown, .timeout = 30);
 
-static void stop_cb(struct ev_loop *l, ev_timer *w, int revents)
-{
-	(void)w;
-	(void)revents;
-	ev_break(l, EVBREAK_ONE);
-}
-
 static void run_for(double s)
 {
-	ev_timer t;
-
-	ev_timer_init(&t, stop_cb, s, 0.);
-	ev_timer_start(loop, &t);
-	ev_run(loop, 0);
-	ev_timer_stop(loop, &t);
+	hrt_run_for(loop, s);
 }
 
 static bool run_until(const char *path_part, double timeout)
@@ -250,30 +239,47 @@ static void done_cb(void *payload)
 static void shutdown_and_destroy(const struct hr_registry_ops *ops,
 				 struct hr_registry *r)
 {
-	double end;
-
 	ops->shutdown(r, done_cb, NULL);
-	end = ev_time() + 5;
-	while (!done_calls && ev_time() < end)
-		run_for(0.01);
+	cr_assert(hrt_run_until(loop, &done_calls, 5));
 	cr_assert_eq(done_calls, 1);
 	ops->destroy(r);
+}
+
+/* Create ops from section (a format taking the fake's port), free the
+ * config, apply passing and wait for a request to wait_path. */
+static struct hr_registry *start(const struct hr_registry_ops *ops,
+				 const char *section_fmt,
+				 const char *wait_path)
+{
+	struct hr_registry *r;
+	char section[256];
+
+	snprintf(section, sizeof(section), section_fmt, port);
+	r = create_then_free_config(ops, section);
+	ops->apply(r, HR_STATUS_PASSING, "1 passing: a");
+	cr_assert(run_until(wait_path, 5), "no %s", wait_path);
+	return r;
+}
+
+/* The body of the first request to path, as JSON (caller deletes). */
+static cJSON *json_body(const char *path)
+{
+	cJSON *j = cJSON_Parse(body_of(path));
+
+	cr_assert_not_null(j, "%s: %s", path, body_of(path));
+	return j;
 }
 
 Test(registry_lifetime, consul_keeps_no_pointer_into_the_config)
 {
 	struct hr_registry *r;
-	char section[256];
 	cJSON *j;
 
-	snprintf(section, sizeof(section),
-		 "{\"address\": \"http://127.0.0.1:%d\", \"check_ttl\": \"3s\","
-		 " \"register_when\": [\"passing\"]}", port);
-	r = create_then_free_config(&hr_registry_consul, section);
-	hr_registry_consul.apply(r, HR_STATUS_PASSING, "1 passing: a");
-	cr_assert(run_until("/v1/agent/check/update/", 5));
-	j = cJSON_Parse(body_of("/v1/agent/service/register"));
-	cr_assert_not_null(j);
+	r = start(&hr_registry_consul,
+		  "{\"address\": \"http://127.0.0.1:%d\", \"check_ttl\": \"3s\","
+		  " \"register_when\": [\"passing\"]}",
+		  "/v1/agent/check/update/");
+	j = json_body("/v1/agent/service/register");
 	cr_assert_str_eq(cJSON_GetObjectItem(j, "Name")->valuestring, "web");
 	cr_assert_str_eq(cJSON_GetObjectItem(j, "ID")->valuestring, "web-1");
 	cr_assert_eq(cJSON_GetArraySize(cJSON_GetObjectItem(j, "Tags")), 2);
@@ -291,17 +297,13 @@ Test(registry_lifetime, consul_keeps_no_pointer_into_the_config)
 Test(registry_lifetime, etcd_keeps_no_pointer_into_the_config)
 {
 	struct hr_registry *r;
-	char section[256], *value;
+	char *value;
 	cJSON *put;
 
-	snprintf(section, sizeof(section),
-		 "{\"endpoints\": [\"http://127.0.0.1:%d\"],"
-		 " \"lease_ttl\": \"3s\"}", port);
-	r = create_then_free_config(&hr_registry_etcd, section);
-	hr_registry_etcd.apply(r, HR_STATUS_PASSING, "1 passing: a");
-	cr_assert(run_until("/v3/kv/put", 5));
-	put = cJSON_Parse(body_of("/v3/kv/put"));
-	cr_assert_not_null(put);
+	r = start(&hr_registry_etcd,
+		  "{\"endpoints\": [\"http://127.0.0.1:%d\"],"
+		  " \"lease_ttl\": \"3s\"}", "/v3/kv/put");
+	put = json_body("/v3/kv/put");
 	value = hr_etcd_b64_decode(
 		cJSON_GetObjectItem(put, "value")->valuestring, NULL);
 	cr_assert_not_null(strstr(value, "\"Addr\":\"127.0.0.1:8080\""),

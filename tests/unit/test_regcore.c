@@ -18,6 +18,7 @@
 #include <ev.h>
 
 #include "healthreg/http.h"
+#include "testloop.h"
 #include "healthreg/regcore.h"
 
 #define N(a) (sizeof(a) / sizeof((a)[0]))
@@ -162,21 +163,9 @@ static void probe_init(struct probe *p, struct hr_registry_stats *stats,
 	cr_assert_eq(hr_regcore_init(&p->core, &p_ops, &env, 8), 0);
 }
 
-static void stop_cb(struct ev_loop *l, ev_timer *w, int revents)
-{
-	(void)w;
-	(void)revents;
-	ev_break(l, EVBREAK_ONE);
-}
-
 static void run_for(double s)
 {
-	ev_timer t;
-
-	ev_timer_init(&t, stop_cb, s, 0.);
-	ev_timer_start(loop, &t);
-	ev_run(loop, 0);
-	ev_timer_stop(loop, &t);
+	hrt_run_for(loop, s);
 }
 
 static void loop_setup(void)
@@ -210,6 +199,13 @@ Test(regcore_loop, service_is_copied)
 	hr_regcore_dispose(&p.core); /* idempotent */
 }
 
+/* Not wanted, and no grace period running. */
+static void assert_left(const struct probe *p)
+{
+	cr_assert_not(hr_regcore_wanted(&p->core));
+	cr_assert_not(hr_regcore_in_grace(&p->core));
+}
+
 Test(regcore_loop, grace_period)
 {
 	const unsigned pw = 1u << HR_STATUS_PASSING | 1u << HR_STATUS_WARNING;
@@ -220,8 +216,7 @@ Test(regcore_loop, grace_period)
 	cr_assert_not(hr_regcore_wanted(&p.core)); /* no status yet */
 	/* Starting outside register_when: nothing is wanted, no grace. */
 	cr_assert_not(hr_regcore_status(&p.core, HR_STATUS_CRITICAL, false));
-	cr_assert_not(hr_regcore_wanted(&p.core));
-	cr_assert_not(hr_regcore_in_grace(&p.core));
+	assert_left(&p);
 	cr_assert(hr_regcore_status(&p.core, HR_STATUS_PASSING, false));
 	cr_assert(hr_regcore_wanted(&p.core));
 	/* Leaving: still wanted for deregister_after. */
@@ -244,21 +239,12 @@ Test(regcore_loop, grace_period)
 	cr_assert(hr_regcore_wanted(&p.core));
 	/* now: leave at once. */
 	hr_regcore_status(&p.core, HR_STATUS_CRITICAL, true);
-	cr_assert_not(hr_regcore_wanted(&p.core));
-	cr_assert_not(hr_regcore_in_grace(&p.core));
-	hr_regcore_dispose(&p.core);
-}
-
-Test(regcore_loop, no_grace_period_leaves_at_once)
-{
-	struct probe p;
-
-	probe_init(&p, NULL, NULL);
+	assert_left(&p);
+	/* Without deregister_after: leave at once, too. */
 	hr_regcore_grace_setup(&p.core, 1u << HR_STATUS_PASSING, 0);
 	hr_regcore_status(&p.core, HR_STATUS_PASSING, false);
 	hr_regcore_status(&p.core, HR_STATUS_WARNING, false);
-	cr_assert_not(hr_regcore_wanted(&p.core));
-	cr_assert_not(hr_regcore_in_grace(&p.core));
+	assert_left(&p);
 	hr_regcore_dispose(&p.core);
 }
 
@@ -395,8 +381,7 @@ Test(regcore_loop, request_reply_capture_stats)
 	cr_assert_eq(hr_regcore_send(&p.core, &(struct hr_reg_req){
 				     .method = "PUT", .url = url }),
 		     -EBUSY);
-	while (!p.replies)
-		run_for(0.01);
+	cr_assert(hrt_run_until(loop, &p.replies, 5));
 	cr_assert(strstr(seen, "PUT /v1/x HTTP/1.1\r\n"), "%s", seen);
 	cr_assert(strstr(seen, "X-Token: s3cret\r\n"), "%s", seen);
 	cr_assert_eq(p.last.rc, CURLE_OK);

@@ -46,6 +46,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <cjson/cJSON.h>
 #include <curl/curl.h>
 #include <ev.h>
 
@@ -197,6 +198,33 @@ int hr_regcore_shutdown(struct hr_regcore *c, hr_registry_done_cb done,
 void hr_regcore_finish(struct hr_regcore *c);
 bool hr_regcore_shutting_down(const struct hr_regcore *c);
 bool hr_regcore_finished(const struct hr_regcore *c);
+
+/* ---- config schema ------------------------------------------------------ */
+
+enum hr_reg_field_kind {
+	HR_REG_STRING,    /* char *, hr_conf_string */
+	HR_REG_NONEMPTY,  /* char *, hr_conf_nonempty_string */
+	HR_REG_DURATION,  /* int64_t ms, hr_conf_duration */
+	HR_REG_STATUSES,  /* unsigned mask, hr_conf_statuses */
+};
+
+/* One key of a backend's config object and the member it fills. */
+struct hr_reg_field {
+	const char *key;
+	enum hr_reg_field_kind kind;
+	size_t off;  /* offsetof() the member in the backend's conf struct */
+};
+
+/*
+ * Read member v (a child of the object at path) into the struct at conf by
+ * the table, with the shared getters of healthreg/confget.h, so every
+ * backend words its errors alike ("<path>.<key>: ..."). A key not in the
+ * table is reported as "unknown key". Pure. Returns 0, -EINVAL (reported
+ * in d) or -ENOMEM.
+ */
+int hr_reg_conf_member(const struct hr_reg_field *fields, size_t n,
+		       void *conf, const cJSON *v, const char *path,
+		       struct hr_diag *d);
 
 /* ---- headers with secrets ----------------------------------------------- */
 
