@@ -5,6 +5,7 @@
  * See healthreg/regcore.h for the contracts and the lifetime rules.
  */
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -361,23 +362,73 @@ static void done_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
 /* ---- config schema ------------------------------------------------------ */
 
-int hr_reg_conf_member(const struct hr_reg_field *fields, size_t n,
-		       void *conf, const cJSON *v, const char *path,
-		       struct hr_diag *d)
+#define COMMON(m) offsetof(struct hr_reg_conf, m)
+static const struct hr_reg_field common_fields[] = {
+	{ "ca_file", HR_REG_NONEMPTY, COMMON(ca_file) },
+	{ "cert_file", HR_REG_NONEMPTY, COMMON(cert_file) },
+	{ "key_file", HR_REG_NONEMPTY, COMMON(key_file) },
+	{ "register_when", HR_REG_STATUSES, COMMON(register_when) },
+	{ "deregister_after", HR_REG_DURATION, COMMON(deregister_after_ms) },
+};
+#undef COMMON
+
+void hr_reg_conf_init(struct hr_reg_conf *c)
+{
+	memset(c, 0, sizeof(*c));
+	c->register_when = 1u << HR_STATUS_PASSING | 1u << HR_STATUS_WARNING;
+}
+
+void hr_reg_conf_dispose(struct hr_reg_conf *c)
+{
+	free(c->ca_file);
+	free(c->cert_file);
+	free(c->key_file);
+	memset(c, 0, sizeof(*c));
+}
+
+int hr_reg_conf_check(const struct hr_reg_conf *c, const char *path,
+		      struct hr_diag *d)
 {
 	char p[HR_CONF_PATH_MAX];
-	char *at;
+
+	if (!c->key_file || c->cert_file)
+		return 0;
+	hr_diag_add(d, HR_DIAG_ERROR, hr_conf_path(p, path, "key_file"),
+		    "needs cert_file");
+	return -EINVAL;
+}
+
+static const struct hr_reg_field *find_field(const struct hr_reg_field *f,
+					     size_t n, const char *key)
+{
 	size_t i;
 
-	for (i = 0; i < n && strcmp(fields[i].key, v->string); i++)
-		;
+	for (i = 0; i < n; i++)
+		if (!strcmp(f[i].key, key))
+			return &f[i];
+	return NULL;
+}
+
+int hr_reg_conf_member(const struct hr_reg_field *fields, size_t n,
+		       void *conf, struct hr_reg_conf *common,
+		       const cJSON *v, const char *path, struct hr_diag *d)
+{
+	const struct hr_reg_field *f = find_field(fields, n, v->string);
+	char p[HR_CONF_PATH_MAX];
+	char *at = conf;
+
 	hr_conf_path(p, path, v->string);
-	if (i == n) {
+	if (!f) {
+		f = find_field(common_fields, HR_ARRAY_SIZE(common_fields),
+			       v->string);
+		at = (char *)common;
+	}
+	if (!f) {
 		hr_diag_add(d, HR_DIAG_ERROR, p, "unknown key");
 		return -EINVAL;
 	}
-	at = (char *)conf + fields[i].off;
-	switch (fields[i].kind) {
+	at += f->off;
+	switch (f->kind) {
 	case HR_REG_STRING:
 		return hr_conf_string(v, p, d, (char **)(void *)at);
 	case HR_REG_NONEMPTY:

@@ -123,8 +123,9 @@ static int send_req(struct hr_registry *r, enum hr_consul_op op, char *url,
 		.timeout_ms = (long)r->timeout_ms,
 		.connect_timeout_ms = (long)(r->timeout_ms < 5000 ?
 					     r->timeout_ms : 5000),
-		.ca_file = c->ca_file, .cert_file = c->cert_file,
-		.key_file = c->key_file,
+		.ca_file = c->common.ca_file,
+		.cert_file = c->common.cert_file,
+		.key_file = c->common.key_file,
 	};
 	int rc = -ENOMEM;
 
@@ -504,11 +505,11 @@ static int read_files(struct hr_registry *r, struct hr_err *err)
 	if (r->conf.token_file)
 		rc = read_token(&r->conf, err);
 	if (!rc)
-		rc = readable(r->conf.ca_file, "ca_file", err);
+		rc = readable(r->conf.common.ca_file, "ca_file", err);
 	if (!rc)
-		rc = readable(r->conf.cert_file, "cert_file", err);
+		rc = readable(r->conf.common.cert_file, "cert_file", err);
 	if (!rc)
-		rc = readable(r->conf.key_file, "key_file", err);
+		rc = readable(r->conf.common.key_file, "key_file", err);
 	return rc;
 }
 
@@ -575,8 +576,8 @@ static void setup_timing(struct hr_registry *r, int64_t shutdown_timeout_ms)
 	r->slow_ms = clamp(r->conf.check_ttl_ms, SLOW_RETRY_MIN_MS,
 			   SLOW_RETRY_MAX_MS);
 	r->shutdown_ms = shutdown_timeout_ms > 0 ? shutdown_timeout_ms : 5000;
-	hr_regcore_grace_setup(&r->core, r->conf.register_when,
-			       r->conf.deregister_after_ms);
+	hr_regcore_grace_setup(&r->core, r->conf.common.register_when,
+			       r->conf.common.deregister_after_ms);
 }
 
 static void consul_destroy(struct hr_registry *r);

@@ -90,9 +90,7 @@ void hr_consul_conf_dispose(struct hr_consul_conf *c)
 	free(c->address);
 	free(c->token_file);
 	free(c->token);
-	free(c->ca_file);
-	free(c->cert_file);
-	free(c->key_file);
+	hr_reg_conf_dispose(&c->common);
 	free(c->tls_server_name);
 	hr_consul_conf_init(c);
 }
@@ -161,19 +159,15 @@ static char *normalize_addr(const char *in)
 	return buf_take(&b);
 }
 
-/* The schema: every key of "registry.consul" and where it goes. */
+/* The schema: the keys of "registry.consul" besides the common ones
+ * (struct hr_reg_conf), and where they go. */
 #define AT(m) offsetof(struct hr_consul_conf, m)
 static const struct hr_reg_field fields[] = {
 	{ "address", HR_REG_NONEMPTY, AT(address) },
 	{ "token_file", HR_REG_NONEMPTY, AT(token_file) },
-	{ "ca_file", HR_REG_NONEMPTY, AT(ca_file) },
-	{ "cert_file", HR_REG_NONEMPTY, AT(cert_file) },
-	{ "key_file", HR_REG_NONEMPTY, AT(key_file) },
 	{ "tls_server_name", HR_REG_NONEMPTY, AT(tls_server_name) },
 	{ "check_ttl", HR_REG_DURATION, AT(check_ttl_ms) },
 	{ "deregister_critical_service_after", HR_REG_DURATION, AT(dcsa_ms) },
-	{ "deregister_after", HR_REG_DURATION, AT(deregister_after_ms) },
-	{ "register_when", HR_REG_STATUSES, AT(register_when) },
 };
 #undef AT
 
@@ -193,7 +187,8 @@ static int check_address(struct hr_consul_conf *c, const char *path,
 			    c->address, from);
 		return -EINVAL;
 	}
-	if (!tls && (c->ca_file || c->cert_file || c->key_file ||
+	if (!tls && (c->common.ca_file || c->common.cert_file ||
+		     c->common.key_file ||
 		     c->tls_server_name))
 		hr_diag_add(diag, HR_DIAG_WARNING, path,
 			    "TLS settings are ignored: the address is not "
@@ -222,12 +217,8 @@ static int check_values(const struct hr_consul_conf *c, const char *path,
 	else if (c->dcsa_ms < 60000)
 		hr_diag_add(diag, HR_DIAG_WARNING, p,
 			    "Consul raises values below 1m to 1m");
-	if (c->key_file && !c->cert_file) {
-		hr_diag_add(diag, HR_DIAG_ERROR,
-			    hr_conf_path(p, path, "key_file"),
-			    "needs cert_file");
+	if (hr_reg_conf_check(&c->common, path, diag) < 0)
 		rc = -EINVAL;
-	}
 	return rc;
 }
 
@@ -274,15 +265,14 @@ int hr_consul_conf_parse(struct hr_consul_conf *out, const cJSON *conf,
 	hr_consul_conf_init(out);
 	out->check_ttl_ms = HR_CONSUL_DEFAULT_TTL_MS;
 	out->dcsa_ms = HR_CONSUL_DEFAULT_DCSA_MS;
-	out->deregister_after_ms = 0;
-	out->register_when = BIT(HR_STATUS_PASSING) | BIT(HR_STATUS_WARNING);
+	hr_reg_conf_init(&out->common);
 	if (conf && !cJSON_IsObject(conf)) {
 		hr_diag_add(diag, HR_DIAG_ERROR, path, "must be an object");
 		return -EINVAL;
 	}
 	cJSON_ArrayForEach(e, conf) {
-		r = hr_reg_conf_member(fields, HR_ARRAY_SIZE(fields), out, e,
-				       path, diag);
+		r = hr_reg_conf_member(fields, HR_ARRAY_SIZE(fields), out,
+				       &out->common, e, path, diag);
 		if (r == -ENOMEM)
 			goto nomem;
 		if (r < 0)
@@ -313,7 +303,7 @@ bool hr_consul_wants(const struct hr_consul_conf *c, enum hr_status s)
 {
 	if (s == HR_STATUS_UNKNOWN)
 		s = HR_STATUS_CRITICAL;
-	return (c->register_when & BIT(s)) != 0;
+	return (c->common.register_when & BIT(s)) != 0;
 }
 
 const char *hr_consul_status_word(enum hr_status s)

@@ -18,6 +18,7 @@
 
 #include "healthreg/config.h"
 #include "healthreg/error.h"
+#include "healthreg/regcore.h"
 #include "healthreg/status.h"
 
 /* Consul's default check_output_max_size, in bytes. */
@@ -43,11 +44,11 @@ struct hr_consul_conf {
 	char *address;          /* "http[s]://host[:port]", no trailing '/' */
 	char *token_file;       /* config key, else CONSUL_HTTP_TOKEN_FILE */
 	char *token;            /* CONSUL_HTTP_TOKEN when no file; secret */
-	char *ca_file, *cert_file, *key_file, *tls_server_name;
+	char *tls_server_name;
 	int64_t check_ttl_ms;
 	int64_t dcsa_ms;        /* 0 = not sent (no crash safety net) */
-	int64_t deregister_after_ms;
-	unsigned register_when; /* bit (1u << HR_STATUS_x) */
+	struct hr_reg_conf common; /* TLS files, register_when,
+				      deregister_after */
 };
 
 /** Zero a conf. Cannot fail. */

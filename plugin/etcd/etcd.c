@@ -168,8 +168,9 @@ static void start_op(struct hr_registry *r, enum hr_etcd_op op, char *body,
 			   r->auth_hdrs : r->plain_hdrs,
 		.timeout_ms = (long)r->conf.request_timeout_ms,
 		.http11 = true,
-		.ca_file = r->conf.ca_file, .cert_file = r->conf.cert_file,
-		.key_file = r->conf.key_file,
+		.ca_file = r->conf.common.ca_file,
+		.cert_file = r->conf.common.cert_file,
+		.key_file = r->conf.common.key_file,
 	};
 	int rc = -ENOMEM;
 
@@ -466,7 +467,7 @@ static void grace_over(struct hr_regcore *core)
 	struct hr_registry *r = OWNER(core);
 	char d[32];
 
-	hr_duration_format(r->conf.deregister_after_ms, d, sizeof(d));
+	hr_duration_format(r->conf.common.deregister_after_ms, d, sizeof(d));
 	snprintf(r->reason, sizeof(r->reason), "%s for %s",
 		 hr_status_name(r->status), d);
 }
@@ -577,8 +578,8 @@ static int etcd_create(struct hr_registry **out, const cJSON *conf,
 		hr_err_set(err, rc, "registry.etcd: invalid configuration");
 		goto fail;
 	}
-	hr_regcore_grace_setup(&r->core, r->conf.register_mask,
-			       r->conf.deregister_after_ms);
+	hr_regcore_grace_setup(&r->core, r->conf.common.register_when,
+			       r->conf.common.deregister_after_ms);
 	if ((rc = make_key(r, err)) < 0 || (rc = load_credentials(r, err)) < 0)
 		goto fail;
 	r->plain_hdrs = curl_slist_append(NULL,
@@ -617,7 +618,7 @@ static void etcd_apply(struct hr_registry *r, enum hr_status status,
 				 hr_status_name(r->value_status),
 				 hr_status_name(status));
 		r->value_status = status;
-	} else if (was_wanted && r->conf.deregister_after_ms <= 0) {
+	} else if (was_wanted && r->conf.common.deregister_after_ms <= 0) {
 		snprintf(r->reason, sizeof(r->reason), "status %s",
 			 hr_status_name(status));
 	}

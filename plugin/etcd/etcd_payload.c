@@ -46,18 +46,14 @@ static char *print_json(cJSON *root)
 static int parse_endpoints(const cJSON *arr, const char *path,
 			   struct hr_diag *d, struct hr_etcd_conf *out);
 
-/* The schema: every key of "registry.etcd" but endpoints (below). */
+/* The schema: the keys of "registry.etcd" besides endpoints (below) and
+ * the common ones (struct hr_reg_conf), and where they go. */
 #define AT(m) offsetof(struct hr_etcd_conf, m)
 static const struct hr_reg_field fields[] = {
 	{ "prefix", HR_REG_STRING, AT(prefix) },
 	{ "lease_ttl", HR_REG_DURATION, AT(lease_ttl_ms) },
-	{ "deregister_after", HR_REG_DURATION, AT(deregister_after_ms) },
-	{ "register_when", HR_REG_STATUSES, AT(register_mask) },
 	{ "username", HR_REG_NONEMPTY, AT(username) },
 	{ "password_file", HR_REG_NONEMPTY, AT(password_file) },
-	{ "ca_file", HR_REG_NONEMPTY, AT(ca_file) },
-	{ "cert_file", HR_REG_NONEMPTY, AT(cert_file) },
-	{ "key_file", HR_REG_NONEMPTY, AT(key_file) },
 	{ "request_timeout", HR_REG_DURATION, AT(request_timeout_ms) },
 };
 #undef AT
@@ -78,8 +74,8 @@ static int parse_member(struct hr_etcd_conf *out, const cJSON *v,
 			    "variable");
 		return -EINVAL;
 	}
-	return hr_reg_conf_member(fields, HR_ARRAY_SIZE(fields), out, v, path,
-				  d);
+	return hr_reg_conf_member(fields, HR_ARRAY_SIZE(fields), out,
+				  &out->common, v, path, d);
 }
 
 /* One endpoint URL, copied without trailing '/'. */
@@ -182,9 +178,7 @@ static void check_values(const struct hr_etcd_conf *c, const char *path,
 		hr_diag_add(d, HR_DIAG_ERROR,
 			    hr_conf_path(p, path, "request_timeout"),
 			    "must be at least 100ms");
-	if (c->key_file && !c->cert_file)
-		hr_diag_add(d, HR_DIAG_ERROR, hr_conf_path(p, path, "key_file"),
-			    "needs cert_file");
+	hr_reg_conf_check(&c->common, path, d);
 }
 
 int hr_etcd_conf_parse(struct hr_etcd_conf *out, const cJSON *conf,
@@ -203,8 +197,7 @@ int hr_etcd_conf_parse(struct hr_etcd_conf *out, const cJSON *conf,
 	memset(out, 0, sizeof(*out));
 	out->lease_ttl_ms = HR_ETCD_DEFAULT_LEASE_TTL_MS;
 	out->request_timeout_ms = HR_ETCD_DEFAULT_REQUEST_TIMEOUT_MS;
-	out->register_mask = (1u << HR_STATUS_PASSING) |
-			     (1u << HR_STATUS_WARNING);
+	hr_reg_conf_init(&out->common);
 	if (conf && !cJSON_IsObject(conf)) {
 		hr_diag_add(d, HR_DIAG_ERROR, path, "must be an object");
 		rc = -EINVAL;
@@ -240,9 +233,7 @@ void hr_etcd_conf_dispose(struct hr_etcd_conf *c)
 	free(c->prefix);
 	free(c->username);
 	free(c->password_file);
-	free(c->ca_file);
-	free(c->cert_file);
-	free(c->key_file);
+	hr_reg_conf_dispose(&c->common);
 	memset(c, 0, sizeof(*c));
 }
 
@@ -250,7 +241,7 @@ bool hr_etcd_registrable(const struct hr_etcd_conf *c, enum hr_status s)
 {
 	if ((unsigned)s > 31)
 		return false;
-	return (c->register_mask & (1u << s)) != 0;
+	return (c->common.register_when & (1u << s)) != 0;
 }
 
 /* ---- key and value --------------------------------------------------- */

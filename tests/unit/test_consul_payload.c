@@ -59,7 +59,7 @@ Test(consul_payload, conf_defaults)
 	cr_assert_str_eq(c.address, "http://127.0.0.1:8500");
 	cr_assert_eq(c.check_ttl_ms, 30000);
 	cr_assert_eq(c.dcsa_ms, 60000);
-	cr_assert_eq(c.deregister_after_ms, 0);
+	cr_assert_eq(c.common.deregister_after_ms, 0);
 	cr_assert_null(c.token);
 	cr_assert_null(c.token_file);
 	cr_assert(hr_consul_wants(&c, HR_STATUS_PASSING));
@@ -96,13 +96,13 @@ Test(consul_payload, conf_all_keys)
 	dump(&d);
 	cr_assert_str_eq(c.address, "https://consul.local:8501");
 	cr_assert_str_eq(c.token_file, "/run/t");
-	cr_assert_str_eq(c.ca_file, "ca");
-	cr_assert_str_eq(c.cert_file, "c");
-	cr_assert_str_eq(c.key_file, "k");
+	cr_assert_str_eq(c.common.ca_file, "ca");
+	cr_assert_str_eq(c.common.cert_file, "c");
+	cr_assert_str_eq(c.common.key_file, "k");
 	cr_assert_str_eq(c.tls_server_name, "agent.dc1");
 	cr_assert_eq(c.check_ttl_ms, 9000);
 	cr_assert_eq(c.dcsa_ms, 300000);
-	cr_assert_eq(c.deregister_after_ms, 90000);
+	cr_assert_eq(c.common.deregister_after_ms, 90000);
 	cr_assert_eq(hr_consul_update_period_ms(&c), 3000);
 	cr_assert(hr_consul_wants(&c, HR_STATUS_PASSING));
 	cr_assert(!hr_consul_wants(&c, HR_STATUS_WARNING));

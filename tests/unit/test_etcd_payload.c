@@ -48,7 +48,7 @@ Test(etcd_payload, conf_defaults)
 	cr_assert_str_eq(c.endpoints[0], "http://127.0.0.1:2379");
 	cr_assert_str_eq(c.prefix, "services/");
 	cr_assert_eq(c.lease_ttl_ms, 10000);
-	cr_assert_eq(c.deregister_after_ms, 0);
+	cr_assert_eq(c.common.deregister_after_ms, 0);
 	cr_assert_eq(c.request_timeout_ms, 2000);
 	cr_assert(hr_etcd_registrable(&c, HR_STATUS_PASSING));
 	cr_assert(hr_etcd_registrable(&c, HR_STATUS_WARNING));
@@ -83,13 +83,13 @@ Test(etcd_payload, conf_full)
 	cr_assert_str_eq(c.endpoints[1], "https://e2:2");
 	cr_assert_str_eq(c.prefix, "svc/");
 	cr_assert_eq(c.lease_ttl_ms, 3000);
-	cr_assert_eq(c.deregister_after_ms, 90000);
+	cr_assert_eq(c.common.deregister_after_ms, 90000);
 	cr_assert_eq(c.request_timeout_ms, 500);
 	cr_assert(hr_etcd_registrable(&c, HR_STATUS_PASSING));
 	cr_assert_not(hr_etcd_registrable(&c, HR_STATUS_WARNING));
 	cr_assert_str_eq(c.username, "agent");
 	cr_assert_str_eq(c.password_file, "/run/pw");
-	cr_assert_str_eq(c.key_file, "k.pem");
+	cr_assert_str_eq(c.common.key_file, "k.pem");
 	hr_etcd_conf_dispose(&c);
 	cr_assert_null(c.endpoints);
 	hr_diag_dispose(&d);

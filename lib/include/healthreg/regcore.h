@@ -208,6 +208,24 @@ enum hr_reg_field_kind {
 	HR_REG_STATUSES,  /* unsigned mask, hr_conf_statuses */
 };
 
+/* What every backend's config has: TLS files and the grace period. Strings
+ * are owned. */
+struct hr_reg_conf {
+	char *ca_file, *cert_file, *key_file; /* NULL: none */
+	unsigned register_when;      /* 1u << enum hr_status; default
+					passing and warning */
+	int64_t deregister_after_ms; /* default 0 */
+};
+
+/* Defaults. Cannot fail. */
+void hr_reg_conf_init(struct hr_reg_conf *c);
+/* Free the strings; *c is zeroed. */
+void hr_reg_conf_dispose(struct hr_reg_conf *c);
+/* Rules between the common values (key_file needs cert_file), reported
+ * under path. 0 or -EINVAL. */
+int hr_reg_conf_check(const struct hr_reg_conf *c, const char *path,
+		      struct hr_diag *d);
+
 /* One key of a backend's config object and the member it fills. */
 struct hr_reg_field {
 	const char *key;
@@ -216,15 +234,16 @@ struct hr_reg_field {
 };
 
 /*
- * Read member v (a child of the object at path) into the struct at conf by
- * the table, with the shared getters of healthreg/confget.h, so every
- * backend words its errors alike ("<path>.<key>: ..."). A key not in the
- * table is reported as "unknown key". Pure. Returns 0, -EINVAL (reported
- * in d) or -ENOMEM.
+ * Read member v (a child of the object at path) with the shared getters of
+ * healthreg/confget.h, so every backend words its errors alike
+ * ("<path>.<key>: ..."): a key of fields goes into the struct at conf, a
+ * common key (ca_file, cert_file, key_file, register_when,
+ * deregister_after) into *common, anything else is an "unknown key".
+ * Pure. Returns 0, -EINVAL (reported in d) or -ENOMEM.
  */
 int hr_reg_conf_member(const struct hr_reg_field *fields, size_t n,
-		       void *conf, const cJSON *v, const char *path,
-		       struct hr_diag *d);
+		       void *conf, struct hr_reg_conf *common,
+		       const cJSON *v, const char *path, struct hr_diag *d);
 
 /* ---- headers with secrets ----------------------------------------------- */
 
