@@ -18,7 +18,7 @@
 #define HR_VERSION "0"
 #endif
 
-#define HEADER_VALUE_MAX 4096
+#define HEADER_VALUE_MAX 8192
 
 static void retry_cb(struct ev_loop *loop, ev_timer *w, int revents);
 static void grace_cb(struct ev_loop *loop, ev_timer *w, int revents);

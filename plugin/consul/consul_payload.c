@@ -81,15 +81,9 @@ void hr_consul_conf_init(struct hr_consul_conf *c)
 
 void hr_consul_conf_dispose(struct hr_consul_conf *c)
 {
-	if (c->token) {
-		volatile char *t = c->token;
-
-		while (*t)
-			*t++ = '\0';
-	}
 	free(c->address);
 	free(c->token_file);
-	free(c->token);
+	hr_secret_free(c->token);
 	hr_reg_conf_dispose(&c->common);
 	free(c->tls_server_name);
 	hr_consul_conf_init(c);

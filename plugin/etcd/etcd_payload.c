@@ -412,12 +412,22 @@ char *hr_etcd_body_auth(const char *user, const char *password)
 {
 	cJSON *root = cJSON_CreateObject();
 
-	if (!root || !cJSON_AddStringToObject(root, "name", user) ||
-	    !cJSON_AddStringToObject(root, "password", password)) {
-		cJSON_Delete(root);
-		return NULL;
+	cJSON *pw = NULL;
+	char *s, *copy = NULL;
+
+	if (root && cJSON_AddStringToObject(root, "name", user))
+		pw = cJSON_AddStringToObject(root, "password", password);
+	s = pw ? cJSON_PrintUnformatted(root) : NULL;
+	if (s) {
+		copy = dup_str(s);
+		hr_wipe(s, strlen(s));
+		cJSON_free(s);
 	}
-	return print_json(root);
+	/* The tree's copy of the password, too. */
+	if (pw && pw->valuestring)
+		hr_wipe(pw->valuestring, strlen(pw->valuestring));
+	cJSON_Delete(root);
+	return copy;
 }
 
 /* ---- base64 ---------------------------------------------------------- */

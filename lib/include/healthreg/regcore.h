@@ -249,7 +249,7 @@ int hr_reg_conf_member(const struct hr_reg_field *fields, size_t n,
 
 /*
  * Append "name: value" to *list (NULL: a new list); the temporary line is
- * wiped. Returns 0, -EINVAL (value holds CR or LF, or is over 4 KiB) or
+ * wiped. Returns 0, -EINVAL (value holds CR or LF, or is over 8 KiB) or
  * -ENOMEM; on an error *list is unchanged.
  */
 int hr_reg_header_add(struct curl_slist **list, const char *name,
