@@ -1,15 +1,14 @@
 /*
- * registry.c - helpers shared by registry backends.
+ * registry.c - the stats every registry backend records (the rest of the
+ * shared layer is regcore.c).
  */
 #include <stddef.h>
-#include <sys/time.h>
 
 #include "healthreg/registry.h"
+#include "healthreg/util.h"
 
 void hr_registry_stats_record(struct hr_registry_stats *s, bool ok)
 {
-	struct timeval tv;
-
 	if (!s)
 		return;
 	if (!ok) {
@@ -17,6 +16,5 @@ void hr_registry_stats_record(struct hr_registry_stats *s, bool ok)
 		return;
 	}
 	s->writes++;
-	gettimeofday(&tv, NULL);
-	s->last_success = (double)tv.tv_sec + (double)tv.tv_usec / 1e6;
+	s->last_success = hr_wall_now();
 }

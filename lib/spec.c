@@ -21,21 +21,33 @@ static bool str_eq(const char *x, const char *y)
 	return !strcmp(x, y);
 }
 
-void hr_check_spec_dispose(struct hr_check_spec *s)
+static void free_strv(char **v)
 {
 	size_t i;
 
+	for (i = 0; v && v[i]; i++)
+		free(v[i]);
+	free(v);
+}
+
+static void free_headers(struct hr_header *h, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		free(h[i].name);
+		free(h[i].value);
+	}
+	free(h);
+}
+
+void hr_check_spec_dispose(struct hr_check_spec *s)
+{
 	free(s->name);
 	free(s->target);
-	for (i = 0; s->args && s->args[i]; i++)
-		free(s->args[i]);
-	free(s->args);
+	free_strv(s->args);
 	free(s->method);
-	for (i = 0; i < s->n_headers; i++) {
-		free(s->headers[i].name);
-		free(s->headers[i].value);
-	}
-	free(s->headers);
+	free_headers(s->headers, s->n_headers);
 	free(s->body);
 	free(s->tls_server_name);
 }
@@ -58,10 +70,33 @@ static int copy_args(char ***dst, char *const *src)
 	return 0;
 }
 
+/* A deep copy of n headers; on -ENOMEM *dst holds what was copied (NULL
+ * where a string failed) for the caller's dispose. */
+static int copy_headers(struct hr_header **dst, size_t *n_dst,
+			const struct hr_header *src, size_t n)
+{
+	size_t i;
+
+	*dst = NULL;
+	*n_dst = 0;
+	if (!n)
+		return 0;
+	*dst = calloc(n, sizeof(**dst));
+	if (!*dst)
+		return -ENOMEM;
+	*n_dst = n;
+	for (i = 0; i < n; i++) {
+		(*dst)[i].name = sdup(src[i].name);
+		(*dst)[i].value = sdup(src[i].value);
+		if (!(*dst)[i].name || !(*dst)[i].value)
+			return -ENOMEM;
+	}
+	return 0;
+}
+
 int hr_check_spec_copy(struct hr_check_spec *dst,
 		       const struct hr_check_spec *src)
 {
-	size_t i;
 	int rc;
 
 	*dst = *src;
@@ -73,19 +108,9 @@ int hr_check_spec_copy(struct hr_check_spec *dst,
 	dst->headers = NULL;
 	dst->n_headers = 0;
 	rc = copy_args(&dst->args, src->args);
-	if (!rc && src->n_headers) {
-		dst->headers = calloc(src->n_headers, sizeof(*dst->headers));
-		if (!dst->headers)
-			rc = -ENOMEM;
-		else
-			dst->n_headers = src->n_headers;
-		for (i = 0; !rc && i < src->n_headers; i++) {
-			dst->headers[i].name = sdup(src->headers[i].name);
-			dst->headers[i].value = sdup(src->headers[i].value);
-			if (!dst->headers[i].name || !dst->headers[i].value)
-				rc = -ENOMEM;
-		}
-	}
+	if (!rc)
+		rc = copy_headers(&dst->headers, &dst->n_headers, src->headers,
+				  src->n_headers);
 	if (!rc && (!dst->name || (src->target && !dst->target) ||
 		    (src->method && !dst->method) || (src->body && !dst->body) ||
 		    (src->tls_server_name && !dst->tls_server_name)))
@@ -174,4 +199,38 @@ bool hr_service_spec_equal(const struct hr_service_spec *x,
 		if (!str_eq(x->tags[i], y->tags[i]))
 			return false;
 	return headers_equal(x->meta, x->n_meta, y->meta, y->n_meta);
+}
+
+void hr_service_spec_dispose(struct hr_service_spec *s)
+{
+	free(s->name);
+	free(s->id);
+	free(s->address);
+	free_strv(s->tags);
+	free_headers(s->meta, s->n_meta);
+	memset(s, 0, sizeof(*s));
+}
+
+int hr_service_spec_copy(struct hr_service_spec *dst,
+			 const struct hr_service_spec *src)
+{
+	int rc;
+
+	memset(dst, 0, sizeof(*dst));
+	dst->port = src->port;
+	dst->name = sdup(src->name);
+	dst->id = sdup(src->id);
+	dst->address = sdup(src->address);
+	rc = copy_args(&dst->tags, src->tags);
+	while (!rc && dst->tags && dst->tags[dst->n_tags])
+		dst->n_tags++;
+	if (!rc)
+		rc = copy_headers(&dst->meta, &dst->n_meta, src->meta,
+				  src->n_meta);
+	if (!rc && ((src->name && !dst->name) || (src->id && !dst->id) ||
+		    (src->address && !dst->address)))
+		rc = -ENOMEM;
+	if (rc)
+		hr_service_spec_dispose(dst);
+	return rc;
 }

@@ -5,13 +5,16 @@
  * of the agent's answers into what the state machine in consul.c does next.
  */
 #include <errno.h>
+#include <stddef.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "consul_payload.h"
+#include "healthreg/confget.h"
 #include "healthreg/duration.h"
+#include "healthreg/regcore.h"
 
 #define BIT(s) (1u << (unsigned)(s))
 
@@ -78,18 +81,10 @@ void hr_consul_conf_init(struct hr_consul_conf *c)
 
 void hr_consul_conf_dispose(struct hr_consul_conf *c)
 {
-	if (c->token) {
-		volatile char *t = c->token;
-
-		while (*t)
-			*t++ = '\0';
-	}
 	free(c->address);
 	free(c->token_file);
-	free(c->token);
-	free(c->ca_file);
-	free(c->cert_file);
-	free(c->key_file);
+	hr_secret_free(c->token);
+	hr_reg_conf_dispose(&c->common);
 	free(c->tls_server_name);
 	hr_consul_conf_init(c);
 }
@@ -158,136 +153,36 @@ static char *normalize_addr(const char *in)
 	return buf_take(&b);
 }
 
-static const char *const conf_keys[] = {
-	"address", "token_file", "ca_file", "cert_file", "key_file",
-	"tls_server_name", "check_ttl", "deregister_critical_service_after",
-	"deregister_after", "register_when", NULL,
+/* The schema: the keys of "registry.consul" besides the common ones
+ * (struct hr_reg_conf), and where they go. */
+#define AT(m) offsetof(struct hr_consul_conf, m)
+static const struct hr_reg_field fields[] = {
+	{ "address", HR_REG_NONEMPTY, AT(address) },
+	{ "token_file", HR_REG_NONEMPTY, AT(token_file) },
+	{ "tls_server_name", HR_REG_NONEMPTY, AT(tls_server_name) },
+	{ "check_ttl", HR_REG_DURATION, AT(check_ttl_ms) },
+	{ "deregister_critical_service_after", HR_REG_DURATION, AT(dcsa_ms) },
 };
-
-static bool known_key(const char *k)
-{
-	size_t i;
-
-	for (i = 0; conf_keys[i]; i++)
-		if (!strcmp(conf_keys[i], k))
-			return true;
-	return false;
-}
-
-/* "<path>.<key>" into buf. */
-static const char *sub(char *buf, size_t len, const char *path,
-		       const char *key)
-{
-	snprintf(buf, len, "%s.%s", path, key);
-	return buf;
-}
-
-/* A non-empty string member, copied into *out; 0, -EINVAL or -ENOMEM. */
-static int get_string(const cJSON *conf, const char *key, const char *path,
-		      struct hr_diag *diag, char **out)
-{
-	const cJSON *v = cJSON_GetObjectItemCaseSensitive(conf, key);
-	char p[256];
-
-	if (!v)
-		return 0;
-	if (!cJSON_IsString(v) || !v->valuestring[0]) {
-		hr_diag_add(diag, HR_DIAG_ERROR, sub(p, sizeof(p), path, key),
-			    "must be a non-empty string");
-		return -EINVAL;
-	}
-	*out = strdup(v->valuestring);
-	return *out ? 0 : -ENOMEM;
-}
-
-static int get_duration(const cJSON *conf, const char *key, const char *path,
-			struct hr_diag *diag, int64_t *out)
-{
-	const cJSON *v = cJSON_GetObjectItemCaseSensitive(conf, key);
-	char p[256];
-	int rc;
-
-	if (!v)
-		return 0;
-	sub(p, sizeof(p), path, key);
-	if (!cJSON_IsString(v)) {
-		hr_diag_add(diag, HR_DIAG_ERROR, p,
-			    "must be a duration string such as \"30s\"");
-		return -EINVAL;
-	}
-	rc = hr_duration_parse(v->valuestring, out);
-	if (rc == -ERANGE) {
-		hr_diag_add(diag, HR_DIAG_ERROR, p, "\"%.64s\" is too large",
-			    v->valuestring);
-		return rc;
-	}
-	if (rc < 0) {
-		hr_diag_add(diag, HR_DIAG_ERROR, p,
-			    "\"%.64s\" is not a duration", v->valuestring);
-		return -EINVAL;
-	}
-	return 0;
-}
-
-static int get_register_when(const cJSON *conf, const char *path,
-			     struct hr_diag *diag, unsigned *out)
-{
-	const cJSON *v = cJSON_GetObjectItemCaseSensitive(conf,
-							  "register_when");
-	const cJSON *e;
-	char p[256], pe[280];
-	unsigned mask = 0;
-	int i = 0, rc = 0;
-
-	if (!v)
-		return 0;
-	sub(p, sizeof(p), path, "register_when");
-	if (!cJSON_IsArray(v) || !cJSON_GetArraySize(v)) {
-		hr_diag_add(diag, HR_DIAG_ERROR, p,
-			    "must be a non-empty array of statuses");
-		return -EINVAL;
-	}
-	cJSON_ArrayForEach(e, v) {
-		enum hr_status s;
-
-		snprintf(pe, sizeof(pe), "%s[%d]", p, i++);
-		if (!cJSON_IsString(e)) {
-			hr_diag_add(diag, HR_DIAG_ERROR, pe,
-				    "must be a string");
-			rc = -EINVAL;
-			continue;
-		}
-		if (hr_status_parse(e->valuestring, 0, &s) < 0) {
-			hr_diag_add(diag, HR_DIAG_ERROR, pe,
-				    "\"%.64s\" is not one of passing, warning, "
-				    "critical", e->valuestring);
-			rc = -EINVAL;
-			continue;
-		}
-		mask |= BIT(s);
-	}
-	if (!rc)
-		*out = mask;
-	return rc;
-}
+#undef AT
 
 static int check_address(struct hr_consul_conf *c, const char *path,
 			 const char *from, struct hr_diag *diag)
 {
-	char host[256], p[256];
+	char host[256], p[HR_CONF_PATH_MAX];
 	bool tls;
 	int port;
 
 	if (hr_consul_addr_split(c->address, &tls, host, sizeof(host),
 				 &port) < 0) {
-		hr_diag_add(diag, HR_DIAG_ERROR, sub(p, sizeof(p), path,
-						     "address"),
+		hr_diag_add(diag, HR_DIAG_ERROR, hr_conf_path(p, path,
+							      "address"),
 			    "\"%.128s\"%s is not an http:// or https:// "
 			    "address with a host and optional port",
 			    c->address, from);
 		return -EINVAL;
 	}
-	if (!tls && (c->ca_file || c->cert_file || c->key_file ||
+	if (!tls && (c->common.ca_file || c->common.cert_file ||
+		     c->common.key_file ||
 		     c->tls_server_name))
 		hr_diag_add(diag, HR_DIAG_WARNING, path,
 			    "TLS settings are ignored: the address is not "
@@ -295,80 +190,39 @@ static int check_address(struct hr_consul_conf *c, const char *path,
 	return 0;
 }
 
-int hr_consul_conf_parse(struct hr_consul_conf *out, const cJSON *conf,
-			 const char *path, const struct hr_consul_env *env,
-			 struct hr_diag *diag)
+/* Rules between values, after every member was read. */
+static int check_values(const struct hr_consul_conf *c, const char *path,
+			struct hr_diag *diag)
 {
-	static const struct hr_consul_env no_env;
-	const cJSON *e;
-	const char *from = "";
-	char p[256];
-	int rc = 0, r;
+	char p[HR_CONF_PATH_MAX];
+	int rc = 0;
 
-	hr_consul_conf_init(out);
-	if (!env)
-		env = &no_env;
-	out->check_ttl_ms = HR_CONSUL_DEFAULT_TTL_MS;
-	out->dcsa_ms = HR_CONSUL_DEFAULT_DCSA_MS;
-	out->deregister_after_ms = 0;
-	out->register_when = BIT(HR_STATUS_PASSING) | BIT(HR_STATUS_WARNING);
-
-	if (conf && !cJSON_IsObject(conf)) {
-		hr_diag_add(diag, HR_DIAG_ERROR, path, "must be an object");
-		return -EINVAL;
-	}
-	if (conf) {
-		cJSON_ArrayForEach(e, conf) {
-			if (!known_key(e->string)) {
-				hr_diag_add(diag, HR_DIAG_ERROR,
-					    sub(p, sizeof(p), path, e->string),
-					    "unknown key");
-				rc = -EINVAL;
-			}
-		}
-	}
-
-#define KEEP(x) do { r = (x); if (r == -ENOMEM) goto nomem; \
-		     if (r < 0) rc = r; } while (0)
-	KEEP(get_string(conf, "address", path, diag, &out->address));
-	KEEP(get_string(conf, "token_file", path, diag, &out->token_file));
-	KEEP(get_string(conf, "ca_file", path, diag, &out->ca_file));
-	KEEP(get_string(conf, "cert_file", path, diag, &out->cert_file));
-	KEEP(get_string(conf, "key_file", path, diag, &out->key_file));
-	KEEP(get_string(conf, "tls_server_name", path, diag,
-			&out->tls_server_name));
-	KEEP(get_duration(conf, "check_ttl", path, diag,
-			  &out->check_ttl_ms));
-	KEEP(get_duration(conf, "deregister_critical_service_after", path,
-			  diag, &out->dcsa_ms));
-	KEEP(get_duration(conf, "deregister_after", path, diag,
-			  &out->deregister_after_ms));
-	KEEP(get_register_when(conf, path, diag, &out->register_when));
-#undef KEEP
-
-	if (out->check_ttl_ms < HR_CONSUL_MIN_TTL_MS) {
+	if (c->check_ttl_ms < HR_CONSUL_MIN_TTL_MS) {
 		hr_diag_add(diag, HR_DIAG_ERROR,
-			    sub(p, sizeof(p), path, "check_ttl"),
+			    hr_conf_path(p, path, "check_ttl"),
 			    "must be at least 1s");
 		rc = -EINVAL;
 	}
-	if (out->dcsa_ms == 0)
-		hr_diag_add(diag, HR_DIAG_WARNING,
-			    sub(p, sizeof(p), path,
-				"deregister_critical_service_after"),
+	hr_conf_path(p, path, "deregister_critical_service_after");
+	if (c->dcsa_ms == 0)
+		hr_diag_add(diag, HR_DIAG_WARNING, p,
 			    "0s disables Consul's removal of a crashed "
 			    "healthreg's service");
-	else if (out->dcsa_ms < 60000)
-		hr_diag_add(diag, HR_DIAG_WARNING,
-			    sub(p, sizeof(p), path,
-				"deregister_critical_service_after"),
+	else if (c->dcsa_ms < 60000)
+		hr_diag_add(diag, HR_DIAG_WARNING, p,
 			    "Consul raises values below 1m to 1m");
-	if (out->key_file && !out->cert_file) {
-		hr_diag_add(diag, HR_DIAG_ERROR,
-			    sub(p, sizeof(p), path, "key_file"),
-			    "needs cert_file");
+	if (hr_reg_conf_check(&c->common, path, diag) < 0)
 		rc = -EINVAL;
-	}
+	return rc;
+}
+
+/* The address (default, CONSUL_HTTP_ADDR, normalised, checked) and the
+ * token from the environment. 0, -EINVAL or -ENOMEM. */
+static int apply_env(struct hr_consul_conf *out, const char *path,
+		     const struct hr_consul_env *env, struct hr_diag *diag)
+{
+	const char *from = "";
+	char *n;
 
 	if (!out->address) {
 		const char *a = HR_CONSUL_DEFAULT_ADDR;
@@ -377,32 +231,54 @@ int hr_consul_conf_parse(struct hr_consul_conf *out, const cJSON *conf,
 			a = env->http_addr;
 			from = " (from CONSUL_HTTP_ADDR)";
 		}
-		out->address = strdup(a);
-		if (!out->address)
-			goto nomem;
+		if (!(out->address = strdup(a)))
+			return -ENOMEM;
 	}
-	{
-		char *n = normalize_addr(out->address);
-
-		if (!n)
-			goto nomem;
-		free(out->address);
-		out->address = n;
-	}
-	if (check_address(out, path, from, diag) < 0)
-		rc = -EINVAL;
-
+	if (!(n = normalize_addr(out->address)))
+		return -ENOMEM;
+	free(out->address);
+	out->address = n;
 	if (!out->token_file && env->http_token_file &&
-	    env->http_token_file[0]) {
-		out->token_file = strdup(env->http_token_file);
-		if (!out->token_file)
-			goto nomem;
+	    env->http_token_file[0] &&
+	    !(out->token_file = strdup(env->http_token_file)))
+		return -ENOMEM;
+	if (!out->token_file && env->http_token && env->http_token[0] &&
+	    !(out->token = strdup(env->http_token)))
+		return -ENOMEM;
+	return check_address(out, path, from, diag);
+}
+
+int hr_consul_conf_parse(struct hr_consul_conf *out, const cJSON *conf,
+			 const char *path, const struct hr_consul_env *env,
+			 struct hr_diag *diag)
+{
+	static const struct hr_consul_env no_env;
+	const cJSON *e;
+	int rc = 0, r;
+
+	hr_consul_conf_init(out);
+	out->check_ttl_ms = HR_CONSUL_DEFAULT_TTL_MS;
+	out->dcsa_ms = HR_CONSUL_DEFAULT_DCSA_MS;
+	hr_reg_conf_init(&out->common);
+	if (conf && !cJSON_IsObject(conf)) {
+		hr_diag_add(diag, HR_DIAG_ERROR, path, "must be an object");
+		return -EINVAL;
 	}
-	if (!out->token_file && env->http_token && env->http_token[0]) {
-		out->token = strdup(env->http_token);
-		if (!out->token)
+	cJSON_ArrayForEach(e, conf) {
+		r = hr_reg_conf_member(fields, HR_ARRAY_SIZE(fields), out,
+				       &out->common, e, path, diag);
+		if (r == -ENOMEM)
 			goto nomem;
+		if (r < 0)
+			rc = r;
 	}
+	if (check_values(out, path, diag) < 0)
+		rc = -EINVAL;
+	r = apply_env(out, path, env ? env : &no_env, diag);
+	if (r == -ENOMEM)
+		goto nomem;
+	if (r < 0)
+		rc = r;
 	if (rc < 0)
 		hr_consul_conf_dispose(out);
 	return rc;
@@ -421,7 +297,7 @@ bool hr_consul_wants(const struct hr_consul_conf *c, enum hr_status s)
 {
 	if (s == HR_STATUS_UNKNOWN)
 		s = HR_STATUS_CRITICAL;
-	return (c->register_when & BIT(s)) != 0;
+	return (c->common.register_when & BIT(s)) != 0;
 }
 
 const char *hr_consul_status_word(enum hr_status s)
@@ -808,21 +684,4 @@ void hr_consul_excerpt(char *buf, size_t len, const char *body, size_t n)
 		buf[o++] = (ch >= 0x20 && ch < 0x7f) ? (char)ch : '?';
 	}
 	buf[o] = '\0';
-}
-
-int64_t hr_consul_backoff_ms(unsigned attempt, int64_t base_ms,
-			     int64_t cap_ms, uint32_t rnd)
-{
-	int64_t d = base_ms;
-	unsigned i;
-
-	if (d < 1)
-		d = 1;
-	for (i = 1; i < attempt && d < cap_ms; i++)
-		d *= 2;
-	if (d > cap_ms)
-		d = cap_ms;
-	if (d < 2)
-		return d;
-	return d / 2 + (int64_t)(rnd % (uint32_t)(d / 2 + 1));
 }

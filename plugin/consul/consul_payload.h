@@ -18,6 +18,7 @@
 
 #include "healthreg/config.h"
 #include "healthreg/error.h"
+#include "healthreg/regcore.h"
 #include "healthreg/status.h"
 
 /* Consul's default check_output_max_size, in bytes. */
@@ -43,11 +44,11 @@ struct hr_consul_conf {
 	char *address;          /* "http[s]://host[:port]", no trailing '/' */
 	char *token_file;       /* config key, else CONSUL_HTTP_TOKEN_FILE */
 	char *token;            /* CONSUL_HTTP_TOKEN when no file; secret */
-	char *ca_file, *cert_file, *key_file, *tls_server_name;
+	char *tls_server_name;
 	int64_t check_ttl_ms;
 	int64_t dcsa_ms;        /* 0 = not sent (no crash safety net) */
-	int64_t deregister_after_ms;
-	unsigned register_when; /* bit (1u << HR_STATUS_x) */
+	struct hr_reg_conf common; /* TLS files, register_when,
+				      deregister_after */
 };
 
 /** Zero a conf. Cannot fail. */
@@ -148,13 +149,5 @@ enum hr_consul_verdict hr_consul_classify(enum hr_consul_op op, long code,
  * bytes, with anything but printable ASCII replaced by '?'. Cannot fail.
  */
 void hr_consul_excerpt(char *buf, size_t len, const char *body, size_t n);
-
-/**
- * Retry delay after the attempt-th consecutive failure (1-based): base
- * doubled per attempt, capped at cap, then "equal jitter" in [d/2, d]
- * using rnd. Pure.
- */
-int64_t hr_consul_backoff_ms(unsigned attempt, int64_t base_ms,
-			     int64_t cap_ms, uint32_t rnd);
 
 #endif

@@ -5,16 +5,15 @@
  */
 #include <errno.h>
 #include <inttypes.h>
-#include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "etcd_payload.h"
+#include "healthreg/confget.h"
 #include "healthreg/duration.h"
-
-#define BACKOFF_BASE_MS 100
-#define BACKOFF_CAP_MS 5000
+#include "healthreg/regcore.h"
 
 static char *dup_str(const char *s)
 {
@@ -44,93 +43,108 @@ static char *print_json(cJSON *root)
 
 /* ---- config ---------------------------------------------------------- */
 
-struct ctx {
-	const char *path;
-	struct hr_diag *diag;
-	int errors;
+static int parse_endpoints(const cJSON *arr, const char *path,
+			   struct hr_diag *d, struct hr_etcd_conf *out);
+
+/* The schema: the keys of "registry.etcd" besides endpoints (below) and
+ * the common ones (struct hr_reg_conf), and where they go. */
+#define AT(m) offsetof(struct hr_etcd_conf, m)
+static const struct hr_reg_field fields[] = {
+	{ "prefix", HR_REG_STRING, AT(prefix) },
+	{ "lease_ttl", HR_REG_DURATION, AT(lease_ttl_ms) },
+	{ "username", HR_REG_NONEMPTY, AT(username) },
+	{ "password_file", HR_REG_NONEMPTY, AT(password_file) },
+	{ "request_timeout", HR_REG_DURATION, AT(request_timeout_ms) },
 };
+#undef AT
 
-static void conf_error(struct ctx *c, const char *key, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void conf_error(struct ctx *c, const char *key, const char *fmt, ...)
+/* One member of the object: 0, -EINVAL (in d) or -ENOMEM. */
+static int parse_member(struct hr_etcd_conf *out, const cJSON *v,
+			const char *path, struct hr_diag *d)
 {
-	char path[256], msg[512];
-	va_list ap;
+	char p[HR_CONF_PATH_MAX];
 
-	c->errors++;
-	if (!c->diag)
-		return;
-	if (key)
-		snprintf(path, sizeof(path), "%s.%s", c->path, key);
-	else
-		snprintf(path, sizeof(path), "%s", c->path);
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	hr_diag_add(c->diag, HR_DIAG_ERROR, path, "%s", msg);
-}
-
-/* A string member: NULL when absent, error when not a (non-empty) string. */
-static const char *get_string(struct ctx *c, const cJSON *conf,
-			      const char *key)
-{
-	const cJSON *it = cJSON_GetObjectItemCaseSensitive(conf, key);
-
-	if (!it)
-		return NULL;
-	if (!cJSON_IsString(it) || !it->valuestring) {
-		conf_error(c, key, "must be a string");
-		return NULL;
-	}
-	return it->valuestring;
-}
-
-static int get_duration(struct ctx *c, const cJSON *conf, const char *key,
-			int64_t *out)
-{
-	const cJSON *it = cJSON_GetObjectItemCaseSensitive(conf, key);
-	int rc;
-
-	if (!it)
-		return 0;
-	if (!cJSON_IsString(it) || !it->valuestring) {
-		conf_error(c, key, "must be a duration string such as \"10s\"");
+	hr_conf_path(p, path, v->string);
+	if (strcmp(v->string, "endpoints") == 0)
+		return parse_endpoints(v, p, d, out);
+	if (strcmp(v->string, "password") == 0) {
+		hr_diag_add(d, HR_DIAG_ERROR, p,
+			    "passwords are not accepted inline; use "
+			    "password_file or the ETCD_PASSWORD environment "
+			    "variable");
 		return -EINVAL;
 	}
-	rc = hr_duration_parse(it->valuestring, out);
+	return hr_reg_conf_member(fields, HR_ARRAY_SIZE(fields), out,
+				  &out->common, v, path, d);
+}
+
+/* One endpoint URL, copied without trailing '/'. */
+static int parse_endpoint(const cJSON *it, const char *p, struct hr_diag *d,
+			  char **out)
+{
+	const char *s;
+	size_t len;
+	int rc = hr_conf_string(it, p, d, out);
+
+	if (rc < 0)
+		return rc;
+	s = *out;
+	if (strncmp(s, "http://", 7) != 0 && strncmp(s, "https://", 8) != 0) {
+		hr_diag_add(d, HR_DIAG_ERROR, p,
+			    "\"%s\" must start with http:// or https://", s);
+		rc = -EINVAL;
+	} else if (strlen(s) <= (s[4] == 's' ? 8u : 7u)) {
+		hr_diag_add(d, HR_DIAG_ERROR, p, "\"%s\" has no host", s);
+		rc = -EINVAL;
+	}
 	if (rc < 0) {
-		conf_error(c, key, "\"%s\" is not a duration",
-			   it->valuestring);
+		free(*out);
+		*out = NULL;
 		return rc;
 	}
+	len = strlen(s);
+	while (len > 0 && (*out)[len - 1] == '/')
+		(*out)[--len] = '\0';
 	return 0;
 }
 
-static const char *const known_keys[] = {
-	"endpoints", "prefix", "lease_ttl", "deregister_after",
-	"register_when", "username", "password_file", "ca_file",
-	"cert_file", "key_file", "request_timeout", NULL,
-};
-
-static bool is_known(const char *k)
+static int parse_endpoints(const cJSON *arr, const char *path,
+			   struct hr_diag *d, struct hr_etcd_conf *out)
 {
-	size_t i;
+	char p[HR_CONF_PATH_MAX];
+	const cJSON *it;
+	size_t n, i = 0;
+	int rc = 0, r;
 
-	for (i = 0; known_keys[i]; i++)
-		if (strcmp(known_keys[i], k) == 0)
-			return true;
-	return false;
+	if (!cJSON_IsArray(arr)) {
+		hr_diag_add(d, HR_DIAG_ERROR, path, "must be a list of URLs");
+		return -EINVAL;
+	}
+	n = (size_t)cJSON_GetArraySize(arr);
+	if (n == 0) {
+		hr_diag_add(d, HR_DIAG_ERROR, path, "must not be empty");
+		return -EINVAL;
+	}
+	out->endpoints = calloc(n, sizeof(char *));
+	if (!out->endpoints)
+		return -ENOMEM;
+	cJSON_ArrayForEach(it, arr) {
+		snprintf(p, sizeof(p), "%s[%zu]", path, i++);
+		r = parse_endpoint(it, p, d, &out->endpoints[out->n_endpoints]);
+		if (r == -ENOMEM)
+			return r;
+		if (r < 0)
+			rc = r;
+		else
+			out->n_endpoints++;
+	}
+	return rc;
 }
 
-static int parse_endpoints(struct ctx *c, const cJSON *conf,
-			   struct hr_etcd_conf *out)
+/* Defaults for what was not given. 0 or -ENOMEM. */
+static int apply_defaults(struct hr_etcd_conf *out)
 {
-	const cJSON *arr = cJSON_GetObjectItemCaseSensitive(conf, "endpoints");
-	const cJSON *it;
-	size_t n = 0, i = 0;
-
-	if (!arr) {
+	if (!out->endpoints) {
 		out->endpoints = calloc(1, sizeof(char *));
 		if (!out->endpoints)
 			return -ENOMEM;
@@ -138,188 +152,70 @@ static int parse_endpoints(struct ctx *c, const cJSON *conf,
 		if (!out->endpoints[0])
 			return -ENOMEM;
 		out->n_endpoints = 1;
-		return 0;
 	}
-	if (!cJSON_IsArray(arr)) {
-		conf_error(c, "endpoints", "must be a list of URLs");
-		return 0;
-	}
-	n = (size_t)cJSON_GetArraySize(arr);
-	if (n == 0) {
-		conf_error(c, "endpoints", "must not be empty");
-		return 0;
-	}
-	out->endpoints = calloc(n, sizeof(char *));
-	if (!out->endpoints)
+	if (!out->prefix && !(out->prefix = dup_str(HR_ETCD_DEFAULT_PREFIX)))
 		return -ENOMEM;
-	cJSON_ArrayForEach(it, arr) {
-		char key[64];
-		const char *s;
-		size_t len;
-
-		snprintf(key, sizeof(key), "endpoints[%zu]", i);
-		if (!cJSON_IsString(it) || !it->valuestring) {
-			conf_error(c, key, "must be a string");
-			i++;
-			continue;
-		}
-		s = it->valuestring;
-		if (strncmp(s, "http://", 7) != 0 &&
-		    strncmp(s, "https://", 8) != 0) {
-			conf_error(c, key,
-				   "\"%s\" must start with http:// or https://",
-				   s);
-			i++;
-			continue;
-		}
-		if (strlen(s) <= (s[4] == 's' ? 8u : 7u)) {
-			conf_error(c, key, "\"%s\" has no host", s);
-			i++;
-			continue;
-		}
-		out->endpoints[out->n_endpoints] = dup_str(s);
-		if (!out->endpoints[out->n_endpoints])
-			return -ENOMEM;
-		len = strlen(s);
-		while (len > 0 && out->endpoints[out->n_endpoints][len - 1] == '/')
-			out->endpoints[out->n_endpoints][--len] = '\0';
-		out->n_endpoints++;
-		i++;
-	}
 	return 0;
 }
 
-static void parse_register_when(struct ctx *c, const cJSON *conf,
-				struct hr_etcd_conf *out)
+/* Rules on the values once read (a value that did not parse kept its
+ * default, which passes). */
+static void check_values(const struct hr_etcd_conf *c, const char *path,
+			 struct hr_diag *d)
 {
-	const cJSON *arr = cJSON_GetObjectItemCaseSensitive(conf,
-							    "register_when");
-	const cJSON *it;
-	size_t i = 0;
+	char p[HR_CONF_PATH_MAX];
 
-	out->register_mask = (1u << HR_STATUS_PASSING) |
-			     (1u << HR_STATUS_WARNING);
-	if (!arr)
-		return;
-	if (!cJSON_IsArray(arr)) {
-		conf_error(c, "register_when",
-			   "must be a list of \"passing\", \"warning\", "
-			   "\"critical\"");
-		return;
-	}
-	out->register_mask = 0;
-	cJSON_ArrayForEach(it, arr) {
-		char key[64];
-		const char *s = cJSON_IsString(it) ? it->valuestring : NULL;
-
-		snprintf(key, sizeof(key), "register_when[%zu]", i++);
-		if (s && strcmp(s, "passing") == 0)
-			out->register_mask |= 1u << HR_STATUS_PASSING;
-		else if (s && strcmp(s, "warning") == 0)
-			out->register_mask |= 1u << HR_STATUS_WARNING;
-		else if (s && strcmp(s, "critical") == 0)
-			out->register_mask |= 1u << HR_STATUS_CRITICAL;
-		else if (s)
-			conf_error(c, key,
-				   "\"%s\" is not one of \"passing\", "
-				   "\"warning\", \"critical\"", s);
-		else
-			conf_error(c, key, "must be a string");
-	}
-	if (i == 0)
-		conf_error(c, "register_when",
-			   "must not be empty (the key would never be written)");
-}
-
-static int take_string(struct ctx *c, const cJSON *conf, const char *key,
-		       char **dst, bool allow_empty)
-{
-	const char *s = get_string(c, conf, key);
-
-	if (!s)
-		return 0;
-	if (!allow_empty && !*s) {
-		conf_error(c, key, "must not be empty");
-		return 0;
-	}
-	*dst = dup_str(s);
-	return *dst ? 0 : -ENOMEM;
+	hr_conf_path(p, path, "lease_ttl");
+	if (c->lease_ttl_ms < HR_ETCD_MIN_LEASE_TTL_MS)
+		hr_diag_add(d, HR_DIAG_ERROR, p,
+			    "must be at least 2s (etcd's minimum)");
+	else if (c->lease_ttl_ms % 1000 != 0)
+		hr_diag_add(d, HR_DIAG_ERROR, p,
+			    "must be a whole number of seconds");
+	else if (c->lease_ttl_ms > 86400000)
+		hr_diag_add(d, HR_DIAG_ERROR, p, "must be at most 24h");
+	if (c->request_timeout_ms < 100)
+		hr_diag_add(d, HR_DIAG_ERROR,
+			    hr_conf_path(p, path, "request_timeout"),
+			    "must be at least 100ms");
+	hr_reg_conf_check(&c->common, path, d);
 }
 
 int hr_etcd_conf_parse(struct hr_etcd_conf *out, const cJSON *conf,
 		       const char *path, struct hr_diag *diag)
 {
-	struct ctx c = { path ? path : "registry.etcd", diag, 0 };
+	struct hr_diag local;
+	struct hr_diag *d = diag ? diag : &local;
+	size_t errors;
 	const cJSON *it;
 	int rc = 0;
 
+	if (!path)
+		path = "registry.etcd";
+	hr_diag_init(&local);
+	errors = d->errors;
 	memset(out, 0, sizeof(*out));
 	out->lease_ttl_ms = HR_ETCD_DEFAULT_LEASE_TTL_MS;
 	out->request_timeout_ms = HR_ETCD_DEFAULT_REQUEST_TIMEOUT_MS;
-	out->deregister_after_ms = 0;
-
+	hr_reg_conf_init(&out->common);
 	if (conf && !cJSON_IsObject(conf)) {
-		conf_error(&c, NULL, "must be an object");
+		hr_diag_add(d, HR_DIAG_ERROR, path, "must be an object");
 		rc = -EINVAL;
 		goto cleanup;
 	}
 	cJSON_ArrayForEach(it, conf) {
-		if (is_known(it->string))
-			continue;
-		if (strcmp(it->string, "password") == 0)
-			conf_error(&c, it->string,
-				   "passwords are not accepted inline; use "
-				   "password_file or the ETCD_PASSWORD "
-				   "environment variable");
-		else
-			conf_error(&c, it->string, "unknown key");
-	}
-
-	rc = parse_endpoints(&c, conf, out);
-	if (rc < 0)
-		goto cleanup;
-	if (!cJSON_GetObjectItemCaseSensitive(conf, "prefix")) {
-		out->prefix = dup_str(HR_ETCD_DEFAULT_PREFIX);
-		if (!out->prefix) {
+		if (parse_member(out, it, path, d) == -ENOMEM) {
 			rc = -ENOMEM;
 			goto cleanup;
 		}
-	} else {
-		rc = take_string(&c, conf, "prefix", &out->prefix, true);
-		if (rc < 0)
-			goto cleanup;
 	}
-
-	if (get_duration(&c, conf, "lease_ttl", &out->lease_ttl_ms) == 0) {
-		if (out->lease_ttl_ms < HR_ETCD_MIN_LEASE_TTL_MS)
-			conf_error(&c, "lease_ttl",
-				   "must be at least 2s (etcd's minimum)");
-		else if (out->lease_ttl_ms % 1000 != 0)
-			conf_error(&c, "lease_ttl",
-				   "must be a whole number of seconds");
-		else if (out->lease_ttl_ms > 86400000)
-			conf_error(&c, "lease_ttl", "must be at most 24h");
-	}
-	get_duration(&c, conf, "deregister_after", &out->deregister_after_ms);
-	if (get_duration(&c, conf, "request_timeout",
-			 &out->request_timeout_ms) == 0 &&
-	    out->request_timeout_ms < 100)
-		conf_error(&c, "request_timeout", "must be at least 100ms");
-
-	parse_register_when(&c, conf, out);
-
-	if ((rc = take_string(&c, conf, "username", &out->username, false)) ||
-	    (rc = take_string(&c, conf, "password_file", &out->password_file,
-			      false)) ||
-	    (rc = take_string(&c, conf, "ca_file", &out->ca_file, false)) ||
-	    (rc = take_string(&c, conf, "cert_file", &out->cert_file, false)) ||
-	    (rc = take_string(&c, conf, "key_file", &out->key_file, false)))
+	rc = apply_defaults(out);
+	if (rc < 0)
 		goto cleanup;
-	if (out->key_file && !out->cert_file)
-		conf_error(&c, "key_file", "needs cert_file");
-
-	rc = c.errors ? -EINVAL : 0;
+	check_values(out, path, d);
+	rc = d->errors > errors ? -EINVAL : 0;
 cleanup:
+	hr_diag_dispose(&local);
 	if (rc < 0)
 		hr_etcd_conf_dispose(out);
 	return rc;
@@ -337,9 +233,7 @@ void hr_etcd_conf_dispose(struct hr_etcd_conf *c)
 	free(c->prefix);
 	free(c->username);
 	free(c->password_file);
-	free(c->ca_file);
-	free(c->cert_file);
-	free(c->key_file);
+	hr_reg_conf_dispose(&c->common);
 	memset(c, 0, sizeof(*c));
 }
 
@@ -347,7 +241,7 @@ bool hr_etcd_registrable(const struct hr_etcd_conf *c, enum hr_status s)
 {
 	if ((unsigned)s > 31)
 		return false;
-	return (c->register_mask & (1u << s)) != 0;
+	return (c->common.register_when & (1u << s)) != 0;
 }
 
 /* ---- key and value --------------------------------------------------- */
@@ -518,12 +412,22 @@ char *hr_etcd_body_auth(const char *user, const char *password)
 {
 	cJSON *root = cJSON_CreateObject();
 
-	if (!root || !cJSON_AddStringToObject(root, "name", user) ||
-	    !cJSON_AddStringToObject(root, "password", password)) {
-		cJSON_Delete(root);
-		return NULL;
+	cJSON *pw = NULL;
+	char *s, *copy = NULL;
+
+	if (root && cJSON_AddStringToObject(root, "name", user))
+		pw = cJSON_AddStringToObject(root, "password", password);
+	s = pw ? cJSON_PrintUnformatted(root) : NULL;
+	if (s) {
+		copy = dup_str(s);
+		hr_wipe(s, strlen(s));
+		cJSON_free(s);
 	}
-	return print_json(root);
+	/* The tree's copy of the password, too. */
+	if (pw && pw->valuestring)
+		hr_wipe(pw->valuestring, strlen(pw->valuestring));
+	cJSON_Delete(root);
+	return copy;
 }
 
 /* ---- base64 ---------------------------------------------------------- */
@@ -750,12 +654,91 @@ static bool read_error(const cJSON *root, int *code, const char **msg)
 	return true;
 }
 
+/* Fail the reply with msg. */
+static void fail(struct hr_etcd_reply *out, enum hr_etcd_result r,
+		 const char *msg)
+{
+	set_msg(out, msg);
+	out->result = r;
+}
+
+static void parse_auth(const cJSON *root, struct hr_etcd_reply *out)
+{
+	const cJSON *it = cJSON_GetObjectItemCaseSensitive(root, "token");
+
+	if (!cJSON_IsString(it) || !it->valuestring || !*it->valuestring) {
+		fail(out, HR_ETCD_FAILED, "no token in reply");
+		return;
+	}
+	out->token = dup_str(it->valuestring);
+	if (!out->token)
+		fail(out, HR_ETCD_FAILED, "out of memory");
+}
+
+static void parse_grant(const cJSON *root, struct hr_etcd_reply *out)
+{
+	const cJSON *it = cJSON_GetObjectItemCaseSensitive(root, "ID");
+
+	if (!it || hr_etcd_int64(it, &out->id) < 0 || out->id == 0) {
+		fail(out, HR_ETCD_FAILED, "no lease ID in reply");
+		return;
+	}
+	it = cJSON_GetObjectItemCaseSensitive(root, "TTL");
+	if (!it || hr_etcd_int64(it, &out->ttl) < 0 || out->ttl <= 0)
+		fail(out, HR_ETCD_FAILED, "no TTL in reply");
+}
+
+static void parse_keepalive(const cJSON *root, struct hr_etcd_reply *out)
+{
+	/* One stream message: {"result":{...,"TTL":"10"}}. */
+	const cJSON *res = cJSON_GetObjectItemCaseSensitive(root, "result");
+	const cJSON *it;
+
+	if (!cJSON_IsObject(res)) {
+		fail(out, HR_ETCD_FAILED, "no result in keepalive reply");
+		return;
+	}
+	it = cJSON_GetObjectItemCaseSensitive(res, "ID");
+	if (it)
+		hr_etcd_int64(it, &out->id);
+	it = cJSON_GetObjectItemCaseSensitive(res, "TTL");
+	if (!it || hr_etcd_int64(it, &out->ttl) < 0 || out->ttl <= 0) {
+		/* A dead or unknown lease still gets HTTP 200. */
+		out->ttl = 0;
+		fail(out, HR_ETCD_LEASE_LOST, "keepalive reply without TTL");
+	}
+}
+
+/* A 2xx reply without an error: what the op's answer must hold. */
+static void parse_ok(enum hr_etcd_op op, const cJSON *root,
+		     struct hr_etcd_reply *out)
+{
+	out->result = HR_ETCD_OK;
+	switch (op) {
+	case HR_ETCD_OP_AUTH:
+		parse_auth(root, out);
+		break;
+	case HR_ETCD_OP_GRANT:
+		parse_grant(root, out);
+		break;
+	case HR_ETCD_OP_KEEPALIVE:
+		parse_keepalive(root, out);
+		break;
+	case HR_ETCD_OP_DELETE:
+		out->succeeded = cJSON_IsTrue(
+			cJSON_GetObjectItemCaseSensitive(root, "succeeded"));
+		break;
+	case HR_ETCD_OP_PUT:
+	case HR_ETCD_OP_REVOKE:
+		break;
+	}
+}
+
 void hr_etcd_reply_parse(enum hr_etcd_op op, long http_status,
 			 const char *body, size_t len,
 			 struct hr_etcd_reply *out)
 {
 	cJSON *root = NULL;
-	const cJSON *res, *it;
 	const char *msg = NULL, *end = NULL;
 	int code = -1;
 
@@ -763,88 +746,24 @@ void hr_etcd_reply_parse(enum hr_etcd_op op, long http_status,
 	out->http_status = http_status;
 	out->grpc_code = -1;
 	if (http_status == 0) {
-		out->result = HR_ETCD_UNAVAILABLE;
-		set_msg(out, "no reply");
+		fail(out, HR_ETCD_UNAVAILABLE, "no reply");
 		return;
 	}
 	if (body && len)
 		root = cJSON_ParseWithLengthOpts(body, len, &end, 0);
 	if (root && read_error(root, &code, &msg)) {
 		out->grpc_code = code;
-		set_msg(out, msg);
-		out->result = classify_error(op, http_status, code, msg);
-		goto cleanup;
-	}
-	if (http_status < 200 || http_status > 299) {
+		fail(out, classify_error(op, http_status, code, msg), msg);
+	} else if (http_status < 200 || http_status > 299) {
 		char buf[64];
 
 		snprintf(buf, sizeof(buf), "HTTP %ld", http_status);
-		set_msg(out, buf);
-		out->result = classify_error(op, http_status, -1, "");
-		goto cleanup;
+		fail(out, classify_error(op, http_status, -1, ""), buf);
+	} else if (!root || !cJSON_IsObject(root)) {
+		fail(out, HR_ETCD_FAILED, "reply is not a JSON object");
+	} else {
+		parse_ok(op, root, out);
 	}
-	if (!root || !cJSON_IsObject(root)) {
-		set_msg(out, "reply is not a JSON object");
-		out->result = HR_ETCD_FAILED;
-		goto cleanup;
-	}
-	out->result = HR_ETCD_OK;
-	switch (op) {
-	case HR_ETCD_OP_AUTH:
-		it = cJSON_GetObjectItemCaseSensitive(root, "token");
-		if (!cJSON_IsString(it) || !it->valuestring ||
-		    !*it->valuestring) {
-			set_msg(out, "no token in reply");
-			out->result = HR_ETCD_FAILED;
-			break;
-		}
-		out->token = dup_str(it->valuestring);
-		if (!out->token) {
-			set_msg(out, "out of memory");
-			out->result = HR_ETCD_FAILED;
-		}
-		break;
-	case HR_ETCD_OP_GRANT:
-		it = cJSON_GetObjectItemCaseSensitive(root, "ID");
-		if (!it || hr_etcd_int64(it, &out->id) < 0 || out->id == 0) {
-			set_msg(out, "no lease ID in reply");
-			out->result = HR_ETCD_FAILED;
-			break;
-		}
-		it = cJSON_GetObjectItemCaseSensitive(root, "TTL");
-		if (!it || hr_etcd_int64(it, &out->ttl) < 0 || out->ttl <= 0) {
-			set_msg(out, "no TTL in reply");
-			out->result = HR_ETCD_FAILED;
-		}
-		break;
-	case HR_ETCD_OP_KEEPALIVE:
-		/* One stream message: {"result":{...,"TTL":"10"}}. */
-		res = cJSON_GetObjectItemCaseSensitive(root, "result");
-		if (!cJSON_IsObject(res)) {
-			set_msg(out, "no result in keepalive reply");
-			out->result = HR_ETCD_FAILED;
-			break;
-		}
-		it = cJSON_GetObjectItemCaseSensitive(res, "ID");
-		if (it)
-			hr_etcd_int64(it, &out->id);
-		it = cJSON_GetObjectItemCaseSensitive(res, "TTL");
-		if (!it || hr_etcd_int64(it, &out->ttl) < 0 || out->ttl <= 0) {
-			/* A dead or unknown lease still gets HTTP 200. */
-			out->ttl = 0;
-			set_msg(out, "keepalive reply without TTL");
-			out->result = HR_ETCD_LEASE_LOST;
-		}
-		break;
-	case HR_ETCD_OP_DELETE:
-		it = cJSON_GetObjectItemCaseSensitive(root, "succeeded");
-		out->succeeded = cJSON_IsTrue(it);
-		break;
-	case HR_ETCD_OP_PUT:
-	case HR_ETCD_OP_REVOKE:
-		break;
-	}
-cleanup:
 	cJSON_Delete(root);
 }
 
@@ -854,19 +773,4 @@ void hr_etcd_reply_dispose(struct hr_etcd_reply *r)
 		return;
 	free(r->token);
 	r->token = NULL;
-}
-
-int64_t hr_etcd_backoff_ms(unsigned attempt, double rnd)
-{
-	int64_t d = BACKOFF_BASE_MS;
-
-	while (attempt-- > 0 && d < BACKOFF_CAP_MS)
-		d *= 2;
-	if (d > BACKOFF_CAP_MS)
-		d = BACKOFF_CAP_MS;
-	if (rnd < 0)
-		rnd = 0;
-	if (rnd >= 1)
-		rnd = 0.999;
-	return d / 2 + (int64_t)((double)(d / 2) * rnd);
 }

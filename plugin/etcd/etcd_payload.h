@@ -19,6 +19,7 @@
 
 #include "healthreg/config.h"
 #include "healthreg/error.h"
+#include "healthreg/regcore.h"
 #include "healthreg/status.h"
 
 #define HR_ETCD_DEFAULT_ENDPOINT "http://127.0.0.1:2379"
@@ -34,13 +35,10 @@ struct hr_etcd_conf {
 	size_t n_endpoints;
 	char *prefix;
 	int64_t lease_ttl_ms;      /* a whole number of seconds */
-	int64_t deregister_after_ms;
-	unsigned register_mask;    /* bit (1u << enum hr_status) */
+	struct hr_reg_conf common; /* TLS files, register_when,
+				      deregister_after */
 	char *username;            /* NULL: use ETCD_USERNAME if set */
 	char *password_file;       /* NULL: use ETCD_PASSWORD if set */
-	char *ca_file;
-	char *cert_file;
-	char *key_file;
 	int64_t request_timeout_ms;
 };
 
@@ -149,11 +147,5 @@ void hr_etcd_reply_parse(enum hr_etcd_op op, long http_status,
 
 /** Free the token. NULL-safe, idempotent. */
 void hr_etcd_reply_dispose(struct hr_etcd_reply *r);
-
-/**
- * Exponential backoff with jitter: attempt 0 -> ~100 ms, doubling, capped
- * at 5 s; the result is in [delay/2, delay]. rnd is uniform in [0,1).
- */
-int64_t hr_etcd_backoff_ms(unsigned attempt, double rnd);
 
 #endif

@@ -48,7 +48,7 @@ Test(etcd_payload, conf_defaults)
 	cr_assert_str_eq(c.endpoints[0], "http://127.0.0.1:2379");
 	cr_assert_str_eq(c.prefix, "services/");
 	cr_assert_eq(c.lease_ttl_ms, 10000);
-	cr_assert_eq(c.deregister_after_ms, 0);
+	cr_assert_eq(c.common.deregister_after_ms, 0);
 	cr_assert_eq(c.request_timeout_ms, 2000);
 	cr_assert(hr_etcd_registrable(&c, HR_STATUS_PASSING));
 	cr_assert(hr_etcd_registrable(&c, HR_STATUS_WARNING));
@@ -83,13 +83,13 @@ Test(etcd_payload, conf_full)
 	cr_assert_str_eq(c.endpoints[1], "https://e2:2");
 	cr_assert_str_eq(c.prefix, "svc/");
 	cr_assert_eq(c.lease_ttl_ms, 3000);
-	cr_assert_eq(c.deregister_after_ms, 90000);
+	cr_assert_eq(c.common.deregister_after_ms, 90000);
 	cr_assert_eq(c.request_timeout_ms, 500);
 	cr_assert(hr_etcd_registrable(&c, HR_STATUS_PASSING));
 	cr_assert_not(hr_etcd_registrable(&c, HR_STATUS_WARNING));
 	cr_assert_str_eq(c.username, "agent");
 	cr_assert_str_eq(c.password_file, "/run/pw");
-	cr_assert_str_eq(c.key_file, "k.pem");
+	cr_assert_str_eq(c.common.key_file, "k.pem");
 	hr_etcd_conf_dispose(&c);
 	cr_assert_null(c.endpoints);
 	hr_diag_dispose(&d);
@@ -102,16 +102,18 @@ struct conf_case {
 
 static const struct conf_case bad_confs[] = {
 	{ "{\"lease_ttl\":\"5x\"}",
-	  "registry.etcd.lease_ttl: \"5x\" is not a duration" },
+	  "registry.etcd.lease_ttl: \"5x\" is not a duration (like \"250ms\", "
+	  "\"10s\", \"1m30s\")" },
 	{ "{\"lease_ttl\":5}",
-	  "registry.etcd.lease_ttl: must be a duration string such as "
-	  "\"10s\"" },
+	  "registry.etcd.lease_ttl: 5 is not a duration (like \"250ms\", "
+	  "\"10s\", \"1m30s\")" },
 	{ "{\"lease_ttl\":\"1s\"}",
 	  "registry.etcd.lease_ttl: must be at least 2s (etcd's minimum)" },
 	{ "{\"lease_ttl\":\"2500ms\"}",
 	  "registry.etcd.lease_ttl: must be a whole number of seconds" },
 	{ "{\"deregister_after\":\"-1s\"}",
-	  "registry.etcd.deregister_after: \"-1s\" is not a duration" },
+	  "registry.etcd.deregister_after: \"-1s\" is not a duration (like "
+	  "\"250ms\", \"10s\", \"1m30s\")" },
 	{ "{\"request_timeout\":\"10ms\"}",
 	  "registry.etcd.request_timeout: must be at least 100ms" },
 	{ "{\"endpoints\":\"http://a:1\"}",
@@ -120,24 +122,24 @@ static const struct conf_case bad_confs[] = {
 	{ "{\"endpoints\":[\"http://a:1\",\"a:2\"]}",
 	  "registry.etcd.endpoints[1]: \"a:2\" must start with http:// or "
 	  "https://" },
-	{ "{\"endpoints\":[7]}", "registry.etcd.endpoints[0]: must be a string" },
+	{ "{\"endpoints\":[7]}", "registry.etcd.endpoints[0]: 7 is not a string" },
 	{ "{\"endpoints\":[\"http://\"]}",
 	  "registry.etcd.endpoints[0]: \"http://\" has no host" },
 	{ "{\"register_when\":[\"passing\",\"sick\"]}",
 	  "registry.etcd.register_when[1]: \"sick\" is not one of "
 	  "\"passing\", \"warning\", \"critical\"" },
 	{ "{\"register_when\":[]}",
-	  "registry.etcd.register_when: must not be empty (the key would "
-	  "never be written)" },
+	  "registry.etcd.register_when: must be a non-empty array of "
+	  "\"passing\", \"warning\", \"critical\"" },
 	{ "{\"register_when\":\"passing\"}",
-	  "registry.etcd.register_when: must be a list of \"passing\", "
-	  "\"warning\", \"critical\"" },
+	  "registry.etcd.register_when: must be a non-empty array of "
+	  "\"passing\", \"warning\", \"critical\"" },
 	{ "{\"bogus\":1}", "registry.etcd.bogus: unknown key" },
 	{ "{\"password\":\"x\"}",
 	  "registry.etcd.password: passwords are not accepted inline; use "
 	  "password_file or the ETCD_PASSWORD environment variable" },
 	{ "{\"username\":\"\"}", "registry.etcd.username: must not be empty" },
-	{ "{\"prefix\":3}", "registry.etcd.prefix: must be a string" },
+	{ "{\"prefix\":3}", "registry.etcd.prefix: 3 is not a string" },
 	{ "{\"key_file\":\"k.pem\"}", "registry.etcd.key_file: needs cert_file" },
 	{ "[1]", "registry.etcd: must be an object" },
 };
@@ -532,29 +534,6 @@ Test(etcd_payload, reply_message_is_etcds_text)
 	hr_etcd_reply_parse(HR_ETCD_OP_PUT, 404, b, strlen(b), &r);
 	cr_assert_str_eq(r.message, "etcdserver: requested lease not found");
 	hr_etcd_reply_dispose(&r);
-}
-
-Test(etcd_payload, backoff_grows_with_jitter_and_caps)
-{
-	unsigned a;
-	int64_t prev_max = 0;
-
-	cr_assert_eq(hr_etcd_backoff_ms(0, 0.0), 50);
-	cr_assert_eq(hr_etcd_backoff_ms(0, 0.999), 99);
-	for (a = 0; a < 40; a++) {
-		int64_t lo = hr_etcd_backoff_ms(a, 0.0);
-		int64_t hi = hr_etcd_backoff_ms(a, 0.9999);
-
-		cr_assert_leq(lo, hi);
-		cr_assert_geq(hi, prev_max);
-		cr_assert_leq(hi, 5000);
-		cr_assert_geq(lo, 50);
-		prev_max = hi;
-	}
-	cr_assert_geq(hr_etcd_backoff_ms(39, 0.0), 2500);
-	/* Out-of-range randomness is clamped, not trusted. */
-	cr_assert_eq(hr_etcd_backoff_ms(0, -3.0), 50);
-	cr_assert_leq(hr_etcd_backoff_ms(0, 7.0), 100);
 }
 
 Test(etcd_payload, names)

@@ -155,6 +155,11 @@ bool hr_check_spec_equal(const struct hr_check_spec *x,
 			 const struct hr_check_spec *y);
 bool hr_service_spec_equal(const struct hr_service_spec *x,
 			   const struct hr_service_spec *y);
+/** A deep copy of src into dst: 0 or -ENOMEM (dst left empty). */
+int hr_service_spec_copy(struct hr_service_spec *dst,
+			 const struct hr_service_spec *src);
+/** Free what a copy owns; *s is zeroed (reusable). */
+void hr_service_spec_dispose(struct hr_service_spec *s);
 /** Same groups, in the same order, with the same settings. */
 bool hr_groups_equal(const struct hr_config *x, const struct hr_config *y);
 

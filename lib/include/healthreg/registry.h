@@ -3,10 +3,34 @@
  * a versioned const table of functions compiled into the agent. The agent
  * creates one instance per configured backend; each fails and recovers on
  * its own. Every function is called on the agent's loop and must not block.
+ * The work backends share (requests, backoff, grace period, shutdown
+ * deadline, done() delivery) lives in healthreg/regcore.h.
  *
- * Lifecycle: validate (at config load) -> create -> apply (every aggregate
- * change, and once right after create) / maintenance -> shutdown (async
- * deregistration, bounded by the agent's shutdown timeout) -> destroy.
+ * Lifecycle: validate (at config load) -> create -> apply (on every
+ * aggregate change; the first apply comes once the agent is ready and any
+ * reload hold has ended, not right after create) / maintenance (any time,
+ * also before the first apply) -> shutdown (async deregistration, bounded
+ * by the agent's shutdown timeout) -> destroy.
+ *
+ * Lifetime rules:
+ *  - create() copies what it keeps: the service spec (env->service) and
+ *    every string it derives from conf. Once create returns, nothing in
+ *    the backend points into the agent's struct hr_config or the cJSON
+ *    tree, which a reload may free at once.
+ *  - Borrowed for the backend's whole life, until destroy returns:
+ *    env->loop, env->http and env->stats (NULL or the agent's counters;
+ *    the backend records into them, the agent owns them).
+ *  - apply/maintenance/shutdown/destroy are called by the agent, never
+ *    from inside a backend callback, and never after destroy. apply and
+ *    maintenance after shutdown are ignored.
+ *  - done() runs exactly once per shutdown, on a later loop iteration than
+ *    the one in which shutdown() was called or the last request finished
+ *    (never from inside shutdown() or a transfer callback), when the
+ *    deregistration finished, failed for good or hit its deadline. The
+ *    backend touches nothing after calling it, so done() may destroy it.
+ *  - destroy() may come at any time (before done(), too: the agent's own
+ *    timeout); it cancels the transfer in flight, stops every watcher and
+ *    never calls done(). After destroy the caller may free env->stats.
  */
 #ifndef HEALTHREG_REGISTRY_H
 #define HEALTHREG_REGISTRY_H
@@ -39,7 +63,12 @@ struct hr_registry_stats {
 /** NULL-safe. */
 void hr_registry_stats_record(struct hr_registry_stats *s, bool ok);
 
-/* What a backend gets from the agent. All borrowed; outlive the backend. */
+/*
+ * What a backend gets from the agent. loop, http and stats are borrowed
+ * and outlive the backend; service is borrowed for create() only (the
+ * backend copies it). Fields added later go at the end; zero means
+ * "default".
+ */
 struct hr_registry_env {
 	struct ev_loop *loop;
 	struct hr_http *http;
@@ -48,7 +77,8 @@ struct hr_registry_env {
 	struct hr_registry_stats *stats; /* may be NULL */
 };
 
-/* Called once when shutdown() has finished (or given up). */
+/* Called once when shutdown() has finished (or given up), on a fresh
+ * loop iteration (see the lifetime rules above). */
 typedef void (*hr_registry_done_cb)(void *payload);
 
 struct hr_registry_ops {
@@ -59,7 +89,8 @@ struct hr_registry_ops {
 	void (*validate)(const cJSON *conf, const char *path,
 			 struct hr_diag *diag);
 
-	/* conf is borrowed for the call only. */
+	/* conf and env->service are borrowed for the call only: copy what
+	 * is kept. On failure *out is NULL and err says why. */
 	int (*create)(struct hr_registry **out, const cJSON *conf,
 		      const struct hr_registry_env *env, struct hr_err *err);
 
@@ -75,9 +106,10 @@ struct hr_registry_ops {
 			    const char *reason);
 
 	/*
-	 * Deregister and stop all activity; call done once (possibly before
-	 * returning). The agent bounds it with its shutdown timeout and then
-	 * calls destroy regardless.
+	 * Deregister and stop all activity; call done once, on a later loop
+	 * iteration (never before returning). A second call is ignored. The
+	 * agent bounds it with its shutdown timeout and then calls destroy
+	 * regardless.
 	 */
 	void (*shutdown)(struct hr_registry *r, hr_registry_done_cb done,
 			 void *payload);

@@ -1,0 +1,260 @@
+/*
+ * regcore.h - the work every registry backend shares, written once (the
+ * way curl's vtls.c serves every TLS backend): one request at a time on
+ * the shared libcurl multi handle with a capped capture of the answer,
+ * the stats the agent reports, retry backoff with jitter, the
+ * register_when / deregister_after grace period, the shutdown deadline,
+ * and done() delivered on a fresh loop iteration.
+ *
+ * A backend (plugin/consul, plugin/etcd) keeps only what is its own: its
+ * config schema, payload builders, reply classifier and its decision of
+ * what to send next. It embeds one struct hr_regcore in its instance and
+ * gets its instance back in the callbacks with hr_container_of().
+ *
+ *   backend apply()/maintenance() ---------------------------.
+ *   retry timer, grace timer ----> ops->kick(core) <---------'
+ *                                    |  hr_regcore_send()
+ *   transfer done ----> ops->reply(core, reply) -> stats -> ops->kick()
+ *   shutdown: hr_regcore_shutdown() ... hr_regcore_finish() or deadline
+ *             -> zero timer -> done(payload)   (never from inside a call)
+ *
+ * Lifetime rules:
+ *  - The core owns: its copy of the service spec (c->service, copied from
+ *    env->service at init: nothing points into the agent's struct
+ *    hr_config afterwards), the request in flight (easy handle, body copy,
+ *    captured answer) and every watcher. hr_regcore_dispose() cancels the
+ *    request without a reply, stops every watcher and frees them; it never
+ *    calls done().
+ *  - Borrowed for the core's whole life: env->loop, env->http, env->stats
+ *    (may be NULL; the agent owns it and keeps it valid until destroy).
+ *  - Borrowed per request: the header and connect-to lists given to
+ *    hr_regcore_send() must live until the reply arrives or the request
+ *    is cancelled; the url and body are copied.
+ *  - Callbacks: ops->reply and ops->kick run on the loop, from libcurl's
+ *    completion or a timer, never from inside a call of the backend into
+ *    the core. reply() may not send (the core calls kick() right after
+ *    it); kick() may send. None of them may destroy the backend.
+ *  - done() runs from the core's own zero timer, on a loop iteration
+ *    after the one in which the shutdown finished, exactly once per
+ *    hr_regcore_shutdown(); the core touches nothing after calling it,
+ *    so done() may dispose of the core (destroy the backend).
+ */
+#ifndef HEALTHREG_REGCORE_H
+#define HEALTHREG_REGCORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cjson/cJSON.h>
+#include <curl/curl.h>
+#include <ev.h>
+
+#include "healthreg/config.h"
+#include "healthreg/registry.h"
+#include "healthreg/util.h"
+
+struct hr_regcore;
+
+/* The answer, as ops->reply sees it. */
+struct hr_reg_reply {
+	CURLcode rc;
+	long status;         /* HTTP status; 0 when rc != CURLE_OK */
+	const char *body;    /* head of the body, NUL-terminated, never NULL */
+	size_t len;          /* bytes in body */
+	bool truncated;      /* more came than the capture keeps */
+	const char *errbuf;  /* libcurl's detail ("" when none) */
+};
+
+/* What a backend plugs into the core. reply and kick are required. */
+struct hr_regcore_ops {
+	/*
+	 * The request finished (reply is valid for the call only). Returns
+	 * whether it succeeded: counted in env->stats as a write or an error.
+	 * Must not send; the core calls kick() once reply() returns.
+	 */
+	bool (*reply)(struct hr_regcore *c, const struct hr_reg_reply *r);
+	/* Decide and send what comes next (or nothing). */
+	void (*kick)(struct hr_regcore *c);
+	/* The grace period ran out (wanted is already false); kick() follows.
+	 * May be NULL. */
+	void (*grace_over)(struct hr_regcore *c);
+	/* The shutdown deadline passed; the core finishes the shutdown once
+	 * this returns (for a log line). May be NULL. */
+	void (*deadline)(struct hr_regcore *c);
+};
+
+/* One request. Strings are copied except where noted. */
+struct hr_reg_req {
+	const char *method;       /* "PUT", "POST" */
+	const char *url;
+	const char *body;         /* NULL: empty */
+	bool secret_body;         /* wipe the copy at release (passwords) */
+	struct curl_slist *headers;    /* borrowed until reply/cancel */
+	struct curl_slist *connect_to; /* borrowed likewise; may be NULL */
+	long timeout_ms;          /* whole transfer; 0: none */
+	long connect_timeout_ms;  /* 0: libcurl's default */
+	bool http11;              /* force HTTP/1.1 */
+	const char *ca_file, *cert_file, *key_file; /* may be NULL */
+};
+
+struct hr_regcore {
+	/* read-only for the backend */
+	struct ev_loop *loop;
+	struct hr_http *http;
+	struct hr_registry_stats *stats;
+	struct hr_service_spec service; /* the core's own copy */
+	struct hr_rng rng;
+
+	/* private */
+	const struct hr_regcore_ops *ops;
+	CURL *easy;
+	char *body;
+	bool secret_body, in_reply;
+	struct hr_capture resp;
+	char errbuf[CURL_ERROR_SIZE];
+	ev_timer retry, grace, deadline, done_timer;
+	unsigned register_when;
+	int64_t deregister_after_ms;
+	bool have_status, wanted;
+	bool shutting_down, finished;
+	hr_registry_done_cb done;
+	void *done_payload;
+};
+
+/*
+ * Set up c for one backend instance: copies env->service (NULL: an empty
+ * spec), borrows loop, http and stats, keeps at most resp_max bytes of
+ * each answer. Returns 0 or -ENOMEM (c is disposed, dispose is harmless).
+ */
+int hr_regcore_init(struct hr_regcore *c, const struct hr_regcore_ops *ops,
+		    const struct hr_registry_env *env, size_t resp_max);
+/* Cancel the request (no reply), stop every watcher, free the copy.
+ * done() is not called. Idempotent after init. */
+void hr_regcore_dispose(struct hr_regcore *c);
+
+/* ---- requests ---------------------------------------------------------- */
+
+/*
+ * Start q. Returns 0 (ops->reply follows, from the loop), -EBUSY (a
+ * request is in flight, or called from reply()), -ECANCELED (the shutdown
+ * has finished) or another negative errno (nothing started).
+ */
+int hr_regcore_send(struct hr_regcore *c, const struct hr_reg_req *q);
+/* Drop the request in flight without a reply. Idempotent. */
+void hr_regcore_cancel(struct hr_regcore *c);
+/* A request is in flight. */
+bool hr_regcore_busy(const struct hr_regcore *c);
+/* Nothing in flight, no retry pending, shutdown not finished: the
+ * backend may send now. */
+bool hr_regcore_idle(const struct hr_regcore *c);
+
+/* ---- retries ------------------------------------------------------------ */
+
+/*
+ * Backoff for the attempt-th consecutive failure, counted from 1: base
+ * doubled per attempt after the first, capped at cap, then jitter in
+ * [d/2, d) with rnd uniform in [0, 1) (clamped). Pure.
+ */
+int64_t hr_reg_backoff_ms(unsigned attempt, int64_t base_ms, int64_t cap_ms,
+			  double rnd);
+/* Arm the retry timer for ms; ops->kick runs when it fires. While it runs
+ * hr_regcore_idle() is false. */
+void hr_regcore_retry_in(struct hr_regcore *c, int64_t ms);
+/* hr_regcore_retry_in(hr_reg_backoff_ms(attempt, base, cap, jitter)). */
+void hr_regcore_backoff(struct hr_regcore *c, unsigned attempt,
+			int64_t base_ms, int64_t cap_ms);
+void hr_regcore_retry_stop(struct hr_regcore *c);
+
+/* ---- register_when / deregister_after ----------------------------------- */
+
+/* The statuses (1u << enum hr_status) to be registered in, and the grace
+ * period after leaving them (0: none). */
+void hr_regcore_grace_setup(struct hr_regcore *c, unsigned register_when,
+			    int64_t deregister_after_ms);
+/*
+ * A new aggregate status. Returns whether it is in register_when. The
+ * registration stays wanted while it is, and for deregister_after after
+ * it left; then wanted turns false and ops->grace_over and ops->kick run.
+ * now: leave at once, without a grace period (nothing is registered).
+ */
+bool hr_regcore_status(struct hr_regcore *c, enum hr_status s, bool now);
+/* A status was given and the registration is wanted. */
+bool hr_regcore_wanted(const struct hr_regcore *c);
+bool hr_regcore_in_grace(const struct hr_regcore *c);
+
+/* ---- shutdown ----------------------------------------------------------- */
+
+/*
+ * Begin the shutdown: remember done, stop the retry and grace timers and
+ * arm the deadline (deadline_ms <= 0: none). The request in flight stays;
+ * the backend cancels it if it must. Returns -EALREADY when a shutdown
+ * was begun before (nothing changes), else 0.
+ */
+int hr_regcore_shutdown(struct hr_regcore *c, hr_registry_done_cb done,
+			void *payload, int64_t deadline_ms);
+/* Finish it: cancel the request, stop every timer, and schedule done()
+ * for the next loop iteration. Idempotent. */
+void hr_regcore_finish(struct hr_regcore *c);
+bool hr_regcore_shutting_down(const struct hr_regcore *c);
+bool hr_regcore_finished(const struct hr_regcore *c);
+
+/* ---- config schema ------------------------------------------------------ */
+
+enum hr_reg_field_kind {
+	HR_REG_STRING,    /* char *, hr_conf_string */
+	HR_REG_NONEMPTY,  /* char *, hr_conf_nonempty_string */
+	HR_REG_DURATION,  /* int64_t ms, hr_conf_duration */
+	HR_REG_STATUSES,  /* unsigned mask, hr_conf_statuses */
+};
+
+/* What every backend's config has: TLS files and the grace period. Strings
+ * are owned. */
+struct hr_reg_conf {
+	char *ca_file, *cert_file, *key_file; /* NULL: none */
+	unsigned register_when;      /* 1u << enum hr_status; default
+					passing and warning */
+	int64_t deregister_after_ms; /* default 0 */
+};
+
+/* Defaults. Cannot fail. */
+void hr_reg_conf_init(struct hr_reg_conf *c);
+/* Free the strings; *c is zeroed. */
+void hr_reg_conf_dispose(struct hr_reg_conf *c);
+/* Rules between the common values (key_file needs cert_file), reported
+ * under path. 0 or -EINVAL. */
+int hr_reg_conf_check(const struct hr_reg_conf *c, const char *path,
+		      struct hr_diag *d);
+
+/* One key of a backend's config object and the member it fills. */
+struct hr_reg_field {
+	const char *key;
+	enum hr_reg_field_kind kind;
+	size_t off;  /* offsetof() the member in the backend's conf struct */
+};
+
+/*
+ * Read member v (a child of the object at path) with the shared getters of
+ * healthreg/confget.h, so every backend words its errors alike
+ * ("<path>.<key>: ..."): a key of fields goes into the struct at conf, a
+ * common key (ca_file, cert_file, key_file, register_when,
+ * deregister_after) into *common, anything else is an "unknown key".
+ * Pure. Returns 0, -EINVAL (reported in d) or -ENOMEM.
+ */
+int hr_reg_conf_member(const struct hr_reg_field *fields, size_t n,
+		       void *conf, struct hr_reg_conf *common,
+		       const cJSON *v, const char *path, struct hr_diag *d);
+
+/* ---- headers with secrets ----------------------------------------------- */
+
+/*
+ * Append "name: value" to *list (NULL: a new list); the temporary line is
+ * wiped. Returns 0, -EINVAL (value holds CR or LF, or is over 8 KiB) or
+ * -ENOMEM; on an error *list is unchanged.
+ */
+int hr_reg_header_add(struct curl_slist **list, const char *name,
+		      const char *value);
+/* Wipe every line (tokens), then free the list. NULL-safe. */
+void hr_reg_headers_free(struct curl_slist *list);
+
+#endif

@@ -1,0 +1,477 @@
+/*
+ * regcore.c - the shared layer under every registry backend: one request
+ * at a time on the shared multi handle, capture, stats, backoff, the
+ * grace period, the shutdown deadline and done() on a fresh iteration.
+ * See healthreg/regcore.h for the contracts and the lifetime rules.
+ */
+#include <errno.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "healthreg/confget.h"
+#include "healthreg/http.h"
+#include "healthreg/regcore.h"
+#include "internal.h"
+
+#ifndef HR_VERSION
+#define HR_VERSION "0"
+#endif
+
+#define HEADER_VALUE_MAX 8192
+
+static void retry_cb(struct ev_loop *loop, ev_timer *w, int revents);
+static void grace_cb(struct ev_loop *loop, ev_timer *w, int revents);
+static void deadline_cb(struct ev_loop *loop, ev_timer *w, int revents);
+static void done_timer_cb(struct ev_loop *loop, ev_timer *w, int revents);
+
+int hr_regcore_init(struct hr_regcore *c, const struct hr_regcore_ops *ops,
+		    const struct hr_registry_env *env, size_t resp_max)
+{
+	memset(c, 0, sizeof(*c));
+	c->ops = ops;
+	c->loop = env->loop;
+	c->http = env->http;
+	c->stats = env->stats;
+	hr_rng_seed(&c->rng, 0);
+	hr_capture_init(&c->resp, resp_max);
+	ev_init(&c->retry, retry_cb);
+	ev_init(&c->grace, grace_cb);
+	ev_init(&c->deadline, deadline_cb);
+	ev_init(&c->done_timer, done_timer_cb);
+	if (env->service && hr_service_spec_copy(&c->service, env->service))
+		return -ENOMEM;
+	return 0;
+}
+
+static void release(struct hr_regcore *c)
+{
+	if (c->easy) {
+		hr_http_cancel(c->http, c->easy);
+		hr_http_easy_put(c->http, c->easy);
+		c->easy = NULL;
+	}
+	if (c->body && c->secret_body)
+		hr_wipe(c->body, strlen(c->body));
+	free(c->body);
+	c->body = NULL;
+	c->secret_body = false;
+	/* Answers may carry tokens (etcd's authenticate). */
+	if (c->resp.data)
+		hr_wipe(c->resp.data, c->resp.len);
+	hr_capture_reset(&c->resp);
+}
+
+void hr_regcore_dispose(struct hr_regcore *c)
+{
+	if (!c->ops)
+		return;
+	release(c);
+	hr_capture_dispose(&c->resp);
+	ev_timer_stop(c->loop, &c->retry);
+	ev_timer_stop(c->loop, &c->grace);
+	ev_timer_stop(c->loop, &c->deadline);
+	ev_timer_stop(c->loop, &c->done_timer);
+	hr_service_spec_dispose(&c->service);
+	c->done = NULL;
+}
+
+/* ---- requests ---------------------------------------------------------- */
+
+static void on_transfer(CURL *easy, CURLcode rc, void *payload)
+{
+	struct hr_regcore *c = payload;
+	struct hr_reg_reply r;
+	bool ok;
+
+	memset(&r, 0, sizeof(r));
+	r.rc = rc;
+	if (rc == CURLE_OK)
+		curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &r.status);
+	r.body = hr_capture_str(&c->resp);
+	r.len = c->resp.len;
+	r.truncated = c->resp.total > c->resp.len || c->resp.oom;
+	r.errbuf = c->errbuf;
+	/* The handle is ours again (see http.h): back to the pool. */
+	hr_http_easy_put(c->http, easy);
+	c->easy = NULL;
+	c->in_reply = true;
+	ok = c->ops->reply(c, &r);
+	c->in_reply = false;
+	hr_registry_stats_record(c->stats, ok);
+	release(c);
+	c->ops->kick(c);
+}
+
+static void setup_easy(struct hr_regcore *c, CURL *e,
+		       const struct hr_reg_req *q)
+{
+	curl_easy_setopt(e, CURLOPT_URL, q->url);
+	if (strcmp(q->method, "POST"))
+		curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, q->method);
+	curl_easy_setopt(e, CURLOPT_POSTFIELDS, c->body ? c->body : "");
+	curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE,
+			 (long)(c->body ? strlen(c->body) : 0));
+	curl_easy_setopt(e, CURLOPT_HTTPHEADER, q->headers);
+	curl_easy_setopt(e, CURLOPT_USERAGENT, "healthreg/" HR_VERSION);
+	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, hr_capture_curl_cb);
+	curl_easy_setopt(e, CURLOPT_WRITEDATA, &c->resp);
+	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, c->errbuf);
+	if (q->timeout_ms > 0)
+		curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, q->timeout_ms);
+	if (q->connect_timeout_ms > 0)
+		curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
+				 q->connect_timeout_ms);
+	curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+	/* Registries are reached directly: never through *_proxy. */
+	curl_easy_setopt(e, CURLOPT_PROXY, "");
+	if (q->http11)
+		curl_easy_setopt(e, CURLOPT_HTTP_VERSION,
+				 (long)CURL_HTTP_VERSION_1_1);
+	if (q->ca_file)
+		curl_easy_setopt(e, CURLOPT_CAINFO, q->ca_file);
+	if (q->cert_file)
+		curl_easy_setopt(e, CURLOPT_SSLCERT, q->cert_file);
+	if (q->key_file)
+		curl_easy_setopt(e, CURLOPT_SSLKEY, q->key_file);
+	if (q->connect_to)
+		curl_easy_setopt(e, CURLOPT_CONNECT_TO, q->connect_to);
+}
+
+int hr_regcore_send(struct hr_regcore *c, const struct hr_reg_req *q)
+{
+	int rc;
+
+	if (c->easy || c->in_reply)
+		return -EBUSY;
+	if (c->finished)
+		return -ECANCELED;
+	if (!q->url || !q->method)
+		return -EINVAL;
+	release(c);
+	c->errbuf[0] = '\0';
+	c->secret_body = q->secret_body;
+	if (q->body && !(c->body = strdup(q->body)))
+		return -ENOMEM;
+	c->easy = hr_http_easy_get(c->http);
+	if (!c->easy) {
+		release(c);
+		return -ENOMEM;
+	}
+	setup_easy(c, c->easy, q);
+	rc = hr_http_start(c->http, c->easy, on_transfer, c);
+	if (rc < 0) {
+		hr_http_easy_put(c->http, c->easy);
+		c->easy = NULL;
+		release(c);
+	}
+	return rc;
+}
+
+void hr_regcore_cancel(struct hr_regcore *c)
+{
+	/* From reply(): nothing is in flight, and the answer being read is
+	 * released by on_transfer() once reply() returns. */
+	if (!c->in_reply)
+		release(c);
+}
+
+bool hr_regcore_busy(const struct hr_regcore *c)
+{
+	return c->easy != NULL;
+}
+
+bool hr_regcore_idle(const struct hr_regcore *c)
+{
+	return !c->easy && !c->in_reply && !ev_is_active(&c->retry) &&
+	       !c->finished;
+}
+
+/* ---- retries ------------------------------------------------------------ */
+
+int64_t hr_reg_backoff_ms(unsigned attempt, int64_t base_ms, int64_t cap_ms,
+			  double rnd)
+{
+	int64_t d = base_ms < 1 ? 1 : base_ms;
+	unsigned i;
+
+	for (i = 1; i < attempt && d < cap_ms; i++)
+		d *= 2;
+	if (d > cap_ms)
+		d = cap_ms < 1 ? 1 : cap_ms;
+	if (d < 2)
+		return d;
+	if (!(rnd >= 0))
+		rnd = 0;
+	if (rnd >= 1)
+		rnd = 0.999;
+	return d / 2 + (int64_t)((double)(d / 2) * rnd);
+}
+
+void hr_regcore_retry_in(struct hr_regcore *c, int64_t ms)
+{
+	ev_timer_stop(c->loop, &c->retry);
+	ev_timer_set(&c->retry, ms > 0 ? (double)ms / 1000.0 : 0., 0.);
+	ev_timer_start(c->loop, &c->retry);
+}
+
+void hr_regcore_backoff(struct hr_regcore *c, unsigned attempt,
+			int64_t base_ms, int64_t cap_ms)
+{
+	hr_regcore_retry_in(c, hr_reg_backoff_ms(attempt, base_ms, cap_ms,
+						 hr_rng_unit(&c->rng)));
+}
+
+void hr_regcore_retry_stop(struct hr_regcore *c)
+{
+	ev_timer_stop(c->loop, &c->retry);
+}
+
+static void retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct hr_regcore *c = container_of(w, struct hr_regcore, retry);
+
+	(void)loop;
+	(void)revents;
+	c->ops->kick(c);
+}
+
+/* ---- register_when / deregister_after ----------------------------------- */
+
+void hr_regcore_grace_setup(struct hr_regcore *c, unsigned register_when,
+			    int64_t deregister_after_ms)
+{
+	c->register_when = register_when;
+	c->deregister_after_ms = deregister_after_ms;
+}
+
+bool hr_regcore_status(struct hr_regcore *c, enum hr_status s, bool now)
+{
+	bool in = (unsigned)s < 32 && (c->register_when & (1u << s));
+	bool first = !c->have_status;
+
+	c->have_status = true;
+	if (in) {
+		ev_timer_stop(c->loop, &c->grace);
+		c->wanted = true;
+	} else if (first || (c->wanted && !ev_is_active(&c->grace))) {
+		if (now || first || c->deregister_after_ms <= 0) {
+			c->wanted = false;
+		} else {
+			ev_timer_set(&c->grace,
+				     (double)c->deregister_after_ms / 1000.0,
+				     0.);
+			ev_timer_start(c->loop, &c->grace);
+		}
+	}
+	return in;
+}
+
+bool hr_regcore_wanted(const struct hr_regcore *c)
+{
+	return c->have_status && c->wanted;
+}
+
+bool hr_regcore_in_grace(const struct hr_regcore *c)
+{
+	return ev_is_active(&c->grace);
+}
+
+static void grace_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct hr_regcore *c = container_of(w, struct hr_regcore, grace);
+
+	(void)loop;
+	(void)revents;
+	c->wanted = false;
+	if (c->ops->grace_over)
+		c->ops->grace_over(c);
+	c->ops->kick(c);
+}
+
+/* ---- shutdown ----------------------------------------------------------- */
+
+int hr_regcore_shutdown(struct hr_regcore *c, hr_registry_done_cb done,
+			void *payload, int64_t deadline_ms)
+{
+	if (c->shutting_down)
+		return -EALREADY;
+	c->shutting_down = true;
+	c->done = done;
+	c->done_payload = payload;
+	ev_timer_stop(c->loop, &c->retry);
+	ev_timer_stop(c->loop, &c->grace);
+	if (deadline_ms > 0) {
+		ev_timer_set(&c->deadline, (double)deadline_ms / 1000.0, 0.);
+		ev_timer_start(c->loop, &c->deadline);
+	}
+	return 0;
+}
+
+void hr_regcore_finish(struct hr_regcore *c)
+{
+	if (c->finished)
+		return;
+	c->finished = true;
+	hr_regcore_cancel(c);
+	ev_timer_stop(c->loop, &c->retry);
+	ev_timer_stop(c->loop, &c->grace);
+	ev_timer_stop(c->loop, &c->deadline);
+	/* A zero timer fires on the next iteration, never in this one: done()
+	 * never runs inside a call or a transfer callback of ours, and an
+	 * agent that polls from an ev_check wakes for it. */
+	ev_timer_set(&c->done_timer, 0., 0.);
+	ev_timer_start(c->loop, &c->done_timer);
+}
+
+bool hr_regcore_shutting_down(const struct hr_regcore *c)
+{
+	return c->shutting_down;
+}
+
+bool hr_regcore_finished(const struct hr_regcore *c)
+{
+	return c->finished;
+}
+
+static void deadline_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct hr_regcore *c = container_of(w, struct hr_regcore, deadline);
+
+	(void)loop;
+	(void)revents;
+	if (c->ops->deadline)
+		c->ops->deadline(c);
+	hr_regcore_finish(c);
+}
+
+static void done_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct hr_regcore *c = container_of(w, struct hr_regcore, done_timer);
+	hr_registry_done_cb done = c->done;
+	void *payload = c->done_payload;
+
+	(void)loop;
+	(void)revents;
+	c->done = NULL;
+	/* Last: done() may destroy the backend and so c. */
+	if (done)
+		done(payload);
+}
+
+/* ---- config schema ------------------------------------------------------ */
+
+#define COMMON(m) offsetof(struct hr_reg_conf, m)
+static const struct hr_reg_field common_fields[] = {
+	{ "ca_file", HR_REG_NONEMPTY, COMMON(ca_file) },
+	{ "cert_file", HR_REG_NONEMPTY, COMMON(cert_file) },
+	{ "key_file", HR_REG_NONEMPTY, COMMON(key_file) },
+	{ "register_when", HR_REG_STATUSES, COMMON(register_when) },
+	{ "deregister_after", HR_REG_DURATION, COMMON(deregister_after_ms) },
+};
+#undef COMMON
+
+void hr_reg_conf_init(struct hr_reg_conf *c)
+{
+	memset(c, 0, sizeof(*c));
+	c->register_when = 1u << HR_STATUS_PASSING | 1u << HR_STATUS_WARNING;
+}
+
+void hr_reg_conf_dispose(struct hr_reg_conf *c)
+{
+	free(c->ca_file);
+	free(c->cert_file);
+	free(c->key_file);
+	memset(c, 0, sizeof(*c));
+}
+
+int hr_reg_conf_check(const struct hr_reg_conf *c, const char *path,
+		      struct hr_diag *d)
+{
+	char p[HR_CONF_PATH_MAX];
+
+	if (!c->key_file || c->cert_file)
+		return 0;
+	hr_diag_add(d, HR_DIAG_ERROR, hr_conf_path(p, path, "key_file"),
+		    "needs cert_file");
+	return -EINVAL;
+}
+
+static const struct hr_reg_field *find_field(const struct hr_reg_field *f,
+					     size_t n, const char *key)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (!strcmp(f[i].key, key))
+			return &f[i];
+	return NULL;
+}
+
+int hr_reg_conf_member(const struct hr_reg_field *fields, size_t n,
+		       void *conf, struct hr_reg_conf *common,
+		       const cJSON *v, const char *path, struct hr_diag *d)
+{
+	const struct hr_reg_field *f = find_field(fields, n, v->string);
+	char p[HR_CONF_PATH_MAX];
+	char *at = conf;
+
+	hr_conf_path(p, path, v->string);
+	if (!f) {
+		f = find_field(common_fields, HR_ARRAY_SIZE(common_fields),
+			       v->string);
+		at = (char *)common;
+	}
+	if (!f) {
+		hr_diag_add(d, HR_DIAG_ERROR, p, "unknown key");
+		return -EINVAL;
+	}
+	at += f->off;
+	switch (f->kind) {
+	case HR_REG_STRING:
+		return hr_conf_string(v, p, d, (char **)(void *)at);
+	case HR_REG_NONEMPTY:
+		return hr_conf_nonempty_string(v, p, d, (char **)(void *)at);
+	case HR_REG_DURATION:
+		return hr_conf_duration(v, p, d, (int64_t *)(void *)at);
+	case HR_REG_STATUSES:
+		return hr_conf_statuses(v, p, d, (unsigned *)(void *)at);
+	}
+	return -EINVAL;
+}
+
+/* ---- headers with secrets ----------------------------------------------- */
+
+int hr_reg_header_add(struct curl_slist **list, const char *name,
+		      const char *value)
+{
+	size_t n = strlen(name) + strlen(value) + 3;
+	struct curl_slist *l;
+	char *line;
+
+	if (strlen(value) > HEADER_VALUE_MAX || strpbrk(value, "\r\n"))
+		return -EINVAL;
+	line = malloc(n);
+	if (!line)
+		return -ENOMEM;
+	memcpy(line, name, strlen(name));
+	memcpy(line + strlen(name), ": ", 2);
+	memcpy(line + strlen(name) + 2, value, strlen(value) + 1);
+	l = curl_slist_append(*list, line);
+	hr_wipe(line, n);
+	free(line);
+	if (!l)
+		return -ENOMEM;
+	*list = l;
+	return 0;
+}
+
+void hr_reg_headers_free(struct curl_slist *list)
+{
+	struct curl_slist *i;
+
+	for (i = list; i; i = i->next)
+		hr_wipe(i->data, strlen(i->data));
+	curl_slist_free_all(list);
+}
