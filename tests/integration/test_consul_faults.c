@@ -21,7 +21,7 @@
 #include "consul/consul.h"
 #include "consul/consul_payload.h"
 #include "healthreg/http.h"
-#include "testloop.h"
+#include "loop.h"
 #include "healthreg/log.h"
 
 #define TOKEN "tok-5ecret-da7a"
@@ -259,7 +259,7 @@ static void create(const char *extra)
 
 static void run_for(double s)
 {
-	hrt_run_for(loop, s);
+	hr_test_run_for(loop, s);
 }
 
 /* Run until n requests were served (or timeout seconds). */

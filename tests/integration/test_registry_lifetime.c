@@ -23,7 +23,7 @@
 #include "etcd/etcd_payload.h"
 #include "healthreg/config.h"
 #include "healthreg/http.h"
-#include "testloop.h"
+#include "loop.h"
 #include "healthreg/log.h"
 #include "healthreg/util.h"
 
@@ -162,7 +162,7 @@ TestSuite(registry_lifetime, .init = setup, .fini = teardown, .timeout = 30);
 
 static void run_for(double s)
 {
-	hrt_run_for(loop, s);
+	hr_test_run_for(loop, s);
 }
 
 static bool run_until(const char *path_part, double timeout)
@@ -240,7 +240,7 @@ static void shutdown_and_destroy(const struct hr_registry_ops *ops,
 				 struct hr_registry *r)
 {
 	ops->shutdown(r, done_cb, NULL);
-	cr_assert(hrt_run_until(loop, &done_calls, 5));
+	cr_assert(hr_test_run_until(loop, &done_calls, 5));
 	cr_assert_eq(done_calls, 1);
 	ops->destroy(r);
 }

@@ -24,6 +24,15 @@ void hr_test_run_for(struct ev_loop *loop, double secs)
 	ev_timer_stop(loop, &guard);
 }
 
+bool hr_test_run_until(struct ev_loop *loop, const int *flag, double timeout)
+{
+	double end = ev_time() + timeout;
+
+	while (!*flag && ev_time() < end)
+		hr_test_run_for(loop, 0.01);
+	return *flag != 0;
+}
+
 int hr_test_listener(int *port)
 {
 	struct sockaddr_in a;

@@ -5,10 +5,15 @@
 #ifndef HR_TEST_LOOP_H
 #define HR_TEST_LOOP_H
 
+#include <stdbool.h>
+
 #include <ev.h>
 
 /* Run loop for at most secs, or until something breaks it. */
 void hr_test_run_for(struct ev_loop *loop, double secs);
+/* Run loop in 10 ms steps until *flag is nonzero or timeout seconds
+ * passed; returns whether it was set. */
+bool hr_test_run_until(struct ev_loop *loop, const int *flag, double timeout);
 
 /*
  * A listening socket on 127.0.0.1 with a large backlog, so that connects

@@ -18,7 +18,7 @@
 #include <ev.h>
 
 #include "healthreg/http.h"
-#include "testloop.h"
+#include "loop.h"
 #include "healthreg/regcore.h"
 
 #define N(a) (sizeof(a) / sizeof((a)[0]))
@@ -165,7 +165,7 @@ static void probe_init(struct probe *p, struct hr_registry_stats *stats,
 
 static void run_for(double s)
 {
-	hrt_run_for(loop, s);
+	hr_test_run_for(loop, s);
 }
 
 static void loop_setup(void)
@@ -381,7 +381,7 @@ Test(regcore_loop, request_reply_capture_stats)
 	cr_assert_eq(hr_regcore_send(&p.core, &(struct hr_reg_req){
 				     .method = "PUT", .url = url }),
 		     -EBUSY);
-	cr_assert(hrt_run_until(loop, &p.replies, 5));
+	cr_assert(hr_test_run_until(loop, &p.replies, 5));
 	cr_assert(strstr(seen, "PUT /v1/x HTTP/1.1\r\n"), "%s", seen);
 	cr_assert(strstr(seen, "X-Token: s3cret\r\n"), "%s", seen);
 	cr_assert_eq(p.last.rc, CURLE_OK);
