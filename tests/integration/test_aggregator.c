@@ -475,3 +475,292 @@ Test(aggregator, evaluate_survives_runs_that_fail_synchronously)
 	cr_expect(strstr(i.output, "No such file or directory") != NULL, "%s", i.output);
 	hr_agg_free(agg);
 }
+
+/* ---- removal from inside callbacks --------------------------------------
+ * A listener (or an evaluation's callback) may remove the check being
+ * reported, another check or every check; the aggregator must not touch
+ * a removed check afterwards (run these under -DHR_SANITIZE=ON).
+ */
+
+enum victim { OWN, OTHER, EVERY };
+
+static const char *const victim_name[] = { "own", "other", "every" };
+static const char *const event_name[] = { "result", "status", "aggregate" };
+
+struct remover {
+	enum hr_agg_event_type on;
+	enum victim victim;
+	const char *own;   /* the check whose event triggers (AGGREGATE: whose change) */
+	const char *other;
+	int fired;
+	int events;        /* events heard in total */
+};
+
+static void remove_all(struct hr_agg *agg)
+{
+	struct hr_check_info i;
+
+	while (hr_agg_n_checks(agg)) {
+		cr_assert_eq(hr_agg_check_at(agg, 0, &i), 0);
+		cr_assert_eq(hr_agg_remove_check(agg, i.name), 0);
+	}
+}
+
+static void remove_on(struct hr_agg *agg, const struct hr_agg_event *ev,
+		      void *payload)
+{
+	struct remover *r = payload;
+
+	r->events++;
+	/* read the event before anything changes */
+	if (ev->check)
+		cr_assert_not_null(ev->output);
+	if (ev->type != r->on || r->fired)
+		return;
+	if (ev->check && strcmp(ev->check, r->own))
+		return;
+	r->fired++;
+	if (r->victim == OWN)
+		cr_expect_eq(hr_agg_remove_check(agg, r->own), 0);
+	else if (r->victim == OTHER)
+		cr_expect_eq(hr_agg_remove_check(agg, r->other), 0);
+	else
+		remove_all(agg);
+	/* the rest of this event and the events after it still read well */
+	if (ev->check)
+		cr_assert_not_null(ev->check);
+}
+
+static void expect_removed(struct hr_agg *agg, const struct remover *r)
+{
+	struct hr_check_info i;
+
+	cr_expect_eq(r->fired, 1, "%s on %s: fired %d", victim_name[r->victim],
+		     event_name[r->on], r->fired);
+	if (r->victim == EVERY)
+		cr_expect_eq(hr_agg_n_checks(agg), 0);
+	else
+		cr_expect_eq(hr_agg_check_get(agg, r->victim == OWN ? r->own
+								     : r->other,
+					      &i),
+			     -ENOENT);
+}
+
+static struct hr_check_spec ttl_spec(const char *name, int ttl_ms)
+{
+	struct hr_check_spec s = base(name);
+
+	s.kind = HR_CHECK_TTL;
+	s.ttl_ms = ttl_ms;
+	return s;
+}
+
+Test(aggregator, listener_removes_checks_during_ttl_update)
+{
+	for (int on = 0; on < 3; on++)
+		for (int v = OWN; v <= EVERY; v++) {
+			struct hr_agg *agg = new_agg(0);
+			struct hr_check_spec a = ttl_spec("a", 10000),
+					     b = ttl_spec("b", 10000);
+			struct remover r = { .on = on, .victim = v,
+					     .own = "a", .other = "b" };
+
+			hr_agg_add_check(agg, &a, NULL);
+			hr_agg_add_check(agg, &b, NULL);
+			hr_agg_start(agg);
+			cr_assert_gt(hr_agg_listen(agg, remove_on, &r), 0);
+			cr_expect_eq(hr_agg_ttl_update(agg, "a",
+						       HR_STATUS_PASSING, "ok"),
+				     0);
+			expect_removed(agg, &r);
+			run_for(0.05);
+			hr_agg_free(agg);
+		}
+}
+
+Test(aggregator, listener_removes_checks_when_a_ttl_expires)
+{
+	for (int on = 0; on < 3; on++)
+		for (int v = OWN; v <= EVERY; v++) {
+			struct hr_agg *agg = new_agg(0);
+			struct hr_check_spec a = ttl_spec("a", 50),
+					     b = ttl_spec("b", 10000);
+			struct remover r = { .on = on, .victim = v,
+					     .own = "a", .other = "b" };
+
+			/* passing first, so that the expiry changes status
+			 * and aggregate */
+			a.has_initial_status = true;
+			a.initial_status = HR_STATUS_PASSING;
+			b.has_initial_status = true;
+			b.initial_status = HR_STATUS_PASSING;
+			hr_agg_add_check(agg, &a, NULL);
+			hr_agg_add_check(agg, &b, NULL);
+			hr_agg_listen(agg, remove_on, &r);
+			hr_agg_start(agg);
+			run_for(0.3);
+			expect_removed(agg, &r);
+			hr_agg_free(agg);
+		}
+}
+
+Test(aggregator, listener_removes_checks_when_a_run_finishes)
+{
+	char b1[32], b2[32];
+	int port, fd = listener(&port);
+
+	for (int on = 0; on < 3; on++)
+		for (int v = OWN; v <= EVERY; v++) {
+			struct hr_agg *agg = new_agg(0);
+			struct hr_check_spec a = tcp("a", port, b1),
+					     b = tcp("b", port, b2);
+			struct remover r = { .on = on, .victim = v,
+					     .own = "a", .other = "b" };
+
+			a.interval_ms = b.interval_ms = 100;
+			hr_agg_add_check(agg, &a, NULL);
+			hr_agg_add_check(agg, &b, NULL);
+			hr_agg_listen(agg, remove_on, &r);
+			hr_agg_start(agg);
+			run_for(0.5);
+			expect_removed(agg, &r);
+			hr_agg_free(agg);
+		}
+	close(fd);
+}
+
+Test(aggregator, listener_removes_checks_while_evaluating)
+{
+	/* the runs fail inside start(): they finish while the evaluation
+	 * is still starting runs */
+	char *argv[] = { "/nonexistent/program", NULL };
+
+	for (int on = 0; on < 3; on++)
+		for (int v = OWN; v <= EVERY; v++) {
+			struct hr_agg *agg = new_agg(0);
+			struct hr_check_spec a = exec_("a", argv),
+					     b = exec_("b", argv),
+					     c = exec_("c", argv);
+			struct remover r = { .on = on, .victim = v,
+					     .own = "a", .other = "b" };
+			struct evres res = { 0 };
+
+			hr_agg_add_check(agg, &a, NULL);
+			hr_agg_add_check(agg, &b, NULL);
+			hr_agg_add_check(agg, &c, NULL);
+			hr_agg_listen(agg, remove_on, &r);
+			cr_assert_eq(hr_agg_evaluate(agg, eval_cb, &res), 0);
+			if (!res.calls)
+				run_for(2);
+			cr_expect_eq(res.calls, 1, "%s on %s: %d callbacks",
+				     victim_name[v], event_name[on], res.calls);
+			expect_removed(agg, &r);
+			hr_agg_free(agg);
+		}
+}
+
+Test(aggregator, listener_removes_checks_an_evaluation_waits_for)
+{
+	/* asynchronous runs: the evaluation waits for both, the first to
+	 * finish removes the other (or every check) */
+	char b1[32], b2[32];
+	int port, fd = listener(&port);
+
+	for (int v = OWN; v <= EVERY; v++) {
+		struct hr_agg *agg = new_agg(0);
+		struct hr_check_spec a = tcp("a", port, b1),
+				     b = tcp("b", port, b2);
+		struct remover r = { .on = HR_EVENT_CHECK_RESULT, .victim = v,
+				     .own = "a", .other = "b" };
+		struct evres res = { 0 };
+
+		hr_agg_add_check(agg, &a, NULL);
+		hr_agg_add_check(agg, &b, NULL);
+		hr_agg_listen(agg, remove_on, &r);
+		cr_assert_eq(hr_agg_evaluate(agg, eval_cb, &res), 0);
+		if (!res.calls)
+			run_for(2);
+		cr_expect_eq(res.calls, 1, "%s: %d callbacks", victim_name[v],
+			     res.calls);
+		hr_agg_free(agg);
+	}
+	close(fd);
+}
+
+static void eval_remove_all(struct hr_agg *agg, enum hr_status st,
+			    const char *out, void *payload)
+{
+	struct evres *r = payload;
+
+	(void)st;
+	(void)out;
+	r->calls++;
+	remove_all(agg);
+}
+
+Test(aggregator, evaluation_callback_removes_every_check)
+{
+	struct hr_agg *agg = new_agg(0);
+	char *argv[] = { "/nonexistent/program", NULL };
+	struct hr_check_spec a = exec_("a", argv), b = exec_("b", argv);
+	struct evres r = { 0 }, r2 = { 0 };
+
+	hr_agg_add_check(agg, &a, NULL);
+	hr_agg_add_check(agg, &b, NULL);
+	/* two evaluations wait for the same runs; the first callback
+	 * removes the checks the second one waits for */
+	hr_agg_evaluate(agg, eval_remove_all, &r);
+	hr_agg_evaluate(agg, eval_remove_all, &r2);
+	if (r.calls + r2.calls < 2)
+		run_for(2);
+	cr_expect_eq(r.calls, 1);
+	cr_expect_eq(r2.calls, 1);
+	cr_expect_eq(hr_agg_n_checks(agg), 0);
+	hr_agg_free(agg);
+}
+
+/* ---- listeners that unsubscribe from inside a callback ----------------- */
+
+struct unsub {
+	struct hr_agg *agg;
+	int *unsubscribe;  /* listener id to drop on the first event, or 0 */
+	int heard;
+};
+
+static void unsub_cb(struct hr_agg *agg, const struct hr_agg_event *ev,
+		     void *payload)
+{
+	struct unsub *u = payload;
+
+	(void)ev;
+	u->heard++;
+	if (u->unsubscribe && *u->unsubscribe) {
+		hr_agg_unlisten(agg, *u->unsubscribe);
+		*u->unsubscribe = 0;
+	}
+}
+
+Test(aggregator, a_listener_may_unsubscribe_itself_or_another)
+{
+	struct hr_agg *agg = new_agg(0);
+	struct hr_check_spec a = ttl_spec("a", 10000);
+	struct unsub u1 = { 0 }, u2 = { 0 }, u3 = { 0 };
+	int id1, id2;
+
+	hr_agg_add_check(agg, &a, NULL);
+	id1 = hr_agg_listen(agg, unsub_cb, &u1);
+	hr_agg_listen(agg, unsub_cb, &u2);
+	id2 = hr_agg_listen(agg, unsub_cb, &u3);
+	u1.unsubscribe = &id1; /* itself */
+	u2.unsubscribe = &id2; /* the next one, before it hears anything */
+	/* RESULT, STATUS and AGGREGATE */
+	hr_agg_ttl_update(agg, "a", HR_STATUS_PASSING, "ok");
+	cr_expect_eq(u1.heard, 1, "u1 heard the event it left on");
+	cr_expect_eq(u2.heard, 3, "u2 heard every event: %d", u2.heard);
+	cr_expect_eq(u3.heard, 0, "u3 left before the first event");
+	hr_agg_ttl_update(agg, "a", HR_STATUS_WARNING, "meh");
+	cr_expect_eq(u1.heard, 1);
+	cr_expect_eq(u2.heard, 6, "%d", u2.heard);
+	cr_expect_eq(u3.heard, 0);
+	hr_agg_free(agg);
+}
