@@ -555,135 +555,151 @@ static struct hr_check_spec ttl_spec(const char *name, int ttl_ms)
 	return s;
 }
 
+/* Every trigger (the event type) with every victim. */
+static void every_case(void (*one)(enum hr_agg_event_type on, enum victim v))
+{
+	for (int on = HR_EVENT_CHECK_RESULT; on <= HR_EVENT_AGGREGATE; on++)
+		for (int v = OWN; v <= EVERY; v++)
+			one((enum hr_agg_event_type)on, (enum victim)v);
+}
+
+/* An aggregator with checks a and b (and c when given), and r listening. */
+static struct hr_agg *with_checks(struct remover *r, enum hr_agg_event_type on,
+				  enum victim v, const struct hr_check_spec *a,
+				  const struct hr_check_spec *b,
+				  const struct hr_check_spec *c)
+{
+	struct hr_agg *agg = new_agg(0);
+
+	memset(r, 0, sizeof(*r));
+	r->on = on;
+	r->victim = v;
+	r->own = "a";
+	r->other = "b";
+	cr_assert_eq(hr_agg_add_check(agg, a, NULL), 0);
+	cr_assert_eq(hr_agg_add_check(agg, b, NULL), 0);
+	if (c)
+		cr_assert_eq(hr_agg_add_check(agg, c, NULL), 0);
+	cr_assert_gt(hr_agg_listen(agg, remove_on, r), 0);
+	return agg;
+}
+
+static void ttl_update_case(enum hr_agg_event_type on, enum victim v)
+{
+	struct hr_check_spec a = ttl_spec("a", 10000), b = ttl_spec("b", 10000);
+	struct remover r;
+	struct hr_agg *agg = with_checks(&r, on, v, &a, &b, NULL);
+
+	hr_agg_start(agg);
+	cr_expect_eq(hr_agg_ttl_update(agg, "a", HR_STATUS_PASSING, "ok"), 0);
+	expect_removed(agg, &r);
+	run_for(0.05);
+	hr_agg_free(agg);
+}
+
 Test(aggregator, listener_removes_checks_during_ttl_update)
 {
-	for (int on = 0; on < 3; on++)
-		for (int v = OWN; v <= EVERY; v++) {
-			struct hr_agg *agg = new_agg(0);
-			struct hr_check_spec a = ttl_spec("a", 10000),
-					     b = ttl_spec("b", 10000);
-			struct remover r = { .on = on, .victim = v,
-					     .own = "a", .other = "b" };
+	every_case(ttl_update_case);
+}
 
-			hr_agg_add_check(agg, &a, NULL);
-			hr_agg_add_check(agg, &b, NULL);
-			hr_agg_start(agg);
-			cr_assert_gt(hr_agg_listen(agg, remove_on, &r), 0);
-			cr_expect_eq(hr_agg_ttl_update(agg, "a",
-						       HR_STATUS_PASSING, "ok"),
-				     0);
-			expect_removed(agg, &r);
-			run_for(0.05);
-			hr_agg_free(agg);
-		}
+/* Started, on the loop for secs: something removes checks meanwhile. */
+static void scheduled_case(enum hr_agg_event_type on, enum victim v,
+			   const struct hr_check_spec *a,
+			   const struct hr_check_spec *b, double secs)
+{
+	struct remover r;
+	struct hr_agg *agg = with_checks(&r, on, v, a, b, NULL);
+
+	hr_agg_start(agg);
+	run_for(secs);
+	expect_removed(agg, &r);
+	hr_agg_free(agg);
+}
+
+static void ttl_expiry_case(enum hr_agg_event_type on, enum victim v)
+{
+	struct hr_check_spec a = ttl_spec("a", 50), b = ttl_spec("b", 10000);
+
+	/* passing first, so that the expiry changes status and aggregate */
+	a.has_initial_status = b.has_initial_status = true;
+	a.initial_status = b.initial_status = HR_STATUS_PASSING;
+	scheduled_case(on, v, &a, &b, 0.3);
 }
 
 Test(aggregator, listener_removes_checks_when_a_ttl_expires)
 {
-	for (int on = 0; on < 3; on++)
-		for (int v = OWN; v <= EVERY; v++) {
-			struct hr_agg *agg = new_agg(0);
-			struct hr_check_spec a = ttl_spec("a", 50),
-					     b = ttl_spec("b", 10000);
-			struct remover r = { .on = on, .victim = v,
-					     .own = "a", .other = "b" };
+	every_case(ttl_expiry_case);
+}
 
-			/* passing first, so that the expiry changes status
-			 * and aggregate */
-			a.has_initial_status = true;
-			a.initial_status = HR_STATUS_PASSING;
-			b.has_initial_status = true;
-			b.initial_status = HR_STATUS_PASSING;
-			hr_agg_add_check(agg, &a, NULL);
-			hr_agg_add_check(agg, &b, NULL);
-			hr_agg_listen(agg, remove_on, &r);
-			hr_agg_start(agg);
-			run_for(0.3);
-			expect_removed(agg, &r);
-			hr_agg_free(agg);
-		}
+static int up_port;
+
+static void run_case(enum hr_agg_event_type on, enum victim v)
+{
+	char b1[32], b2[32];
+	struct hr_check_spec a = tcp("a", up_port, b1), b = tcp("b", up_port, b2);
+
+	a.interval_ms = b.interval_ms = 100;
+	scheduled_case(on, v, &a, &b, 0.5);
 }
 
 Test(aggregator, listener_removes_checks_when_a_run_finishes)
 {
-	char b1[32], b2[32];
-	int port, fd = listener(&port);
+	int fd = listener(&up_port);
 
-	for (int on = 0; on < 3; on++)
-		for (int v = OWN; v <= EVERY; v++) {
-			struct hr_agg *agg = new_agg(0);
-			struct hr_check_spec a = tcp("a", port, b1),
-					     b = tcp("b", port, b2);
-			struct remover r = { .on = on, .victim = v,
-					     .own = "a", .other = "b" };
-
-			a.interval_ms = b.interval_ms = 100;
-			hr_agg_add_check(agg, &a, NULL);
-			hr_agg_add_check(agg, &b, NULL);
-			hr_agg_listen(agg, remove_on, &r);
-			hr_agg_start(agg);
-			run_for(0.5);
-			expect_removed(agg, &r);
-			hr_agg_free(agg);
-		}
+	every_case(run_case);
 	close(fd);
 }
 
-Test(aggregator, listener_removes_checks_while_evaluating)
+/* One evaluation of a, b (and c): called back exactly once. */
+static void evaluate_case(enum hr_agg_event_type on, enum victim v,
+			  const struct hr_check_spec *a,
+			  const struct hr_check_spec *b,
+			  const struct hr_check_spec *c)
+{
+	struct remover r;
+	struct hr_agg *agg = with_checks(&r, on, v, a, b, c);
+	struct evres res = { 0 };
+
+	cr_assert_eq(hr_agg_evaluate(agg, eval_cb, &res), 0);
+	if (!res.calls)
+		run_for(2);
+	cr_expect_eq(res.calls, 1, "%s on %s: %d callbacks", victim_name[v],
+		     event_name[on], res.calls);
+	expect_removed(agg, &r);
+	hr_agg_free(agg);
+}
+
+static void sync_eval_case(enum hr_agg_event_type on, enum victim v)
 {
 	/* the runs fail inside start(): they finish while the evaluation
 	 * is still starting runs */
 	char *argv[] = { "/nonexistent/program", NULL };
+	struct hr_check_spec a = exec_("a", argv), b = exec_("b", argv),
+			     c = exec_("c", argv);
 
-	for (int on = 0; on < 3; on++)
-		for (int v = OWN; v <= EVERY; v++) {
-			struct hr_agg *agg = new_agg(0);
-			struct hr_check_spec a = exec_("a", argv),
-					     b = exec_("b", argv),
-					     c = exec_("c", argv);
-			struct remover r = { .on = on, .victim = v,
-					     .own = "a", .other = "b" };
-			struct evres res = { 0 };
+	evaluate_case(on, v, &a, &b, &c);
+}
 
-			hr_agg_add_check(agg, &a, NULL);
-			hr_agg_add_check(agg, &b, NULL);
-			hr_agg_add_check(agg, &c, NULL);
-			hr_agg_listen(agg, remove_on, &r);
-			cr_assert_eq(hr_agg_evaluate(agg, eval_cb, &res), 0);
-			if (!res.calls)
-				run_for(2);
-			cr_expect_eq(res.calls, 1, "%s on %s: %d callbacks",
-				     victim_name[v], event_name[on], res.calls);
-			expect_removed(agg, &r);
-			hr_agg_free(agg);
-		}
+Test(aggregator, listener_removes_checks_while_evaluating)
+{
+	every_case(sync_eval_case);
+}
+
+static void async_eval_case(enum hr_agg_event_type on, enum victim v)
+{
+	/* the evaluation waits for both runs; the first to finish removes
+	 * itself, the other or every check */
+	char b1[32], b2[32];
+	struct hr_check_spec a = tcp("a", up_port, b1), b = tcp("b", up_port, b2);
+
+	evaluate_case(on, v, &a, &b, NULL);
 }
 
 Test(aggregator, listener_removes_checks_an_evaluation_waits_for)
 {
-	/* asynchronous runs: the evaluation waits for both, the first to
-	 * finish removes the other (or every check) */
-	char b1[32], b2[32];
-	int port, fd = listener(&port);
+	int fd = listener(&up_port);
 
-	for (int v = OWN; v <= EVERY; v++) {
-		struct hr_agg *agg = new_agg(0);
-		struct hr_check_spec a = tcp("a", port, b1),
-				     b = tcp("b", port, b2);
-		struct remover r = { .on = HR_EVENT_CHECK_RESULT, .victim = v,
-				     .own = "a", .other = "b" };
-		struct evres res = { 0 };
-
-		hr_agg_add_check(agg, &a, NULL);
-		hr_agg_add_check(agg, &b, NULL);
-		hr_agg_listen(agg, remove_on, &r);
-		cr_assert_eq(hr_agg_evaluate(agg, eval_cb, &res), 0);
-		if (!res.calls)
-			run_for(2);
-		cr_expect_eq(res.calls, 1, "%s: %d callbacks", victim_name[v],
-			     res.calls);
-		hr_agg_free(agg);
-	}
+	every_case(async_eval_case);
 	close(fd);
 }
 
