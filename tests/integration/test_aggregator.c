@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "healthreg/aggregator.h"
+#include "healthreg/util.h"
 
 static struct ev_loop *loop;
 static ev_timer guard;
@@ -650,6 +651,20 @@ Test(aggregator, listener_removes_checks_when_a_run_finishes)
 	close(fd);
 }
 
+static void exec_case(enum hr_agg_event_type on, enum victim v)
+{
+	char *argv[] = { "true", NULL };
+	struct hr_check_spec a = exec_("a", argv), b = exec_("b", argv);
+
+	a.interval_ms = b.interval_ms = 100;
+	scheduled_case(on, v, &a, &b, 0.5);
+}
+
+Test(aggregator, listener_removes_checks_when_a_process_exits)
+{
+	every_case(exec_case);
+}
+
 /* One evaluation of a, b (and c): called back exactly once. */
 static void evaluate_case(enum hr_agg_event_type on, enum victim v,
 			  const struct hr_check_spec *a,
@@ -683,6 +698,130 @@ static void sync_eval_case(enum hr_agg_event_type on, enum victim v)
 Test(aggregator, listener_removes_checks_while_evaluating)
 {
 	every_case(sync_eval_case);
+}
+
+/* An HTTP server on the loop: answers every connection at once with a
+ * 200 (the request is left unread) and half-closes it. */
+struct http_srv {
+	ev_io w;
+	int fds[512];
+	size_t n;
+};
+
+static void http_accept_cb(struct ev_loop *l, ev_io *w, int revents)
+{
+	static const char reply[] = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n"
+				    "Connection: close\r\n\r\nok";
+	struct http_srv *srv = hr_container_of(w, struct http_srv, w);
+	int fd = accept(w->fd, NULL, NULL);
+
+	(void)l;
+	(void)revents;
+	if (fd < 0)
+		return;
+	cr_assert_eq(write(fd, reply, sizeof(reply) - 1),
+		     (ssize_t)sizeof(reply) - 1);
+	shutdown(fd, SHUT_WR);
+	if (srv->n < HR_ARRAY_SIZE(srv->fds))
+		srv->fds[srv->n++] = fd;
+	else
+		close(fd);
+}
+
+static int http_port;
+static struct http_srv http_srv;
+
+static void http_start(void)
+{
+	int fd = listener(&http_port);
+
+	http_srv.n = 0;
+	ev_io_init(&http_srv.w, http_accept_cb, fd, EV_READ);
+	ev_io_start(loop, &http_srv.w);
+}
+
+static void http_stop(void)
+{
+	size_t i;
+
+	ev_io_stop(loop, &http_srv.w);
+	close(http_srv.w.fd);
+	for (i = 0; i < http_srv.n; i++)
+		close(http_srv.fds[i]);
+}
+
+static struct hr_check_spec http_(const char *name, char *buf, bool curl)
+{
+	static struct hr_header h = { "X-Engine", "libcurl" };
+	struct hr_check_spec s = base(name);
+
+	sprintf(buf, "http://127.0.0.1:%d/health", http_port);
+	s.kind = HR_CHECK_HTTP;
+	s.target = buf;
+	s.interval_ms = 100;
+	if (curl) { /* a custom header: the libcurl engine */
+		s.headers = &h;
+		s.n_headers = 1;
+	}
+	return s;
+}
+
+Test(aggregator, the_http_fake_answers_both_engines)
+{
+	char b1[64], b2[64];
+	struct hr_check_spec a, b;
+	struct hr_agg *agg = new_agg(0);
+	struct hr_check_info i;
+
+	http_start();
+	a = http_("direct", b1, false);
+	b = http_("curl", b2, true);
+	hr_agg_add_check(agg, &a, NULL);
+	hr_agg_add_check(agg, &b, NULL);
+	hr_agg_start(agg);
+	run_for(0.5);
+	hr_agg_check_get(agg, "direct", &i);
+	cr_expect_eq(i.status, HR_STATUS_PASSING, "%s", i.output);
+	hr_agg_check_get(agg, "curl", &i);
+	cr_expect_eq(i.status, HR_STATUS_PASSING, "%s", i.output);
+	hr_agg_free(agg);
+	http_stop();
+}
+
+static bool http_on_curl;
+
+static void http_case(enum hr_agg_event_type on, enum victim v)
+{
+	char b1[64], b2[64];
+	struct hr_check_spec a = http_("a", b1, http_on_curl),
+			     b = http_("b", b2, http_on_curl);
+
+	scheduled_case(on, v, &a, &b, 0.5);
+}
+
+static void http_removals(bool curl)
+{
+	http_on_curl = curl;
+	http_start();
+	every_case(http_case);
+	http_stop();
+}
+
+Test(aggregator, listener_removes_http_checks_on_libcurl)
+{
+	http_removals(true);
+}
+
+/*
+ * Disabled: check_http_direct.c's direct_done() finishes the run before
+ * it frees its run state, and direct_free() then reads the check
+ * (hr__check_loop) that a listener may have removed (ASan: use after
+ * free). Enable once the direct engine releases first (check.h).
+ */
+Test(aggregator, listener_removes_http_checks_on_the_direct_engine,
+     .disabled = true)
+{
+	http_removals(false);
 }
 
 static void async_eval_case(enum hr_agg_event_type on, enum victim v)
