@@ -546,6 +546,22 @@ static int admit(struct hr_agg *agg, const struct hr_check_spec *spec,
 	return 0;
 }
 
+/* The kind that runs a spec; NULL for ttl checks (pushed, not run). */
+static const struct hr__check_kind *kind_of(enum hr_check_kind k)
+{
+	switch (k) {
+	case HR_CHECK_HTTP:
+		return &hr__check_http;
+	case HR_CHECK_TCP:
+		return &hr__check_tcp;
+	case HR_CHECK_EXEC:
+		return &hr__check_exec;
+	case HR_CHECK_TTL:
+		break;
+	}
+	return NULL;
+}
+
 int hr_agg_add_check(struct hr_agg *agg, const struct hr_check_spec *spec,
 		     struct hr_err *err)
 {
@@ -555,7 +571,7 @@ int hr_agg_add_check(struct hr_agg *agg, const struct hr_check_spec *spec,
 	rc = admit(agg, spec, err);
 	if (rc)
 		return rc;
-	rc = hr__check_new(&c, &agg->host, spec, err);
+	rc = hr__check_new(&c, &agg->host, spec, kind_of(spec->kind), err);
 	if (rc)
 		return rc;
 	tally(agg, c, c->status, +1);

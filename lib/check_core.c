@@ -352,23 +352,9 @@ static int spec_check(const struct hr_check_spec *spec, struct hr_err *err)
 	return 0;
 }
 
-static const struct hr__check_kind *kind_of(enum hr_check_kind k)
-{
-	switch (k) {
-	case HR_CHECK_HTTP:
-		return &hr__check_http;
-	case HR_CHECK_TCP:
-		return &hr__check_tcp;
-	case HR_CHECK_EXEC:
-		return &hr__check_exec;
-	case HR_CHECK_TTL:
-		break;
-	}
-	return NULL;
-}
-
 int hr__check_new(struct hr_check **out, struct hr__check_host *host,
-		  const struct hr_check_spec *spec, struct hr_err *err)
+		  const struct hr_check_spec *spec,
+		  const struct hr__check_kind *kind, struct hr_err *err)
 {
 	struct hr_check *c;
 	int rc;
@@ -386,7 +372,7 @@ int hr__check_new(struct hr_check **out, struct hr__check_host *host,
 		return hr_err_set(err, -ENOMEM, "out of memory");
 	}
 	c->host = host;
-	c->kind = kind_of(spec->kind);
+	c->kind = kind;
 	c->status = spec->has_initial_status ? spec->initial_status
 					     : HR_STATUS_UNKNOWN;
 	c->last_result = HR_STATUS_UNKNOWN;

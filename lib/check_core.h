@@ -103,12 +103,15 @@ struct hr_check {
 };
 
 /*
- * A new check on host from spec (copied). -EINVAL (with err) for a spec
- * its kind cannot run: no target, args, interval or ttl; -ENOMEM. The
- * caller checks the name, the group and whether the kind is allowed.
+ * A new check on host from spec (copied), run by kind (NULL for a ttl
+ * check). -EINVAL (with err) for a spec its kind cannot run: no target,
+ * args, interval or ttl; -ENOMEM. The caller checks the name, the group
+ * and whether the kind is allowed, and picks the kind: the core does not
+ * know the kinds, only their interface (check.h).
  */
 int hr__check_new(struct hr_check **out, struct hr__check_host *host,
-		  const struct hr_check_spec *spec, struct hr_err *err);
+		  const struct hr_check_spec *spec,
+		  const struct hr__check_kind *kind, struct hr_err *err);
 
 /* Stop the timer and cancel the run in flight; true when one was. */
 bool hr__check_halt(struct hr_check *c);
