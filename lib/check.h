@@ -34,7 +34,7 @@ struct hr__check_kind {
 	/*
 	 * Begin one run. Returns 0 (the run ends later with
 	 * hr__check_finish) or a negative errno (the run failed to start;
-	 * the generic layer records a critical result with err's text).
+	 * the core records a critical result with err's text).
 	 */
 	int (*start)(struct hr_check *c, struct hr_err *err);
 	/* Abort the run in flight without finishing it. */
