@@ -7,8 +7,8 @@
  * Lifetimes. The aggregator owns every struct hr_check and its spec; a
  * kind borrows them for the run in flight. The kind owns its per-run
  * state behind hr__check_run_slot() from start() until it calls
- * hr__check_finish() or cancel() returns, and must have released it
- * (and set the slot to NULL) by then. hr__check_finish() calls the
+ * hr__check_finish() or cancel() returns, and must have released it by
+ * then (the core clears the slot). hr__check_finish() calls the
  * aggregator's listeners, which may remove the check: after the call
  * the kind must not touch the check, its spec or anything it borrowed
  * from them. cancel() is called by the core only, never from inside
