@@ -7,7 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "check.h"
+#include "aggregate.h"
+#include "internal.h"
 
 /*
  * Consul's StatusHandler: the counters start at their thresholds, so the
@@ -43,7 +44,8 @@ enum hr_status hr__thresh_apply(struct hr__thresh *t,
 	return current;
 }
 
-enum hr_status hr__contribution(enum hr_status st, enum hr_on_failure f)
+/* An item's contribution to the aggregate (unknown counts as critical). */
+static enum hr_status contribution(enum hr_status st, enum hr_on_failure f)
 {
 	if (st == HR_STATUS_UNKNOWN)
 		st = HR_STATUS_CRITICAL;
@@ -54,8 +56,9 @@ enum hr_status hr__contribution(enum hr_status st, enum hr_on_failure f)
 	return st;
 }
 
-enum hr_status hr__group_contribution(const struct hr_group_spec *g,
-				      size_t passing, size_t warning)
+/* A group's contribution, from its passing and warning member counts. */
+static enum hr_status group_contribution(const struct hr_group_spec *g,
+					 size_t passing, size_t warning)
 {
 	enum hr_status gs;
 
@@ -67,115 +70,120 @@ enum hr_status hr__group_contribution(const struct hr_group_spec *g,
 		gs = HR_STATUS_WARNING;
 	else
 		gs = HR_STATUS_CRITICAL;
-	return hr__contribution(gs, g->on_failure);
+	return contribution(gs, g->on_failure);
 }
 
-#define MAX_NAMES HR__SUMMARY_NAMES
-
-struct bucket {
-	size_t count, named;
-	char names[512];
-	size_t pos;
-};
-
-static void format_summary(const struct bucket *b, char *summary, size_t len);
-
-static void bucket_add(struct bucket *b, const char *name)
+void hr__tally_count(struct hr__tally *t, enum hr_status st,
+		     enum hr_on_failure f, int group, int delta)
 {
-	b->count++;
-	if (b->named >= MAX_NAMES)
-		return;
-	b->pos += (size_t)snprintf(b->names + b->pos,
-				   sizeof(b->names) - b->pos, "%s%s",
-				   b->named ? ", " : "", name);
-	if (b->pos >= sizeof(b->names))
-		b->pos = sizeof(b->names) - 1;
-	b->named++;
+	size_t d = (size_t)delta; /* wraps for -1: unsigned arithmetic */
+
+	t->count[st] += d;
+	if (group < 0)
+		t->ungrouped[f][st] += d;
+	else if (t->groups && (size_t)group < t->n_groups &&
+		 st <= HR_STATUS_WARNING)
+		t->groups[group][st] += d;
 }
 
-enum hr_status hr__aggregate(const struct hr__agg_item *items, size_t n,
-			     const struct hr_group_spec *groups,
-			     size_t n_groups, char *summary, size_t len)
+void hr__names_init(struct hr__names *nm, const struct hr__tally *t)
 {
-	enum hr_status agg = HR_STATUS_PASSING;
-	struct bucket b[4];
-	size_t i, g;
+	size_t s;
 
-	memset(b, 0, sizeof(b));
-	for (i = 0; i < n; i++) {
-		bucket_add(&b[items[i].status], items[i].name);
-		if (items[i].group < 0)
-			agg = hr_status_worst(agg, hr__contribution(items[i].status,
-							       items[i].on_failure));
+	memset(nm->n, 0, sizeof(nm->n));
+	memset(nm->need, 0, sizeof(nm->need));
+	nm->missing = 0;
+	/* passing names are never listed */
+	for (s = HR_STATUS_WARNING; s <= HR_STATUS_UNKNOWN; s++) {
+		nm->need[s] = t->count[s] < HR__SUMMARY_NAMES
+				      ? t->count[s]
+				      : HR__SUMMARY_NAMES;
+		nm->missing += nm->need[s];
 	}
-	for (g = 0; g < n_groups; g++) {
-		size_t passing = 0, warning = 0;
-
-		for (i = 0; i < n; i++) {
-			if (items[i].group != (int)g)
-				continue;
-			if (items[i].status == HR_STATUS_PASSING)
-				passing++;
-			else if (items[i].status == HR_STATUS_WARNING)
-				warning++;
-		}
-		agg = hr_status_worst(agg, hr__group_contribution(&groups[g], passing,
-							    warning));
-	}
-	if (len)
-		format_summary(b, summary, len);
-	return agg;
 }
 
-void hr__summary(const size_t count[4],
-		 const char *const names[4][HR__SUMMARY_NAMES], char *summary,
-		 size_t len)
+bool hr__names_add(struct hr__names *nm, enum hr_status st, const char *name)
 {
-	struct bucket b[4];
-	size_t st, i;
-
-	memset(b, 0, sizeof(b));
-	for (st = 0; st < 4; st++) {
-		/* passing names are never listed */
-		for (i = 0; st != HR_STATUS_PASSING && i < count[st] &&
-			    i < MAX_NAMES; i++)
-			bucket_add(&b[st], names[st][i]);
-		b[st].count = count[st];
+	if (nm->n[st] < nm->need[st]) {
+		nm->v[st][nm->n[st]++] = name;
+		nm->missing--;
 	}
-	if (len)
-		format_summary(b, summary, len);
+	return nm->missing > 0;
 }
 
-static void format_summary(const struct bucket *b, char *summary, size_t len)
+/* "a, b, c": the names listed for one status, cut to fit len. */
+static void join_names(const struct hr__names *nm, enum hr_status st,
+		       char *buf, size_t len)
+{
+	size_t i, pos = 0;
+
+	buf[0] = '\0';
+	for (i = 0; i < nm->n[st]; i++) {
+		pos += (size_t)snprintf(buf + pos, len - pos, "%s%s",
+					i ? ", " : "", nm->v[st][i]);
+		if (pos >= len)
+			pos = len - 1;
+	}
+}
+
+/* "3 passing, 1 warning: cache, 1 critical: db" */
+static void format_summary(const size_t count[4], const struct hr__names *nm,
+			   char *summary, size_t len)
 {
 	static const enum hr_status order[] = {
 		HR_STATUS_PASSING, HR_STATUS_WARNING, HR_STATUS_CRITICAL,
 		HR_STATUS_UNKNOWN,
 	};
+	char names[512];
 	size_t i, pos = 0;
 	int first = 1;
 
 	summary[0] = '\0';
-	for (i = 0; i < 4; i++) {
-		const struct bucket *bk = &b[order[i]];
+	for (i = 0; i < HR_ARRAY_SIZE(order); i++) {
+		enum hr_status st = order[i];
 
-		if (!bk->count && order[i] != HR_STATUS_PASSING)
+		if (!count[st] && st != HR_STATUS_PASSING)
 			continue;
 		pos += (size_t)snprintf(summary + pos, pos < len ? len - pos : 0,
 					"%s%zu %s", first ? "" : ", ",
-					bk->count, hr_status_name(order[i]));
-		if (order[i] != HR_STATUS_PASSING && bk->count) {
+					count[st], hr_status_name(st));
+		first = 0;
+		if (st == HR_STATUS_PASSING || !count[st])
+			continue;
+		join_names(nm, st, names, sizeof(names));
+		pos += (size_t)snprintf(summary + pos, pos < len ? len - pos : 0,
+					": %s", names);
+		if (count[st] > nm->n[st])
 			pos += (size_t)snprintf(summary + pos,
 						pos < len ? len - pos : 0,
-						": %s", bk->names);
-			if (bk->count > bk->named)
-				pos += (size_t)snprintf(summary + pos,
-							pos < len ? len - pos : 0,
-							" and %zu more",
-							bk->count - bk->named);
-		}
-		first = 0;
+						" and %zu more",
+						count[st] - nm->n[st]);
 	}
+}
+
+enum hr_status hr__aggregate(const struct hr__tally *t,
+			     const struct hr_group_spec *groups,
+			     const struct hr__names *nm, char *summary,
+			     size_t len)
+{
+	enum hr_status agg = HR_STATUS_PASSING;
+	size_t g;
+	int f, s;
+
+	for (f = 0; f < 3; f++)
+		for (s = 0; s < 4; s++)
+			if (t->ungrouped[f][s])
+				agg = hr_status_worst(
+					agg, contribution((enum hr_status)s,
+							  (enum hr_on_failure)f));
+	for (g = 0; g < t->n_groups; g++)
+		agg = hr_status_worst(
+			agg, group_contribution(&groups[g],
+						t->groups ? t->groups[g][0] : 0,
+						t->groups ? t->groups[g][1] : 0));
+	if (len)
+		format_summary(t->count, nm, summary, len);
+	return agg;
 }
 
 double hr__grid_step(double width)

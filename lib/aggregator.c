@@ -1,72 +1,52 @@
 /*
- * aggregator.c - the generic layer: the check set, scheduling (first-run
- * spread, interval, jitter, interval_down), thresholds, ttl checks, the
- * result cache used by on-demand evaluation, the aggregate and listeners.
+ * aggregator.c - the set of checks behind healthreg/aggregator.h: the
+ * check list, groups, the tallies the aggregate is computed from
+ * (lib/aggregate.c), listeners, and on-demand evaluation with its result
+ * cache. One check's run, schedule and thresholds are lib/check_core.c.
  *
- *   timer fires / evaluate() -> run_start() -> kind->start()
- *   kind ... -> hr__check_finish() -> thresholds -> status change?
- *            -> listeners, recompute aggregate -> schedule next run
- *            -> wake evaluations waiting for this check
+ *   check_core: record -> set_record(): tallies, aggregate, waiters
+ *               schedule
+ *               emit   -> set_emit(): RESULT, STATUS, AGGREGATE events,
+ *                         then evaluations whose checks are done go on
+ *
+ * While a callback (listener or evaluation) runs, host.busy is non-zero:
+ * removed checks and replaced outputs are parked (check_core.h), and
+ * listeners that unsubscribe are only marked; both are cleaned up when the
+ * outermost callback returns.
  */
+#include <assert.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/time.h>
-#include <unistd.h>
 
-#include "check.h"
+#include "aggregate.h"
+#include "check_core.h"
 #include "healthreg/log.h"
 #include "internal.h"
 
 #define DEFAULT_MAX_CONCURRENT 64
-#define FIRST_RUN_SPREAD 1.0 /* seconds */
-
-struct eval;
-
-struct hr_check {
-	struct hr_agg *agg;
-	struct hr_check_spec spec; /* deep copy */
-	const struct hr__check_kind *kind;
-	ev_timer timer;            /* next run, or ttl expiry */
-	void *run;                 /* the kind's per-run state */
-	char *output;              /* NULL = "" */
-	size_t output_len;         /* bytes in output, SIZE_MAX = unknown */
-	double started;            /* ev_now() at run start */
-	double ideal;              /* when the (running) run is due, before jitter */
-	double result_at;          /* ev_now() of the last result, 0 = none */
-	double result_wall;
-	double duration_ms;
-	struct hr__thresh thresh;
-	enum hr_status status, last_result;
-	uint32_t consecutive_failures, consecutive_successes;
-	uint64_t runs[3];
-	struct eval **waiters;     /* evaluations waiting for this run */
-	unsigned n_waiters;
-	bool running;
-	bool eval_queued;
-};
 
 struct listener {
 	int id;
-	hr_agg_listener_cb cb;
+	hr_agg_listener_cb cb; /* NULL: unsubscribed during a callback */
 	void *payload;
 };
 
 struct eval {
+	struct hr_link link;       /* in agg->evals */
 	struct hr_agg *agg;
 	hr_agg_eval_cb cb;
 	void *payload;
-	struct hr_check **queue;   /* to start, in order */
+	struct hr_check **queue;   /* to start, in order; NULL = removed */
 	size_t n_queue, next;
 	unsigned pending;          /* checks not yet finished */
 	unsigned inflight;         /* started by this evaluation */
 	bool pumping;              /* inside eval_pump() */
-	struct eval *prev, *next_eval;
+	bool dirty;                /* a check it waits for is done */
 };
 
 struct hr_agg {
-	struct ev_loop *loop;
-	struct hr_http *http;
+	struct hr__check_host host;
 	bool own_http;
 	struct hr_agg_opts opts;
 	struct hr_check **checks;
@@ -76,421 +56,170 @@ struct hr_agg {
 	struct listener *listeners;
 	size_t n_listeners;
 	int next_listener_id;
-	struct eval *evals;
+	bool listeners_dirty;       /* some cb NULL: compact when not busy */
+	struct hr_link *evals;
+	/* Kept as statuses change, so that a recompute costs O(groups + the
+	 * checks scanned for names), not a pass over every check. */
+	struct hr__tally tally;
 	enum hr_status status;
 	char summary[1024];
-	bool started;
+	enum hr_status told;        /* the status the last AGGREGATE event gave */
+	bool untold;                /* status or summary changed since */
 	bool batch;                 /* add_config: one recompute at the end */
-	unsigned rng;
-	double phase;               /* origin of the run grid, hr__next_run() */
-	/*
-	 * Tallies of check statuses, kept as statuses change so that a
-	 * recompute costs O(groups + the checks scanned for names), not a
-	 * pass over every check: by status; ungrouped by (on_failure,
-	 * status); per group: passing and warning members.
-	 */
-	size_t count[4];
-	size_t ungrouped[3][4];
-	size_t (*group_count)[2];
 };
 
-static void schedule(struct hr_check *c, double delay);
-static void recompute(struct hr_agg *agg);
-static void tally(struct hr_agg *agg, const struct hr_check *c, int delta);
-static void eval_check_done(struct hr_check *c);
-
-/* ---- small helpers ------------------------------------------------ */
-
-static double rnd(struct hr_agg *agg)
+static struct hr_agg *agg_of(struct hr__check_host *h)
 {
-	/* xorshift32: cheap, seedable for tests */
-	unsigned x = agg->rng;
-
-	x ^= x << 13;
-	x ^= x >> 17;
-	x ^= x << 5;
-	agg->rng = x;
-	return (double)(x % 1000000u) / 1000000.0;
+	return container_of(h, struct hr_agg, host);
 }
 
-static double wall_now(void)
-{
-	struct timeval tv;
+/* ---- listeners ------------------------------------------------------------ */
 
-	gettimeofday(&tv, NULL);
-	return (double)tv.tv_sec + (double)tv.tv_usec / 1e6;
+static void hold(struct hr_agg *agg)
+{
+	hr__host_hold(&agg->host);
 }
 
+static void compact_listeners(struct hr_agg *agg)
+{
+	size_t i, k = 0;
+
+	for (i = 0; i < agg->n_listeners; i++)
+		if (agg->listeners[i].cb)
+			agg->listeners[k++] = agg->listeners[i];
+	agg->n_listeners = k;
+	agg->listeners_dirty = false;
+}
+
+static void release(struct hr_agg *agg)
+{
+	if (hr__host_release(&agg->host) && agg->listeners_dirty)
+		compact_listeners(agg);
+}
+
+/*
+ * Call every listener subscribed when the event began, in order, inside
+ * hold(): a listener may subscribe (heard from the next event on) or
+ * unsubscribe itself or others (not heard any more), remove checks and
+ * push results; the array may move, so it is indexed afresh each time.
+ */
 static void emit(struct hr_agg *agg, const struct hr_agg_event *ev)
+{
+	size_t i, n = agg->n_listeners;
+
+	hold(agg);
+	for (i = 0; i < n && i < agg->n_listeners; i++)
+		if (agg->listeners[i].cb)
+			agg->listeners[i].cb(agg, ev,
+					     agg->listeners[i].payload);
+	release(agg);
+}
+
+int hr_agg_listen(struct hr_agg *agg, hr_agg_listener_cb cb, void *payload)
+{
+	struct listener *v;
+
+	v = realloc(agg->listeners, (agg->n_listeners + 1) * sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	agg->listeners = v;
+	v[agg->n_listeners].id = ++agg->next_listener_id;
+	v[agg->n_listeners].cb = cb;
+	v[agg->n_listeners].payload = payload;
+	agg->n_listeners++;
+	return agg->next_listener_id;
+}
+
+void hr_agg_unlisten(struct hr_agg *agg, int id)
 {
 	size_t i;
 
-	for (i = 0; i < agg->n_listeners; i++)
-		agg->listeners[i].cb(agg, ev, agg->listeners[i].payload);
-}
-
-char *hr__output_store(const char *out, size_t len, size_t total)
-{
-	char marker[80];
-	size_t mlen = 0, keep = len;
-	char *s;
-
-	if (total < len)
-		total = len;
-	if (total > HR_OUTPUT_MAX) {
-		if (keep > HR_OUTPUT_MAX)
-			keep = HR_OUTPUT_MAX;
-		mlen = (size_t)snprintf(marker, sizeof(marker),
-					" ... (captured %d of %zu bytes)",
-					HR_OUTPUT_MAX, total);
-	}
-	s = malloc(keep + mlen + 1);
-	if (!s)
-		return NULL;
-	memcpy(s, out, keep);
-	memcpy(s + keep, marker, mlen);
-	s[keep + mlen] = '\0';
-	return s;
-}
-
-/* ---- accessors for kinds ---------------------------------------------- */
-
-const struct hr_check_spec *hr__check_spec(const struct hr_check *c)
-{
-	return &c->spec;
-}
-
-struct ev_loop *hr__check_loop(const struct hr_check *c)
-{
-	return c->agg->loop;
-}
-
-struct hr_http *hr__check_http_glue(const struct hr_check *c)
-{
-	return c->agg->http;
-}
-
-void **hr__check_run_slot(struct hr_check *c)
-{
-	return &c->run;
-}
-
-/* ---- results ------------------------------------------------------------ */
-
-static void set_output(struct hr_check *c, char *owned, size_t len)
-{
-	free(c->output);
-	c->output = owned;
-	c->output_len = owned ? len : SIZE_MAX;
-}
-
-/*
- * A probe's output is usually the same text run after run: keep the
- * stored copy then, so a steady check allocates nothing per run.
- */
-static bool output_unchanged(const struct hr_check *c, const char *out,
-			     size_t len, size_t total)
-{
-	return total <= len && c->output && c->output_len == len &&
-	       !memcmp(c->output, out, len);
-}
-
-/* Apply a new status (after thresholds) and notify. */
-static void apply_status(struct hr_check *c, enum hr_status st)
-{
-	struct hr_agg *agg = c->agg;
-	enum hr_status old = c->status;
-	struct hr_agg_event ev;
-
-	if (st == old)
-		return;
-	tally(agg, c, -1);
-	c->status = st;
-	tally(agg, c, +1);
-	hr_log(st == HR_STATUS_PASSING ? HR_LOG_INFO : HR_LOG_WARN,
-	       "check_status", "check", c->spec.name, "from",
-	       hr_status_name(old), "to", hr_status_name(st), "output",
-	       c->output ? c->output : "", NULL);
-	memset(&ev, 0, sizeof(ev));
-	ev.type = HR_EVENT_CHECK_STATUS;
-	ev.check = c->spec.name;
-	ev.old_status = old;
-	ev.new_status = st;
-	ev.output = c->output ? c->output : "";
-	emit(agg, &ev);
-	recompute(agg);
-}
-
-/* owned_output: the new output (NULL = none), or keep the current one. */
-static void record_result(struct hr_check *c, enum hr_status raw,
-			  char *owned_output, size_t len, bool keep,
-			  double duration_ms)
-{
-	struct hr_agg_event ev;
-	enum hr_status st;
-
-	c->last_result = raw;
-	c->result_at = ev_now(c->agg->loop);
-	c->result_wall = wall_now();
-	c->duration_ms = duration_ms;
-	c->runs[raw == HR_STATUS_UNKNOWN ? HR_STATUS_CRITICAL : raw]++;
-	if (raw == HR_STATUS_CRITICAL) {
-		c->consecutive_failures++;
-		c->consecutive_successes = 0;
-	} else {
-		c->consecutive_successes++;
-		c->consecutive_failures = 0;
-	}
-	if (!keep)
-		set_output(c, owned_output, len);
-	memset(&ev, 0, sizeof(ev));
-	ev.type = HR_EVENT_CHECK_RESULT;
-	ev.check = c->spec.name;
-	ev.old_status = c->status;
-	ev.new_status = raw;
-	ev.output = c->output ? c->output : "";
-	ev.duration_ms = duration_ms;
-	emit(c->agg, &ev);
-	if (c->spec.kind == HR_CHECK_TTL)
-		st = raw;
-	else
-		st = hr__thresh_apply(&c->thresh, &c->spec, c->status, raw);
-	apply_status(c, st);
-}
-
-void hr__check_finish(struct hr_check *c, enum hr_status raw,
-		      const char *output, size_t len, size_t total)
-{
-	struct hr_agg *agg = c->agg;
-	double now, ideal;
-	int64_t ival;
-
-	ev_now_update(agg->loop);
-	now = ev_now(agg->loop);
-	c->running = false;
-	c->run = NULL;
-	if (!output)
-		output = "";
-	if (output_unchanged(c, output, len, total))
-		record_result(c, raw, NULL, 0, true,
-			      (now - c->started) * 1000.0);
-	else
-		record_result(c, raw, hr__output_store(output, len, total),
-			      total <= len && len <= HR_OUTPUT_MAX ? len
-								   : SIZE_MAX,
-			      false,
-			      (now - c->started) * 1000.0);
-	if (agg->started) {
-		ival = c->spec.interval_ms;
-		if (c->status != HR_STATUS_PASSING && c->spec.interval_down_ms)
-			ival = c->spec.interval_down_ms;
-		ideal = c->ideal;
-		schedule(c, hr__next_run(&ideal, (double)ival / 1000.0, now,
-					 agg->phase, rnd(agg)));
-		c->ideal = ideal;
-	}
-	eval_check_done(c);
-}
-
-/*
- * by_timer: the timer started this run; the next one is then due
- * `interval` after this one was due (before jitter), not after it actually
- * started, so that the wakeup's lateness, the runs started before this one
- * in the same wakeup and the jitter do not add up: the rate stays
- * 1/interval on average (hr__next_run). A run started otherwise
- * (evaluate) counts from its start.
- */
-static void run_start(struct hr_check *c, bool by_timer)
-{
-	struct hr_err err = { "" };
-	int rc;
-
-	if (c->running || !c->kind)
-		return;
-	ev_now_update(c->agg->loop);
-	c->started = ev_now(c->agg->loop);
-	if (!by_timer)
-		c->ideal = c->started;
-	c->running = true;
-	ev_timer_stop(c->agg->loop, &c->timer);
-	rc = c->kind->start(c, &err);
-	if (rc < 0) {
-		const char *msg = err.msg[0] ? err.msg : strerror(-rc);
-
-		hr__check_finish(c, HR_STATUS_CRITICAL, msg, strlen(msg),
-				 strlen(msg));
-	}
-}
-
-static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
-{
-	struct hr_check *c = container_of(w, struct hr_check, timer);
-
-	(void)loop;
-	(void)revents;
-	if (c->spec.kind == HR_CHECK_TTL) {
-		char *out = NULL;
-
-		if (c->output && *c->output) {
-			if (asprintf(&out, "TTL expired (last output before timeout follows): %s",
-				     c->output) < 0)
-				out = NULL;
-		} else {
-			out = strdup("TTL expired");
-		}
-		hr_log(HR_LOG_WARN, "check_ttl_expired", "check", c->spec.name,
-		       NULL);
-		record_result(c, HR_STATUS_CRITICAL, out, SIZE_MAX, false, 0);
+	for (i = 0; i < agg->n_listeners; i++) {
+		if (agg->listeners[i].id != id || !agg->listeners[i].cb)
+			continue;
+		agg->listeners[i].cb = NULL;
+		agg->listeners_dirty = true;
+		if (!agg->host.busy)
+			compact_listeners(agg);
 		return;
 	}
-	run_start(c, true);
 }
 
-/*
- * The first run: soon (spread at random over at most 1 s, or the
- * interval if shorter), so that the first aggregate is known quickly.
- * The schedule then takes its own phase: the second run is due 0.5 to
- * 1.5 intervals after the first (uniform: an interval on average), so
- * that checks started together spread evenly over their interval at
- * once instead of by the slow walk of the jitter.
- */
-static void schedule_first(struct hr_check *c)
+/* ---- the aggregate --------------------------------------------------------- */
+
+static void tally(struct hr_agg *agg, const struct hr_check *c,
+		  enum hr_status st, int delta)
 {
-	struct hr_agg *agg = c->agg;
-	double ival = (double)c->spec.interval_ms / 1000.0;
-
-	schedule(c, rnd(agg) * (ival < FIRST_RUN_SPREAD ? ival
-							 : FIRST_RUN_SPREAD));
-	c->ideal += ival * (rnd(agg) - 0.5);
+	hr__tally_count(&agg->tally, st, c->spec.on_failure, c->spec.group,
+			delta);
 }
 
-static void schedule(struct hr_check *c, double delay)
-{
-	c->ideal = ev_now(c->agg->loop) + delay; /* callers may refine it */
-	ev_timer_stop(c->agg->loop, &c->timer);
-	ev_timer_set(&c->timer, delay, 0.);
-	ev_timer_start(c->agg->loop, &c->timer);
-}
-
-/* ---- aggregate ------------------------------------------------------------ */
-
-/* Count c (delta +1) or stop counting it (-1), under its current status. */
-static void tally(struct hr_agg *agg, const struct hr_check *c, int delta)
-{
-	size_t d = (size_t)delta; /* wraps for -1: unsigned arithmetic */
-	int g = c->spec.group;
-
-	agg->count[c->status] += d;
-	if (g < 0)
-		agg->ungrouped[c->spec.on_failure][c->status] += d;
-	else if (agg->group_count && (size_t)g < agg->n_groups &&
-		 c->status <= HR_STATUS_WARNING)
-		agg->group_count[g][c->status] += d;
-}
-
-/* Recount everything (the groups changed). -ENOMEM leaves no tallies. */
+/* Recount everything (the groups changed). -ENOMEM leaves no group
+ * tallies (groups count as empty). */
 static int retally(struct hr_agg *agg)
 {
 	size_t i;
 
-	free(agg->group_count);
-	agg->group_count = NULL;
-	memset(agg->count, 0, sizeof(agg->count));
-	memset(agg->ungrouped, 0, sizeof(agg->ungrouped));
+	free(agg->tally.groups);
+	memset(&agg->tally, 0, sizeof(agg->tally));
+	agg->tally.n_groups = agg->n_groups;
 	if (agg->n_groups) {
-		agg->group_count = calloc(agg->n_groups,
-					  sizeof(*agg->group_count));
-		if (!agg->group_count)
+		agg->tally.groups = calloc(agg->n_groups,
+					   sizeof(*agg->tally.groups));
+		if (!agg->tally.groups)
 			return -ENOMEM;
 	}
 	for (i = 0; i < agg->n_checks; i++)
-		tally(agg, agg->checks[i], +1);
+		tally(agg, agg->checks[i], agg->checks[i]->status, +1);
 	return 0;
 }
 
-/*
- * The aggregate and summary from the tallies: the same result as
- * hr__aggregate() over every check (see checks.md), and the same text.
- */
-static enum hr_status aggregate_now(const struct hr_agg *agg, char *summary,
-				    size_t len)
-{
-	const char *names[4][HR__SUMMARY_NAMES];
-	size_t named[4] = { 0 }, need[4] = { 0 }, missing = 0, i;
-	enum hr_status st = HR_STATUS_PASSING;
-	int f, s;
-
-	for (f = 0; f < 3; f++)
-		for (s = 0; s < 4; s++)
-			if (agg->ungrouped[f][s])
-				st = hr_status_worst(
-					st, hr__contribution((enum hr_status)s,
-							     (enum hr_on_failure)f));
-	for (i = 0; i < agg->n_groups; i++)
-		st = hr_status_worst(
-			st, hr__group_contribution(
-				    &agg->groups[i],
-				    agg->group_count ? agg->group_count[i][0] : 0,
-				    agg->group_count ? agg->group_count[i][1] : 0));
-	for (s = HR_STATUS_WARNING; s <= HR_STATUS_UNKNOWN; s++) {
-		need[s] = agg->count[s] < HR__SUMMARY_NAMES ? agg->count[s]
-							   : HR__SUMMARY_NAMES;
-		missing += need[s];
-	}
-	/* the first names per status, in check order: stop once found */
-	for (i = 0; i < agg->n_checks && missing; i++) {
-		const struct hr_check *c = agg->checks[i];
-
-		s = (int)c->status;
-		if (s != HR_STATUS_PASSING && named[s] < need[s]) {
-			names[s][named[s]++] = c->spec.name;
-			missing--;
-		}
-	}
-	hr__summary(agg->count, (const char *const (*)[HR__SUMMARY_NAMES])names,
-		    summary, len);
-	return st;
-}
-
+/* The aggregate from the tallies; summary names in check order. */
 static void recompute(struct hr_agg *agg)
 {
 	char summary[sizeof(agg->summary)];
 	enum hr_status st, old = agg->status;
-	struct hr_agg_event ev;
+	struct hr__names nm;
+	size_t i;
 
-	st = aggregate_now(agg, summary, sizeof(summary));
+	hr__names_init(&nm, &agg->tally);
+	for (i = 0; i < agg->n_checks && nm.missing; i++)
+		hr__names_add(&nm, agg->checks[i]->status,
+			      agg->checks[i]->spec.name);
+	st = hr__aggregate(&agg->tally, agg->groups, &nm, summary,
+			   sizeof(summary));
 	if (st == old && !strcmp(summary, agg->summary))
 		return;
 	agg->status = st;
 	memcpy(agg->summary, summary, sizeof(summary));
-	if (st != old && agg->started)
+	agg->untold = true;
+	if (st != old && agg->host.started)
 		hr_log(st == HR_STATUS_PASSING ? HR_LOG_INFO : HR_LOG_WARN,
 		       "aggregate_status", "from", hr_status_name(old), "to",
 		       hr_status_name(st), "output", summary, NULL);
+}
+
+/* HR_EVENT_AGGREGATE when the aggregate changed since it was last told;
+ * listeners all read the same text even if one changes the aggregate. */
+static void announce(struct hr_agg *agg)
+{
+	char summary[sizeof(agg->summary)];
+	struct hr_agg_event ev;
+
+	if (!agg->untold)
+		return;
+	agg->untold = false;
 	memset(&ev, 0, sizeof(ev));
 	ev.type = HR_EVENT_AGGREGATE;
-	ev.old_status = old;
-	ev.new_status = st;
-	ev.output = agg->summary;
+	ev.old_status = agg->told;
+	ev.new_status = agg->status;
+	agg->told = agg->status;
+	memcpy(summary, agg->summary, strlen(agg->summary) + 1);
+	ev.output = summary;
 	emit(agg, &ev);
 }
 
 /* ---- evaluation ------------------------------------------------------------ */
-
-static bool is_stale(const struct hr_check *c, double now)
-{
-	double ttl_ms;
-
-	if (c->spec.kind == HR_CHECK_TTL)
-		return false; /* pushed, never probed */
-	if (c->result_at == 0)
-		return true;
-	ttl_ms = (c->last_result == HR_STATUS_PASSING ||
-		  c->last_result == HR_STATUS_WARNING)
-			 ? (double)c->spec.cache_ttl_ms
-			 : (double)c->spec.failure_ttl_ms;
-	return (now - c->result_at) * 1000.0 >= ttl_ms;
-}
 
 static int add_waiter(struct hr_check *c, struct eval *e)
 {
@@ -504,77 +233,108 @@ static int add_waiter(struct hr_check *c, struct eval *e)
 	return 0;
 }
 
+/* A run of c ended (or c is going away): its evaluations have one check
+ * less to wait for. They go on in settle(), after the events. */
+static void release_waiters(struct hr_check *c)
+{
+	unsigned i;
+
+	for (i = 0; i < c->n_waiters; i++) {
+		struct eval *e = c->waiters[i];
+
+		if (e->inflight)
+			e->inflight--;
+		e->pending--;
+		e->dirty = true;
+	}
+	free(c->waiters);
+	c->waiters = NULL;
+	c->n_waiters = 0;
+}
+
 static void eval_finish(struct eval *e)
 {
 	struct hr_agg *agg = e->agg;
 
-	if (e->prev)
-		e->prev->next_eval = e->next_eval;
-	else
-		agg->evals = e->next_eval;
-	if (e->next_eval)
-		e->next_eval->prev = e->prev;
+	hr_link_unlink(&agg->evals, &e->link);
 	free(e->queue);
+	hold(agg);
 	e->cb(agg, agg->status, agg->summary, e->payload);
+	release(agg);
 	free(e);
 }
 
+/* Start queued checks up to the bound; call back when none is pending. */
 static void eval_pump(struct eval *e)
 {
 	int max = e->agg->opts.max_concurrent;
 
-	/* A run may finish synchronously inside run_start() and call back
-	 * into eval_check_done(): it must not finish (free) e under us. */
+	/* A run may finish synchronously inside hr__check_run() and settle
+	 * evaluations: it must not finish (free) e under us. */
 	if (e->pumping)
 		return;
 	e->pumping = true;
+	e->dirty = false;
 	while (e->next < e->n_queue && (int)e->inflight < max) {
 		struct hr_check *c = e->queue[e->next++];
 
 		if (!c)
 			continue; /* removed meanwhile */
-		c->eval_queued = false;
 		e->inflight++;
 		if (c->running)
 			continue; /* a scheduled run will finish it */
-		run_start(c, false);
+		hr__check_run(c);
 	}
 	e->pumping = false;
 	if (e->pending == 0)
 		eval_finish(e);
 }
 
-/* A run of c ended (or c is going away): release waiting evaluations. */
-static void eval_check_done(struct hr_check *c)
+/* Let every evaluation that a finished or removed check concerned go on.
+ * A callback may start, finish or free evaluations: start over after
+ * each. */
+static void settle(struct hr_agg *agg)
 {
-	struct eval **w = c->waiters;
-	unsigned i, n = c->n_waiters;
+	struct hr_link *l;
 
-	if (!n)
-		return;
-	c->waiters = NULL;
-	c->n_waiters = 0;
-	for (i = 0; i < n; i++) {
-		struct eval *e = w[i];
+again:
+	for (l = agg->evals; l; l = l->next) {
+		struct eval *e = container_of(l, struct eval, link);
 
-		if (e->inflight)
-			e->inflight--;
-		e->pending--;
+		if (e->dirty && !e->pumping) {
+			eval_pump(e);
+			goto again;
+		}
 	}
-	for (i = 0; i < n; i++) {
-		struct eval *e = w[i];
+}
 
-		if (!e->pumping)
-			eval_pump(e); /* finishes e when nothing is pending */
+static int eval_queue(struct hr_agg *agg, struct eval *e)
+{
+	double now;
+	size_t i;
+
+	e->queue = calloc(agg->n_checks ? agg->n_checks : 1, sizeof(*e->queue));
+	if (!e->queue)
+		return -ENOMEM;
+	ev_now_update(agg->host.loop);
+	now = ev_now(agg->host.loop);
+	for (i = 0; i < agg->n_checks; i++) {
+		struct hr_check *c = agg->checks[i];
+
+		if (c->running) {
+			if (add_waiter(c, e) == 0)
+				e->inflight++; /* counts against the bound */
+		} else if (hr__check_stale(c, now)) {
+			if (add_waiter(c, e) == 0)
+				e->queue[e->n_queue++] = c;
+		}
 	}
-	free(w);
+	return 0;
 }
 
 int hr_agg_evaluate(struct hr_agg *agg, hr_agg_eval_cb cb, void *payload)
 {
 	struct eval *e;
-	double now;
-	size_t i;
 
 	e = calloc(1, sizeof(*e));
 	if (!e)
@@ -582,33 +342,65 @@ int hr_agg_evaluate(struct hr_agg *agg, hr_agg_eval_cb cb, void *payload)
 	e->agg = agg;
 	e->cb = cb;
 	e->payload = payload;
-	e->queue = calloc(agg->n_checks ? agg->n_checks : 1, sizeof(*e->queue));
-	if (!e->queue) {
+	if (eval_queue(agg, e)) {
 		free(e);
 		return -ENOMEM;
 	}
-	e->next_eval = agg->evals;
-	if (agg->evals)
-		agg->evals->prev = e;
-	agg->evals = e;
-	ev_now_update(agg->loop);
-	now = ev_now(agg->loop);
-	for (i = 0; i < agg->n_checks; i++) {
-		struct hr_check *c = agg->checks[i];
-
-		if (c->running) {
-			if (add_waiter(c, e) == 0)
-				e->inflight++; /* counts against the bound */
-		} else if (is_stale(c, now)) {
-			if (add_waiter(c, e) == 0)
-				e->queue[e->n_queue++] = c;
-		}
-	}
+	hr_link_push(&agg->evals, &e->link);
 	eval_pump(e); /* calls back at once when nothing is stale */
 	return 0;
 }
 
-/* ---- lifecycle -------------------------------------------------------------- */
+/* ---- the check core's calls (check_core.h) ----------------------------------- */
+
+static void set_record(struct hr__check_host *h, struct hr_check *c,
+		       const struct hr__check_change *chg)
+{
+	struct hr_agg *agg = agg_of(h);
+
+	if (chg->after != chg->before) {
+		tally(agg, c, chg->before, -1);
+		tally(agg, c, chg->after, +1);
+		recompute(agg);
+	}
+	release_waiters(c);
+}
+
+/* RESULT, then STATUS if it changed, then AGGREGATE if that changed; a
+ * listener that removes the check stops nothing: the events were made
+ * before the first one went out and their strings are parked. */
+static void set_emit(struct hr__check_host *h,
+		     const struct hr__check_change *chg)
+{
+	struct hr_agg *agg = agg_of(h);
+	struct hr_agg_event ev;
+
+	hold(agg);
+	memset(&ev, 0, sizeof(ev));
+	ev.type = HR_EVENT_CHECK_RESULT;
+	ev.check = chg->name;
+	ev.old_status = chg->before;
+	ev.new_status = chg->raw;
+	ev.output = chg->output;
+	ev.duration_ms = chg->duration_ms;
+	emit(agg, &ev);
+	if (chg->after != chg->before) {
+		ev.type = HR_EVENT_CHECK_STATUS;
+		ev.new_status = chg->after;
+		ev.duration_ms = 0;
+		emit(agg, &ev);
+	}
+	announce(agg);
+	release(agg);
+	settle(agg);
+}
+
+static const struct hr__check_host_ops set_ops = {
+	.record = set_record,
+	.emit = set_emit,
+};
+
+/* ---- lifecycle ---------------------------------------------------------------- */
 
 int hr_agg_new(struct hr_agg **out, struct ev_loop *loop,
 	       struct hr_http *http, const struct hr_agg_opts *opts,
@@ -621,20 +413,18 @@ int hr_agg_new(struct hr_agg **out, struct ev_loop *loop,
 	agg = calloc(1, sizeof(*agg));
 	if (!agg)
 		return hr_err_set(err, -ENOMEM, "out of memory");
-	agg->loop = loop;
+	agg->host.ops = &set_ops;
+	agg->host.loop = loop;
 	if (opts)
 		agg->opts = *opts;
 	if (agg->opts.max_concurrent <= 0)
 		agg->opts.max_concurrent = DEFAULT_MAX_CONCURRENT;
-	agg->rng = agg->opts.seed ? agg->opts.seed
-				  : (unsigned)(wall_now() * 1e6) ^ (unsigned)getpid();
-	if (!agg->rng)
-		agg->rng = 1;
-	agg->phase = rnd(agg) * 3600.0;
+	hr_rng_seed(&agg->host.rng, agg->opts.seed);
+	agg->host.phase = hr_rng_unit(&agg->host.rng) * 3600.0;
 	if (http) {
-		agg->http = http;
+		agg->host.http = http;
 	} else {
-		rc = hr_http_new(&agg->http, loop, err);
+		rc = hr_http_new(&agg->host.http, loop, err);
 		if (rc) {
 			free(agg);
 			return rc;
@@ -643,20 +433,19 @@ int hr_agg_new(struct hr_agg **out, struct ev_loop *loop,
 	}
 	agg->status = HR_STATUS_PASSING;
 	recompute(agg);
+	agg->told = agg->status;
+	agg->untold = false;
 	*out = agg;
 	return 0;
 }
 
-static void check_free(struct hr_check *c)
+static void free_groups(struct hr_group_spec *v, size_t n)
 {
-	ev_timer_stop(c->agg->loop, &c->timer);
-	if (c->running && c->kind)
-		c->kind->cancel(c);
-	c->running = false;
-	eval_check_done(c);
-	hr_check_spec_dispose(&c->spec);
-	free(c->output);
-	free(c);
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		free(v[i].name);
+	free(v);
 }
 
 void hr_agg_free(struct hr_agg *agg)
@@ -665,36 +454,26 @@ void hr_agg_free(struct hr_agg *agg)
 
 	if (!agg)
 		return;
-	for (i = 0; i < agg->n_checks; i++) {
-		ev_timer_stop(agg->loop, &agg->checks[i]->timer);
-		if (agg->checks[i]->running && agg->checks[i]->kind)
-			agg->checks[i]->kind->cancel(agg->checks[i]);
-		agg->checks[i]->running = false;
-	}
+	assert(!agg->host.busy && "hr_agg_free() from an aggregator callback");
+	for (i = 0; i < agg->n_checks; i++)
+		hr__check_halt(agg->checks[i]);
 	/* Pending evaluations are dropped without a callback. */
 	while (agg->evals) {
-		struct eval *e = agg->evals;
+		struct eval *e = container_of(agg->evals, struct eval, link);
 
-		agg->evals = e->next_eval;
+		hr_link_unlink(&agg->evals, &e->link);
 		free(e->queue);
 		free(e);
 	}
-	for (i = 0; i < agg->n_checks; i++) {
-		free(agg->checks[i]->waiters);
-		agg->checks[i]->waiters = NULL;
-		agg->checks[i]->n_waiters = 0;
-		hr_check_spec_dispose(&agg->checks[i]->spec);
-		free(agg->checks[i]->output);
-		free(agg->checks[i]);
-	}
+	for (i = 0; i < agg->n_checks; i++)
+		hr__check_free(agg->checks[i]);
 	free(agg->checks);
-	free(agg->group_count);
-	for (i = 0; i < agg->n_groups; i++)
-		free(agg->groups[i].name);
-	free(agg->groups);
+	free(agg->tally.groups);
+	free_groups(agg->groups, agg->n_groups);
 	free(agg->listeners);
+	free(agg->host.old_outputs);
 	if (agg->own_http)
-		hr_http_free(agg->http);
+		hr_http_free(agg->host.http);
 	free(agg);
 }
 
@@ -720,6 +499,7 @@ int hr_agg_add_group(struct hr_agg *agg, const struct hr_group_spec *g,
 	if (retally(agg))
 		return hr_err_set(err, -ENOMEM, "out of memory");
 	recompute(agg);
+	announce(agg);
 	return 0;
 }
 
@@ -738,11 +518,10 @@ static struct hr_check *find(const struct hr_agg *agg, const char *name,
 	return NULL;
 }
 
-int hr_agg_add_check(struct hr_agg *agg, const struct hr_check_spec *spec,
-		     struct hr_err *err)
+/* What the set decides about a new spec; the check core checks the rest. */
+static int admit(struct hr_agg *agg, const struct hr_check_spec *spec,
+		 struct hr_err *err)
 {
-	struct hr_check *c;
-
 	if (!spec->name || !*spec->name)
 		return hr_err_set(err, -EINVAL, "a check needs a name");
 	if (!agg->batch && find(agg, spec->name, NULL))
@@ -755,19 +534,6 @@ int hr_agg_add_check(struct hr_agg *agg, const struct hr_check_spec *spec,
 		return hr_err_set(err, -EPERM,
 				  "check \"%s\": exec checks are disabled",
 				  spec->name);
-	if ((spec->kind == HR_CHECK_HTTP || spec->kind == HR_CHECK_TCP) &&
-	    !spec->target)
-		return hr_err_set(err, -EINVAL, "check \"%s\": no target",
-				  spec->name);
-	if (spec->kind == HR_CHECK_EXEC && (!spec->args || !spec->args[0]))
-		return hr_err_set(err, -EINVAL, "check \"%s\": no args",
-				  spec->name);
-	if (spec->kind != HR_CHECK_TTL && spec->interval_ms <= 0)
-		return hr_err_set(err, -EINVAL, "check \"%s\": no interval",
-				  spec->name);
-	if (spec->kind == HR_CHECK_TTL && spec->ttl_ms <= 0)
-		return hr_err_set(err, -EINVAL, "check \"%s\": no ttl",
-				  spec->name);
 	if (agg->n_checks == agg->cap_checks) {
 		size_t cap = agg->cap_checks ? agg->cap_checks * 2 : 16;
 		struct hr_check **v = realloc(agg->checks, cap * sizeof(*v));
@@ -777,43 +543,44 @@ int hr_agg_add_check(struct hr_agg *agg, const struct hr_check_spec *spec,
 		agg->checks = v;
 		agg->cap_checks = cap;
 	}
-	c = calloc(1, sizeof(*c));
-	if (!c)
-		return hr_err_set(err, -ENOMEM, "out of memory");
-	c->output_len = SIZE_MAX;
-	if (hr_check_spec_copy(&c->spec, spec)) {
-		free(c);
-		return hr_err_set(err, -ENOMEM, "out of memory");
-	}
-	c->agg = agg;
-	switch (spec->kind) {
+	return 0;
+}
+
+/* The kind that runs a spec; NULL for ttl checks (pushed, not run). */
+static const struct hr__check_kind *kind_of(enum hr_check_kind k)
+{
+	switch (k) {
 	case HR_CHECK_HTTP:
-		c->kind = &hr__check_http;
-		break;
+		return &hr__check_http;
 	case HR_CHECK_TCP:
-		c->kind = &hr__check_tcp;
-		break;
+		return &hr__check_tcp;
 	case HR_CHECK_EXEC:
-		c->kind = &hr__check_exec;
-		break;
+		return &hr__check_exec;
 	case HR_CHECK_TTL:
-		c->kind = NULL;
 		break;
 	}
-	c->status = spec->has_initial_status ? spec->initial_status
-					     : HR_STATUS_UNKNOWN;
-	tally(agg, c, +1);
-	c->last_result = HR_STATUS_UNKNOWN;
-	hr__thresh_init(&c->thresh, spec);
-	ev_init(&c->timer, timer_cb);
+	return NULL;
+}
+
+int hr_agg_add_check(struct hr_agg *agg, const struct hr_check_spec *spec,
+		     struct hr_err *err)
+{
+	struct hr_check *c;
+	int rc;
+
+	rc = admit(agg, spec, err);
+	if (rc)
+		return rc;
+	rc = hr__check_new(&c, &agg->host, spec, kind_of(spec->kind), err);
+	if (rc)
+		return rc;
+	tally(agg, c, c->status, +1);
 	agg->checks[agg->n_checks++] = c;
-	if (!agg->batch)
+	if (agg->host.started)
+		hr__check_schedule_first(c);
+	if (!agg->batch) {
 		recompute(agg);
-	if (agg->started) {
-		if (c->spec.kind == HR_CHECK_TTL)
-			schedule(c, (double)c->spec.ttl_ms / 1000.0);
-		else
-			schedule_first(c);
+		announce(agg);
 	}
 	return 0;
 }
@@ -821,23 +588,30 @@ int hr_agg_add_check(struct hr_agg *agg, const struct hr_check_spec *spec,
 int hr_agg_remove_check(struct hr_agg *agg, const char *name)
 {
 	struct hr_check *c;
-	struct eval *e;
+	struct hr_link *l;
 	size_t i, j;
 
 	c = find(agg, name, &i);
 	if (!c)
 		return -ENOENT;
 	/* Forget it in evaluation queues before it goes away. */
-	for (e = agg->evals; e; e = e->next_eval)
+	for (l = agg->evals; l; l = l->next) {
+		struct eval *e = container_of(l, struct eval, link);
+
 		for (j = e->next; j < e->n_queue; j++)
 			if (e->queue[j] == c)
 				e->queue[j] = NULL;
+	}
 	memmove(&agg->checks[i], &agg->checks[i + 1],
 		(agg->n_checks - i - 1) * sizeof(*agg->checks));
 	agg->n_checks--;
-	tally(agg, c, -1);
-	check_free(c);
+	tally(agg, c, c->status, -1);
+	hr__check_halt(c);
+	release_waiters(c);
+	hr__check_free(c); /* parked while a callback runs */
 	recompute(agg);
+	announce(agg);
+	settle(agg);
 	return 0;
 }
 
@@ -901,60 +675,78 @@ int hr_agg_add_config(struct hr_agg *agg, const struct hr_config *cfg,
 	if (agg->batch) {
 		agg->batch = false;
 		recompute(agg);
+		announce(agg);
 	}
 	return rc;
+}
+
+int hr_agg_set_groups(struct hr_agg *agg, const struct hr_group_spec *groups,
+		      size_t n, struct hr_err *err)
+{
+	struct hr_group_spec *v = NULL;
+	size_t i;
+
+	for (i = 0; i < agg->n_checks; i++)
+		if (agg->checks[i]->spec.group >= (int)n)
+			return hr_err_set(err, -EINVAL,
+					  "check \"%s\" refers to group %d",
+					  agg->checks[i]->spec.name,
+					  agg->checks[i]->spec.group);
+	if (n) {
+		v = calloc(n, sizeof(*v));
+		if (!v)
+			return hr_err_set(err, -ENOMEM, "out of memory");
+		for (i = 0; i < n; i++) {
+			v[i] = groups[i];
+			v[i].name = strdup(groups[i].name);
+			if (!v[i].name) {
+				free_groups(v, i);
+				return hr_err_set(err, -ENOMEM, "out of memory");
+			}
+		}
+	}
+	free_groups(agg->groups, agg->n_groups);
+	agg->groups = v;
+	agg->n_groups = n;
+	if (retally(agg))
+		return hr_err_set(err, -ENOMEM, "out of memory");
+	recompute(agg);
+	announce(agg);
+	return 0;
 }
 
 void hr_agg_start(struct hr_agg *agg)
 {
 	size_t i;
 
-	if (agg->started)
+	if (agg->host.started)
 		return;
-	agg->started = true;
-	for (i = 0; i < agg->n_checks; i++) {
-		struct hr_check *c = agg->checks[i];
-
-		if (c->spec.kind == HR_CHECK_TTL) {
-			schedule(c, (double)c->spec.ttl_ms / 1000.0);
-			continue;
-		}
-		schedule_first(c);
-	}
+	agg->host.started = true;
+	for (i = 0; i < agg->n_checks; i++)
+		hr__check_schedule_first(agg->checks[i]);
 }
 
 void hr_agg_stop(struct hr_agg *agg)
 {
 	size_t i;
 
-	agg->started = false;
-	for (i = 0; i < agg->n_checks; i++) {
-		struct hr_check *c = agg->checks[i];
-
-		ev_timer_stop(agg->loop, &c->timer);
-		if (c->running && c->kind) {
-			c->kind->cancel(c);
-			c->running = false;
-			c->run = NULL;
-			eval_check_done(c);
-		}
-	}
+	agg->host.started = false;
+	for (i = 0; i < agg->n_checks; i++)
+		if (hr__check_halt(agg->checks[i]))
+			release_waiters(agg->checks[i]);
+	settle(agg);
 }
 
 int hr_agg_ttl_update(struct hr_agg *agg, const char *name,
 		      enum hr_status status, const char *output)
 {
 	struct hr_check *c = find(agg, name, NULL);
-	const char *o = output ? output : "";
 
 	if (!c)
 		return -ENOENT;
 	if (c->spec.kind != HR_CHECK_TTL || status == HR_STATUS_UNKNOWN)
 		return -EINVAL;
-	ev_now_update(agg->loop);
-	record_result(c, status, hr__output_store(o, strlen(o), strlen(o)),
-		      SIZE_MAX, false, 0);
-	schedule(c, (double)c->spec.ttl_ms / 1000.0);
+	hr__check_push(c, status, output); /* c may be gone */
 	return 0;
 }
 
@@ -978,23 +770,11 @@ size_t hr_agg_n_checks(const struct hr_agg *agg)
 static void fill_info(const struct hr_agg *agg, const struct hr_check *c,
 		      struct hr_check_info *o)
 {
-	memset(o, 0, sizeof(*o));
-	o->name = c->spec.name;
-	o->kind = c->spec.kind;
-	o->status = c->status;
-	o->last_result = c->last_result;
-	o->output = c->output ? c->output : "";
-	o->group = c->spec.group >= 0 ? agg->groups[c->spec.group].name : NULL;
-	o->on_failure = c->spec.group >= 0 ? agg->groups[c->spec.group].on_failure
-					   : c->spec.on_failure;
-	o->last_run = c->result_at ? c->result_wall : 0;
-	o->duration_ms = c->duration_ms;
-	o->consecutive_failures = c->consecutive_failures;
-	o->consecutive_successes = c->consecutive_successes;
-	o->runs_passing = c->runs[HR_STATUS_PASSING];
-	o->runs_warning = c->runs[HR_STATUS_WARNING];
-	o->runs_critical = c->runs[HR_STATUS_CRITICAL];
-	o->running = c->running;
+	hr__check_info(c, o);
+	if (c->spec.group >= 0) {
+		o->group = agg->groups[c->spec.group].name;
+		o->on_failure = agg->groups[c->spec.group].on_failure;
+	}
 }
 
 int hr_agg_check_at(const struct hr_agg *agg, size_t i,
@@ -1017,80 +797,12 @@ int hr_agg_check_get(const struct hr_agg *agg, const char *name,
 	return 0;
 }
 
-int hr_agg_listen(struct hr_agg *agg, hr_agg_listener_cb cb, void *payload)
-{
-	struct listener *v;
-
-	v = realloc(agg->listeners, (agg->n_listeners + 1) * sizeof(*v));
-	if (!v)
-		return -ENOMEM;
-	agg->listeners = v;
-	v[agg->n_listeners].id = ++agg->next_listener_id;
-	v[agg->n_listeners].cb = cb;
-	v[agg->n_listeners].payload = payload;
-	agg->n_listeners++;
-	return agg->next_listener_id;
-}
-
-void hr_agg_unlisten(struct hr_agg *agg, int id)
-{
-	size_t i;
-
-	for (i = 0; i < agg->n_listeners; i++) {
-		if (agg->listeners[i].id == id) {
-			memmove(&agg->listeners[i], &agg->listeners[i + 1],
-				(agg->n_listeners - i - 1) *
-					sizeof(*agg->listeners));
-			agg->n_listeners--;
-			return;
-		}
-	}
-}
-
 struct ev_loop *hr_agg_loop(const struct hr_agg *agg)
 {
-	return agg->loop;
+	return agg->host.loop;
 }
 
 struct hr_http *hr_agg_http(const struct hr_agg *agg)
 {
-	return agg->http;
-}
-
-int hr_agg_set_groups(struct hr_agg *agg, const struct hr_group_spec *groups,
-		      size_t n, struct hr_err *err)
-{
-	struct hr_group_spec *v = NULL;
-	size_t i;
-
-	for (i = 0; i < agg->n_checks; i++)
-		if (agg->checks[i]->spec.group >= (int)n)
-			return hr_err_set(err, -EINVAL,
-					  "check \"%s\" refers to group %d",
-					  agg->checks[i]->spec.name,
-					  agg->checks[i]->spec.group);
-	if (n) {
-		v = calloc(n, sizeof(*v));
-		if (!v)
-			return hr_err_set(err, -ENOMEM, "out of memory");
-		for (i = 0; i < n; i++) {
-			v[i] = groups[i];
-			v[i].name = strdup(groups[i].name);
-			if (!v[i].name) {
-				while (i--)
-					free(v[i].name);
-				free(v);
-				return hr_err_set(err, -ENOMEM, "out of memory");
-			}
-		}
-	}
-	for (i = 0; i < agg->n_groups; i++)
-		free(agg->groups[i].name);
-	free(agg->groups);
-	agg->groups = v;
-	agg->n_groups = n;
-	if (retally(agg))
-		return hr_err_set(err, -ENOMEM, "out of memory");
-	recompute(agg);
-	return 0;
+	return agg->host.http;
 }

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "healthreg/aggregator.h"
+#include "healthreg/util.h"
 #include "loop.h"
 
 static struct ev_loop *loop;
@@ -455,5 +456,442 @@ Test(aggregator, evaluate_survives_runs_that_fail_synchronously)
 	cr_expect_eq(r.status, HR_STATUS_CRITICAL);
 	hr_agg_check_get(agg, "b", &i);
 	cr_expect(strstr(i.output, "No such file or directory") != NULL, "%s", i.output);
+	hr_agg_free(agg);
+}
+
+/* ---- removal from inside callbacks --------------------------------------
+ * A listener (or an evaluation's callback) may remove the check being
+ * reported, another check or every check; the aggregator must not touch
+ * a removed check afterwards (run these under -DHR_SANITIZE=ON).
+ */
+
+enum victim { OWN, OTHER, EVERY };
+
+static const char *const victim_name[] = { "own", "other", "every" };
+static const char *const event_name[] = { "result", "status", "aggregate" };
+
+struct remover {
+	enum hr_agg_event_type on;
+	enum victim victim;
+	const char *own;   /* the check whose event triggers (AGGREGATE: whose change) */
+	const char *other;
+	int fired;
+	int events;        /* events heard in total */
+};
+
+static void remove_all(struct hr_agg *agg)
+{
+	struct hr_check_info i;
+
+	while (hr_agg_n_checks(agg)) {
+		cr_assert_eq(hr_agg_check_at(agg, 0, &i), 0);
+		cr_assert_eq(hr_agg_remove_check(agg, i.name), 0);
+	}
+}
+
+static void remove_on(struct hr_agg *agg, const struct hr_agg_event *ev,
+		      void *payload)
+{
+	struct remover *r = payload;
+
+	r->events++;
+	/* read the event before anything changes */
+	if (ev->check)
+		cr_assert_not_null(ev->output);
+	if (ev->type != r->on || r->fired)
+		return;
+	if (ev->check && strcmp(ev->check, r->own))
+		return;
+	r->fired++;
+	if (r->victim == OWN)
+		cr_expect_eq(hr_agg_remove_check(agg, r->own), 0);
+	else if (r->victim == OTHER)
+		cr_expect_eq(hr_agg_remove_check(agg, r->other), 0);
+	else
+		remove_all(agg);
+	/* the rest of this event and the events after it still read well */
+	if (ev->check)
+		cr_assert_not_null(ev->check);
+}
+
+static void expect_removed(struct hr_agg *agg, const struct remover *r)
+{
+	struct hr_check_info i;
+
+	cr_expect_eq(r->fired, 1, "%s on %s: fired %d", victim_name[r->victim],
+		     event_name[r->on], r->fired);
+	if (r->victim == EVERY)
+		cr_expect_eq(hr_agg_n_checks(agg), 0);
+	else
+		cr_expect_eq(hr_agg_check_get(agg, r->victim == OWN ? r->own
+								     : r->other,
+					      &i),
+			     -ENOENT);
+}
+
+static struct hr_check_spec ttl_spec(const char *name, int ttl_ms)
+{
+	struct hr_check_spec s = base(name);
+
+	s.kind = HR_CHECK_TTL;
+	s.ttl_ms = ttl_ms;
+	return s;
+}
+
+/* Every trigger (the event type) with every victim. */
+static void every_case(void (*one)(enum hr_agg_event_type on, enum victim v))
+{
+	for (int on = HR_EVENT_CHECK_RESULT; on <= HR_EVENT_AGGREGATE; on++)
+		for (int v = OWN; v <= EVERY; v++)
+			one((enum hr_agg_event_type)on, (enum victim)v);
+}
+
+/* An aggregator with checks a and b (and c when given), and r listening. */
+static struct hr_agg *with_checks(struct remover *r, enum hr_agg_event_type on,
+				  enum victim v, const struct hr_check_spec *a,
+				  const struct hr_check_spec *b,
+				  const struct hr_check_spec *c)
+{
+	struct hr_agg *agg = new_agg(0);
+
+	memset(r, 0, sizeof(*r));
+	r->on = on;
+	r->victim = v;
+	r->own = "a";
+	r->other = "b";
+	cr_assert_eq(hr_agg_add_check(agg, a, NULL), 0);
+	cr_assert_eq(hr_agg_add_check(agg, b, NULL), 0);
+	if (c)
+		cr_assert_eq(hr_agg_add_check(agg, c, NULL), 0);
+	cr_assert_gt(hr_agg_listen(agg, remove_on, r), 0);
+	return agg;
+}
+
+static void ttl_update_case(enum hr_agg_event_type on, enum victim v)
+{
+	struct hr_check_spec a = ttl_spec("a", 10000), b = ttl_spec("b", 10000);
+	struct remover r;
+	struct hr_agg *agg = with_checks(&r, on, v, &a, &b, NULL);
+
+	hr_agg_start(agg);
+	cr_expect_eq(hr_agg_ttl_update(agg, "a", HR_STATUS_PASSING, "ok"), 0);
+	expect_removed(agg, &r);
+	run_for(0.05);
+	hr_agg_free(agg);
+}
+
+Test(aggregator, listener_removes_checks_during_ttl_update)
+{
+	every_case(ttl_update_case);
+}
+
+/* Started, on the loop for secs: something removes checks meanwhile. */
+static void scheduled_case(enum hr_agg_event_type on, enum victim v,
+			   const struct hr_check_spec *a,
+			   const struct hr_check_spec *b, double secs)
+{
+	struct remover r;
+	struct hr_agg *agg = with_checks(&r, on, v, a, b, NULL);
+
+	hr_agg_start(agg);
+	run_for(secs);
+	expect_removed(agg, &r);
+	hr_agg_free(agg);
+}
+
+static void ttl_expiry_case(enum hr_agg_event_type on, enum victim v)
+{
+	struct hr_check_spec a = ttl_spec("a", 50), b = ttl_spec("b", 10000);
+
+	/* passing first, so that the expiry changes status and aggregate */
+	a.has_initial_status = b.has_initial_status = true;
+	a.initial_status = b.initial_status = HR_STATUS_PASSING;
+	scheduled_case(on, v, &a, &b, 0.3);
+}
+
+Test(aggregator, listener_removes_checks_when_a_ttl_expires)
+{
+	every_case(ttl_expiry_case);
+}
+
+static int up_port;
+
+static void run_case(enum hr_agg_event_type on, enum victim v)
+{
+	char b1[32], b2[32];
+	struct hr_check_spec a = tcp("a", up_port, b1), b = tcp("b", up_port, b2);
+
+	a.interval_ms = b.interval_ms = 100;
+	scheduled_case(on, v, &a, &b, 0.5);
+}
+
+Test(aggregator, listener_removes_checks_when_a_run_finishes)
+{
+	int fd = listener(&up_port);
+
+	every_case(run_case);
+	close(fd);
+}
+
+static void exec_case(enum hr_agg_event_type on, enum victim v)
+{
+	char *argv[] = { "true", NULL };
+	struct hr_check_spec a = exec_("a", argv), b = exec_("b", argv);
+
+	a.interval_ms = b.interval_ms = 100;
+	scheduled_case(on, v, &a, &b, 0.5);
+}
+
+Test(aggregator, listener_removes_checks_when_a_process_exits)
+{
+	every_case(exec_case);
+}
+
+/* One evaluation of a, b (and c): called back exactly once. */
+static void evaluate_case(enum hr_agg_event_type on, enum victim v,
+			  const struct hr_check_spec *a,
+			  const struct hr_check_spec *b,
+			  const struct hr_check_spec *c)
+{
+	struct remover r;
+	struct hr_agg *agg = with_checks(&r, on, v, a, b, c);
+	struct evres res = { 0 };
+
+	cr_assert_eq(hr_agg_evaluate(agg, eval_cb, &res), 0);
+	if (!res.calls)
+		run_for(2);
+	cr_expect_eq(res.calls, 1, "%s on %s: %d callbacks", victim_name[v],
+		     event_name[on], res.calls);
+	expect_removed(agg, &r);
+	hr_agg_free(agg);
+}
+
+static void sync_eval_case(enum hr_agg_event_type on, enum victim v)
+{
+	/* the runs fail inside start(): they finish while the evaluation
+	 * is still starting runs */
+	char *argv[] = { "/nonexistent/program", NULL };
+	struct hr_check_spec a = exec_("a", argv), b = exec_("b", argv),
+			     c = exec_("c", argv);
+
+	evaluate_case(on, v, &a, &b, &c);
+}
+
+Test(aggregator, listener_removes_checks_while_evaluating)
+{
+	every_case(sync_eval_case);
+}
+
+/* An HTTP server on the loop: answers every connection at once with a
+ * 200 (the request is left unread) and half-closes it. */
+struct http_srv {
+	ev_io w;
+	int fds[512];
+	size_t n;
+};
+
+static void http_accept_cb(struct ev_loop *l, ev_io *w, int revents)
+{
+	static const char reply[] = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n"
+				    "Connection: close\r\n\r\nok";
+	struct http_srv *srv = hr_container_of(w, struct http_srv, w);
+	int fd = accept(w->fd, NULL, NULL);
+
+	(void)l;
+	(void)revents;
+	if (fd < 0)
+		return;
+	cr_assert_eq(write(fd, reply, sizeof(reply) - 1),
+		     (ssize_t)sizeof(reply) - 1);
+	shutdown(fd, SHUT_WR);
+	if (srv->n < HR_ARRAY_SIZE(srv->fds))
+		srv->fds[srv->n++] = fd;
+	else
+		close(fd);
+}
+
+static int http_port;
+static struct http_srv http_srv;
+
+static void http_start(void)
+{
+	int fd = listener(&http_port);
+
+	http_srv.n = 0;
+	ev_io_init(&http_srv.w, http_accept_cb, fd, EV_READ);
+	ev_io_start(loop, &http_srv.w);
+}
+
+static void http_stop(void)
+{
+	size_t i;
+
+	ev_io_stop(loop, &http_srv.w);
+	close(http_srv.w.fd);
+	for (i = 0; i < http_srv.n; i++)
+		close(http_srv.fds[i]);
+}
+
+static struct hr_check_spec http_(const char *name, char *buf, bool curl)
+{
+	static struct hr_header h = { "X-Engine", "libcurl" };
+	struct hr_check_spec s = base(name);
+
+	sprintf(buf, "http://127.0.0.1:%d/health", http_port);
+	s.kind = HR_CHECK_HTTP;
+	s.target = buf;
+	s.interval_ms = 100;
+	if (curl) { /* a custom header: the libcurl engine */
+		s.headers = &h;
+		s.n_headers = 1;
+	}
+	return s;
+}
+
+Test(aggregator, the_http_fake_answers_both_engines)
+{
+	char b1[64], b2[64];
+	struct hr_check_spec a, b;
+	struct hr_agg *agg = new_agg(0);
+	struct hr_check_info i;
+
+	http_start();
+	a = http_("direct", b1, false);
+	b = http_("curl", b2, true);
+	hr_agg_add_check(agg, &a, NULL);
+	hr_agg_add_check(agg, &b, NULL);
+	hr_agg_start(agg);
+	run_for(0.5);
+	hr_agg_check_get(agg, "direct", &i);
+	cr_expect_eq(i.status, HR_STATUS_PASSING, "%s", i.output);
+	hr_agg_check_get(agg, "curl", &i);
+	cr_expect_eq(i.status, HR_STATUS_PASSING, "%s", i.output);
+	hr_agg_free(agg);
+	http_stop();
+}
+
+static bool http_on_curl;
+
+static void http_case(enum hr_agg_event_type on, enum victim v)
+{
+	char b1[64], b2[64];
+	struct hr_check_spec a = http_("a", b1, http_on_curl),
+			     b = http_("b", b2, http_on_curl);
+
+	scheduled_case(on, v, &a, &b, 0.5);
+}
+
+static void http_removals(bool curl)
+{
+	http_on_curl = curl;
+	http_start();
+	every_case(http_case);
+	http_stop();
+}
+
+Test(aggregator, listener_removes_http_checks_on_libcurl)
+{
+	http_removals(true);
+}
+
+/* The direct engine releases its run state before it reports (http_run.h). */
+Test(aggregator, listener_removes_http_checks_on_the_direct_engine)
+{
+	http_removals(false);
+}
+
+static void async_eval_case(enum hr_agg_event_type on, enum victim v)
+{
+	/* the evaluation waits for both runs; the first to finish removes
+	 * itself, the other or every check */
+	char b1[32], b2[32];
+	struct hr_check_spec a = tcp("a", up_port, b1), b = tcp("b", up_port, b2);
+
+	evaluate_case(on, v, &a, &b, NULL);
+}
+
+Test(aggregator, listener_removes_checks_an_evaluation_waits_for)
+{
+	int fd = listener(&up_port);
+
+	every_case(async_eval_case);
+	close(fd);
+}
+
+static void eval_remove_all(struct hr_agg *agg, enum hr_status st,
+			    const char *out, void *payload)
+{
+	struct evres *r = payload;
+
+	(void)st;
+	(void)out;
+	r->calls++;
+	remove_all(agg);
+}
+
+Test(aggregator, evaluation_callback_removes_every_check)
+{
+	struct hr_agg *agg = new_agg(0);
+	char *argv[] = { "/nonexistent/program", NULL };
+	struct hr_check_spec a = exec_("a", argv), b = exec_("b", argv);
+	struct evres r = { 0 }, r2 = { 0 };
+
+	hr_agg_add_check(agg, &a, NULL);
+	hr_agg_add_check(agg, &b, NULL);
+	/* two evaluations wait for the same runs; the first callback
+	 * removes the checks the second one waits for */
+	hr_agg_evaluate(agg, eval_remove_all, &r);
+	hr_agg_evaluate(agg, eval_remove_all, &r2);
+	if (r.calls + r2.calls < 2)
+		run_for(2);
+	cr_expect_eq(r.calls, 1);
+	cr_expect_eq(r2.calls, 1);
+	cr_expect_eq(hr_agg_n_checks(agg), 0);
+	hr_agg_free(agg);
+}
+
+/* ---- listeners that unsubscribe from inside a callback ----------------- */
+
+struct unsub {
+	struct hr_agg *agg;
+	int *unsubscribe;  /* listener id to drop on the first event, or 0 */
+	int heard;
+};
+
+static void unsub_cb(struct hr_agg *agg, const struct hr_agg_event *ev,
+		     void *payload)
+{
+	struct unsub *u = payload;
+
+	(void)ev;
+	u->heard++;
+	if (u->unsubscribe && *u->unsubscribe) {
+		hr_agg_unlisten(agg, *u->unsubscribe);
+		*u->unsubscribe = 0;
+	}
+}
+
+Test(aggregator, a_listener_may_unsubscribe_itself_or_another)
+{
+	struct hr_agg *agg = new_agg(0);
+	struct hr_check_spec a = ttl_spec("a", 10000);
+	struct unsub u1 = { 0 }, u2 = { 0 }, u3 = { 0 };
+	int id1, id2;
+
+	hr_agg_add_check(agg, &a, NULL);
+	id1 = hr_agg_listen(agg, unsub_cb, &u1);
+	hr_agg_listen(agg, unsub_cb, &u2);
+	id2 = hr_agg_listen(agg, unsub_cb, &u3);
+	u1.unsubscribe = &id1; /* itself */
+	u2.unsubscribe = &id2; /* the next one, before it hears anything */
+	/* RESULT, STATUS and AGGREGATE */
+	hr_agg_ttl_update(agg, "a", HR_STATUS_PASSING, "ok");
+	cr_expect_eq(u1.heard, 1, "u1 heard the event it left on");
+	cr_expect_eq(u2.heard, 3, "u2 heard every event: %d", u2.heard);
+	cr_expect_eq(u3.heard, 0, "u3 left before the first event");
+	hr_agg_ttl_update(agg, "a", HR_STATUS_WARNING, "meh");
+	cr_expect_eq(u1.heard, 1);
+	cr_expect_eq(u2.heard, 6, "%d", u2.heard);
+	cr_expect_eq(u3.heard, 0);
 	hr_agg_free(agg);
 }

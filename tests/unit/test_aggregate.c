@@ -5,7 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "aggregate.h"
 #include "check.h"
+#include "healthreg/util.h"
 
 #define P HR_STATUS_PASSING
 #define W HR_STATUS_WARNING
@@ -103,9 +105,50 @@ Test(thresholds, warning_counts_as_success)
 	run_seq("fbc2 with warning", spec(0, 2, 2), raw, want, 5);
 }
 
+/* A check as the aggregation sees it. */
+struct item {
+	const char *name;
+	enum hr_status status;
+	enum hr_on_failure on_failure;
+	int group; /* index into groups or -1 */
+};
+
+/* Names in check order and the aggregate, as the aggregator's recompute. */
+static enum hr_status aggregate_tally(const struct hr__tally *t,
+				      const struct item *items, size_t n,
+				      const struct hr_group_spec *groups,
+				      char *summary, size_t len)
+{
+	struct hr__names nm;
+	size_t i;
+
+	hr__names_init(&nm, t);
+	for (i = 0; i < n && nm.missing; i++)
+		hr__names_add(&nm, items[i].status, items[i].name);
+	return hr__aggregate(t, groups, &nm, summary, len);
+}
+
+/* The aggregate of a list, tallied all at once (the aggregator keeps the
+ * tallies as statuses change). */
+static enum hr_status aggregate_items(const struct item *items, size_t n,
+				      const struct hr_group_spec *groups,
+				      size_t n_groups, char *summary,
+				      size_t len)
+{
+	size_t group_count[8][2] = { { 0 } };
+	struct hr__tally t = { .groups = group_count, .n_groups = n_groups };
+	size_t i;
+
+	cr_assert_leq(n_groups, 8);
+	for (i = 0; i < n; i++)
+		hr__tally_count(&t, items[i].status, items[i].on_failure,
+				items[i].group, +1);
+	return aggregate_tally(&t, items, n, groups, summary, len);
+}
+
 struct acase {
 	const char *name;
-	struct hr__agg_item items[6];
+	struct item items[6];
 	size_t n;
 	struct hr_group_spec groups[2];
 	size_t n_groups;
@@ -170,7 +213,7 @@ Test(aggregate, table)
 
 	for (i = 0; i < sizeof(acases) / sizeof(acases[0]); i++) {
 		const struct acase *c = &acases[i];
-		enum hr_status st = hr__aggregate(c->items, c->n, c->groups,
+		enum hr_status st = aggregate_items(c->items, c->n, c->groups,
 						  c->n_groups, summary,
 						  sizeof(summary));
 
@@ -180,9 +223,43 @@ Test(aggregate, table)
 	}
 }
 
+Test(aggregate, status_changes_tallied_one_by_one_match_a_fresh_count)
+{
+	/* The aggregator counts every check as it is added (unknown, here)
+	 * and moves it between statuses as results come in. */
+	size_t i, k;
+
+	for (i = 0; i < HR_ARRAY_SIZE(acases); i++) {
+		const struct acase *c = &acases[i];
+		size_t group_count[2][2] = { { 0 } };
+		struct hr__tally t = { .groups = group_count,
+				       .n_groups = c->n_groups };
+		char want[256], got[256];
+		enum hr_status st;
+
+		for (k = 0; k < c->n; k++)
+			hr__tally_count(&t, U, c->items[k].on_failure,
+					c->items[k].group, +1);
+		for (k = 0; k < c->n; k++) {
+			hr__tally_count(&t, U, c->items[k].on_failure,
+					c->items[k].group, -1);
+			hr__tally_count(&t, c->items[k].status,
+					c->items[k].on_failure,
+					c->items[k].group, +1);
+		}
+		st = aggregate_tally(&t, c->items, c->n, c->groups, got,
+				     sizeof(got));
+		cr_expect_eq(st, aggregate_items(c->items, c->n, c->groups,
+						 c->n_groups, want,
+						 sizeof(want)),
+			     "%s", c->name);
+		cr_expect_str_eq(got, want, "%s", c->name);
+	}
+}
+
 Test(aggregate, summary_lists_at_most_ten_names)
 {
-	struct hr__agg_item items[15];
+	struct item items[15];
 	char names[15][8], summary[512];
 	size_t i;
 
@@ -193,18 +270,18 @@ Test(aggregate, summary_lists_at_most_ten_names)
 		items[i].on_failure = 0;
 		items[i].group = -1;
 	}
-	hr__aggregate(items, 15, NULL, 0, summary, sizeof(summary));
+	aggregate_items(items, 15, NULL, 0, summary, sizeof(summary));
 	cr_expect_str_eq(summary, "0 passing, 15 critical: c0, c1, c2, c3, c4, "
 				  "c5, c6, c7, c8, c9 and 5 more");
 }
 
 Test(aggregate, summary_fits_small_buffer)
 {
-	struct hr__agg_item items[2] = { { "alpha", C, 0, -1 },
+	struct item items[2] = { { "alpha", C, 0, -1 },
 					 { "beta", C, 0, -1 } };
 	char summary[8];
 
-	hr__aggregate(items, 2, NULL, 0, summary, sizeof(summary));
+	aggregate_items(items, 2, NULL, 0, summary, sizeof(summary));
 	cr_expect_eq(strlen(summary), 7);
 }
 
@@ -272,19 +349,18 @@ Test(status, names_and_order)
 
 /* ---- hr__next_run: jitter window and the shared run grid ------------- */
 
-static double draw(unsigned *x)
+static double draw(struct hr_rng *r)
 {
-	*x ^= *x << 13;
-	*x ^= *x >> 17;
-	*x ^= *x << 5;
-	return (double)(*x % 1000000u) / 1000000.0;
+	return hr_rng_unit(r);
 }
 
 Test(next_run, stays_in_the_jitter_window_on_the_grid)
 {
 	const double ivals[] = { 0.02, 0.1, 1, 10, 60, 3600 };
 	const double phase = 1234.567;
-	unsigned x = 7;
+	struct hr_rng x;
+
+	hr_rng_seed(&x, 7);
 
 	for (size_t i = 0; i < sizeof(ivals) / sizeof(ivals[0]); i++) {
 		double ival = ivals[i];
@@ -321,7 +397,9 @@ Test(next_run, checks_with_one_interval_share_wakeups)
 	 * about one instant per second of starts (1 s grid), not 100. */
 	double at[100];
 	size_t distinct = 0;
-	unsigned x = 99;
+	struct hr_rng x;
+
+	hr_rng_seed(&x, 99);
 
 	for (int i = 0; i < 100; i++) {
 		double started = 1000 + draw(&x) * 10, ideal = started;
@@ -398,7 +476,9 @@ Test(next_run, the_rate_is_one_per_interval)
 	 * for 1 s: 0.96 and 1.024 are the only grid points in [0.95, 1.05]
 	 * from a grid point.) */
 	const double ivals[] = { 0.1, 1, 10 };
-	unsigned x = 5;
+	struct hr_rng x;
+
+	hr_rng_seed(&x, 5);
 
 	for (size_t i = 0; i < sizeof(ivals) / sizeof(ivals[0]); i++) {
 		double ival = ivals[i], ideal = 500, now = 500, first = 0;

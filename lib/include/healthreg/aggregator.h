@@ -8,6 +8,25 @@
  * check's cache_ttl (successes) or failure_ttl (failures). Both paths share
  * the same stored results. Listeners hear every change of a check's status
  * and of the aggregate.
+ *
+ * Ownership. The aggregator owns its checks and their specs (deep copies:
+ * the caller's spec, groups and config may be freed as soon as the add
+ * returns), its groups, listener entries and pending evaluations. It
+ * borrows the loop and a shared struct hr_http, which must outlive it.
+ * Payloads passed with callbacks stay the caller's.
+ *
+ * Callbacks. Listeners and evaluation callbacks run on the loop, from
+ * inside aggregator calls (hr_agg_ttl_update, hr_agg_add_check,
+ * hr_agg_remove_check, hr_agg_evaluate ...) as well as from the loop.
+ * A callback may call any function here, including removing any check
+ * (the one reported too), pushing ttl results, starting evaluations and
+ * (un)subscribing listeners, except hr_agg_free(): the aggregator must
+ * outlive every callback (asserted). Each event is complete before the
+ * first listener hears it: the run is recorded and the next one scheduled
+ * first, and a change made by a listener is announced by events of its
+ * own, after or within the current one. The strings of an event stay
+ * valid until the callback returns, whatever the listeners do; copy what
+ * you keep.
  */
 #ifndef HEALTHREG_AGGREGATOR_H
 #define HEALTHREG_AGGREGATOR_H
@@ -42,7 +61,8 @@ int hr_agg_new(struct hr_agg **out, struct ev_loop *loop,
 	       struct hr_http *http, const struct hr_agg_opts *opts,
 	       struct hr_err *err);
 
-/** Stop every check, cancel runs in flight, free. NULL-safe. */
+/** Stop every check, cancel runs in flight, free. Pending evaluations are
+ * dropped without their callback. NULL-safe; not from a callback. */
 void hr_agg_free(struct hr_agg *agg);
 
 /** Declare a quorum group. -EEXIST on a duplicate name. Copied. */
@@ -65,7 +85,12 @@ int hr_agg_add_check(struct hr_agg *agg, const struct hr_check_spec *spec,
 int hr_agg_set_groups(struct hr_agg *agg, const struct hr_group_spec *groups,
 		      size_t n, struct hr_err *err);
 
-/** Stop and remove a check. -ENOENT when unknown. */
+/**
+ * Stop and remove a check (its run in flight is cancelled; evaluations
+ * waiting for it stop waiting). -ENOENT when unknown. Pointers from
+ * hr_check_info for it are invalid once the current callback, if any,
+ * returns, or at once otherwise.
+ */
 int hr_agg_remove_check(struct hr_agg *agg, const char *name);
 
 /** Groups then checks of a parsed config. Stops at the first error. */
@@ -87,24 +112,28 @@ typedef void (*hr_agg_eval_cb)(struct hr_agg *agg, enum hr_status status,
 /**
  * On-demand evaluation: run (at most max_concurrent at a time) every check
  * whose result is stale, wait for runs already in flight, and call cb once
- * with the aggregate. cb may run before this returns if nothing is stale.
- * Returns 0 or -ENOMEM. The aggregator must outlive the callback.
+ * with the aggregate (output borrowed for the call). cb may run before this
+ * returns if nothing is stale. Returns 0 or -ENOMEM. The aggregator must
+ * outlive the callback; hr_agg_free() drops it uncalled.
  */
 int hr_agg_evaluate(struct hr_agg *agg, hr_agg_eval_cb cb, void *payload);
 
 /**
- * Push a result into a ttl check (refreshing its TTL). output may be NULL.
- * -ENOENT unknown check, -EINVAL not a ttl check.
+ * Push a result into a ttl check (refreshing its TTL). output may be NULL
+ * (copied). Listeners hear it before this returns. -ENOENT unknown check,
+ * -EINVAL not a ttl check.
  */
 int hr_agg_ttl_update(struct hr_agg *agg, const char *name,
 		      enum hr_status status, const char *output);
 
-/** The current aggregate and its stable summary ("2 passing, 1 critical: db"). */
+/** The current aggregate and its stable summary ("2 passing, 1 critical: db");
+ * the summary is borrowed until the next change to the aggregator. */
 enum hr_status hr_agg_status(const struct hr_agg *agg);
 const char *hr_agg_output(const struct hr_agg *agg);
 
 /* A read-only view of one check. Strings are borrowed until the next loop
- * iteration or change to the aggregator. */
+ * iteration or change to the aggregator (for a removed check: until the
+ * callback that removed it returns). */
 struct hr_check_info {
 	const char *name;
 	enum hr_check_kind kind;
@@ -135,6 +164,7 @@ enum hr_agg_event_type {
 	HR_EVENT_AGGREGATE,       /* the aggregate status or summary changed */
 };
 
+/* One event. All of it is borrowed for the callback: copy what you keep. */
 struct hr_agg_event {
 	enum hr_agg_event_type type;
 	const char *check;        /* NULL for HR_EVENT_AGGREGATE */
@@ -149,9 +179,14 @@ typedef void (*hr_agg_listener_cb)(struct hr_agg *agg,
 
 /**
  * Subscribe to events. Returns a positive listener id, or -ENOMEM.
- * Listeners may not free the aggregator from the callback.
+ * Listeners are called in subscription order. For one finished run the
+ * events are RESULT, then STATUS if the check's status changed, then
+ * AGGREGATE if the aggregate did. Subscribed from inside a callback, a
+ * listener hears the events that begin after it.
  */
 int hr_agg_listen(struct hr_agg *agg, hr_agg_listener_cb cb, void *payload);
+/** Unsubscribe (also from inside a callback, itself or another): not
+ * called again, even for the event in delivery. Unknown ids are ignored. */
 void hr_agg_unlisten(struct hr_agg *agg, int id);
 
 /** The loop and the HTTP glue the aggregator runs on (borrowed). */
