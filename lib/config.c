@@ -198,18 +198,6 @@ out:
 	return rc;
 }
 
-static void free_headers(struct hr_header *h, size_t n)
-{
-	size_t i;
-
-	for (i = 0; i < n; i++) {
-		free(h[i].name);
-		free(h[i].value);
-	}
-	free(h);
-}
-
-#define free_strv hr_conf_strv_free
 
 /* ---- key tables ---------------------------------------------------------- */
 
@@ -1068,11 +1056,7 @@ void hr_config_free(struct hr_config *cfg)
 
 	if (!cfg)
 		return;
-	free(cfg->service.name);
-	free(cfg->service.id);
-	free(cfg->service.address);
-	free_strv(cfg->service.tags);
-	free_headers(cfg->service.meta, cfg->service.n_meta);
+	hr_service_spec_dispose(&cfg->service);
 	for (i = 0; i < cfg->n_checks; i++)
 		hr_check_spec_dispose(&cfg->checks[i]);
 	free(cfg->checks);

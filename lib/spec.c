@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "healthreg/config.h"
+#include "healthreg/confget.h"
 
 static char *sdup(const char *s)
 {
@@ -21,14 +22,7 @@ static bool str_eq(const char *x, const char *y)
 	return !strcmp(x, y);
 }
 
-static void free_strv(char **v)
-{
-	size_t i;
-
-	for (i = 0; v && v[i]; i++)
-		free(v[i]);
-	free(v);
-}
+#define free_strv hr_conf_strv_free
 
 static void free_headers(struct hr_header *h, size_t n)
 {

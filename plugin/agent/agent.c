@@ -341,7 +341,7 @@ int hr_agent_run(const char *path, struct hr_config *cfg)
 	int code = HR_EXIT_SOFTWARE;
 
 	memset(&a, 0, sizeof(a));
-	a.cfgs.cur = a.cfgs.reg = cfg;
+	a.cfgs.cur = cfg;
 	a.path = strdup(path);
 	signal(SIGPIPE, SIG_IGN);
 	ev_timer_init(&a.watchdog, watchdog_cb, 0., 0.);

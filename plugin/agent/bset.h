@@ -14,9 +14,8 @@
  *   all, to the set's retiring list. It is destroyed on a fresh loop
  *   iteration after its shutdown() called done, or at the deadline; never
  *   from inside the backend's own callback.
- * - Backends borrow env.service from the config they were built from: the
- *   caller keeps that config alive until they are destroyed (reload.h
- *   says who holds it).
+ * - Backends copy what they keep from the config at create (registry.h):
+ *   the config may be freed as soon as hr_bset_build() returns.
  * - The set is a value embedded by the agent: hr_bset_init() cannot fail,
  *   hr_bset_dispose() destroys every backend, current and retiring.
  */
@@ -76,7 +75,7 @@ void hr_bset_init(struct hr_bset *s, struct ev_loop *loop,
  * Create every backend configured in cfg->registry into *out (logs
  * registry_enabled for each). On failure logs registry_create_failed,
  * destroys what it made and returns -EINVAL (-ENOSPC: too many); *out is
- * then empty. cfg must outlive the backends (they borrow cfg->service).
+ * then empty. cfg is borrowed for the call only.
  */
 int hr_bset_build(struct hr_bset *s, const struct hr_config *cfg,
 		  struct hr_bset_fresh *out);

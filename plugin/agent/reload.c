@@ -19,13 +19,6 @@ struct counts {
 
 void hr_agent_cfgs_dispose(struct hr_agent_cfgs *c)
 {
-	size_t i;
-
-	if (c->reg != c->cur)
-		hr_config_free(c->reg);
-	for (i = 0; i < c->n_graveyard; i++)
-		hr_config_free(c->graveyard[i]);
-	free(c->graveyard);
 	hr_config_free(c->cur);
 	memset(c, 0, sizeof(*c));
 }
@@ -151,14 +144,12 @@ static void add_checks(const struct hr_reload *rl, const struct hr_config *old,
 /*
  * New backends from next. The new ones register the same instance again
  * (a replace); a renamed instance's old registration is removed by the
- * old backends' deregistering shutdown, and they keep borrowing their
- * config from the graveyard meanwhile.
+ * old backends' deregistering shutdown (they copied what they need).
  */
 static void swap_backends(const struct hr_reload *rl, struct hr_config *next,
 			  char *msg, size_t len)
 {
-	struct hr_agent_cfgs *c = rl->cfgs;
-	const struct hr_config *old = c->cur;
+	const struct hr_config *old = rl->cfgs->cur;
 	struct hr_bset_fresh fresh;
 	bool same_identity = str_eq(old->service.id, next->service.id) &&
 			     str_eq(old->service.name, next->service.name);
@@ -171,35 +162,8 @@ static void swap_backends(const struct hr_reload *rl, struct hr_config *next,
 	}
 	hr_bset_install(rl->bset, &fresh, !same_identity,
 			old->shutdown_timeout_ms);
-	if (!same_identity) {
-		struct hr_config **g = realloc(c->graveyard,
-					       (c->n_graveyard + 1) * sizeof(*g));
-
-		/* Without room the config is kept alive by leaking it:
-		 * retiring backends may still read it. */
-		if (g) {
-			c->graveyard = g;
-			g[c->n_graveyard++] = c->reg;
-		}
-		if (c->reg == c->cur)
-			c->cur = NULL; /* not ours to free any more */
-	} else if (c->reg != c->cur) {
-		hr_config_free(c->reg);
-	}
-	c->reg = next;
 	if (rl->pub->maint)
 		hr_bset_maintenance(rl->bset, true, rl->pub->maint_reason);
-}
-
-/* next becomes the running config; the old one is freed unless the
- * backends or the graveyard still hold it. */
-static void take_next(struct hr_agent_cfgs *c, struct hr_config *next)
-{
-	struct hr_config *old = c->cur;
-
-	c->cur = next;
-	if (old && c->reg != old)
-		hr_config_free(old);
 }
 
 int hr_reload(const struct hr_reload *rl, char *msg, size_t len)
@@ -231,7 +195,8 @@ int hr_reload(const struct hr_reload *rl, char *msg, size_t len)
 	hr_log_setup(next->log_level, next->log_format, stderr);
 	if (reg_changed)
 		swap_backends(rl, next, msg, len);
-	take_next(rl->cfgs, next);
+	hr_config_free(rl->cfgs->cur);
+	rl->cfgs->cur = next;
 	snprintf(counts, sizeof(counts), "kept=%d added=%d changed=%d removed=%d",
 		 n.kept, n.added, n.changed, n.removed);
 	hr_log(HR_LOG_INFO, "reloaded", "path", rl->path, "checks", counts,

@@ -5,17 +5,12 @@
  * a first result (publish.h's hold). The backends are rebuilt only when
  * the service or the "registry" section changed.
  *
- * Lifetimes (struct hr_agent_cfgs is the one owner of every config):
- * - cur is the running config: the aggregator copies its check specs, so
- *   cur may be replaced and freed at any reload.
- * - reg is the config the current backends were built from; they borrow
- *   reg->service (registry.h), so reg lives until they are destroyed.
- *   Often reg == cur.
- * - A reload that renames the instance retires the old backends, which
- *   still borrow the old reg while they deregister: that config moves to
- *   the graveyard, freed only with the agent.
- * - hr_reload() frees the configs nothing borrows any more before it
- *   returns; msg is the caller's buffer.
+ * Lifetimes: struct hr_agent_cfgs owns the running config, cur. Nothing
+ * borrows from it across a reload: the aggregator copies its check specs
+ * and the backends copy what they keep at create (registry.h), so a reload
+ * frees the old config as soon as the new one is running, and backends
+ * that are retiring (a renamed instance deregistering) need none of it.
+ * msg is the caller's buffer.
  */
 #ifndef HR_AGENT_RELOAD_H
 #define HR_AGENT_RELOAD_H
@@ -31,12 +26,9 @@
 
 struct hr_agent_cfgs {
 	struct hr_config *cur;
-	struct hr_config *reg;        /* may equal cur */
-	struct hr_config **graveyard; /* configs retiring backends borrow */
-	size_t n_graveyard;
 };
 
-/* Free every config once (cur and reg may be one). NULL-safe members. */
+/* Free the running config. NULL-safe member. */
 void hr_agent_cfgs_dispose(struct hr_agent_cfgs *c);
 
 /* What a reload works on; all borrowed from the agent. */

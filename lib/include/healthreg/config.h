@@ -16,6 +16,7 @@
 #include <cjson/cJSON.h>
 
 #include "healthreg/error.h"
+#include "healthreg/log.h"
 #include "healthreg/status.h"
 
 enum hr_check_kind {
@@ -77,8 +78,6 @@ struct hr_group_spec {
 	int min_passing;     /* default 1 */
 	enum hr_on_failure on_failure;
 };
-
-enum hr_log_format { HR_LOG_LOGFMT, HR_LOG_JSON };
 
 struct hr_service_spec {
 	char *name;

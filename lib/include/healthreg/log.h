@@ -8,7 +8,8 @@
 
 #include <stdio.h>
 
-#include "healthreg/config.h"
+
+enum hr_log_format { HR_LOG_LOGFMT, HR_LOG_JSON };
 
 enum hr_log_level {
 	HR_LOG_ERROR = 3,
