@@ -229,3 +229,67 @@ double hr_wall_now(void)
 	gettimeofday(&tv, NULL);
 	return (double)tv.tv_sec + (double)tv.tv_usec / 1e6;
 }
+
+/* ---- UTF-8 ------------------------------------------------------------- */
+
+size_t hr_utf8_len(const unsigned char *s, size_t n)
+{
+	size_t len, i;
+	unsigned cp;
+
+	if (s[0] < 0x80)
+		return 1;
+	if (s[0] >= 0xC2 && s[0] <= 0xDF) {
+		len = 2;
+		cp = s[0] & 0x1F;
+	} else if (s[0] >= 0xE0 && s[0] <= 0xEF) {
+		len = 3;
+		cp = s[0] & 0x0F;
+	} else if (s[0] >= 0xF0 && s[0] <= 0xF4) {
+		len = 4;
+		cp = s[0] & 0x07;
+	} else {
+		return 0;
+	}
+	if (n < len)
+		return 0;
+	for (i = 1; i < len; i++) {
+		if ((s[i] & 0xC0) != 0x80)
+			return 0;
+		cp = (cp << 6) | (s[i] & 0x3F);
+	}
+	if ((len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
+	    (cp >= 0xD800 && cp <= 0xDFFF) || cp > 0x10FFFF)
+		return 0;
+	return len;
+}
+
+char *hr_utf8_clean(const char *s)
+{
+	const unsigned char *u = (const unsigned char *)(s ? s : "");
+	size_t n = strlen((const char *)u), pos = 0;
+	char *out;
+
+	/* Each invalid byte grows to 3: at most 3n + 1. */
+	if (n > (SIZE_MAX - 1) / 3)
+		return NULL;
+	out = malloc(3 * n + 1);
+	if (!out)
+		return NULL;
+	while (n) {
+		size_t l = hr_utf8_len(u, n);
+
+		if (l) {
+			memcpy(out + pos, u, l);
+			pos += l;
+		} else {
+			memcpy(out + pos, HR_UTF8_REPLACEMENT, 3);
+			pos += 3;
+			l = 1;
+		}
+		u += l;
+		n -= l;
+	}
+	out[pos] = '\0';
+	return out;
+}

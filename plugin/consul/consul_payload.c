@@ -15,6 +15,7 @@
 #include "healthreg/confget.h"
 #include "healthreg/duration.h"
 #include "healthreg/regcore.h"
+#include "healthreg/util.h"
 
 #define BIT(s) (1u << (unsigned)(s))
 
@@ -395,72 +396,10 @@ char *hr_consul_url_maintenance(const char *base, const char *service_id,
 
 /* ---- output ------------------------------------------------------------ */
 
-/* Length of the valid UTF-8 sequence at s (n bytes left), 0 if invalid. */
-static size_t utf8_len(const unsigned char *s, size_t n)
-{
-	size_t len, i;
-	unsigned cp;
-
-	if (s[0] < 0x80)
-		return 1;
-	if (s[0] >= 0xC2 && s[0] <= 0xDF) {
-		len = 2;
-		cp = s[0] & 0x1F;
-	} else if (s[0] >= 0xE0 && s[0] <= 0xEF) {
-		len = 3;
-		cp = s[0] & 0x0F;
-	} else if (s[0] >= 0xF0 && s[0] <= 0xF4) {
-		len = 4;
-		cp = s[0] & 0x07;
-	} else {
-		return 0;
-	}
-	if (n < len)
-		return 0;
-	for (i = 1; i < len; i++) {
-		if ((s[i] & 0xC0) != 0x80)
-			return 0;
-		cp = (cp << 6) | (s[i] & 0x3F);
-	}
-	if ((len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
-	    (cp >= 0xD800 && cp <= 0xDFFF) || cp > 0x10FFFF)
-		return 0;
-	return len;
-}
-
-/* Copy s with every invalid byte replaced by U+FFFD. */
-static void put_utf8(struct buf *b, const char *s)
-{
-	const unsigned char *u = (const unsigned char *)s;
-	size_t n = strlen(s);
-
-	while (n) {
-		size_t l = utf8_len(u, n);
-
-		if (l) {
-			buf_put(b, (const char *)u, l);
-		} else {
-			buf_put(b, "\xEF\xBF\xBD", 3);
-			l = 1;
-		}
-		u += l;
-		n -= l;
-	}
-}
-
-static char *utf8_clean(const char *s)
-{
-	struct buf b;
-
-	buf_init(&b);
-	put_utf8(&b, s ? s : "");
-	return buf_take(&b);
-}
-
 char *hr_consul_output_prepare(const char *output)
 {
 	char marker[64];
-	char *s = utf8_clean(output);
+	char *s = hr_utf8_clean(output);
 	size_t n, keep, m;
 	int i;
 
@@ -489,7 +428,7 @@ char *hr_consul_output_prepare(const char *output)
 /* A cJSON string built from a cleaned copy of s; NULL on ENOMEM. */
 static cJSON *add_str(cJSON *obj, const char *key, const char *s)
 {
-	char *c = utf8_clean(s);
+	char *c = hr_utf8_clean(s);
 	cJSON *v;
 
 	if (!c)
@@ -532,7 +471,7 @@ int hr_consul_register_body(char **out, const struct hr_service_spec *svc,
 	tags = cJSON_AddArrayToObject(root, "Tags");
 	ok &= tags != NULL;
 	for (i = 0; ok && svc->tags && i < svc->n_tags; i++) {
-		char *t = utf8_clean(svc->tags[i]);
+		char *t = hr_utf8_clean(svc->tags[i]);
 		cJSON *v = t ? cJSON_CreateString(t) : NULL;
 
 		free(t);

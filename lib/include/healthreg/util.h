@@ -1,7 +1,7 @@
 /*
  * util.h - small primitives that lib/ and the plugins share, each written
  * once: container_of, an intrusive list, the jitter PRNG, a capture that
- * keeps the first N bytes of a stream, and secret files.
+ * keeps the first N bytes of a stream, secret files and the UTF-8 cleaner.
  *
  * Lifetimes: a struct hr_capture owns its data until hr_capture_take()
  * hands it over or hr_capture_dispose() frees it. A secret string from
@@ -89,6 +89,21 @@ void hr_secret_free(char *s);
  */
 int hr_secret_read(const char *path, const char *field, size_t max,
 		   char **out, unsigned *mode_out, struct hr_err *err);
+
+/* ---- UTF-8 ------------------------------------------------------------ */
+
+/* U+FFFD REPLACEMENT CHARACTER, what every invalid byte becomes. */
+#define HR_UTF8_REPLACEMENT "\xEF\xBF\xBD"
+
+/*
+ * Length of the well-formed UTF-8 sequence at s (n >= 1 bytes left), 0 when
+ * s[0] does not start one (stray continuation, overlong form, surrogate,
+ * above U+10FFFF, cut short). The one decoder every JSON writer uses.
+ */
+size_t hr_utf8_len(const unsigned char *s, size_t n);
+/* A malloc'ed copy of s (NULL: "") with every byte that does not start a
+ * well-formed sequence replaced by U+FFFD. NULL on ENOMEM. */
+char *hr_utf8_clean(const char *s);
 
 /* Wall-clock seconds (gettimeofday). */
 double hr_wall_now(void);
