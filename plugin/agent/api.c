@@ -4,10 +4,16 @@
  * MHD_run() the timer is re-armed from MHD_get_timeout(). No thread, no
  * second event loop.
  *
- *   access_cb (1st call: allocate struct req)
+ *   uri_cb (the raw request line: allocate struct req, note what the
+ *           percent-decoding will hide: a %00 in the path)
+ *   access_cb (1st call: nothing yet)
  *     -> (upload chunks: append up to HR_API_BODY_MAX, else mark too big)
- *     -> (last call) route() -> queue one response
+ *     -> (last call) route(): the token first, then the path -> one response
  *   completed_cb: free struct req
+ *
+ * Every JSON body goes through one UTF-8 cleaner (send_json), whatever a
+ * check's output or a request's path held. Connections: see
+ * start_daemon() (limits against a flood of idle connections).
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -16,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #include <cjson/cJSON.h>
@@ -38,6 +45,8 @@ struct req {
 	char *body;
 	size_t len;
 	bool too_big;
+	bool nul_in_path; /* the raw path has a %00: no name can match */
+	bool seen;        /* access_cb had its first call */
 };
 
 /* ---- helpers -------------------------------------------------------------- */
@@ -102,24 +111,27 @@ static enum MHD_Result send_json(struct MHD_Connection *c, unsigned code,
 				 cJSON *doc)
 {
 	char *s = cJSON_PrintUnformatted(doc);
-	char *body;
+	char *clean, *body;
 	size_t n;
 
 	cJSON_Delete(doc);
 	if (!s)
 		return MHD_NO;
-	/* cJSON's buffer comes from its allocator: copy into a malloc'ed
-	 * one with a trailing newline for MHD to free. */
-	n = strlen(s);
-	body = malloc(n + 2);
+	/* cJSON copies string bytes as they are: an invalid UTF-8 byte can
+	 * only sit inside a string, where U+FFFD keeps the JSON valid. */
+	clean = hr_utf8_clean(s);
+	cJSON_free(s);
+	if (!clean)
+		return MHD_NO;
+	/* A trailing newline, in a malloc'ed buffer for MHD to free. */
+	n = strlen(clean);
+	body = realloc(clean, n + 2);
 	if (!body) {
-		cJSON_free(s);
+		free(clean);
 		return MHD_NO;
 	}
-	memcpy(body, s, n);
 	body[n] = '\n';
 	body[n + 1] = '\0';
-	cJSON_free(s);
 	return send_text(c, code, "application/json", body);
 }
 
@@ -230,7 +242,14 @@ static enum hr_status effective(struct hr_api *api, struct hr_agg *agg,
 
 /* ---- handlers ------------------------------------------------------------- */
 
-static enum MHD_Result get_health(struct hr_api *api, struct MHD_Connection *c)
+/*
+ * full: with the token (or when none is configured). Without it, when a
+ * token is configured, only what a probe needs: the code, the status word,
+ * the service and whether it is in maintenance; no check names, outputs or
+ * the summary (which names failing checks).
+ */
+static enum MHD_Result get_health(struct hr_api *api, struct MHD_Connection *c,
+				  bool full)
 {
 	struct hr_agg *agg = api->host.agg(api->host.ctx);
 	const char *fmt = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND,
@@ -255,8 +274,13 @@ static enum MHD_Result get_health(struct hr_api *api, struct MHD_Connection *c)
 	doc = cJSON_CreateObject();
 	cJSON_AddStringToObject(doc, "service", api->host.service_name(api->host.ctx));
 	cJSON_AddStringToObject(doc, "status", hr_status_name(st));
-	cJSON_AddStringToObject(doc, "output", output);
 	maint = api->host.maint_get(api->host.ctx, &reason);
+	if (!full) {
+		m = cJSON_AddObjectToObject(doc, "maintenance");
+		cJSON_AddBoolToObject(m, "enabled", maint);
+		return send_json(c, http_code(st), doc);
+	}
+	cJSON_AddStringToObject(doc, "output", output);
 	m = cJSON_AddObjectToObject(doc, "maintenance");
 	cJSON_AddBoolToObject(m, "enabled", maint);
 	if (maint)
@@ -269,31 +293,26 @@ static enum MHD_Result get_health(struct hr_api *api, struct MHD_Connection *c)
 	return send_json(c, http_code(st), doc);
 }
 
-static bool authorized(struct hr_api *api, struct MHD_Connection *c,
-		       unsigned *code)
+/* 0 when the request carries the token (or none is configured), else the
+ * code to answer a request that needs it: 401 without, 403 with a wrong one. */
+static unsigned authorize(const struct hr_api *api, struct MHD_Connection *c)
 {
 	const char *h;
 	size_t i, n, t;
 	unsigned char diff = 0;
 
 	if (!api->token)
-		return true;
+		return 0;
 	h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
-	if (!h || strncmp(h, "Bearer ", 7)) {
-		*code = 401;
-		return false;
-	}
+	if (!h || strncmp(h, "Bearer ", 7))
+		return 401;
 	h += 7;
 	n = strlen(h);
 	t = strlen(api->token);
 	/* Constant time in the token's length. */
 	for (i = 0; i < t; i++)
 		diff |= (unsigned char)(api->token[i] ^ (i < n ? h[i] : 0));
-	if (diff || n != t) {
-		*code = 403;
-		return false;
-	}
-	return true;
+	return diff || n != t ? 403 : 0;
 }
 
 static enum MHD_Result put_check(struct hr_api *api, struct MHD_Connection *c,
@@ -393,6 +412,7 @@ struct call {
 	const char *url;
 	const struct req *rq;
 	bool get, put;
+	unsigned auth; /* authorize(), decided before the path is looked at */
 };
 
 static enum MHD_Result unauthorized(struct MHD_Connection *c, unsigned code)
@@ -405,7 +425,7 @@ static enum MHD_Result route_health(const struct call *k)
 {
 	if (!k->get)
 		return method_not_allowed(k->c, "GET");
-	return get_health(k->api, k->c);
+	return get_health(k->api, k->c, !k->auth);
 }
 
 static enum MHD_Result route_metrics(const struct call *k)
@@ -423,25 +443,22 @@ static enum MHD_Result route_metrics(const struct call *k)
 
 static enum MHD_Result route_maintenance(const struct call *k)
 {
-	unsigned code = 0;
-
 	if (!k->get && !k->put)
 		return method_not_allowed(k->c, "GET, PUT");
-	if (k->put && !authorized(k->api, k->c, &code))
-		return unauthorized(k->c, code);
+	if (k->put && k->auth)
+		return unauthorized(k->c, k->auth);
 	return maintenance(k->api, k->c, k->put ? "PUT" : "GET");
 }
 
 static enum MHD_Result route_reload(const struct call *k)
 {
 	char msg[2048] = "";
-	unsigned code = 0;
 	cJSON *doc;
 
 	if (!k->put)
 		return method_not_allowed(k->c, "PUT");
-	if (!authorized(k->api, k->c, &code))
-		return unauthorized(k->c, code);
+	if (k->auth)
+		return unauthorized(k->c, k->auth);
 	if (k->api->host.reload(k->api->host.ctx, msg, sizeof(msg)))
 		return send_error(k->c, 400, "%s", msg);
 	doc = cJSON_CreateObject();
@@ -449,32 +466,47 @@ static enum MHD_Result route_reload(const struct call *k)
 	return send_json(k->c, 200, doc);
 }
 
-/* /v1/checks/<name>[/pass|/warn|/fail] */
+static bool is_verb(const char *slash)
+{
+	return !strcmp(slash, "/pass") || !strcmp(slash, "/warn") ||
+	       !strcmp(slash, "/fail");
+}
+
+/*
+ * /v1/checks/<name>[/pass|/warn|/fail]. A check's output is not public:
+ * with a token configured, reads need it as writes do. A name is bounded
+ * before it is copied (414 beyond HR_API_NAME_MAX).
+ */
 static enum MHD_Result route_checks(const struct call *k)
 {
 	struct hr_agg *agg = k->api->host.agg(k->api->host.ctx);
 	const char *rest = k->url + strlen("/v1/checks/");
-	const char *slash = strrchr(rest, '/'), *verb = NULL;
+	size_t n = strlen(rest);
+	const char *verb = NULL;
 	struct hr_check_info info;
-	unsigned code = 0;
-	char name[512];
+	char name[HR_API_NAME_MAX + sizeof("/pass")];
+	char *slash;
 
-	snprintf(name, sizeof(name), "%s", rest);
-	if (slash && (!strcmp(slash, "/pass") || !strcmp(slash, "/warn") ||
-		      !strcmp(slash, "/fail"))) {
-		/* "<name>/pass" unless a check has that full name. */
-		if (hr_agg_check_get(agg, rest, &info)) {
-			name[slash - rest] = '\0';
-			verb = slash + 1;
-		}
+	if (k->auth)
+		return unauthorized(k->c, k->auth);
+	if (n >= sizeof(name))
+		return send_error(k->c, 414, "check name longer than %d bytes",
+				  HR_API_NAME_MAX);
+	memcpy(name, rest, n + 1);
+	slash = strrchr(name, '/');
+	/* "<name>/pass" unless a check has that full name. */
+	if (slash && is_verb(slash) && hr_agg_check_get(agg, name, &info)) {
+		*slash = '\0';
+		verb = slash + 1;
 	}
+	if (strlen(name) > HR_API_NAME_MAX)
+		return send_error(k->c, 414, "check name longer than %d bytes",
+				  HR_API_NAME_MAX);
 	if (!*name)
 		return send_error(k->c, 404, "no check name");
 	if (verb || k->put) {
 		if (!k->put)
 			return method_not_allowed(k->c, "PUT");
-		if (!authorized(k->api, k->c, &code))
-			return unauthorized(k->c, code);
 		return put_check(k->api, k->c, name, verb, k->rq);
 	}
 	if (!k->get)
@@ -500,9 +532,13 @@ static enum MHD_Result route(struct hr_api *api, struct MHD_Connection *c,
 			     const char *url, const char *method,
 			     const struct req *rq)
 {
-	struct call k = { api, c, url, rq, false, false };
+	struct call k = { api, c, url, rq, false, false, 0 };
 	size_t i;
 
+	/* The token first: nothing of the path is parsed before. */
+	k.auth = authorize(api, c);
+	if (rq->nul_in_path)
+		return send_error(c, 404, "no such endpoint: the path holds a NUL byte (%%00)");
 	k.get = !strcmp(method, "GET") || !strcmp(method, "HEAD");
 	k.put = !strcmp(method, "PUT");
 	for (i = 0; i < HR_ARRAY_SIZE(routes); i++) {
@@ -524,11 +560,10 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *c,
 	struct req *rq = *con_cls;
 
 	(void)version;
-	if (!rq) {
-		rq = calloc(1, sizeof(*rq));
-		if (!rq)
-			return MHD_NO;
-		*con_cls = rq;
+	if (!rq) /* uri_cb could not allocate */
+		return MHD_NO;
+	if (!rq->seen) {
+		rq->seen = true;
 		return MHD_YES;
 	}
 	if (*upload_size) {
@@ -551,6 +586,22 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *c,
 		return send_error(c, 413, "request body larger than %d bytes",
 				  HR_API_BODY_MAX);
 	return route(api, c, url, method, rq);
+}
+
+/* The raw request target, before MHD percent-decodes it into the url that
+ * access_cb sees: a %00 would silently end the decoded path there. The
+ * return value is the request's first *con_cls. */
+static void *uri_cb(void *cls, const char *uri, struct MHD_Connection *c)
+{
+	struct req *rq = calloc(1, sizeof(*rq));
+	const char *q = strchr(uri, '?');
+	const char *nul = strstr(uri, "%00");
+
+	(void)cls;
+	(void)c;
+	if (rq)
+		rq->nul_in_path = nul && (!q || nul < q);
+	return rq;
 }
 
 static void completed_cb(void *cls, struct MHD_Connection *c, void **con_cls,
@@ -627,21 +678,60 @@ static int listen_addr(const char *addr, struct addrinfo **ai, int *p,
 	return 0;
 }
 
-/* MHD's daemon on ai, driven by one ev_io (its epoll fd) and one timer. */
+/*
+ * How many connections MHD holds: a quarter of the fd limit, at most
+ * HR_API_CONN_MAX, at least 64. A soft fd limit below 4096 is raised
+ * towards it first (up to the hard limit): idle connections are cheap,
+ * a probe stuck in the listen backlog behind them is not.
+ */
+static unsigned conn_limit(void)
+{
+	const rlim_t want = 4 * HR_API_CONN_MAX;
+	struct rlimit rl;
+	rlim_t n;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl))
+		return 64;
+	if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < want) {
+		rlim_t cur = rl.rlim_cur;
+
+		rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > want
+				      ? want : rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl))
+			rl.rlim_cur = cur;
+	}
+	n = rl.rlim_cur == RLIM_INFINITY ? want : rl.rlim_cur;
+	n /= 4;
+	if (n > HR_API_CONN_MAX)
+		n = HR_API_CONN_MAX;
+	return n < 64 ? 64 : (unsigned)n;
+}
+
+/*
+ * MHD's daemon on ai, driven by one ev_io (its epoll fd) and one timer.
+ * Against a flood of idle or half-sent requests (probes must still be
+ * answered, docs/operations.md): conn_limit() slots, a per-address limit
+ * of three quarters of them (the rest is a reserve for every other
+ * address) and an idle timeout of HR_API_IDLE_TIMEOUT seconds, which also
+ * bounds how long a request may take to arrive.
+ */
 static int start_daemon(struct hr_api *api, const struct addrinfo *ai,
 			int p, const char *addr, struct hr_err *err)
 {
 	const union MHD_DaemonInfo *info;
 	unsigned flags = MHD_USE_EPOLL;
+	unsigned limit = conn_limit();
 
 	if (ai->ai_family == AF_INET6)
 		flags |= MHD_USE_IPv6;
 	api->d = MHD_start_daemon(
 		flags, (uint16_t)p, NULL, NULL, access_cb, api,
 		MHD_OPTION_SOCK_ADDR, ai->ai_addr,
+		MHD_OPTION_URI_LOG_CALLBACK, uri_cb, api,
 		MHD_OPTION_NOTIFY_COMPLETED, completed_cb, api,
-		MHD_OPTION_CONNECTION_LIMIT, (unsigned)128,
-		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30,
+		MHD_OPTION_CONNECTION_LIMIT, limit,
+		MHD_OPTION_PER_IP_CONNECTION_LIMIT, limit / 4 * 3,
+		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HR_API_IDLE_TIMEOUT,
 		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(32 * 1024),
 		MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1,
 		MHD_OPTION_END);

@@ -9,7 +9,9 @@
  *   GET  /v1/maintenance, PUT /v1/maintenance?enable=true|false&reason=
  *   PUT  /v1/reload                   re-read the config
  *   GET  /metrics                     Prometheus text format
- * Writes need "Authorization: Bearer <token>" when a token is configured.
+ * With a token configured, writes and GET /v1/checks/<name> need
+ * "Authorization: Bearer <token>"; /v1/health without it answers the code
+ * and the status word but no check names or outputs.
  */
 #ifndef HR_API_H
 #define HR_API_H
@@ -23,6 +25,12 @@
 
 #define HR_API_DEFAULT_LISTEN "127.0.0.1:9190"
 #define HR_API_BODY_MAX (64 * 1024)
+/* Longest check name in a path (414 beyond). */
+#define HR_API_NAME_MAX 1024
+/* Connections held at most, and seconds a connection may stay idle
+ * (which bounds how long a request may take to arrive). */
+#define HR_API_CONN_MAX 1024
+#define HR_API_IDLE_TIMEOUT 5
 
 /*
  * What the API needs from the agent. Called on the loop, one request at a
