@@ -145,7 +145,7 @@ int hr_client_status(const struct hr_client_opts *o)
 	rc = resolve(o, addr, sizeof(addr), &token);
 	if (rc)
 		return rc;
-	code = request(addr, "GET", "/v1/health", NULL, &body);
+	code = request(addr, "GET", "/v1/health", token, &body);
 	hr_secret_free(token);
 	if (code < 0) {
 		free(body);

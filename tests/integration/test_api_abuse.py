@@ -184,6 +184,10 @@ class TestTokenHealth(unittest.TestCase):
         code, body, _ = request("GET", a.url + "/v1/checks/bin", token=TOKEN)
         self.assertEqual(code, 200, body)
         self.assertIn("SECRET-OUT", strict_json(body)["output"])
+        # `healthreg status` sends the token it finds in the config.
+        p = hrtest.run(["status", "-c", a.agent.config_path, "--api",
+                        "127.0.0.1:%d" % a.port])
+        self.assertIn("bin ", p.stdout, p.stderr)
 
 
 class TestFlood(unittest.TestCase):
