@@ -4,6 +4,7 @@ a check's output, what /v1/health shows without the token, and a flood of
 idle and half-sent connections while probes keep being answered."""
 import json
 import os
+import re
 import shutil
 import socket
 import tempfile
@@ -43,11 +44,12 @@ class Agent:
     """An agent on a free API port with a ttl check 'hb' and an exec check
     'bin' whose output is invalid UTF-8; token: api_token_file or None."""
 
-    def __init__(self, test, token=None):
+    def __init__(self, test, token=None, **settings):
         d = tempfile.mkdtemp(prefix="hr-abuse-")
         test.addCleanup(shutil.rmtree, d, True)
         agent = {"api_listen": "127.0.0.1:0", "enable_exec_checks": True,
                  "state_file": os.path.join(d, "state.json")}
+        agent.update(settings)
         if token:
             tf = os.path.join(d, "token")
             with open(tf, "w") as f:
@@ -61,11 +63,18 @@ class Agent:
                  "interval": "200ms"}]},
             "agent": agent})
         test.addCleanup(self.agent.close)
-        assert self.agent.wait_log("event=api_listening", 10), self.agent.log()
-        log = self.agent.log()
-        self.port = int(log.split("event=api_listening", 1)[1]
-                        .split("port=", 1)[1].split()[0])
+        self.port = self.listening_port()
         self.url = "http://127.0.0.1:%d" % self.port
+
+    def listening_port(self):
+        def port():
+            for line in self.agent.log().splitlines():
+                if "api_listening" in line:
+                    m = re.search(r'port[=":]+(\d+)', line)
+                    return m and int(m.group(1))
+        p = hrtest.wait_for(port, 10)
+        assert p, self.agent.log()
+        return p
 
     def alive(self, test):
         test.assertIsNone(self.agent.proc.poll(), "the agent died:\n" +
@@ -150,6 +159,21 @@ class TestOutput(unittest.TestCase):
             self.assertIn("caf\u00e9", out)
             strict_json(request("GET", a.url + "/v1/checks/bin")[1])
             time.sleep(0.05)
+
+
+    def test_json_log_lines_are_valid_utf8_json(self):
+        """Item 8: with log_format json, every line of the agent's log is
+        strict UTF-8 JSON, the check's invalid output included."""
+        a = Agent(self, log_format="json")
+        self.assertTrue(hrtest.wait_for(
+            lambda: "SECRET-OUT" in a.agent.log(), 10), a.agent.log())
+        with open(a.agent.log_path, "rb") as f:
+            lines = f.read().split(b"\n")
+        self.assertEqual(lines[-1], b"")
+        for line in lines[:-1]:
+            strict_json(line)
+        self.assertTrue(any(b"SECRET-OUT \xef\xbf\xbd" in line
+                            for line in lines))
 
 
 class TestTokenHealth(unittest.TestCase):
