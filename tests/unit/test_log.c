@@ -178,7 +178,8 @@ static void assert_logfmt_line(const char *line)
 	}
 }
 
-Test(log, hostile_value_gives_one_valid_json_line)
+/* 20,000 hostile bytes in the 8 KiB line hr_log() uses, both formats. */
+Test(log, hostile_value_gives_one_valid_line)
 {
 	char *v = hostile_value(20000);
 	const char *kv[] = { "check", "db", "output", v, "after", "x", NULL };
@@ -187,15 +188,7 @@ Test(log, hostile_value_gives_one_valid_json_line)
 	hr_log_format_line(line, sizeof(line), HR_LOG_JSON, HR_LOG_INFO,
 			   "check_result", kv);
 	assert_json_line(line, "output");
-	free(v);
-}
-
-Test(log, hostile_value_gives_one_valid_logfmt_line)
-{
-	char *v = hostile_value(20000);
-	const char *kv[] = { "check", "db", "output", v, "after", "x", NULL };
-	static char line[8192];
-
+	cr_expect_gt(strlen(line), 8000, "cut too early: %zu", strlen(line));
 	hr_log_format_line(line, sizeof(line), HR_LOG_LOGFMT, HR_LOG_INFO,
 			   "check_result", kv);
 	assert_logfmt_line(line);
