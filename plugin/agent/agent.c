@@ -200,7 +200,7 @@ static int read_token(const char *path, char **token)
 	n = strlen(err.msg);
 	if (rc == -EINVAL && n > 7 && !strcmp(err.msg + n - 7, ": empty"))
 		why = "empty file";
-	else if (rc != -EINVAL)
+	else if (rc != -EINVAL && rc != -EPERM)
 		why = strerror(-rc);
 	hr_log(HR_LOG_ERROR, "api_token_unreadable", "path", path, "error", why,
 	       NULL);
