@@ -270,6 +270,7 @@ static int run_local(const struct command *c, const struct args *a)
 	if (!rc)
 		rc = c->local(&cfg, a);
 	hr_config_free(cfg);
+	hr_exec_env_set(NULL); /* frees the configured list */
 	return rc;
 }
 
