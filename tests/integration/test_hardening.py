@@ -292,5 +292,28 @@ class TestUser(Case):
         self.assertIn("no-such-user-hr", self.log())
 
 
+class TestExampleUnit(unittest.TestCase):
+    @unittest.skipUnless(shutil.which("systemd-analyze"), "no systemd-analyze")
+    def test_example_unit_verifies(self):
+        with open(os.path.join(hrtest.SOURCE_DIR, "docs", "examples",
+                               "healthreg.service")) as f:
+            unit = f.read().replace("/usr/local/bin/healthreg", shutil.which("true"))
+        d = tempfile.mkdtemp(prefix="hr-unit-")
+        self.addCleanup(shutil.rmtree, d, True)
+        path = os.path.join(d, "healthreg.service")
+        with open(path, "w") as f:
+            f.write(unit)
+        r = subprocess.run(["systemd-analyze", "verify", path],
+                           capture_output=True, text=True, timeout=30)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        for word in ("Unknown", "Invalid", "Failed to parse"):
+            bad = [l for l in r.stderr.splitlines() if word in l and
+                   "system call" not in l]  # this systemd's own syscall table
+            self.assertEqual(bad, [], r.stderr)
+        for opt in ("NoNewPrivileges=yes", "ProtectSystem=strict",
+                    "SystemCallFilter=@system-service", "UMask=0077"):
+            self.assertIn(opt, unit)
+
+
 if __name__ == "__main__":
     unittest.main()
