@@ -7,6 +7,11 @@
  *     -> exit_cb (pidfd readable: reap, drain the pipe, kill the group)
  *     -> timeout_cb (kill the group, then wait for exit_cb)
  *   exit 0 passing, 1 warning, anything else critical.
+ *   The child's environment is the allow-listed part of ours (exec.h).
+ *
+ * Limit: a process that leaves the group (setsid(), setpgid()) escapes
+ * the group kill and outlives its check (docs/security.md). A cgroup per
+ * check would contain it; healthreg does not manage cgroups.
  *
  * On libev's default loop (which reaps every child on SIGCHLD) the exit is
  * seen with ev_child; on any other loop with a pidfd (Linux >= 5.3), so no
@@ -29,14 +34,112 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/pidfd.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "check.h"
+#include "healthreg/confget.h"
+#include "healthreg/exec.h"
 #include "internal.h"
 
 extern char **environ;
+
+/* ---- the child's environment (exec.h) ----------------------------------- */
+
+static const char *const env_default[] = { HR_EXEC_ENV_DEFAULT, NULL };
+static char **env_allow; /* owned copy; NULL = env_default */
+
+int hr_exec_env_set(const char *const *names)
+{
+	char **v = NULL;
+	size_t i, n = 0;
+
+	if (names) {
+		while (names[n])
+			n++;
+		v = calloc(n + 1, sizeof(*v));
+		for (i = 0; v && i < n; i++)
+			if (!(v[i] = strdup(names[i]))) {
+				hr_conf_strv_free(v);
+				v = NULL;
+			}
+		if (!v)
+			return -ENOMEM;
+	}
+	hr_conf_strv_free(env_allow);
+	env_allow = v;
+	return 0;
+}
+
+static bool has_word(const char *name, size_t n, const char *word)
+{
+	size_t w = strlen(word), i;
+
+	for (i = 0; i + w <= n; i++)
+		if (!strncasecmp(name + i, word, w))
+			return true;
+	return false;
+}
+
+/* Never passed through a pattern: only when named exactly. */
+static bool looks_secret(const char *name, size_t n)
+{
+	static const char *const words[] = {
+		"TOKEN", "PASSWORD", "PASSWD", "SECRET", "KEY", "CREDENTIAL",
+	};
+	size_t i;
+
+	if (n >= 12 && !strncmp(name, "CONSUL_HTTP_", 12))
+		return true;
+	if (n >= 5 && !strncmp(name, "ETCD_", 5))
+		return true;
+	if (n == 13 && !strncmp(name, "NOTIFY_SOCKET", 13))
+		return true;
+	for (i = 0; i < HR_ARRAY_SIZE(words); i++)
+		if (has_word(name, n, words[i]))
+			return true;
+	return false;
+}
+
+bool hr_exec_env_allowed(const char *var)
+{
+	const char *const *allow = env_allow ? (const char *const *)env_allow
+					     : env_default;
+	size_t n = strcspn(var, "="), len;
+	bool secret = looks_secret(var, n);
+
+	for (; *allow; allow++) {
+		len = strlen(*allow);
+		if (len == n && !strncmp(*allow, var, n))
+			return true;
+		if (len && (*allow)[len - 1] == '*' && !secret &&
+		    len - 1 <= n && !strncmp(*allow, var, len - 1))
+			return true;
+	}
+	return false;
+}
+
+/* The allowed part of environ (borrowed strings), or NULL (ENOMEM). */
+static char **child_env(void)
+{
+	size_t n = 0, k = 0;
+	char **v;
+
+	while (environ && environ[n])
+		n++;
+	v = malloc((n + 1) * sizeof(*v));
+	if (!v)
+		return NULL;
+	for (n = 0; environ && environ[n]; n++)
+		if (hr_exec_env_allowed(environ[n]))
+			v[k++] = environ[n];
+	v[k] = NULL;
+	return v;
+}
+
+/* ---- one run --------------------------------------------------------------- */
 
 struct exec_run {
 	struct hr_check *c;
@@ -197,6 +300,7 @@ static int spawn_child(const struct hr_check_spec *s, pid_t *pid, int *rd,
 	posix_spawn_file_actions_t fa;
 	posix_spawnattr_t attr;
 	sigset_t none, defs;
+	char **envp;
 	int p[2] = { -1, -1 };
 	int rc;
 
@@ -218,7 +322,10 @@ static int spawn_child(const struct hr_check_spec *s, pid_t *pid, int *rd,
 	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID |
 						POSIX_SPAWN_SETSIGMASK |
 						POSIX_SPAWN_SETSIGDEF);
-	rc = posix_spawnp(pid, s->args[0], &fa, &attr, s->args, environ);
+	envp = child_env();
+	rc = envp ? posix_spawnp(pid, s->args[0], &fa, &attr, s->args, envp)
+		  : ENOMEM;
+	free(envp);
 	posix_spawn_file_actions_destroy(&fa);
 	posix_spawnattr_destroy(&attr);
 	close(p[1]);

@@ -814,6 +814,9 @@ static const struct key agent_keys[] = {
 	{ "apilisten", K_STRING, false, CFG(api_listen), NO_COUNT, 0, 0, NULL },
 	{ "apitokenfile", K_NONEMPTY, false, CFG(api_token_file), NO_COUNT, 0, 0, NULL },
 	{ "statefile", K_NONEMPTY, false, CFG(state_file), NO_COUNT, 0, 0, NULL },
+	{ "execenv", K_STRV, false, CFG(exec_env), CFG(n_exec_env), 1, 0, NULL },
+	{ "allowcoredumps", K_BOOL, false, CFG(allow_core_dumps), NO_COUNT, 0, 0, NULL },
+	{ "user", K_NONEMPTY, false, CFG(user), NO_COUNT, 0, 0, NULL },
 };
 
 static const struct section agent_section = {
@@ -1067,6 +1070,8 @@ void hr_config_free(struct hr_config *cfg)
 	free(cfg->api_listen);
 	free(cfg->api_token_file);
 	free(cfg->state_file);
+	hr_conf_strv_free(cfg->exec_env);
+	free(cfg->user);
 	free(cfg);
 }
 

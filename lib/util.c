@@ -159,6 +159,13 @@ void hr_secret_free(char *s)
 	free(s);
 }
 
+static bool insecure_ok(void)
+{
+	const char *v = getenv(HR_SECRET_INSECURE_ENV);
+
+	return v && !strcmp(v, "1");
+}
+
 int hr_secret_read(const char *path, const char *field, size_t max,
 		   char **out, unsigned *mode_out, struct hr_err *err)
 {
@@ -173,8 +180,24 @@ int hr_secret_read(const char *path, const char *field, size_t max,
 	if (fd < 0)
 		return hr_err_set(err, -errno, "%s: %s: %s", field, path,
 				  strerror(errno));
+	if (fstat(fd, &st) < 0) {
+		rc = hr_err_set(err, -errno, "%s: %s: %s", field, path,
+				strerror(errno));
+		close(fd);
+		return rc;
+	}
 	if (mode_out)
-		*mode_out = fstat(fd, &st) == 0 ? (unsigned)st.st_mode : 0;
+		*mode_out = (unsigned)st.st_mode;
+	/* Like ssh with a private key: a secret others may read (or write)
+	 * is refused unless the operator says otherwise. */
+	if ((st.st_mode & 077) && !insecure_ok()) {
+		close(fd);
+		return hr_err_set(err, -EPERM, "%s: %s: permissions %04o are "
+				  "too open (group or others have access); "
+				  "chmod 600 it, or set "
+				  HR_SECRET_INSECURE_ENV "=1", field, path,
+				  (unsigned)(st.st_mode & 07777));
+	}
 	buf = malloc(max + 2);
 	if (!buf) {
 		close(fd);

@@ -9,10 +9,14 @@
  * shutdown_timeout, exit 0; a second signal exits at once.
  */
 #include <errno.h>
+#include <grp.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <ev.h>
@@ -200,7 +204,7 @@ static int read_token(const char *path, char **token)
 	n = strlen(err.msg);
 	if (rc == -EINVAL && n > 7 && !strcmp(err.msg + n - 7, ": empty"))
 		why = "empty file";
-	else if (rc != -EINVAL)
+	else if (rc != -EINVAL && rc != -EPERM)
 		why = strerror(-rc);
 	hr_log(HR_LOG_ERROR, "api_token_unreadable", "path", path, "error", why,
 	       NULL);
@@ -245,6 +249,73 @@ static int start_api(struct agent *a)
 	snprintf(port, sizeof(port), "%d", hr_api_port(a->api));
 	hr_log(HR_LOG_INFO, "api_listening", "addr", listen, "port", port,
 	       "auth", cfg->api_token_file ? "token" : "off", NULL);
+	return 0;
+}
+
+/* ---- privileges ------------------------------------------------------------ */
+
+/*
+ * The process holds registry credentials and the API token: not dumpable
+ * (no core, no ptrace or /proc/PID/mem by the same uid) and RLIMIT_CORE 0,
+ * unless agent.allow_core_dumps. Again after a user switch, which resets
+ * the dumpable flag.
+ */
+static void harden_process(const struct hr_config *cfg)
+{
+	struct rlimit none = { 0, 0 };
+
+	if (cfg->allow_core_dumps) {
+		prctl(PR_SET_DUMPABLE, 1, 0, 0, 0);
+		hr_log(HR_LOG_DEBUG, "process_hardening", "dumpable", "true",
+		       "reason", "agent.allow_core_dumps", NULL);
+		return;
+	}
+	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0 ||
+	    setrlimit(RLIMIT_CORE, &none) < 0)
+		hr_log(HR_LOG_WARN, "process_hardening_failed", "error",
+		       strerror(errno), NULL);
+	hr_log(HR_LOG_DEBUG, "process_hardening", "dumpable",
+	       prctl(PR_GET_DUMPABLE, 0, 0, 0, 0) ? "true" : "false",
+	       "core_limit", "0", NULL);
+}
+
+static int user_failed(const char *user, const char *why)
+{
+	hr_log(HR_LOG_ERROR, "user_switch_failed", "user", user, "error", why,
+	       NULL);
+	return -EPERM;
+}
+
+/*
+ * agent.user: after the secrets are read and the API is bound, before
+ * any check runs, become that user (its groups, then its uid; HOME, USER
+ * and LOGNAME follow). Not root: fine if we already are that user.
+ */
+static int drop_user(const char *user)
+{
+	struct passwd *pw;
+	char uid[24], gid[24];
+
+	errno = 0;
+	pw = getpwnam(user);
+	if (!pw)
+		return user_failed(user, errno ? strerror(errno)
+					       : "no such user");
+	if (geteuid() != 0)
+		return geteuid() == pw->pw_uid
+		       ? 0 : user_failed(user, "not started as root");
+	if (initgroups(user, pw->pw_gid) < 0 || setgid(pw->pw_gid) < 0 ||
+	    setuid(pw->pw_uid) < 0)
+		return user_failed(user, strerror(errno));
+	if (pw->pw_uid != 0 && setuid(0) == 0)
+		return user_failed(user, "root could be regained");
+	setenv("HOME", pw->pw_dir, 1);
+	setenv("USER", pw->pw_name, 1);
+	setenv("LOGNAME", pw->pw_name, 1);
+	snprintf(uid, sizeof(uid), "%lu", (unsigned long)pw->pw_uid);
+	snprintf(gid, sizeof(gid), "%lu", (unsigned long)pw->pw_gid);
+	hr_log(HR_LOG_INFO, "user_switched", "user", user, "uid", uid, "gid",
+	       gid, NULL);
 	return 0;
 }
 
@@ -344,16 +415,19 @@ int hr_agent_run(const char *path, struct hr_config *cfg)
 	a.cfgs.cur = cfg;
 	a.path = strdup(path);
 	signal(SIGPIPE, SIG_IGN);
+	harden_process(cfg);
 	ev_timer_init(&a.watchdog, watchdog_cb, 0., 0.);
 	if (setup_core(&a, cfg))
 		goto cleanup;
 	hr_bset_init(&a.bset, a.loop, a.http);
 	hr_pub_init(&a.pub, a.loop, a.agg, &a.bset);
 	a.reload = (struct hr_reload){ a.path, a.agg, &a.pub, &a.bset, &a.cfgs };
-	if (setup_outputs(&a)) {
+	if (setup_outputs(&a) || (cfg->user && drop_user(cfg->user))) {
 		code = HR_EXIT_CONFIG;
 		goto cleanup;
 	}
+	if (cfg->user)
+		harden_process(cfg);
 	start_watchers(&a);
 	snprintf(n, sizeof(n), "%zu", cfg->n_checks);
 	hr_log(HR_LOG_INFO, "start", "service", cfg->service.name, "id",

@@ -29,7 +29,7 @@ static int read_token(const char *tf, char **token)
 
 	if (!rc)
 		return 0;
-	if (rc == -EINVAL || rc == -ENOMEM)
+	if (rc == -EINVAL || rc == -ENOMEM || rc == -EPERM)
 		fprintf(stderr, "healthreg: %s\n", err.msg);
 	else
 		fprintf(stderr, "healthreg: token file %s: %s\n", tf,

@@ -14,6 +14,7 @@
 #include "backends.h"
 #include "client.h"
 #include "once.h"
+#include "healthreg/exec.h"
 #include "healthreg/log.h"
 #include "healthreg/util.h"
 
@@ -264,9 +265,12 @@ static int run_local(const struct command *c, const struct args *a)
 	if (rc)
 		return rc;
 	rc = setup_log(cfg, a);
+	if (!rc && hr_exec_env_set((const char *const *)cfg->exec_env))
+		rc = HR_EXIT_SOFTWARE;
 	if (!rc)
 		rc = c->local(&cfg, a);
 	hr_config_free(cfg);
+	hr_exec_env_set(NULL); /* frees the configured list */
 	return rc;
 }
 

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "backends.h"
+#include "healthreg/exec.h"
 #include "healthreg/log.h"
 #include "reload.h"
 #include "sdnotify.h"
@@ -184,6 +185,7 @@ int hr_reload(const struct hr_reload *rl, char *msg, size_t len)
 	}
 	/* Nothing reaches the registries until the new set has settled. */
 	hr_pub_hold_begin(rl->pub);
+	hr_exec_env_set((const char *const *)next->exec_env);
 	groups_changed = !hr_groups_equal(old, next);
 	reg_changed = !hr_service_spec_equal(&old->service, &next->service) ||
 		      !cJSON_Compare(old->registry, next->registry, 1);

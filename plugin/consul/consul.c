@@ -473,16 +473,12 @@ static int parse_conf(struct hr_registry *r, const cJSON *conf,
 /* Read the token file (first line, trimmed) into conf->token. */
 static int read_token(struct hr_consul_conf *c, struct hr_err *err)
 {
-	unsigned mode = 0;
 	char *tok = NULL;
 	int rc;
 
-	rc = hr_secret_read(c->token_file, "consul token_file", TOKEN_MAX,
-			    &tok, &mode, err);
-	if (mode & 077)
-		hr_log(HR_LOG_WARN, "consul_token_file_mode", "file",
-		       c->token_file, "hint",
-		       "readable by group or others; chmod 600", NULL);
+	/* hr_secret_read() refuses a file group or others may read. */
+	rc = hr_secret_read(c->token_file, "registry.consul.token_file",
+			    TOKEN_MAX, &tok, NULL, err);
 	if (rc < 0)
 		return rc;
 	hr_secret_free(c->token);

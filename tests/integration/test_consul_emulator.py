@@ -219,20 +219,42 @@ class TestConsulAcl(ConsulCase):
         with open("/proc/%d/cmdline" % agent.pid, "rb") as f:
             self.assertNotIn(secret.encode(), f.read())
 
-    def test_right_token_from_file(self):
-        emu = self.acl_emulator()
+    def token_file(self, mode):
         fd, path = tempfile.mkstemp()
         self.addCleanup(os.unlink, path)
         os.write(fd, (GOOD + "\n").encode())
         os.close(fd)
-        os.chmod(path, 0o600)
+        os.chmod(path, mode)
+        return path
+
+    def test_right_token_from_file(self):
+        emu = self.acl_emulator()
+        path = self.token_file(0o600)
         agent = self.start_agent(emu, consul={"token_file": path})
         self.assertTrue(hrtest.wait_for(lambda: self.passing_ids(emu) == ["web-1"],
                                         timeout=10), agent.log())
         self.assert_secret_hidden(agent, GOOD)
-        self.assertNotIn("consul_token_file_mode", agent.log())
         self.assertEqual(agent.stop(), 0)
         self.assertEqual(self.services(emu), {})
+
+    def test_token_file_readable_by_others_refused(self):
+        # Was a consul_token_file_mode warning only; now refused like ssh
+        # refuses a private key, unless HR_ALLOW_INSECURE_SECRETS=1.
+        emu = self.acl_emulator()
+        path = self.token_file(0o644)
+        agent = self.start_agent(emu, consul={"token_file": path})
+        agent.proc.wait(10)
+        self.assertEqual(agent.proc.returncode, 78, agent.log())
+        log = agent.log()
+        self.assertIn("registry.consul.token_file", log)
+        self.assertIn(path, log)
+        self.assertIn("permissions 0644 are too open", log)
+        self.assertEqual(self.services(emu), {})
+        agent = self.start_agent(emu, consul={"token_file": path},
+                                 env={"HR_ALLOW_INSECURE_SECRETS": "1"})
+        self.assertTrue(hrtest.wait_for(lambda: self.passing_ids(emu) == ["web-1"],
+                                        timeout=10), agent.log())
+        self.assertEqual(agent.stop(), 0)
 
     def test_wrong_token_logged_once_no_crash(self):
         emu = self.acl_emulator()

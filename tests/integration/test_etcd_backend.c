@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -644,6 +645,7 @@ Test(etcd_backend, auth_and_token_invalidation)
 	cr_assert_not_null(f);
 	fputs("s3cret-pw\n", f);
 	fclose(f);
+	cr_assert_eq(chmod(pw, 0600), 0); /* secret files: no group/other */
 	snprintf(conf, sizeof(conf),
 		 "\"lease_ttl\":\"3s\",\"username\":\"agent\","
 		 "\"password_file\":\"%s\"", pw);

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "healthreg/util.h"
@@ -138,4 +139,47 @@ Test(util, secret_read)
 	unlink(path);
 	cr_assert_eq(hr_secret_read(path, "f", 10, &s, NULL, &err), -ENOENT);
 	cr_assert(strstr(err.msg, path), "%s", err.msg);
+}
+
+/* Like ssh: a secret file group or others may access is refused, with
+ * the field, the file and the mode in the error, unless overridden. */
+Test(util, secret_read_refuses_open_modes)
+{
+	static const unsigned bad[] = { 0644, 0640, 0604, 0620, 0602, 0610 };
+	char path[] = "/tmp/hr-secret-XXXXXX";
+	struct hr_err err = { 0 };
+	char *s = NULL, want[16];
+	size_t i;
+	int fd = mkstemp(path);
+
+	cr_assert(fd >= 0);
+	close(fd);
+	write_file(path, "tok\n", 4);
+	unsetenv(HR_SECRET_INSECURE_ENV);
+	for (i = 0; i < HR_ARRAY_SIZE(bad); i++) {
+		cr_assert_eq(chmod(path, bad[i]), 0);
+		cr_assert_eq(hr_secret_read(path, "agent.api_token_file", 64,
+					    &s, NULL, &err), -EPERM,
+			     "mode %04o", bad[i]);
+		cr_assert_null(s);
+		snprintf(want, sizeof(want), "%04o", bad[i]);
+		cr_assert(strstr(err.msg, "agent.api_token_file") &&
+			  strstr(err.msg, path) && strstr(err.msg, want) &&
+			  strstr(err.msg, "chmod 600") &&
+			  strstr(err.msg, HR_SECRET_INSECURE_ENV), "%s", err.msg);
+	}
+	cr_assert_eq(chmod(path, 0400), 0);
+	cr_assert_eq(hr_secret_read(path, "f", 64, &s, NULL, &err), 0);
+	cr_assert_str_eq(s, "tok");
+	hr_secret_free(s);
+
+	cr_assert_eq(chmod(path, 0644), 0);
+	setenv(HR_SECRET_INSECURE_ENV, "yes", 1); /* only "1" overrides */
+	cr_assert_eq(hr_secret_read(path, "f", 64, &s, NULL, &err), -EPERM);
+	setenv(HR_SECRET_INSECURE_ENV, "1", 1);
+	cr_assert_eq(hr_secret_read(path, "f", 64, &s, NULL, &err), 0);
+	cr_assert_str_eq(s, "tok");
+	hr_secret_free(s);
+	unsetenv(HR_SECRET_INSECURE_ENV);
+	unlink(path);
 }

@@ -105,6 +105,10 @@ struct hr_config {
 	char *api_listen;      /* default HR_API_DEFAULT_LISTEN; "" = off */
 	char *api_token_file;  /* NULL = writes open on the local API */
 	char *state_file;      /* maintenance state; NULL = the default path */
+	char **exec_env;       /* exec children's allow-list; NULL = default */
+	size_t n_exec_env;
+	bool allow_core_dumps; /* false: not dumpable, RLIMIT_CORE 0 */
+	char *user;            /* started as root: switch to this user */
 	/*
 	 * The "registry" object as written (owned by the config; each
 	 * backend reads its own member through a borrowed pointer).

@@ -81,11 +81,18 @@ void hr_wipe(void *p, size_t n);
 /* Wipe a NUL-terminated secret and free it. NULL-safe. */
 void hr_secret_free(char *s);
 
+/* Set to "1" in the environment: secret files group or others may access
+ * are read anyway (the one override of the rule below). */
+#define HR_SECRET_INSECURE_ENV "HR_ALLOW_INSECURE_SECRETS"
+
 /*
  * Read a secret file: the first line, with surrounding blanks and the line
  * end removed. Errors (with -errno or -EINVAL) name `field` and the path:
- * unreadable, larger than max bytes, empty, or holding a NUL byte. Every
- * intermediate buffer is wiped. *mode_out (may be NULL) gets st_mode.
+ * unreadable, larger than max bytes, empty, or holding a NUL byte. A file
+ * with any group or other permission bit (mode & 077) is refused with
+ * -EPERM, as ssh refuses a private key, unless HR_SECRET_INSECURE_ENV is
+ * "1". Every intermediate buffer is wiped. *mode_out (may be NULL) gets
+ * st_mode.
  */
 int hr_secret_read(const char *path, const char *field, size_t max,
 		   char **out, unsigned *mode_out, struct hr_err *err);
