@@ -10,6 +10,7 @@
 #include "healthreg/log.h"
 #include "publish.h"
 #include "sdnotify.h"
+#include "state.h"
 
 static void ready_timeout_cb(struct ev_loop *loop, ev_timer *w, int revents);
 static void hold_timeout_cb(struct ev_loop *loop, ev_timer *w, int revents);
@@ -318,8 +319,16 @@ void hr_pub_event(struct hr_pub *p, const struct hr_agg_event *ev)
 
 int hr_pub_maint_set(struct hr_pub *p, bool enable, const char *reason)
 {
-	char *r = strdup(reason ? reason : "");
+	size_t n = reason ? strlen(reason) : 0;
+	char *r, len[32];
 
+	if (n > HR_MAINT_REASON_MAX) {
+		snprintf(len, sizeof(len), "%zu", n);
+		hr_log(HR_LOG_WARN, "maintenance_rejected", "error",
+		       "reason longer than 1024 bytes", "bytes", len, NULL);
+		return -EMSGSIZE;
+	}
+	r = strdup(reason ? reason : "");
 	if (!r)
 		return -ENOMEM;
 	free(p->maint_reason);

@@ -77,7 +77,9 @@ void hr_pub_publish(struct hr_pub *p);
 void hr_pub_backends_replaced(struct hr_pub *p);
 
 /* Set maintenance (reason copied; logs maintenance_enabled/disabled).
- * Returns 0 or -ENOMEM (nothing changed). Tells nobody: see below. */
+ * Returns 0, -EMSGSIZE (a reason over HR_MAINT_REASON_MAX bytes,
+ * state.h; logged) or -ENOMEM; nothing changed then. Tells
+ * nobody: see below. */
 int hr_pub_maint_set(struct hr_pub *p, bool enable, const char *reason);
 /* Tell the backends the maintenance mode, then publish. */
 void hr_pub_maint_apply(struct hr_pub *p);
