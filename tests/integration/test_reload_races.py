@@ -130,6 +130,9 @@ class TestReloadNeverDeregisters(unittest.TestCase):
         # count until their first result.
         self.assertEqual([s for s in self.poller.samples if s[3] != 200], [])
         self.assertNotIn("reason=\"timeout", log)
+        # Still alive, and a sanitizer build found nothing (leaks at exit).
+        self.assertEqual(self.agent.stop(), 0, log[-3000:])
+        self.assertNotIn("Sanitizer", self.agent.log())
 
     def test_two_reloads_each_adding_a_slow_check(self):
         checks = self.config["service"]["checks"]
@@ -158,12 +161,12 @@ class TestReloadNeverDeregisters(unittest.TestCase):
                         self.agent.log())
         self.assertGreater(time.monotonic() - t0, 4.0)  # leases outlived
         self.assertIn("registry=recreated", self.agent.log())
-        self.assert_never_gone()
         # The new registration carries the new tags.
         st, _, body = emuctl.request(self.emu, "GET", "/v1/agent/services")
         self.assertEqual(json.loads(body)["web-1"]["Tags"], ["v2"])
         puts = [e for e in self.watch.snapshot() if e.type == "PUT"]
         self.assertEqual(json.loads(puts[-1].value)["Metadata"]["tags"], ["v2"])
+        self.assert_never_gone()
 
 
 class TestReloadLogsNoTransient(unittest.TestCase):
@@ -203,6 +206,7 @@ class TestReloadLogsNoTransient(unittest.TestCase):
                           'event=reload_settled reason="new checks have '
                           'results" status=passing output="1 passing"'])
         self.assertEqual(agent.stop(), 0)
+        self.assertNotIn("Sanitizer", agent.log())
 
 
 if __name__ == "__main__":
