@@ -66,6 +66,11 @@ struct hr_agg {
 	enum hr_status told;        /* the status the last AGGREGATE event gave */
 	bool untold;                /* status or summary changed since */
 	bool batch;                 /* add_config: one recompute at the end */
+	/* Checks hr_agg_replace_check() added: unknown until their first
+	 * result without counting against the aggregate. Few, and only
+	 * while a reload's new checks have not run yet. */
+	struct hr_check **prov;
+	size_t n_prov;
 };
 
 static struct hr_agg *agg_of(struct hr__check_host *h)
@@ -147,11 +152,39 @@ void hr_agg_unlisten(struct hr_agg *agg, int id)
 
 /* ---- the aggregate --------------------------------------------------------- */
 
+static bool provisional(const struct hr_agg *agg, const struct hr_check *c)
+{
+	size_t i;
+
+	for (i = 0; i < agg->n_prov; i++)
+		if (agg->prov[i] == c)
+			return true;
+	return false;
+}
+
+/* c counts normally from now on (it has a status, or goes away). */
+static void unprovision(struct hr_agg *agg, const struct hr_check *c)
+{
+	size_t i;
+
+	for (i = 0; i < agg->n_prov; i++) {
+		if (agg->prov[i] == c) {
+			agg->prov[i] = agg->prov[--agg->n_prov];
+			return;
+		}
+	}
+}
+
+/* A provisional check while unknown is listed, ungrouped and ignored. */
 static void tally(struct hr_agg *agg, const struct hr_check *c,
 		  enum hr_status st, int delta)
 {
-	hr__tally_count(&agg->tally, st, c->spec.on_failure, c->spec.group,
-			delta);
+	if (st == HR_STATUS_UNKNOWN && agg->n_prov && provisional(agg, c))
+		hr__tally_count(&agg->tally, st, HR_ON_FAILURE_IGNORE, -1,
+				delta);
+	else
+		hr__tally_count(&agg->tally, st, c->spec.on_failure,
+				c->spec.group, delta);
 }
 
 /* Recount everything (the groups changed). -ENOMEM leaves no group
@@ -361,6 +394,8 @@ static void set_record(struct hr__check_host *h, struct hr_check *c,
 	if (chg->after != chg->before) {
 		tally(agg, c, chg->before, -1);
 		tally(agg, c, chg->after, +1);
+		if (agg->n_prov && chg->after != HR_STATUS_UNKNOWN)
+			unprovision(agg, c);
 		recompute(agg);
 	}
 	release_waiters(c);
@@ -468,6 +503,7 @@ void hr_agg_free(struct hr_agg *agg)
 	for (i = 0; i < agg->n_checks; i++)
 		hr__check_free(agg->checks[i]);
 	free(agg->checks);
+	free(agg->prov);
 	free(agg->tally.groups);
 	free_groups(agg->groups, agg->n_groups);
 	free(agg->listeners);
@@ -585,16 +621,12 @@ int hr_agg_add_check(struct hr_agg *agg, const struct hr_check_spec *spec,
 	return 0;
 }
 
-int hr_agg_remove_check(struct hr_agg *agg, const char *name)
+/* Forget c in evaluation queues before it goes away. */
+static void forget_queued(struct hr_agg *agg, const struct hr_check *c)
 {
-	struct hr_check *c;
 	struct hr_link *l;
-	size_t i, j;
+	size_t j;
 
-	c = find(agg, name, &i);
-	if (!c)
-		return -ENOENT;
-	/* Forget it in evaluation queues before it goes away. */
 	for (l = agg->evals; l; l = l->next) {
 		struct eval *e = container_of(l, struct eval, link);
 
@@ -602,13 +634,95 @@ int hr_agg_remove_check(struct hr_agg *agg, const char *name)
 			if (e->queue[j] == c)
 				e->queue[j] = NULL;
 	}
+}
+
+int hr_agg_remove_check(struct hr_agg *agg, const char *name)
+{
+	struct hr_check *c;
+	size_t i;
+
+	c = find(agg, name, &i);
+	if (!c)
+		return -ENOENT;
+	forget_queued(agg, c);
 	memmove(&agg->checks[i], &agg->checks[i + 1],
 		(agg->n_checks - i - 1) * sizeof(*agg->checks));
 	agg->n_checks--;
 	tally(agg, c, c->status, -1);
+	unprovision(agg, c);
 	hr__check_halt(c);
 	release_waiters(c);
 	hr__check_free(c); /* parked while a callback runs */
+	recompute(agg);
+	announce(agg);
+	settle(agg);
+	return 0;
+}
+
+/* A new check that counts only from its first result. */
+static int add_provisional(struct hr_agg *agg, const struct hr_check_spec *spec,
+			   struct hr_err *err)
+{
+	struct hr_check **v = realloc(agg->prov, (agg->n_prov + 1) * sizeof(*v));
+	struct hr_check *c;
+	size_t n = agg->n_checks;
+	int rc;
+
+	if (!v)
+		return hr_err_set(err, -ENOMEM, "out of memory");
+	agg->prov = v;
+	agg->batch = true; /* one recompute, once it is provisional */
+	rc = hr_agg_add_check(agg, spec, err);
+	agg->batch = false;
+	if (rc)
+		return rc;
+	c = agg->checks[n];
+	if (c->status == HR_STATUS_UNKNOWN) {
+		/* Tallied as an ordinary check by the add: move it. */
+		tally(agg, c, c->status, -1);
+		agg->prov[agg->n_prov++] = c;
+		tally(agg, c, c->status, +1);
+	}
+	recompute(agg);
+	announce(agg);
+	return 0;
+}
+
+int hr_agg_replace_check(struct hr_agg *agg, const struct hr_check_spec *spec,
+			 struct hr_err *err)
+{
+	struct hr_check *old, *c;
+	bool prov;
+	size_t i;
+	int rc;
+
+	old = spec->name ? find(agg, spec->name, &i) : NULL;
+	if (!old)
+		return add_provisional(agg, spec, err);
+	agg->batch = true; /* admit(): the name is taken, by old */
+	rc = admit(agg, spec, err);
+	agg->batch = false;
+	if (!rc)
+		rc = hr__check_new(&c, &agg->host, spec, kind_of(spec->kind),
+				   err);
+	if (rc)
+		return rc;
+	/* c counts as old did until its first result: same tallies. */
+	prov = old->status == HR_STATUS_UNKNOWN && provisional(agg, old);
+	tally(agg, old, old->status, -1);
+	unprovision(agg, old);
+	if (old->status != HR_STATUS_UNKNOWN)
+		c->status = old->status;
+	else if (prov && c->status == HR_STATUS_UNKNOWN)
+		agg->prov[agg->n_prov++] = c; /* old's slot */
+	tally(agg, c, c->status, +1);
+	agg->checks[i] = c;
+	forget_queued(agg, old);
+	hr__check_halt(old);
+	release_waiters(old);
+	hr__check_free(old); /* parked while a callback runs */
+	if (agg->host.started)
+		hr__check_schedule_first(c);
 	recompute(agg);
 	announce(agg);
 	settle(agg);

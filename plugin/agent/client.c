@@ -15,6 +15,7 @@
 #include "api.h"
 #include "client.h"
 #include "healthreg/util.h"
+#include "state.h"
 
 /* The agent's answers: /v1/health lists every check; far below this. */
 #define CLIENT_BODY_MAX (4 * 1024 * 1024)
@@ -74,14 +75,16 @@ static long request(const char *addr, const char *method, const char *path,
 	CURL *e = curl_easy_init();
 	struct curl_slist *h = NULL;
 	struct hr_capture b;
-	char url[1024], auth[4200], err[CURL_ERROR_SIZE] = "";
+	char *url = NULL, auth[4200], err[CURL_ERROR_SIZE] = "";
 	long code = -1;
 
 	*out = NULL;
-	if (!e)
+	/* No fixed buffer: a cut URL would cut a maintenance reason. */
+	if (!e || asprintf(&url, "http://%s%s", addr, path) < 0) {
+		curl_easy_cleanup(e);
 		return -1;
+	}
 	hr_capture_init(&b, CLIENT_BODY_MAX);
-	snprintf(url, sizeof(url), "http://%s%s", addr, path);
 	curl_easy_setopt(e, CURLOPT_URL, url);
 	curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
 	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, hr_capture_curl_cb);
@@ -102,6 +105,7 @@ static long request(const char *addr, const char *method, const char *path,
 			addr, err);
 	curl_slist_free_all(h);
 	curl_easy_cleanup(e);
+	free(url);
 	*out = hr_capture_take(&b);
 	hr_capture_dispose(&b);
 	return code;
@@ -222,16 +226,24 @@ static int simple_put(const struct hr_client_opts *o, const char *path,
 int hr_client_maint(const struct hr_client_opts *o, bool enable,
 		    const char *reason)
 {
-	char path[1200];
-	char *esc = curl_easy_escape(NULL, reason ? reason : "", 0);
+	size_t n = reason ? strlen(reason) : 0;
+	char *path = NULL, *esc;
 	int rc;
 
-	if (!esc)
+	if (enable && n > HR_MAINT_REASON_MAX) {
+		fprintf(stderr, "healthreg: --reason: %zu bytes, at most %d\n", n,
+			HR_MAINT_REASON_MAX);
+		return HR_EXIT_USAGE;
+	}
+	esc = curl_easy_escape(NULL, reason ? reason : "", (int)n);
+	if (!esc || asprintf(&path, "/v1/maintenance?enable=%s&reason=%s",
+			     enable ? "true" : "false", esc) < 0) {
+		curl_free(esc);
 		return HR_EXIT_SOFTWARE;
-	snprintf(path, sizeof(path), "/v1/maintenance?enable=%s&reason=%s",
-		 enable ? "true" : "false", esc);
+	}
 	curl_free(esc);
 	rc = simple_put(o, path, enable ? "maintenance enabled" : "maintenance disabled");
+	free(path);
 	return rc;
 }
 

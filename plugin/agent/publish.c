@@ -10,6 +10,7 @@
 #include "healthreg/log.h"
 #include "publish.h"
 #include "sdnotify.h"
+#include "state.h"
 
 static void ready_timeout_cb(struct ev_loop *loop, ev_timer *w, int revents);
 static void hold_timeout_cb(struct ev_loop *loop, ev_timer *w, int revents);
@@ -49,40 +50,64 @@ void hr_pub_dispose(struct hr_pub *p)
 	p->maint_reason = NULL;
 }
 
-/* First runs start within 1 s; then each may take its timeout. */
-double hr_pub_first_result_wait(const struct hr_config *cfg)
+/* A first run starts within 1 s of the add, then may take its timeout;
+ * a ttl check's first push gets what a check without timeout gets. */
+double hr_pub_check_wait(const struct hr_check_spec *spec)
 {
 	double wait = 1.0;
+
+	if (spec->kind != HR_CHECK_TTL)
+		wait += (double)spec->timeout_ms / 1000.0;
+	return wait + 0.5;
+}
+
+double hr_pub_first_result_wait(const struct hr_config *cfg)
+{
+	double wait = 1.5, w;
 	size_t i;
 
 	for (i = 0; i < cfg->n_checks; i++)
 		if (cfg->checks[i].kind != HR_CHECK_TTL &&
-		    1.0 + (double)cfg->checks[i].timeout_ms / 1000.0 > wait)
-			wait = 1.0 + (double)cfg->checks[i].timeout_ms / 1000.0;
-	return wait + 0.5;
+		    (w = hr_pub_check_wait(&cfg->checks[i])) > wait)
+			wait = w;
+	return wait;
 }
 
-void hr_pub_publish(struct hr_pub *p)
+/* Every backend hears status and summary (critical in maintenance for
+ * those without a maintenance mode of their own). */
+static void tell(struct hr_pub *p, enum hr_status status, const char *summary)
 {
 	char why[1100];
 	size_t i;
 
-	if (!p->ready || p->hold || p->stopping)
-		return;
 	snprintf(why, sizeof(why), "maintenance: %s",
 		 p->maint_reason && *p->maint_reason ? p->maint_reason
 						     : "(no reason given)");
 	for (i = 0; i < p->bset->n; i++) {
 		struct hr_backend *b = p->bset->v[i];
 
-		/* A backend with its own maintenance mode hears the real
-		 * status; the others see critical while in maintenance. */
 		if (p->maint && !b->ops->maintenance)
 			b->ops->apply(b->r, HR_STATUS_CRITICAL, why);
 		else
-			b->ops->apply(b->r, hr_agg_status(p->agg),
-				      hr_agg_output(p->agg));
+			b->ops->apply(b->r, status, summary);
 	}
+}
+
+void hr_pub_publish(struct hr_pub *p)
+{
+	if (!p->ready || p->hold || p->stopping)
+		return;
+	p->told = true;
+	p->told_status = hr_agg_status(p->agg);
+	snprintf(p->told_output, sizeof(p->told_output), "%s",
+		 hr_agg_output(p->agg));
+	tell(p, p->told_status, p->told_output);
+}
+
+void hr_pub_backends_replaced(struct hr_pub *p)
+{
+	if (p->told && !p->stopping)
+		tell(p, p->told_status, p->told_output);
 }
 
 /* ---- readiness --------------------------------------------------------- */
@@ -137,30 +162,61 @@ void hr_pub_start(struct hr_pub *p, double wait)
 
 /* ---- the reload hold --------------------------------------------------- */
 
-static void end_hold(struct hr_pub *p, const char *reason)
+/* A held check has its first result (a ttl check: a status to count). */
+static bool first_known(const struct hr_pub *p, const char *name)
 {
-	if (!p->hold)
-		return;
-	held_free(p);
-	p->hold = false;
-	ev_timer_stop(p->loop, &p->hold_timer);
-	hr_log(HR_LOG_INFO, "reload_settled", "reason", reason, "status",
-	       hr_status_name(hr_agg_status(p->agg)), "output",
-	       hr_agg_output(p->agg), NULL);
-	hr_pub_publish(p);
+	struct hr_check_info info;
+
+	if (hr_agg_check_get(p->agg, name, &info))
+		return true; /* gone again: nothing to wait for */
+	return info.last_run != 0 ||
+	       (info.kind == HR_CHECK_TTL && info.status != HR_STATUS_UNKNOWN);
 }
 
 static bool held_known(const struct hr_pub *p)
 {
-	struct hr_check_info info;
 	size_t i;
 
 	for (i = 0; i < p->n_held; i++)
-		if (!hr_agg_check_get(p->agg, p->held[i], &info) &&
-		    info.last_result == HR_STATUS_UNKNOWN &&
-		    info.status == HR_STATUS_UNKNOWN)
+		if (!first_known(p, p->held[i]))
 			return false;
 	return true;
+}
+
+/* "a, b" (cut to fit): the held checks still without a first result. */
+static void pending_names(const struct hr_pub *p, char *buf, size_t len)
+{
+	size_t i, o = 0;
+
+	buf[0] = '\0';
+	for (i = 0; i < p->n_held && o + 1 < len; i++)
+		if (!first_known(p, p->held[i]))
+			o += (size_t)snprintf(buf + o, len - o, "%s%s",
+					      o ? ", " : "", p->held[i]);
+}
+
+static void end_hold(struct hr_pub *p, const char *reason)
+{
+	char pending[512];
+
+	if (!p->hold)
+		return;
+	pending_names(p, pending, sizeof(pending));
+	held_free(p);
+	p->hold = false;
+	ev_timer_stop(p->loop, &p->hold_timer);
+	if (*pending)
+		/* They count as the aggregator counts them until they
+		 * report: a changed one as before, a new one not at all. */
+		hr_log(HR_LOG_WARN, "reload_settled", "reason", reason,
+		       "pending", pending, "status",
+		       hr_status_name(hr_agg_status(p->agg)), "output",
+		       hr_agg_output(p->agg), NULL);
+	else
+		hr_log(HR_LOG_INFO, "reload_settled", "reason", reason,
+		       "status", hr_status_name(hr_agg_status(p->agg)),
+		       "output", hr_agg_output(p->agg), NULL);
+	hr_pub_publish(p);
 }
 
 static void hold_timeout_cb(struct ev_loop *loop, ev_timer *w, int revents)
@@ -172,14 +228,31 @@ static void hold_timeout_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
 void hr_pub_hold_begin(struct hr_pub *p)
 {
+	if (!p->hold)
+		p->hold_until = ev_now(p->loop);
 	p->hold = true;
 	p->reloading = true;
 }
 
-void hr_pub_hold_add(struct hr_pub *p, const char *name)
+static bool held_has(const struct hr_pub *p, const char *name)
 {
-	char **v = realloc(p->held, (p->n_held + 1) * sizeof(*v));
+	size_t i;
 
+	for (i = 0; i < p->n_held; i++)
+		if (!strcmp(p->held[i], name))
+			return true;
+	return false;
+}
+
+void hr_pub_hold_add(struct hr_pub *p, const char *name, double wait)
+{
+	char **v;
+
+	if (ev_now(p->loop) + wait > p->hold_until)
+		p->hold_until = ev_now(p->loop) + wait;
+	if (held_has(p, name))
+		return;
+	v = realloc(p->held, (p->n_held + 1) * sizeof(*v));
 	if (v) {
 		p->held = v;
 		v[p->n_held] = strdup(name);
@@ -191,16 +264,20 @@ void hr_pub_hold_add(struct hr_pub *p, const char *name)
 	p->n_held++;
 }
 
-void hr_pub_hold_settle(struct hr_pub *p, double wait)
+void hr_pub_hold_settle(struct hr_pub *p)
 {
+	double left = p->hold_until - ev_now(p->loop);
+
 	p->reloading = false;
-	if (!ev_is_active(&p->hold_timer)) {
-		ev_timer_set(&p->hold_timer, wait, 0.);
-		ev_timer_start(p->loop, &p->hold_timer);
-	}
-	if (held_known(p))
+	if (held_known(p)) {
 		end_hold(p, p->n_held ? "new checks have results"
 				      : "no new checks");
+		return;
+	}
+	/* Every reload of this hold may have pushed the deadline out. */
+	ev_timer_stop(p->loop, &p->hold_timer);
+	ev_timer_set(&p->hold_timer, left > 0. ? left : 0., 0.);
+	ev_timer_start(p->loop, &p->hold_timer);
 }
 
 /* ---- events ------------------------------------------------------------ */
@@ -228,7 +305,9 @@ void hr_pub_event(struct hr_pub *p, const struct hr_agg_event *ev)
 	if (p->hold) {
 		if (p->reloading)
 			return; /* the new set is not complete yet */
-		if (settles(ev) && held_known(p))
+		/* The aggregate is recomputed before any event of a result
+		 * goes out: any of them may end the hold. */
+		if (held_known(p))
 			end_hold(p, "new checks have results");
 		return;
 	}
@@ -240,8 +319,16 @@ void hr_pub_event(struct hr_pub *p, const struct hr_agg_event *ev)
 
 int hr_pub_maint_set(struct hr_pub *p, bool enable, const char *reason)
 {
-	char *r = strdup(reason ? reason : "");
+	size_t n = reason ? strlen(reason) : 0;
+	char *r, len[32];
 
+	if (n > HR_MAINT_REASON_MAX) {
+		snprintf(len, sizeof(len), "%zu", n);
+		hr_log(HR_LOG_WARN, "maintenance_rejected", "error",
+		       "reason longer than 1024 bytes", "bytes", len, NULL);
+		return -EMSGSIZE;
+	}
+	r = strdup(reason ? reason : "");
 	if (!r)
 		return -ENOMEM;
 	free(p->maint_reason);

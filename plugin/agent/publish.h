@@ -1,15 +1,24 @@
 /*
  * publish.h - when and what the registry backends are told: nothing until
- * the first aggregate is known (readiness, with a timeout), nothing while
- * a reload's new checks have no result yet (the hold, with a timeout),
- * and, in maintenance, "critical: maintenance: <reason>" to backends that
- * have no maintenance mode of their own (the maintenance gate).
+ * the first aggregate is known (readiness, with a timeout), nothing new
+ * while a reload's new checks have no result yet (the hold, with a
+ * deadline that every reload's new checks extend), and, in maintenance,
+ * "critical: maintenance: <reason>" to backends that have no maintenance
+ * mode of their own (the maintenance gate).
+ *
+ * During a hold the registries keep hearing the last published state:
+ * backends a reload created are told it at once (hr_pub_backends_replaced)
+ * so that the registration never lapses between the old backends and the
+ * new. When the hold ends, checks still without a first result count as
+ * the aggregator counts them (hr_agg_replace_check(): a changed check as
+ * before the reload, a new one not at all), never as critical for that.
  *
  * Lifetimes: struct hr_pub is a value embedded by the agent. It borrows
  * the loop, the aggregator and the backend set (all outlive it) and owns
- * the maintenance reason and the held check names (copies). It keeps no
- * pointer into a config, so a reload may free the old config at any time.
- * Nothing here frees a check or a backend.
+ * the maintenance reason, the held check names and the last published
+ * summary (copies). It keeps no pointer into a config, so a reload may
+ * free the old config at any time. Nothing here frees a check or a
+ * backend.
  */
 #ifndef HR_AGENT_PUBLISH_H
 #define HR_AGENT_PUBLISH_H
@@ -35,6 +44,10 @@ struct hr_pub {
 	char *maint_reason;    /* owned; NULL = none given */
 	char **held;           /* owned copies: names of the new checks */
 	size_t n_held;
+	double hold_until;     /* ev_now() time: the latest first result */
+	bool told;             /* something was published */
+	enum hr_status told_status;   /* the last published aggregate */
+	char told_output[1024];
 	ev_timer ready_timer;  /* publish even if some check never answers */
 	ev_timer hold_timer;
 };
@@ -45,6 +58,8 @@ void hr_pub_init(struct hr_pub *p, struct ev_loop *loop, struct hr_agg *agg,
 /* Stop the timers, free the reason and the held names. */
 void hr_pub_dispose(struct hr_pub *p);
 
+/* How long the first result of a check may take once it is added. */
+double hr_pub_check_wait(const struct hr_check_spec *spec);
 /* How long the first results of cfg's checks may take. */
 double hr_pub_first_result_wait(const struct hr_config *cfg);
 
@@ -57,19 +72,27 @@ void hr_pub_event(struct hr_pub *p, const struct hr_agg_event *ev);
 
 /* Tell every backend the aggregate, unless not ready, held or stopping. */
 void hr_pub_publish(struct hr_pub *p);
+/* The backend set was replaced: tell the new backends the last published
+ * aggregate at once (held or not), if anything was published. */
+void hr_pub_backends_replaced(struct hr_pub *p);
 
 /* Set maintenance (reason copied; logs maintenance_enabled/disabled).
- * Returns 0 or -ENOMEM (nothing changed). Tells nobody: see below. */
+ * Returns 0, -EMSGSIZE (a reason over HR_MAINT_REASON_MAX bytes,
+ * state.h; logged) or -ENOMEM; nothing changed then. Tells
+ * nobody: see below. */
 int hr_pub_maint_set(struct hr_pub *p, bool enable, const char *reason);
 /* Tell the backends the maintenance mode, then publish. */
 void hr_pub_maint_apply(struct hr_pub *p);
 
-/* Reload: hold publishing while the new check set is built. */
+/* Reload: hold publishing while the new check set is built. A reload
+ * during a hold joins it. */
 void hr_pub_hold_begin(struct hr_pub *p);
-/* A new check whose first result the hold waits for (name copied). */
-void hr_pub_hold_add(struct hr_pub *p, const char *name);
-/* The new set is complete: end the hold when every held check is known,
- * else at the latest after wait seconds. */
-void hr_pub_hold_settle(struct hr_pub *p, double wait);
+/* A new or changed check whose first result the hold waits for (name
+ * copied); the hold lasts at least wait seconds from now unless every
+ * held check has its first result. */
+void hr_pub_hold_add(struct hr_pub *p, const char *name, double wait);
+/* The new set is complete: end the hold when every held check has its
+ * first result, else at the latest deadline of any check held. */
+void hr_pub_hold_settle(struct hr_pub *p);
 
 #endif

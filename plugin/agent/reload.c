@@ -92,8 +92,8 @@ static struct hr_config *load_next(const struct hr_reload *rl, char *msg,
 	return next;
 }
 
-/* Remove checks that went away or changed (grouped ones too when the
- * groups changed: their indices may differ). */
+/* Remove the checks that went away, and, when the groups changed, the
+ * grouped ones (their group indices may mean other groups now). */
 static void remove_checks(const struct hr_reload *rl,
 			  const struct hr_config *old,
 			  const struct hr_config *next, bool groups_changed,
@@ -105,11 +105,8 @@ static void remove_checks(const struct hr_reload *rl,
 		const struct hr_check_spec *o = &old->checks[i];
 		int j = hr_config_find_check(next, o->name);
 
-		if (j >= 0 && hr_check_spec_equal(o, &next->checks[j]) &&
-		    !(groups_changed && o->group >= 0)) {
-			n->kept++;
-			continue;
-		}
+		if (j >= 0 && !(groups_changed && o->group >= 0))
+			continue; /* kept or replaced in add_checks() */
 		hr_agg_remove_check(rl->agg, o->name);
 		if (j >= 0)
 			n->changed++;
@@ -118,8 +115,9 @@ static void remove_checks(const struct hr_reload *rl,
 	}
 }
 
-/* Start every check of next the aggregator does not run (new or changed);
- * the hold waits for their first results. */
+/* Start every check of next that is new or changed, in place of the old
+ * one (hr_agg_replace_check(): no transient aggregate); the hold waits
+ * for their first results. */
 static void add_checks(const struct hr_reload *rl, const struct hr_config *old,
 		       const struct hr_config *next, struct counts *n)
 {
@@ -127,18 +125,25 @@ static void add_checks(const struct hr_reload *rl, const struct hr_config *old,
 	size_t i;
 
 	for (i = 0; i < next->n_checks; i++) {
+		const struct hr_check_spec *s = &next->checks[i];
+		int j = hr_config_find_check(old, s->name);
 		struct hr_check_info info;
+		bool running = !hr_agg_check_get(rl->agg, s->name, &info);
 
-		if (!hr_agg_check_get(rl->agg, next->checks[i].name, &info))
-			continue; /* kept */
-		if (hr_agg_add_check(rl->agg, &next->checks[i], &err)) {
-			hr_log(HR_LOG_ERROR, "reload_add_failed", "check",
-			       next->checks[i].name, "error", err.msg, NULL);
+		if (running && j >= 0 && hr_check_spec_equal(&old->checks[j], s)) {
+			n->kept++;
 			continue;
 		}
-		hr_pub_hold_add(rl->pub, next->checks[i].name);
-		if (hr_config_find_check(old, next->checks[i].name) < 0)
+		if (hr_agg_replace_check(rl->agg, s, &err)) {
+			hr_log(HR_LOG_ERROR, "reload_add_failed", "check",
+			       s->name, "error", err.msg, NULL);
+			continue;
+		}
+		hr_pub_hold_add(rl->pub, s->name, hr_pub_check_wait(s));
+		if (j < 0)
 			n->added++;
+		else if (running)
+			n->changed++;
 	}
 }
 
@@ -165,6 +170,18 @@ static void swap_backends(const struct hr_reload *rl, struct hr_config *next,
 			old->shutdown_timeout_ms);
 	if (rl->pub->maint)
 		hr_bset_maintenance(rl->bset, true, rl->pub->maint_reason);
+	/* The old backends are gone (no keepalive any more): the new ones
+	 * take over what the registries were told, during the hold too. */
+	hr_pub_backends_replaced(rl->pub);
+}
+
+/* The registry section is a parsed tree; cJSON_Compare() calls two
+ * NULLs different. */
+static bool registry_equal(const cJSON *x, const cJSON *y)
+{
+	if (!x || !y)
+		return x == y;
+	return cJSON_Compare(x, y, 1);
 }
 
 int hr_reload(const struct hr_reload *rl, char *msg, size_t len)
@@ -188,7 +205,7 @@ int hr_reload(const struct hr_reload *rl, char *msg, size_t len)
 	hr_exec_env_set((const char *const *)next->exec_env);
 	groups_changed = !hr_groups_equal(old, next);
 	reg_changed = !hr_service_spec_equal(&old->service, &next->service) ||
-		      !cJSON_Compare(old->registry, next->registry, 1);
+		      !registry_equal(old->registry, next->registry);
 	remove_checks(rl, old, next, groups_changed, &n);
 	if (groups_changed &&
 	    hr_agg_set_groups(rl->agg, next->groups, next->n_groups, &err))
@@ -203,7 +220,7 @@ int hr_reload(const struct hr_reload *rl, char *msg, size_t len)
 		 n.kept, n.added, n.changed, n.removed);
 	hr_log(HR_LOG_INFO, "reloaded", "path", rl->path, "checks", counts,
 	       "registry", reg_changed ? "recreated" : "unchanged", NULL);
-	hr_pub_hold_settle(rl->pub, hr_pub_first_result_wait(next));
+	hr_pub_hold_settle(rl->pub);
 	hr_sd_notify("READY=1");
 	return 0;
 }

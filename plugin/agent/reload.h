@@ -1,9 +1,12 @@
 /*
  * reload.h - apply a new config to the running agent, make-before-break:
  * unchanged checks keep their state, removed checks stop, new and changed
- * checks start, and the registries hear nothing until the new checks have
- * a first result (publish.h's hold). The backends are rebuilt only when
- * the service or the "registry" section changed.
+ * checks start in place (hr_agg_replace_check: a changed check counts as
+ * before, a new one not at all, until its first result), and the
+ * registries hear nothing new until the new checks have a first result
+ * (publish.h's hold). The backends are rebuilt only when the service or
+ * the "registry" section changed, and the new ones are told the last
+ * published aggregate at once.
  *
  * Lifetimes: struct hr_agent_cfgs owns the running config, cur. Nothing
  * borrows from it across a reload: the aggregator copies its check specs

@@ -74,34 +74,112 @@ cleanup:
 	return rc;
 }
 
-int hr_state_load(const char *path, char **reason)
+/* The whole file, NUL-terminated: 0, -ENOENT, -EFBIG (over
+ * HR_STATE_FILE_MAX), -ENOMEM or another -errno. */
+static int read_all(const char *path, char **out)
 {
-	char buf[8192];
-	size_t n;
-	FILE *f;
-	cJSON *doc, *m, *en, *why;
+	FILE *f = fopen(path, "r");
+	size_t n = 0, cap = 4096, got;
+	char *buf = NULL, *v;
 	int rc = 0;
 
-	*reason = NULL;
-	f = path ? fopen(path, "r") : NULL;
+	*out = NULL;
 	if (!f)
-		return 0;
-	n = fread(buf, 1, sizeof(buf) - 1, f);
+		return -errno;
+	for (;;) {
+		if (n + 1 >= cap || !buf) {
+			/* Room for one byte past the limit, to notice it. */
+			cap = buf ? cap * 2 : cap;
+			if (cap > HR_STATE_FILE_MAX + 2)
+				cap = HR_STATE_FILE_MAX + 2;
+			v = realloc(buf, cap);
+			if (!v) {
+				rc = -ENOMEM;
+				break;
+			}
+			buf = v;
+		}
+		got = fread(buf + n, 1, cap - n - 1, f);
+		n += got;
+		if (n > HR_STATE_FILE_MAX)
+			rc = -EFBIG;
+		else if (!got && ferror(f))
+			rc = -EIO;
+		if (rc || !got)
+			break;
+	}
 	fclose(f);
+	if (rc) {
+		free(buf);
+		return rc;
+	}
 	buf[n] = '\0';
-	doc = cJSON_Parse(buf);
+	*out = buf;
+	return 0;
+}
+
+/* Keep at most HR_MAINT_REASON_MAX bytes, cut before a UTF-8 character
+ * rather than inside one. */
+static void bound_reason(char *r, const char *path)
+{
+	size_t n = strlen(r), cut = HR_MAINT_REASON_MAX;
+	char len[32];
+
+	if (n <= HR_MAINT_REASON_MAX)
+		return;
+	while (cut > 0 && ((unsigned char)r[cut] & 0xC0) == 0x80)
+		cut--;
+	r[cut] = '\0';
+	snprintf(len, sizeof(len), "%zu", n);
+	hr_log(HR_LOG_WARN, "state_reason_truncated", "path", path, "bytes",
+	       len, "kept", "the first 1024 bytes", NULL);
+}
+
+/* What the file says: 1 enabled (*reason set), 0 not, -EINVAL when it is
+ * not a state file, -ENOMEM. */
+static int parse_state(const char *text, const char *path, char **reason)
+{
+	cJSON *doc = cJSON_Parse(text), *m, *en, *why;
+	int rc = -EINVAL;
+
 	m = cJSON_GetObjectItemCaseSensitive(doc, "maintenance");
 	en = cJSON_GetObjectItemCaseSensitive(m, "enabled");
 	why = cJSON_GetObjectItemCaseSensitive(m, "reason");
-	if (cJSON_IsTrue(en)) {
+	if (cJSON_IsFalse(en)) {
+		rc = 0;
+	} else if (cJSON_IsTrue(en)) {
 		*reason = strdup(cJSON_IsString(why) ? why->valuestring : "");
 		rc = *reason ? 1 : -ENOMEM;
 		if (*reason)
-			hr_log(HR_LOG_WARN, "maintenance_restored", "reason",
-			       *reason, "path", path, NULL);
-	} else if (!doc) {
-		hr_log(HR_LOG_WARN, "state_unreadable", "path", path, NULL);
+			bound_reason(*reason, path);
 	}
 	cJSON_Delete(doc);
 	return rc;
+}
+
+int hr_state_load(const char *path, char **reason)
+{
+	char *text = NULL, why[128];
+	int rc;
+
+	*reason = NULL;
+	rc = path ? read_all(path, &text) : -ENOENT;
+	if (rc == -ENOENT || rc == -ENOMEM)
+		return rc == -ENOENT ? 0 : rc;
+	if (!rc)
+		rc = parse_state(text, path, reason);
+	free(text);
+	if (rc == 1)
+		hr_log(HR_LOG_WARN, "maintenance_restored", "reason", *reason,
+		       "path", path, NULL);
+	if (rc >= 0 || rc == -ENOMEM)
+		return rc;
+	/* Exists, but says nothing we understand: stay out of the registry. */
+	snprintf(why, sizeof(why), "state file unreadable: %s",
+		 rc == -EINVAL ? "not a healthreg state file" : strerror(-rc));
+	hr_log(HR_LOG_ERROR, "state_unreadable", "path", path, "error", why,
+	       "action", "staying in maintenance until `healthreg maint disable`",
+	       NULL);
+	*reason = strdup(why);
+	return *reason ? 1 : -ENOMEM;
 }

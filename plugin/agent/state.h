@@ -2,7 +2,12 @@
  * state.h - the maintenance state file: {"maintenance": {"enabled": bool,
  * "reason": "..."}}, written atomically (tmp file, fsync, rename) so that
  * maintenance survives a restart. Plain file I/O; nothing kept between
- * calls. Failures are logged here (state_save_failed, state_unreadable).
+ * calls. Failures are logged here (state_save_failed, state_unreadable,
+ * state_reason_truncated).
+ *
+ * A reason is at most HR_MAINT_REASON_MAX bytes: the API and the CLI
+ * refuse longer ones, and the reader reads any file the writer can write
+ * (and more: up to HR_STATE_FILE_MAX bytes).
  */
 #ifndef HR_AGENT_STATE_H
 #define HR_AGENT_STATE_H
@@ -10,6 +15,11 @@
 #include <stdbool.h>
 
 #include "healthreg/config.h"
+
+/* Bytes in a maintenance reason (before any escaping). */
+#define HR_MAINT_REASON_MAX 1024
+/* The largest state file read; a reason escaped six-fold fits easily. */
+#define HR_STATE_FILE_MAX (1024 * 1024)
 
 /*
  * agent.state_file, else $STATE_DIRECTORY/<service id>.state (systemd's
@@ -24,8 +34,12 @@ int hr_state_save(const char *path, bool enabled, const char *reason);
 /*
  * Read the state. Returns 1 with *reason (malloc'ed, caller frees) when
  * maintenance was enabled (logs maintenance_restored), 0 when it was not
- * or there is no file, -ENOMEM. An unparsable file is logged and read as
- * "not enabled".
+ * or there is no file, -ENOMEM. A reason longer than HR_MAINT_REASON_MAX
+ * is cut on a character boundary (logged). A file that exists but cannot
+ * be read or understood (too large, not JSON, not this shape) keeps the
+ * instance in maintenance (1, the reason says why; logged as
+ * state_unreadable): the safe default is not to register an instance an
+ * operator may have taken out.
  */
 int hr_state_load(const char *path, char **reason);
 

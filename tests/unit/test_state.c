@@ -67,18 +67,104 @@ Test(state, save_then_load)
 	cr_expect_neq(access(path, F_OK), 0, "the temporary file is gone");
 }
 
-Test(state, unreadable_file_is_not_enabled)
+static void write_file(const char *path, const char *text, size_t n)
 {
+	FILE *f = fopen(path, "w");
+
+	cr_assert_not_null(f);
+	cr_assert_eq(fwrite(text, 1, n, f), n);
+	fclose(f);
+}
+
+/* Issue 11, item 4: a file that exists but says nothing we understand
+ * keeps the instance in maintenance (it used to read as "not enabled"). */
+Test(state, unreadable_file_keeps_maintenance)
+{
+	static const char *bad[] = { "{not json", "", "{}", "[1]",
+				     "{\"maintenance\": {\"enabled\": 1}}" };
 	char path[300], *reason = NULL;
-	FILE *f;
+	size_t i;
 
 	snprintf(path, sizeof(path), "%s/bad.json", dir);
-	f = fopen(path, "w");
-	cr_assert_not_null(f);
-	fputs("{not json", f);
-	fclose(f);
-	cr_expect_eq(hr_state_load(path, &reason), 0);
-	cr_expect_null(reason);
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		write_file(path, bad[i], strlen(bad[i]));
+		cr_expect_eq(hr_state_load(path, &reason), 1, "%s", bad[i]);
+		cr_expect(reason && !strncmp(reason, "state file unreadable", 21),
+			  "%s", reason);
+		free(reason);
+		reason = NULL;
+	}
+}
+
+/* 1024 bytes with every byte from 0x01 to 0x7f (controls, quotes,
+ * backslash) and multi-byte UTF-8 up to 4 bytes. */
+static void hostile_reason(char *r)
+{
+	static const char *mb[] = { "\xc3\xa9", "\xe2\x82\xac",
+				    "\xf0\x9f\x98\x80" };
+	size_t n = 0, i;
+
+	for (i = 1; i < 0x80; i++)
+		r[n++] = (char)i;
+	for (i = 0; n + 4 <= HR_MAINT_REASON_MAX; i++) {
+		memcpy(r + n, mb[i % 3], strlen(mb[i % 3]));
+		n += strlen(mb[i % 3]);
+	}
+	while (n < HR_MAINT_REASON_MAX)
+		r[n++] = '\\';
+	r[n] = '\0';
+}
+
+Test(state, max_length_reason_of_every_kind_round_trips)
+{
+	char path[300], r[HR_MAINT_REASON_MAX + 1], *reason = NULL;
+
+	hostile_reason(r);
+	cr_assert_eq(strlen(r), HR_MAINT_REASON_MAX);
+	snprintf(path, sizeof(path), "%s/s.json", dir);
+	cr_assert_eq(hr_state_save(path, true, r), 0);
+	cr_assert_eq(hr_state_load(path, &reason), 1);
+	cr_expect_str_eq(reason, r);
+	free(reason);
+}
+
+/* Written by hand, far over the limit and over the old 8 KiB buffer: read,
+ * cut before a character, still in maintenance. */
+Test(state, hand_written_20k_reason_is_read_and_cut)
+{
+	size_t n = 20 * 1024, i;
+	char path[300], *text = malloc(n + 100), *reason = NULL;
+	int o;
+
+	cr_assert_not_null(text);
+	o = sprintf(text, "{\"maintenance\": {\"enabled\": true, \"reason\": \"x");
+	for (i = 0; i < n / 3; i++)
+		o += sprintf(text + o, "\xe2\x82\xac"); /* 3 bytes: 1024 = 1 + 341*3 */
+	o += sprintf(text + o, "\"}}\n");
+	snprintf(path, sizeof(path), "%s/big.json", dir);
+	write_file(path, text, (size_t)o);
+	cr_assert_eq(hr_state_load(path, &reason), 1);
+	cr_expect_eq(strlen(reason), HR_MAINT_REASON_MAX);
+	cr_expect(!strncmp(reason, strstr(text, "\"x") + 1, HR_MAINT_REASON_MAX),
+		  "a prefix");
+	free(reason);
+	free(text);
+}
+
+Test(state, file_over_the_limit_keeps_maintenance)
+{
+	size_t n = HR_STATE_FILE_MAX + 10;
+	char path[300], *text = malloc(n), *reason = NULL;
+
+	cr_assert_not_null(text);
+	memset(text, ' ', n);
+	memcpy(text, "{\"maintenance\": {\"enabled\": false}}", 35);
+	snprintf(path, sizeof(path), "%s/huge.json", dir);
+	write_file(path, text, n);
+	cr_assert_eq(hr_state_load(path, &reason), 1);
+	cr_expect(reason && strstr(reason, "unreadable"), "%s", reason);
+	free(reason);
+	free(text);
 }
 
 Test(state, save_into_a_missing_directory_fails)

@@ -79,6 +79,17 @@ int hr_agg_add_check(struct hr_agg *agg, const struct hr_check_spec *spec,
 		     struct hr_err *err);
 
 /**
+ * Make-before-break for a reload: add spec, replacing the check of that
+ * name if there is one, with no transient aggregate. A replaced check's
+ * status carries over to the new one until its first result (so the
+ * aggregate does not change); a check that is new is listed as unknown
+ * but does not count against the aggregate (nor in its group) until its
+ * first result. Errors as hr_agg_add_check(); the old check stays then.
+ */
+int hr_agg_replace_check(struct hr_agg *agg, const struct hr_check_spec *spec,
+			 struct hr_err *err);
+
+/**
  * Replace every group (for a reload). Checks still in the aggregator must
  * refer only to indices below n (-EINVAL otherwise; nothing changes).
  */
