@@ -28,6 +28,7 @@
 #include <cjson/cJSON.h>
 
 #include "api.h"
+#include "state.h"
 #include "healthreg/log.h"
 #include "healthreg/util.h"
 
@@ -394,6 +395,9 @@ static enum MHD_Result maintenance(struct hr_api *api, struct MHD_Connection *c,
 			return send_error(c, 400, "enable: must be true or false");
 		rc = api->host.maint_set(api->host.ctx, !strcmp(en, "true"),
 					 why ? why : "");
+		if (rc == -EMSGSIZE)
+			return send_error(c, 400, "reason: too long (at most %d bytes)",
+					  HR_MAINT_REASON_MAX);
 		if (rc)
 			return send_error(c, 500, "maintenance: %s", strerror(-rc));
 	}
