@@ -102,165 +102,97 @@ def continue_split(path):
         yield b"inue\r\nX-A: b\r\n\r\nHTTP/1.1 100 Cont"
 
 
-def chunk_hex(path):
-    yield b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nok\r\n"
-    yield Pause(0.05)
-    yield CLOSE
-
-
-def chunk_negative(path):
-    yield b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n-5\r\nok\r\n"
-    yield Pause(0.05)
-    yield CLOSE
-
-
-def chunk_overflow(path):
-    """A chunk size over 63 bits (16 hex digits)."""
-    yield (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
-           b"ffffffffffffffff\r\nok\r\n")
-    yield Pause(0.05)
-    yield CLOSE
-
-
-def chunk_toolong(path):
-    yield (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
-           b"00000000000000001\r\nx\r\n")
-    yield Pause(0.05)
-    yield CLOSE
-
-
-def chunk_huge_then_close(path):
-    """A chunk of 2^62 bytes announced, 3 given, then close."""
-    yield (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
-           b"4000000000000000\r\nabc")
-    yield Pause(0.05)
-    yield CLOSE
-
-
-def conflicting_length(path):
-    yield (b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n"
-           b"\r\nhello!")
-    yield Pause(0.05)
-    yield CLOSE
-
-
-def nul_status(path):
-    yield b"HTTP/1.1 200 O\x00K\r\nContent-Length: 2\r\n\r\nok"
-    yield Pause(0.05)
-    yield CLOSE
-
-
-def control_status(path):
-    """Control characters and invalid UTF-8 in the reason phrase."""
-    yield (b"HTTP/1.1 200 \x1b[31m\xff\xfe\x01bad\x7f\xc3\r\n"
-           b"Content-Length: 2\r\n\r\nok")
-    yield Pause(0.05)
-    yield CLOSE
-
-
-def control_header(path):
-    yield (b"HTTP/1.1 200 OK\r\nX-Ctl: \x01\x02\x1b\x7f\xff\xc0\xaf\r\n"
-           b"Content-Length: 2\r\n\r\nok")
-    yield Pause(0.05)
-    yield CLOSE
-
-
-def bad_utf8_body(path):
-    """A body of NULs, control bytes, invalid and truncated UTF-8, longer
-    than the 4 KiB kept, ending inside a multi-byte sequence at 4096."""
+def _utf8_body():
+    """NULs, control bytes, invalid and truncated UTF-8, longer than the
+    4 KiB kept, with a multi-byte sequence across byte 4096."""
     body = (b"\x00\x01\x1b[0m\"\\\xff\xfe\xc3\x28\xe2\x82\xed\xa0\x80"
             b"\xf4\x90\x80\x80\xc0\xaf\t\r\n") * 200
-    body = body[:4095] + "\u20ac".encode() + body
-    yield b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body)
-    yield body
+    return body[:4095] + "\u20ac".encode() + body
+
+
+_UTF8_BODY = _utf8_body()
+_BAD_503 = b"\xff\xfe down \xc3\x28 \xe2\x82"
+_CHUNKED = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+
+# One response, sent at once: (bytes, how the connection ends after 50 ms)
+ONE_SHOT = {
+    "chunkhex": (_CHUNKED + b"zz\r\nok\r\n", CLOSE),
+    "chunknegative": (_CHUNKED + b"-5\r\nok\r\n", CLOSE),
+    # a chunk size over 63 bits (16 hex digits), and one of 17 digits
+    "chunkoverflow": (_CHUNKED + b"ffffffffffffffff\r\nok\r\n", CLOSE),
+    "chunktoolong": (_CHUNKED + b"00000000000000001\r\nx\r\n", CLOSE),
+    # a chunk of 2^62 bytes announced, 3 given
+    "chunkhuge": (_CHUNKED + b"4000000000000000\r\nabc", CLOSE),
+    "conflict": (b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n"
+                 b"Content-Length: 6\r\n\r\nhello!", CLOSE),
+    "nulstatus": (b"HTTP/1.1 200 O\x00K\r\nContent-Length: 2\r\n\r\nok", CLOSE),
+    # control characters and invalid UTF-8 in the reason phrase
+    "ctlstatus": (b"HTTP/1.1 200 \x1b[31m\xff\xfe\x01bad\x7f\xc3\r\n"
+                  b"Content-Length: 2\r\n\r\nok", CLOSE),
+    "ctlheader": (b"HTTP/1.1 200 OK\r\nX-Ctl: \x01\x02\x1b\x7f\xff\xc0\xaf\r\n"
+                  b"Content-Length: 2\r\n\r\nok", CLOSE),
+    "utf8body": (b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n"
+                 % len(_UTF8_BODY) + _UTF8_BODY, CLOSE),
+    "utf8error": (b"HTTP/1.1 503 \xff\r\nContent-Length: %d\r\n\r\n"
+                  % len(_BAD_503) + _BAD_503, CLOSE),
+    "rsthead": (b"HTTP/1.1 200 OK\r\nContent-Le", RST),
+    "rstbody": (b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nabc", RST),
+    # a FIN inside the head and inside the status line: not a response
+    "closehead": (b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n", CLOSE),
+    "closestatus": (b"HTTP/1.1 200 O", CLOSE),
+    "loop": (b"HTTP/1.1 302 Found\r\nLocation: /loop\r\n"
+             b"Content-Length: 0\r\n\r\n", CLOSE),
+    "ok": (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", CLOSE),
+}
+
+
+def _one_shot(data, end, after=0):
+    def behaviour(path):
+        if after:
+            yield Pause(after)
+        yield data
+        yield Pause(0.05)
+        yield end
+    return behaviour
+
+
+def _redirect(after, location):
+    """After `after` seconds a 302 to location (bytes)."""
+    yield Pause(after)
+    yield (b"HTTP/1.1 302 Found\r\nLocation: " + location +
+           b"\r\nContent-Length: 0\r\n\r\n")
     yield Pause(0.05)
     yield CLOSE
 
 
-def bad_utf8_error_body(path):
-    """Invalid UTF-8 in a failing (503) response's body."""
-    body = b"\xff\xfe down \xc3\x28 \xe2\x82"
-    yield b"HTTP/1.1 503 \xff\r\nContent-Length: %d\r\n\r\n" % len(body)
-    yield body
-    yield Pause(0.05)
-    yield CLOSE
-
-
-def rst_head(path):
-    yield b"HTTP/1.1 200 OK\r\nContent-Le"
-    yield Pause(0.02)
-    yield RST
-
-
-def rst_body(path):
-    yield b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nabc"
-    yield Pause(0.02)
-    yield RST
-
-
-def close_head(path):
-    """FIN inside the head: not a valid response."""
-    yield b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
-    yield Pause(0.02)
-    yield CLOSE
-
-
-def close_status(path):
-    """FIN inside the status line."""
-    yield b"HTTP/1.1 200 O"
-    yield Pause(0.02)
-    yield CLOSE
-
-
-def redirect_loop(path):
-    yield b"HTTP/1.1 302 Found\r\nLocation: /loop\r\nContent-Length: 0\r\n\r\n"
-    yield Pause(0.05)
-    yield CLOSE
+def _numbers(path, defaults):
+    """The path's numeric segments after the first, or the defaults."""
+    parts = (path.split("/") + [str(d) for d in defaults])[1:1 + len(defaults)]
+    return [int(p) if p.isdigit() else 0 for p in parts]
 
 
 def redirect_loop_slow(path):
     """A redirect to itself after 60 ms: eleven hops outlast 500 ms."""
-    yield Pause(0.06)
-    yield (b"HTTP/1.1 302 Found\r\nLocation: /loopslow\r\n"
-           b"Content-Length: 0\r\n\r\n")
-    yield Pause(0.05)
-    yield CLOSE
+    return _redirect(0.06, b"/loopslow")
 
 
 def redirect_chain(path):
     """/chain/<ms>/<n>: after <ms> milliseconds a 302 to /chain/<ms>/<n+1>,
     up to n = 9 (then 200 "done")."""
-    parts = (path.split("/") + ["150", "0"])[1:3]
-    delay, n = (int(p) if p.isdigit() else 0 for p in parts)
-    yield Pause(delay / 1000.0)
-    if n >= 9:
-        yield b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\ndone"
-    else:
-        yield (b"HTTP/1.1 302 Found\r\nLocation: /chain/%d/%d\r\n"
-               b"Content-Length: 0\r\n\r\n" % (delay, n + 1))
-    yield Pause(0.05)
-    yield CLOSE
+    delay, n = _numbers(path, (150, 0))
+    if n < 9:
+        return _redirect(delay / 1000.0, b"/chain/%d/%d" % (delay, n + 1))
+    return _one_shot(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\ndone",
+                     CLOSE, delay / 1000.0)(path)
 
 
 def redirect_to_silence(path):
     """/hops/<k>: after 50 ms a 302 to /hops/<k-1>; /hops/0 never answers.
     After a redirect nothing more arrives that would wake a client up."""
-    parts = path.split("/")
-    k = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
+    k, = _numbers(path, (0,))
     if k <= 0:
-        yield Pause(3600)
-        return
-    yield Pause(0.05)
-    yield (b"HTTP/1.1 302 Found\r\nLocation: /hops/%d\r\n"
-           b"Content-Length: 0\r\n\r\n" % (k - 1))
-    yield Pause(0.05)
-    yield CLOSE
-
-
-def ok(path):
-    yield b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
-    yield Pause(0.05)
-    yield CLOSE
+        return silent(path)
+    return _redirect(0.05, b"/hops/%d" % (k - 1))
 
 
 BEHAVIOURS = {
@@ -273,27 +205,11 @@ BEHAVIOURS = {
     "hugeline": huge_line,
     "continue": continue_loop,
     "continuesplit": continue_split,
-    "chunkhex": chunk_hex,
-    "chunknegative": chunk_negative,
-    "chunkoverflow": chunk_overflow,
-    "chunktoolong": chunk_toolong,
-    "chunkhuge": chunk_huge_then_close,
-    "conflict": conflicting_length,
-    "nulstatus": nul_status,
-    "ctlstatus": control_status,
-    "ctlheader": control_header,
-    "utf8body": bad_utf8_body,
-    "utf8error": bad_utf8_error_body,
-    "rsthead": rst_head,
-    "rstbody": rst_body,
-    "closehead": close_head,
-    "closestatus": close_status,
-    "loop": redirect_loop,
     "loopslow": redirect_loop_slow,
     "chain": redirect_chain,
     "hops": redirect_to_silence,
-    "ok": ok,
 }
+BEHAVIOURS.update((k, _one_shot(*v)) for k, v in ONE_SHOT.items())
 
 # Every behaviour but the well-behaved one and the timing-only ones.
 HOSTILE = [k for k in BEHAVIOURS if k not in ("ok", "chain", "loopslow", "hops")]
@@ -343,7 +259,7 @@ class Server:
             if req is None:
                 return
             path = req.split(b" ")[1].decode("latin-1").split("?")[0].strip("/")
-            behaviour = BEHAVIOURS.get(path.split("/")[0], ok)
+            behaviour = BEHAVIOURS.get(path.split("/")[0], BEHAVIOURS["ok"])
             self._play(c, behaviour(path))
         except OSError:
             pass
