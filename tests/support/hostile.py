@@ -103,11 +103,12 @@ def continue_split(path):
 
 
 def _utf8_body():
-    """NULs, control bytes, invalid and truncated UTF-8, longer than the
-    4 KiB kept, with a multi-byte sequence across byte 4096."""
-    body = (b"\x00\x01\x1b[0m\"\\\xff\xfe\xc3\x28\xe2\x82\xed\xa0\x80"
-            b"\xf4\x90\x80\x80\xc0\xaf\t\r\n") * 200
-    return body[:4095] + "\u20ac".encode() + body
+    """Control bytes, quotes, backslashes, invalid and truncated UTF-8,
+    longer than the 4 KiB kept, a multi-byte sequence across byte 4096,
+    NULs after it."""
+    bad = (b"\x01\x1b[0m\"\\\xff\xfe\xc3\x28\xe2\x82\xed\xa0\x80"
+           b"\xf4\x90\x80\x80\xc0\xaf\t\r\n") * 200
+    return bad[:4095] + "\u20ac".encode() + b"\x00" + bad
 
 
 _UTF8_BODY = _utf8_body()
@@ -142,6 +143,8 @@ ONE_SHOT = {
     "closestatus": (b"HTTP/1.1 200 O", CLOSE),
     "loop": (b"HTTP/1.1 302 Found\r\nLocation: /loop\r\n"
              b"Content-Length: 0\r\n\r\n", CLOSE),
+    "bigbody": (b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n" +
+                b"big " * 25000, CLOSE),
     "ok": (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", CLOSE),
 }
 
