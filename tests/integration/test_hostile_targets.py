@@ -104,6 +104,8 @@ def check_once(checks):
                                   capture_output=True, timeout=60)
     finally:
         os.unlink(path)
+    # a sanitizer build reports (leaks too, at exit) on stderr
+    assert b"Sanitizer" not in p.stderr, p.stderr.decode("utf-8", "replace")
     return {c["name"]: c for c in json.loads(decode(p.stdout))["checks"]}
 
 
