@@ -57,13 +57,13 @@ EXPECT_GROUPS = [
     ("critical", "Too long hexadecimal number in chunked-encoding", ["chunktoolong"]),
     ("critical", "transfer closed with outstanding read data remaining", ["chunkhuge"]),
     ("critical", "Invalid Content-Length: value", ["conflict"]),
-    ("critical", "Nul byte in header", ["nulstatus"]),
+    ("critical", "Nul byte in header", ["nulstatus", "nulheader"]),
     ("critical", "Recv failure: Connection reset by peer", ["rsthead", "rstbody"]),
     ("critical", "Weird server reply", ["closehead"]),
     ("critical", "Empty reply from server", ["closestatus"]),
     ("critical", "Maximum (10) redirects followed", ["loop"]),
     ("passing", "200 OK Output: ok", ["ctlheader"]),
-    ("passing", None, ["ctlstatus", "utf8body", "bigbody"]),
+    ("passing", None, ["ctlstatus", "utf8body", "bigbody", "nulbody"]),
     ("critical", None, ["utf8error"]),
 ]
 CUT = {"utf8body", "bigbody"}  # outputs over 4 KiB: cut, with the marker

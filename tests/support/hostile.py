@@ -127,6 +127,8 @@ ONE_SHOT = {
     "conflict": (b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n"
                  b"Content-Length: 6\r\n\r\nhello!", CLOSE),
     "nulstatus": (b"HTTP/1.1 200 O\x00K\r\nContent-Length: 2\r\n\r\nok", CLOSE),
+    "nulheader": (b"HTTP/1.1 200 OK\r\nX-A: a\x00b\r\nContent-Length: 2\r\n\r\nok", CLOSE),
+    "nulbody": (b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nab\x00cd", CLOSE),
     # control characters and invalid UTF-8 in the reason phrase
     "ctlstatus": (b"HTTP/1.1 200 \x1b[31m\xff\xfe\x01bad\x7f\xc3\r\n"
                   b"Content-Length: 2\r\n\r\nok", CLOSE),
