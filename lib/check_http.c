@@ -9,7 +9,8 @@
  *   headers, bodies), and every redirect: a 3xx with a Location that the
  *   direct engine read continues on libcurl at the Location, with one of
  *   the HR__HTTP_MAX_REDIRECTS used, so redirect rules stay libcurl's,
- *   and with what is left of the check's timeout (one deadline per run).
+ *   and with what is left of the check's timeout: one deadline per run,
+ *   however many redirects (http_curl.c keeps it where libcurl does not).
  *
  * Both engines end in http_done(), which follows such a redirect or hands
  * the result to hr__http_report() (http_report.c), the one place that
@@ -52,7 +53,7 @@ static void follow(struct hr_check *c, const struct hr__http_result *got)
 		rc = 0;
 	curl_url_cleanup(u);
 	if (!rc)
-		rc = hr__http_curl_start(c, next, 1, left, http_done, &err);
+		rc = hr__http_curl_start(c, next, 1, got->ms, http_done, &err);
 	curl_free(next);
 	if (rc) {
 		struct hr__http_result res = {
@@ -87,8 +88,7 @@ static int http_start(struct hr_check *c, struct hr_err *err)
 
 	if (hr__http_direct_start(c, http_done) != -EAGAIN)
 		return 0; /* started, or already finished */
-	return hr__http_curl_start(c, s->target, 0, (long)s->timeout_ms,
-				   http_done, err);
+	return hr__http_curl_start(c, s->target, 0, 0, http_done, err);
 }
 
 const struct hr__check_kind hr__check_http = {

@@ -4,12 +4,23 @@
  * shared multi handle (lib/http.c), a fresh connection each time.
  *
  *   hr__http_curl_start: easy handle from the pool, request options,
- *     hr_http_start
- *   -> header_cb: the last status line's reason phrase; the head size
- *      limit of the direct engine (HR__HTTP_HEAD_MAX, 1xx heads included)
+ *     hr_http_start, the run's deadline timer
+ *   -> header_cb: the last status line's reason phrase; the parser's rules
+ *      where libcurl's differ (http_parse.c): the head size limit
+ *      (HR__HTTP_HEAD_MAX, 1xx heads included), Content-Length values
+ *      (hr__http_content_length: a sign or two different values fail)
  *   -> write_cb: the first HR_OUTPUT_MAX body bytes (struct hr_capture)
- *   done_cb: the CURLcode mapped to a failure class (curl_classes), the
- *     result handed to run->done, then the handle back to the pool.
+ *   done_cb: the CURLcode mapped to a failure class (curl_classes; a
+ *     close inside a head that libcurl takes as a response is "Weird
+ *     server reply", as on the direct engine), the result handed to
+ *     run->done, then the handle back to the pool.
+ *   deadline_cb: the check's timeout when libcurl missed it. libcurl 7.88
+ *     keeps CURLOPT_TIMEOUT to the millisecond on the first hop of a
+ *     transfer only: after a redirect its timer runs from the new hop, so
+ *     it sees the deadline late, at the next socket event or that timer
+ *     (slow redirect chains ran 605-695 ms with a 500 ms timeout; tests:
+ *     test_hostile_targets.py). One deadline per run: the kind's rule
+ *     (check_http.c).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -17,10 +28,16 @@
 #include <string.h>
 #include <strings.h>
 
+#include <ev.h>
+
 #include "healthreg/http.h"
 #include "http_curl.h"
 #include "http_report.h"
 #include "internal.h"
+
+/* How long libcurl's own timer gets past the deadline, on a first hop,
+ * to name the phase that timed out (resolving, connecting) itself. */
+#define DEADLINE_GRACE 0.05
 
 struct curl_run {
 	struct hr__http_run base;
@@ -28,8 +45,12 @@ struct curl_run {
 	struct curl_slist *headers;
 	struct curl_slist *connect_to;
 	struct hr_capture body;
+	ev_timer deadline;
+	double started;          /* ev_now() at start */
+	long elapsed_ms;         /* of the run before this transfer */
 	size_t head_bytes;       /* of this hop's response, 1xx included */
-	bool in_head, interim, head_too_large;
+	int64_t content_length;  /* of this response, -1 none */
+	bool in_head, interim, head_too_large, bad_length, overdue;
 	char reason[HR__HTTP_REASON_MAX];
 	char errbuf[CURL_ERROR_SIZE];
 };
@@ -75,12 +96,29 @@ static const struct {
 	{ CURLE_OUT_OF_MEMORY, "", HR__HTTP_E_OOM },
 };
 
+/* A Content-Length line by the parser's rule; false: abort. */
+static bool length_ok(struct curl_run *r, const char *line, size_t n)
+{
+	int64_t cl = -1;
+	int rc = hr__http_content_length(line, n, &cl);
+
+	if (rc < 0 || (rc > 0 && cl >= 0 && r->content_length >= 0 &&
+		       cl != r->content_length)) {
+		r->bad_length = true;
+		return false;
+	}
+	if (rc > 0 && cl >= 0)
+		r->content_length = cl;
+	return true;
+}
+
 static size_t header_cb(char *ptr, size_t size, size_t nmemb, void *userp)
 {
 	struct curl_run *r = userp;
 	size_t n = size * nmemb;
+	bool status = n > 5 && !memcmp(ptr, "HTTP/", 5);
 
-	if (n > 5 && !memcmp(ptr, "HTTP/", 5)) {
+	if (status) {
 		const char *sp = memchr(ptr, ' ', n);
 
 		if (!r->interim)
@@ -88,6 +126,7 @@ static size_t header_cb(char *ptr, size_t size, size_t nmemb, void *userp)
 		r->in_head = true;
 		r->interim = sp && (size_t)(sp - ptr) + 4 <= n &&
 			     sp[1] == '1' && memcmp(sp + 1, "101", 3);
+		r->content_length = -1;
 		hr__http_status_reason(ptr, n, r->reason, sizeof(r->reason));
 	}
 	if (!r->in_head)
@@ -99,6 +138,8 @@ static size_t header_cb(char *ptr, size_t size, size_t nmemb, void *userp)
 	}
 	if (n <= 2 && (ptr[0] == '\r' || ptr[0] == '\n'))
 		r->in_head = false;
+	else if (!status && !length_ok(r, ptr, n))
+		return 0;
 	return n;
 }
 
@@ -119,6 +160,10 @@ static enum hr__http_fail curl_class(const struct curl_run *r, CURLcode rc)
 	if (r->head_too_large ||
 	    (rc == CURLE_OUT_OF_MEMORY && r->in_head)) /* a line > 100 KiB */
 		return HR__HTTP_E_HEAD_TOO_LARGE;
+	if (r->bad_length)
+		return HR__HTTP_E_BAD_LENGTH;
+	if (r->in_head && rc == CURLE_PARTIAL_FILE)
+		return HR__HTTP_E_WEIRD; /* closed before the empty line */
 	for (i = 0; i < HR_ARRAY_SIZE(curl_classes); i++)
 		if (curl_classes[i].rc == rc &&
 		    !strncmp(r->errbuf, curl_classes[i].prefix,
@@ -147,11 +192,21 @@ static void failure(struct curl_run *r, CURLcode rc,
 		res->fail = HR__HTTP_E_PARTIAL_CHUNKED;
 	/* with tls_server_name, libcurl connects to the URL's own host */
 	res->url = s->tls_server_name && !redirects ? s->target : url;
-	res->ms = (long)(t / 1000);
+	res->ms = r->elapsed_ms + (long)(t / 1000);
 	res->received = got;
 	res->expected = cl;
 	res->os_errno = (int)os_errno;
 	res->text = r->errbuf[0] ? r->errbuf : curl_easy_strerror(rc);
+}
+
+/* The slot cleared, the deadline stopped (the transfer is libcurl's or
+ * over). */
+static void run_detach(struct curl_run *r)
+{
+	struct hr_check *c = r->base.c;
+
+	ev_timer_stop(hr__check_loop(c), &r->deadline);
+	*hr__check_run_slot(c) = NULL;
 }
 
 static void done_cb(CURL *easy, CURLcode rc, void *payload)
@@ -162,7 +217,9 @@ static void done_cb(CURL *easy, CURLcode rc, void *payload)
 	struct hr__http_result res = { .fail = HR__HTTP_OK };
 	long code = 0;
 
-	*hr__check_run_slot(c) = NULL;
+	run_detach(r);
+	if (r->in_head && rc == CURLE_OK)
+		rc = CURLE_PARTIAL_FILE; /* not a response: see curl_class */
 	if (rc != CURLE_OK) {
 		failure(r, rc, &res);
 	} else {
@@ -182,9 +239,50 @@ static void curl_cancel(struct hr__http_run *run)
 	struct curl_run *r = container_of(run, struct curl_run, base);
 	struct hr_http *h = hr__check_http_glue(run->c);
 
-	*hr__check_run_slot(run->c) = NULL;
+	run_detach(r);
 	hr_http_cancel(h, r->easy);
 	run_free(r, h);
+}
+
+/* The deadline passed and libcurl has not ended the transfer. */
+static void expire(struct curl_run *r)
+{
+	struct hr_check *c = r->base.c;
+	struct hr_http *h = hr__check_http_glue(c);
+	struct ev_loop *loop = hr__check_loop(c);
+	struct hr__http_result res = { .fail = HR__HTTP_E_TIMEOUT };
+	curl_off_t got = 0, cl = -1;
+	char *url = NULL;
+
+	curl_easy_getinfo(r->easy, CURLINFO_SIZE_DOWNLOAD_T, &got);
+	curl_easy_getinfo(r->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &cl);
+	curl_easy_getinfo(r->easy, CURLINFO_EFFECTIVE_URL, &url);
+	ev_now_update(loop);
+	res.url = url;
+	res.ms = r->elapsed_ms + (long)((ev_now(loop) - r->started) * 1000.0);
+	res.received = got;
+	res.expected = cl;
+	run_detach(r);
+	hr_http_cancel(h, r->easy);
+	r->base.done(c, &res); /* c may be gone; url is the handle's */
+	run_free(r, h);
+}
+
+static void deadline_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct curl_run *r = container_of(w, struct curl_run, deadline);
+	long redirects = 0;
+
+	(void)revents;
+	curl_easy_getinfo(r->easy, CURLINFO_REDIRECT_COUNT, &redirects);
+	if (!redirects && !r->overdue) {
+		/* a first hop: libcurl's timer holds and names the phase */
+		r->overdue = true;
+		ev_timer_set(w, DEADLINE_GRACE, 0.);
+		ev_timer_start(loop, w);
+		return;
+	}
+	expire(r);
 }
 
 /*
@@ -304,12 +402,14 @@ static void set_transfer(struct curl_run *r, const struct hr_check_spec *s,
 }
 
 int hr__http_curl_start(struct hr_check *c, const char *url, long redirects,
-			long timeout_ms, hr__http_done_cb done,
+			long elapsed_ms, hr__http_done_cb done,
 			struct hr_err *err)
 {
 	const struct hr_check_spec *s = hr__check_spec(c);
 	struct hr_http *h = hr__check_http_glue(c);
+	struct ev_loop *loop = hr__check_loop(c);
 	const char *method = s->method ? s->method : "GET";
+	long timeout_ms = (long)s->timeout_ms - elapsed_ms;
 	struct curl_run *r;
 	int rc;
 
@@ -317,6 +417,10 @@ int hr__http_curl_start(struct hr_check *c, const char *url, long redirects,
 	if (!r)
 		return hr_err_set(err, -ENOMEM, "out of memory");
 	r->base = (struct hr__http_run){ &curl_engine, c, done };
+	r->elapsed_ms = elapsed_ms;
+	r->content_length = -1;
+	ev_timer_init(&r->deadline, deadline_cb, (double)timeout_ms / 1000.0,
+		      0.);
 	hr_capture_init(&r->body, HR_OUTPUT_MAX);
 	r->easy = hr_http_easy_get(h);
 	if (!r->easy || set_headers(r, s)) {
@@ -342,5 +446,7 @@ int hr__http_curl_start(struct hr_check *c, const char *url, long redirects,
 		return hr_err_set(err, rc, "HTTP %s %s: cannot start transfer",
 				  method, s->target);
 	}
+	r->started = ev_now(loop);
+	ev_timer_start(loop, &r->deadline);
 	return 0;
 }

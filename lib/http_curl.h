@@ -10,12 +10,13 @@
 
 /*
  * Start a run at url (the check's URL, or a redirect's Location after
- * `redirects` redirects were followed already, with what is left of the
- * check's timeout: timeout_ms). 0 (done will be called) or a negative
- * errno with err set (nothing to release, done not called).
+ * `redirects` redirects were followed already, elapsed_ms into the run:
+ * the transfer gets what is left of the check's timeout, and the run ends
+ * at that deadline even where libcurl would not). 0 (done will be called)
+ * or a negative errno with err set (nothing to release, done not called).
  */
 int hr__http_curl_start(struct hr_check *c, const char *url, long redirects,
-			long timeout_ms, hr__http_done_cb done,
+			long elapsed_ms, hr__http_done_cb done,
 			struct hr_err *err);
 
 #endif

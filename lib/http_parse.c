@@ -8,7 +8,10 @@
  * a Content-Length that is not a number fail; a Content-Length too large
  * for 63 bits is ignored (the body runs until close); a chunk size has at
  * most 16 hex digits and anything after them up to the line end is an
- * extension. Two different Content-Length values fail (RFC 9112 6.3).
+ * extension. Two different Content-Length values fail (RFC 9112 6.3; here
+ * libcurl is made to agree, through hr__http_content_length()). A close
+ * before a whole final status line is an empty reply, a close after it
+ * and before the empty line a weird one.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -87,7 +90,6 @@ static int head_line(struct hr__http_parser *p, const char **s,
 	if (memchr(b, '\0', n))
 		return fail(p, HR__HTTP_E_NUL_HEADER);
 	p->head_bytes += n;
-	p->resp_bytes += n;
 	*s = b + n;
 	if (!nl)
 		return span_add(p, b, n) ? fail(p, HR__HTTP_E_OOM)
@@ -153,20 +155,35 @@ static int parse_status(struct hr__http_parser *p, const char *l, size_t n)
 	return HR__HTTP_MORE;
 }
 
-static int parse_length(struct hr__http_parser *p, const char *v, size_t n)
+/* A Content-Length value: 0 with *cl (-1: too large, ignored), -1 when
+ * it does not start with a digit. */
+static int length_value(const char *v, size_t n, int64_t *cl)
 {
-	int64_t cl = 0;
 	size_t i;
 
 	if (!n || !is_digit(v[0]))
-		return fail(p, HR__HTTP_E_BAD_LENGTH);
+		return -1;
+	*cl = 0;
 	for (i = 0; i < n && is_digit(v[i]); i++) {
 		int d = v[i] - '0';
 
-		if (cl > (INT64_MAX - d) / 10)
-			return HR__HTTP_MORE; /* too large: ignored */
-		cl = cl * 10 + d;
+		if (*cl > (INT64_MAX - d) / 10) {
+			*cl = -1;
+			return 0;
+		}
+		*cl = *cl * 10 + d;
 	}
+	return 0;
+}
+
+static int parse_length(struct hr__http_parser *p, const char *v, size_t n)
+{
+	int64_t cl;
+
+	if (length_value(v, n, &cl))
+		return fail(p, HR__HTTP_E_BAD_LENGTH);
+	if (cl < 0)
+		return HR__HTTP_MORE; /* too large: ignored */
 	if (p->content_length >= 0 && p->content_length != cl)
 		return fail(p, HR__HTTP_E_BAD_LENGTH);
 	p->content_length = cl;
@@ -180,7 +197,6 @@ static int head_done(struct hr__http_parser *p)
 
 	if (code >= 100 && code < 200 && code != 101) {
 		p->state = HR__P_STATUS;
-		p->resp_bytes = 0;
 		return HR__HTTP_MORE;
 	}
 	if (p->chunked)
@@ -208,32 +224,61 @@ static bool name_is(const char *l, size_t n, const char *name)
 	return strlen(name) == n && !strncasecmp(l, name, n);
 }
 
-static int parse_header(struct hr__http_parser *p, const char *l, size_t n)
+/* A header line without its LF: the name's length and the value without
+ * surrounding blanks; false when it has no colon. */
+static bool header_split(const char *l, size_t n, size_t *name_len,
+			 const char **v, size_t *vlen)
 {
-	const char *colon, *v, *e;
+	const char *colon, *b, *e;
 
 	if (n && l[n - 1] == '\r')
 		n--;
-	if (!n)
-		return head_done(p);
 	colon = memchr(l, ':', n);
 	if (!colon)
+		return false;
+	e = l + n;
+	for (b = colon + 1; b < e && (*b == ' ' || *b == '\t'); b++)
+		;
+	while (e > b && (e[-1] == ' ' || e[-1] == '\t'))
+		e--;
+	*name_len = (size_t)(colon - l);
+	*v = b;
+	*vlen = (size_t)(e - b);
+	return true;
+}
+
+int hr__http_content_length(const char *line, size_t n, int64_t *cl)
+{
+	const char *v;
+	size_t name_len, vlen;
+
+	if (n && line[n - 1] == '\n')
+		n--;
+	if (!header_split(line, n, &name_len, &v, &vlen) ||
+	    !name_is(line, name_len, "Content-Length"))
+		return 0;
+	return length_value(v, vlen, cl) ? -1 : 1;
+}
+
+static int parse_header(struct hr__http_parser *p, const char *l, size_t n)
+{
+	const char *v;
+	size_t name_len, vlen;
+
+	if (n == 0 || (n == 1 && l[0] == '\r'))
+		return head_done(p);
+	if (!header_split(l, n, &name_len, &v, &vlen))
 		return l[0] == ' ' || l[0] == '\t' ? HR__HTTP_MORE
 						   : fail(p, HR__HTTP_E_NO_COLON);
-	e = l + n;
-	for (v = colon + 1; v < e && (*v == ' ' || *v == '\t'); v++)
-		;
-	while (e > v && (e[-1] == ' ' || e[-1] == '\t'))
-		e--;
-	n = (size_t)(colon - l);
-	if (name_is(l, n, "Content-Length"))
-		return parse_length(p, v, (size_t)(e - v));
-	if (name_is(l, n, "Transfer-Encoding"))
-		p->chunked = e - v >= 7 && !strncasecmp(e - 7, "chunked", 7);
-	else if (name_is(l, n, "Location") && p->code >= 300 &&
-		 p->code < 400 && p->code != 304 && e > v) {
+	if (name_is(l, name_len, "Content-Length"))
+		return parse_length(p, v, vlen);
+	if (name_is(l, name_len, "Transfer-Encoding"))
+		p->chunked = vlen >= 7 &&
+			     !strncasecmp(v + vlen - 7, "chunked", 7);
+	else if (name_is(l, name_len, "Location") && p->code >= 300 &&
+		 p->code < 400 && p->code != 304 && vlen) {
 		free(p->location);
-		p->location = strndup(v, (size_t)(e - v));
+		p->location = strndup(v, vlen);
 		if (!p->location)
 			return fail(p, HR__HTTP_E_OOM);
 	}
@@ -409,9 +454,9 @@ int hr__http_parse_eof(struct hr__http_parser *p)
 	case HR__P_BODY_EOF:
 		p->state = HR__P_DONE;
 		return HR__HTTP_DONE;
-	case HR__P_STATUS:
-		return fail(p, p->resp_bytes ? HR__HTTP_E_WEIRD
-					     : HR__HTTP_E_EMPTY);
+	case HR__P_STATUS: /* nothing, or not a whole status line: libcurl's
+			    * "Empty reply", whose callbacks see whole lines */
+		return fail(p, HR__HTTP_E_EMPTY);
 	case HR__P_HEADER:
 		return fail(p, HR__HTTP_E_WEIRD);
 	case HR__P_BODY_LEN:

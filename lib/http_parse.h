@@ -57,8 +57,8 @@ enum hr__http_fail {
 	HR__HTTP_E_TIMEOUT,         /* the check's timeout, connected */
 	HR__HTTP_E_SEND,
 	HR__HTTP_E_RECV,
-	HR__HTTP_E_EMPTY,           /* closed before any byte of a head */
-	HR__HTTP_E_WEIRD,           /* closed inside a head */
+	HR__HTTP_E_EMPTY,           /* closed before a final status line */
+	HR__HTTP_E_WEIRD,           /* closed after it, inside the head */
 	HR__HTTP_E_HTTP09,          /* not an HTTP/1.x status line */
 	HR__HTTP_E_NUL_HEADER,
 	HR__HTTP_E_NO_COLON,
@@ -99,7 +99,6 @@ struct hr__http_parser {
 	int64_t body_total;       /* body bytes seen */
 	unsigned hex_digits;      /* P_CHUNK_HEX */
 	size_t head_bytes;        /* of this response, 1xx heads included */
-	size_t resp_bytes;        /* of the head being read */
 	char *span;               /* a line that spans feeds (heap) */
 	size_t span_len, span_cap;
 	char *location;           /* a 3xx's Location (heap), else NULL */
@@ -129,6 +128,15 @@ void hr__http_parse_dispose(struct hr__http_parser *p);
  */
 void hr__http_status_reason(const char *line, size_t n, char *reason,
 			    size_t len);
+
+/*
+ * Whether a header line (n bytes, with or without its line end) is a
+ * Content-Length, by the parser's rules, for the engine that does not
+ * parse itself (http_curl.c): 1 with its value in *cl (-1 when too large
+ * to count: then it is ignored), 0 for any other line, -1 for a value
+ * that is not a number.
+ */
+int hr__http_content_length(const char *line, size_t n, int64_t *cl);
 
 /* The parts of an http:// or https:// URL that the engines need. */
 struct hr__http_url {

@@ -1,4 +1,4 @@
-"""The http check's two engines give the same result (issues 6 and 10).
+"""The http check's two engines give the same result (issues 6, 10, 11).
 
 A check of http://127.0.0.1:PORT/... runs on the direct HTTP/1.1 engine;
 the same check of http://localhost:PORT/... runs on libcurl. For every
@@ -6,9 +6,9 @@ response shape below, good or failing, status and output must match (the
 URL's host and elapsed-time figures aside): both engines name a failure
 by class and the text comes from one table (lib/http_report.c).
 
-Known verdict differences, left out here (issue 11): a connection closed
-inside a head (libcurl takes what it has), two different Content-Length
-values (libcurl takes the last)."""
+Issue 11 removed the last two differences: a connection closed inside a
+head (libcurl took what it had) and two different Content-Length values
+(libcurl took the last) now fail on both, in the same words."""
 import re
 import socket
 import threading
@@ -77,6 +77,20 @@ RESPONSES = {
     "slowbody": [b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc", "HOLD"],
     "slowredirect": ["SLEEP", b"HTTP/1.1 302 Found\r\nLocation: /silent\r\n"
                      b"Content-Length: 0\r\n\r\n"],
+    # issue 11: closed inside a head, conflicting or signed Content-Length
+    "closedstatus": [b"HTTP/1.1 200 O", None],
+    "closedhead": [b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n", None],
+    "closedstatusline": [b"HTTP/1.1 200 OK\r\n", None],
+    "closedblank": [b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r", None],
+    "closedafter100": [b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nX: y\r\n", None],
+    "closedin100": [b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 2", None],
+    "twolengths": [b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!", None],
+    "twolengthschunked": [b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n"
+                          b"Content-Length: 7\r\n\r\n2\r\nok\r\n0\r\n\r\n"],
+    "twolengths304": [b"HTTP/1.1 304 Not Modified\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n"],
+    "samelengths": [b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello"],
+    "signedlen": [b"HTTP/1.1 200 OK\r\nContent-Length: +2\r\n\r\nok"],
+    "hugelen": [b"HTTP/1.1 200 OK\r\nContent-Length: 99999999999999999999999\r\n\r\nhello", None],
 }
 
 
@@ -197,6 +211,18 @@ class TestEngines(unittest.TestCase):
             "empty": ("critical", "Empty reply from server"),
             "loop": ("critical", "Maximum (10) redirects followed"),
             "silent": ("critical", "Operation timed out after N milliseconds with 0 bytes received"),
+            "closedstatus": ("critical", "Empty reply from server"),
+            "closedhead": ("critical", "Weird server reply"),
+            "closedstatusline": ("critical", "Weird server reply"),
+            "closedblank": ("critical", "Weird server reply"),
+            "closedafter100": ("critical", "Weird server reply"),
+            "closedin100": ("critical", "Empty reply from server"),
+            "twolengths": ("critical", "Invalid Content-Length: value"),
+            "twolengthschunked": ("critical", "Invalid Content-Length: value"),
+            "twolengths304": ("critical", "Invalid Content-Length: value"),
+            "samelengths": ("passing", "200 OK Output: hello"),
+            "signedlen": ("critical", "Invalid Content-Length: value"),
+            "hugelen": ("passing", "200 OK Output: hello"),
             "slowbody": ("critical", "Operation timed out after N milliseconds "
                          "with 3 out of 10 bytes received"),
         }

@@ -271,7 +271,21 @@ static const struct bad bads[] = {
 	{ "empty reply", "", true, HR__HTTP_E_EMPTY },
 	{ "empty after an interim response", "HTTP/1.1 100 Continue\r\n\r\n",
 	  true, HR__HTTP_E_EMPTY },
-	{ "closed in the status line", "HTTP/1.1 200", true, HR__HTTP_E_WEIRD },
+	/* libcurl's words for both: its callbacks only see whole lines */
+	{ "closed in the status line", "HTTP/1.1 200", true, HR__HTTP_E_EMPTY },
+	{ "closed in the status line after an interim response",
+	  "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 2", true, HR__HTTP_E_EMPTY },
+	{ "closed after the status line", "HTTP/1.1 200 OK\r\n", true,
+	  HR__HTTP_E_WEIRD },
+	{ "closed in the empty line",
+	  "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r", true,
+	  HR__HTTP_E_WEIRD },
+	{ "conflicting lengths, one chunked",
+	  "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: "
+	  "chunked\r\nContent-Length: 7\r\n\r\n0\r\n\r\n", false,
+	  HR__HTTP_E_BAD_LENGTH },
+	{ "length with a sign", "HTTP/1.1 200 OK\r\nContent-Length: +2\r\n\r\nok",
+	  false, HR__HTTP_E_BAD_LENGTH },
 	{ "closed in the head", "HTTP/1.1 200 OK\r\nX-A: b", true,
 	  HR__HTTP_E_WEIRD },
 	{ "closed in the body",
@@ -467,4 +481,38 @@ Test(http_parse, url_split)
 	cr_assert_eq(hr__http_url_split("http://h:65536/", &u), -1);
 	cr_assert_eq(hr__http_url_split("http://[::1/", &u), -1);
 	cr_assert_eq(hr__http_url_split("http://[::1]x/", &u), -1);
+}
+
+/* The parser's Content-Length rule, as libcurl's header callback asks it. */
+Test(http_parse, content_length_line)
+{
+	static const struct {
+		const char *line;
+		int rc;
+		int64_t cl;
+	} cases[] = {
+		{ "Content-Length: 5\r\n", 1, 5 },
+		{ "content-length:5", 1, 5 },
+		{ "Content-Length: 0 \r\n", 1, 0 },
+		{ "Content-Length: 99999999999999999999\r\n", 1, -1 },
+		{ "Content-Length: -5\r\n", -1, 0 },
+		{ "Content-Length: +5\r\n", -1, 0 },
+		{ "Content-Length:\r\n", -1, 0 },
+		{ "Content-Length : 5\r\n", 0, 0 },
+		{ "X-Content-Length: 5\r\n", 0, 0 },
+		{ "HTTP/1.1 200 OK\r\n", 0, 0 },
+		{ "\r\n", 0, 0 },
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		int64_t cl = 0;
+		int rc = hr__http_content_length(cases[i].line,
+						 strlen(cases[i].line), &cl);
+
+		cr_assert_eq(rc, cases[i].rc, "%s: rc %d", cases[i].line, rc);
+		if (rc == 1)
+			cr_assert_eq(cl, cases[i].cl, "%s: %lld", cases[i].line,
+				     (long long)cl);
+	}
 }
