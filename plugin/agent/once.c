@@ -4,6 +4,7 @@
  */
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cjson/cJSON.h>
@@ -11,6 +12,7 @@
 
 #include "agent.h"
 #include "healthreg/aggregator.h"
+#include "healthreg/util.h"
 #include "once.h"
 
 struct once {
@@ -24,7 +26,7 @@ static void print_json(struct hr_agg *agg, enum hr_status st,
 	cJSON *root = cJSON_CreateObject();
 	cJSON *arr = cJSON_AddArrayToObject(root, "checks");
 	struct hr_check_info info;
-	char *s;
+	char *s, *clean;
 	size_t i;
 
 	cJSON_AddStringToObject(root, "status", hr_status_name(st));
@@ -45,8 +47,11 @@ static void print_json(struct hr_agg *agg, enum hr_status st,
 		cJSON_AddItemToArray(arr, o);
 	}
 	s = cJSON_Print(root);
-	if (s)
-		printf("%s\n", s);
+	/* Check outputs are bytes from targets: valid UTF-8 JSON only. */
+	clean = s ? hr_utf8_clean(s) : NULL;
+	if (clean || s)
+		printf("%s\n", clean ? clean : s);
+	free(clean);
 	cJSON_free(s);
 	cJSON_Delete(root);
 }

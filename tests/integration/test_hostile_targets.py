@@ -321,8 +321,6 @@ class TestHostileRounds(HostileTest):
         print("all hostile targets, 200 rounds: %s" % figures)
 
 
-@unittest.skip("needs issue 11 item 8 (valid UTF-8 JSON from the API and the "
-               "JSON log encoder, helper 'api'); remove this skip once merged")
 class TestHostileJson(HostileTest):
     def test_api_and_log_lines_are_valid_utf8_json(self):
         names = ["nulstatus", "ctlstatus", "ctlheader", "utf8body", "utf8error",
