@@ -171,6 +171,8 @@ int hr_conf_string_array(const cJSON *v, const char *path, bool allow_empty,
 	arr = calloc(n + 1, sizeof(*arr));
 	if (!arr)
 		return -ENOMEM;
+	hr_conf_strv_free(*out);
+	*out = NULL;
 	cJSON_ArrayForEach(e, v) {
 		int r;
 

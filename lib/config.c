@@ -91,29 +91,35 @@ static void sub(char *out, const char *path, const cJSON *item)
 	snprintf(out, PATH_MAX_LEN, "%s.%s", path, item->string);
 }
 
-/* Duplicate keys (after normalisation) are reported: one would be lost. */
+/* The member before a with a's key (after normalisation), or NULL. */
+static const cJSON *earlier_twin(const cJSON *obj, const cJSON *a)
+{
+	const cJSON *b;
+	char ka[64], kb[64];
+
+	norm_key(a->string, ka, sizeof(ka));
+	for (b = obj->child; b && b != a; b = b->next) {
+		norm_key(b->string, kb, sizeof(kb));
+		if (!strcmp(ka, kb))
+			return b;
+	}
+	return NULL;
+}
+
+/* Duplicate keys (after normalisation) are reported: one would be lost.
+ * The sections then read only the first (see parse_object). */
 static void check_duplicates(struct ctx *c, const cJSON *obj,
 			     const char *path)
 {
 	const cJSON *a, *b;
 
 	cJSON_ArrayForEach(a, obj) {
-		char ka[64];
+		char p[PATH_MAX_LEN];
 
-		norm_key(a->string, ka, sizeof(ka));
-		for (b = obj->child; b != a; b = b->next) {
-			char kb[64];
-
-			norm_key(b->string, kb, sizeof(kb));
-			if (!strcmp(ka, kb)) {
-				char p[PATH_MAX_LEN];
-
-				sub(p, path, a);
-				err_at(c, p, "duplicate key (also given as \"%s\")",
-				       b->string);
-				break;
-			}
-		}
+		if (!(b = earlier_twin(obj, a)))
+			continue;
+		sub(p, path, a);
+		err_at(c, p, "duplicate key (also given as \"%s\")", b->string);
 	}
 }
 
@@ -189,6 +195,13 @@ static int get_headers(struct ctx *c, const cJSON *v, const char *path,
 			}
 			arr[n].name = strdup(h->string);
 			arr[n].value = strdup(e->valuestring);
+			if (!arr[n].name || !arr[n].value) {
+				free(arr[n].name);
+				free(arr[n].value);
+				err_at(c, p, "out of memory");
+				rc = -ENOMEM;
+				goto out;
+			}
 			n++;
 		}
 	}
@@ -304,6 +317,10 @@ static int parse_object(struct ctx *c, const cJSON *obj, const char *path,
 	cJSON_ArrayForEach(it, obj) {
 		bool found = false;
 
+		/* a key given twice is an error already; reading it again
+		 * would overwrite (and leak) what the first one read */
+		if (sec->duplicates && earlier_twin(obj, it))
+			continue;
 		norm_key(it->string, k, sizeof(k));
 		sub(p, path, it);
 		for (i = 0; i < sec->n_keys; i++) {
@@ -332,7 +349,7 @@ struct check_seen {
 	const cJSON *kind[4]; /* by enum hr_check_kind */
 	const cJSON *interval, *timeout, *interval_down;
 	const cJSON *cache_ttl, *failure_ttl;
-	const cJSON *group, *on_failure, *fbw;
+	const cJSON *group, *on_failure, *fbw, *fbc;
 	char *id;
 };
 
@@ -396,6 +413,7 @@ static const struct key check_keys[] = {
 	{ "failuresbeforewarning", K_INT, false, SPEC(failures_before_warning), NO_COUNT, 0, 1000000, NULL },
 	{ "failuresbeforewarning", K_ITEM, true, SEEN(fbw), NO_COUNT, 0, 0, NULL },
 	{ "failuresbeforecritical", K_INT, false, SPEC(failures_before_critical), NO_COUNT, 0, 1000000, NULL },
+	{ "failuresbeforecritical", K_ITEM, true, SEEN(fbc), NO_COUNT, 0, 0, NULL },
 	{ "onfailure", K_ON_FAILURE, false, SPEC(on_failure), NO_COUNT, 0, 0, NULL },
 	{ "onfailure", K_ITEM, true, SEEN(on_failure), NO_COUNT, 0, 0, NULL },
 	{ "group", K_ITEM, true, SEEN(group), NO_COUNT, 0, 0, NULL },
@@ -630,6 +648,34 @@ static void check_group(struct ctx *c, const char *path,
 	}
 }
 
+/* The value at v was read into x (it is the number x). */
+static bool read_as(const cJSON *v, int x)
+{
+	return cJSON_IsNumber(v) && v->valuedouble == (double)x;
+}
+
+/* failures_before_warning defaults to failures_before_critical and may
+ * not exceed it (Consul rejects the check). */
+static void check_thresholds(struct ctx *c, const char *path,
+			     struct hr_check_spec *s,
+			     const struct check_seen *seen)
+{
+	char p[PATH_MAX_LEN];
+
+	if (!seen->fbw) {
+		s->failures_before_warning = s->failures_before_critical;
+		return;
+	}
+	if (!read_as(seen->fbw, s->failures_before_warning) ||
+	    (seen->fbc && !read_as(seen->fbc, s->failures_before_critical)) ||
+	    s->failures_before_warning <= s->failures_before_critical)
+		return; /* a value that did not read is reported already */
+	sub(p, path, seen->fbw);
+	err_at(c, p, "%d is greater than failures_before_critical (%d%s)",
+	       s->failures_before_warning, s->failures_before_critical,
+	       seen->fbc ? "" : ", the default");
+}
+
 static void parse_check(struct ctx *c, const cJSON *obj, const char *path,
 			struct hr_check_spec *s)
 {
@@ -651,8 +697,7 @@ static void parse_check(struct ctx *c, const cJSON *obj, const char *path,
 		return;
 	check_timing(c, path, s, &seen);
 	check_http_only(c, obj, path, s);
-	if (!seen.fbw)
-		s->failures_before_warning = s->failures_before_critical;
+	check_thresholds(c, path, s, &seen);
 	check_group(c, path, s, &seen);
 }
 

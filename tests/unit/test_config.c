@@ -3,10 +3,14 @@
  * tests/integration/test_cli.py). */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "healthreg/config.h"
 #include "healthreg/log.h"
+#include "healthreg/util.h"
+#include "leakcheck.h"
 
 static struct hr_config *parse_ok(const char *json, struct hr_diag *d)
 {
@@ -102,7 +106,8 @@ Test(config, every_field)
 		"\"status\": \"passing\", \"success_before_passing\": 2, "
 		"\"failures_before_critical\": 3, \"group\": \"g\"}, "
 		"{\"name\": \"x\", \"args\": [\"/bin/true\", \"-v\"], "
-		"\"failures_before_warning\": 1, \"on_failure\": \"warning\"}]},"
+		"\"failures_before_warning\": 1, \"failures_before_critical\": 2,"
+		" \"on_failure\": \"warning\"}]},"
 		" \"groups\": {\"g\": {\"min_passing\": 2, \"on_failure\": \"ignore\"}},"
 		" \"agent\": {\"enable_exec_checks\": true, \"log_level\": \"debug\","
 		" \"log_format\": \"json\", \"max_concurrent_checks\": 8,"
@@ -243,4 +248,171 @@ Test(config, backend_validator_errors_fail_the_config)
 	cr_expect_not_null(cJSON_GetObjectItemCaseSensitive(cfg->registry, "fake"));
 	hr_config_free(cfg);
 	hr_diag_dispose(&d);
+}
+
+/* ---- issue 11: numbers, leaks, strings, thresholds ------------------- */
+
+/* A config with one tcp check whose member `extra` (a JSON fragment like
+ * "\"port\": 1e300") goes into section `where`: "service", "check",
+ * "group" or "agent". */
+static char *config_with(const char *where, const char *extra)
+{
+	char *s = NULL;
+	int n;
+
+	n = asprintf(&s,
+		     "{\"service\": {\"name\": \"web\"%s%s, \"checks\": [{\"name\":"
+		     " \"a\", \"tcp\": \"127.0.0.1:80\"%s%s%s}]},"
+		     " \"groups\": {\"g\": {%s}}, \"agent\": {%s}}",
+		     !strcmp(where, "service") ? ", " : "",
+		     !strcmp(where, "service") ? extra : "",
+		     !strcmp(where, "check") ? ", " : "",
+		     !strcmp(where, "check") ? extra : "",
+		     !strcmp(where, "group") ? ", \"group\": \"g\"" : "",
+		     !strcmp(where, "group") ? extra : "",
+		     !strcmp(where, "agent") ? extra : "");
+	cr_assert_gt(n, 0);
+	return s;
+}
+
+/* Out-of-range doubles are range-checked before any conversion (UBSan
+ * aborts on an out-of-range cast in the HR_SANITIZE build). */
+Test(config, numbers_beyond_int_are_errors_without_conversion)
+{
+	static const struct {
+		const char *where, *key, *path;
+	} fields[] = {
+		{ "service", "port", "service.port" },
+		{ "check", "failures_before_critical",
+		  "service.checks[0].failures_before_critical" },
+		{ "check", "failures_before_warning",
+		  "service.checks[0].failures_before_warning" },
+		{ "check", "success_before_passing",
+		  "service.checks[0].success_before_passing" },
+		{ "group", "min_passing", "groups.g.min_passing" },
+		{ "agent", "max_concurrent_checks", "agent.max_concurrent_checks" },
+	};
+	static const char *const values[] = {
+		"1e300", "-1e300", "9.3e18", "-9.3e18", "1e19", "1e999",
+		"-1e999", "9223372036854775808", "4294967296", "2147483648",
+	};
+	size_t i, j;
+
+	for (i = 0; i < HR_ARRAY_SIZE(fields); i++) {
+		for (j = 0; j < HR_ARRAY_SIZE(values); j++) {
+			char member[128], want[160];
+			struct hr_diag d;
+			char *json;
+
+			snprintf(member, sizeof(member), "\"%s\": %s",
+				 fields[i].key, values[j]);
+			json = config_with(fields[i].where, member);
+			parse_bad(json, &d);
+			snprintf(want, sizeof(want), "%s: ", fields[i].path);
+			cr_expect(has(&d, want), "%s", json);
+			cr_expect(has(&d, "is out of range"), "%s", json);
+			hr_diag_dispose(&d);
+			free(json);
+		}
+	}
+}
+
+Test(config, big_number_as_a_string_is_not_an_integer)
+{
+	struct hr_diag d;
+	char *json = config_with("service", "\"port\": \"9223372036854775808\"");
+
+	parse_bad(json, &d);
+	cr_expect(has(&d, "service.port: \"9223372036854775808\" is not an integer"));
+	hr_diag_dispose(&d);
+	free(json);
+}
+
+/*
+ * A key given twice (in any spelling) is an error, and what the first one
+ * read is not lost: under ASan/LSan (HR_SANITIZE) a leak fails the test.
+ * Parsed several times, as failed reloads would.
+ */
+Test(config, duplicate_keys_do_not_leak)
+{
+	static const char *const members[] = {
+		"\"header\": {\"X\": [\"1\", \"2\"]}, \"Header\": {\"Y\": \"3\"}",
+		"\"header\": {\"X\": \"1\"}, \"header\": {\"Y\": \"3\"}",
+	};
+	static const char *const service[] = {
+		"\"tags\": [\"a\", \"b\"], \"Tags\": [\"c\"]",
+		"\"meta\": {\"a\": \"1\"}, \"Meta\": {\"b\": \"2\"}",
+		"\"address\": \"x\", \"Address\": \"y\"",
+	};
+	size_t i, round;
+
+	for (round = 0; round < 3; round++) {
+		for (i = 0; i < HR_ARRAY_SIZE(members); i++) {
+			struct hr_diag d;
+			char *json;
+
+			/* an http check: the header keys apply */
+			cr_assert_gt(asprintf(&json,
+					      "{\"service\": {\"name\": \"web\", \"checks\": "
+					      "[{\"name\": \"a\", \"http\": \"http://127.0.0.1/\", %s}]}}",
+					      members[i]), 0);
+			parse_bad(json, &d);
+			cr_expect(has(&d, "duplicate key"), "%s", json);
+			hr_diag_dispose(&d);
+			free(json);
+		}
+		for (i = 0; i < HR_ARRAY_SIZE(service); i++) {
+			struct hr_diag d;
+			char *json = config_with("service", service[i]);
+
+			parse_bad(json, &d);
+			cr_expect(has(&d, "duplicate key"), "%s", json);
+			hr_diag_dispose(&d);
+			free(json);
+		}
+	}
+	HR_ASSERT_NO_LEAKS();
+}
+
+Test(config, duplicate_args_do_not_leak)
+{
+	struct hr_diag d;
+	const char *json =
+		"{\"agent\": {\"enable_exec_checks\": true}, \"service\": {\"name\":"
+		" \"web\", \"checks\": [{\"name\": \"a\", \"args\": [\"/bin/true\"],"
+		" \"Args\": [\"/bin/false\", \"x\"]}]}}";
+
+	parse_bad(json, &d);
+	cr_expect(has(&d, "service.checks[0].Args: duplicate key"));
+	hr_diag_dispose(&d);
+	HR_ASSERT_NO_LEAKS();
+}
+
+Test(config, failures_before_warning_above_critical)
+{
+	struct hr_diag d;
+	struct hr_config *cfg;
+	char *json = config_with("check", "\"failures_before_warning\": 5, "
+				 "\"failures_before_critical\": 3");
+
+	parse_bad(json, &d);
+	cr_expect(has(&d, "service.checks[0].failures_before_warning: 5 is "
+		      "greater than failures_before_critical (3)"));
+	cr_expect_eq(d.errors, 1);
+	hr_diag_dispose(&d);
+	free(json);
+	/* failures_before_critical defaults to 0, as in Consul */
+	json = config_with("check", "\"failures_before_warning\": 1");
+	parse_bad(json, &d);
+	cr_expect(has(&d, "service.checks[0].failures_before_warning: 1 is "
+		      "greater than failures_before_critical (0, the default)"));
+	hr_diag_dispose(&d);
+	free(json);
+	json = config_with("check", "\"failures_before_warning\": 3, "
+			   "\"failures_before_critical\": 3");
+	cfg = parse_ok(json, &d);
+	cr_expect_eq(cfg->checks[0].failures_before_warning, 3);
+	hr_config_free(cfg);
+	hr_diag_dispose(&d);
+	free(json);
 }

@@ -10,6 +10,7 @@
 #include <criterion/criterion.h>
 
 #include "etcd/etcd_payload.h"
+#include "leakcheck.h"
 
 /* ---- config ---------------------------------------------------------- */
 
@@ -203,6 +204,7 @@ Test(etcd_payload, conf_duplicate_keys_do_not_leak)
 	cr_assert_eq(parse_text("{\"endpoints\":[\"http://a:1\"],"
 				"\"endpoints\":[\"ftp://c\"]}", &c, &d), -EINVAL);
 	hr_diag_dispose(&d);
+	HR_ASSERT_NO_LEAKS();
 }
 
 /* ---- key and value --------------------------------------------------- */

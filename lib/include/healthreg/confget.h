@@ -45,8 +45,9 @@ int hr_conf_int(const cJSON *v, const char *path, int min, int max,
 /* A Go duration string ("250ms", "1m30s") in milliseconds. */
 int hr_conf_duration(const cJSON *v, const char *path, struct hr_diag *d,
 		     int64_t *out);
-/* A NULL-terminated array of strings (*n_out may be NULL). On -EINVAL
- * *out is still set to what was read, for the caller to free. */
+/* A NULL-terminated array of strings (*n_out may be NULL); what *out
+ * held is freed. On -EINVAL *out is still set to what was read, for the
+ * caller to free. */
 int hr_conf_string_array(const cJSON *v, const char *path, bool allow_empty,
 			 struct hr_diag *d, char ***out, size_t *n_out);
 /* A non-empty array of "passing", "warning", "critical" as a bit mask
