@@ -21,7 +21,7 @@
 #include "healthreg/log.h"
 #include "internal.h"
 
-#define PATH_MAX_LEN 256
+#define PATH_MAX_LEN HR_CONF_PATH_MAX
 #define DEFAULT_INTERVAL_MS 10000
 #define MIN_INTERVAL_MS 100
 #define DEFAULT_TIMEOUT_MS 5000
@@ -88,7 +88,7 @@ static void err_at(struct ctx *c, const char *path, const char *fmt, ...)
 
 static void sub(char *out, const char *path, const cJSON *item)
 {
-	snprintf(out, PATH_MAX_LEN, "%s.%s", path, item->string);
+	hr_conf_path(out, path, item->string);
 }
 
 /* The member before a with a's key (after normalisation), or NULL. */
@@ -884,6 +884,8 @@ static void parse_registry(struct ctx *c, const cJSON *obj,
 		for (i = 0; i < n_backends; i++) {
 			if (!strcmp(it->string, backends[i].name)) {
 				found = 1;
+				if (cJSON_IsObject(it))
+					check_duplicates(c, it, p);
 				if (backends[i].validate)
 					backends[i].validate(it, p, c->diag);
 			}
@@ -972,6 +974,140 @@ static cJSON *parse_json(const char *text, size_t len, struct hr_diag *diag)
 	return NULL;
 }
 
+/* ---- the text: every string valid UTF-8 and bounded ---------------- */
+
+/* Errors the text check reports before it stops looking. */
+#define TEXT_ERRORS_MAX 20
+
+/*
+ * The string literals of the raw text, in document order. cJSON's tree
+ * visited depth first, each key before its value, meets its strings in
+ * the same order, so the walk knows where each one is written. Only used
+ * on text cJSON accepted, so every literal is well formed.
+ */
+struct literals {
+	const char *p, *end;
+};
+
+/* The next literal: where it starts, and whether it holds \u0000 (which
+ * cJSON decodes to a NUL that silently cuts the string short). */
+static const char *next_literal(struct literals *l, bool *nul)
+{
+	const char *start;
+
+	*nul = false;
+	while (l->p < l->end && *l->p != '"')
+		l->p++;
+	start = l->p++;
+	while (l->p < l->end && *l->p != '"') {
+		if (*l->p == '\\') {
+			if (l->end - l->p >= 6 && !memcmp(l->p, "\\u0000", 6))
+				*nul = true;
+			l->p++;
+		}
+		l->p++;
+	}
+	l->p++;
+	return start;
+}
+
+struct text_walk {
+	struct ctx *c;
+	const char *text;
+	struct literals lit;
+	size_t errors;
+};
+
+/* One string (a value, or a key named by where) checked; false if bad. */
+static bool text_ok(struct text_walk *w, const char *s, bool nul,
+		    const char *path)
+{
+	if (nul)
+		err_at(w->c, path, "contains \\u0000 (a NUL character)");
+	else if (!hr_conf_text(s, path, w->c->diag))
+		return true;
+	w->errors++;
+	return false;
+}
+
+/* The literals of v's subtree, passed over (under a key that is bad). */
+static void skip_text(struct text_walk *w, const cJSON *v)
+{
+	const cJSON *it;
+	bool nul;
+
+	if (cJSON_IsString(v))
+		next_literal(&w->lit, &nul);
+	cJSON_ArrayForEach(it, v) {
+		if (cJSON_IsObject(v))
+			next_literal(&w->lit, &nul);
+		skip_text(w, it);
+	}
+}
+
+/* A key is named by where it is written: its path may not be text. */
+static bool key_ok(struct text_walk *w, const cJSON *it, const char *path)
+{
+	char where[PATH_MAX_LEN];
+	const char *at;
+	int line, col;
+	bool nul;
+
+	at = next_literal(&w->lit, &nul);
+	line_col(w->text, at, &line, &col);
+	snprintf(where, sizeof(where), "%s%skey at line %d, column %d", path,
+		 *path ? ", " : "", line, col);
+	return text_ok(w, it->string, nul, where);
+}
+
+static void walk_text(struct text_walk *w, const cJSON *v, const char *path)
+{
+	char p[PATH_MAX_LEN];
+	const cJSON *it;
+	size_t i = 0;
+	bool nul;
+
+	if (cJSON_IsString(v)) {
+		next_literal(&w->lit, &nul);
+		text_ok(w, v->valuestring, nul, path);
+		return;
+	}
+	cJSON_ArrayForEach(it, v) {
+		if (w->errors >= TEXT_ERRORS_MAX)
+			return;
+		if (cJSON_IsArray(v)) {
+			snprintf(p, sizeof(p), "%s[%zu]", path, i++);
+		} else if (!key_ok(w, it, path)) {
+			skip_text(w, it);
+			continue;
+		} else if (*path) {
+			sub(p, path, it);
+		} else {
+			snprintf(p, sizeof(p), "%s", it->string);
+		}
+		walk_text(w, it, p);
+	}
+}
+
+/*
+ * JSON text is UTF-8 (RFC 8259) and a config's strings are short: every
+ * string, key or value, must be valid UTF-8 without \u0000 and at most
+ * HR_CONF_STRING_MAX bytes, or the document is rejected before any
+ * section is read. Values are named by their path, keys by line:column.
+ */
+static int check_text(struct hr_diag *diag, const cJSON *root,
+		      const char *text, size_t len)
+{
+	struct ctx c = { diag, NULL };
+	struct text_walk w = { &c, text, { text, text + len }, 0 };
+
+	walk_text(&w, root, "");
+	if (w.errors >= TEXT_ERRORS_MAX)
+		hr_diag_add(diag, HR_DIAG_ERROR, NULL,
+			    "stopped after %d bad strings", TEXT_ERRORS_MAX);
+	return w.errors ? -EINVAL : 0;
+}
+
 /* The four sections, in the order they depend on each other. */
 static void parse_root(struct ctx *c, const cJSON *root,
 		       const struct hr_config_backend *backends,
@@ -1020,9 +1156,17 @@ int hr_config_parse(struct hr_config **out, const char *text, size_t len,
 	size_t errors_before = diag->errors;
 
 	*out = NULL;
+	if (len > HR_CONF_FILE_MAX) {
+		hr_diag_add(diag, HR_DIAG_ERROR, NULL,
+			    "the config is %zu bytes, more than the limit of %u (16 MiB)",
+			    len, HR_CONF_FILE_MAX);
+		return -EINVAL;
+	}
 	root = parse_json(text, len, diag);
 	if (!root)
 		return -EINVAL;
+	if (check_text(diag, root, text, len))
+		goto cleanup;
 	cfg = calloc(1, sizeof(*cfg));
 	if (!cfg) {
 		rc = -ENOMEM;
@@ -1081,6 +1225,13 @@ int hr_config_load(struct hr_config **out, const char *path,
 		len += n;
 		if (n == 0)
 			break;
+		if (len > HR_CONF_FILE_MAX) {
+			rc = -EINVAL;
+			hr_diag_add(diag, HR_DIAG_ERROR, NULL,
+				    "the file is larger than %u bytes (16 MiB), the limit for a config",
+				    HR_CONF_FILE_MAX);
+			goto cleanup;
+		}
 	}
 	if (ferror(f)) {
 		rc = -EIO;

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "healthreg/config.h"
+#include "healthreg/confget.h"
 #include "healthreg/log.h"
 #include "healthreg/util.h"
 #include "leakcheck.h"
@@ -239,9 +240,19 @@ Test(config, backend_validator_errors_fail_the_config)
 		"{\"name\": \"a\", \"tcp\": \"127.0.0.1:80\"}]},"
 		" \"registry\": {\"fake\": {\"y\": 1}}}";
 
+	const char *twice =
+		"{\"service\": {\"name\": \"web\", \"checks\": ["
+		"{\"name\": \"a\", \"tcp\": \"127.0.0.1:80\"}]},"
+		" \"registry\": {\"fake\": {\"y\": 1, \"y\": 2}}}";
+
 	hr_diag_init(&d);
 	cr_expect_eq(hr_config_parse(&cfg, bad, strlen(bad), be, 1, &d), -EINVAL);
 	cr_expect(has(&d, "registry.fake: x is not allowed"));
+	hr_diag_dispose(&d);
+	/* a key given twice in a backend's section, as in every section */
+	cr_expect_eq(hr_config_parse(&cfg, twice, strlen(twice), be, 1, &d),
+		     -EINVAL);
+	cr_expect(has(&d, "registry.fake.y: duplicate key (also given as \"y\")"));
 	hr_diag_dispose(&d);
 	cr_assert_eq(hr_config_parse(&cfg, good, strlen(good), be, 1, &d), 0);
 	cr_assert_not_null(cfg->registry);
@@ -415,4 +426,142 @@ Test(config, failures_before_warning_above_critical)
 	hr_config_free(cfg);
 	hr_diag_dispose(&d);
 	free(json);
+}
+
+/* JSON text must be UTF-8 (RFC 8259): a string that is not, anywhere in
+ * the document, rejects it; values are named by path, keys by line:col. */
+Test(config, invalid_utf8_rejects_the_document)
+{
+	static const struct {
+		const char *bytes, *what;
+	} bad[] = {
+		{ "\xff", "a byte that is never UTF-8" },
+		{ "\xc0\xaf", "an overlong form" },
+		{ "\xe0\x80\xaf", "an overlong form (3 bytes)" },
+		{ "\xed\xa0\x80", "a surrogate" },
+		{ "\xf4\x90\x80\x80", "above U+10FFFF" },
+		{ "\xe2\x82", "a sequence cut short" },
+		{ "\x80", "a lone continuation byte" },
+	};
+	size_t i;
+
+	for (i = 0; i < HR_ARRAY_SIZE(bad); i++) {
+		struct hr_diag d;
+		char *json = NULL;
+
+		cr_assert_gt(asprintf(&json,
+				      "{\"service\": {\"name\": \"web\", \"checks\": [{\"name\":"
+				      " \"a\", \"http\": \"http://127.0.0.1/\", \"header\": "
+				      "{\"X\": [\"ok\", \"v%sv\"]}}]}}", bad[i].bytes), 0);
+		parse_bad(json, &d);
+		cr_expect(has(&d, "service.checks[0].header.X[1]: is not valid "
+			      "UTF-8 (at byte 1)"), "%s", bad[i].what);
+		cr_expect_eq(d.errors, 1, "%s", bad[i].what);
+		hr_diag_dispose(&d);
+		free(json);
+	}
+}
+
+Test(config, valid_utf8_is_kept)
+{
+	struct hr_diag d;
+	struct hr_config *cfg = parse_ok(
+		"{\"service\": {\"name\": \"w\xc3\xa9\x62 \xe2\x82\xac \xf0\x9d\x84\x9e\","
+		" \"tags\": [\"\\u00e9\\ud834\\udd1e\"], \"checks\": [{\"name\": \"a\","
+		" \"tcp\": \"127.0.0.1:80\"}]}}", &d);
+
+	cr_expect_str_eq(cfg->service.name, "w\xc3\xa9\x62 \xe2\x82\xac \xf0\x9d\x84\x9e");
+	cr_expect_str_eq(cfg->service.tags[0], "\xc3\xa9\xf0\x9d\x84\x9e");
+	hr_config_free(cfg);
+	hr_diag_dispose(&d);
+}
+
+Test(config, invalid_utf8_in_a_key_names_line_and_column)
+{
+	struct hr_diag d;
+
+	parse_bad("{\"service\": {\"name\": \"web\",\n  \"meta\": {\"k\xff\": \"v\"},"
+		  " \"checks\": [{\"name\": \"a\", \"tcp\": \"127.0.0.1:80\"}]}}", &d);
+	cr_expect(has(&d, "service.meta, key at line 2, column 12: is not valid "
+		      "UTF-8 (at byte 1)"));
+	cr_expect_eq(d.errors, 1);
+	hr_diag_dispose(&d);
+	/* at the top, and the strings under a bad key are not looked at */
+	parse_bad("{\"s\xc3\": {\"x\": \"\xff\"}, \"service\": {\"name\": \"\xfe\"}}", &d);
+	cr_expect(has(&d, "key at line 1, column 2: is not valid UTF-8 (at byte 1)"));
+	cr_expect(has(&d, "service.name: is not valid UTF-8 (at byte 0)"));
+	cr_expect_eq(d.errors, 2);
+	hr_diag_dispose(&d);
+}
+
+/* cJSON decodes \u0000 to a NUL that would cut "ok\u0000x" to "ok". */
+Test(config, nul_escape_is_an_error)
+{
+	struct hr_diag d;
+
+	parse_bad("{\"service\": {\"name\": \"web\", \"checks\": [{\"name\": "
+		  "\"ok\\u0000x\", \"tcp\": \"127.0.0.1:80\"}, {\"name\": \"b\\\\u0000\","
+		  " \"tcp\": \"127.0.0.1:80\"}]}}", &d);
+	cr_expect(has(&d, "service.checks[0].name: contains \\u0000 (a NUL character)"));
+	cr_expect_eq(d.errors, 1, "an escaped backslash before u0000 is text");
+	hr_diag_dispose(&d);
+}
+
+static char *config_with_body(size_t n)
+{
+	char *body = malloc(n + 1), *json = NULL;
+
+	cr_assert_not_null(body);
+	memset(body, 'b', n);
+	body[n] = '\0';
+	cr_assert_gt(asprintf(&json,
+			      "{\"service\": {\"name\": \"web\", \"checks\": [{\"name\": "
+			      "\"a\", \"http\": \"http://127.0.0.1/\", \"body\": \"%s\"}]}}",
+			      body), 0);
+	free(body);
+	return json;
+}
+
+Test(config, string_length_limit)
+{
+	struct hr_config *cfg;
+	struct hr_diag d;
+	char *json = config_with_body(HR_CONF_STRING_MAX);
+
+	cfg = parse_ok(json, &d);
+	cr_expect_eq(strlen(cfg->checks[0].body), HR_CONF_STRING_MAX);
+	hr_config_free(cfg);
+	hr_diag_dispose(&d);
+	free(json);
+	json = config_with_body(HR_CONF_STRING_MAX + 1);
+	parse_bad(json, &d);
+	cr_expect(has(&d, "service.checks[0].body: is 65537 bytes long, more "
+		      "than the limit of 65536"));
+	hr_diag_dispose(&d);
+	free(json);
+	json = config_with_body(10u << 20);
+	parse_bad(json, &d);
+	cr_expect(has(&d, "service.checks[0].body: is 10485760 bytes long"));
+	cr_expect_eq(d.errors, 1);
+	hr_diag_dispose(&d);
+	free(json);
+}
+
+Test(config, document_size_limit)
+{
+	struct hr_config *cfg = (void *)1;
+	struct hr_diag d;
+	size_t n = HR_CONF_FILE_MAX + 1;
+	char *text = malloc(n + 1);
+
+	cr_assert_not_null(text);
+	memset(text, ' ', n);
+	memcpy(text, "{\"service\": {}}", 15);
+	text[n] = '\0';
+	hr_diag_init(&d);
+	cr_assert_eq(hr_config_parse(&cfg, text, n, NULL, 0, &d), -EINVAL);
+	cr_expect_null(cfg);
+	cr_expect(has(&d, "the config is 16777217 bytes, more than the limit"));
+	hr_diag_dispose(&d);
+	free(text);
 }
