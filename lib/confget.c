@@ -173,7 +173,11 @@ int hr_conf_int(const cJSON *v, const char *path, int min, int max,
 
 		if (x != x)
 			return bad(v, path, d, "is not an integer");
-		hr_conf_show(v, shown, sizeof(shown));
+		/* 1e999 parses to infinity, which cJSON prints as null */
+		if (x - x != 0)
+			snprintf(shown, sizeof(shown), "%s", "the number");
+		else
+			hr_conf_show(v, shown, sizeof(shown));
 		hr_diag_add(d, HR_DIAG_ERROR, path,
 			    "%s is out of range (%d..%d)", shown, min, max);
 		return -EINVAL;

@@ -936,7 +936,7 @@ static void line_col(const char *text, const char *at, int *line, int *col)
 		if (*p == '\n') {
 			(*line)++;
 			*col = 1;
-		} else {
+		} else if (((unsigned char)*p & 0xC0) != 0x80) { /* characters */
 			(*col)++;
 		}
 	}

@@ -50,6 +50,18 @@ Test(confget, int_range_checked_before_conversion)
 			 "service.port: -1e+300 is out of range (0..65535)");
 }
 
+/* Beyond a double: cJSON reads infinity (and would show it as null). */
+Test(confget, int_beyond_double)
+{
+	int x = 7;
+
+	cr_assert_eq(get_int("1e999", &x), -EINVAL);
+	cr_assert_eq(get_int("-1e999", &x), -EINVAL);
+	cr_assert_eq(x, 7);
+	cr_assert_str_eq(d.v[0].text,
+			 "service.port: the number is out of range (0..65535)");
+}
+
 Test(confget, duration)
 {
 	cJSON *v = cJSON_CreateString("1m30s");
