@@ -91,36 +91,121 @@ static void sub(char *out, const char *path, const cJSON *item)
 	hr_conf_path(out, path, item->string);
 }
 
-/* The member before a with a's key (after normalisation), or NULL. */
-static const cJSON *earlier_twin(const cJSON *obj, const cJSON *a)
-{
-	const cJSON *b;
-	char ka[64], kb[64];
+/* ---- names given twice ------------------------------------------------ */
 
-	norm_key(a->string, ka, sizeof(ka));
-	for (b = obj->child; b && b != a; b = b->next) {
-		norm_key(b->string, kb, sizeof(kb));
-		if (!strcmp(ka, kb))
-			return b;
+/* Compare keys as hr_conf_key_norm() leaves them (case, '_' and '-'
+ * ignored, the first 63 characters), without copying them. */
+static int key_cmp(const char *a, const char *b)
+{
+	size_t n;
+
+	for (n = 0; n < 63; n++, a++, b++) {
+		int x, y;
+
+		while (*a == '_' || *a == '-')
+			a++;
+		while (*b == '_' || *b == '-')
+			b++;
+		x = tolower((unsigned char)*a);
+		y = tolower((unsigned char)*b);
+		if (x != y || !x)
+			return x - y;
 	}
-	return NULL;
+	return 0;
 }
 
-/* Duplicate keys (after normalisation) are reported: one would be lost.
- * The sections then read only the first (see parse_object). */
-static void check_duplicates(struct ctx *c, const cJSON *obj,
-			     const char *path)
-{
-	const cJSON *a, *b;
+struct named {
+	const char *s;
+	size_t i;
+};
 
+static int by_key(const void *a, const void *b)
+{
+	const struct named *x = a, *y = b;
+	int c = key_cmp(x->s, y->s);
+
+	return c ? c : (x->i > y->i) - (x->i < y->i);
+}
+
+static int by_name(const void *a, const void *b)
+{
+	const struct named *x = a, *y = b;
+	int c = strcmp(x->s, y->s);
+
+	return c ? c : (x->i > y->i) - (x->i < y->i);
+}
+
+#define NO_TWIN ((size_t)-1)
+
+/*
+ * For each of the n names, the index of the first equal name before it,
+ * or NO_TWIN (keys: equal as Consul matches keys). malloc'ed; NULL on
+ * ENOMEM. One sort, so a long object or check list costs n log n.
+ */
+static size_t *first_twins(const char *const *names, size_t n, bool keys)
+{
+	int (*cmp)(const char *, const char *) = keys ? key_cmp : strcmp;
+	struct named *v = malloc((n ? n : 1) * sizeof(*v));
+	size_t *twin = malloc((n ? n : 1) * sizeof(*twin));
+	size_t i, lead = 0;
+
+	if (!v || !twin) {
+		free(v);
+		free(twin);
+		return NULL;
+	}
+	for (i = 0; i < n; i++) {
+		v[i].s = names[i];
+		v[i].i = i;
+		twin[i] = NO_TWIN;
+	}
+	qsort(v, n, sizeof(*v), keys ? by_key : by_name);
+	for (i = 1; i < n; i++) {
+		if (cmp(v[i].s, v[lead].s))
+			lead = i;
+		else
+			twin[v[i].i] = v[lead].i;
+	}
+	free(v);
+	return twin;
+}
+
+/*
+ * Duplicate keys (after normalisation) are reported: one would be lost.
+ * Returns, for the caller to free, each member's earlier twin (see
+ * first_twins); the sections read only the first (see parse_object).
+ */
+static size_t *check_duplicates(struct ctx *c, const cJSON *obj,
+				const char *path)
+{
+	size_t n = (size_t)cJSON_GetArraySize(obj), i = 0;
+	const char **keys = calloc(n ? n : 1, sizeof(*keys));
+	size_t *twin = NULL;
+	const cJSON *a;
+
+	if (keys) {
+		cJSON_ArrayForEach(a, obj)
+			keys[i++] = a->string;
+		twin = first_twins(keys, n, true);
+	}
+	if (!twin) {
+		free(keys);
+		err_at(c, path, "out of memory");
+		return NULL;
+	}
+	i = 0;
 	cJSON_ArrayForEach(a, obj) {
 		char p[PATH_MAX_LEN];
 
-		if (!(b = earlier_twin(obj, a)))
-			continue;
-		sub(p, path, a);
-		err_at(c, p, "duplicate key (also given as \"%s\")", b->string);
+		if (twin[i] != NO_TWIN) {
+			sub(p, path, a);
+			err_at(c, p, "duplicate key (also given as \"%s\")",
+			       keys[twin[i]]);
+		}
+		i++;
 	}
+	free(keys);
+	return twin;
 }
 
 static int get_on_failure(struct ctx *c, const cJSON *v, const char *path,
@@ -305,21 +390,21 @@ static int parse_object(struct ctx *c, const cJSON *obj, const char *path,
 			const struct section *sec, void *target, void *seen)
 {
 	char p[PATH_MAX_LEN], k[64];
+	size_t i, m = 0, *twin = NULL;
 	const cJSON *it;
-	size_t i;
 
 	if (!cJSON_IsObject(obj)) {
 		err_at(c, path, "is not an object");
 		return -EINVAL;
 	}
 	if (sec->duplicates)
-		check_duplicates(c, obj, path);
+		twin = check_duplicates(c, obj, path);
 	cJSON_ArrayForEach(it, obj) {
 		bool found = false;
 
 		/* a key given twice is an error already; reading it again
 		 * would overwrite (and leak) what the first one read */
-		if (sec->duplicates && earlier_twin(obj, it))
+		if (twin && twin[m++] != NO_TWIN)
 			continue;
 		norm_key(it->string, k, sizeof(k));
 		sub(p, path, it);
@@ -339,6 +424,7 @@ static int parse_object(struct ctx *c, const cJSON *obj, const char *path,
 		else
 			err_at(c, p, "unknown key");
 	}
+	free(twin);
 	return 0;
 }
 
@@ -885,7 +971,7 @@ static void parse_registry(struct ctx *c, const cJSON *obj,
 			if (!strcmp(it->string, backends[i].name)) {
 				found = 1;
 				if (cJSON_IsObject(it))
-					check_duplicates(c, it, p);
+					free(check_duplicates(c, it, p));
 				if (backends[i].validate)
 					backends[i].validate(it, p, c->diag);
 			}
@@ -908,22 +994,23 @@ static void parse_registry(struct ctx *c, const cJSON *obj,
 static void check_names(struct ctx *c)
 {
 	const struct hr_config *cfg = c->cfg;
+	const char **names = malloc((cfg->n_checks + 1) * sizeof(*names));
 	char p[PATH_MAX_LEN];
-	size_t i, j;
+	size_t i, *twin;
 
-	for (i = 0; i < cfg->n_checks; i++) {
-		if (!cfg->checks[i].name)
+	for (i = 0; names && i < cfg->n_checks; i++)
+		names[i] = cfg->checks[i].name ? cfg->checks[i].name : "";
+	twin = names ? first_twins(names, cfg->n_checks, false) : NULL;
+	if (!twin)
+		err_at(c, "service.checks", "out of memory");
+	for (i = 0; twin && i < cfg->n_checks; i++) {
+		if (twin[i] == NO_TWIN || !cfg->checks[i].name)
 			continue;
-		for (j = 0; j < i; j++) {
-			if (cfg->checks[j].name &&
-			    !strcmp(cfg->checks[i].name, cfg->checks[j].name)) {
-				snprintf(p, sizeof(p), "service.checks[%zu].name", i);
-				err_at(c, p, "duplicate check name \"%s\"",
-				       cfg->checks[i].name);
-				break;
-			}
-		}
+		snprintf(p, sizeof(p), "service.checks[%zu].name", i);
+		err_at(c, p, "duplicate check name \"%s\"", cfg->checks[i].name);
 	}
+	free(twin);
+	free(names);
 }
 
 static void line_col(const char *text, const char *at, int *line, int *col)
@@ -1051,9 +1138,14 @@ static bool key_ok(struct text_walk *w, const cJSON *it, const char *path)
 	char where[PATH_MAX_LEN];
 	const char *at;
 	int line, col;
+	size_t n;
 	bool nul;
 
 	at = next_literal(&w->lit, &nul);
+	n = strlen(it->string);
+	if (!nul && n <= HR_CONF_STRING_MAX &&
+	    hr_conf_utf8_prefix(it->string, n) == n)
+		return true; /* the common case, without counting lines */
 	line_col(w->text, at, &line, &col);
 	snprintf(where, sizeof(where), "%s%skey at line %d, column %d", path,
 		 *path ? ", " : "", line, col);
@@ -1116,7 +1208,7 @@ static void parse_root(struct ctx *c, const cJSON *root,
 	const cJSON *it, *service = NULL, *groups = NULL, *agent = NULL;
 	const cJSON *registry = NULL;
 
-	check_duplicates(c, root, "");
+	free(check_duplicates(c, root, ""));
 	cJSON_ArrayForEach(it, root) {
 		if (hr_conf_key_is(it->string, "service"))
 			service = it;

@@ -565,3 +565,30 @@ Test(config, document_size_limit)
 	hr_diag_dispose(&d);
 	free(text);
 }
+
+/* Keys and check names given twice are found with one sort, not by
+ * comparing every pair: 100k of each took minutes before. */
+Test(config, long_lists_are_not_quadratic, .timeout = 30)
+{
+	size_t n = 100000, i, o = 0, cap = n * 64 + 256;
+	char *json = malloc(cap);
+	struct hr_diag d;
+
+	cr_assert_not_null(json);
+	o += (size_t)snprintf(json + o, cap - o,
+			      "{\"service\": {\"name\": \"web\", \"checks\": [");
+	for (i = 0; i < n; i++)
+		o += (size_t)snprintf(json + o, cap - o,
+				      "%s{\"name\": \"c%zu\", \"ttl\": \"1s\"}",
+				      i ? "," : "", i % (n - 1));
+	o += (size_t)snprintf(json + o, cap - o, "]");
+	for (i = 0; i < n; i++)
+		o += (size_t)snprintf(json + o, cap - o, ", \"k%zu\": 0", i);
+	snprintf(json + o, cap - o, ", \"k_0\": 1}}");
+	parse_bad(json, &d);
+	cr_expect(has(&d, "service.checks[99999].name: duplicate check name \"c0\""));
+	cr_expect(has(&d, "service.k_0: duplicate key (also given as \"k0\")"));
+	cr_expect_eq(d.errors, n + 2, "%zu", d.errors);
+	hr_diag_dispose(&d);
+	free(json);
+}
