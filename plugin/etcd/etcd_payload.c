@@ -109,13 +109,10 @@ static int parse_endpoint(const cJSON *it, const char *p, struct hr_diag *d,
 	return 0;
 }
 
+/* The endpoint array is NULL-terminated (the n_endpoints read are dense). */
 static void free_endpoints(struct hr_etcd_conf *c)
 {
-	size_t i;
-
-	for (i = 0; i < c->n_endpoints; i++)
-		free(c->endpoints[i]);
-	free(c->endpoints);
+	hr_conf_strv_free(c->endpoints);
 	c->endpoints = NULL;
 	c->n_endpoints = 0;
 }
@@ -140,7 +137,7 @@ static int parse_endpoints(const cJSON *arr, const char *path,
 		hr_diag_add(d, HR_DIAG_ERROR, path, "must not be empty");
 		return -EINVAL;
 	}
-	out->endpoints = calloc(n, sizeof(char *));
+	out->endpoints = calloc(n + 1, sizeof(char *));
 	if (!out->endpoints)
 		return -ENOMEM;
 	cJSON_ArrayForEach(it, arr) {
@@ -160,7 +157,7 @@ static int parse_endpoints(const cJSON *arr, const char *path,
 static int apply_defaults(struct hr_etcd_conf *out)
 {
 	if (!out->endpoints) {
-		out->endpoints = calloc(1, sizeof(char *));
+		out->endpoints = calloc(2, sizeof(char *));
 		if (!out->endpoints)
 			return -ENOMEM;
 		out->endpoints[0] = dup_str(HR_ETCD_DEFAULT_ENDPOINT);
