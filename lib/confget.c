@@ -68,6 +68,13 @@ size_t hr_conf_utf8_prefix(const char *s, size_t n)
 	return i;
 }
 
+int hr_conf_shown_len(const char *s, size_t max)
+{
+	size_t n = strnlen(s, max);
+
+	return (int)hr_conf_utf8_prefix(s, n);
+}
+
 int hr_conf_text(const char *s, const char *path, struct hr_diag *d)
 {
 	size_t n = strlen(s), ok;

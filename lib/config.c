@@ -79,10 +79,13 @@ static void err_at(struct ctx *c, const char *path, const char *fmt, ...)
 {
 	char msg[768];
 	va_list ap;
+	int n;
 
 	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
+	n = vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
+	if (n >= (int)sizeof(msg)) /* cut short: on a character boundary */
+		msg[hr_conf_utf8_prefix(msg, sizeof(msg) - 1)] = '\0';
 	hr_diag_add(c->diag, HR_DIAG_ERROR, path, "%s", msg);
 }
 

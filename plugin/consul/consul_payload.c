@@ -176,9 +176,7 @@ static int check_address(struct hr_consul_conf *c, const char *path,
 				 &port) < 0) {
 		/* shown cut short on a character boundary (the environment's
 		 * address is not checked like a config string) */
-		size_t n = strlen(c->address);
-		int shown = (int)hr_conf_utf8_prefix(c->address,
-						     n < 128 ? n : 128);
+		int shown = hr_conf_shown_len(c->address, 128);
 
 		hr_diag_add(diag, HR_DIAG_ERROR, hr_conf_path(p, path,
 							      "address"),

@@ -92,7 +92,8 @@ static int parse_endpoint(const cJSON *it, const char *p, struct hr_diag *d,
 	s = *out;
 	if (strncmp(s, "http://", 7) != 0 && strncmp(s, "https://", 8) != 0) {
 		hr_diag_add(d, HR_DIAG_ERROR, p,
-			    "\"%s\" must start with http:// or https://", s);
+			    "\"%.*s\" must start with http:// or https://",
+			    hr_conf_shown_len(s, 128), s);
 		rc = -EINVAL;
 	} else if (strlen(s) <= (s[4] == 's' ? 8u : 7u)) {
 		hr_diag_add(d, HR_DIAG_ERROR, p, "\"%s\" has no host", s);

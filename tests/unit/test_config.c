@@ -11,6 +11,7 @@
 #include "healthreg/confget.h"
 #include "healthreg/log.h"
 #include "healthreg/util.h"
+#include "etcd/etcd_payload.h"
 #include "leakcheck.h"
 
 static struct hr_config *parse_ok(const char *json, struct hr_diag *d)
@@ -589,4 +590,49 @@ Test(config, long_lists_are_not_quadratic, .timeout = 30)
 	cr_expect_eq(d.errors, n + 2, "%zu", d.errors);
 	hr_diag_dispose(&d);
 	free(json);
+}
+
+/* The etcd backend's validator, as the agent hands it to the loader. */
+static void etcd_validate(const cJSON *conf, const char *path,
+			  struct hr_diag *d)
+{
+	struct hr_etcd_conf c;
+
+	if (!hr_etcd_conf_parse(&c, conf, path, d))
+		hr_etcd_conf_dispose(&c);
+}
+
+/* A long value quoted in a message is cut on a character boundary: every
+ * message is valid UTF-8 (they reach JSON logs on a failed reload). */
+Test(config, messages_cut_on_characters)
+{
+	struct hr_config_backend be[1] = { { "etcd", etcd_validate } };
+	char *target = malloc(6001), *json = NULL;
+	struct hr_config *cfg = NULL;
+	struct hr_diag d;
+	size_t i;
+
+	cr_assert_not_null(target);
+	memcpy(target, "ftp:/", 5); /* odd, so that a cut in bytes splits one */
+	for (i = 5; i + 2 <= 6000; i += 2)
+		memcpy(target + i, "\xc3\xa9", 2);
+	target[i] = '\0';
+	cr_assert_gt(asprintf(&json,
+			      "{\"service\": {\"name\": \"web\", \"checks\": [{\"name\": "
+			      "\"a\", \"http\": \"%s\"}]}, \"registry\": {\"etcd\": "
+			      "{\"endpoints\": [\"%s\"]}}}", target, target), 0);
+	hr_diag_init(&d);
+	cr_assert_eq(hr_config_parse(&cfg, json, strlen(json), be, 1, &d), -EINVAL);
+	cr_expect_eq(d.errors, 2);
+	for (i = 0; i < d.n; i++) {
+		size_t n = strlen(d.v[i].text);
+
+		cr_expect_eq(hr_conf_utf8_prefix(d.v[i].text, n), n, "%s",
+			     d.v[i].text);
+	}
+	cr_expect(has(&d, "service.checks[0].http: \"ftp:/\xc3\xa9"));
+	cr_expect(has(&d, "registry.etcd.endpoints[0]: \"ftp:/\xc3\xa9"));
+	free(json);
+	free(target);
+	hr_diag_dispose(&d);
 }

@@ -39,6 +39,9 @@ void hr_conf_show(const cJSON *v, char *buf, size_t len);
  * (RFC 3629: no overlong forms, no surrogates, nothing above U+10FFFF);
  * n when all of it is. */
 size_t hr_conf_utf8_prefix(const char *s, size_t n);
+/* How many bytes of s to show in a message ("%.*s"): at most max, cut
+ * on a character boundary. */
+int hr_conf_shown_len(const char *s, size_t max);
 /* s is text a config may hold: valid UTF-8, at most HR_CONF_STRING_MAX
  * bytes. 0, or -EINVAL with an error at path in d. */
 int hr_conf_text(const char *s, const char *path, struct hr_diag *d);
