@@ -1079,8 +1079,8 @@ struct literals {
 	const char *p, *end;
 };
 
-/* The next literal: where it starts, and whether it holds \u0000 (which
- * cJSON decodes to a NUL that silently cuts the string short). */
+/* The next literal: where it starts, and whether it holds \u0000 or a
+ * raw NUL byte (a NUL that would silently cut the string short). */
 static const char *next_literal(struct literals *l, bool *nul)
 {
 	const char *start;
@@ -1090,6 +1090,8 @@ static const char *next_literal(struct literals *l, bool *nul)
 		l->p++;
 	start = l->p++;
 	while (l->p < l->end && *l->p != '"') {
+		if (!*l->p)
+			*nul = true;
 		if (*l->p == '\\') {
 			if (l->end - l->p >= 6 && !memcmp(l->p, "\\u0000", 6))
 				*nul = true;
@@ -1113,7 +1115,7 @@ static bool text_ok(struct text_walk *w, const char *s, bool nul,
 		    const char *path)
 {
 	if (nul)
-		err_at(w->c, path, "contains \\u0000 (a NUL character)");
+		err_at(w->c, path, "contains a NUL character (\\u0000)");
 	else if (!hr_conf_text(s, path, w->c->diag))
 		return true;
 	w->errors++;

@@ -508,8 +508,24 @@ Test(config, nul_escape_is_an_error)
 	parse_bad("{\"service\": {\"name\": \"web\", \"checks\": [{\"name\": "
 		  "\"ok\\u0000x\", \"tcp\": \"127.0.0.1:80\"}, {\"name\": \"b\\\\u0000\","
 		  " \"tcp\": \"127.0.0.1:80\"}]}}", &d);
-	cr_expect(has(&d, "service.checks[0].name: contains \\u0000 (a NUL character)"));
+	cr_expect(has(&d, "service.checks[0].name: contains a NUL character (\\u0000)"));
 	cr_expect_eq(d.errors, 1, "an escaped backslash before u0000 is text");
+	hr_diag_dispose(&d);
+}
+
+/* A raw NUL byte inside a literal: cJSON copies it and the string ends. */
+Test(config, raw_nul_byte_is_an_error)
+{
+	static const char text[] =
+		"{\"service\": {\"name\": \"web\", \"checks\": [{\"name\": "
+		"\"ok\0x\", \"tcp\": \"127.0.0.1:80\"}]}}";
+	struct hr_config *cfg = NULL;
+	struct hr_diag d;
+
+	hr_diag_init(&d);
+	cr_assert_eq(hr_config_parse(&cfg, text, sizeof(text) - 1, NULL, 0, &d),
+		     -EINVAL);
+	cr_expect(has(&d, "service.checks[0].name: contains a NUL character"));
 	hr_diag_dispose(&d);
 }
 
