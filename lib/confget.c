@@ -31,9 +31,76 @@ bool hr_conf_key_is(const char *key, const char *normalized)
 	return !strcmp(k, normalized);
 }
 
+/* RFC 3629's table: the length of the valid sequence at s, 0 if none. */
+static size_t utf8_seq(const unsigned char *s, size_t n)
+{
+	unsigned char lo = 0x80, hi = 0xBF;
+	size_t len, i;
+
+	if (s[0] < 0x80)
+		return 1;
+	if (s[0] < 0xC2 || s[0] > 0xF4)
+		return 0;
+	len = s[0] < 0xE0 ? 2 : s[0] < 0xF0 ? 3 : 4;
+	if (s[0] == 0xE0)
+		lo = 0xA0; /* overlong */
+	else if (s[0] == 0xED)
+		hi = 0x9F; /* surrogates */
+	else if (s[0] == 0xF0)
+		lo = 0x90; /* overlong */
+	else if (s[0] == 0xF4)
+		hi = 0x8F; /* above U+10FFFF */
+	if (n < len || s[1] < lo || s[1] > hi)
+		return 0;
+	for (i = 2; i < len; i++)
+		if ((s[i] & 0xC0) != 0x80)
+			return 0;
+	return len;
+}
+
+size_t hr_conf_utf8_prefix(const char *s, size_t n)
+{
+	const unsigned char *u = (const unsigned char *)s;
+	size_t i = 0, l;
+
+	while (i < n && (l = utf8_seq(u + i, n - i)))
+		i += l;
+	return i;
+}
+
+int hr_conf_shown_len(const char *s, size_t max)
+{
+	size_t n = strnlen(s, max);
+
+	return (int)hr_conf_utf8_prefix(s, n);
+}
+
+int hr_conf_text(const char *s, const char *path, struct hr_diag *d)
+{
+	size_t n = strlen(s), ok;
+
+	if (n > HR_CONF_STRING_MAX) {
+		hr_diag_add(d, HR_DIAG_ERROR, path,
+			    "is %zu bytes long, more than the limit of %d",
+			    n, HR_CONF_STRING_MAX);
+		return -EINVAL;
+	}
+	ok = hr_conf_utf8_prefix(s, n);
+	if (ok < n) {
+		hr_diag_add(d, HR_DIAG_ERROR, path,
+			    "is not valid UTF-8 (at byte %zu)", ok);
+		return -EINVAL;
+	}
+	return 0;
+}
+
 char *hr_conf_path(char *out, const char *path, const char *key)
 {
-	snprintf(out, HR_CONF_PATH_MAX, "%s.%s", path, key);
+	int n = snprintf(out, HR_CONF_PATH_MAX, "%s.%s", path, key);
+
+	/* cut short: never in the middle of a character */
+	if (n >= HR_CONF_PATH_MAX)
+		out[hr_conf_utf8_prefix(out, HR_CONF_PATH_MAX - 1)] = '\0';
 	return out;
 }
 
@@ -45,8 +112,8 @@ void hr_conf_show(const cJSON *v, char *buf, size_t len)
 		snprintf(buf, len, "(value)");
 		return;
 	}
-	if (strlen(s) > 60)
-		strcpy(s + 57, "...");
+	if (strlen(s) > 60) /* on a character boundary */
+		strcpy(s + hr_conf_utf8_prefix(s, 57), "...");
 	snprintf(buf, len, "%s", s);
 	cJSON_free(s);
 }
@@ -68,6 +135,8 @@ int hr_conf_string(const cJSON *v, const char *path, struct hr_diag *d,
 
 	if (!cJSON_IsString(v))
 		return bad(v, path, d, "is not a string");
+	if (hr_conf_text(v->valuestring, path, d))
+		return -EINVAL;
 	s = strdup(v->valuestring);
 	if (!s)
 		return -ENOMEM;
@@ -111,7 +180,11 @@ int hr_conf_int(const cJSON *v, const char *path, int min, int max,
 
 		if (x != x)
 			return bad(v, path, d, "is not an integer");
-		hr_conf_show(v, shown, sizeof(shown));
+		/* 1e999 parses to infinity, which cJSON prints as null */
+		if (x - x != 0)
+			snprintf(shown, sizeof(shown), "%s", "the number");
+		else
+			hr_conf_show(v, shown, sizeof(shown));
 		hr_diag_add(d, HR_DIAG_ERROR, path,
 			    "%s is out of range (%d..%d)", shown, min, max);
 		return -EINVAL;
@@ -171,6 +244,8 @@ int hr_conf_string_array(const cJSON *v, const char *path, bool allow_empty,
 	arr = calloc(n + 1, sizeof(*arr));
 	if (!arr)
 		return -ENOMEM;
+	hr_conf_strv_free(*out);
+	*out = NULL;
 	cJSON_ArrayForEach(e, v) {
 		int r;
 

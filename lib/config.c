@@ -21,7 +21,7 @@
 #include "healthreg/log.h"
 #include "internal.h"
 
-#define PATH_MAX_LEN 256
+#define PATH_MAX_LEN HR_CONF_PATH_MAX
 #define DEFAULT_INTERVAL_MS 10000
 #define MIN_INTERVAL_MS 100
 #define DEFAULT_TIMEOUT_MS 5000
@@ -79,42 +79,136 @@ static void err_at(struct ctx *c, const char *path, const char *fmt, ...)
 {
 	char msg[768];
 	va_list ap;
+	int n;
 
 	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
+	n = vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
+	if (n >= (int)sizeof(msg)) /* cut short: on a character boundary */
+		msg[hr_conf_utf8_prefix(msg, sizeof(msg) - 1)] = '\0';
 	hr_diag_add(c->diag, HR_DIAG_ERROR, path, "%s", msg);
 }
 
 static void sub(char *out, const char *path, const cJSON *item)
 {
-	snprintf(out, PATH_MAX_LEN, "%s.%s", path, item->string);
+	hr_conf_path(out, path, item->string);
 }
 
-/* Duplicate keys (after normalisation) are reported: one would be lost. */
-static void check_duplicates(struct ctx *c, const cJSON *obj,
-			     const char *path)
+/* ---- names given twice ------------------------------------------------ */
+
+/* Compare keys as hr_conf_key_norm() leaves them (case, '_' and '-'
+ * ignored, the first 63 characters), without copying them. */
+static int key_cmp(const char *a, const char *b)
 {
-	const cJSON *a, *b;
+	size_t n;
 
-	cJSON_ArrayForEach(a, obj) {
-		char ka[64];
+	for (n = 0; n < 63; n++, a++, b++) {
+		int x, y;
 
-		norm_key(a->string, ka, sizeof(ka));
-		for (b = obj->child; b != a; b = b->next) {
-			char kb[64];
-
-			norm_key(b->string, kb, sizeof(kb));
-			if (!strcmp(ka, kb)) {
-				char p[PATH_MAX_LEN];
-
-				sub(p, path, a);
-				err_at(c, p, "duplicate key (also given as \"%s\")",
-				       b->string);
-				break;
-			}
-		}
+		while (*a == '_' || *a == '-')
+			a++;
+		while (*b == '_' || *b == '-')
+			b++;
+		x = tolower((unsigned char)*a);
+		y = tolower((unsigned char)*b);
+		if (x != y || !x)
+			return x - y;
 	}
+	return 0;
+}
+
+struct named {
+	const char *s;
+	size_t i;
+};
+
+static int by_key(const void *a, const void *b)
+{
+	const struct named *x = a, *y = b;
+	int c = key_cmp(x->s, y->s);
+
+	return c ? c : (x->i > y->i) - (x->i < y->i);
+}
+
+static int by_name(const void *a, const void *b)
+{
+	const struct named *x = a, *y = b;
+	int c = strcmp(x->s, y->s);
+
+	return c ? c : (x->i > y->i) - (x->i < y->i);
+}
+
+#define NO_TWIN ((size_t)-1)
+
+/*
+ * For each of the n names, the index of the first equal name before it,
+ * or NO_TWIN (keys: equal as Consul matches keys). malloc'ed; NULL on
+ * ENOMEM. One sort, so a long object or check list costs n log n.
+ */
+static size_t *first_twins(const char *const *names, size_t n, bool keys)
+{
+	int (*cmp)(const char *, const char *) = keys ? key_cmp : strcmp;
+	struct named *v = malloc((n ? n : 1) * sizeof(*v));
+	size_t *twin = malloc((n ? n : 1) * sizeof(*twin));
+	size_t i, lead = 0;
+
+	if (!v || !twin) {
+		free(v);
+		free(twin);
+		return NULL;
+	}
+	for (i = 0; i < n; i++) {
+		v[i].s = names[i];
+		v[i].i = i;
+		twin[i] = NO_TWIN;
+	}
+	qsort(v, n, sizeof(*v), keys ? by_key : by_name);
+	for (i = 1; i < n; i++) {
+		if (cmp(v[i].s, v[lead].s))
+			lead = i;
+		else
+			twin[v[i].i] = v[lead].i;
+	}
+	free(v);
+	return twin;
+}
+
+/*
+ * Duplicate keys (after normalisation) are reported: one would be lost.
+ * Returns, for the caller to free, each member's earlier twin (see
+ * first_twins); the sections read only the first (see parse_object).
+ */
+static size_t *check_duplicates(struct ctx *c, const cJSON *obj,
+				const char *path)
+{
+	size_t n = (size_t)cJSON_GetArraySize(obj), i = 0;
+	const char **keys = calloc(n ? n : 1, sizeof(*keys));
+	size_t *twin = NULL;
+	const cJSON *a;
+
+	if (keys) {
+		cJSON_ArrayForEach(a, obj)
+			keys[i++] = a->string;
+		twin = first_twins(keys, n, true);
+	}
+	if (!twin) {
+		free(keys);
+		err_at(c, path, "out of memory");
+		return NULL;
+	}
+	i = 0;
+	cJSON_ArrayForEach(a, obj) {
+		char p[PATH_MAX_LEN];
+
+		if (twin[i] != NO_TWIN) {
+			sub(p, path, a);
+			err_at(c, p, "duplicate key (also given as \"%s\")",
+			       keys[twin[i]]);
+		}
+		i++;
+	}
+	free(keys);
+	return twin;
 }
 
 static int get_on_failure(struct ctx *c, const cJSON *v, const char *path,
@@ -189,6 +283,13 @@ static int get_headers(struct ctx *c, const cJSON *v, const char *path,
 			}
 			arr[n].name = strdup(h->string);
 			arr[n].value = strdup(e->valuestring);
+			if (!arr[n].name || !arr[n].value) {
+				free(arr[n].name);
+				free(arr[n].value);
+				err_at(c, p, "out of memory");
+				rc = -ENOMEM;
+				goto out;
+			}
 			n++;
 		}
 	}
@@ -292,18 +393,22 @@ static int parse_object(struct ctx *c, const cJSON *obj, const char *path,
 			const struct section *sec, void *target, void *seen)
 {
 	char p[PATH_MAX_LEN], k[64];
+	size_t i, m = 0, *twin = NULL;
 	const cJSON *it;
-	size_t i;
 
 	if (!cJSON_IsObject(obj)) {
 		err_at(c, path, "is not an object");
 		return -EINVAL;
 	}
 	if (sec->duplicates)
-		check_duplicates(c, obj, path);
+		twin = check_duplicates(c, obj, path);
 	cJSON_ArrayForEach(it, obj) {
 		bool found = false;
 
+		/* a key given twice is an error already; reading it again
+		 * would overwrite (and leak) what the first one read */
+		if (twin && twin[m++] != NO_TWIN)
+			continue;
 		norm_key(it->string, k, sizeof(k));
 		sub(p, path, it);
 		for (i = 0; i < sec->n_keys; i++) {
@@ -322,6 +427,7 @@ static int parse_object(struct ctx *c, const cJSON *obj, const char *path,
 		else
 			err_at(c, p, "unknown key");
 	}
+	free(twin);
 	return 0;
 }
 
@@ -332,7 +438,7 @@ struct check_seen {
 	const cJSON *kind[4]; /* by enum hr_check_kind */
 	const cJSON *interval, *timeout, *interval_down;
 	const cJSON *cache_ttl, *failure_ttl;
-	const cJSON *group, *on_failure, *fbw;
+	const cJSON *group, *on_failure, *fbw, *fbc;
 	char *id;
 };
 
@@ -396,6 +502,7 @@ static const struct key check_keys[] = {
 	{ "failuresbeforewarning", K_INT, false, SPEC(failures_before_warning), NO_COUNT, 0, 1000000, NULL },
 	{ "failuresbeforewarning", K_ITEM, true, SEEN(fbw), NO_COUNT, 0, 0, NULL },
 	{ "failuresbeforecritical", K_INT, false, SPEC(failures_before_critical), NO_COUNT, 0, 1000000, NULL },
+	{ "failuresbeforecritical", K_ITEM, true, SEEN(fbc), NO_COUNT, 0, 0, NULL },
 	{ "onfailure", K_ON_FAILURE, false, SPEC(on_failure), NO_COUNT, 0, 0, NULL },
 	{ "onfailure", K_ITEM, true, SEEN(on_failure), NO_COUNT, 0, 0, NULL },
 	{ "group", K_ITEM, true, SEEN(group), NO_COUNT, 0, 0, NULL },
@@ -630,6 +737,34 @@ static void check_group(struct ctx *c, const char *path,
 	}
 }
 
+/* The value at v was read into x (it is the number x). */
+static bool read_as(const cJSON *v, int x)
+{
+	return cJSON_IsNumber(v) && v->valuedouble == (double)x;
+}
+
+/* failures_before_warning defaults to failures_before_critical and may
+ * not exceed it (Consul rejects the check). */
+static void check_thresholds(struct ctx *c, const char *path,
+			     struct hr_check_spec *s,
+			     const struct check_seen *seen)
+{
+	char p[PATH_MAX_LEN];
+
+	if (!seen->fbw) {
+		s->failures_before_warning = s->failures_before_critical;
+		return;
+	}
+	if (!read_as(seen->fbw, s->failures_before_warning) ||
+	    (seen->fbc && !read_as(seen->fbc, s->failures_before_critical)) ||
+	    s->failures_before_warning <= s->failures_before_critical)
+		return; /* a value that did not read is reported already */
+	sub(p, path, seen->fbw);
+	err_at(c, p, "%d is greater than failures_before_critical (%d%s)",
+	       s->failures_before_warning, s->failures_before_critical,
+	       seen->fbc ? "" : ", the default");
+}
+
 static void parse_check(struct ctx *c, const cJSON *obj, const char *path,
 			struct hr_check_spec *s)
 {
@@ -651,8 +786,7 @@ static void parse_check(struct ctx *c, const cJSON *obj, const char *path,
 		return;
 	check_timing(c, path, s, &seen);
 	check_http_only(c, obj, path, s);
-	if (!seen.fbw)
-		s->failures_before_warning = s->failures_before_critical;
+	check_thresholds(c, path, s, &seen);
 	check_group(c, path, s, &seen);
 }
 
@@ -842,6 +976,8 @@ static void parse_registry(struct ctx *c, const cJSON *obj,
 		for (i = 0; i < n_backends; i++) {
 			if (!strcmp(it->string, backends[i].name)) {
 				found = 1;
+				if (cJSON_IsObject(it))
+					free(check_duplicates(c, it, p));
 				if (backends[i].validate)
 					backends[i].validate(it, p, c->diag);
 			}
@@ -864,22 +1000,23 @@ static void parse_registry(struct ctx *c, const cJSON *obj,
 static void check_names(struct ctx *c)
 {
 	const struct hr_config *cfg = c->cfg;
+	const char **names = malloc((cfg->n_checks + 1) * sizeof(*names));
 	char p[PATH_MAX_LEN];
-	size_t i, j;
+	size_t i, *twin;
 
-	for (i = 0; i < cfg->n_checks; i++) {
-		if (!cfg->checks[i].name)
+	for (i = 0; names && i < cfg->n_checks; i++)
+		names[i] = cfg->checks[i].name ? cfg->checks[i].name : "";
+	twin = names ? first_twins(names, cfg->n_checks, false) : NULL;
+	if (!twin)
+		err_at(c, "service.checks", "out of memory");
+	for (i = 0; twin && i < cfg->n_checks; i++) {
+		if (twin[i] == NO_TWIN || !cfg->checks[i].name)
 			continue;
-		for (j = 0; j < i; j++) {
-			if (cfg->checks[j].name &&
-			    !strcmp(cfg->checks[i].name, cfg->checks[j].name)) {
-				snprintf(p, sizeof(p), "service.checks[%zu].name", i);
-				err_at(c, p, "duplicate check name \"%s\"",
-				       cfg->checks[i].name);
-				break;
-			}
-		}
+		snprintf(p, sizeof(p), "service.checks[%zu].name", i);
+		err_at(c, p, "duplicate check name \"%s\"", cfg->checks[i].name);
 	}
+	free(twin);
+	free(names);
 }
 
 static void line_col(const char *text, const char *at, int *line, int *col)
@@ -892,7 +1029,7 @@ static void line_col(const char *text, const char *at, int *line, int *col)
 		if (*p == '\n') {
 			(*line)++;
 			*col = 1;
-		} else {
+		} else if (((unsigned char)*p & 0xC0) != 0x80) { /* characters */
 			(*col)++;
 		}
 	}
@@ -930,6 +1067,147 @@ static cJSON *parse_json(const char *text, size_t len, struct hr_diag *diag)
 	return NULL;
 }
 
+/* ---- the text: every string valid UTF-8 and bounded ---------------- */
+
+/* Errors the text check reports before it stops looking. */
+#define TEXT_ERRORS_MAX 20
+
+/*
+ * The string literals of the raw text, in document order. cJSON's tree
+ * visited depth first, each key before its value, meets its strings in
+ * the same order, so the walk knows where each one is written. Only used
+ * on text cJSON accepted, so every literal is well formed.
+ */
+struct literals {
+	const char *p, *end;
+};
+
+/* The next literal: where it starts, and whether it holds \u0000 or a
+ * raw NUL byte (a NUL that would silently cut the string short). */
+static const char *next_literal(struct literals *l, bool *nul)
+{
+	const char *start;
+
+	*nul = false;
+	while (l->p < l->end && *l->p != '"')
+		l->p++;
+	start = l->p++;
+	while (l->p < l->end && *l->p != '"') {
+		if (!*l->p)
+			*nul = true;
+		if (*l->p == '\\') {
+			if (l->end - l->p >= 6 && !memcmp(l->p, "\\u0000", 6))
+				*nul = true;
+			l->p++;
+		}
+		l->p++;
+	}
+	l->p++;
+	return start;
+}
+
+struct text_walk {
+	struct ctx *c;
+	const char *text;
+	struct literals lit;
+	size_t errors;
+};
+
+/* One string (a value, or a key named by where) checked; false if bad. */
+static bool text_ok(struct text_walk *w, const char *s, bool nul,
+		    const char *path)
+{
+	if (nul)
+		err_at(w->c, path, "contains a NUL character (\\u0000)");
+	else if (!hr_conf_text(s, path, w->c->diag))
+		return true;
+	w->errors++;
+	return false;
+}
+
+/* The literals of v's subtree, passed over (under a key that is bad). */
+static void skip_text(struct text_walk *w, const cJSON *v)
+{
+	const cJSON *it;
+	bool nul;
+
+	if (cJSON_IsString(v))
+		next_literal(&w->lit, &nul);
+	cJSON_ArrayForEach(it, v) {
+		if (cJSON_IsObject(v))
+			next_literal(&w->lit, &nul);
+		skip_text(w, it);
+	}
+}
+
+/* A key is named by where it is written: its path may not be text. */
+static bool key_ok(struct text_walk *w, const cJSON *it, const char *path)
+{
+	char where[PATH_MAX_LEN];
+	const char *at;
+	int line, col;
+	size_t n;
+	bool nul;
+
+	at = next_literal(&w->lit, &nul);
+	n = strlen(it->string);
+	if (!nul && n <= HR_CONF_STRING_MAX &&
+	    hr_conf_utf8_prefix(it->string, n) == n)
+		return true; /* the common case, without counting lines */
+	line_col(w->text, at, &line, &col);
+	snprintf(where, sizeof(where), "%s%skey at line %d, column %d", path,
+		 *path ? ", " : "", line, col);
+	return text_ok(w, it->string, nul, where);
+}
+
+static void walk_text(struct text_walk *w, const cJSON *v, const char *path)
+{
+	char p[PATH_MAX_LEN];
+	const cJSON *it;
+	size_t i = 0;
+	bool nul;
+
+	if (cJSON_IsString(v)) {
+		next_literal(&w->lit, &nul);
+		text_ok(w, v->valuestring, nul, path);
+		return;
+	}
+	cJSON_ArrayForEach(it, v) {
+		if (w->errors >= TEXT_ERRORS_MAX)
+			return;
+		if (cJSON_IsArray(v)) {
+			snprintf(p, sizeof(p), "%s[%zu]", path, i++);
+		} else if (!key_ok(w, it, path)) {
+			skip_text(w, it);
+			continue;
+		} else if (*path) {
+			sub(p, path, it);
+		} else {
+			snprintf(p, sizeof(p), "%s", it->string);
+		}
+		walk_text(w, it, p);
+	}
+}
+
+/*
+ * JSON text is UTF-8 (RFC 8259) and a config's strings are short: every
+ * string, key or value, must be valid UTF-8 without \u0000 and at most
+ * HR_CONF_STRING_MAX bytes, or the document is rejected before any
+ * section is read. Values are named by their path, keys by line:column.
+ */
+static int check_text(struct hr_diag *diag, const cJSON *root,
+		      const char *text, size_t len)
+{
+	struct ctx c = { diag, NULL };
+	struct text_walk w = { &c, text, { text, text + len }, 0 };
+
+	walk_text(&w, root, "");
+	if (w.errors >= TEXT_ERRORS_MAX)
+		hr_diag_add(diag, HR_DIAG_ERROR, NULL,
+			    "stopped after %d bad strings", TEXT_ERRORS_MAX);
+	return w.errors ? -EINVAL : 0;
+}
+
 /* The four sections, in the order they depend on each other. */
 static void parse_root(struct ctx *c, const cJSON *root,
 		       const struct hr_config_backend *backends,
@@ -938,7 +1216,7 @@ static void parse_root(struct ctx *c, const cJSON *root,
 	const cJSON *it, *service = NULL, *groups = NULL, *agent = NULL;
 	const cJSON *registry = NULL;
 
-	check_duplicates(c, root, "");
+	free(check_duplicates(c, root, ""));
 	cJSON_ArrayForEach(it, root) {
 		if (hr_conf_key_is(it->string, "service"))
 			service = it;
@@ -978,9 +1256,17 @@ int hr_config_parse(struct hr_config **out, const char *text, size_t len,
 	size_t errors_before = diag->errors;
 
 	*out = NULL;
+	if (len > HR_CONF_FILE_MAX) {
+		hr_diag_add(diag, HR_DIAG_ERROR, NULL,
+			    "the config is %zu bytes, more than the limit of %u (16 MiB)",
+			    len, HR_CONF_FILE_MAX);
+		return -EINVAL;
+	}
 	root = parse_json(text, len, diag);
 	if (!root)
 		return -EINVAL;
+	if (check_text(diag, root, text, len))
+		goto cleanup;
 	cfg = calloc(1, sizeof(*cfg));
 	if (!cfg) {
 		rc = -ENOMEM;
@@ -1039,6 +1325,13 @@ int hr_config_load(struct hr_config **out, const char *path,
 		len += n;
 		if (n == 0)
 			break;
+		if (len > HR_CONF_FILE_MAX) {
+			rc = -EINVAL;
+			hr_diag_add(diag, HR_DIAG_ERROR, NULL,
+				    "the file is larger than %u bytes (16 MiB), the limit for a config",
+				    HR_CONF_FILE_MAX);
+			goto cleanup;
+		}
 	}
 	if (ferror(f)) {
 		rc = -EIO;

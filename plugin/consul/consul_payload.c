@@ -175,11 +175,15 @@ static int check_address(struct hr_consul_conf *c, const char *path,
 
 	if (hr_consul_addr_split(c->address, &tls, host, sizeof(host),
 				 &port) < 0) {
+		/* shown cut short on a character boundary (the environment's
+		 * address is not checked like a config string) */
+		int shown = hr_conf_shown_len(c->address, 128);
+
 		hr_diag_add(diag, HR_DIAG_ERROR, hr_conf_path(p, path,
 							      "address"),
-			    "\"%.128s\"%s is not an http:// or https:// "
+			    "\"%.*s\"%s is not an http:// or https:// "
 			    "address with a host and optional port",
-			    c->address, from);
+			    shown, c->address, from);
 		return -EINVAL;
 	}
 	if (!tls && (c->common.ca_file || c->common.cert_file ||

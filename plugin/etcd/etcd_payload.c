@@ -5,6 +5,7 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -91,7 +92,8 @@ static int parse_endpoint(const cJSON *it, const char *p, struct hr_diag *d,
 	s = *out;
 	if (strncmp(s, "http://", 7) != 0 && strncmp(s, "https://", 8) != 0) {
 		hr_diag_add(d, HR_DIAG_ERROR, p,
-			    "\"%s\" must start with http:// or https://", s);
+			    "\"%.*s\" must start with http:// or https://",
+			    hr_conf_shown_len(s, 128), s);
 		rc = -EINVAL;
 	} else if (strlen(s) <= (s[4] == 's' ? 8u : 7u)) {
 		hr_diag_add(d, HR_DIAG_ERROR, p, "\"%s\" has no host", s);
@@ -108,6 +110,16 @@ static int parse_endpoint(const cJSON *it, const char *p, struct hr_diag *d,
 	return 0;
 }
 
+/* The endpoint array is NULL-terminated (the n_endpoints read are dense). */
+static void free_endpoints(struct hr_etcd_conf *c)
+{
+	hr_conf_strv_free(c->endpoints);
+	c->endpoints = NULL;
+	c->n_endpoints = 0;
+}
+
+/* A key given twice: the last one counts (what an earlier one read is
+ * freed first). */
 static int parse_endpoints(const cJSON *arr, const char *path,
 			   struct hr_diag *d, struct hr_etcd_conf *out)
 {
@@ -116,6 +128,7 @@ static int parse_endpoints(const cJSON *arr, const char *path,
 	size_t n, i = 0;
 	int rc = 0, r;
 
+	free_endpoints(out);
 	if (!cJSON_IsArray(arr)) {
 		hr_diag_add(d, HR_DIAG_ERROR, path, "must be a list of URLs");
 		return -EINVAL;
@@ -125,7 +138,7 @@ static int parse_endpoints(const cJSON *arr, const char *path,
 		hr_diag_add(d, HR_DIAG_ERROR, path, "must not be empty");
 		return -EINVAL;
 	}
-	out->endpoints = calloc(n, sizeof(char *));
+	out->endpoints = calloc(n + 1, sizeof(char *));
 	if (!out->endpoints)
 		return -ENOMEM;
 	cJSON_ArrayForEach(it, arr) {
@@ -145,7 +158,7 @@ static int parse_endpoints(const cJSON *arr, const char *path,
 static int apply_defaults(struct hr_etcd_conf *out)
 {
 	if (!out->endpoints) {
-		out->endpoints = calloc(1, sizeof(char *));
+		out->endpoints = calloc(2, sizeof(char *));
 		if (!out->endpoints)
 			return -ENOMEM;
 		out->endpoints[0] = dup_str(HR_ETCD_DEFAULT_ENDPOINT);
@@ -223,13 +236,9 @@ cleanup:
 
 void hr_etcd_conf_dispose(struct hr_etcd_conf *c)
 {
-	size_t i;
-
 	if (!c)
 		return;
-	for (i = 0; i < c->n_endpoints; i++)
-		free(c->endpoints[i]);
-	free(c->endpoints);
+	free_endpoints(c);
 	free(c->prefix);
 	free(c->username);
 	free(c->password_file);
@@ -530,8 +539,10 @@ int hr_etcd_int64(const cJSON *item, int64_t *out)
 	if (cJSON_IsNumber(item)) {
 		double d = item->valuedouble;
 
-		if (d != (double)(int64_t)d || d > 9007199254740992.0 ||
-		    d < -9007199254740992.0)
+		/* Range first (NaN fails it too): converting an out-of-range
+		 * double is undefined. Beyond 2^53 a double is not exact. */
+		if (!(d >= -9007199254740992.0 && d <= 9007199254740992.0) ||
+		    d != (double)(int64_t)d)
 			return -EINVAL;
 		*out = (int64_t)d;
 		return 0;
@@ -647,7 +658,7 @@ static bool read_error(const cJSON *root, int *code, const char **msg)
 	} else {
 		return false;
 	}
-	if (c && hr_etcd_int64(c, &v) == 0)
+	if (c && hr_etcd_int64(c, &v) == 0 && v >= INT_MIN && v <= INT_MAX)
 		*code = (int)v;
 	*msg = cJSON_IsString(m) && m->valuestring ? m->valuestring
 						   : "etcd error";

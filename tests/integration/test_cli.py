@@ -5,6 +5,7 @@ import glob
 import os
 import signal
 import sys
+import tempfile
 import time
 import unittest
 
@@ -63,6 +64,54 @@ class TestValidate(unittest.TestCase):
         p = hrtest.run(["validate", "-c", path])
         self.assertEqual(p.returncode, 0, p.stderr)
         self.assertEqual(p.stderr, "")
+
+    def _validate_bytes(self, data):
+        fd, path = tempfile.mkstemp(suffix=".json")
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        self.addCleanup(os.unlink, path)
+        # text=True: the messages must be valid UTF-8 themselves
+        return hrtest.run(["validate", "-c", path])
+
+    def test_string_and_file_limits(self):
+        """A 10 MiB string value names its field; a file over 16 MiB is
+        refused before it is parsed; 64 KiB is the most a string holds."""
+        head = b'{"service": {"name": "web", "checks": [{"name": "a", ' \
+               b'"http": "http://127.0.0.1/", "body": "'
+        tail = b'"}]}}'
+        p = self._validate_bytes(head + b"b" * (10 << 20) + tail)
+        self.assertEqual(p.returncode, 78, p.stderr)
+        self.assertIn("service.checks[0].body: is 10485760 bytes long, more "
+                      "than the limit of 65536", p.stderr)
+        self.assertIn("1 error, nothing started", p.stderr)
+        p = self._validate_bytes(head + b"b" * 65536 + tail)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        p = self._validate_bytes(head + b"b" * 65537 + tail)
+        self.assertEqual(p.returncode, 78, p.stderr)
+        p = self._validate_bytes(head + b"b" + tail + b" " * (17 << 20))
+        self.assertEqual(p.returncode, 78, p.stderr)
+        self.assertIn("the file is larger than 16777216 bytes (16 MiB)", p.stderr)
+
+    def test_invalid_utf8_anywhere(self):
+        """Invalid UTF-8 in any string of any section exits 78 naming the
+        field; the messages stay valid UTF-8."""
+        cases = [
+            (b'"service": {"name": "w\xffb", "checks": [%s]}', "service.name"),
+            (b'"service": {"name": "web", "tags": ["\xed\xa0\x80"], "checks": [%s]}',
+             "service.tags[0]"),
+            (b'"service": {"name": "web", "checks": [%s]}, "registry": '
+             b'{"etcd": {"prefix": "/\xc0\xaf"}}', "registry.etcd.prefix"),
+            (b'"service": {"name": "web", "checks": [%s]}, "registry": '
+             b'{"consul": {"token_file": "\xf5x"}}', "registry.consul.token_file"),
+            (b'"service": {"name": "web", "checks": [%s]}, "agent": '
+             b'{"state_file": "/tmp/\xe2\x82"}', "agent.state_file"),
+        ]
+        check = b'{"name": "a", "tcp": "127.0.0.1:80"}'
+        for body, field in cases:
+            with self.subTest(field=field):
+                p = self._validate_bytes(b"{" + body % check + b"}")
+                self.assertEqual(p.returncode, 78, p.stderr)
+                self.assertIn(field + ": is not valid UTF-8", p.stderr)
 
     def test_missing_file(self):
         p = hrtest.run(["validate", "-c", "/nonexistent/healthreg.json"])

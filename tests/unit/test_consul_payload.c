@@ -12,6 +12,7 @@
 #include <criterion/criterion.h>
 
 #include "consul/consul_payload.h"
+#include "healthreg/confget.h"
 
 #define N(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -238,6 +239,39 @@ Test(consul_payload, conf_errors_name_their_path)
 		cr_assert_null(c.address, "case %zu: not disposed", i);
 		hr_diag_dispose(&d);
 	}
+}
+
+/* Strings of the section are read by the shared getters: valid UTF-8,
+ * bounded; an address shown in a message is cut on a character. */
+Test(consul_payload, conf_strings_utf8_and_bounded)
+{
+	struct hr_consul_env env = { NULL, NULL, NULL };
+	char addr[400], *json = NULL;
+	struct hr_consul_conf c;
+	struct hr_diag d;
+	size_t i;
+
+	cr_assert_eq(parse("{\"token_file\":\"/t\xff\"}", &env, &c, &d), -EINVAL);
+	cr_assert(diag_has(&d, HR_DIAG_ERROR, "registry.consul.token_file: is "
+			   "not valid UTF-8 (at byte 2)"));
+	hr_diag_dispose(&d);
+	memcpy(addr, "http://", 7); /* so that byte 128 is inside a character */
+	for (i = 7; i + 2 < sizeof(addr); i += 2)
+		memcpy(addr + i, "\xc3\xa9", 2);
+	memcpy(addr + i - 2, ":x", 3);
+	env.http_addr = addr;
+	cr_assert_eq(parse("{}", &env, &c, &d), -EINVAL);
+	cr_assert_eq(d.n, 1);
+	cr_assert_eq(hr_conf_utf8_prefix(d.v[0].text, strlen(d.v[0].text)),
+		     strlen(d.v[0].text), "%s", d.v[0].text);
+	hr_diag_dispose(&d);
+	env.http_addr = NULL;
+	cr_assert_gt(asprintf(&json, "{\"address\":\"http://%070000d\"}", 0), 0);
+	cr_assert_eq(parse(json, &env, &c, &d), -EINVAL);
+	cr_assert(diag_has(&d, HR_DIAG_ERROR, "registry.consul.address: is 70007 "
+			   "bytes long"));
+	hr_diag_dispose(&d);
+	free(json);
 }
 
 Test(consul_payload, conf_warnings)

@@ -10,6 +10,7 @@
 #include <criterion/criterion.h>
 
 #include "etcd/etcd_payload.h"
+#include "leakcheck.h"
 
 /* ---- config ---------------------------------------------------------- */
 
@@ -181,6 +182,35 @@ Test(etcd_payload, conf_reports_every_problem)
 	hr_diag_dispose(&d);
 	/* diag may be NULL: the result is still the verdict. */
 	cr_assert_eq(parse_text("{\"nope\":1}", &c, NULL), -EINVAL);
+}
+
+/* A key given twice: the last one counts and the first one's memory is
+ * not lost (the heap is back where it was; round 0 warms up). */
+Test(etcd_payload, conf_duplicate_keys_do_not_leak)
+{
+	struct hr_etcd_conf c;
+	struct hr_diag d;
+	size_t round, mark = 0;
+
+	for (round = 0; round < 3; round++) {
+		if (round == 1)
+			mark = HR_HEAP_MARK();
+		hr_diag_init(&d);
+		cr_assert_eq(parse_text("{\"endpoints\":[\"http://a:1\",\"http://b:2\"],"
+					"\"endpoints\":[\"http://c:3\"],"
+					"\"prefix\":\"/x\",\"prefix\":\"/y\","
+					"\"ca_file\":\"a\",\"ca_file\":\"b\"}", &c, &d), 0);
+		cr_assert_eq(c.n_endpoints, 1);
+		cr_assert_str_eq(c.endpoints[0], "http://c:3");
+		cr_assert_str_eq(c.prefix, "/y");
+		cr_assert_str_eq(c.common.ca_file, "b");
+		hr_etcd_conf_dispose(&c);
+		cr_assert_eq(parse_text("{\"endpoints\":[\"http://a:1\"],"
+					"\"endpoints\":[\"ftp://c\"]}", &c, &d),
+			     -EINVAL);
+		hr_diag_dispose(&d);
+	}
+	HR_ASSERT_HEAP_BACK(mark);
 }
 
 /* ---- key and value --------------------------------------------------- */
@@ -358,6 +388,21 @@ Test(etcd_payload, int64_forms)
 		{ "\"12a\"", -EINVAL, 0 },
 		{ "null", -EINVAL, 0 },
 		{ "true", -EINVAL, 0 },
+		/* network input: numbers beyond int64 are rejected before any
+		 * conversion (UBSan aborts on an out-of-range cast) */
+		{ "1e300", -EINVAL, 0 },
+		{ "-1e300", -EINVAL, 0 },
+		{ "1e999", -EINVAL, 0 },
+		{ "-1e999", -EINVAL, 0 },
+		{ "9.3e18", -EINVAL, 0 },
+		{ "-9.3e18", -EINVAL, 0 },
+		{ "1e19", -EINVAL, 0 },
+		{ "9223372036854775808", -EINVAL, 0 },
+		{ "9007199254740992", 0, INT64_C(9007199254740992) },
+		{ "-9007199254740992", 0, -INT64_C(9007199254740992) },
+		{ "\"18446744073709551616\"", -EINVAL, 0 },
+		{ "\"-9223372036854775809\"", -EINVAL, 0 },
+		{ "\"99999999999999999999999\"", -EINVAL, 0 },
 	};
 	size_t i;
 
@@ -491,6 +536,27 @@ static const struct reply_case replies[] = {
 	  "\"message\":\"x\",\"code\":3}", HR_ETCD_AUTH_DENIED, 0, 0, false,
 	  NULL, 3 },
 	{ "auth reply without token", HR_ETCD_OP_AUTH, 200, "{" H "}",
+	  HR_ETCD_FAILED, 0, 0, false, NULL, -1 },
+	/* numbers out of range from the network: rejected, never converted */
+	{ "grant, ID 1e300", HR_ETCD_OP_GRANT, 200,
+	  "{\"ID\":1e300,\"TTL\":10}", HR_ETCD_FAILED, 0, 0, false, NULL, -1 },
+	{ "grant, TTL -1e300", HR_ETCD_OP_GRANT, 200,
+	  "{\"ID\":\"7\",\"TTL\":-1e300}", HR_ETCD_FAILED, 0, 0, false, NULL,
+	  -1 },
+	{ "keepalive, TTL 9.3e18", HR_ETCD_OP_KEEPALIVE, 200,
+	  "{\"result\":{\"ID\":\"3\",\"TTL\":9.3e18}}", HR_ETCD_LEASE_LOST, 3,
+	  0, false, NULL, -1 },
+	{ "keepalive, ID 1e19 (not read; the TTL counts)", HR_ETCD_OP_KEEPALIVE,
+	  200, "{\"result\":{\"ID\":1e19,\"TTL\":\"9\"}}", HR_ETCD_OK, 0, 9,
+	  false, NULL, -1 },
+	{ "put, code 1e300", HR_ETCD_OP_PUT, 400,
+	  "{\"error\":\"x\",\"message\":\"x\",\"code\":1e300}",
+	  HR_ETCD_FAILED, 0, 0, false, NULL, -1 },
+	{ "put, code beyond int as a string", HR_ETCD_OP_PUT, 400,
+	  "{\"error\":\"x\",\"message\":\"x\",\"code\":\"99999999999\"}",
+	  HR_ETCD_FAILED, 0, 0, false, NULL, -1 },
+	{ "keepalive, stream error code -1e300", HR_ETCD_OP_KEEPALIVE, 200,
+	  "{\"error\":{\"grpc_code\":-1e300,\"message\":\"x\"}}",
 	  HR_ETCD_FAILED, 0, 0, false, NULL, -1 },
 };
 
