@@ -10,6 +10,7 @@
 #include "healthreg/confget.h"
 #include "healthreg/duration.h"
 #include "healthreg/status.h"
+#include "healthreg/util.h"
 
 void hr_conf_key_norm(const char *in, char *out, size_t len)
 {
@@ -31,39 +32,12 @@ bool hr_conf_key_is(const char *key, const char *normalized)
 	return !strcmp(k, normalized);
 }
 
-/* RFC 3629's table: the length of the valid sequence at s, 0 if none. */
-static size_t utf8_seq(const unsigned char *s, size_t n)
-{
-	unsigned char lo = 0x80, hi = 0xBF;
-	size_t len, i;
-
-	if (s[0] < 0x80)
-		return 1;
-	if (s[0] < 0xC2 || s[0] > 0xF4)
-		return 0;
-	len = s[0] < 0xE0 ? 2 : s[0] < 0xF0 ? 3 : 4;
-	if (s[0] == 0xE0)
-		lo = 0xA0; /* overlong */
-	else if (s[0] == 0xED)
-		hi = 0x9F; /* surrogates */
-	else if (s[0] == 0xF0)
-		lo = 0x90; /* overlong */
-	else if (s[0] == 0xF4)
-		hi = 0x8F; /* above U+10FFFF */
-	if (n < len || s[1] < lo || s[1] > hi)
-		return 0;
-	for (i = 2; i < len; i++)
-		if ((s[i] & 0xC0) != 0x80)
-			return 0;
-	return len;
-}
-
 size_t hr_conf_utf8_prefix(const char *s, size_t n)
 {
 	const unsigned char *u = (const unsigned char *)s;
 	size_t i = 0, l;
 
-	while (i < n && (l = utf8_seq(u + i, n - i)))
+	while (i < n && (l = hr_utf8_len(u + i, n - i)))
 		i += l;
 	return i;
 }

@@ -27,9 +27,12 @@ PLAIN = {"LC_ALL": "C", "TZ": "UTC", "MY_PLAIN": "plain-value",
          "HR_UNLISTED": "unlisted-value"}
 
 
-def http_get(url, timeout=5):
+def http_get(url, timeout=5, token=None):
+    req = urllib.request.Request(url)
+    if token:
+        req.add_header("Authorization", "Bearer " + token)
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as r:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
             return r.status, r.read().decode()
     except urllib.error.HTTPError as e:
         return e.code, e.read().decode()
@@ -106,12 +109,13 @@ class Case(unittest.TestCase):
         return int(re.search(r"event=api_listening addr=\S+ port=(\d+)",
                              self.log()).group(1))
 
-    def output_of(self, port, name, pred, timeout=10):
+    def output_of(self, port, name, pred, timeout=10, token=None):
         """The output of check name once pred(output) holds (or the last)."""
         last = [None]
 
         def probe():
-            _, body = http_get("http://127.0.0.1:%d/v1/health" % port)
+            _, body = http_get("http://127.0.0.1:%d/v1/health" % port,
+                               token=token)
             for c in json.loads(body)["checks"]:
                 if c["name"] == name and c["last_run"]:
                     last[0] = c["output"]
@@ -276,7 +280,9 @@ class TestUser(Case):
         self.assertEqual(proc_status(p.pid, "Gid"), [str(nobody.pw_gid)] * 4)
         self.assertNotIn("0", proc_status(p.pid, "Groups") or [])
         self.assertEqual(st.st_uid, 0)  # still not dumpable after setuid
-        out = self.output_of(port, "id", lambda o: o.strip() != "")
+        # check outputs are shown only with the API token
+        out = self.output_of(port, "id", lambda o: o.strip() != "",
+                             token="s3cret-token")
         self.assertEqual(out.split(), [str(nobody.pw_uid), str(nobody.pw_gid),
                                        nobody.pw_dir], out)
         stop()
