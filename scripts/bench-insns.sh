@@ -13,7 +13,9 @@
 # Prints, per binary and mode, the checks performed in the window (nginx
 # requests for http, TCP ActiveOpens for tcp) and instructions per check.
 # Kernel work (syscalls, the TCP stack) is not counted: see bench-checks.sh
-# for CPU time. Prints numbers, asserts nothing.
+# for CPU time. CG_KEEP=DIR keeps each callgrind profile there
+# (callgrind_annotate compares them function by function). Prints
+# numbers, asserts nothing.
 set -u
 
 . "$(dirname "$0")/bench-common.sh"
@@ -47,6 +49,10 @@ one() { # binary mode -> "checks insns_per_check"
 	if [ "$mode" = http ]; then n1=$(($(bench_nginx_requests) - 1)); else n1=$(bench_active_opens); fi
 	callgrind_control -d "$pid" >/dev/null 2>&1
 	bench_stop "$pid"
+	if [ -n "${CG_KEEP:-}" ]; then
+		mkdir -p "$CG_KEEP"
+		cat "$out"* >"$CG_KEEP/$mode.$(basename "$bin").callgrind"
+	fi
 	ir=$(cat "$out"* 2>/dev/null | awk '/^summary:/ { s += $2 } END { print s + 0 }')
 	awk -v k="$((n1 - n0))" -v ir="$ir" 'BEGIN { printf "%d %.0f\n", k, k ? ir / k : 0 }'
 }
