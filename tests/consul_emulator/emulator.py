@@ -1164,6 +1164,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def _fault(self):
         """Apply the injected fault of --fault-file, if any (see FAULTS).
         True when the request was answered (or dropped) by the fault."""
+        if self.headers.get(FAULT_BYPASS):
+            return False
         try:
             mode, arg = read_fault(self.server.fault_file)
         except ValueError as e:
@@ -1709,6 +1711,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
 #   "garbage"       every request gets bytes that are not HTTP, then close
 #   "close"         every request gets no answer: the connection is closed
 # The agent's state (TTL timers, the reaper) keeps running under any fault.
+# A request with the header X-Emulator-No-Fault (a test looking at the
+# state during a fault) is always served normally.
+FAULT_BYPASS = "X-Emulator-No-Fault"
 FAULT_GARBAGE = b"\x00\xffSSH-2.0-not-http {{{\r\n\r\n"
 
 

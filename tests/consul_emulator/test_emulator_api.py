@@ -1152,6 +1152,7 @@ class TestInjectedFaults(EmuCase):
         r = self.get("/v1/agent/services")
         self.assertResp(r, 500, "fault injected")
         self.assertResp(self.update("c", "passing"), 500, "fault injected")
+        self.assertIn("web-1", self.services(headers={"X-Emulator-No-Fault": "1"}))
         self.emu.fault("status 503")
         self.assertResp(self.get("/v1/agent/checks"), 503)
         # The agent's own clock is not stopped by the fault: the TTL expires.
