@@ -24,8 +24,8 @@ import unittest
 
 import hrtest
 import targets
-from faultkit import (FD_SLACK, RSS_SLACK_KB, Probe, api_url, converge, fds,
-                      metric, rss_kb)
+from faultkit import (FD_SLACK, RSS_SLACK_KB, Probe, api_url, assert_rss_flat,
+                      converge, fds, metric, rss_kb)
 
 sys.path.insert(0, os.path.join(hrtest.SOURCE_DIR, "tests", "consul_emulator"))
 import emuctl  # noqa: E402
@@ -154,7 +154,7 @@ class TestConsulFaults(unittest.TestCase):
         print("%s: fds %d -> %d (peak %d), RSS %d -> %d kB (peak %d)"
               % (what, self.base_fds, f, pf, self.base_rss, r, pr), flush=True)
         self.assertLessEqual(f, self.base_fds + FD_SLACK, what)
-        self.assertLessEqual(r, self.base_rss + RSS_SLACK_KB, what)
+        assert_rss_flat(self, self.base_rss, r, RSS_SLACK_KB, what)
         self.assertEqual(self.agent.stop(), 0, self.agent.log()[-3000:])
         self.assertNotIn("Sanitizer", self.agent.log())
 

@@ -17,7 +17,7 @@ import unittest
 import etcd_harness
 import hrtest
 import targets
-from faultkit import Probe, api_url, fds, rss_kb
+from faultkit import Probe, api_url, assert_rss_flat, fds, rss_kb
 from test_faults_consul import Poller
 
 sys.path.insert(0, os.path.join(hrtest.SOURCE_DIR, "tests", "consul_emulator"))
@@ -115,7 +115,7 @@ class TestReloadStorm(unittest.TestCase):
               % (what, n, len(self.watch.snapshot()), self.base_fds, f, pf,
                  self.base_rss, r, pr), flush=True)
         self.assertLessEqual(f, self.base_fds + FD_SLACK, what)
-        self.assertLessEqual(r, self.base_rss + RSS_SLACK_KB, what)
+        assert_rss_flat(self, self.base_rss, r, RSS_SLACK_KB, what)
         self.assertEqual(self.agent.stop(), 0, self.agent.log()[-3000:])
         self.assertNotIn("Sanitizer", self.agent.log())
 
