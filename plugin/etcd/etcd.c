@@ -21,7 +21,8 @@
  *     LEASE_LOST    forget lease and key; grant + put again at once
  *     AUTH_EXPIRED  drop the token; authenticate again at once
  *     UNAVAILABLE   next endpoint at once; after a full round of failures
- *                   exponential backoff with jitter (<= 5 s)
+ *                   exponential backoff with jitter (<= 5 s and
+ *                   <= TTL/3, so a lease etcd kept is kept)
  *     AUTH_DENIED / FAILED  backoff
  *   -> (the layer) reconcile()
  *
@@ -101,10 +102,23 @@ static const char *endpoint(const struct hr_registry *r)
 	return r->conf.endpoints[r->ep];
 }
 
+/*
+ * The retry cap: 5 s, but never more than the keepalive period (TTL/3).
+ * etcd coming back with its data (restart, quorum regained) extends every
+ * lease by its TTL; a retry later than that would let a lease that could
+ * have been kept expire and delete the key.
+ */
+static int64_t backoff_cap_ms(const struct hr_registry *r)
+{
+	int64_t third = r->conf.lease_ttl_ms / 3;
+
+	return third < BACKOFF_CAP_MS ? third : BACKOFF_CAP_MS;
+}
+
 static void backoff(struct hr_registry *r)
 {
 	hr_regcore_backoff(&r->core, ++r->retries, BACKOFF_BASE_MS,
-			   BACKOFF_CAP_MS);
+			   backoff_cap_ms(r));
 }
 
 /* Take tok (NULL: none) and rebuild the header list that carries it. */
@@ -354,7 +368,7 @@ static void handle_failure(struct hr_registry *r, enum hr_etcd_op op,
 		/* A full round of endpoints failed: wait before the next. */
 		if (r->failures % n == 0)
 			hr_regcore_backoff(&r->core, r->failures / n,
-					   BACKOFF_BASE_MS, BACKOFF_CAP_MS);
+					   BACKOFF_BASE_MS, backoff_cap_ms(r));
 		break;
 	case HR_ETCD_FAILED:
 		hr_log(HR_LOG_ERROR, "etcd_request_failed", "op", name,

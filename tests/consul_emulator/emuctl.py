@@ -11,6 +11,8 @@ Usage (from any test; standard library only)::
     url = emu.url          # "http://127.0.0.1:<port>"
     port, pid = emu.port, emu.pid
     emu.restart_wiped()    # kill + start again on the SAME port, empty state
+    emu.fault("status 500")  # every request answered 500 (see fault())
+    emu.fault(None)        # back to normal
     emu.stop()             # SIGTERM, then SIGKILL after a grace period
 
 Keyword flags map to emulator command-line flags: ``acl_default_policy="deny"``
@@ -66,6 +68,7 @@ class Emulator:
         self.startup_timeout = startup_timeout
         self._tmp = tempfile.mkdtemp(prefix="consul-emu-")
         self.log_path = self.flags.pop("log", None) or os.path.join(self._tmp, "emulator.log")
+        self.fault_path = os.path.join(self._tmp, "fault")
         self.proc = None
         self.port = None
         self._spawn(port)
@@ -103,11 +106,25 @@ class Emulator:
                 os.kill(proc.pid, signal.SIGKILL)
             proc.wait()
 
-    def restart_wiped(self):
+    def fault(self, mode=None):
+        """Inject a fault into every following request (``None`` or
+        ``"off"`` ends it): ``"status 500"``, ``"delay 3000"`` (ms),
+        ``"garbage"`` (bytes that are not HTTP) or ``"close"`` (no answer).
+        The file is replaced atomically; it survives restarts."""
+        tmp = self.fault_path + ".tmp"
+        with open(tmp, "w") as fh:
+            fh.write((mode or "off") + "\n")
+        os.replace(tmp, self.fault_path)
+
+    def restart_wiped(self, downtime=0.0):
         """Kill the agent and start a fresh one on the same port: an agent
-        restarted with its state wiped (like ``consul agent -dev``)."""
+        restarted with its state wiped (like ``consul agent -dev``).
+        ``downtime`` seconds pass between the kill and the new start (a
+        crashed agent that comes back later: connections are refused)."""
         port = self.port
         self.kill()
+        if downtime > 0:
+            time.sleep(downtime)
         self._spawn(port)
         return self
 
@@ -137,7 +154,8 @@ class Emulator:
         except FileNotFoundError:
             pass
         argv = [sys.executable, "-S", EMULATOR, "--bind", self.bind, "--port", str(port),
-                "--port-file", port_file, "--log", self.log_path] + _flags(self.flags)
+                "--port-file", port_file, "--log", self.log_path,
+                "--fault-file", self.fault_path] + _flags(self.flags)
         deadline = time.monotonic() + self.startup_timeout
         while True:
             self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL,

@@ -1104,6 +1104,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.close_connection = True
             self._send(400, b"Bad Request", "text/plain; charset=utf-8")
             return
+        if self._fault():
+            return
         parts = urlsplit(self.path)
         self.rawpath = parts.path
         self.upath = unquote(parts.path, errors="surrogateescape")
@@ -1158,6 +1160,30 @@ class Handler(http.server.BaseHTTPRequestHandler):
         else:
             pretty = "pretty" in self.query
             self._send(200, go_json(result, pretty), "application/json", self.resp_headers)
+
+    def _fault(self):
+        """Apply the injected fault of --fault-file, if any (see FAULTS).
+        True when the request was answered (or dropped) by the fault."""
+        if self.headers.get(FAULT_BYPASS):
+            return False
+        try:
+            mode, arg = read_fault(self.server.fault_file)
+        except ValueError as e:
+            self.server.emu_log("[ERROR] %s" % e)
+            mode = None
+        if mode is None:
+            return False
+        self.server.emu_log("[FAULT] %s %s %s" % (mode, self.command, self.path))
+        if mode == "delay":
+            time.sleep(arg / 1000.0)
+            return False
+        self.close_connection = True
+        if mode == "status":
+            self._send(arg, b"fault injected", "text/plain; charset=utf-8")
+        elif mode == "garbage":
+            self.wfile.write(FAULT_GARBAGE)
+        # "close": no answer at all, the connection is closed
+        return True
 
     do_GET = do_PUT = do_POST = do_DELETE = do_PATCH = do_OPTIONS = do_HEAD = _dispatch
 
@@ -1677,6 +1703,41 @@ class Handler(http.server.BaseHTTPRequestHandler):
         return self._blocking(name, True, render)
 
 
+# Injected faults (--fault-file): the file holds one line, read before
+# every request, so a test switches modes by rewriting it (atomically):
+#   "" or "off"     normal operation
+#   "status CODE"   every request gets CODE (200..599), body "fault injected"
+#   "delay MS"      every request is held MS milliseconds, then served
+#   "garbage"       every request gets bytes that are not HTTP, then close
+#   "close"         every request gets no answer: the connection is closed
+# The agent's state (TTL timers, the reaper) keeps running under any fault.
+# A request with the header X-Emulator-No-Fault (a test looking at the
+# state during a fault) is always served normally.
+FAULT_BYPASS = "X-Emulator-No-Fault"
+FAULT_GARBAGE = b"\x00\xffSSH-2.0-not-http {{{\r\n\r\n"
+
+
+def read_fault(path):
+    """(mode, argument) of the fault file, or (None, None) for none."""
+    if not path:
+        return None, None
+    try:
+        with open(path, encoding="utf-8") as fh:
+            words = fh.read().split()
+    except OSError:
+        return None, None
+    if not words or words[0] == "off":
+        return None, None
+    mode = words[0]
+    if mode in ("garbage", "close") and len(words) == 1:
+        return mode, None
+    if mode in ("status", "delay") and len(words) == 2 and words[1].isdigit():
+        n = int(words[1])
+        if mode == "delay" or 200 <= n <= 599:
+            return mode, n
+    raise ValueError("bad fault file line: %r" % " ".join(words))
+
+
 class Server(http.server.ThreadingHTTPServer):
     allow_reuse_address = True
     daemon_threads = True
@@ -1713,6 +1774,9 @@ def build_parser():
     p.add_argument("--node-name", default="emulator-node")
     p.add_argument("--node-address", default="127.0.0.1")
     p.add_argument("--datacenter", default="dc1")
+    p.add_argument("--fault-file",
+                   help="inject faults: read before every request (off | status CODE | "
+                        "delay MS | garbage | close)")
     return p
 
 
@@ -1749,6 +1813,7 @@ def main(argv=None):
     srv.agent = agent
     srv.agent_acl = acl
     srv.emu_log = log
+    srv.fault_file = opts.fault_file
     port = srv.server_address[1]
 
     stop = threading.Event()

@@ -1128,5 +1128,79 @@ class TestProcess(unittest.TestCase):
         self.assertEqual(again.port, port)
 
 
+
+class TestInjectedFaults(EmuCase):
+    """--fault-file (emuctl: emu.fault()): the registry faults of the fault
+    suite. Not Consul behaviour: test machinery, off unless the file says."""
+
+    def raw(self, data=b"GET /v1/agent/services HTTP/1.1\r\nHost: x\r\n"
+            b"Connection: close\r\n\r\n"):
+        """Send data on a fresh connection; all bytes until EOF."""
+        import socket
+        with socket.create_connection(("127.0.0.1", self.emu.port), timeout=DEADLINE) as s:
+            s.sendall(data)
+            out = b""
+            while True:
+                b = s.recv(65536)
+                if not b:
+                    return out
+                out += b
+
+    def test_status_answers_every_request_and_state_keeps_running(self):
+        self.assertResp(self.register(Check={"CheckID": "c", "TTL": "300ms"}), 200)
+        self.emu.fault("status 500")
+        r = self.get("/v1/agent/services")
+        self.assertResp(r, 500, "fault injected")
+        self.assertResp(self.update("c", "passing"), 500, "fault injected")
+        self.assertIn("web-1", self.services(headers={"X-Emulator-No-Fault": "1"}))
+        self.emu.fault("status 503")
+        self.assertResp(self.get("/v1/agent/checks"), 503)
+        # The agent's own clock is not stopped by the fault: the TTL expires.
+        self.wait_for(lambda: "Check missed TTL" in self.emu.log_text(), "TTL expiry")
+        self.emu.fault(None)
+        self.assertEqual(self.checks()["c"]["Status"], "critical")
+        self.assertResp(self.update("c", "passing"), 200)
+        self.assertIn("[FAULT] status PUT /v1/agent/check/update/c", self.emu.log_text())
+
+    def test_delay_holds_then_serves(self):
+        self.emu.fault("delay 700")
+        t0 = time.monotonic()
+        self.assertResp(self.register(), 200)
+        self.assertGreaterEqual(time.monotonic() - t0, 0.7)
+        self.emu.fault("off")
+        t0 = time.monotonic()
+        self.assertIn("web-1", self.services())
+        self.assertLess(time.monotonic() - t0, 0.7)
+
+    def test_garbage_and_close(self):
+        self.emu.fault("garbage")
+        out = self.raw()
+        self.assertTrue(out.startswith(b"\x00\xff"), out)
+        self.assertNotIn(b"HTTP/1.", out)
+        self.emu.fault("close")
+        self.assertEqual(self.raw(), b"")
+        self.emu.fault(None)
+        self.assertTrue(self.raw().startswith(b"HTTP/1.1 200 OK"))
+
+    def test_fault_survives_restart_and_bad_lines_are_refused(self):
+        self.emu.fault("status 502")
+        self.emu.restart_wiped(downtime=0.1)
+        self.assertResp(self.get("/v1/agent/services"), 502)
+        sys.path.insert(0, HERE)
+        import emulator
+        path = os.path.join(tempfile.mkdtemp(), "f")
+        self.addCleanup(lambda: __import__("shutil").rmtree(os.path.dirname(path)))
+        for line, want in (("", (None, None)), ("off", (None, None)),
+                           ("status 429", ("status", 429)), ("delay 5", ("delay", 5)),
+                           ("garbage", ("garbage", None)), ("close", ("close", None))):
+            with open(path, "w") as fh:
+                fh.write(line + "\n")
+            self.assertEqual(emulator.read_fault(path), want, line)
+        self.assertEqual(emulator.read_fault(path + ".missing"), (None, None))
+        for line in ("status 99", "status", "delay x", "slow 5", "garbage 1"):
+            with open(path, "w") as fh:
+                fh.write(line)
+            self.assertRaises(ValueError, emulator.read_fault, path)
+
 if __name__ == "__main__":
     unittest.main()

@@ -8,8 +8,10 @@ answers /health, and always cleans up by PID (context manager + atexit).
         w = c.watch("services/")          # gateway /v3/watch stream
         ...                               # drive the agent at c.endpoints
         c.kill(1)                         # SIGKILL member 1
+        c.pause(0); c.resume(0)           # SIGSTOP / SIGCONT member 0
         c.start_member(1)                 # same ports, same data dir
         c.restart(wipe=True)              # single node: fresh data
+        c.restart(downtime=5)             # down 5 s, same data
         c.enable_auth("agent", "pw", "services/")
         w.wait_for(lambda e: e.type == "DELETE", timeout=5)
 
@@ -250,6 +252,7 @@ class EtcdCluster:
         self.procs = [None] * members
         self.logs = [None] * members
         self.watchers = []
+        self.paused = set()
         self.auth = False
         self._root_token = None
         self.closed = False
@@ -347,6 +350,8 @@ class EtcdCluster:
         if p.poll() is None:
             try:
                 os.kill(p.pid, sig)
+                if i in self.paused:  # a stopped process acts on SIGCONT
+                    os.kill(p.pid, signal.SIGCONT)
             except ProcessLookupError:
                 pass
             try:
@@ -354,10 +359,24 @@ class EtcdCluster:
             except subprocess.TimeoutExpired:
                 os.kill(p.pid, signal.SIGKILL)
                 p.wait()
+        self.paused.discard(i)
         self.procs[i] = None
         if self.logs[i]:
             self.logs[i].close()
             self.logs[i] = None
+
+    def pause(self, i=0):
+        """SIGSTOP member i (by its PID): it keeps its sockets and answers
+        nothing, like a hung or swapped-out server. Returns the time."""
+        os.kill(self.procs[i].pid, signal.SIGSTOP)
+        self.paused.add(i)
+        return time.monotonic()
+
+    def resume(self, i=0):
+        """SIGCONT member i; returns the monotonic time of the resume."""
+        os.kill(self.procs[i].pid, signal.SIGCONT)
+        self.paused.discard(i)
+        return time.monotonic()
 
     def start_member(self, i, wait=True):
         """Start member i again with its ports and data directory."""
@@ -368,13 +387,16 @@ class EtcdCluster:
             return self.wait_healthy([i])
         return time.monotonic()
 
-    def restart(self, i=0, wipe=False):
-        """SIGKILL member i and start it again; wipe=True deletes its data
-        first (single node only: a wiped cluster member cannot rejoin).
-        Returns the monotonic time at which it was healthy again."""
+    def restart(self, i=0, wipe=False, downtime=0.0):
+        """SIGKILL member i and start it again `downtime` seconds later;
+        wipe=True deletes its data first (single node only: a wiped
+        cluster member cannot rejoin). Returns the monotonic time at which
+        it was healthy again."""
         if wipe and self.n != 1:
             raise ValueError("wipe=True needs a single-node cluster")
         self.kill(i)
+        if downtime > 0:
+            time.sleep(downtime)
         if wipe:
             shutil.rmtree(os.path.join(self.dir, "m%d" % i), ignore_errors=True)
             self.auth = False
@@ -531,6 +553,13 @@ class EtcdCluster:
             if st == 200 and data.get("leader") in ids:
                 return ids[data["leader"]]
         return None
+
+    def lease_ttl(self, lease):
+        """Seconds left on lease (etcd's TimeToLive), -1 when it is gone."""
+        st, data = self.call("/v3/lease/timetolive", {"ID": str(lease)})
+        if st != 200:
+            raise RuntimeError("timetolive: %s %s" % (st, data))
+        return int(data.get("TTL", "-1"))
 
     def enable_auth(self, user, password, prefix):
         """Create root and `user` with READWRITE on prefix only (etcdctl
