@@ -5,6 +5,7 @@
 #   scripts/fuzz.sh config 600      one target (config, duration, http_parse,
 #                                   etcd_reply, consul_reply, api, log)
 #   scripts/fuzz.sh all 5           every target, 5 s each (the suite's smoke run)
+#   scripts/fuzz.sh --build         build only
 # Environment:
 #   HR_FUZZ_BUILD_DIR=dir   build directory (default: build-fuzz)
 #   HR_FUZZ_NO_BUILD=1      use the targets already built there
@@ -51,6 +52,11 @@ if [ "${HR_FUZZ_NO_BUILD:-0}" != 1 ]; then
 	cmake -S . -B "$dir" -DHR_FUZZ=ON -DCMAKE_C_COMPILER=clang \
 		-DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 	cmake --build "$dir" -j2 --target fuzz >/dev/null
+	[ "$want" = --build ] && exit 0
+elif ! ls "$dir"/tests/fuzz/fuzz_* >/dev/null 2>&1; then
+	probe # skips when clang is what is missing
+	echo "fuzz: nothing built in $dir (run scripts/fuzz.sh --build)" >&2
+	exit 1
 fi
 
 targets=()
