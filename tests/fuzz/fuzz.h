@@ -42,4 +42,9 @@ void hr_fuzz_quiet(void);
 /* A byte from the front of the input (0 when none is left). */
 uint8_t hr_fuzz_take(const uint8_t **data, size_t *size);
 
+/* An HTTP status from one byte of the input: one a registry sends (0 for
+ * no reply, 200, 404, 429, 503, ...) for the first values, else 4 x the
+ * byte (up to 1020). */
+long hr_fuzz_status(const uint8_t **data, size_t *size);
+
 #endif

@@ -20,14 +20,8 @@
 
 #include "consul_payload.h"
 #include "fuzz.h"
-#include "healthreg/util.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-static const long statuses[] = {
-	0, 200, 201, 204, 299, 300, 400, 401, 403, 404, 408, 429, 500, 502, 503,
-	504,
-};
 
 static void excerpt(const char *body, size_t n, size_t len)
 {
@@ -78,8 +72,7 @@ static void output(const char *out)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	enum hr_consul_op op = hr_fuzz_take(&data, &size) % 4;
-	unsigned s = hr_fuzz_take(&data, &size);
-	long code = s < HR_ARRAY_SIZE(statuses) ? statuses[s] : 4L * s;
+	long code = hr_fuzz_status(&data, &size);
 	size_t len = hr_fuzz_take(&data, &size);
 	char *body = hr_fuzz_copy(data, size, false);
 	enum hr_consul_verdict v = hr_consul_classify(op, code, body, size);

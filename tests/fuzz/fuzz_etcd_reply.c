@@ -19,28 +19,8 @@
 
 #include "etcd_payload.h"
 #include "fuzz.h"
-#include "healthreg/util.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-static const long statuses[] = {
-	0, 200, 201, 204, 299, 300, 400, 401, 403, 404, 408, 412, 429, 500, 503,
-	504,
-};
-
-static void ints(const cJSON *it)
-{
-	int64_t v;
-
-	for (; it; it = it->next) {
-		int rc = hr_etcd_int64(it, &v);
-
-		FUZZ_CHECK(rc == 0 || rc == -EINVAL, "int64 result");
-		if (!rc && cJSON_IsNumber(it))
-			FUZZ_CHECK((double)v == it->valuedouble, "int64 value");
-		ints(it->child);
-	}
-}
 
 static void base64(const uint8_t *data, size_t size)
 {
@@ -62,11 +42,24 @@ static void base64(const uint8_t *data, size_t size)
 	free(s);
 }
 
+static void ints(const cJSON *it)
+{
+	int64_t v;
+
+	for (; it; it = it->next) {
+		int rc = hr_etcd_int64(it, &v);
+
+		FUZZ_CHECK(rc == 0 || rc == -EINVAL, "int64 result");
+		if (!rc && cJSON_IsNumber(it))
+			FUZZ_CHECK((double)v == it->valuedouble, "int64 value");
+		ints(it->child);
+	}
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	enum hr_etcd_op op = hr_fuzz_take(&data, &size) % 6;
-	unsigned s = hr_fuzz_take(&data, &size);
-	long status = s < HR_ARRAY_SIZE(statuses) ? statuses[s] : 4L * s;
+	long status = hr_fuzz_status(&data, &size);
 	char *body = hr_fuzz_copy(data, size, false);
 	struct hr_etcd_reply r;
 	cJSON *root;

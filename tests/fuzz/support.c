@@ -114,3 +114,14 @@ uint8_t hr_fuzz_take(const uint8_t **data, size_t *size)
 	(*size)--;
 	return b;
 }
+
+long hr_fuzz_status(const uint8_t **data, size_t *size)
+{
+	static const long common[] = {
+		0, 200, 201, 204, 299, 300, 400, 401, 403, 404, 408, 412, 429,
+		500, 502, 503, 504,
+	};
+	unsigned b = hr_fuzz_take(data, size);
+
+	return b < HR_ARRAY_SIZE(common) ? common[b] : 4L * b;
+}
