@@ -24,8 +24,8 @@ import unittest
 
 import hrtest
 import targets
-from faultkit import (FD_SLACK, RSS_SLACK_KB, Probe, api_url, assert_rss_flat,
-                      converge, fds, metric, rss_kb)
+from faultkit import (Probe, api_url, assert_flat_and_clean, converge, fds,
+                      metric, one_check_config, rss_kb)
 
 sys.path.insert(0, os.path.join(hrtest.SOURCE_DIR, "tests", "consul_emulator"))
 import emuctl  # noqa: E402
@@ -78,16 +78,10 @@ class TestConsulFaults(unittest.TestCase):
         self.addCleanup(self.emu.cleanup)
         self.target = targets.Target()
         self.addCleanup(self.target.stop)
-        self.agent = hrtest.Agent({
-            "service": {"name": "web", "id": "web-1", "address": "127.0.0.1",
-                        "port": 8080,
-                        "checks": [{"name": "api",
-                                    "http": self.target.url + "/status/200",
-                                    "interval": "200ms", "timeout": "150ms"}]},
-            "agent": {"api_listen": "127.0.0.1:0",
-                      "state_file": os.path.join(self.dir, "state")},
-            "registry": {"consul": {"address": self.emu.url,
-                                    "check_ttl": "%ds" % CHECK_TTL}}})
+        self.agent = hrtest.Agent(one_check_config(
+            "web", 8080, self.target, self.dir,
+            {"consul": {"address": self.emu.url,
+                        "check_ttl": "%ds" % CHECK_TTL}}))
         self.addCleanup(self.agent.close)
         self.api = api_url(self.agent)
         self.poller = Poller(self.emu)
@@ -149,14 +143,7 @@ class TestConsulFaults(unittest.TestCase):
         self.assertEqual(self.poller.samples[-1][1:], (True, "passing"))
         codes = self.probe.codes()
         self.assertEqual([c for c in codes if c != 200], [], what)
-        f, r = fds(self.agent.pid), rss_kb(self.agent.pid)
-        pf, pr = self.probe.peak()
-        print("%s: fds %d -> %d (peak %d), RSS %d -> %d kB (peak %d)"
-              % (what, self.base_fds, f, pf, self.base_rss, r, pr), flush=True)
-        self.assertLessEqual(f, self.base_fds + FD_SLACK, what)
-        assert_rss_flat(self, self.base_rss, r, RSS_SLACK_KB, what)
-        self.assertEqual(self.agent.stop(), 0, self.agent.log()[-3000:])
-        self.assertNotIn("Sanitizer", self.agent.log())
+        assert_flat_and_clean(self, what)
 
     def test_killed_and_back_later(self):
         w0 = self.writes()

@@ -29,6 +29,7 @@ import unittest
 import etcd_harness
 import hrtest
 import targets
+from faultkit import web_on_both_registries
 from test_operations import api_port, http
 
 sys.path.insert(0, os.path.join(hrtest.SOURCE_DIR, "tests", "consul_emulator"))
@@ -73,24 +74,7 @@ class Poller(threading.Thread):
 @unittest.skipUnless(shutil.which(etcd_harness.ETCD), "etcd not installed")
 class TestReloadNeverDeregisters(unittest.TestCase):
     def setUp(self):
-        self.etcd = etcd_harness.EtcdCluster(members=1)
-        self.addCleanup(self.etcd.close)
-        self.emu = emuctl.start(check_update_interval_ms=0)
-        self.addCleanup(self.emu.cleanup)
-        self.target = targets.Target()
-        self.addCleanup(self.target.stop)
-        self.watch = self.etcd.watch("services/")
-        self.config = {
-            "service": {"name": "web", "id": "web-1", "address": "127.0.0.1",
-                        "port": 8080, "tags": ["v1"],
-                        "checks": [{"name": "api",
-                                    "http": self.target.url + "/status/200",
-                                    "interval": "500ms", "timeout": "400ms"}]},
-            "agent": {"api_listen": "127.0.0.1:0", "shutdown_timeout": "2s",
-                      "state_file": os.path.join(self.target.dir, "state")},
-            "registry": {"consul": {"address": self.emu.url, "check_ttl": "2s"},
-                         "etcd": {"endpoints": self.etcd.endpoints,
-                                  "lease_ttl": "2s"}}}
+        web_on_both_registries(self, None, "500ms", "400ms")
         self.agent = hrtest.Agent(self.config)
         self.addCleanup(self.agent.close)
         self.api = "http://127.0.0.1:%d" % api_port(self.agent)

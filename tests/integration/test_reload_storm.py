@@ -17,7 +17,7 @@ import unittest
 import etcd_harness
 import hrtest
 import targets
-from faultkit import Probe, api_url, assert_rss_flat, fds, rss_kb
+from faultkit import web_on_both_registries, Probe, api_url, assert_rss_flat, fds, rss_kb
 from test_faults_consul import Poller
 
 sys.path.insert(0, os.path.join(hrtest.SOURCE_DIR, "tests", "consul_emulator"))
@@ -32,24 +32,7 @@ class TestReloadStorm(unittest.TestCase):
     def setUp(self):
         self.dir = tempfile.mkdtemp(prefix="hr-storm-")
         self.addCleanup(shutil.rmtree, self.dir, True)
-        self.etcd = etcd_harness.EtcdCluster(members=1)
-        self.addCleanup(self.etcd.close)
-        self.emu = emuctl.start(check_update_interval_ms=0)
-        self.addCleanup(self.emu.cleanup)
-        self.target = targets.Target()
-        self.addCleanup(self.target.stop)
-        self.watch = self.etcd.watch("services/")
-        self.config = {
-            "service": {"name": "web", "id": "web-1", "address": "127.0.0.1",
-                        "port": 8080, "tags": ["v1"],
-                        "checks": [{"name": "api",
-                                    "http": self.target.url + "/status/200",
-                                    "interval": "200ms", "timeout": "150ms"}]},
-            "agent": {"api_listen": "127.0.0.1:0", "shutdown_timeout": "2s",
-                      "state_file": os.path.join(self.dir, "state")},
-            "registry": {"consul": {"address": self.emu.url, "check_ttl": "2s"},
-                         "etcd": {"endpoints": self.etcd.endpoints,
-                                  "lease_ttl": "2s"}}}
+        web_on_both_registries(self, self.dir, "200ms", "150ms")
         self.agent = hrtest.Agent(self.config)
         self.addCleanup(self.agent.close)
         self.api = api_url(self.agent)

@@ -189,6 +189,35 @@ RSS_SLACK_KB = 2048
 KEY = "services/echo/127.0.0.1:9001"
 
 
+def one_check_config(name, port, target, state_dir, registry,
+                     interval="200ms", timeout="150ms", **service):
+    """A config of one instance <name>-1 with one http check "api" on
+    target's /status/200, the local API on a free port, and registry."""
+    svc = {"name": name, "id": name + "-1", "address": "127.0.0.1",
+           "port": port,
+           "checks": [{"name": "api", "http": target.url + "/status/200",
+                       "interval": interval, "timeout": timeout}]}
+    svc.update(service)
+    return {"service": svc,
+            "agent": {"api_listen": "127.0.0.1:0",
+                      "state_file": os.path.join(state_dir, "state")},
+            "registry": registry}
+
+
+def assert_flat_and_clean(case, what):
+    """After a fault: fds and RSS back near case.base_fds / case.base_rss
+    (printed with case.probe's peaks), then a clean exit 0 with no
+    sanitizer report."""
+    f, r = fds(case.agent.pid), rss_kb(case.agent.pid)
+    pf, pr = case.probe.peak()
+    print("%s: fds %d -> %d (peak %d), RSS %d -> %d kB (peak %d)"
+          % (what, case.base_fds, f, pf, case.base_rss, r, pr), flush=True)
+    case.assertLessEqual(f, case.base_fds + FD_SLACK, what)
+    assert_rss_flat(case, case.base_rss, r, RSS_SLACK_KB, what)
+    case.assertEqual(case.agent.stop(), 0, case.agent.log()[-3000:])
+    case.assertNotIn("Sanitizer", case.agent.log())
+
+
 class EtcdFaultCase(unittest.TestCase):
     MEMBERS = 1
 
@@ -200,17 +229,11 @@ class EtcdFaultCase(unittest.TestCase):
         self.target = targets.Target()
         self.addCleanup(self.target.stop)
         self.watch = self.etcd.watch("services/")
-        self.agent = hrtest.Agent({
-            "service": {"name": "echo", "id": "echo-1", "address": "127.0.0.1",
-                        "port": 9001,
-                        "checks": [{"name": "api",
-                                    "http": self.target.url + "/status/200",
-                                    "interval": "200ms", "timeout": "150ms"}]},
-            "agent": {"api_listen": "127.0.0.1:0",
-                      "state_file": os.path.join(self.dir, "state")},
-            "registry": {"etcd": {"endpoints": self.etcd.endpoints,
-                                  "lease_ttl": "%ds" % LEASE_TTL,
-                                  "request_timeout": "500ms"}}})
+        self.agent = hrtest.Agent(one_check_config(
+            "echo", 9001, self.target, self.dir,
+            {"etcd": {"endpoints": self.etcd.endpoints,
+                      "lease_ttl": "%ds" % LEASE_TTL,
+                      "request_timeout": "500ms"}}))
         self.addCleanup(self.agent.close)
         self.api = api_url(self.agent)
         self.assertIsNotNone(self.watch.wait_for(lambda e: e.type == "PUT", 15),
@@ -284,11 +307,30 @@ class EtcdFaultCase(unittest.TestCase):
         codes = self.probe.codes()
         self.assertEqual([c for c in codes if c != 200], [], what)
         self.assertGreater(len(codes), 20)
-        f, r = fds(self.agent.pid), rss_kb(self.agent.pid)
-        pf, pr = self.probe.peak()
-        print("%s: fds %d -> %d (peak %d), RSS %d -> %d kB (peak %d)"
-              % (what, self.base_fds, f, pf, self.base_rss, r, pr), flush=True)
-        self.assertLessEqual(f, self.base_fds + FD_SLACK, what)
-        assert_rss_flat(self, self.base_rss, r, RSS_SLACK_KB, what)
-        self.assertEqual(self.agent.stop(), 0, self.agent.log()[-3000:])
-        self.assertNotIn("Sanitizer", self.agent.log())
+        assert_flat_and_clean(self, what)
+
+
+def web_on_both_registries(case, state_dir, interval, timeout):
+    """setUp shared by the reload tests: a 1-member etcd with a watch on
+    services/ (case.etcd, case.watch), the Consul emulator (case.emu), a
+    target (case.target) and case.config, one web instance on both
+    registries (lease and check TTL 2 s). All cleaned up with the case."""
+    import sys
+    import etcd_harness
+    import hrtest
+    import targets
+    sys.path.insert(0, os.path.join(hrtest.SOURCE_DIR, "tests", "consul_emulator"))
+    import emuctl
+    case.etcd = etcd_harness.EtcdCluster(members=1)
+    case.addCleanup(case.etcd.close)
+    case.emu = emuctl.start(check_update_interval_ms=0)
+    case.addCleanup(case.emu.cleanup)
+    case.target = targets.Target()
+    case.addCleanup(case.target.stop)
+    case.watch = case.etcd.watch("services/")
+    case.config = one_check_config(
+        "web", 8080, case.target, state_dir or case.target.dir,
+        {"consul": {"address": case.emu.url, "check_ttl": "2s"},
+         "etcd": {"endpoints": case.etcd.endpoints, "lease_ttl": "2s"}},
+        interval=interval, timeout=timeout, tags=["v1"])
+    case.config["agent"]["shutdown_timeout"] = "2s"
