@@ -15,7 +15,8 @@
  *
  * On libev's default loop (which reaps every child on SIGCHLD) the exit is
  * seen with ev_child; on any other loop with a pidfd (Linux >= 5.3), so no
- * SIGCHLD handler is needed. The child is always reaped, grandchildren are
+ * SIGCHLD handler is needed; where pidfd_open() says ENOSYS (older kernels,
+ * valgrind 3.19) by polling waitpid(WNOHANG) every 10 ms. The child is always reaped, grandchildren are
  * killed with the group, and every fd of ours is close-on-exec or closed
  * in the child.
  *
@@ -146,6 +147,7 @@ struct exec_run {
 	ev_io pipe_io;
 	ev_io pid_io;
 	ev_child child;
+	ev_timer poll;         /* no pidfd (ENOSYS): waitpid every 10 ms */
 	ev_timer timer;
 	pid_t pid;
 	int pipe_fd, pid_fd;
@@ -181,6 +183,7 @@ static void release(struct exec_run *r)
 	ev_io_stop(loop, &r->pipe_io);
 	ev_io_stop(loop, &r->pid_io);
 	ev_child_stop(loop, &r->child);
+	ev_timer_stop(loop, &r->poll);
 	ev_timer_stop(loop, &r->timer);
 	if (r->pipe_fd >= 0)
 		close(r->pipe_fd);
@@ -257,16 +260,37 @@ static void exit_cb(struct ev_loop *loop, ev_io *w, int revents)
 						   : -si.si_status);
 }
 
+/* A wait status as on_exit_status() takes it. */
+static int exit_code(int ws)
+{
+	return WIFEXITED(ws) ? WEXITSTATUS(ws)
+			     : -(WIFSIGNALED(ws) ? WTERMSIG(ws) : 0);
+}
+
 /* The default loop reaps every child itself (SIGCHLD): use ev_child. */
 static void child_cb(struct ev_loop *loop, ev_child *w, int revents)
 {
 	struct exec_run *r = container_of(w, struct exec_run, child);
-	int ws = w->rstatus;
 
 	(void)revents;
 	ev_child_stop(loop, w);
-	on_exit_status(r, WIFEXITED(ws) ? WEXITSTATUS(ws)
-					: -(WIFSIGNALED(ws) ? WTERMSIG(ws) : 0));
+	on_exit_status(r, exit_code(w->rstatus));
+}
+
+/* Kernels (or valgrind) without pidfd_open: ask waitpid now and then. */
+static void poll_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct exec_run *r = container_of(w, struct exec_run, poll);
+	pid_t p;
+	int ws = 0;
+
+	(void)revents;
+	p = waitpid(r->pid, &ws, WNOHANG);
+	if (p == 0 || (p < 0 && errno == EINTR))
+		return;
+	ev_timer_stop(loop, w);
+	/* p < 0: someone else reaped it, the status is lost. */
+	on_exit_status(r, p < 0 ? -SIGCHLD : exit_code(ws));
 }
 
 static void pipe_cb(struct ev_loop *loop, ev_io *w, int revents)
@@ -348,6 +372,7 @@ static int watch_exit(struct exec_run *r, struct ev_loop *loop,
 {
 	ev_child_init(&r->child, child_cb, r->pid, 0);
 	ev_io_init(&r->pid_io, exit_cb, -1, EV_READ);
+	ev_timer_init(&r->poll, poll_cb, 0.01, 0.01);
 	if (ev_is_default_loop(loop)) {
 		/* SIGCHLD is only handled in the loop, so nothing is lost
 		 * between the spawn and this start. */
@@ -355,6 +380,10 @@ static int watch_exit(struct exec_run *r, struct ev_loop *loop,
 		return 0;
 	}
 	r->pid_fd = pidfd_open(r->pid, 0);
+	if (r->pid_fd < 0 && errno == ENOSYS) {
+		ev_timer_start(loop, &r->poll);
+		return 0;
+	}
 	if (r->pid_fd < 0) {
 		int e = errno;
 
