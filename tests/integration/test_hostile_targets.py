@@ -29,6 +29,7 @@ import urllib.request
 
 import hostile
 import hrtest
+from faultkit import fds as proc_fds, rss_kb as proc_rss_kib
 
 SLACK_MS = 150
 # Redirects: libcurl 7.88 overran a 500 ms timeout by 100-200 ms on these
@@ -186,16 +187,6 @@ def http_get(url, timeout=10):
         return e.read()
 
 
-def proc_fds(pid):
-    return len(os.listdir("/proc/%d/fd" % pid))
-
-
-def proc_rss_kib(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS")
 
 
 def asan_env():

@@ -69,7 +69,7 @@ def rss_kb(pid):
         for line in f:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
-    return 0
+    raise OSError("pid %d has no VmRSS (not running)" % pid)
 
 
 def metric(api, name, **labels):
