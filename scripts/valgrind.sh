@@ -44,6 +44,8 @@ done
 [ ${#tests[@]} -gt 0 ] || { echo "valgrind: no C test matches $*" >&2; exit 2; }
 
 export HR_BIN=$dir/plugin/healthreg HR_SOURCE_DIR=$src HR_BUILD_DIR=$dir
+# Tests that bound a latency widen the bound by this factor (loop.h).
+export HR_TEST_TIME_SCALE=${HR_TEST_TIME_SCALE:-10}
 
 # Sum "ERROR SUMMARY: N errors" and "definitely lost: N bytes" over logs.
 sum_logs() {

@@ -672,7 +672,10 @@ Test(etcd_backend, auth_and_token_invalidation)
 	hr_registry_etcd.apply(r, HR_STATUS_PASSING, "ok");
 	wait_events(3, 5);
 	cr_assert_str_eq(EV[3].type, "PUT");
-	run_for(2.5); /* expire the token again: revoke needs one too */
+	/* expire the token again: revoke needs one too. etcd drops a simple
+	 * token between its TTL and a second later (its keeper ticks once
+	 * a second): 2.5 s raced with that, 3.5 s does not. */
+	run_for(3.5);
 	shutdown_and_wait(r, &t0);
 	wait_events(4, 3);
 	cr_assert_str_eq(EV[4].type, "DELETE");

@@ -1,6 +1,7 @@
 /* loop.c - see loop.h. */
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -12,6 +13,14 @@ static void guard_cb(struct ev_loop *l, ev_timer *w, int revents)
 	(void)w;
 	(void)revents;
 	ev_break(l, EVBREAK_ALL);
+}
+
+double hr_test_time_scale(void)
+{
+	const char *v = getenv("HR_TEST_TIME_SCALE");
+	double f = v ? strtod(v, NULL) : 1.0;
+
+	return f >= 1.0 ? f : 1.0;
 }
 
 void hr_test_run_for(struct ev_loop *loop, double secs)

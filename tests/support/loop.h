@@ -9,6 +9,13 @@
 
 #include <ev.h>
 
+/*
+ * The factor by which a test widens its timing bounds: $HR_TEST_TIME_SCALE
+ * (scripts/valgrind.sh sets it, as everything runs many times slower
+ * under memcheck), 1 when unset or not a number >= 1.
+ */
+double hr_test_time_scale(void);
+
 /* Run loop for at most secs, or until something breaks it. */
 void hr_test_run_for(struct ev_loop *loop, double secs);
 /* Run loop in 10 ms steps until *flag is nonzero or timeout seconds
