@@ -479,13 +479,13 @@ static const cJSON *target_taken(const struct section *sec,
 	const struct key *e = &sec->keys[k];
 	size_t j;
 
-	if (e->type == K_IGNORE || e->type == K_FN)
+	if (e->type == K_IGNORE)
 		return NULL;
 	for (j = 0; j < sec->n_keys; j++) {
 		const struct key *o = &sec->keys[j];
 
 		if (hit[j] && hit[j] != it && o->type == e->type &&
-		    o->seen == e->seen && o->off == e->off)
+		    o->seen == e->seen && o->off == e->off && o->fn == e->fn)
 			return hit[j];
 	}
 	return NULL;
@@ -564,7 +564,7 @@ struct check_seen {
 	const cJSON *interval, *timeout, *interval_down;
 	const cJSON *cache_ttl, *failure_ttl;
 	const cJSON *group, *on_failure, *fbw, *fbc;
-	const cJSON *dcsa;
+	const cJSON *dcsa, *docker;
 	char *id;
 };
 
@@ -618,9 +618,9 @@ static void set_optional_string(struct ctx *c, const cJSON *v, const char *p,
 #define SEEN(f) offsetof(struct check_seen, f)
 
 static const struct key check_keys[] = {
-	{ "name", K_NONEMPTY, false, SPEC(name), NO_COUNT, 0, 0, NULL },
-	{ "id", K_NONEMPTY, true, SEEN(id), NO_COUNT, 0, 0, NULL },
-	{ "checkid", K_NONEMPTY, true, SEEN(id), NO_COUNT, 0, 0, NULL },
+	{ "name", K_FN, false, SPEC(name), NO_COUNT, 0, 0, set_optional_string },
+	{ "id", K_FN, true, SEEN(id), NO_COUNT, 0, 0, set_optional_string },
+	{ "checkid", K_FN, true, SEEN(id), NO_COUNT, 0, 0, set_optional_string },
 	{ "http", K_ITEM, true, SEEN(kind[HR_CHECK_HTTP]), NO_COUNT, 0, 0, NULL },
 	{ "tcp", K_ITEM, true, SEEN(kind[HR_CHECK_TCP]), NO_COUNT, 0, 0, NULL },
 	{ "args", K_ITEM, true, SEEN(kind[HR_CHECK_EXEC]), NO_COUNT, 0, 0, NULL },
@@ -648,6 +648,7 @@ static const struct key check_keys[] = {
 	{ "group", K_ITEM, true, SEEN(group), NO_COUNT, 0, 0, NULL },
 	{ "notes", K_IGNORE, false, 0, NO_COUNT, 0, 0, NULL },
 	{ "deregistercriticalserviceafter", K_ITEM, true, SEEN(dcsa), NO_COUNT, 0, 0, NULL },
+	{ "dockercontainerid", K_ITEM, true, SEEN(docker), NO_COUNT, 0, 0, NULL },
 };
 
 /* Valid in a Consul check definition, not used by healthreg: warn. */
@@ -818,8 +819,13 @@ static void check_timing(struct ctx *c, const char *path,
 			if (s->timeout_ms <= 0)
 				err_at(c, p, "must be greater than 0");
 			else if (s->timeout_ms > s->interval_ms)
-				err_at(c, p, "\"%s\" is longer than the interval",
-				       seen->timeout->valuestring);
+				/* Consul accepts it (its documented redis
+				 * checks: interval 5s, timeout 20s) */
+				hr_diag_add(c->diag, HR_DIAG_WARNING, p,
+					    "\"%s\" is longer than the interval: "
+					    "a run that takes it delays the next "
+					    "(runs do not overlap)",
+					    seen->timeout->valuestring);
 		}
 	}
 	s->cache_ttl_ms = s->interval_ms;
@@ -939,9 +945,9 @@ static void check_dcsa(struct ctx *c, const char *path,
 			    "ignored");
 	} else {
 		hr_diag_add(c->diag, HR_DIAG_WARNING, p,
-			    "applies to the service's one Consul check "
-			    "(registry.consul.deregister_critical_service_after"
-			    ", the smallest value of the checks)");
+			    "used for the service's one Consul check, as "
+			    "registry.consul.deregister_critical_service_after"
+			    " (the smallest value of the checks)");
 		if (!c->dcsa || ms < c->dcsa_ms) {
 			c->dcsa = seen->dcsa;
 			c->dcsa_ms = ms;
@@ -971,6 +977,23 @@ static char *default_check_name(const struct ctx *c, size_t i, size_t n)
 	return s;
 }
 
+/* Consul runs the args of a check with docker_container_id in that
+ * container; healthreg would run them on this host. */
+static void check_docker(struct ctx *c, const char *path,
+			 const struct hr_check_spec *s,
+			 const struct check_seen *seen)
+{
+	char p[PATH_MAX_LEN];
+
+	if (!seen->docker)
+		return;
+	sub(p, path, seen->docker);
+	if (s->kind == HR_CHECK_EXEC)
+		err_at(c, p, "docker checks are not supported (the args would run on this host, not in the container)");
+	else
+		warn_ignored(c, seen->docker->string, p);
+}
+
 /* Check i of the service's n (see default_check_name). */
 static void parse_check(struct ctx *c, const cJSON *obj, const char *path,
 			struct hr_check_spec *s, size_t i, size_t n)
@@ -998,6 +1021,7 @@ static void parse_check(struct ctx *c, const cJSON *obj, const char *path,
 	check_dcsa(c, path, &seen);
 	if (check_kind(c, obj, path, s, &seen))
 		return;
+	check_docker(c, path, s, &seen);
 	check_timing(c, path, s, &seen);
 	check_http_only(c, obj, path, s);
 	check_thresholds(c, path, s, &seen);
@@ -1039,14 +1063,20 @@ static void set_kind(struct ctx *c, const cJSON *v, const char *p,
 	set_consul_default(c, v, p, "a typical service (no \"kind\")", ok);
 }
 
+static const char *const default_ok[] = { "", "default", NULL };
+
 static void set_namespace(struct ctx *c, const cJSON *v, const char *p,
 			  void *field)
 {
-	static const char *const ok[] = { "", "default", NULL };
-
 	(void)field;
-	set_consul_default(c, v, p, "in the default namespace and partition",
-			   ok);
+	set_consul_default(c, v, p, "in the default namespace", default_ok);
+}
+
+static void set_partition(struct ctx *c, const cJSON *v, const char *p,
+			  void *field)
+{
+	(void)field;
+	set_consul_default(c, v, p, "in the default partition", default_ok);
 }
 
 struct service_seen {
@@ -1067,7 +1097,7 @@ static const struct key service_keys[] = {
 	{ "check", K_ITEM, true, SVC_SEEN(check), NO_COUNT, 0, 0, NULL },
 	{ "kind", K_FN, false, 0, NO_COUNT, 0, 0, set_kind },
 	{ "namespace", K_FN, false, 0, NO_COUNT, 0, 0, set_namespace },
-	{ "partition", K_FN, false, 0, NO_COUNT, 0, 0, set_namespace },
+	{ "partition", K_FN, false, 0, NO_COUNT, 0, 0, set_partition },
 };
 
 static const struct section service_section = {
