@@ -17,8 +17,12 @@ consul_definitions_grpc.py, which runs once the grpc check kind is in.
 import glob
 import json
 import os
+import re
 import shutil
+import tempfile
 import unittest
+import urllib.error
+import urllib.request
 from urllib.parse import urlsplit
 
 import hrtest
@@ -178,6 +182,47 @@ class TestConsulDefinitions(unittest.TestCase):
             self.assertIn("service.checks[%d].args: exec checks are disabled; "
                           "set agent.enable_exec_checks to true" % i, p.stderr)
         self.assertIn("2 errors, nothing started", p.stderr)
+
+
+def http(method, url):
+    req = urllib.request.Request(url, data=b"" if method == "PUT" else None,
+                                 method=method)
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+class TestAgentRunsADefinition(unittest.TestCase):
+    def test_unnamed_checks_under_consuls_names(self):
+        """healthreg run with the issue's definition plus a ttl check,
+        neither named: /v1/health lists service:web:1 and service:web:2,
+        and the app pushes the ttl check under its name."""
+        target = targets.Target()
+        self.addCleanup(target.stop)
+        tmp = tempfile.mkdtemp(prefix="hr-defs-")
+        self.addCleanup(shutil.rmtree, tmp, True)
+        doc = fixture("issue-web-http.json")
+        point_at(doc["service"], target.url, None)
+        doc["service"]["checks"] = [{"TTL": "30s"}]
+        doc["agent"] = {"api_listen": "127.0.0.1:0",
+                        "state_file": os.path.join(tmp, "state")}
+        agent = hrtest.Agent(doc)
+        self.addCleanup(agent.close)
+        self.assertTrue(agent.wait_log("event=api_listening"), agent.log())
+        port = re.search(r"event=api_listening addr=\S+ port=(\d+)",
+                         agent.log()).group(1)
+        base = "http://127.0.0.1:%s" % port
+        code, body = http("PUT", base + "/v1/checks/service:web:2/pass")
+        self.assertEqual(code, 200, body)
+        self.assertTrue(hrtest.wait_for(
+            lambda: http("GET", base + "/v1/health")[0] == 200, 10),
+            http("GET", base + "/v1/health"))
+        checks = json.loads(http("GET", base + "/v1/health")[1])["checks"]
+        self.assertEqual([(c["name"], c["kind"], c["status"]) for c in checks],
+                         [("service:web:1", "http", "passing"),
+                          ("service:web:2", "ttl", "passing")])
 
 
 if __name__ == "__main__":
