@@ -85,18 +85,37 @@ struct ctx {
 static void err_at(struct ctx *c, const char *path, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
-static void err_at(struct ctx *c, const char *path, const char *fmt, ...)
+static void diag_at(struct ctx *c, enum hr_diag_level level,
+		    const char *path, const char *fmt, va_list ap)
 {
 	char msg[768];
-	va_list ap;
 	int n;
 
-	va_start(ap, fmt);
 	n = vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
 	if (n >= (int)sizeof(msg)) /* cut short: on a character boundary */
 		msg[hr_conf_utf8_prefix(msg, sizeof(msg) - 1)] = '\0';
-	hr_diag_add(c->diag, HR_DIAG_ERROR, path, "%s", msg);
+	hr_diag_add(c->diag, level, path, "%s", msg);
+}
+
+static void err_at(struct ctx *c, const char *path, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	diag_at(c, HR_DIAG_ERROR, path, fmt, ap);
+	va_end(ap);
+}
+
+static void warn_at(struct ctx *c, const char *path, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void warn_at(struct ctx *c, const char *path, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	diag_at(c, HR_DIAG_WARNING, path, fmt, ap);
+	va_end(ap);
 }
 
 static void sub(char *out, const char *path, const cJSON *item)
@@ -821,11 +840,11 @@ static void check_timing(struct ctx *c, const char *path,
 			else if (s->timeout_ms > s->interval_ms)
 				/* Consul accepts it (its documented redis
 				 * checks: interval 5s, timeout 20s) */
-				hr_diag_add(c->diag, HR_DIAG_WARNING, p,
-					    "\"%s\" is longer than the interval: "
-					    "a run that takes it delays the next "
-					    "(runs do not overlap)",
-					    seen->timeout->valuestring);
+				warn_at(c, p,
+					"\"%s\" is longer than the interval: "
+					"a run that takes it delays the next "
+					"(runs do not overlap)",
+					seen->timeout->valuestring);
 		}
 	}
 	s->cache_ttl_ms = s->interval_ms;
@@ -936,9 +955,8 @@ static void check_dcsa(struct ctx *c, const char *path,
 			    "valid in Consul, used only with registry.consul; "
 			    "ignored");
 	} else if (c->consul_dcsa) {
-		hr_diag_add(c->diag, HR_DIAG_WARNING, p,
-			    "ignored: registry.consul.%s is set",
-			    c->consul_dcsa->string);
+		warn_at(c, p, "ignored: registry.consul.%s is set",
+			c->consul_dcsa->string);
 	} else if (ms == 0) {
 		hr_diag_add(c->diag, HR_DIAG_WARNING, p,
 			    "0s: this check makes Consul remove nothing; "
@@ -1163,8 +1181,6 @@ static void parse_service(struct ctx *c, const cJSON *obj, const char *path)
 		s->id = strdup(s->name);
 	if (!s->tags)
 		s->tags = calloc(1, sizeof(*s->tags));
-	c->check_item = seen.check;
-	c->checks_item = seen.checks;
 	/* Consul numbers the checks of "check" and "checks" as one list */
 	n_single = seen.check ? 1 : 0;
 	n_all = n_single;
@@ -1173,7 +1189,11 @@ static void parse_service(struct ctx *c, const cJSON *obj, const char *path)
 	if (seen.check) {
 		sub(p, path, seen.check);
 		parse_checks_array(c, seen.check, p, 1, 0, n_all);
+		/* check_at: config check 0 is this one, if it was added */
+		if (c->cfg->n_checks)
+			c->check_item = seen.check;
 	}
+	c->checks_item = seen.checks;
 	if (seen.checks) {
 		sub(p, path, seen.checks);
 		parse_checks_array(c, seen.checks, p, 0, n_single, n_all);
@@ -1330,8 +1350,9 @@ static const cJSON *check_at(const struct ctx *c, size_t i, char *path)
 	return one_object(cJSON_GetArrayItem(c->checks_item, (int)i), q, path);
 }
 
-/* Where check i's name is written: its "name", else its "id", else the
- * check itself (a name Consul's rule gave it); true when written. */
+/* Where check i's name is written: its "name", else its "id" (as read:
+ * "" is not a name), else the check itself (a name Consul's rule gave
+ * it); true when written. */
 static bool name_at(const struct ctx *c, size_t i, char *path)
 {
 	static const char *const keys[] = { "name", "id", "checkid" };
@@ -1341,7 +1362,8 @@ static bool name_at(const struct ctx *c, size_t i, char *path)
 
 	for (k = 0; k < HR_ARRAY_SIZE(keys); k++) {
 		cJSON_ArrayForEach(it, obj) {
-			if (hr_conf_key_is(it->string, keys[k])) {
+			if (hr_conf_key_is(it->string, keys[k]) &&
+			    cJSON_IsString(it) && *it->valuestring) {
 				sub(path, p, it);
 				return true;
 			}
