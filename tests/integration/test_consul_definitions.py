@@ -19,6 +19,7 @@ import json
 import os
 import re
 import shutil
+import sys
 import tempfile
 import unittest
 import urllib.error
@@ -27,6 +28,9 @@ from urllib.parse import urlsplit
 
 import hrtest
 import targets
+
+sys.path.insert(0, os.path.join(hrtest.SOURCE_DIR, "tests", "consul_emulator"))
+import emuctl  # noqa: E402
 
 FIXTURES = os.path.join(hrtest.SOURCE_DIR, "tests", "fixtures", "consul-defs")
 EXEC = {"agent": {"enable_exec_checks": True}}
@@ -223,6 +227,44 @@ class TestAgentRunsADefinition(unittest.TestCase):
         self.assertEqual([(c["name"], c["kind"], c["status"]) for c in checks],
                          [("service:web:1", "http", "passing"),
                           ("service:web:2", "ttl", "passing")])
+
+
+class TestConsulSeesTheDefinition(unittest.TestCase):
+    def test_check_deregister_critical_service_after_reaps(self):
+        """Consul's sample registration payload, its check's
+        DeregisterCriticalServiceAfter shortened to 1s, registry.consul
+        without one: a SIGKILLed healthreg's service is reaped after 1s
+        (the default would be 1m)."""
+        emu = emuctl.start(reap_min_ms=500, reap_tick_ms=100)
+        self.addCleanup(emu.cleanup)
+        doc = fixture("api-register-payload.json")
+        check = doc["service"]["Check"]
+        check.update({"Args": [TRUE], "Interval": "200ms",
+                      "DeregisterCriticalServiceAfter": "1s"})
+        doc["agent"] = {"enable_exec_checks": True, "api_listen": "off"}
+        doc["registry"] = {"consul": {"address": emu.url, "check_ttl": "2s"}}
+        agent = hrtest.Agent(doc, env={"CONSUL_HTTP_ADDR": "",
+                                       "CONSUL_HTTP_TOKEN": "",
+                                       "CONSUL_HTTP_TOKEN_FILE": ""})
+        self.addCleanup(agent.close)
+
+        def services():
+            code, _, body = emuctl.request(emu, "GET", "/v1/agent/services",
+                                           timeout=5)
+            self.assertEqual(code, 200, body)
+            return json.loads(body)
+
+        def passing():
+            code, _, body = emuctl.request(
+                emu, "GET", "/v1/health/service/redis?passing", timeout=5)
+            return code == 200 and [e["Service"]["ID"]
+                                    for e in json.loads(body)] == ["redis1"]
+
+        self.assertTrue(hrtest.wait_for(passing, timeout=10), agent.log())
+        agent.kill()
+        # TTL (2 s) expires, then the check is critical for 1 s
+        self.assertTrue(hrtest.wait_for(lambda: "redis1" not in services(),
+                                        timeout=12), emu.log_text())
 
 
 if __name__ == "__main__":
