@@ -70,23 +70,52 @@ static int in_list(const char *key, const char *const *list)
 struct ctx {
 	struct hr_diag *diag;
 	struct hr_config *cfg;
+	/* The service and its checks as written, for paths (check_at). */
+	char svc_path[PATH_MAX_LEN];
+	const cJSON *check_item, *checks_item;
+	/* registry.consul as written, and its own
+	 * deregister_critical_service_after (see check_dcsa). */
+	const cJSON *consul, *consul_dcsa;
+	/* The smallest deregister_critical_service_after > 0 of the checks,
+	 * as written, for registry.consul (see parse_registry). */
+	const cJSON *dcsa;
+	int64_t dcsa_ms;
 };
 
 static void err_at(struct ctx *c, const char *path, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
-static void err_at(struct ctx *c, const char *path, const char *fmt, ...)
+static void diag_at(struct ctx *c, enum hr_diag_level level,
+		    const char *path, const char *fmt, va_list ap)
 {
 	char msg[768];
-	va_list ap;
 	int n;
 
-	va_start(ap, fmt);
 	n = vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
 	if (n >= (int)sizeof(msg)) /* cut short: on a character boundary */
 		msg[hr_conf_utf8_prefix(msg, sizeof(msg) - 1)] = '\0';
-	hr_diag_add(c->diag, HR_DIAG_ERROR, path, "%s", msg);
+	hr_diag_add(c->diag, level, path, "%s", msg);
+}
+
+static void err_at(struct ctx *c, const char *path, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	diag_at(c, HR_DIAG_ERROR, path, fmt, ap);
+	va_end(ap);
+}
+
+static void warn_at(struct ctx *c, const char *path, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void warn_at(struct ctx *c, const char *path, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	diag_at(c, HR_DIAG_WARNING, path, fmt, ap);
+	va_end(ap);
 }
 
 static void sub(char *out, const char *path, const cJSON *item)
@@ -236,6 +265,42 @@ static int get_on_failure(struct ctx *c, const cJSON *v, const char *path,
 	return -EINVAL;
 }
 
+/* path into out (PATH_MAX_LEN bytes), cut on a character. */
+static char *copy_path(char *out, const char *path)
+{
+	if (snprintf(out, PATH_MAX_LEN, "%s", path) >= PATH_MAX_LEN)
+		out[hr_conf_utf8_prefix(out, PATH_MAX_LEN - 1)] = '\0';
+	return out;
+}
+
+/* "<path>[<i>]" into out (PATH_MAX_LEN bytes), cut on a character. */
+static char *index_path(char *out, const char *path, size_t i)
+{
+	int n = snprintf(out, PATH_MAX_LEN, "%s[%zu]", path, i);
+
+	if (n >= PATH_MAX_LEN)
+		out[hr_conf_utf8_prefix(out, PATH_MAX_LEN - 1)] = '\0';
+	return out;
+}
+
+/*
+ * Consul reads an array holding exactly one object where an object is
+ * expected as that object (its HookWeakDecodeFromSlice): the JSON its
+ * documentation generates from HCL is written so ("service": [{...}],
+ * "meta": [{...}]). Returns the object, with its path in here, or v
+ * itself with path.
+ */
+static const cJSON *one_object(const cJSON *v, const char *path, char *here)
+{
+	if (cJSON_IsArray(v) && v->child && !v->child->next &&
+	    cJSON_IsObject(v->child)) {
+		index_path(here, path, 0);
+		return v->child;
+	}
+	copy_path(here, path);
+	return v;
+}
+
 /* Consul's header form is {"Name": ["v1", "v2"]}; a plain string is
  * accepted too. */
 static int get_headers(struct ctx *c, const cJSON *v, const char *path,
@@ -245,8 +310,11 @@ static int get_headers(struct ctx *c, const cJSON *v, const char *path,
 	const cJSON *h, *e;
 	size_t n = 0, cap = 0;
 	struct hr_header *arr = NULL;
+	char here[PATH_MAX_LEN];
 	int rc = 0;
 
+	v = one_object(v, path, here);
+	path = here;
 	if (!cJSON_IsObject(v)) {
 		err_at(c, path, "is not an object");
 		return -EINVAL;
@@ -385,24 +453,91 @@ static void apply_key(struct ctx *c, const struct key *k, const cJSON *v,
 	}
 }
 
+/* Why a key Consul knows is not used, where a reason helps; else the
+ * warning says only that it is ignored. */
+static const struct {
+	const char *key; /* normalised */
+	const char *why;
+} ignored_why[] = {
+	{ "token", "healthreg registers with registry.consul's token "
+		   "(token_file, CONSUL_HTTP_TOKEN)" },
+	{ "serviceid", "a check here belongs to this service" },
+	{ "connect", "healthreg registers no sidecar and no Connect-native "
+		     "service" },
+	{ "proxy", "healthreg registers no proxy" },
+	{ "outputmaxsize", "healthreg sends Consul at most 4096 bytes of "
+			   "output" },
+};
+
+static void warn_ignored(struct ctx *c, const char *key, const char *p)
+{
+	char k[64];
+	size_t i;
+
+	norm_key(key, k, sizeof(k));
+	for (i = 0; i < HR_ARRAY_SIZE(ignored_why); i++) {
+		if (!strcmp(ignored_why[i].key, k)) {
+			hr_diag_add(c->diag, HR_DIAG_WARNING, p,
+				    "valid in Consul but not used by healthreg "
+				    "(%s); ignored", ignored_why[i].why);
+			return;
+		}
+	}
+	hr_diag_add(c->diag, HR_DIAG_WARNING, p,
+		    "valid in Consul but not used by healthreg; ignored");
+}
+
+/* Another member of the object that wrote row k's target already: two
+ * spellings of one key ("args" and "ScriptArgs": rows that read the same
+ * way into the same place), of which one would be lost. hit[i] is the
+ * member that matched row i. */
+static const cJSON *target_taken(const struct section *sec,
+				 const cJSON *const *hit, size_t k,
+				 const cJSON *it)
+{
+	const struct key *e = &sec->keys[k];
+	size_t j;
+
+	if (e->type == K_IGNORE)
+		return NULL;
+	for (j = 0; j < sec->n_keys; j++) {
+		const struct key *o = &sec->keys[j];
+
+		if (hit[j] && hit[j] != it && o->type == e->type &&
+		    o->seen == e->seen && o->off == e->off && o->fn == e->fn)
+			return hit[j];
+	}
+	return NULL;
+}
+
 /*
  * Read every member of obj by the section's table into target (and seen).
- * Returns -EINVAL ("is not an object") when obj is not an object.
+ * An array of one object stands for the object (see one_object). Returns
+ * -EINVAL ("is not an object") when obj is not an object.
  */
 static int parse_object(struct ctx *c, const cJSON *obj, const char *path,
 			const struct section *sec, void *target, void *seen)
 {
-	char p[PATH_MAX_LEN], k[64];
+	char p[PATH_MAX_LEN], k[64], here[PATH_MAX_LEN];
 	size_t i, m = 0, *twin = NULL;
+	const cJSON **hit;
 	const cJSON *it;
 
+	obj = one_object(obj, path, here);
+	path = here;
 	if (!cJSON_IsObject(obj)) {
 		err_at(c, path, "is not an object");
 		return -EINVAL;
 	}
+	hit = calloc(sec->n_keys ? sec->n_keys : 1, sizeof(*hit));
+	if (!hit) {
+		err_at(c, path, "out of memory");
+		return -ENOMEM;
+	}
 	if (sec->duplicates)
 		twin = check_duplicates(c, obj, path);
 	cJSON_ArrayForEach(it, obj) {
+		const cJSON *other = NULL;
 		bool found = false;
 
 		/* a key given twice is an error already; reading it again
@@ -411,23 +546,32 @@ static int parse_object(struct ctx *c, const cJSON *obj, const char *path,
 			continue;
 		norm_key(it->string, k, sizeof(k));
 		sub(p, path, it);
+		for (i = 0; i < sec->n_keys && !other; i++)
+			if (!strcmp(sec->keys[i].name, k))
+				other = target_taken(sec, hit, i, it);
+		if (other) {
+			err_at(c, p, "duplicate key (also given as \"%s\")",
+			       other->string);
+			continue;
+		}
 		for (i = 0; i < sec->n_keys; i++) {
 			const struct key *e = &sec->keys[i];
 
 			if (strcmp(e->name, k))
 				continue;
+			hit[i] = it;
 			apply_key(c, e, it, p, e->seen ? seen : target);
 			found = true;
 		}
 		if (found)
 			continue;
 		if (sec->consul && in_list(it->string, sec->consul))
-			hr_diag_add(c->diag, HR_DIAG_WARNING, p,
-				    "valid in Consul but not used by healthreg; ignored");
+			warn_ignored(c, it->string, p);
 		else
 			err_at(c, p, "unknown key");
 	}
 	free(twin);
+	free(hit);
 	return 0;
 }
 
@@ -439,6 +583,7 @@ struct check_seen {
 	const cJSON *interval, *timeout, *interval_down;
 	const cJSON *cache_ttl, *failure_ttl;
 	const cJSON *group, *on_failure, *fbw, *fbc;
+	const cJSON *dcsa, *docker;
 	char *id;
 };
 
@@ -475,16 +620,30 @@ static void set_initial_status(struct ctx *c, const cJSON *v, const char *p,
 	       shown);
 }
 
+/* A string where "" means not set, as Consul reads it
+ * ("tls_server_name": "" in its documented http check). */
+static void set_optional_string(struct ctx *c, const cJSON *v, const char *p,
+				void *field)
+{
+	char **s = field;
+
+	if (hr_conf_string(v, p, c->diag, s) || **s)
+		return;
+	free(*s);
+	*s = NULL;
+}
+
 #define SPEC(f) offsetof(struct hr_check_spec, f)
 #define SEEN(f) offsetof(struct check_seen, f)
 
 static const struct key check_keys[] = {
-	{ "name", K_NONEMPTY, false, SPEC(name), NO_COUNT, 0, 0, NULL },
-	{ "id", K_NONEMPTY, true, SEEN(id), NO_COUNT, 0, 0, NULL },
-	{ "checkid", K_NONEMPTY, true, SEEN(id), NO_COUNT, 0, 0, NULL },
+	{ "name", K_FN, false, SPEC(name), NO_COUNT, 0, 0, set_optional_string },
+	{ "id", K_FN, true, SEEN(id), NO_COUNT, 0, 0, set_optional_string },
+	{ "checkid", K_FN, true, SEEN(id), NO_COUNT, 0, 0, set_optional_string },
 	{ "http", K_ITEM, true, SEEN(kind[HR_CHECK_HTTP]), NO_COUNT, 0, 0, NULL },
 	{ "tcp", K_ITEM, true, SEEN(kind[HR_CHECK_TCP]), NO_COUNT, 0, 0, NULL },
 	{ "args", K_ITEM, true, SEEN(kind[HR_CHECK_EXEC]), NO_COUNT, 0, 0, NULL },
+	{ "scriptargs", K_ITEM, true, SEEN(kind[HR_CHECK_EXEC]), NO_COUNT, 0, 0, NULL },
 	{ "ttl", K_ITEM, true, SEEN(kind[HR_CHECK_TTL]), NO_COUNT, 0, 0, NULL },
 	{ "interval", K_ITEM, true, SEEN(interval), NO_COUNT, 0, 0, NULL },
 	{ "timeout", K_ITEM, true, SEEN(timeout), NO_COUNT, 0, 0, NULL },
@@ -495,7 +654,7 @@ static const struct key check_keys[] = {
 	{ "header", K_HEADERS, false, SPEC(headers), SPEC(n_headers), 1, 0, NULL },
 	{ "body", K_STRING, false, SPEC(body), NO_COUNT, 0, 0, NULL },
 	{ "tlsskipverify", K_BOOL, false, SPEC(tls_skip_verify), NO_COUNT, 0, 0, NULL },
-	{ "tlsservername", K_NONEMPTY, false, SPEC(tls_server_name), NO_COUNT, 0, 0, NULL },
+	{ "tlsservername", K_FN, false, SPEC(tls_server_name), NO_COUNT, 0, 0, set_optional_string },
 	{ "disableredirects", K_BOOL, false, SPEC(disable_redirects), NO_COUNT, 0, 0, NULL },
 	{ "status", K_FN, false, SPEC(initial_status), NO_COUNT, 0, 0, set_initial_status },
 	{ "successbeforepassing", K_INT, false, SPEC(success_before_passing), NO_COUNT, 0, 1000000, NULL },
@@ -507,20 +666,22 @@ static const struct key check_keys[] = {
 	{ "onfailure", K_ITEM, true, SEEN(on_failure), NO_COUNT, 0, 0, NULL },
 	{ "group", K_ITEM, true, SEEN(group), NO_COUNT, 0, 0, NULL },
 	{ "notes", K_IGNORE, false, 0, NO_COUNT, 0, 0, NULL },
+	{ "deregistercriticalserviceafter", K_ITEM, true, SEEN(dcsa), NO_COUNT, 0, 0, NULL },
+	{ "dockercontainerid", K_ITEM, true, SEEN(docker), NO_COUNT, 0, 0, NULL },
 };
 
 /* Valid in a Consul check definition, not used by healthreg: warn. */
 static const char *const check_keys_consul[] = {
-	"serviceid", "deregistercriticalserviceafter", "outputmaxsize",
+	"serviceid", "token", "namespace", "partition", "outputmaxsize",
 	"tcpusetls", "udp", "grpc", "grpcusetls", "h2ping", "h2pingusetls",
 	"dockercontainerid", "shell", "aliasnode", "aliasservice",
-	"osservice", "scriptargs", "script", "expose", "type", NULL,
+	"osservice", "script", "expose", "type", NULL,
 };
 
 /* Check kinds Consul has and healthreg does not (an error when alone). */
 static const char *const check_kinds_unsupported[] = {
 	"udp", "grpc", "h2ping", "dockercontainerid", "aliasnode",
-	"aliasservice", "osservice", "script", "scriptargs", NULL,
+	"aliasservice", "osservice", "script", NULL,
 };
 
 static const struct section check_section = {
@@ -659,9 +820,10 @@ static void check_timing(struct ctx *c, const char *path,
 		sub(p, path, seen->interval);
 		err_at(c, p, "does not apply to ttl checks");
 	}
-	if (ttl && seen->timeout) {
+	if (ttl && seen->timeout) { /* Consul accepts it, unused */
 		sub(p, path, seen->timeout);
-		err_at(c, p, "does not apply to ttl checks");
+		hr_diag_add(c->diag, HR_DIAG_WARNING, p,
+			    "does not apply to ttl checks; ignored");
 	}
 	s->interval_ms = DEFAULT_INTERVAL_MS;
 	if (seen->interval && !ttl)
@@ -676,8 +838,13 @@ static void check_timing(struct ctx *c, const char *path,
 			if (s->timeout_ms <= 0)
 				err_at(c, p, "must be greater than 0");
 			else if (s->timeout_ms > s->interval_ms)
-				err_at(c, p, "\"%s\" is longer than the interval",
-				       seen->timeout->valuestring);
+				/* Consul accepts it (its documented redis
+				 * checks: interval 5s, timeout 20s) */
+				warn_at(c, p,
+					"\"%s\" is longer than the interval: "
+					"a run that takes it delays the next "
+					"(runs do not overlap)",
+					seen->timeout->valuestring);
 		}
 	}
 	s->cache_ttl_ms = s->interval_ms;
@@ -765,14 +932,98 @@ static void check_thresholds(struct ctx *c, const char *path,
 	       seen->fbc ? "" : ", the default");
 }
 
-static void parse_check(struct ctx *c, const cJSON *obj, const char *path,
-			struct hr_check_spec *s)
+/*
+ * A check's deregister_critical_service_after. Consul removes the service
+ * when that check has been critical this long. healthreg registers one
+ * check for the service, which is critical when healthreg is gone: the
+ * smallest value of the checks becomes that check's
+ * deregister_critical_service_after, unless registry.consul sets one.
+ */
+static void check_dcsa(struct ctx *c, const char *path,
+		       const struct check_seen *seen)
 {
+	char p[PATH_MAX_LEN];
+	int64_t ms;
+
+	if (!seen->dcsa)
+		return;
+	sub(p, path, seen->dcsa);
+	if (hr_conf_duration(seen->dcsa, p, c->diag, &ms))
+		return;
+	if (!c->consul) {
+		hr_diag_add(c->diag, HR_DIAG_WARNING, p,
+			    "valid in Consul, used only with registry.consul; "
+			    "ignored");
+	} else if (c->consul_dcsa) {
+		warn_at(c, p, "ignored: registry.consul.%s is set",
+			c->consul_dcsa->string);
+	} else if (ms == 0) {
+		hr_diag_add(c->diag, HR_DIAG_WARNING, p,
+			    "0s: this check makes Consul remove nothing; "
+			    "ignored");
+	} else {
+		hr_diag_add(c->diag, HR_DIAG_WARNING, p,
+			    "used for the service's one Consul check, as "
+			    "registry.consul.deregister_critical_service_after"
+			    " (the smallest value of the checks)");
+		if (!c->dcsa || ms < c->dcsa_ms) {
+			c->dcsa = seen->dcsa;
+			c->dcsa_ms = ms;
+		}
+	}
+}
+
+/*
+ * The name of a check written without "name" or "id": the CheckID Consul
+ * gives it, "service:<service id>", numbered from 1 in the order of
+ * "check" then "checks" when the service has several (agent.go,
+ * addServiceInternal). Consul's Name for such a check, "Service '<name>'
+ * check", is the same for all of them and cannot tell one from another.
+ */
+static char *default_check_name(const struct ctx *c, size_t i, size_t n)
+{
+	const char *id = c->cfg->service.id ? c->cfg->service.id : "";
+	size_t len = strlen(id) + 32;
+	char *s = malloc(len);
+
+	if (!s)
+		return NULL;
+	if (n > 1)
+		snprintf(s, len, "service:%s:%zu", id, i + 1);
+	else
+		snprintf(s, len, "service:%s", id);
+	return s;
+}
+
+/* Consul runs the args of a check with docker_container_id in that
+ * container; healthreg would run them on this host. */
+static void check_docker(struct ctx *c, const char *path,
+			 const struct hr_check_spec *s,
+			 const struct check_seen *seen)
+{
+	char p[PATH_MAX_LEN];
+
+	if (!seen->docker)
+		return;
+	sub(p, path, seen->docker);
+	if (s->kind == HR_CHECK_EXEC)
+		err_at(c, p, "docker checks are not supported (the args would run on this host, not in the container)");
+	else
+		warn_ignored(c, seen->docker->string, p);
+}
+
+/* Check i of the service's n (see default_check_name). */
+static void parse_check(struct ctx *c, const cJSON *obj, const char *path,
+			struct hr_check_spec *s, size_t i, size_t n)
+{
+	char here[PATH_MAX_LEN];
 	struct check_seen seen;
 
 	memset(s, 0, sizeof(*s));
 	memset(&seen, 0, sizeof(seen));
 	s->group = -1;
+	obj = one_object(obj, path, here);
+	path = here;
 	if (parse_object(c, obj, path, &check_section, s, &seen))
 		return;
 	if (!s->name && seen.id) {
@@ -780,10 +1031,15 @@ static void parse_check(struct ctx *c, const cJSON *obj, const char *path,
 		seen.id = NULL;
 	}
 	free(seen.id);
-	if (!s->name)
-		err_at(c, path, "\"name\" is required");
+	if (!s->name) {
+		s->name = default_check_name(c, i, n);
+		if (!s->name)
+			err_at(c, path, "out of memory");
+	}
+	check_dcsa(c, path, &seen);
 	if (check_kind(c, obj, path, s, &seen))
 		return;
+	check_docker(c, path, s, &seen);
 	check_timing(c, path, s, &seen);
 	check_http_only(c, obj, path, s);
 	check_thresholds(c, path, s, &seen);
@@ -793,10 +1049,53 @@ static void parse_check(struct ctx *c, const cJSON *obj, const char *path,
 /* ---- service, groups, agent ------------------------------------------ */
 
 static const char *const service_keys_consul[] = {
-	"kind", "taggedaddresses", "enabletagoverride", "weights", "token",
-	"namespace", "partition", "connect", "proxy", "socketpath",
-	"locality", NULL,
+	"taggedaddresses", "enabletagoverride", "weights", "token",
+	"connect", "proxy", "socketpath", "locality", NULL,
 };
+
+/*
+ * Consul keys that would change what is registered if ignored: healthreg
+ * registers a typical service ("kind" "") in the default namespace and
+ * partition. Any other value is an error; the default is accepted.
+ */
+static void set_consul_default(struct ctx *c, const cJSON *v, const char *p,
+			       const char *what, const char *const *ok)
+{
+	char shown[80];
+
+	if (cJSON_IsString(v))
+		for (; *ok; ok++)
+			if (!strcmp(v->valuestring, *ok))
+				return;
+	show(v, shown, sizeof(shown));
+	err_at(c, p, "%s is not supported: healthreg registers %s", shown,
+	       what);
+}
+
+static void set_kind(struct ctx *c, const cJSON *v, const char *p,
+		     void *field)
+{
+	static const char *const ok[] = { "", "typical", NULL };
+
+	(void)field;
+	set_consul_default(c, v, p, "a typical service (no \"kind\")", ok);
+}
+
+static const char *const default_ok[] = { "", "default", NULL };
+
+static void set_namespace(struct ctx *c, const cJSON *v, const char *p,
+			  void *field)
+{
+	(void)field;
+	set_consul_default(c, v, p, "in the default namespace", default_ok);
+}
+
+static void set_partition(struct ctx *c, const cJSON *v, const char *p,
+			  void *field)
+{
+	(void)field;
+	set_consul_default(c, v, p, "in the default partition", default_ok);
+}
 
 struct service_seen {
 	const cJSON *checks, *check;
@@ -814,14 +1113,20 @@ static const struct key service_keys[] = {
 	{ "meta", K_HEADERS, false, SVC(meta), SVC(n_meta), 0, 0, NULL },
 	{ "checks", K_ITEM, true, SVC_SEEN(checks), NO_COUNT, 0, 0, NULL },
 	{ "check", K_ITEM, true, SVC_SEEN(check), NO_COUNT, 0, 0, NULL },
+	{ "kind", K_FN, false, 0, NO_COUNT, 0, 0, set_kind },
+	{ "namespace", K_FN, false, 0, NO_COUNT, 0, 0, set_namespace },
+	{ "partition", K_FN, false, 0, NO_COUNT, 0, 0, set_partition },
 };
 
 static const struct section service_section = {
 	service_keys, HR_ARRAY_SIZE(service_keys), service_keys_consul, true,
 };
 
+/* The checks of arr ("checks"), or arr itself as the one check (single,
+ * "check"), as checks first.. of the service's n. */
 static void parse_checks_array(struct ctx *c, const cJSON *arr,
-			       const char *path, int single)
+			       const char *path, int single, size_t first,
+			       size_t n_all)
 {
 	struct hr_config *cfg = c->cfg;
 	char p[PATH_MAX_LEN];
@@ -830,6 +1135,10 @@ static void parse_checks_array(struct ctx *c, const cJSON *arr,
 	struct hr_check_spec *v;
 	size_t i = 0;
 
+	if (single && cJSON_IsArray(arr) && cJSON_GetArraySize(arr) > 1) {
+		err_at(c, path, "is an array: one check is an object (several go in \"checks\")");
+		return;
+	}
 	if (!single && !cJSON_IsArray(arr)) {
 		err_at(c, path, "is not an array");
 		return;
@@ -843,22 +1152,27 @@ static void parse_checks_array(struct ctx *c, const cJSON *arr,
 	}
 	cfg->checks = v;
 	if (single) {
-		parse_check(c, arr, path, &cfg->checks[cfg->n_checks++]);
+		parse_check(c, arr, path, &cfg->checks[cfg->n_checks++], first,
+			    n_all);
 		return;
 	}
 	cJSON_ArrayForEach(e, arr) {
-		snprintf(p, sizeof(p), "%s[%zu]", path, i++);
-		parse_check(c, e, p, &cfg->checks[cfg->n_checks++]);
+		index_path(p, path, i);
+		parse_check(c, e, p, &cfg->checks[cfg->n_checks++], first + i,
+			    n_all);
+		i++;
 	}
 }
 
-static void parse_service(struct ctx *c, const cJSON *obj)
+static void parse_service(struct ctx *c, const cJSON *obj, const char *path)
 {
 	struct hr_service_spec *s = &c->cfg->service;
 	struct service_seen seen = { NULL, NULL };
-	const char *path = "service";
 	char p[PATH_MAX_LEN];
+	size_t n_single, n_all;
 
+	obj = one_object(obj, path, c->svc_path);
+	path = c->svc_path;
 	if (parse_object(c, obj, path, &service_section, s, &seen))
 		return;
 	if (!s->name)
@@ -867,13 +1181,22 @@ static void parse_service(struct ctx *c, const cJSON *obj)
 		s->id = strdup(s->name);
 	if (!s->tags)
 		s->tags = calloc(1, sizeof(*s->tags));
+	/* Consul numbers the checks of "check" and "checks" as one list */
+	n_single = seen.check ? 1 : 0;
+	n_all = n_single;
+	if (cJSON_IsArray(seen.checks))
+		n_all += (size_t)cJSON_GetArraySize(seen.checks);
 	if (seen.check) {
 		sub(p, path, seen.check);
-		parse_checks_array(c, seen.check, p, 1);
+		parse_checks_array(c, seen.check, p, 1, 0, n_all);
+		/* check_at: config check 0 is this one, if it was added */
+		if (c->cfg->n_checks)
+			c->check_item = seen.check;
 	}
+	c->checks_item = seen.checks;
 	if (seen.checks) {
 		sub(p, path, seen.checks);
-		parse_checks_array(c, seen.checks, p, 0);
+		parse_checks_array(c, seen.checks, p, 0, n_single, n_all);
 	}
 	if (!c->cfg->n_checks && !c->diag->errors)
 		err_at(c, path, "has no checks (\"checks\": [...])");
@@ -962,6 +1285,7 @@ static void parse_registry(struct ctx *c, const cJSON *obj,
 			   size_t n_backends)
 {
 	char p[PATH_MAX_LEN];
+	cJSON *dup, *consul;
 	const cJSON *it;
 	size_t i;
 
@@ -969,7 +1293,20 @@ static void parse_registry(struct ctx *c, const cJSON *obj,
 		err_at(c, "registry", "is not an object");
 		return;
 	}
-	cJSON_ArrayForEach(it, obj) {
+	dup = cJSON_Duplicate(obj, 1);
+	if (!dup) {
+		err_at(c, "registry", "out of memory");
+		return;
+	}
+	/* the checks' deregister_critical_service_after (check_dcsa),
+	 * validated with the rest of registry.consul */
+	consul = cJSON_GetObjectItemCaseSensitive(dup, "consul");
+	if (c->dcsa && cJSON_IsObject(consul) &&
+	    !cJSON_AddStringToObject(consul,
+				     "deregister_critical_service_after",
+				     c->dcsa->valuestring))
+		err_at(c, "registry.consul", "out of memory");
+	cJSON_ArrayForEach(it, dup) {
 		int found = 0;
 
 		sub(p, "registry", it);
@@ -994,7 +1331,46 @@ static void parse_registry(struct ctx *c, const cJSON *obj,
 			       n_backends ? names : "none");
 		}
 	}
-	c->cfg->registry = cJSON_Duplicate(obj, 1);
+	c->cfg->registry = dup;
+}
+
+/* Check i of the config as written (the object, its path in path). */
+static const cJSON *check_at(const struct ctx *c, size_t i, char *path)
+{
+	char p[PATH_MAX_LEN], q[PATH_MAX_LEN];
+
+	if (c->check_item && i == 0) {
+		sub(p, c->svc_path, c->check_item);
+		return one_object(c->check_item, p, path);
+	}
+	if (c->check_item)
+		i--;
+	sub(p, c->svc_path, c->checks_item);
+	index_path(q, p, i);
+	return one_object(cJSON_GetArrayItem(c->checks_item, (int)i), q, path);
+}
+
+/* Where check i's name is written: its "name", else its "id" (as read:
+ * "" is not a name), else the check itself (a name Consul's rule gave
+ * it); true when written. */
+static bool name_at(const struct ctx *c, size_t i, char *path)
+{
+	static const char *const keys[] = { "name", "id", "checkid" };
+	char p[PATH_MAX_LEN];
+	const cJSON *obj = check_at(c, i, p), *it;
+	size_t k;
+
+	for (k = 0; k < HR_ARRAY_SIZE(keys); k++) {
+		cJSON_ArrayForEach(it, obj) {
+			if (hr_conf_key_is(it->string, keys[k]) &&
+			    cJSON_IsString(it) && *it->valuestring) {
+				sub(path, p, it);
+				return true;
+			}
+		}
+	}
+	memcpy(path, p, PATH_MAX_LEN);
+	return false;
 }
 
 static void check_names(struct ctx *c)
@@ -1008,12 +1384,17 @@ static void check_names(struct ctx *c)
 		names[i] = cfg->checks[i].name ? cfg->checks[i].name : "";
 	twin = names ? first_twins(names, cfg->n_checks, false) : NULL;
 	if (!twin)
-		err_at(c, "service.checks", "out of memory");
+		err_at(c, c->svc_path, "out of memory");
 	for (i = 0; twin && i < cfg->n_checks; i++) {
 		if (twin[i] == NO_TWIN || !cfg->checks[i].name)
 			continue;
-		snprintf(p, sizeof(p), "service.checks[%zu].name", i);
-		err_at(c, p, "duplicate check name \"%s\"", cfg->checks[i].name);
+		if (name_at(c, i, p))
+			err_at(c, p, "duplicate check name \"%s\"",
+			       cfg->checks[i].name);
+		else
+			err_at(c, p, "duplicate check name \"%s\" (Consul's "
+				     "name for a check without \"name\" or \"id\")",
+			       cfg->checks[i].name);
 	}
 	free(twin);
 	free(names);
@@ -1198,9 +1579,11 @@ static void walk_text(struct text_walk *w, const cJSON *v, const char *path)
 static int check_text(struct hr_diag *diag, const cJSON *root,
 		      const char *text, size_t len)
 {
-	struct ctx c = { diag, NULL };
+	struct ctx c;
 	struct text_walk w = { &c, text, { text, text + len }, 0 };
 
+	memset(&c, 0, sizeof(c));
+	c.diag = diag;
 	walk_text(&w, root, "");
 	if (w.errors >= TEXT_ERRORS_MAX)
 		hr_diag_add(diag, HR_DIAG_ERROR, NULL,
@@ -1208,38 +1591,86 @@ static int check_text(struct hr_diag *diag, const cJSON *root,
 	return w.errors ? -EINVAL : 0;
 }
 
+/* The "consul" member of the registry object as written, and its own
+ * deregister_critical_service_after, for the checks (check_dcsa). */
+static void find_consul(struct ctx *c, const cJSON *registry)
+{
+	const cJSON *it;
+
+	if (!cJSON_IsObject(registry))
+		return;
+	c->consul = cJSON_GetObjectItemCaseSensitive(registry, "consul");
+	if (!cJSON_IsObject(c->consul))
+		return;
+	cJSON_ArrayForEach(it, c->consul)
+		if (hr_conf_key_is(it->string, "deregistercriticalserviceafter"))
+			c->consul_dcsa = it;
+}
+
+/* Consul's "services": [...] holding one service is that service (its
+ * path in path); healthreg runs one service per agent. */
+static const cJSON *one_service(struct ctx *c, const cJSON *service,
+				const cJSON *services, char *path)
+{
+	if (!services) {
+		copy_path(path, service->string);
+		return service;
+	}
+	if (service) {
+		err_at(c, services->string, "and \"%s\" both given: healthreg runs one service",
+		       service->string);
+		return NULL;
+	}
+	if (!cJSON_IsArray(services) || cJSON_GetArraySize(services) != 1) {
+		err_at(c, services->string, "must hold exactly one service: healthreg runs one service per agent (a config for each)");
+		return NULL;
+	}
+	index_path(path, services->string, 0);
+	return services->child;
+}
+
 /* The four sections, in the order they depend on each other. */
 static void parse_root(struct ctx *c, const cJSON *root,
 		       const struct hr_config_backend *backends,
 		       size_t n_backends)
 {
-	const cJSON *it, *service = NULL, *groups = NULL, *agent = NULL;
-	const cJSON *registry = NULL;
+	const cJSON *it, *service = NULL, *services = NULL, *groups = NULL;
+	const cJSON *agent = NULL, *registry = NULL;
+	char path[PATH_MAX_LEN];
 
 	free(check_duplicates(c, root, ""));
 	cJSON_ArrayForEach(it, root) {
 		if (hr_conf_key_is(it->string, "service"))
 			service = it;
+		else if (hr_conf_key_is(it->string, "services"))
+			services = it;
 		else if (hr_conf_key_is(it->string, "groups"))
 			groups = it;
 		else if (hr_conf_key_is(it->string, "agent"))
 			agent = it;
 		else if (hr_conf_key_is(it->string, "registry"))
 			registry = it;
+		else if (hr_conf_key_is(it->string, "check") ||
+			 hr_conf_key_is(it->string, "checks"))
+			err_at(c, it->string, "unknown key (in Consul, checks of the node; healthreg's checks go in \"service\")");
 		else
 			err_at(c, it->string, "unknown key (expected \"service\", \"groups\", \"agent\", \"registry\")");
 	}
+	find_consul(c, registry);
 	/* agent first: enable_exec_checks decides whether args checks are
 	 * allowed; groups before checks, which refer to them. */
 	if (agent)
 		parse_object(c, agent, "agent", &agent_section, c->cfg, NULL);
 	if (groups)
 		parse_groups(c, groups);
-	if (service)
-		parse_service(c, service);
-	else
+	if (service || services) {
+		service = one_service(c, service, services, path);
+		if (service)
+			parse_service(c, service, path);
+	} else {
 		hr_diag_add(c->diag, HR_DIAG_ERROR, NULL,
 			    "\"service\" is required");
+	}
 	if (registry)
 		parse_registry(c, registry, backends, n_backends);
 	check_names(c);
@@ -1276,6 +1707,7 @@ int hr_config_parse(struct hr_config **out, const char *text, size_t len,
 	cfg->log_format = HR_LOG_LOGFMT;
 	cfg->max_concurrent = 64;
 	cfg->shutdown_timeout_ms = 5000;
+	memset(&c, 0, sizeof(c));
 	c.diag = diag;
 	c.cfg = cfg;
 	parse_root(&c, root, backends, n_backends);
