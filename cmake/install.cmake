@@ -33,11 +33,14 @@ install(FILES ${PROJECT_BINARY_DIR}/healthregConfig.cmake
               ${PROJECT_BINARY_DIR}/healthregConfigVersion.cmake
         DESTINATION ${HR_CMAKEDIR})
 
-# Man pages (roff, written in docs/man).
-install(FILES ${PROJECT_SOURCE_DIR}/docs/man/healthreg.1
-        DESTINATION ${CMAKE_INSTALL_MANDIR}/man1)
-install(FILES ${PROJECT_SOURCE_DIR}/docs/man/healthreg.json.5
-        DESTINATION ${CMAKE_INSTALL_MANDIR}/man5)
+# Man pages: roff written in docs/man, with the version filled in.
+foreach(page healthreg.1 healthreg.json.5)
+  configure_file(${PROJECT_SOURCE_DIR}/docs/man/${page}.in
+                 ${PROJECT_BINARY_DIR}/man/${page} @ONLY)
+  string(REGEX REPLACE ".*\\." "" section ${page})
+  install(FILES ${PROJECT_BINARY_DIR}/man/${page}
+          DESTINATION ${CMAKE_INSTALL_MANDIR}/man${section})
+endforeach()
 
 # The systemd unit, with this installation's paths (known at install time).
 install(CODE "

@@ -115,6 +115,11 @@ class Install(unittest.TestCase):
         with open(os.path.join(self.libdir, "cmake", "healthreg",
                                "healthregConfigVersion.cmake")) as f:
             self.assertIn('set(PACKAGE_VERSION "%s")' % v, f.read())
+        for page in ("man1/healthreg.1", "man5/healthreg.json.5"):
+            with open(self.path("share/man/" + page)) as f:
+                th = [ln for ln in f if ln.startswith(".TH ")]
+            self.assertEqual(len(th), 1, page)
+            self.assertIn('"healthreg %s"' % v, th[0])
 
     def test_shared_library_exports_public_api_only(self):
         so = os.path.join(self.libdir, "libhealthreg.so")
