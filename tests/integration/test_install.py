@@ -176,6 +176,47 @@ class Install(unittest.TestCase):
             self.assertFalse([ln for ln in text.splitlines()
                               if len(ln) > 80], page)
 
+    def rendered(self, page):
+        env = dict(self.env, MANWIDTH="80", MANPAGER="cat", PAGER="cat",
+                   LC_ALL="C.UTF-8")
+        p = subprocess.run(["man", "-l", self.path(page)], capture_output=True,
+                           text=True, env=env, timeout=60)
+        return re.sub(r".\x08", "", p.stdout)
+
+    def test_healthreg_1_names_every_command_and_option(self):
+        """Whatever `healthreg --help` lists is in the man page."""
+        p = subprocess.run([self.path("bin/healthreg"), "--help"],
+                           capture_output=True, text=True, env=self.env)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        words = set(re.findall(r"(?<![\w-])--?[a-zA-Z][\w-]*", p.stdout))
+        words |= set(re.findall(r"^  ([a-z]+)\b", p.stdout, re.M))
+        self.assertIn("--token-file", words)
+        self.assertIn("maint", words)
+        page = self.rendered("share/man/man1/healthreg.1")
+        missing = sorted(w for w in words
+                         if not re.search(r"(?<![\w-])%s(?![\w-])"
+                                          % re.escape(w), page))
+        self.assertEqual(missing, [])
+
+    def test_healthreg_json_5_names_every_config_key(self):
+        """Every key of the docs' config tables is in the man page."""
+        keys = set()
+        for doc in ("configuration.md", "consul.md", "etcd.md"):
+            with open(os.path.join(hrtest.SOURCE_DIR, "docs", doc)) as f:
+                text = f.read()
+            if doc != "configuration.md":
+                text = text[text.index("## Configuration"):]
+                text = text[:text.index("\n## ", 10)]
+            for first in re.findall(r"^\| ([^|]+) \|", text, re.M):
+                keys |= set(re.findall(r"`([a-z_]+)`", first))
+        self.assertIn("failures_before_critical", keys)
+        self.assertIn("lease_ttl", keys)
+        self.assertIn("check_ttl", keys)
+        page = self.rendered("share/man/man5/healthreg.json.5")
+        missing = sorted(k for k in keys
+                         if not re.search(r"\b%s\b" % re.escape(k), page))
+        self.assertEqual(missing, [])
+
     def run_embed(self, exe):
         p = subprocess.run([exe], capture_output=True, text=True,
                            env=self.env, timeout=30)
