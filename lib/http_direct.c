@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "http_direct.h"
+#include "http_proxy.h"
 #include "http_report.h"
 #include "internal.h"
 
@@ -75,8 +76,11 @@ static bool path_plain(const char *path)
 /*
  * The direct engine takes only what it reproduces exactly: GET of an
  * http:// URL whose host is a numeric address, no userinfo, a plain path,
- * no custom headers, no body, no tls settings. Writes the address, the
- * Host header value (libcurl leaves out the default port) and the path.
+ * no custom headers, no body, no tls settings, and that libcurl would
+ * not send through a proxy (http_proxy.h: otherwise libcurl runs it, so
+ * a check takes the same way whatever its headers). Writes the address,
+ * the Host header value (libcurl leaves out the default port) and the
+ * path.
  */
 static bool direct_eligible(const struct hr_check_spec *s,
 			    struct sockaddr_storage *ss, socklen_t *sslen,
@@ -94,7 +98,8 @@ static bool direct_eligible(const struct hr_check_spec *s,
 	memcpy(addr, u.host, u.host_len);
 	addr[u.host_len] = '\0';
 	if (hr__sockaddr_numeric(u.bracketed ? AF_INET6 : AF_INET, addr,
-				 u.port, ss, sslen))
+				 u.port, ss, sslen) ||
+	    !hr__http_proxy_none_env(addr))
 		return false;
 	snprintf(host, hlen, "%s%s%s", u.bracketed ? "[" : "", addr,
 		 u.bracketed ? "]" : "");

@@ -37,7 +37,7 @@ bench_healthreg() {
 	fi
 	local b=${HR_BENCH_BUILD:-${TMPDIR:-/tmp}/healthreg-bench-build}
 	cmake -S "$HR_ROOT" -B "$b" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null &&
-		cmake --build "$b" -j2 --target healthreg-bin >/dev/null || return 1
+		cmake --build "$b" -j2 --target healthreg >/dev/null || return 1
 	echo "$b/plugin/healthreg"
 }
 

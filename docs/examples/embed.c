@@ -4,8 +4,18 @@
  * (ttl check) that the service's main work feeds. It asks for one
  * evaluation, prints the aggregate and exits 0 when passing.
  *
- * Build: cc embed.c $(pkg-config --cflags --libs libcurl libcjson) \
- *          -Ipath/to/lib/include path/to/libhealthreg.a -lev -lm
+ * Build it against an installed libhealthreg (`cmake --install build`,
+ * README.md "Install"); with a prefix P outside the default search paths,
+ * first export PKG_CONFIG_PATH=P/lib/pkgconfig (and, for the shared
+ * library, run it with LD_LIBRARY_PATH=P/lib):
+ *
+ *   cc embed.c -o embed $(pkg-config --cflags --libs healthreg)
+ *   cc embed.c -o embed $(pkg-config --cflags --libs healthreg-static)
+ *
+ * The first links libhealthreg.so, the second libhealthreg.a. In CMake:
+ * find_package(healthreg) and link healthreg::healthreg (or
+ * healthreg::healthreg_static). tests/integration/test_install.py runs
+ * these lines from a fresh install.
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
