@@ -157,6 +157,7 @@ bool hr_check_spec_equal(const struct hr_check_spec *x,
 	       x->tls_skip_verify == y->tls_skip_verify &&
 	       str_eq(x->tls_server_name, y->tls_server_name) &&
 	       x->disable_redirects == y->disable_redirects &&
+	       x->grpc_use_tls == y->grpc_use_tls &&
 	       x->has_initial_status == y->has_initial_status &&
 	       (!x->has_initial_status ||
 		x->initial_status == y->initial_status) &&
