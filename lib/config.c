@@ -501,6 +501,7 @@ static const struct key check_keys[] = {
 	{ "body", K_STRING, false, SPEC(body), NO_COUNT, 0, 0, NULL },
 	{ "tlsskipverify", K_BOOL, false, SPEC(tls_skip_verify), NO_COUNT, 0, 0, NULL },
 	{ "tlsservername", K_NONEMPTY, false, SPEC(tls_server_name), NO_COUNT, 0, 0, NULL },
+	{ "cafile", K_NONEMPTY, false, SPEC(ca_file), NO_COUNT, 0, 0, NULL },
 	{ "disableredirects", K_BOOL, false, SPEC(disable_redirects), NO_COUNT, 0, 0, NULL },
 	{ "status", K_FN, false, SPEC(initial_status), NO_COUNT, 0, 0, set_initial_status },
 	{ "successbeforepassing", K_INT, false, SPEC(success_before_passing), NO_COUNT, 0, 1000000, NULL },
@@ -715,7 +716,7 @@ static void check_http_only(struct ctx *c, const cJSON *obj, const char *path,
 		"method", "header", "body", "disableredirects", NULL,
 	};
 	static const char *const tls[] = {
-		"tlsskipverify", "tlsservername", NULL,
+		"tlsskipverify", "tlsservername", "cafile", NULL,
 	};
 	static const char *const grpc_only[] = { "grpcusetls", NULL };
 	bool http = s->kind == HR_CHECK_HTTP, grpc = s->kind == HR_CHECK_GRPC;

@@ -391,13 +391,16 @@ size_t hr__grpc_timeout(int64_t ms, char *out, size_t cap)
 
 	if (ms < 1)
 		ms = 1;
+	/* rounded up: the server never sees a deadline shorter than ours */
 	if (ms <= 99999999)
 		n = snprintf(out, cap, "%lldm", (long long)ms);
-	else if (ms / 1000 <= 99999999)
+	else if ((ms + 999) / 1000 <= 99999999)
 		n = snprintf(out, cap, "%lldS", (long long)((ms + 999) / 1000));
-	else
+	else if (ms / 3600000 < 99999999)
 		n = snprintf(out, cap, "%lldH",
-			     (long long)((ms + 3599999) / 3600000));
+			     (long long)(ms / 3600000 + 1));
+	else
+		n = snprintf(out, cap, "99999999H");
 	if (n < 0)
 		return 0;
 	return (size_t)n < cap ? (size_t)n : cap - 1;

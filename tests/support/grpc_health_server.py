@@ -26,17 +26,25 @@ goes away (or 60 s). Every request's service name and grpc-timeout
 
     grpc_health_server.py --state FILE --port-file FILE
                           [--tls CERT KEY] [--port N]
+
+Tests use the class GrpcHealthServer (importable without grpc: the
+module imports grpc only to serve), which starts it in a child process
+and stops it by PID.
 """
 import argparse
 import json
 import os
+import shutil
 import signal
+import subprocess
 import sys
+import tempfile
 import threading
 import time
-from concurrent import futures
 
-import grpc
+# python3-grpcio is a Debian package: the Debian interpreter has it, a
+# python3 elsewhere on PATH may not.
+PYTHON = os.environ.get("HR_GRPC_PYTHON", "/usr/bin/python3")
 
 STATUS = {"UNKNOWN": 0, "SERVING": 1, "NOT_SERVING": 2, "SERVICE_UNKNOWN": 3}
 
@@ -93,6 +101,71 @@ def encode_response(status):
     return b"" if status == 0 else b"\x08" + varint(status)
 
 
+def available():
+    """True when PYTHON can import grpc (python3-grpcio)."""
+    try:
+        return subprocess.run([PYTHON, "-c", "import grpc"],
+                              capture_output=True, timeout=30).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+class GrpcHealthServer:
+    """This server in a child process; stop() kills it by PID.
+
+    states: the state file's content (see the module's text); set()
+    replaces it while the server runs; requests() lists what the server
+    was asked, oldest first."""
+
+    def __init__(self, states, tls=None, port=0):
+        self.dir = tempfile.mkdtemp(prefix="hr-grpc-")
+        self.state = os.path.join(self.dir, "state.json")
+        self.set(states)
+        pf = os.path.join(self.dir, "port")
+        cmd = [PYTHON, os.path.abspath(__file__), "--state", self.state,
+               "--port-file", pf, "--port", str(port)]
+        if tls:
+            cmd += ["--tls", tls[0], tls[1]]
+        with open(os.path.join(self.dir, "stderr"), "w") as err:
+            self.proc = subprocess.Popen(cmd, stderr=err)
+        deadline = time.time() + 30
+        while not os.path.exists(pf):
+            if time.time() > deadline or self.proc.poll() is not None:
+                err = self.stderr()
+                self.stop()
+                raise RuntimeError("gRPC server did not start: " + err)
+            time.sleep(0.02)
+        with open(pf) as f:
+            self.port = int(f.read())
+        self.addr = "127.0.0.1:%d" % self.port
+
+    def set(self, states):
+        tmp = self.state + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(states, f)
+        os.rename(tmp, self.state)
+
+    def requests(self):
+        try:
+            with open(self.state + ".log") as f:
+                return [json.loads(line) for line in f if line.strip()]
+        except OSError:
+            return []
+
+    def stderr(self):
+        try:
+            with open(os.path.join(self.dir, "stderr")) as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
 class Health:
     def __init__(self, state_path):
         self.state_path = state_path
@@ -112,6 +185,8 @@ class Health:
             f.write(line + "\n")
 
     def check(self, service, context):
+        import grpc
+
         self.record(service, context)
         states = self.state()
         if service not in states:
@@ -131,6 +206,9 @@ class Health:
 
 
 def serve(a):
+    from concurrent import futures
+
+    import grpc
     health = Health(a.state)
     handler = grpc.method_handlers_generic_handler(
         "grpc.health.v1.Health",

@@ -64,6 +64,7 @@ struct hr_check_spec {
 	char *body;
 	bool tls_skip_verify;
 	char *tls_server_name;
+	char *ca_file;         /* http and grpc: CA bundle; NULL: the system's */
 	bool disable_redirects;
 	/* grpc (and tls_skip_verify, tls_server_name with TLS) */
 	bool grpc_use_tls;
