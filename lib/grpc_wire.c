@@ -324,7 +324,7 @@ void hr__grpc_meta_line(struct hr__grpc_meta *m, const char *line, size_t n)
 {
 	const char *colon = memchr(line, ':', n);
 	const char *v;
-	size_t vn;
+	size_t vn, i;
 
 	if (!colon || colon == line)
 		return;
@@ -349,6 +349,10 @@ void hr__grpc_meta_line(struct hr__grpc_meta *m, const char *line, size_t n)
 			vn >= 16 && !strncasecmp(v, "application/grpc", 16) &&
 			(vn == 16 || v[16] == '+' || v[16] == ';');
 		copy_cut(m->content_type, sizeof(m->content_type), v, vn);
+		for (i = 0; m->content_type[i]; i++) /* it goes into output */
+			if ((unsigned char)m->content_type[i] < 0x20 ||
+			    m->content_type[i] == 0x7f)
+				m->content_type[i] = ' ';
 	}
 }
 
