@@ -39,6 +39,15 @@ def one(check, timeout=60):
     return rc, doc["checks"][0]
 
 
+class TestGrpcServerAvailable(unittest.TestCase):
+    def test_in_ci_the_grpc_cases_run(self):
+        """Skipped without python3-grpcio, except in CI (CI=true): there
+        the gRPC cases must run, so their absence is a failure."""
+        if os.environ.get("CI") != "true":
+            self.skipTest("not in CI")
+        self.assertTrue(HAVE_GRPC, NO_GRPC)
+
+
 @unittest.skipUnless(HAVE_GRPC, NO_GRPC)
 class TestGrpcPlain(unittest.TestCase):
     @classmethod
