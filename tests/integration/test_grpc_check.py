@@ -265,7 +265,8 @@ class TestGrpcTls(unittest.TestCase):
 @unittest.skipUnless(shutil.which("openssl"), "openssl not installed")
 class TestHttpsCaFile(unittest.TestCase):
     """ca_file is shared with http checks: an https target whose certificate
-    only the test CA vouches for."""
+    only the test CA vouches for (an HTTP/1.1 server: for a grpc check,
+    not gRPC)."""
 
     def test_https_with_ca_file(self):
         d = tempfile.mkdtemp(prefix="hr-https-")
@@ -296,6 +297,13 @@ class TestHttpsCaFile(unittest.TestCase):
         _, c = one({"http": url, "tls_server_name": "grpc.test"})
         self.assertEqual(c["status"], "critical", c)
         self.assertIn("SSL certificate problem", c["output"])
+        # a grpc check on it: ALPN gives HTTP/1.1, which is not gRPC
+        addr = "127.0.0.1:%d" % srv.server_address[1]
+        _, c = one({"grpc": addr, "grpc_use_tls": True, "ca_file": ca,
+                    "tls_server_name": "grpc.test"})
+        self.assertEqual(c["status"], "critical", c)
+        self.assertEqual(c["output"], "gRPC check %s: UNAVAILABLE: the server "
+                         "does not speak HTTP/2 (it answered HTTP/1.x)" % addr)
 
 
 @unittest.skipUnless(HAVE_GRPC, NO_GRPC)

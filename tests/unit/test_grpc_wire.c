@@ -168,7 +168,8 @@ static void feed_cut(const uint8_t *in, size_t n, const size_t *cuts,
 		uint8_t *piece = malloc(to - from + 1);
 		bool ok;
 
-		memcpy(piece, in + from, to - from);
+		if (to > from)
+			memcpy(piece, in + from, to - from);
 		ok = hr__grpc_reader_feed(r, piece, to - from);
 		free(piece);
 		from = to;
