@@ -62,6 +62,10 @@ class TestGrpcPlain(unittest.TestCase):
             "broken.Service": {"code": "UNAVAILABLE",
                                "message": "database down: 100% full"},
             "slow.Service": "HANG",
+            "junk.Service": {"hex": "08"},
+            "huge.Service": {"hex": "1a" + "ff" * 4 + "7f", "repeat": 1},
+            "big.Service": {"hex": "00", "repeat": 100000},
+            "fields.Service": {"hex": "10051a02aabb21" + "00" * 8 + "0801"},
         })
 
     @classmethod
@@ -144,6 +148,21 @@ class TestGrpcPlain(unittest.TestCase):
             % re.escape(self.target("slow.Service")))
         self.assertEqual(rc, 2)
 
+    def test_hostile_messages(self):
+        """What the server's serializer sends, framed by grpc itself."""
+        for service, status, tail in (
+                ("junk.Service", "critical",
+                 ": INTERNAL: the response message is not a HealthCheckResponse"),
+                ("huge.Service", "critical",
+                 ": INTERNAL: the response message is not a HealthCheckResponse"),
+                ("big.Service", "critical",
+                 ": INTERNAL: a response message of 100000 bytes (more than 16384)"),
+                ("fields.Service", "passing", ": SERVING")):
+            with self.subTest(service=service):
+                _, c = one({"grpc": self.target(service)})
+                self.assertEqual(c["status"], status, c)
+                self.assertTrue(c["output"].endswith(tail), c["output"])
+
     def test_host_name_resolved(self):
         _, c = one({"grpc": "localhost:%d/my.Service" % self.srv.port})
         self.assertEqual(c["status"], "passing", c)
@@ -154,6 +173,27 @@ class TestGrpcPlain(unittest.TestCase):
                     "tls_skip_verify": True})
         self.assertEqual(c["status"], "critical", c)
         self.assertRegex(c["output"], r"^gRPC check \S+: UNAVAILABLE: ")
+
+
+def have_ipv6():
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+@unittest.skipUnless(HAVE_GRPC, NO_GRPC)
+@unittest.skipUnless(have_ipv6(), "no ::1")
+class TestGrpcIPv6(unittest.TestCase):
+    def test_bracketed_address(self):
+        srv = grpc_health_server.GrpcHealthServer({"s": "SERVING"}, host="::1")
+        self.addCleanup(srv.stop)
+        self.assertTrue(srv.addr.startswith("[::1]:"))
+        _, c = one({"grpc": srv.addr + "/s"})
+        self.assertEqual(c["status"], "passing", c)
+        self.assertEqual(c["output"], "gRPC check %s/s: SERVING" % srv.addr)
 
 
 @unittest.skipUnless(HAVE_GRPC, NO_GRPC)

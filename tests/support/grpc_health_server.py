@@ -17,15 +17,16 @@ call, so a test switches states while an agent runs:
 
     {"": "SERVING", "my.Service": "NOT_SERVING", "slow": "HANG",
      "broken": {"code": "UNAVAILABLE", "message": "database down"},
-     "raw": {"status": 7}}
+     "raw": {"status": 7}, "junk": {"hex": "0801ff", "repeat": 1}}
 
 A service missing from the file is answered as grpc-health's servicer
-does: NOT_FOUND "unknown service". "HANG" holds the call until the client
+does: NOT_FOUND "unknown service". {"hex": ...} is sent as the message's
+bytes (repeat times), whatever they are. "HANG" holds the call until the client
 goes away (or 60 s). Every request's service name and grpc-timeout
 (the client's deadline) is appended to <state>.log, one JSON line each.
 
     grpc_health_server.py --state FILE --port-file FILE
-                          [--tls CERT KEY] [--port N]
+                          [--tls CERT KEY] [--port N] [--host ADDR]
 
 Tests use the class GrpcHealthServer (importable without grpc: the
 module imports grpc only to serve), which starts it in a child process
@@ -97,6 +98,8 @@ def decode_request(b):
 
 
 def encode_response(status):
+    if isinstance(status, bytes):
+        return status  # a hostile answer, as the state file gave it
     # proto3: the default value (UNKNOWN = 0) is not written
     return b"" if status == 0 else b"\x08" + varint(status)
 
@@ -117,13 +120,13 @@ class GrpcHealthServer:
     replaces it while the server runs; requests() lists what the server
     was asked, oldest first."""
 
-    def __init__(self, states, tls=None, port=0):
+    def __init__(self, states, tls=None, port=0, host="127.0.0.1"):
         self.dir = tempfile.mkdtemp(prefix="hr-grpc-")
         self.state = os.path.join(self.dir, "state.json")
         self.set(states)
         pf = os.path.join(self.dir, "port")
         cmd = [PYTHON, os.path.abspath(__file__), "--state", self.state,
-               "--port-file", pf, "--port", str(port)]
+               "--port-file", pf, "--port", str(port), "--host", host]
         if tls:
             cmd += ["--tls", tls[0], tls[1]]
         with open(os.path.join(self.dir, "stderr"), "w") as err:
@@ -137,7 +140,8 @@ class GrpcHealthServer:
             time.sleep(0.02)
         with open(pf) as f:
             self.port = int(f.read())
-        self.addr = "127.0.0.1:%d" % self.port
+        self.addr = "%s:%d" % ("[%s]" % host if ":" in host else host,
+                               self.port)
 
     def set(self, states):
         tmp = self.state + ".tmp"
@@ -200,6 +204,8 @@ class Health:
         if isinstance(want, dict) and "code" in want:
             context.abort(getattr(grpc.StatusCode, want["code"]),
                           want.get("message", ""))
+        if isinstance(want, dict) and "hex" in want:
+            return bytes.fromhex(want["hex"]) * want.get("repeat", 1)
         if isinstance(want, dict):
             return want["status"]
         return STATUS[want]
@@ -217,7 +223,7 @@ def serve(a):
             response_serializer=encode_response)})
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
     server.add_generic_rpc_handlers((handler,))
-    addr = "127.0.0.1:%d" % a.port
+    addr = "%s:%d" % ("[%s]" % a.host if ":" in a.host else a.host, a.port)
     if a.tls:
         with open(a.tls[0], "rb") as f:
             cert = f.read()
@@ -245,6 +251,7 @@ def main():
     ap.add_argument("--state", required=True)
     ap.add_argument("--port-file", required=True)
     ap.add_argument("--port", type=int, default=0)
+    ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--tls", nargs=2, metavar=("CERT", "KEY"))
     serve(ap.parse_args())
 
