@@ -398,6 +398,50 @@ class TestGrpcAgent(unittest.TestCase):
         self.assertIsNone(agent.proc.poll(), agent.log()[-2000:])
         self.assertEqual(agent.stop(), 0, agent.log()[-2000:])
 
+    def test_runs_leave_nothing_behind(self):
+        """Many runs that pass, hang into their deadline, are refused or
+        hit a listener that never speaks: the agent's descriptors and
+        memory stay flat, every run ends (no check stays running)."""
+        srv = grpc_health_server.GrpcHealthServer(
+            {"ok": "SERVING", "slow": "HANG"})
+        self.addCleanup(srv.stop)
+        silent = socket.socket()
+        self.addCleanup(silent.close)
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(64)
+        d = tempfile.mkdtemp(prefix="hr-grpc-agent-")
+        self.addCleanup(shutil.rmtree, d, True)
+        targets_ = {"ok": srv.addr + "/ok", "slow": srv.addr + "/slow",
+                    "down": "127.0.0.1:%d" % targets.free_port(),
+                    "silent": "127.0.0.1:%d" % silent.getsockname()[1]}
+        agent = hrtest.Agent({
+            "service": {"name": "web", "checks": [
+                {"name": n, "grpc": t, "interval": "100ms", "timeout": "80ms"}
+                for n, t in sorted(targets_.items())]},
+            "agent": {"api_listen": "127.0.0.1:0",
+                      "state_file": os.path.join(d, "state.json")}})
+        self.addCleanup(agent.close)
+        api = faultkit.api_url(agent)
+
+        def runs_at_least(n):
+            return all((faultkit.check_runs(api, name) or 0) >= n
+                       for name in targets_)
+
+        self.assertTrue(hrtest.wait_for(lambda: runs_at_least(10), 60),
+                        agent.log()[-2000:])
+        fds0, rss0 = faultkit.fds(agent.pid), faultkit.rss_kb(agent.pid)
+        self.assertTrue(hrtest.wait_for(lambda: runs_at_least(60), 120),
+                        agent.log()[-2000:])
+        fds1, rss1 = faultkit.fds(agent.pid), faultkit.rss_kb(agent.pid)
+        # one socket per run in flight at most, a few around
+        self.assertLessEqual(fds1, fds0 + len(targets_), (fds0, fds1))
+        faultkit.assert_rss_flat(self, rss0, rss1, 2048, "RSS (KiB)")
+        for name, want in (("ok", "passing"), ("slow", "critical"),
+                           ("down", "critical"), ("silent", "critical")):
+            code, body = faultkit.http("GET", api + "/v1/checks/" + name)
+            self.assertEqual(json.loads(body)["status"], want, body)
+        self.assertEqual(agent.stop(), 0, agent.log()[-2000:])
+
 
 if __name__ == "__main__":
     unittest.main()
