@@ -126,10 +126,14 @@ static void done_cb(CURL *easy, CURLcode rc, void *payload)
 	char out[OUT_MAX];
 	size_t len = 0;
 
-	if (rc == CURLE_WRITE_ERROR && r->reader.err)
-		rc = CURLE_OK; /* we ended it: the reader says why */
-	else if (rc == CURLE_OK)
-		hr__grpc_reader_end(&r->reader);
+	/* A response: the transfer ended, or we ended it (the reader says
+	 * why), or the server ended the call (grpc-status arrived, only at
+	 * the end) and then the stream (an RST_STREAM after the trailers). */
+	if (rc == CURLE_OK || (rc == CURLE_WRITE_ERROR && r->reader.err) ||
+	    r->meta.grpc_status != -1) {
+		rc = CURLE_OK;
+		hr__grpc_reader_end(&r->reader); /* errors are sticky */
+	}
 	curl_easy_getinfo(easy, CURLINFO_HTTP_VERSION, &version);
 	curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &code);
 	if (rc != CURLE_OK) {
