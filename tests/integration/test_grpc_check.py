@@ -346,6 +346,100 @@ class TestHttpsCaFile(unittest.TestCase):
                          "does not speak HTTP/2 (it answered HTTP/1.x)" % addr)
 
 
+class ConnectProxy:
+    """An HTTP CONNECT proxy on loopback, in threads; it records what it
+    was asked to tunnel to."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.requests = []
+        threading.Thread(target=self.serve, daemon=True).start()
+
+    def serve(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self.tunnel, args=(c,), daemon=True).start()
+
+    def tunnel(self, c):
+        head = b""
+        with c:
+            while b"\r\n\r\n" not in head:
+                got = c.recv(4096)
+                if not got:
+                    return
+                head += got
+            line = head.split(b"\r\n", 1)[0].decode()
+            self.requests.append(line)
+            method, where, _ = line.split(" ", 2)
+            if method != "CONNECT":
+                c.sendall(b"HTTP/1.1 405 Not a tunnel\r\nContent-Length: 0\r\n\r\n")
+                return
+            host, port = where.rsplit(":", 1)
+            with socket.create_connection((host, int(port))) as up:
+                c.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+
+                def pump(a, b):
+                    try:
+                        while True:
+                            d = a.recv(65536)
+                            if not d:
+                                break
+                            b.sendall(d)
+                    except OSError:
+                        pass
+                    try:
+                        b.shutdown(socket.SHUT_WR)
+                    except OSError:
+                        pass
+                t = threading.Thread(target=pump, args=(up, c), daemon=True)
+                t.start()
+                pump(c, up)
+                t.join(5)
+
+    def close(self):
+        self.sock.close()
+
+
+@unittest.skipUnless(HAVE_GRPC, NO_GRPC)
+class TestGrpcProxy(unittest.TestCase):
+    """Through a proxy libcurl takes from the environment, the check
+    tunnels (CONNECT): gRPC needs HTTP/2 end to end."""
+
+    def run_check(self, target, env):
+        cfg = {"service": {"name": "svc", "checks": [
+            {"name": "g", "grpc": target, "interval": "2s", "timeout": "1s"}]}}
+        path = hrtest.write_config(cfg)
+        self.addCleanup(os.unlink, path)
+        clean = {k: "" for k in ("http_proxy", "HTTP_PROXY", "https_proxy",
+                                 "HTTPS_PROXY", "all_proxy", "ALL_PROXY",
+                                 "no_proxy", "NO_PROXY")}
+        clean.update(env)
+        p = hrtest.run(["check", "-c", path, "--json"], env=clean)
+        return json.loads(p.stdout)["checks"][0]
+
+    def test_tunnel(self):
+        srv = grpc_health_server.GrpcHealthServer({"s": "SERVING"})
+        self.addCleanup(srv.stop)
+        proxy = ConnectProxy()
+        self.addCleanup(proxy.close)
+        c = self.run_check(srv.addr + "/s",
+                           {"http_proxy": "http://127.0.0.1:%d" % proxy.port})
+        self.assertEqual(c["status"], "passing", c)
+        self.assertEqual(proxy.requests, ["CONNECT %s HTTP/1.1" % srv.addr])
+        # no_proxy: straight to the server
+        c = self.run_check(srv.addr + "/s",
+                           {"http_proxy": "http://127.0.0.1:%d" % proxy.port,
+                            "no_proxy": "127.0.0.1"})
+        self.assertEqual(c["status"], "passing", c)
+        self.assertEqual(len(proxy.requests), 1)
+
+
 @unittest.skipUnless(HAVE_GRPC, NO_GRPC)
 class TestGrpcAgent(unittest.TestCase):
     """A running agent: two checks on one server that differ only in the
