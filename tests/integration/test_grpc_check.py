@@ -221,6 +221,29 @@ class TestGrpcDown(unittest.TestCase):
                          r": DEADLINE_EXCEEDED: Operation timed out after \d+ "
                          r"milliseconds with 0 bytes received$")
 
+    def test_garbage_server(self):
+        """Bytes that are not HTTP/2, without end: critical, in time."""
+        s = socket.socket()
+        self.addCleanup(s.close)
+        s.bind(("127.0.0.1", 0))
+        s.listen(8)
+
+        def spew():
+            try:
+                c, _ = s.accept()
+                with c:
+                    for _ in range(2000):
+                        c.sendall(b"\x00\x00\x12\x04\xff" * 200)
+            except OSError:
+                pass
+        threading.Thread(target=spew, daemon=True).start()
+        rc, c = one({"grpc": "127.0.0.1:%d" % s.getsockname()[1],
+                     "timeout": "1s"})
+        self.assertEqual(c["status"], "critical", c)
+        self.assertRegex(c["output"], r"^gRPC check 127\.0\.0\.1:\d+: "
+                         r"(UNAVAILABLE|DEADLINE_EXCEEDED): ")
+        self.assertLess(len(c["output"]), 400)
+
     def test_http1_server(self):
         """An HTTP/1.1 server on the port (not gRPC): critical, UNAVAILABLE."""
         t = targets.Target()
