@@ -87,9 +87,15 @@ int hr__grpc_target_split(const char *target, size_t *hostport_len,
 	if (!port_ok(colon + 1, (size_t)(target + n - colon - 1)))
 		return -EINVAL;
 	/* a host name or an address: nothing that would change the URL */
-	for (s = target; s < colon; s++)
-		if (!isalnum((unsigned char)*s) && !strchr(".-_[]:%", *s))
-			return -EINVAL;
+	if (target[0] == '[') {
+		for (s = target + 1; s < colon - 1; s++)
+			if (!isalnum((unsigned char)*s) && !strchr(".:%-_", *s))
+				return -EINVAL;
+	} else {
+		for (s = target; s < colon; s++)
+			if (!isalnum((unsigned char)*s) && !strchr(".-_", *s))
+				return -EINVAL;
+	}
 	for (s = *service; *s; s++)
 		if ((unsigned char)*s < 0x20 || *s == 0x7f)
 			return -EINVAL;

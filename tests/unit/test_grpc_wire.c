@@ -498,6 +498,11 @@ Test(grpc_wire, target_split)
 		{ "user@host:1", -EINVAL, 11, "" },
 		{ "host?x:1", -EINVAL, 8, "" },
 		{ "ho st:1", -EINVAL, 7, "" },
+		{ "a]b:1", -EINVAL, 5, "" },
+		{ "a%b:1", -EINVAL, 5, "" },
+		{ "[::1]]:1", -EINVAL, 8, "" },
+		{ "[::1[]:1", -EINVAL, 8, "" },
+		{ "[a b]:1", -EINVAL, 7, "" },
 		{ "h:1/a\nb", -EINVAL, 3, "a\nb" },
 	};
 	size_t i;
