@@ -267,11 +267,11 @@ static void set_transfer(struct grpc_run *r, const struct hr_check_spec *s,
 			 size_t request_len)
 {
 	long ms = (long)s->timeout_ms;
+	long version = s->grpc_use_tls ? (long)CURL_HTTP_VERSION_2TLS
+				       : (long)CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE;
 
 	curl_easy_setopt(r->easy, CURLOPT_PROTOCOLS_STR, "http,https");
-	curl_easy_setopt(r->easy, CURLOPT_HTTP_VERSION,
-			 s->grpc_use_tls ? (long)CURL_HTTP_VERSION_2TLS
-					 : (long)CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE);
+	curl_easy_setopt(r->easy, CURLOPT_HTTP_VERSION, version);
 	/* through a proxy, a tunnel: gRPC needs HTTP/2 end to end */
 	curl_easy_setopt(r->easy, CURLOPT_HTTPPROXYTUNNEL, 1L);
 	curl_easy_setopt(r->easy, CURLOPT_POST, 1L);

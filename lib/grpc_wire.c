@@ -27,8 +27,9 @@ static const char *const serving_names[] = {
 
 const char *hr__grpc_code_name(long code)
 {
-	return code >= 0 && (size_t)code < HR_ARRAY_SIZE(code_names) ? code_names[code]
-							    : NULL;
+	return code >= 0 && (size_t)code < HR_ARRAY_SIZE(code_names)
+		       ? code_names[code]
+		       : NULL;
 }
 
 const char *hr__grpc_serving_name(int64_t status)
@@ -346,7 +347,8 @@ void hr__grpc_meta_line(struct hr__grpc_meta *m, const char *line, size_t n)
 	if (name_is(line, n, "grpc-status")) {
 		m->grpc_status = status_value(v, vn);
 	} else if (name_is(line, n, "grpc-message")) {
-		m->message_len = copy_cut(m->message, sizeof(m->message), v, vn);
+		m->message_len =
+			copy_cut(m->message, sizeof(m->message), v, vn);
 	} else if (name_is(line, n, "content-type")) {
 		m->has_content_type = true;
 		/* application/grpc, optionally +proto (or any +subtype) or
@@ -486,6 +488,7 @@ enum hr_status hr__grpc_verdict(const char *target, long http_code,
 {
 	char buf[HR__GRPC_TEXT_MAX + 128], msg[HR__GRPC_TEXT_MAX];
 	const char *name;
+	int n;
 
 	if (http_code != 200) {
 		snprintf(buf, sizeof(buf), "HTTP status %ld, not 200",
@@ -540,12 +543,11 @@ enum hr_status hr__grpc_verdict(const char *target, long http_code,
 	}
 	name = hr__grpc_serving_name(r->status);
 	if (name)
-		*len = finish_text(out, cap, snprintf(out, cap, "gRPC check %s: %s",
-						      target, name));
+		n = snprintf(out, cap, "gRPC check %s: %s", target, name);
 	else
-		*len = finish_text(out, cap,
-				   snprintf(out, cap, "gRPC check %s: serving status %ld",
-					    target, (long)r->status));
+		n = snprintf(out, cap, "gRPC check %s: serving status %ld",
+			     target, (long)r->status);
+	*len = finish_text(out, cap, n);
 	return r->status == HR__GRPC_SERVING ? HR_STATUS_PASSING
 					     : HR_STATUS_CRITICAL;
 }
