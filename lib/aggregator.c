@@ -592,6 +592,8 @@ static const struct hr__check_kind *kind_of(enum hr_check_kind k)
 		return &hr__check_tcp;
 	case HR_CHECK_EXEC:
 		return &hr__check_exec;
+	case HR_CHECK_GRPC:
+		return &hr__check_grpc;
 	case HR_CHECK_TTL:
 		break;
 	}

@@ -1,6 +1,6 @@
 /*
  * check.h - what the check kinds (check_http.c, check_tcp.c,
- * check_exec.c) and the check core (check_core.c) share. A kind starts
+ * check_exec.c, check_grpc.c) and the check core (check_core.c) share. A kind starts
  * one run and ends it exactly once with hr__check_finish(); all policy
  * (thresholds, scheduling, caching, truncation) stays in the core.
  *
@@ -44,6 +44,7 @@ struct hr__check_kind {
 extern const struct hr__check_kind hr__check_http;
 extern const struct hr__check_kind hr__check_tcp;
 extern const struct hr__check_kind hr__check_exec;
+extern const struct hr__check_kind hr__check_grpc;
 
 /*
  * Close a check's socket with an RST (SO_LINGER 0): nothing is left to

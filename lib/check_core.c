@@ -336,7 +336,8 @@ void hr__check_push(struct hr_check *c, enum hr_status st, const char *output)
 
 static int spec_check(const struct hr_check_spec *spec, struct hr_err *err)
 {
-	if ((spec->kind == HR_CHECK_HTTP || spec->kind == HR_CHECK_TCP) &&
+	if ((spec->kind == HR_CHECK_HTTP || spec->kind == HR_CHECK_TCP ||
+	     spec->kind == HR_CHECK_GRPC) &&
 	    !spec->target)
 		return hr_err_set(err, -EINVAL, "check \"%s\": no target",
 				  spec->name);

@@ -19,6 +19,7 @@
 #include "healthreg/confget.h"
 #include "healthreg/duration.h"
 #include "healthreg/log.h"
+#include "grpc_wire.h"
 #include "internal.h"
 
 #define PATH_MAX_LEN HR_CONF_PATH_MAX
@@ -37,6 +38,8 @@ const char *hr_check_kind_name(enum hr_check_kind k)
 		return "args";
 	case HR_CHECK_TTL:
 		return "ttl";
+	case HR_CHECK_GRPC:
+		return "grpc";
 	}
 	return "?";
 }
@@ -579,7 +582,7 @@ static int parse_object(struct ctx *c, const cJSON *obj, const char *path,
 
 /* What a check's later steps look at together. */
 struct check_seen {
-	const cJSON *kind[4]; /* by enum hr_check_kind */
+	const cJSON *kind[5]; /* by enum hr_check_kind */
 	const cJSON *interval, *timeout, *interval_down;
 	const cJSON *cache_ttl, *failure_ttl;
 	const cJSON *group, *on_failure, *fbw, *fbc;
@@ -645,6 +648,8 @@ static const struct key check_keys[] = {
 	{ "args", K_ITEM, true, SEEN(kind[HR_CHECK_EXEC]), NO_COUNT, 0, 0, NULL },
 	{ "scriptargs", K_ITEM, true, SEEN(kind[HR_CHECK_EXEC]), NO_COUNT, 0, 0, NULL },
 	{ "ttl", K_ITEM, true, SEEN(kind[HR_CHECK_TTL]), NO_COUNT, 0, 0, NULL },
+	{ "grpc", K_ITEM, true, SEEN(kind[HR_CHECK_GRPC]), NO_COUNT, 0, 0, NULL },
+	{ "grpcusetls", K_BOOL, false, SPEC(grpc_use_tls), NO_COUNT, 0, 0, NULL },
 	{ "interval", K_ITEM, true, SEEN(interval), NO_COUNT, 0, 0, NULL },
 	{ "timeout", K_ITEM, true, SEEN(timeout), NO_COUNT, 0, 0, NULL },
 	{ "intervaldown", K_ITEM, true, SEEN(interval_down), NO_COUNT, 0, 0, NULL },
@@ -655,6 +660,7 @@ static const struct key check_keys[] = {
 	{ "body", K_STRING, false, SPEC(body), NO_COUNT, 0, 0, NULL },
 	{ "tlsskipverify", K_BOOL, false, SPEC(tls_skip_verify), NO_COUNT, 0, 0, NULL },
 	{ "tlsservername", K_FN, false, SPEC(tls_server_name), NO_COUNT, 0, 0, set_optional_string },
+	{ "cafile", K_NONEMPTY, false, SPEC(ca_file), NO_COUNT, 0, 0, NULL },
 	{ "disableredirects", K_BOOL, false, SPEC(disable_redirects), NO_COUNT, 0, 0, NULL },
 	{ "status", K_FN, false, SPEC(initial_status), NO_COUNT, 0, 0, set_initial_status },
 	{ "successbeforepassing", K_INT, false, SPEC(success_before_passing), NO_COUNT, 0, 1000000, NULL },
@@ -673,14 +679,14 @@ static const struct key check_keys[] = {
 /* Valid in a Consul check definition, not used by healthreg: warn. */
 static const char *const check_keys_consul[] = {
 	"serviceid", "token", "namespace", "partition", "outputmaxsize",
-	"tcpusetls", "udp", "grpc", "grpcusetls", "h2ping", "h2pingusetls",
+	"tcpusetls", "udp", "h2ping", "h2pingusetls",
 	"dockercontainerid", "shell", "aliasnode", "aliasservice",
 	"osservice", "script", "expose", "type", NULL,
 };
 
 /* Check kinds Consul has and healthreg does not (an error when alone). */
 static const char *const check_kinds_unsupported[] = {
-	"udp", "grpc", "h2ping", "dockercontainerid", "aliasnode",
+	"udp", "h2ping", "dockercontainerid", "aliasnode",
 	"aliasservice", "osservice", "script", NULL,
 };
 
@@ -760,6 +766,16 @@ static void check_target(struct ctx *c, const cJSON *v, const char *p,
 		    s->ttl_ms <= 0)
 			err_at(c, p, "must be greater than 0");
 		break;
+	case HR_CHECK_GRPC: {
+		size_t hostport_len;
+		const char *service;
+
+		if (!hr_conf_nonempty_string(v, p, c->diag, &s->target) &&
+		    hr__grpc_target_split(s->target, &hostport_len, &service))
+			err_at(c, p, "\"%s\" is not host:port or host:port/service",
+			       s->target);
+		break;
+	}
 	}
 }
 
@@ -771,7 +787,7 @@ static int check_kind(struct ctx *c, const cJSON *obj, const char *path,
 	const char *unsupported;
 	int i, n_kinds = 0, kind = 0;
 
-	for (i = 0; i < 4; i++) {
+	for (i = 0; i < (int)HR_ARRAY_SIZE(seen->kind); i++) {
 		if (seen->kind[i]) {
 			n_kinds++;
 			kind = i;
@@ -780,14 +796,14 @@ static int check_kind(struct ctx *c, const cJSON *obj, const char *path,
 	if (n_kinds == 0) {
 		unsupported = unsupported_kind(obj);
 		if (unsupported)
-			err_at(c, path, "check kind \"%s\" is not supported (healthreg runs http, tcp, args and ttl checks)",
+			err_at(c, path, "check kind \"%s\" is not supported (healthreg runs http, tcp, grpc, args and ttl checks)",
 			       unsupported);
 		else
-			err_at(c, path, "needs one of \"http\", \"tcp\", \"args\", \"ttl\"");
+			err_at(c, path, "needs one of \"http\", \"tcp\", \"grpc\", \"args\", \"ttl\"");
 		return -EINVAL;
 	}
 	if (n_kinds > 1) {
-		err_at(c, path, "has more than one of \"http\", \"tcp\", \"args\", \"ttl\"");
+		err_at(c, path, "has more than one of \"http\", \"tcp\", \"grpc\", \"args\", \"ttl\"");
 		return -EINVAL;
 	}
 	s->kind = (enum hr_check_kind)kind;
@@ -864,19 +880,29 @@ static void check_http_only(struct ctx *c, const cJSON *obj, const char *path,
 			    const struct hr_check_spec *s)
 {
 	static const char *const http_only[] = {
-		"method", "header", "body", "tlsskipverify", "tlsservername",
-		"disableredirects", NULL,
+		"method", "header", "body", "disableredirects", NULL,
 	};
+	static const char *const tls[] = {
+		"tlsskipverify", "tlsservername", "cafile", NULL,
+	};
+	static const char *const grpc_only[] = { "grpcusetls", NULL };
+	bool http = s->kind == HR_CHECK_HTTP, grpc = s->kind == HR_CHECK_GRPC;
 	char p[PATH_MAX_LEN];
 	const cJSON *it;
 
-	if (s->kind == HR_CHECK_HTTP)
-		return;
 	cJSON_ArrayForEach(it, obj) {
-		if (in_list(it->string, http_only)) {
-			sub(p, path, it);
+		sub(p, path, it);
+		if (!http && in_list(it->string, http_only))
 			err_at(c, p, "applies to http checks only");
-		}
+		else if (!http && !grpc && in_list(it->string, tls))
+			err_at(c, p, "applies to http and grpc checks only");
+		else if (grpc && !s->grpc_use_tls && in_list(it->string, tls))
+			/* Consul's grpc check takes it and has no TLS to use
+			 * it for: a warning, so its definitions drop in */
+			hr_diag_add(c->diag, HR_DIAG_WARNING, p,
+				    "applies to a grpc check only with grpc_use_tls; ignored");
+		else if (!grpc && in_list(it->string, grpc_only))
+			err_at(c, p, "applies to grpc checks only");
 	}
 }
 

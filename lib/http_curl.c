@@ -394,6 +394,8 @@ static void set_transfer(struct curl_run *r, const struct hr_check_spec *s,
 		curl_easy_setopt(r->easy, CURLOPT_SSL_VERIFYPEER, 0L);
 		curl_easy_setopt(r->easy, CURLOPT_SSL_VERIFYHOST, 0L);
 	}
+	if (s->ca_file)
+		curl_easy_setopt(r->easy, CURLOPT_CAINFO, s->ca_file);
 	curl_easy_setopt(r->easy, CURLOPT_WRITEFUNCTION, hr_capture_curl_cb);
 	curl_easy_setopt(r->easy, CURLOPT_WRITEDATA, &r->body);
 	curl_easy_setopt(r->easy, CURLOPT_HEADERFUNCTION, header_cb);

@@ -44,6 +44,7 @@ void hr_check_spec_dispose(struct hr_check_spec *s)
 	free_headers(s->headers, s->n_headers);
 	free(s->body);
 	free(s->tls_server_name);
+	free(s->ca_file);
 }
 
 static int copy_args(char ***dst, char *const *src)
@@ -99,6 +100,7 @@ int hr_check_spec_copy(struct hr_check_spec *dst,
 	dst->method = sdup(src->method);
 	dst->body = sdup(src->body);
 	dst->tls_server_name = sdup(src->tls_server_name);
+	dst->ca_file = sdup(src->ca_file);
 	dst->headers = NULL;
 	dst->n_headers = 0;
 	rc = copy_args(&dst->args, src->args);
@@ -107,7 +109,8 @@ int hr_check_spec_copy(struct hr_check_spec *dst,
 				  src->n_headers);
 	if (!rc && (!dst->name || (src->target && !dst->target) ||
 		    (src->method && !dst->method) || (src->body && !dst->body) ||
-		    (src->tls_server_name && !dst->tls_server_name)))
+		    (src->tls_server_name && !dst->tls_server_name) ||
+		    (src->ca_file && !dst->ca_file)))
 		rc = -ENOMEM;
 	if (rc)
 		hr_check_spec_dispose(dst);
@@ -156,7 +159,9 @@ bool hr_check_spec_equal(const struct hr_check_spec *x,
 	       str_eq(x->body, y->body) &&
 	       x->tls_skip_verify == y->tls_skip_verify &&
 	       str_eq(x->tls_server_name, y->tls_server_name) &&
+	       str_eq(x->ca_file, y->ca_file) &&
 	       x->disable_redirects == y->disable_redirects &&
+	       x->grpc_use_tls == y->grpc_use_tls &&
 	       x->has_initial_status == y->has_initial_status &&
 	       (!x->has_initial_status ||
 		x->initial_status == y->initial_status) &&

@@ -7,12 +7,14 @@ PKGS=(build-essential cmake pkg-config python3
       libcurl4-openssl-dev libcjson-dev libev-dev libcriterion-dev
       libmicrohttpd-dev etcd-server etcd-client
       clang libclang-rt-dev valgrind
-      man-db groff-base curl)
+      man-db groff-base curl python3-grpcio openssl)
 # clang and libclang-rt-dev (the libFuzzer, ASan and UBSan runtimes, only
 # recommended by clang, and installs here skip recommends): tests/fuzz and
 # scripts/fuzz.sh. valgrind: scripts/valgrind.sh. man-db, groff-base:
 # test_install renders the man pages with `man -l --warnings`. curl:
-# scripts/demo.sh shows the agent's API with it.
+# scripts/demo.sh shows the agent's API with it. python3-grpcio (for
+# /usr/bin/python3) and openssl: the real gRPC server and the certificates
+# of tests/integration/test_grpc_check.py.
 if [ "${HR_DEPS_EXTRA:-}" ]; then
 	read -r -a extra <<<"$HR_DEPS_EXTRA"
 	PKGS+=("${extra[@]}")

@@ -3,7 +3,8 @@
 # one or all of them, one at a time.
 #   scripts/fuzz.sh                 every target, 60 s each
 #   scripts/fuzz.sh config 600      one target (config, duration, http_parse,
-#                                   etcd_reply, consul_reply, api, log)
+#                                   etcd_reply, consul_reply, api, log,
+#                                   grpc_wire)
 #   scripts/fuzz.sh all 5           every target, 5 s each (the suite's smoke run)
 #   scripts/fuzz.sh --build         build only
 # Environment:

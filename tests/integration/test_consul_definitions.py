@@ -12,7 +12,7 @@ body. tests/unit/test_consul_defs.c asserts the parsed values (intervals,
 timeouts, thresholds) of the same files.
 
 gRPC definitions are in tests/fixtures/consul-defs-grpc and tested by
-consul_definitions_grpc.py, which runs once the grpc check kind is in.
+test_consul_definitions_grpc.py.
 """
 import glob
 import json

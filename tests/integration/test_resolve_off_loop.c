@@ -1,7 +1,7 @@
 /*
  * Checks to host names: the name is resolved off the loop (libcurl's
- * resolver threads, for tcp and http checks alike), so a slow resolver
- * delays its own check only, never the loop.
+ * resolver threads, for tcp, http and grpc checks alike), so a slow
+ * resolver delays its own check only, never the loop.
  *
  * The resolver under test is this file's getaddrinfo(), which the
  * executable exports in place of libc's (the resolver thread calls it
@@ -347,6 +347,22 @@ Test(names, slow_resolver_does_not_block_the_loop_http)
 
 	slow_next_to_fast(HR_CHECK_HTTP, &w, &port);
 	cr_expect(strstr(w.other_output, "timed out"), "%s", w.other_output);
+}
+
+/* The same for a grpc check (libcurl's resolver too): "b.slow.test:port"
+ * is a grpc target as it stands. */
+Test(names, slow_resolver_does_not_block_the_loop_grpc)
+{
+	struct watch w;
+	char want[128];
+	int port;
+
+	slow_next_to_fast(HR_CHECK_GRPC, &w, &port);
+	snprintf(want, sizeof(want),
+		 "gRPC check b.slow.test:%d: DEADLINE_EXCEEDED: Resolving timed out after ",
+		 port);
+	cr_expect(!strncmp(w.other_output, want, strlen(want)), "%s",
+		  w.other_output);
 }
 
 /* Removing a check, or freeing the set, while its name resolves. */

@@ -24,9 +24,10 @@ enum hr_check_kind {
 	HR_CHECK_TCP,
 	HR_CHECK_EXEC,
 	HR_CHECK_TTL,
+	HR_CHECK_GRPC, /* grpc.health.v1.Health/Check */
 };
 
-/** "http", "tcp", "args" or "ttl". */
+/** "http", "tcp", "args", "ttl" or "grpc". */
 const char *hr_check_kind_name(enum hr_check_kind k);
 
 /* What a failing check (or group) does to the aggregate. */
@@ -47,7 +48,8 @@ struct hr_header {
 struct hr_check_spec {
 	char *name;
 	enum hr_check_kind kind;
-	char *target;          /* http: URL; tcp: host:port; ttl/exec: NULL */
+	char *target;          /* http: URL; tcp: host:port; grpc:
+				  host:port[/service]; ttl/exec: NULL */
 	char **args;           /* exec: NULL-terminated argv */
 	int64_t interval_ms;   /* default 10s, minimum 100ms */
 	int64_t interval_down_ms; /* 0 = same as interval */
@@ -62,7 +64,10 @@ struct hr_check_spec {
 	char *body;
 	bool tls_skip_verify;
 	char *tls_server_name;
+	char *ca_file;         /* http and grpc: CA bundle; NULL: the system's */
 	bool disable_redirects;
+	/* grpc (and tls_skip_verify, tls_server_name with TLS) */
+	bool grpc_use_tls;
 	/* status policy */
 	bool has_initial_status;
 	enum hr_status initial_status;
