@@ -425,7 +425,7 @@ static void reconcile_shutdown(struct hr_registry *r)
 static void reconcile_key(struct hr_registry *r)
 {
 	char *value = hr_etcd_value(&r->core.service, r->addr,
-				    r->value_status);
+				    r->value_status, r->conf.value_format);
 
 	if (!value) {
 		backoff(r);

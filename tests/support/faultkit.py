@@ -331,6 +331,7 @@ def web_on_both_registries(case, state_dir, interval, timeout):
     case.config = one_check_config(
         "web", 8080, case.target, state_dir or case.target.dir,
         {"consul": {"address": case.emu.url, "check_ttl": "2s"},
-         "etcd": {"endpoints": case.etcd.endpoints, "lease_ttl": "2s"}},
+         "etcd": {"endpoints": case.etcd.endpoints, "lease_ttl": "2s",
+                  "value_format": "document"}},
         interval=interval, timeout=timeout, tags=["v1"])
     case.config["agent"]["shutdown_timeout"] = "2s"
