@@ -6,10 +6,13 @@ set -euo pipefail
 PKGS=(build-essential cmake pkg-config python3
       libcurl4-openssl-dev libcjson-dev libev-dev libcriterion-dev
       libmicrohttpd-dev etcd-server etcd-client
-      clang libclang-rt-dev valgrind)
+      clang libclang-rt-dev valgrind
+      golang-go golang-etcd-server-dev golang-google-grpc-dev)
 # clang and libclang-rt-dev (the libFuzzer, ASan and UBSan runtimes, only
 # recommended by clang, and installs here skip recommends): tests/fuzz and
-# scripts/fuzz.sh. valgrind: scripts/valgrind.sh.
+# scripts/fuzz.sh. valgrind: scripts/valgrind.sh. golang-go and the two
+# Go source packages: the real gRPC client of etcd's resolver, built
+# offline by tests/support/gobuild.py (tests/integration/test_grpc_resolver.py).
 if [ "${HR_DEPS_EXTRA:-}" ]; then
 	read -r -a extra <<<"$HR_DEPS_EXTRA"
 	PKGS+=("${extra[@]}")
