@@ -13,8 +13,10 @@ resolver saw, not only what etcd holds.
 Without go or the two -dev packages the test is skipped loudly; in CI
 (CI=true) that fails instead. The flip -> resolver-update latency is
 printed (p50/max), never asserted."""
+import datetime
 import json
 import os
+import re
 import shutil
 import signal
 import statistics
@@ -114,6 +116,26 @@ def events(items):
     return [(o["ev"], o.get("state") or o.get("sc") or
              [a["md"] for a in o.get("addrs", [])]) for o in items
             if o["ev"] != "rpc"]
+
+
+AGG = re.compile(r"^ts=(\S+) level=\S+ event=aggregate_status from=\S+ "
+                 r"to=(\S+)", re.M)
+
+
+def aggregate_time(agent, to, after):
+    """When the agent logged its aggregate turning `to` (Unix time, ms),
+    the first such line at or after `after` (minus the log's rounding)."""
+    for m in AGG.finditer(agent.log()):
+        t = datetime.datetime.strptime(m.group(1), "%Y-%m-%dT%H:%M:%S.%fZ")
+        t = t.replace(tzinfo=datetime.timezone.utc).timestamp()
+        if m.group(2) == to and t >= after - 0.002:
+            return t
+    return None
+
+
+def ms(values):
+    return "p50 %.0f ms, max %.0f ms" % (statistics.median(values) * 1000,
+                                         max(values) * 1000)
 
 
 def addrs(update):
@@ -293,12 +315,15 @@ class TestGrpcResolver(unittest.TestCase):
 
         # Failing (HTTP 500): the resolver drops web-a, every later call
         # goes to web-b; recovery brings web-a back. Measured per flip.
-        down, up = [], []
+        down, up, since_check = [], [], []
+        agent = self.inst["web-a"]["agent"]
         for cycle in range(FLIP_CYCLES):
             mark = self.cl.count()
             t0 = self.set_code("web-a", 500)
             gone = self.wait_resolved(["web-b"], 5, mark)
             down.append(gone["t"] - t0)
+            since_check.append(gone["t"] - aggregate_time(agent, "critical",
+                                                          t0))
             if cycle == 0:
                 got = self.backends_after(gone["t"] + 0.05, 25)
                 self.assertEqual(set(got), {"web-b"}, got)
@@ -306,18 +331,17 @@ class TestGrpcResolver(unittest.TestCase):
             t0 = self.set_code("web-a", 200)
             back = self.wait_resolved(["web-a", "web-b"], 5, mark)
             up.append(back["t"] - t0)
+            since_check.append(back["t"] - aggregate_time(agent, "passing",
+                                                          t0))
             if cycle == 0:
                 got = self.backends_after(back["t"] + 0.3, 60)
                 self.assertIn("web-a", got)
                 self.assertIn("web-b", got)
-        flips = down + up
-        print("flip -> client resolver update over %d flips (check every "
-              "200ms): p50 %.0f ms, max %.0f ms; remove p50 %.0f max %.0f, "
-              "add p50 %.0f max %.0f"
-              % (len(flips), statistics.median(flips) * 1000,
-                 max(flips) * 1000, statistics.median(down) * 1000,
-                 max(down) * 1000, statistics.median(up) * 1000,
-                 max(up) * 1000))
+        print("over %d flips, the client's resolver update came: after the "
+              "agent's aggregate changed %s; after the target flipped "
+              "(check every 200ms) %s (removals %s, additions %s)"
+              % (len(since_check), ms(since_check), ms(down + up), ms(down),
+                 ms(up)))
 
         # SIGTERM: the agent revokes its lease, the resolver drops web-a.
         time.sleep(0.3)
@@ -393,6 +417,27 @@ class TestGrpcResolver(unittest.TestCase):
         self.assertEqual(set(got), {other}, got)
         print("\npick_first: after the last key went, %d calls still "
               "answered by %s" % (len(got), other))
+
+    def test_target_needs_the_trailing_slash(self):
+        """etcd's resolver reads the target as a bare key prefix
+        (etcd-io/etcd#15022): etcd:///services/web also returns
+        services/web2/..., etcd:///services/web/ does not."""
+        self.wait_both_put()
+        self.etcd.put("services/web2/127.0.0.1:9",
+                      json.dumps({"Op": 0, "Addr": "127.0.0.1:9"}))
+        self.start_client("round_robin")
+        self.wait_resolved(["web-a", "web-b"], 10)
+        bare = Lines(self.spawn([
+            self.bins["resolverclient"], "-etcd",
+            self.etcd.endpoints[0].replace("http://", ""),
+            "-target", "etcd:///services/web", "-interval", "1h"]))
+        u = bare.wait(lambda o: o["ev"] == "resolver", 10)
+        self.assertIsNotNone(u, "the bare-target client saw no update")
+        self.assertIn("127.0.0.1:9", addrs(u))
+        got = self.backends_after(time.time(), 110)
+        self.assertEqual(set(got), {"web-a", "web-b"})
+        for o in self.cl.snapshot("resolver"):
+            self.assertNotIn("127.0.0.1:9", addrs(o))
 
 
 if __name__ == "__main__":
