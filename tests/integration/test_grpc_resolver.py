@@ -350,6 +350,7 @@ class TestGrpcResolver(unittest.TestCase):
         self.assertEqual(self.inst["web-a"]["agent"].stop(), 0)
         gone = self.wait_resolved(["web-b"], TTL + 3, mark)
         self.assertIn("etcd_lease_revoked", self.inst["web-a"]["agent"].log())
+        self.assertNotIn("Sanitizer", self.inst["web-a"]["agent"].log())
         print("SIGTERM -> client resolver update: %.0f ms"
               % ((gone["t"] - t0) * 1000))
         got = self.backends_after(gone["t"] + 0.05, 25)
