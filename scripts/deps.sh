@@ -7,14 +7,17 @@ PKGS=(build-essential cmake pkg-config python3
       libcurl4-openssl-dev libcjson-dev libev-dev libcriterion-dev
       libmicrohttpd-dev etcd-server etcd-client
       clang libclang-rt-dev valgrind
-      man-db groff-base curl python3-grpcio openssl)
+      man-db groff-base curl python3-grpcio openssl
+      golang-go golang-etcd-server-dev golang-google-grpc-dev)
 # clang and libclang-rt-dev (the libFuzzer, ASan and UBSan runtimes, only
 # recommended by clang, and installs here skip recommends): tests/fuzz and
 # scripts/fuzz.sh. valgrind: scripts/valgrind.sh. man-db, groff-base:
 # test_install renders the man pages with `man -l --warnings`. curl:
 # scripts/demo.sh shows the agent's API with it. python3-grpcio (for
 # /usr/bin/python3) and openssl: the real gRPC server and the certificates
-# of tests/integration/test_grpc_check.py.
+# of tests/integration/test_grpc_check.py. golang-go and the two Go source
+# packages: the real gRPC client of etcd's resolver, built offline by
+# tests/support/gobuild.py (tests/integration/test_grpc_resolver.py).
 if [ "${HR_DEPS_EXTRA:-}" ]; then
 	read -r -a extra <<<"$HR_DEPS_EXTRA"
 	PKGS+=("${extra[@]}")

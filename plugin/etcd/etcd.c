@@ -13,6 +13,9 @@
  *     no lease           -> grant (TTL = lease_ttl)
  *     keepalive due      -> keepalive (timer: every TTL/3)
  *     key wanted, value differs from what we wrote -> put under the lease
+ *                        (the default "grpc" value is the same for every
+ *                        registrable status: passing <-> warning writes
+ *                        nothing)
  *     key unwanted, we wrote it -> txn: delete if LEASE == ours
  *     otherwise idle: no write while nothing changes
  *
@@ -425,7 +428,7 @@ static void reconcile_shutdown(struct hr_registry *r)
 static void reconcile_key(struct hr_registry *r)
 {
 	char *value = hr_etcd_value(&r->core.service, r->addr,
-				    r->value_status);
+				    r->value_status, r->conf.value_format);
 
 	if (!value) {
 		backoff(r);

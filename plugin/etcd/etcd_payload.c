@@ -46,6 +46,8 @@ static char *print_json(cJSON *root)
 
 static int parse_endpoints(const cJSON *arr, const char *path,
 			   struct hr_diag *d, struct hr_etcd_conf *out);
+static int parse_value_format(const cJSON *v, const char *path,
+			      struct hr_diag *d, struct hr_etcd_conf *out);
 
 /* The schema: the keys of "registry.etcd" besides endpoints (below) and
  * the common ones (struct hr_reg_conf), and where they go. */
@@ -68,6 +70,8 @@ static int parse_member(struct hr_etcd_conf *out, const cJSON *v,
 	hr_conf_path(p, path, v->string);
 	if (strcmp(v->string, "endpoints") == 0)
 		return parse_endpoints(v, p, d, out);
+	if (strcmp(v->string, "value_format") == 0)
+		return parse_value_format(v, p, d, out);
 	if (strcmp(v->string, "password") == 0) {
 		hr_diag_add(d, HR_DIAG_ERROR, p,
 			    "passwords are not accepted inline; use "
@@ -154,6 +158,29 @@ static int parse_endpoints(const cJSON *arr, const char *path,
 	return rc;
 }
 
+/* "grpc" (the default) or "document". */
+static int parse_value_format(const cJSON *v, const char *path,
+			      struct hr_diag *d, struct hr_etcd_conf *out)
+{
+	char *s = NULL;
+	int rc = hr_conf_string(v, path, d, &s);
+
+	if (rc < 0)
+		return rc;
+	if (strcmp(s, "grpc") == 0) {
+		out->value_format = HR_ETCD_VALUE_GRPC;
+	} else if (strcmp(s, "document") == 0) {
+		out->value_format = HR_ETCD_VALUE_DOCUMENT;
+	} else {
+		hr_diag_add(d, HR_DIAG_ERROR, path,
+			    "\"%.*s\" is not a value format (\"grpc\" or "
+			    "\"document\")", hr_conf_shown_len(s, 64), s);
+		rc = -EINVAL;
+	}
+	free(s);
+	return rc;
+}
+
 /* Defaults for what was not given. 0 or -ENOMEM. */
 static int apply_defaults(struct hr_etcd_conf *out)
 {
@@ -178,6 +205,13 @@ static void check_values(const struct hr_etcd_conf *c, const char *path,
 {
 	char p[HR_CONF_PATH_MAX];
 
+	if (!hr_etcd_prefix_ok(c->prefix))
+		hr_diag_add(d, HR_DIAG_ERROR, hr_conf_path(p, path, "prefix"),
+			    "\"%.*s\" must be one or more non-empty segments, "
+			    "each ending in \"/\" (like \"services/\"): the "
+			    "key is the prefix, the service name, \"/\" and "
+			    "the address", hr_conf_shown_len(c->prefix, 64),
+			    c->prefix);
 	hr_conf_path(p, path, "lease_ttl");
 	if (c->lease_ttl_ms < HR_ETCD_MIN_LEASE_TTL_MS)
 		hr_diag_add(d, HR_DIAG_ERROR, p,
@@ -283,15 +317,46 @@ char *hr_etcd_key(const char *prefix, const char *service, const char *addr)
 	return k;
 }
 
-char *hr_etcd_value(const struct hr_service_spec *svc, const char *addr,
-		    enum hr_status status)
+bool hr_etcd_prefix_ok(const char *prefix)
+{
+	const char *s = prefix;
+	size_t n = strlen(prefix);
+
+	if (*s == '/')
+		s++;
+	/* At least one segment; every '/' closes a non-empty one. */
+	if (!*s || n == 0 || prefix[n - 1] != '/')
+		return false;
+	for (; *s; s++)
+		if (*s == '/' && s[-1] == '/')
+			return false;
+	return true;
+}
+
+/* {"Op":0,"Addr":addr}: Go's field order (Op, Addr, Metadata). */
+static cJSON *value_base(const char *addr)
 {
 	cJSON *root = cJSON_CreateObject();
+
+	if (!root || !cJSON_AddNumberToObject(root, "Op", 0) ||
+	    !cJSON_AddStringToObject(root, "Addr", addr)) {
+		cJSON_Delete(root);
+		return NULL;
+	}
+	return root;
+}
+
+char *hr_etcd_value(const struct hr_service_spec *svc, const char *addr,
+		    enum hr_status status, enum hr_etcd_value_format format)
+{
+	cJSON *root = value_base(addr);
 	cJSON *md, *tags, *meta;
 	size_t i;
 
 	if (!root)
 		return NULL;
+	if (format == HR_ETCD_VALUE_GRPC)
+		return print_json(root);
 	md = cJSON_CreateObject();
 	tags = cJSON_CreateArray();
 	meta = cJSON_CreateObject();
@@ -302,10 +367,8 @@ char *hr_etcd_value(const struct hr_service_spec *svc, const char *addr,
 		cJSON_Delete(root);
 		return NULL;
 	}
-	/* Go's field order: Op, Addr, Metadata. Ownership moves on Add. */
-	if (!cJSON_AddNumberToObject(root, "Op", 0) ||
-	    !cJSON_AddStringToObject(root, "Addr", addr) ||
-	    !cJSON_AddStringToObject(md, "id", svc->id ? svc->id : svc->name) ||
+	/* Ownership moves on Add. */
+	if (!cJSON_AddStringToObject(md, "id", svc->id ? svc->id : svc->name) ||
 	    !cJSON_AddStringToObject(md, "status", hr_status_name(status))) {
 		cJSON_Delete(md);
 		cJSON_Delete(tags);

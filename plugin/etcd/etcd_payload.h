@@ -29,11 +29,22 @@
 /* etcd raises any lease TTL below this (with default election timeouts). */
 #define HR_ETCD_MIN_LEASE_TTL_MS 2000
 
+/* What the value under the key holds (docs/etcd.md, "Key and value"). */
+enum hr_etcd_value_format {
+	/* {"Op":0,"Addr":"host:port"}: what etcd's gRPC resolver and every
+	 * standard balancer take; it does not change with the status. */
+	HR_ETCD_VALUE_GRPC,
+	/* The same with "Metadata":{id,status,tags,meta}, for custom
+	 * watchers: round_robin clients panic on it (a map as metadata). */
+	HR_ETCD_VALUE_DOCUMENT,
+};
+
 /* The parsed "registry.etcd" object. Every string is owned. */
 struct hr_etcd_conf {
 	char **endpoints;          /* base URLs without a trailing '/' */
 	size_t n_endpoints;
-	char *prefix;
+	char *prefix;              /* "a/", "/a/b/": segments, each with '/' */
+	enum hr_etcd_value_format value_format;
 	int64_t lease_ttl_ms;      /* a whole number of seconds */
 	struct hr_reg_conf common; /* TLS files, register_when,
 				      deregister_after */
@@ -71,11 +82,20 @@ int hr_etcd_addr(const struct hr_service_spec *svc, const char *fallback_host,
 char *hr_etcd_key(const char *prefix, const char *service, const char *addr);
 
 /**
- * The gRPC naming-resolver value:
- * {"Op":0,"Addr":addr,"Metadata":{"id":..,"status":..,"tags":[..],"meta":{..}}}
+ * True when prefix can carry "<service>/<addr>": not empty, ending in
+ * '/', no empty segment (an optional leading '/' aside), so "services"
+ * ("servicesweb/..."), "", "/" and "services//" are refused.
+ */
+bool hr_etcd_prefix_ok(const char *prefix);
+
+/**
+ * The gRPC naming-resolver value (etcd's endpoints.Update):
+ *   HR_ETCD_VALUE_GRPC      {"Op":0,"Addr":addr}  (svc, status unused)
+ *   HR_ETCD_VALUE_DOCUMENT  {"Op":0,"Addr":addr,"Metadata":{"id":..,
+ *                           "status":..,"tags":[..],"meta":{..}}}
  */
 char *hr_etcd_value(const struct hr_service_spec *svc, const char *addr,
-		    enum hr_status status);
+		    enum hr_status status, enum hr_etcd_value_format format);
 
 /* Request bodies (int64 values are sent as decimal strings). */
 char *hr_etcd_body_grant(int64_t ttl_s);

@@ -106,8 +106,8 @@ static void etcd(const struct hr_config *cfg, const cJSON *conf)
 		FUZZ_CHECK(key && hr_fuzz_utf8_valid(key, strlen(key)),
 			   "etcd's key");
 		free(key);
-		json_body(hr_etcd_value(&cfg->service, addr, HR_STATUS_WARNING),
-			  "etcd's value");
+		json_body(hr_etcd_value(&cfg->service, addr, HR_STATUS_WARNING,
+					c.value_format), "etcd's value");
 	}
 	hr_etcd_conf_dispose(&c);
 	hr_diag_dispose(&d);

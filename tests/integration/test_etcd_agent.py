@@ -48,7 +48,7 @@ class TestEtcdAgent(unittest.TestCase):
         return a
 
     def test_lifecycle_and_revoke_on_sigterm(self):
-        a = self.start_agent()
+        a = self.start_agent(value_format="document")
         put = self.watch.wait_for(lambda e: e.type == "PUT", 10)
         self.assertIsNotNone(put, a.log())
         v = json.loads(put.value)
@@ -76,6 +76,31 @@ class TestEtcdAgent(unittest.TestCase):
         self.assertLess(revoked.t - t0, 1.0)
         self.assertIn("etcd_lease_revoked", a.log())
         self.assertEqual(len(self.watch.snapshot()), 4)
+
+    def test_default_value_is_grpc_and_replaces_an_old_key(self):
+        """The default value holds only Op and Addr. A key a previous
+        version left (document value, its own lease, agent killed) is
+        overwritten by the first put and moved to the new lease: when the
+        old lease ends, the key stays."""
+        key = "services/echo/127.0.0.1:9001"
+        old_lease = self.etcd.grant(30)
+        self.etcd.put(key, json.dumps({"Op": 0, "Addr": "127.0.0.1:9001",
+                                       "Metadata": {"status": "passing"}}),
+                      lease=old_lease)
+        a = self.start_agent()
+        put = self.watch.wait_for(lambda e: e.type == "PUT", 10, start=1)
+        self.assertIsNotNone(put, a.log())
+        self.assertEqual(json.loads(put.value),
+                         {"Op": 0, "Addr": "127.0.0.1:9001"})
+        self.assertNotEqual(str(put.lease), str(old_lease))
+        st, _ = self.etcd.call("/v3/lease/revoke", {"ID": str(old_lease)})
+        self.assertEqual(st, 200)
+        time.sleep(0.5)
+        kv = self.etcd.get(key)
+        self.assertIsNotNone(kv, a.log())
+        self.assertEqual((kv["value"], str(kv["lease"])),
+                         (put.value, str(put.lease)))
+        self.assertEqual(len(self.watch.snapshot()), 2)
 
     def test_sigkill_leaves_key_to_lease_expiry(self):
         a = self.start_agent()
@@ -113,6 +138,22 @@ class TestEtcdAgent(unittest.TestCase):
                       p.stderr)
         self.assertIn("registry.etcd.password: passwords are not accepted",
                       p.stderr)
+
+    def test_validate_rejects_prefixes_that_glue_segments(self):
+        for prefix in ("services", "", "/", "services//", "//services/"):
+            path = hrtest.write_config(agent_config(
+                self.etcd.endpoints, self.target.url, prefix=prefix))
+            self.addCleanup(os.unlink, path)
+            p = hrtest.run(["validate", "-c", path])
+            self.assertEqual(p.returncode, 78, (prefix, p.stderr))
+            self.assertIn('registry.etcd.prefix: "%s" must be one or more '
+                          'non-empty segments' % prefix, p.stderr)
+        for prefix in ("services/", "/services/", "a/b/"):
+            path = hrtest.write_config(agent_config(
+                self.etcd.endpoints, self.target.url, prefix=prefix))
+            self.addCleanup(os.unlink, path)
+            p = hrtest.run(["validate", "-c", path])
+            self.assertEqual(p.returncode, 0, (prefix, p.stderr))
 
 
 if __name__ == "__main__":

@@ -354,7 +354,11 @@ static struct hr_registry *make(const char *extra, int64_t shutdown_ms)
 		snprintf(eps + n, sizeof(eps) - n, "%s\"%s\"", i ? "," : "",
 			 H.endpoints[i]);
 	}
-	snprintf(json, sizeof(json), "{\"endpoints\":[%s]%s%s}", eps,
+	/* The status is checked in the value: the document format, unless
+	 * the test chose one. */
+	snprintf(json, sizeof(json), "{\"endpoints\":[%s]%s%s%s}", eps,
+		 extra && strstr(extra, "value_format") ? "" :
+		 ",\"value_format\":\"document\"",
 		 extra ? "," : "", extra ? extra : "");
 	conf = cJSON_Parse(json);
 	cr_assert_not_null(conf, "%s", json);
@@ -439,6 +443,44 @@ Test(etcd_backend, register_deregister_reregister_and_revoke)
 	/* Revoked, not expired: well inside the 3 s TTL. */
 	cr_assert_lt(EV[4].t - t0, 1.0);
 	cr_assert_eq(n, 5);
+}
+
+/*
+ * The default (grpc) value is {"Op":0,"Addr":...} for every registrable
+ * status: passing -> warning -> passing writes nothing after the first
+ * PUT (no event, so no gRPC client reconnects); critical still deletes.
+ */
+Test(etcd_backend, grpc_value_not_rewritten_on_warning)
+{
+	struct hr_registry *r;
+	double t0;
+	int n;
+
+	harness_start(1);
+	r = make("\"lease_ttl\":\"3s\",\"value_format\":\"grpc\"", 5000);
+	hr_registry_etcd.apply(r, HR_STATUS_PASSING, "1 passing");
+	n = wait_events(0, 5);
+	cr_assert_str_eq(EV[0].type, "PUT");
+	cr_assert_str_eq(EV[0].value, "{\"Op\":0,\"Addr\":\"127.0.0.1:9001\"}");
+
+	hr_registry_etcd.apply(r, HR_STATUS_WARNING, "1 warning: db");
+	run_for(0.5);
+	hr_registry_etcd.apply(r, HR_STATUS_PASSING, "1 passing");
+	run_for(0.5);
+	hr_registry_etcd.apply(r, HR_STATUS_WARNING, "1 warning: db");
+	run_for(0.5);
+	cr_assert_eq(events(EV, 512), 1, "a status change rewrote the value");
+
+	hr_registry_etcd.apply(r, HR_STATUS_CRITICAL, "1 critical: db");
+	n = wait_events(1, 5);
+	cr_assert_str_eq(EV[1].type, "DELETE");
+	hr_registry_etcd.apply(r, HR_STATUS_WARNING, "1 warning: db");
+	n = wait_events(2, 5);
+	cr_assert_str_eq(EV[2].type, "PUT");
+	cr_assert_str_eq(EV[2].value, EV[0].value);
+	shutdown_and_wait(r, &t0);
+	n = wait_events(3, 3);
+	cr_assert_eq(n, 4);
 }
 
 /* Over a steady period only keepalives go out: no event at all. */
@@ -527,7 +569,8 @@ Test(etcd_backend, lease_expiry_after_sigkill)
 		   "\"checks\":[{\"name\":\"etcd\",\"tcp\":\"127.0.0.1:%s\","
 		   "\"interval\":\"500ms\",\"timeout\":\"400ms\"}]},"
 		   "\"registry\":{\"etcd\":{\"endpoints\":[\"%s\"],"
-		   "\"lease_ttl\":\"3s\"}}}", port, H.endpoints[0]);
+		   "\"lease_ttl\":\"3s\",\"value_format\":\"document\"}}}",
+		   port, H.endpoints[0]);
 	fclose(f);
 	child = fork();
 	cr_assert_geq(child, 0);

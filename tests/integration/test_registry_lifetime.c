@@ -302,7 +302,8 @@ Test(registry_lifetime, etcd_keeps_no_pointer_into_the_config)
 
 	r = start(&hr_registry_etcd,
 		  "{\"endpoints\": [\"http://127.0.0.1:%d\"],"
-		  " \"lease_ttl\": \"3s\"}", "/v3/kv/put");
+		  " \"lease_ttl\": \"3s\", \"value_format\": \"document\"}",
+		  "/v3/kv/put");
 	put = json_body("/v3/kv/put");
 	value = hr_etcd_b64_decode(
 		cJSON_GetObjectItem(put, "value")->valuestring, NULL);

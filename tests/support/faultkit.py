@@ -257,11 +257,13 @@ class EtcdFaultCase(unittest.TestCase):
         return int(leases[-1], 16) if leases else None
 
     def key_live(self):
-        """The key holds our passing value under the agent's current
-        lease, and that lease is alive."""
+        """The key holds our value (the default "grpc" format: Op and Addr
+        only, so present = registrable) under the agent's current lease,
+        and that lease is alive."""
         try:
             kv = self.etcd.get(KEY)
-            if kv is None or json.loads(kv["value"])["Metadata"]["status"] != "passing":
+            if kv is None or json.loads(kv["value"]) != {
+                    "Op": 0, "Addr": KEY.rsplit("/", 1)[1]}:
                 return False
             if int(kv["lease"]) != self.agent_lease():
                 return False
@@ -331,6 +333,7 @@ def web_on_both_registries(case, state_dir, interval, timeout):
     case.config = one_check_config(
         "web", 8080, case.target, state_dir or case.target.dir,
         {"consul": {"address": case.emu.url, "check_ttl": "2s"},
-         "etcd": {"endpoints": case.etcd.endpoints, "lease_ttl": "2s"}},
+         "etcd": {"endpoints": case.etcd.endpoints, "lease_ttl": "2s",
+                  "value_format": "document"}},
         interval=interval, timeout=timeout, tags=["v1"])
     case.config["agent"]["shutdown_timeout"] = "2s"

@@ -48,6 +48,7 @@ Test(etcd_payload, conf_defaults)
 	cr_assert_eq(c.n_endpoints, 1);
 	cr_assert_str_eq(c.endpoints[0], "http://127.0.0.1:2379");
 	cr_assert_str_eq(c.prefix, "services/");
+	cr_assert_eq(c.value_format, HR_ETCD_VALUE_GRPC);
 	cr_assert_eq(c.lease_ttl_ms, 10000);
 	cr_assert_eq(c.common.deregister_after_ms, 0);
 	cr_assert_eq(c.request_timeout_ms, 2000);
@@ -141,6 +142,19 @@ static const struct conf_case bad_confs[] = {
 	  "password_file or the ETCD_PASSWORD environment variable" },
 	{ "{\"username\":\"\"}", "registry.etcd.username: must not be empty" },
 	{ "{\"prefix\":3}", "registry.etcd.prefix: 3 is not a string" },
+#define BAD_PREFIX(p) \
+	{ "{\"prefix\":\"" p "\"}", \
+	  "registry.etcd.prefix: \"" p "\" must be one or more non-empty " \
+	  "segments, each ending in \"/\" (like \"services/\"): the key is " \
+	  "the prefix, the service name, \"/\" and the address" }
+	BAD_PREFIX("services"), BAD_PREFIX(""), BAD_PREFIX("/"),
+	BAD_PREFIX("services//"), BAD_PREFIX("//services/"),
+	BAD_PREFIX("a//b/"), BAD_PREFIX("/services"),
+#undef BAD_PREFIX
+	{ "{\"value_format\":\"full\"}",
+	  "registry.etcd.value_format: \"full\" is not a value format "
+	  "(\"grpc\" or \"document\")" },
+	{ "{\"value_format\":1}", "registry.etcd.value_format: 1 is not a string" },
 	{ "{\"key_file\":\"k.pem\"}", "registry.etcd.key_file: needs cert_file" },
 	{ "[1]", "registry.etcd: must be an object" },
 };
@@ -198,11 +212,11 @@ Test(etcd_payload, conf_duplicate_keys_do_not_leak)
 		hr_diag_init(&d);
 		cr_assert_eq(parse_text("{\"endpoints\":[\"http://a:1\",\"http://b:2\"],"
 					"\"endpoints\":[\"http://c:3\"],"
-					"\"prefix\":\"/x\",\"prefix\":\"/y\","
+					"\"prefix\":\"/x/\",\"prefix\":\"/y/\","
 					"\"ca_file\":\"a\",\"ca_file\":\"b\"}", &c, &d), 0);
 		cr_assert_eq(c.n_endpoints, 1);
 		cr_assert_str_eq(c.endpoints[0], "http://c:3");
-		cr_assert_str_eq(c.prefix, "/y");
+		cr_assert_str_eq(c.prefix, "/y/");
 		cr_assert_str_eq(c.common.ca_file, "b");
 		hr_etcd_conf_dispose(&c);
 		cr_assert_eq(parse_text("{\"endpoints\":[\"http://a:1\"],"
@@ -278,10 +292,58 @@ Test(etcd_payload, key_layout)
 	free(k);
 }
 
-Test(etcd_payload, value_is_resolver_format)
+Test(etcd_payload, prefix_rule)
+{
+	static const char *const good[] = { "services/", "/services/",
+		"a/b/", "/a/b/c/", "x/" };
+	static const char *const bad[] = { "", "/", "//", "services",
+		"services//", "//services/", "a//b/", "/services", "a/b" };
+	size_t i;
+
+	for (i = 0; i < sizeof(good) / sizeof(good[0]); i++)
+		cr_assert(hr_etcd_prefix_ok(good[i]), "%s", good[i]);
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		cr_assert_not(hr_etcd_prefix_ok(bad[i]), "%s", bad[i]);
+}
+
+Test(etcd_payload, value_format_parsed)
+{
+	struct hr_etcd_conf c;
+	struct hr_diag d;
+
+	hr_diag_init(&d);
+	cr_assert_eq(parse_text("{\"value_format\":\"document\"}", &c, &d), 0);
+	cr_assert_eq(c.value_format, HR_ETCD_VALUE_DOCUMENT);
+	hr_etcd_conf_dispose(&c);
+	cr_assert_eq(parse_text("{\"value_format\":\"document\","
+				"\"value_format\":\"grpc\"}", &c, &d), 0);
+	cr_assert_eq(c.value_format, HR_ETCD_VALUE_GRPC);
+	hr_etcd_conf_dispose(&c);
+	cr_assert_eq(d.n, 0);
+	hr_diag_dispose(&d);
+}
+
+/* The default: only Op and Addr, the same for every status, so a
+ * passing <-> warning change writes nothing and round_robin can hash it. */
+Test(etcd_payload, value_grpc_has_no_metadata)
 {
 	struct hr_service_spec s = svc("127.0.0.1", 9001);
-	char *v = hr_etcd_value(&s, "127.0.0.1:9001", HR_STATUS_WARNING);
+	char *p = hr_etcd_value(&s, "127.0.0.1:9001", HR_STATUS_PASSING,
+				HR_ETCD_VALUE_GRPC);
+	char *w = hr_etcd_value(&s, "127.0.0.1:9001", HR_STATUS_WARNING,
+				HR_ETCD_VALUE_GRPC);
+
+	cr_assert_str_eq(p, "{\"Op\":0,\"Addr\":\"127.0.0.1:9001\"}");
+	cr_assert_str_eq(w, p);
+	free(p);
+	free(w);
+}
+
+Test(etcd_payload, value_document_format)
+{
+	struct hr_service_spec s = svc("127.0.0.1", 9001);
+	char *v = hr_etcd_value(&s, "127.0.0.1:9001", HR_STATUS_WARNING,
+				HR_ETCD_VALUE_DOCUMENT);
 
 	cr_assert_str_eq(v,
 		"{\"Op\":0,\"Addr\":\"127.0.0.1:9001\",\"Metadata\":"
@@ -295,7 +357,7 @@ Test(etcd_payload, value_is_resolver_format)
 	s.tags = NULL;
 	s.n_tags = 0;
 	s.n_meta = 0;
-	v = hr_etcd_value(&s, "h:1", HR_STATUS_PASSING);
+	v = hr_etcd_value(&s, "h:1", HR_STATUS_PASSING, HR_ETCD_VALUE_DOCUMENT);
 	cr_assert_str_eq(v, "{\"Op\":0,\"Addr\":\"h:1\",\"Metadata\":"
 			    "{\"id\":\"echo\",\"status\":\"passing\","
 			    "\"tags\":[],\"meta\":{}}}");
