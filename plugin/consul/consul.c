@@ -85,6 +85,7 @@ struct hr_registry {
 	unsigned failures, lost_streak;
 	bool logged_down, logged_forbidden, logged_rejected;
 	bool tls_failed;              /* the last failure was TLS's */
+	bool logged_tls;              /* consul_tls_failed this episode */
 };
 
 #define OWNER(c) hr_container_of(c, struct hr_registry, core)
@@ -265,6 +266,7 @@ static void on_ok(struct hr_registry *r, struct sent *q)
 		       r->service_id, "address", r->conf.address, NULL);
 	r->failures = 0;
 	r->logged_down = r->logged_forbidden = r->logged_rejected = false;
+	r->logged_tls = false;
 	switch (q->op) {
 	case HR_CONSUL_OP_REGISTER:
 		r->registered = true;
@@ -366,12 +368,17 @@ static void on_failure(struct hr_registry *r, const struct sent *q,
 	r->failures++;
 	if (q->op == HR_CONSUL_OP_REGISTER)
 		r->registered = false;
-	if (!r->logged_down && r->tls_failed)
-		/* Not an outage: a certificate or setting to fix. */
+	if (r->tls_failed && !r->logged_tls) {
+		/* Not an outage: a certificate or setting to fix. Logged once
+		 * per episode, also after a first failure that did not look
+		 * like TLS (a TLS 1.3 server refuses a client certificate
+		 * after the client's half of the handshake: the first write
+		 * may fail before the alert is read). */
 		hr_log(HR_LOG_ERROR, "consul_tls_failed", "registry", "consul",
 		       "service", r->service_id, "op", op, "address",
 		       r->conf.address, "error", detail, NULL);
-	else if (!r->logged_down)
+		r->logged_tls = true;
+	} else if (!r->logged_down)
 		hr_log(HR_LOG_WARN, "consul_unavailable", "service",
 		       r->service_id, "op", op, "code", code_s, "error",
 		       detail, "address", r->conf.address, NULL);

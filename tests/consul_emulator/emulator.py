@@ -1783,8 +1783,31 @@ class Server(http.server.ThreadingHTTPServer):
                         os.write(request.fileno(), GO_HTTP_ON_HTTPS)
                     except OSError:
                         pass
+                else:
+                    self._linger(request)
                 return
         super().finish_request(request, client_address)
+
+
+    @staticmethod
+    def _linger(request):
+        """After a refused handshake (the alert is sent), read what the
+        client still sends for up to 1 s before closing, so that a TLS 1.3
+        client, whose side of the handshake was already done, reads the
+        alert instead of failing its first write on a closed socket."""
+        try:
+            raw = socket.socket(fileno=os.dup(request.fileno()))
+        except OSError:
+            return
+        try:
+            raw.settimeout(1.0)
+            deadline = time.monotonic() + 1.0
+            while time.monotonic() < deadline and raw.recv(4096):
+                pass
+        except OSError:
+            pass
+        finally:
+            raw.close()
 
 
 class UnixServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):

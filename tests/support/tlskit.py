@@ -3,6 +3,7 @@
     pki = tlskit.Pki()               # a temp dir; pki.close() removes it
     pki.ca                           # CA certificate (PEM) the tests trust
     pki.server                       # (cert, key): SAN localhost, 127.0.0.1, ::1
+                                     # (serverAuth and clientAuth, for etcd)
     pki.server_wrong_name            # (cert, key): SAN wrong.invalid only
     pki.server_expired               # (cert, key): valid 2020-01-01..2021-01-01
     pki.server_other_ca              # (cert, key) signed by another CA
@@ -130,8 +131,10 @@ class Pki:
         self.other_ca, self.other_ca_key = self._make_ca("other",
                                                          "some other CA")
         good = "DNS:localhost,IP:127.0.0.1,IP:::1"
+        # clientAuth too: etcd's gateway dials its own gRPC port with the
+        # server certificate, which --client-cert-auth then checks.
         self.server = self._issue("ca", "server", "localhost", good,
-                                  "serverAuth")
+                                  "serverAuth,clientAuth")
         self.server_wrong_name = self._issue("ca", "wrongname",
                                              "wrong.invalid",
                                              "DNS:wrong.invalid",
