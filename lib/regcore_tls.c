@@ -436,14 +436,14 @@ const char *hr_reg_curl_reason(CURLcode rc, const char *errbuf, char *buf,
 			       size_t len)
 {
 	const char *s = curl_easy_strerror(rc);
+	/* curl's detail is one line, sometimes with its line break. */
+	int n = errbuf ? (int)strcspn(errbuf, "\r\n") : 0;
 
-	if (!errbuf || !errbuf[0])
+	if (!n)
 		snprintf(buf, len, "%s", s);
 	else if (strstr(errbuf, s))
-		snprintf(buf, len, "%s", errbuf);
+		snprintf(buf, len, "%.*s", n, errbuf);
 	else
-		snprintf(buf, len, "%s (%s)", errbuf, s);
-	/* curl's detail may end in a line break. */
-	buf[strcspn(buf, "\r\n")] = '\0';
+		snprintf(buf, len, "%.*s (%s)", n, errbuf, s);
 	return buf;
 }
