@@ -6,10 +6,11 @@ set -euo pipefail
 PKGS=(build-essential cmake pkg-config python3
       libcurl4-openssl-dev libcjson-dev libev-dev libcriterion-dev
       libmicrohttpd-dev etcd-server etcd-client
-      clang libclang-rt-dev valgrind)
+      clang libclang-rt-dev valgrind openssl)
 # clang and libclang-rt-dev (the libFuzzer, ASan and UBSan runtimes, only
 # recommended by clang, and installs here skip recommends): tests/fuzz and
-# scripts/fuzz.sh. valgrind: scripts/valgrind.sh.
+# scripts/fuzz.sh. valgrind: scripts/valgrind.sh. openssl: the TLS tests
+# make their certificates with it (tests/support/tlskit.py).
 if [ "${HR_DEPS_EXTRA:-}" ]; then
 	read -r -a extra <<<"$HR_DEPS_EXTRA"
 	PKGS+=("${extra[@]}")
