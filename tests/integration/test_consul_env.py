@@ -71,6 +71,17 @@ class TestConsulEnv(unittest.TestCase):
         self.assertEqual(code, 200, body)
         return json.loads(body)
 
+    def event(self, agent, name):
+        """The first log line of event name (waited for: the emulator may
+        show the registration before the agent logged the answer)."""
+        deadline = time.monotonic() + WAIT
+        while time.monotonic() < deadline:
+            ev = log_events(agent.log(), name)
+            if ev:
+                return ev[0]
+            time.sleep(0.05)
+        self.fail("no %s:\n%s" % (name, agent.log()))
+
     def registered(self, emu, agent, token=None):
         deadline = time.monotonic() + WAIT
         while time.monotonic() < deadline:
@@ -91,8 +102,8 @@ class TestConsulEnv(unittest.TestCase):
             "CONSUL_HTTP_ADDR": "127.0.0.1:%d" % emu.https_port,
             "CONSUL_HTTP_SSL": "true", "CONSUL_CACERT": self.pki.ca})
         self.registered(emu, a)
-        ev = log_events(a.log(), "consul_registered")
-        self.assertEqual(ev[0]["address"], emu.https_url, a.log())
+        self.assertEqual(self.event(a, "consul_registered")["address"],
+                         emu.https_url, a.log())
         self.assertNotIn("Client sent an HTTP request", a.log())
         self.assertNotIn("[TLS]", emu.log_text())
         self.assertEqual(a.stop(), 0, a.log())
@@ -104,7 +115,7 @@ class TestConsulEnv(unittest.TestCase):
             "CONSUL_HTTP_ADDR": "http://127.0.0.1:%d" % emu.https_port,
             "CONSUL_HTTP_SSL": "1", "CONSUL_CACERT": self.pki.ca})
         self.registered(emu, a)
-        self.assertEqual(log_events(a.log(), "consul_registered")[0]
+        self.assertEqual(self.event(a, "consul_registered")
                          ["address"], emu.https_url)
 
     def test_https_addr_and_capath(self):
@@ -118,7 +129,7 @@ class TestConsulEnv(unittest.TestCase):
         emu = self.emulator(unix=sock)
         a = self.agent(emu, {"CONSUL_HTTP_ADDR": "unix://" + sock})
         self.registered(emu, a)
-        self.assertEqual(log_events(a.log(), "consul_registered")[0]
+        self.assertEqual(self.event(a, "consul_registered")
                          ["address"], "unix://" + sock)
         # The emulator's request log names the Unix-socket peer "@".
         self.assertIn('[HTTP] @ "PUT /v1/agent/service/register', emu.log_text())
