@@ -400,7 +400,8 @@ int hr_reg_conf_check(const struct hr_reg_conf *c, const char *path,
 			    "are not verified; anyone on the network path can "
 			    "impersonate it");
 	if (c->ca_path && c->ca_file)
-		hr_diag_add(d, HR_DIAG_WARNING, hr_conf_path(p, path, "ca_path"),
+		hr_diag_add(d, HR_DIAG_WARNING,
+			    hr_conf_path(p, path, "ca_path"),
 			    "is ignored: ca_file is set (as Consul's client "
 			    "does)");
 	if (!c->key_file || c->cert_file)

@@ -425,8 +425,9 @@ bool hr_reg_tls_failed(CURLcode rc, const char *errbuf)
 		/* A TLS 1.3 server checks the client certificate after the
 		 * client's side of the handshake is done: its alert comes
 		 * with the first read ("tlsv13 alert certificate required"). */
-		return errbuf && (strstr(errbuf, "SSL") || strstr(errbuf, "TLS") ||
-				  strstr(errbuf, "alert"));
+		return errbuf &&
+		       (strstr(errbuf, "SSL") || strstr(errbuf, "TLS") ||
+			strstr(errbuf, "alert"));
 	default:
 		return false;
 	}

@@ -23,10 +23,10 @@ Test(regcore_tls, failures_told_apart)
 	} t[] = {
 		{ CURLE_PEER_FAILED_VERIFICATION,
 		  "SSL certificate problem: certificate has expired", true },
-		{ CURLE_SSL_CONNECT_ERROR, "error:0A00010B:SSL routines::wrong "
-		  "version number", true },
-		{ CURLE_SSL_CERTPROBLEM, "could not load PEM client certificate",
-		  true },
+		{ CURLE_SSL_CONNECT_ERROR, "error:0A00010B:SSL routines::"
+		  "wrong version number", true },
+		{ CURLE_SSL_CERTPROBLEM, "could not load PEM client "
+		  "certificate", true },
 		{ CURLE_SSL_CACERT_BADFILE, "", true },
 		{ CURLE_SSL_CLIENTCERT, NULL, true },
 		/* TLS 1.3: the server's refusal read after the handshake. */
@@ -35,8 +35,8 @@ Test(regcore_tls, failures_told_apart)
 		  "required, errno 0", true },
 		{ CURLE_RECV_ERROR, "Connection reset by peer", false },
 		{ CURLE_SEND_ERROR, "Send failure: Broken pipe", false },
-		{ CURLE_COULDNT_CONNECT, "Failed to connect to 127.0.0.1 port 1",
-		  false },
+		{ CURLE_COULDNT_CONNECT, "Failed to connect to 127.0.0.1 "
+		  "port 1", false },
 		{ CURLE_OPERATION_TIMEDOUT, "", false },
 		{ CURLE_GOT_NOTHING, "Empty reply from server", false },
 		{ CURLE_OK, "", false },

@@ -263,7 +263,7 @@ int hr_reg_conf_member(const struct hr_reg_field *fields, size_t n,
 		       void *conf, struct hr_reg_conf *common,
 		       const cJSON *v, const char *path, struct hr_diag *d);
 
-/* ---- TLS ------------------------------------------------------------------ */
+/* ---- TLS --------------------------------------------------------------- */
 
 /*
  * I/O, for `healthreg validate` and create(): the TLS files of c can be
