@@ -456,15 +456,15 @@ static const char *token_field(const struct hr_consul_conf *c)
 					"registry.consul.token_file";
 }
 
-/* `healthreg validate`: the token file and, with TLS, the TLS files. */
+/* `healthreg validate`: with TLS, the TLS files. (The token file is read
+ * when the backend is built: a config may be validated away from its
+ * secrets.) */
 static void consul_preflight(const cJSON *conf, const char *path,
 			     struct hr_diag *diag)
 {
 	struct hr_consul_conf c;
 	struct hr_consul_env env;
 	struct hr_diag quiet;
-	struct hr_err err = { "" };
-	char *tok = NULL;
 
 	env_from_process(&env);
 	hr_diag_init(&quiet); /* validate reported these already */
@@ -475,11 +475,6 @@ static void consul_preflight(const cJSON *conf, const char *path,
 	hr_diag_dispose(&quiet);
 	if (c.tls)
 		hr_reg_tls_check_files(&c.common, path, &c.tls_names, diag);
-	if (c.token_file &&
-	    hr_secret_read(c.token_file, token_field(&c), TOKEN_MAX, &tok,
-			   NULL, &err) < 0)
-		hr_diag_add(diag, HR_DIAG_ERROR, NULL, "%s", err.msg);
-	hr_secret_free(tok);
 	hr_consul_conf_dispose(&c);
 }
 

@@ -42,7 +42,6 @@
 
 #include "etcd.h"
 #include "etcd_payload.h"
-#include "healthreg/confget.h"
 #include "healthreg/duration.h"
 #include "healthreg/log.h"
 #include "healthreg/regcore.h"
@@ -533,25 +532,17 @@ static bool uses_tls(const struct hr_etcd_conf *c)
 	return false;
 }
 
-/* `healthreg validate`: the TLS files (with an https endpoint) and the
- * password file. */
+/* `healthreg validate`: the TLS files, with an https endpoint. (The
+ * password file is read when the backend is built.) */
 static void etcd_preflight(const cJSON *conf, const char *path,
 			   struct hr_diag *diag)
 {
 	struct hr_etcd_conf c;
-	struct hr_err err = { "" };
-	char p[HR_CONF_PATH_MAX], *pw = NULL;
 
 	if (hr_etcd_conf_parse(&c, conf, path, NULL) < 0)
 		return;
 	if (uses_tls(&c))
 		hr_reg_tls_check_files(&c.common, path, NULL, diag);
-	if (c.password_file &&
-	    hr_secret_read(c.password_file,
-			   hr_conf_path(p, path, "password_file"),
-			   PASSWORD_MAX, &pw, NULL, &err) < 0)
-		hr_diag_add(diag, HR_DIAG_ERROR, NULL, "%s", err.msg);
-	hr_secret_free(pw);
 	hr_etcd_conf_dispose(&c);
 }
 

@@ -233,8 +233,6 @@ class TestConsulEnv(unittest.TestCase):
               "CONSUL_CLIENT_CERT": self.pki.client[0],
               "CONSUL_CLIENT_KEY": missing},
              "CONSUL_CLIENT_KEY: %s: No such file or directory" % missing),
-            ({"CONSUL_HTTP_TOKEN_FILE": missing},
-             "CONSUL_HTTP_TOKEN_FILE: %s: No such file" % missing),
             ({"CONSUL_HTTP_ADDR": "unix://relative.sock"},
              "(from CONSUL_HTTP_ADDR): a unix:// address needs an absolute"),
         ]

@@ -119,10 +119,11 @@ struct hr_registry_ops {
 	void (*destroy)(struct hr_registry *r);
 
 	/*
-	 * I/O, for `healthreg validate`: the files a valid conf names (TLS
-	 * files, token and password files) can be used; every problem goes
-	 * to diag naming the key (or the environment variable) and the file.
-	 * create() checks them again. May be NULL.
+	 * I/O, for `healthreg validate`: the TLS files a valid conf names
+	 * can be used; every problem goes to diag naming the key (or the
+	 * environment variable) and the file. create() checks them again
+	 * (and reads the secret files, which validate leaves alone: a config
+	 * may be validated away from its secrets). May be NULL.
 	 */
 	void (*preflight)(const cJSON *conf, const char *path,
 			  struct hr_diag *diag);
