@@ -1751,21 +1751,19 @@ GO_HTTP_ON_HTTPS = (b"HTTP/1.0 400 Bad Request\r\n\r\n"
                     b"Client sent an HTTP request to an HTTPS server.\n")
 
 
-class Server(http.server.ThreadingHTTPServer):
-    allow_reuse_address = True
-    daemon_threads = True
-    request_queue_size = 128
-    tls_ctx = None      # an ssl.SSLContext: this listener speaks HTTPS
+class TLSListener:
+    """Server mixin: with tls_ctx set, accepted sockets speak TLS, the
+    handshake running in the request's thread."""
+    tls_ctx = None      # an ssl.SSLContext: this listener speaks TLS
     listener = "http"   # for log lines: "http", "https", "unix"
 
-    def get_request(self):
-        sock, addr = self.socket.accept()
+    def wrap(self, sock):
         if self.tls_ctx is None:
-            return sock, addr
+            return sock
         # The handshake runs in the request's thread (finish_request), so
         # a client that never completes it holds only its own thread.
         return self.tls_ctx.wrap_socket(sock, server_side=True,
-                                        do_handshake_on_connect=False), addr
+                                        do_handshake_on_connect=False)
 
     def finish_request(self, request, client_address):
         if self.tls_ctx is not None:
@@ -1788,7 +1786,6 @@ class Server(http.server.ThreadingHTTPServer):
                 return
         super().finish_request(request, client_address)
 
-
     @staticmethod
     def _linger(request):
         """After a refused handshake (the alert is sent), read what the
@@ -1810,17 +1807,29 @@ class Server(http.server.ThreadingHTTPServer):
             raw.close()
 
 
-class UnixServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
-    """The agent's API on a Unix socket (Consul's addresses.http =
-    "unix:///path"). A peer has no IP address: it is reported as "@", as
-    Go's net/http gives RemoteAddr for a Unix-socket connection."""
+class Server(TLSListener, http.server.ThreadingHTTPServer):
+    allow_reuse_address = True
+    daemon_threads = True
+    request_queue_size = 128
+
+    def get_request(self):
+        sock, addr = self.socket.accept()
+        return self.wrap(sock), addr
+
+
+class UnixServer(TLSListener, socketserver.ThreadingMixIn,
+                 socketserver.UnixStreamServer):
+    """The agent's API on a Unix socket (Consul's addresses.http, or with
+    --unix-tls addresses.https, = "unix:///path"). A peer has no IP
+    address: it is reported as "@", as Go's net/http gives RemoteAddr for
+    a Unix-socket connection."""
     daemon_threads = True
     request_queue_size = 128
     listener = "unix"
 
     def get_request(self):
         sock, _ = self.socket.accept()
-        return sock, ("@", 0)
+        return self.wrap(sock), ("@", 0)
 
 
 def tls_context(cert, key, ca):
@@ -1877,6 +1886,8 @@ def build_parser():
                    help="write the chosen HTTPS port here (atomic rename) once listening")
     p.add_argument("--unix", metavar="PATH",
                    help="also serve the API (plain HTTP) on a Unix socket at PATH")
+    p.add_argument("--unix-tls", action="store_true",
+                   help="the Unix socket speaks HTTPS too (with --tls-cert/--tls-key)")
     return p
 
 
@@ -1908,6 +1919,8 @@ def main(argv=None):
     signal.pthread_sigmask(signal.SIG_BLOCK, sigs)
     if bool(opts.tls_cert) != bool(opts.tls_key) or (opts.tls_ca and not opts.tls_cert):
         sys.exit("emulator: --tls-cert and --tls-key go together (--tls-ca needs them)")
+    if opts.unix_tls and not (opts.unix and opts.tls_cert):
+        sys.exit("emulator: --unix-tls needs --unix and --tls-cert/--tls-key")
     try:
         tls_ctx = tls_context(opts.tls_cert, opts.tls_key, opts.tls_ca) if opts.tls_cert else None
     except (OSError, ssl.SSLError) as e:
@@ -1940,7 +1953,10 @@ def main(argv=None):
             os.unlink(opts.unix)
         except FileNotFoundError:
             pass
-        servers.append(listen(UnixServer(opts.unix, Handler)))
+        unix_srv = listen(UnixServer(opts.unix, Handler))
+        if opts.unix_tls:
+            unix_srv.tls_ctx = tls_ctx
+        servers.append(unix_srv)
 
     stop = threading.Event()
 
@@ -1970,7 +1986,8 @@ def main(argv=None):
         opts.bind, port, os.getpid(), acl.default_policy if acl.enabled else "disabled",
         "" if https_port is None else " https=%d%s" % (
             https_port, " verify_incoming" if opts.tls_ca else ""),
-        " unix=%s" % opts.unix if opts.unix else ""))
+        " unix=%s%s" % (opts.unix, " (tls)" if opts.unix_tls else "")
+        if opts.unix else ""))
     while not stop.wait(1.0):
         pass
     log("[INFO] emulator: shutting down")

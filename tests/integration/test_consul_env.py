@@ -136,6 +136,22 @@ class TestConsulEnv(unittest.TestCase):
         self.assertEqual(a.stop(), 0, a.log())
         self.assertEqual(self.checks(emu), {})
 
+    def test_tls_over_unix_socket(self):
+        """unix:// with CONSUL_HTTP_SSL=true: TLS over the socket, the
+        certificate checked for localhost (no host in the address)."""
+        sock = os.path.join(self.dir, "tls.sock")
+        emu = self.emulator(unix=sock, unix_tls=True)
+        env = {"CONSUL_HTTP_ADDR": "unix://" + sock,
+               "CONSUL_HTTP_SSL": "true"}
+        a = self.agent(emu, env)
+        self.assertIn("unable to get local issuer certificate",
+                      self.event(a, "consul_tls_failed")["error"])
+        a.stop()
+        b = self.agent(emu, dict(env, CONSUL_CACERT=self.pki.ca))
+        self.registered(emu, b)
+        self.assertIn('[HTTP] @ "PUT /v1/agent/service/register',
+                      emu.log_text())
+
     def test_unix_socket_from_config(self):
         sock = os.path.join(self.dir, "c.sock")
         emu = self.emulator(unix=sock)
