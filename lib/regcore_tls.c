@@ -424,10 +424,12 @@ bool hr_reg_tls_failed(CURLcode rc, const char *errbuf)
 	case CURLE_SEND_ERROR:
 		/* A TLS 1.3 server checks the client certificate after the
 		 * client's side of the handshake is done: its alert comes
-		 * with the first read ("tlsv13 alert certificate required"). */
-		return errbuf &&
-		       (strstr(errbuf, "SSL") || strstr(errbuf, "TLS") ||
-			strstr(errbuf, "alert"));
+		 * with the first read ("tlsv13 alert certificate required").
+		 * An OpenSSL error names "SSL routines"; a connection reset
+		 * under TLS ("OpenSSL SSL_read: Connection reset by peer") is
+		 * an outage, not a TLS problem. */
+		return errbuf && (strstr(errbuf, "SSL routines") ||
+				  strstr(errbuf, " alert "));
 	default:
 		return false;
 	}

@@ -34,6 +34,10 @@ Test(regcore_tls, failures_told_apart)
 		  "error:0A00045C:SSL routines::tlsv13 alert certificate "
 		  "required, errno 0", true },
 		{ CURLE_RECV_ERROR, "Connection reset by peer", false },
+		{ CURLE_RECV_ERROR, "OpenSSL SSL_read: Connection reset by "
+		  "peer, errno 104", false },
+		{ CURLE_SEND_ERROR, "SSL_write() error: error:0A00007F:SSL "
+		  "routines::bad write retry", true },
 		{ CURLE_SEND_ERROR, "Send failure: Broken pipe", false },
 		{ CURLE_COULDNT_CONNECT, "Failed to connect to 127.0.0.1 "
 		  "port 1", false },
