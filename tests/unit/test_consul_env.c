@@ -84,9 +84,9 @@ static const struct row rows[] = {
 	/* ... but a config address without a scheme takes CONSUL_HTTP_SSL. */
 	{ { "CONSUL_HTTP_SSL=true" }, "{\"address\":\"10.0.0.1:8501\"}", 0,
 	  NULL, { .address = "https://10.0.0.1:8501", .tls = true } },
-	{ { NULL }, "{\"address\":\"unix:///tmp/agent.sock\"}", 0, NULL,
-	  { .address = "unix:///tmp/agent.sock",
-	    .unix_path = "/tmp/agent.sock" } },
+	{ { NULL }, "{\"address\":\"unix:///run/hr/agent.sock\"}", 0, NULL,
+	  { .address = "unix:///run/hr/agent.sock",
+	    .unix_path = "/run/hr/agent.sock" } },
 	/* Errors name the variable. */
 	{ { "CONSUL_HTTP_SSL=yes" }, "{}", -EINVAL,
 	  "registry.consul: CONSUL_HTTP_SSL=\"yes\" is not a boolean", {} },
