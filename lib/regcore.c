@@ -13,6 +13,7 @@
 #include "healthreg/http.h"
 #include "healthreg/regcore.h"
 #include "internal.h"
+#include "regcore_tls.h"
 
 #ifndef HR_VERSION
 #define HR_VERSION "0"
@@ -73,6 +74,7 @@ void hr_regcore_dispose(struct hr_regcore *c)
 	ev_timer_stop(c->loop, &c->deadline);
 	ev_timer_stop(c->loop, &c->done_timer);
 	hr_service_spec_dispose(&c->service);
+	hr__reg_tls_dispose(&c->tls);
 	c->done = NULL;
 }
 
@@ -129,14 +131,11 @@ static void setup_easy(struct hr_regcore *c, CURL *e,
 	if (q->http11)
 		curl_easy_setopt(e, CURLOPT_HTTP_VERSION,
 				 (long)CURL_HTTP_VERSION_1_1);
-	if (q->ca_file)
-		curl_easy_setopt(e, CURLOPT_CAINFO, q->ca_file);
-	if (q->cert_file)
-		curl_easy_setopt(e, CURLOPT_SSLCERT, q->cert_file);
-	if (q->key_file)
-		curl_easy_setopt(e, CURLOPT_SSLKEY, q->key_file);
+	hr__reg_tls_apply(&c->tls, e);
 	if (q->connect_to)
 		curl_easy_setopt(e, CURLOPT_CONNECT_TO, q->connect_to);
+	if (q->unix_socket)
+		curl_easy_setopt(e, CURLOPT_UNIX_SOCKET_PATH, q->unix_socket);
 }
 
 int hr_regcore_send(struct hr_regcore *c, const struct hr_reg_req *q)
@@ -367,6 +366,8 @@ static const struct hr_reg_field common_fields[] = {
 	{ "ca_file", HR_REG_NONEMPTY, COMMON(ca_file) },
 	{ "cert_file", HR_REG_NONEMPTY, COMMON(cert_file) },
 	{ "key_file", HR_REG_NONEMPTY, COMMON(key_file) },
+	{ "ca_path", HR_REG_NONEMPTY, COMMON(ca_path) },
+	{ "tls_skip_verify", HR_REG_BOOL, COMMON(tls_skip_verify) },
 	{ "register_when", HR_REG_STATUSES, COMMON(register_when) },
 	{ "deregister_after", HR_REG_DURATION, COMMON(deregister_after_ms) },
 };
@@ -383,6 +384,7 @@ void hr_reg_conf_dispose(struct hr_reg_conf *c)
 	free(c->ca_file);
 	free(c->cert_file);
 	free(c->key_file);
+	free(c->ca_path);
 	memset(c, 0, sizeof(*c));
 }
 
@@ -391,6 +393,17 @@ int hr_reg_conf_check(const struct hr_reg_conf *c, const char *path,
 {
 	char p[HR_CONF_PATH_MAX];
 
+	if (c->tls_skip_verify)
+		hr_diag_add(d, HR_DIAG_WARNING,
+			    hr_conf_path(p, path, "tls_skip_verify"),
+			    "true: the registry's certificate and host name "
+			    "are not verified; anyone on the network path can "
+			    "impersonate it");
+	if (c->ca_path && c->ca_file)
+		hr_diag_add(d, HR_DIAG_WARNING,
+			    hr_conf_path(p, path, "ca_path"),
+			    "is ignored: ca_file is set (as Consul's client "
+			    "does)");
 	if (!c->key_file || c->cert_file)
 		return 0;
 	hr_diag_add(d, HR_DIAG_ERROR, hr_conf_path(p, path, "key_file"),
@@ -437,6 +450,8 @@ int hr_reg_conf_member(const struct hr_reg_field *fields, size_t n,
 		return hr_conf_duration(v, p, d, (int64_t *)(void *)at);
 	case HR_REG_STATUSES:
 		return hr_conf_statuses(v, p, d, (unsigned *)(void *)at);
+	case HR_REG_BOOL:
+		return hr_conf_bool(v, p, d, (bool *)(void *)at);
 	}
 	return -EINVAL;
 }

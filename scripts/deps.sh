@@ -15,7 +15,8 @@ PKGS=(build-essential cmake pkg-config python3
 # test_install renders the man pages with `man -l --warnings`. curl:
 # scripts/demo.sh shows the agent's API with it. python3-grpcio (for
 # /usr/bin/python3) and openssl: the real gRPC server and the certificates
-# of tests/integration/test_grpc_check.py. golang-go and the two Go source
+# of tests/integration/test_grpc_check.py and of the TLS tests
+# (tests/support/tlskit.py). golang-go and the two Go source
 # packages: the real gRPC client of etcd's resolver, built offline by
 # tests/support/gobuild.py (tests/integration/test_grpc_resolver.py).
 if [ "${HR_DEPS_EXTRA:-}" ]; then

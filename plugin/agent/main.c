@@ -97,6 +97,23 @@ static int cmd_maint(const struct hr_client_opts *co, const struct args *a)
 /* Commands that load the config themselves; run takes cfg (sets *cfg). */
 static int cmd_validate(struct hr_config **cfg, const struct args *a)
 {
+	struct hr_diag diag;
+	size_t i, errors;
+
+	/* The files the registries need, as the agent would read them. */
+	hr_diag_init(&diag);
+	hr_backends_preflight(*cfg, &diag);
+	for (i = 0; i < diag.n; i++)
+		fprintf(stderr, "healthreg: %s: %s: %s\n",
+			diag.v[i].level == HR_DIAG_ERROR ? "error" : "warning",
+			a->path, diag.v[i].text);
+	errors = diag.errors;
+	hr_diag_dispose(&diag);
+	if (errors) {
+		fprintf(stderr, "healthreg: %s: %zu error%s, nothing started\n",
+			a->path, errors, errors == 1 ? "" : "s");
+		return HR_EXIT_CONFIG;
+	}
 	printf("%s: valid (%zu check%s, %zu group%s)\n", a->path,
 	       (*cfg)->n_checks, (*cfg)->n_checks == 1 ? "" : "s",
 	       (*cfg)->n_groups, (*cfg)->n_groups == 1 ? "" : "s");

@@ -84,6 +84,8 @@ struct hr_registry {
 	ev_timer refresh;
 	unsigned failures, lost_streak;
 	bool logged_down, logged_forbidden, logged_rejected;
+	bool tls_failed;              /* the last failure was TLS's */
+	bool logged_tls;              /* consul_tls_failed this episode */
 };
 
 #define OWNER(c) hr_container_of(c, struct hr_registry, core)
@@ -120,12 +122,10 @@ static int send_req(struct hr_registry *r, enum hr_consul_op op, char *url,
 	struct hr_reg_req q = {
 		.method = "PUT", .url = url, .body = body,
 		.headers = r->headers, .connect_to = r->connect_to,
+		.unix_socket = c->unix_path,
 		.timeout_ms = (long)r->timeout_ms,
 		.connect_timeout_ms = (long)(r->timeout_ms < 5000 ?
 					     r->timeout_ms : 5000),
-		.ca_file = c->common.ca_file,
-		.cert_file = c->common.cert_file,
-		.key_file = c->common.key_file,
 	};
 	int rc = -ENOMEM;
 
@@ -266,6 +266,7 @@ static void on_ok(struct hr_registry *r, struct sent *q)
 		       r->service_id, "address", r->conf.address, NULL);
 	r->failures = 0;
 	r->logged_down = r->logged_forbidden = r->logged_rejected = false;
+	r->logged_tls = false;
 	switch (q->op) {
 	case HR_CONSUL_OP_REGISTER:
 		r->registered = true;
@@ -367,7 +368,17 @@ static void on_failure(struct hr_registry *r, const struct sent *q,
 	r->failures++;
 	if (q->op == HR_CONSUL_OP_REGISTER)
 		r->registered = false;
-	if (!r->logged_down)
+	if (r->tls_failed && !r->logged_tls) {
+		/* Not an outage: a certificate or setting to fix. Logged once
+		 * per episode, also after a first failure that did not look
+		 * like TLS (a TLS 1.3 server refuses a client certificate
+		 * after the client's half of the handshake: the first write
+		 * may fail before the alert is read). */
+		hr_log(HR_LOG_ERROR, "consul_tls_failed", "registry", "consul",
+		       "service", r->service_id, "op", op, "address",
+		       r->conf.address, "error", detail, NULL);
+		r->logged_tls = true;
+	} else if (!r->logged_down)
 		hr_log(HR_LOG_WARN, "consul_unavailable", "service",
 		       r->service_id, "op", op, "code", code_s, "error",
 		       detail, "address", r->conf.address, NULL);
@@ -388,11 +399,11 @@ static bool on_reply(struct hr_regcore *core, const struct hr_reg_reply *a)
 	enum hr_consul_verdict v;
 	char detail[256];
 
+	r->tls_failed = a->rc != CURLE_OK &&
+			hr_reg_tls_failed(a->rc, a->errbuf);
 	if (a->rc != CURLE_OK) {
 		v = HR_CONSUL_RETRY;
-		snprintf(detail, sizeof(detail), "%s%s%s",
-			 curl_easy_strerror(a->rc), a->errbuf[0] ? ": " : "",
-			 a->errbuf);
+		hr_reg_curl_reason(a->rc, a->errbuf, detail, sizeof(detail));
 	} else {
 		v = hr_consul_classify(r->sent.op, a->status, a->body, a->len);
 		hr_consul_excerpt(detail, sizeof(detail), a->body, a->len);
@@ -428,11 +439,43 @@ static const struct hr_regcore_ops core_ops = {
 
 /* ---- the ops ----------------------------------------------------------- */
 
+static const char *process_getenv(const char *name, void *payload)
+{
+	(void)payload;
+	return getenv(name);
+}
+
 static void env_from_process(struct hr_consul_env *env)
 {
-	env->http_addr = getenv("CONSUL_HTTP_ADDR");
-	env->http_token = getenv("CONSUL_HTTP_TOKEN");
-	env->http_token_file = getenv("CONSUL_HTTP_TOKEN_FILE");
+	hr_consul_env_read(env, process_getenv, NULL);
+}
+
+static const char *token_field(const struct hr_consul_conf *c)
+{
+	return c->token_file_from_env ? "CONSUL_HTTP_TOKEN_FILE" :
+					"registry.consul.token_file";
+}
+
+/* `healthreg validate`: with TLS, the TLS files. (The token file is read
+ * when the backend is built: a config may be validated away from its
+ * secrets.) */
+static void consul_preflight(const cJSON *conf, const char *path,
+			     struct hr_diag *diag)
+{
+	struct hr_consul_conf c;
+	struct hr_consul_env env;
+	struct hr_diag quiet;
+
+	env_from_process(&env);
+	hr_diag_init(&quiet); /* validate reported these already */
+	if (hr_consul_conf_parse(&c, conf, path, &env, &quiet) < 0) {
+		hr_diag_dispose(&quiet);
+		return;
+	}
+	hr_diag_dispose(&quiet);
+	if (c.tls)
+		hr_reg_tls_check_files(&c.common, path, &c.tls_names, diag);
+	hr_consul_conf_dispose(&c);
 }
 
 static void consul_validate(const cJSON *conf, const char *path,
@@ -477,8 +520,8 @@ static int read_token(struct hr_consul_conf *c, struct hr_err *err)
 	int rc;
 
 	/* hr_secret_read() refuses a file group or others may read. */
-	rc = hr_secret_read(c->token_file, "registry.consul.token_file",
-			    TOKEN_MAX, &tok, NULL, err);
+	rc = hr_secret_read(c->token_file, token_field(c), TOKEN_MAX, &tok,
+			    NULL, err);
 	if (rc < 0)
 		return rc;
 	hr_secret_free(c->token);
@@ -486,31 +529,23 @@ static int read_token(struct hr_consul_conf *c, struct hr_err *err)
 	return 0;
 }
 
-static int readable(const char *file, const char *key, struct hr_err *err)
-{
-	if (file && access(file, R_OK) < 0)
-		return hr_err_set(err, -errno, "consul %s %s: %s", key, file,
-				  strerror(errno));
-	return 0;
-}
-
+/* The token file, then (for https) the TLS settings, checked and taken
+ * by the shared layer (which logs a disabled verification loudly). */
 static int read_files(struct hr_registry *r, struct hr_err *err)
 {
 	int rc = 0;
 
 	if (r->conf.token_file)
 		rc = read_token(&r->conf, err);
-	if (!rc)
-		rc = readable(r->conf.common.ca_file, "ca_file", err);
-	if (!rc)
-		rc = readable(r->conf.common.cert_file, "cert_file", err);
-	if (!rc)
-		rc = readable(r->conf.common.key_file, "key_file", err);
+	if (!rc && r->conf.tls)
+		rc = hr_regcore_tls(&r->core, &r->conf.common, "consul",
+				    r->conf.address, &r->conf.tls_names, err);
 	return rc;
 }
 
 /* Base URL and CONNECT_TO: the URL host is tls_server_name when set, and
- * CONNECT_TO sends the connection to the configured host. */
+ * CONNECT_TO sends the connection to the configured host. Over a Unix
+ * socket the URL names tls_server_name or localhost. */
 static int setup_base(struct hr_registry *r, struct hr_err *err)
 {
 	const struct hr_consul_conf *c = &r->conf;
@@ -518,6 +553,13 @@ static int setup_base(struct hr_registry *r, struct hr_err *err)
 	bool tls;
 	int port;
 
+	if (c->unix_path) {
+		snprintf(line, sizeof(line), "%s://%s", c->tls ? "https" :
+			 "http", c->tls_server_name ? c->tls_server_name :
+			 "localhost");
+		r->base = strdup(line);
+		return r->base ? 0 : hr_err_set(err, -ENOMEM, "out of memory");
+	}
 	if (hr_consul_addr_split(c->address, &tls, host, sizeof(host),
 				 &port) < 0)
 		return hr_err_set(err, -EINVAL, "consul address %s is invalid",
@@ -693,4 +735,5 @@ const struct hr_registry_ops hr_registry_consul = {
 	.maintenance = consul_maintenance,
 	.shutdown = consul_shutdown,
 	.destroy = consul_destroy,
+	.preflight = consul_preflight,
 };

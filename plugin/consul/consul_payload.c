@@ -83,6 +83,7 @@ void hr_consul_conf_init(struct hr_consul_conf *c)
 void hr_consul_conf_dispose(struct hr_consul_conf *c)
 {
 	free(c->address);
+	free(c->unix_path);
 	free(c->token_file);
 	hr_secret_free(c->token);
 	hr_reg_conf_dispose(&c->common);
@@ -140,20 +141,6 @@ int hr_consul_addr_split(const char *addr, bool *tls, char *host,
 	return 0;
 }
 
-/* "host:8500" -> "http://host:8500"; strips one trailing '/'. */
-static char *normalize_addr(const char *in)
-{
-	struct buf b;
-
-	buf_init(&b);
-	if (!strstr(in, "://"))
-		buf_str(&b, "http://");
-	buf_str(&b, in);
-	if (b.ok && b.n > 0 && b.p[b.n - 1] == '/')
-		b.p[--b.n] = '\0';
-	return buf_take(&b);
-}
-
 /* The schema: the keys of "registry.consul" besides the common ones
  * (struct hr_reg_conf), and where they go. */
 #define AT(m) offsetof(struct hr_consul_conf, m)
@@ -165,35 +152,6 @@ static const struct hr_reg_field fields[] = {
 	{ "deregister_critical_service_after", HR_REG_DURATION, AT(dcsa_ms) },
 };
 #undef AT
-
-static int check_address(struct hr_consul_conf *c, const char *path,
-			 const char *from, struct hr_diag *diag)
-{
-	char host[256], p[HR_CONF_PATH_MAX];
-	bool tls;
-	int port;
-
-	if (hr_consul_addr_split(c->address, &tls, host, sizeof(host),
-				 &port) < 0) {
-		/* shown cut short on a character boundary (the environment's
-		 * address is not checked like a config string) */
-		int shown = hr_conf_shown_len(c->address, 128);
-
-		hr_diag_add(diag, HR_DIAG_ERROR, hr_conf_path(p, path,
-							      "address"),
-			    "\"%.*s\"%s is not an http:// or https:// "
-			    "address with a host and optional port",
-			    shown, c->address, from);
-		return -EINVAL;
-	}
-	if (!tls && (c->common.ca_file || c->common.cert_file ||
-		     c->common.key_file ||
-		     c->tls_server_name))
-		hr_diag_add(diag, HR_DIAG_WARNING, path,
-			    "TLS settings are ignored: the address is not "
-			    "https://");
-	return 0;
-}
 
 /* Rules between values, after every member was read. */
 static int check_values(const struct hr_consul_conf *c, const char *path,
@@ -221,36 +179,272 @@ static int check_values(const struct hr_consul_conf *c, const char *path,
 	return rc;
 }
 
-/* The address (default, CONSUL_HTTP_ADDR, normalised, checked) and the
- * token from the environment. 0, -EINVAL or -ENOMEM. */
-static int apply_env(struct hr_consul_conf *out, const char *path,
-		     const struct hr_consul_env *env, struct hr_diag *diag)
+/* ---- the environment -------------------------------------------------- */
+
+void hr_consul_env_read(struct hr_consul_env *env, hr_consul_getenv_cb get,
+			void *payload)
 {
-	const char *from = "";
-	char *n;
+	env->http_addr = get("CONSUL_HTTP_ADDR", payload);
+	env->http_token = get("CONSUL_HTTP_TOKEN", payload);
+	env->http_token_file = get("CONSUL_HTTP_TOKEN_FILE", payload);
+	env->http_ssl = get("CONSUL_HTTP_SSL", payload);
+	env->http_ssl_verify = get("CONSUL_HTTP_SSL_VERIFY", payload);
+	env->cacert = get("CONSUL_CACERT", payload);
+	env->capath = get("CONSUL_CAPATH", payload);
+	env->client_cert = get("CONSUL_CLIENT_CERT", payload);
+	env->client_key = get("CONSUL_CLIENT_KEY", payload);
+	env->tls_server_name = get("CONSUL_TLS_SERVER_NAME", payload);
+}
 
+static bool set(const char *v)
+{
+	return v && v[0];
+}
+
+/* Go's strconv.ParseBool, which the official client applies to
+ * CONSUL_HTTP_SSL and CONSUL_HTTP_SSL_VERIFY. Unset leaves *out. */
+static int env_bool(const char *name, const char *v, bool *out,
+		    const char *path, struct hr_diag *diag)
+{
+	static const char *const yes[] = { "1", "t", "T", "TRUE", "true",
+					   "True" };
+	static const char *const no[] = { "0", "f", "F", "FALSE", "false",
+					  "False" };
+	size_t i;
+
+	if (!set(v))
+		return 0;
+	for (i = 0; i < HR_ARRAY_SIZE(yes); i++) {
+		if (!strcmp(v, yes[i])) {
+			*out = true;
+			return 0;
+		}
+		if (!strcmp(v, no[i])) {
+			*out = false;
+			return 0;
+		}
+	}
+	hr_diag_add(diag, HR_DIAG_ERROR, path,
+		    "%s=\"%.*s\" is not a boolean (true, false, 1, 0, t, f)",
+		    name, hr_conf_shown_len(v, 32), v);
+	return -EINVAL;
+}
+
+/* Fill *dst (unset) from the variable; record where it came from. */
+static int env_str(char **dst, const char *v, const char *name,
+		   const char **from)
+{
+	if (*dst || !set(v))
+		return 0;
+	if (!(*dst = strdup(v)))
+		return -ENOMEM;
+	if (from)
+		*from = name;
+	return 0;
+}
+
+#define UNIX_PATH_MAX 107 /* sizeof(sun_path) - 1 */
+
+/*
+ * out->address (the config's, else the variable's, else the default)
+ * into its final form: scheme, tls, unix_path. 0 or -EINVAL/-ENOMEM.
+ */
+static int resolve_address(struct hr_consul_conf *out, bool from_env,
+			   bool ssl, const char *path, struct hr_diag *diag)
+{
+	const char *a = out->address, *from = from_env ?
+		" (from CONSUL_HTTP_ADDR)" : "";
+	const char *rest;
+	char p[HR_CONF_PATH_MAX], host[256];
+	struct buf b;
+	bool tls;
+	int port;
+
+	hr_conf_path(p, path, "address");
+	buf_init(&b);
+	if (!strncmp(a, "unix://", 7)) {
+		rest = a + 7;
+		if (rest[0] != '/' || strlen(rest) > UNIX_PATH_MAX) {
+			hr_diag_add(diag, HR_DIAG_ERROR, p,
+				    "\"%.*s\"%s: a unix:// address needs an "
+				    "absolute socket path of at most %d bytes "
+				    "(unix:///run/consul/http.sock)",
+				    hr_conf_shown_len(a, 128), a, from,
+				    UNIX_PATH_MAX);
+			return -EINVAL;
+		}
+		if (!(out->unix_path = strdup(rest)))
+			return -ENOMEM;
+		out->tls = ssl;
+		return 0;
+	}
+	if (!strncmp(a, "https://", 8)) {
+		tls = true;
+		rest = a + 8;
+	} else if (!strncmp(a, "http://", 7)) {
+		/* The official client: "Never revert to http if TLS was
+		 * explicitly requested" (for its environment's address). */
+		tls = from_env && ssl;
+		rest = a + 7;
+	} else if (strstr(a, "://")) {
+		rest = NULL;
+		tls = false;
+	} else {
+		tls = ssl;
+		rest = a;
+	}
+	if (rest) {
+		buf_str(&b, tls ? "https://" : "http://");
+		buf_str(&b, rest);
+		if (b.ok && b.n > 0 && b.p[b.n - 1] == '/')
+			b.p[--b.n] = '\0';
+		if (!b.ok)
+			return -ENOMEM;
+	}
+	if (!rest || hr_consul_addr_split(b.p, &tls, host, sizeof(host),
+					  &port) < 0) {
+		free(b.p);
+		/* shown cut short on a character boundary (the environment's
+		 * address is not checked like a config string) */
+		hr_diag_add(diag, HR_DIAG_ERROR, p,
+			    "\"%.*s\"%s is not an http://, https:// or "
+			    "unix:// address with a host and optional port "
+			    "(no path)",
+			    hr_conf_shown_len(a, 128), a, from);
+		return -EINVAL;
+	}
+	free(out->address);
+	out->address = b.p;
+	out->tls = tls;
+	return 0;
+}
+
+/* A host name or IPv4 address for SNI and the certificate check; a
+ * variable's port is dropped, as the official client does. */
+static int check_server_name(struct hr_consul_conf *out, bool from_env,
+			     const char *path, struct hr_diag *diag)
+{
+	char p[HR_CONF_PATH_MAX], *n = out->tls_server_name;
+	const char *what = from_env ? "CONSUL_TLS_SERVER_NAME" :
+		hr_conf_path(p, path, "tls_server_name");
+	char *colon = strrchr(n, ':');
+	size_t len;
+
+	if (from_env && colon && !strchr(n, ']'))
+		*colon = '\0';
+	len = strlen(n);
+	if (len && len <= 253 && strspn(n, "abcdefghijklmnopqrstuvwxyz"
+				       "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+				       "0123456789.-_") == len)
+		return 0;
+	hr_diag_add(diag, HR_DIAG_ERROR, from_env ? path : p,
+		    "%s%s\"%.*s\" is not a host name (letters, digits, '.', "
+		    "'-'; at most 253 bytes)", from_env ? what : "",
+		    from_env ? ": " : "", hr_conf_shown_len(n, 128), n);
+	return -EINVAL;
+}
+
+/* With TLS, the CONSUL_* TLS variables where the config is silent. */
+static int apply_tls_env(struct hr_consul_conf *out, bool skip_in_conf,
+			 const struct hr_consul_env *env, const char *path,
+			 struct hr_diag *diag)
+{
+	struct hr_reg_conf *c = &out->common;
+	struct hr_reg_tls_names *n = &out->tls_names;
+	bool from_env = false, verify = true;
+	int rc = 0;
+
+	if (env_str(&c->ca_file, env->cacert, "CONSUL_CACERT", &n->ca_file) ||
+	    env_str(&c->ca_path, env->capath, "CONSUL_CAPATH", &n->ca_path) ||
+	    env_str(&c->cert_file, env->client_cert, "CONSUL_CLIENT_CERT",
+		    &n->cert_file) ||
+	    env_str(&c->key_file, env->client_key, "CONSUL_CLIENT_KEY",
+		    &n->key_file))
+		return -ENOMEM;
+	if (!out->tls_server_name && set(env->tls_server_name)) {
+		if (!(out->tls_server_name = strdup(env->tls_server_name)))
+			return -ENOMEM;
+		from_env = true;
+	}
+	if (from_env && check_server_name(out, true, path, diag) < 0)
+		rc = -EINVAL;
+	if (!skip_in_conf) {
+		if (env_bool("CONSUL_HTTP_SSL_VERIFY", env->http_ssl_verify,
+			     &verify, path, diag) < 0)
+			rc = -EINVAL;
+		else if (!verify) {
+			c->tls_skip_verify = true;
+			hr_diag_add(diag, HR_DIAG_WARNING, path,
+				    "CONSUL_HTTP_SSL_VERIFY=%s: the agent's "
+				    "certificate and host name are not "
+				    "verified; anyone on the network path can "
+				    "impersonate it", env->http_ssl_verify);
+		}
+	}
+	if (n->key_file && !c->cert_file) {
+		hr_diag_add(diag, HR_DIAG_ERROR, path,
+			    "CONSUL_CLIENT_KEY needs a client certificate "
+			    "(cert_file or CONSUL_CLIENT_CERT)");
+		rc = -EINVAL;
+	}
+	if (c->ca_path && c->ca_file && (n->ca_path || n->ca_file))
+		hr_diag_add(diag, HR_DIAG_WARNING, path,
+			    "%s is ignored: %s is set (as Consul's client "
+			    "does)", n->ca_path ? n->ca_path : "ca_path",
+			    n->ca_file ? n->ca_file : "ca_file");
+	return rc;
+}
+
+/*
+ * The address, TLS and token, each from the config or else from the
+ * environment (see hr_consul_conf_parse()). skip_in_conf: the config has
+ * tls_skip_verify. 0, -EINVAL or -ENOMEM.
+ */
+static int apply_env(struct hr_consul_conf *out, bool skip_in_conf,
+		     const char *path, const struct hr_consul_env *env,
+		     struct hr_diag *diag)
+{
+	bool from_env = false, ssl = false;
+	int rc = 0, r;
+
+	if (env_bool("CONSUL_HTTP_SSL", env->http_ssl, &ssl, path, diag) < 0)
+		rc = -EINVAL;
 	if (!out->address) {
-		const char *a = HR_CONSUL_DEFAULT_ADDR;
+		const char *a = "127.0.0.1:8500";
 
-		if (env->http_addr && env->http_addr[0]) {
+		if (set(env->http_addr)) {
 			a = env->http_addr;
-			from = " (from CONSUL_HTTP_ADDR)";
+			from_env = true;
 		}
 		if (!(out->address = strdup(a)))
 			return -ENOMEM;
 	}
-	if (!(n = normalize_addr(out->address)))
-		return -ENOMEM;
-	free(out->address);
-	out->address = n;
-	if (!out->token_file && env->http_token_file &&
-	    env->http_token_file[0] &&
-	    !(out->token_file = strdup(env->http_token_file)))
-		return -ENOMEM;
-	if (!out->token_file && env->http_token && env->http_token[0] &&
+	r = resolve_address(out, from_env, ssl, path, diag);
+	if (r == -ENOMEM)
+		return r;
+	if (r < 0)
+		rc = r;
+	else if (!out->tls && (out->common.ca_file || out->common.ca_path ||
+			       out->common.cert_file || out->common.key_file ||
+			       out->common.tls_skip_verify ||
+			       out->tls_server_name))
+		hr_diag_add(diag, HR_DIAG_WARNING, path,
+			    "TLS settings are ignored: the address is not "
+			    "https:// (nor CONSUL_HTTP_SSL=true)");
+	else if (out->tls && (r = apply_tls_env(out, skip_in_conf, env, path,
+						diag)) < 0)
+		rc = r;
+	if (rc == -ENOMEM)
+		return rc;
+	if (!out->token_file && set(env->http_token_file)) {
+		if (!(out->token_file = strdup(env->http_token_file)))
+			return -ENOMEM;
+		out->token_file_from_env = true;
+	}
+	if (!out->token_file && set(env->http_token) &&
 	    !(out->token = strdup(env->http_token)))
 		return -ENOMEM;
-	return check_address(out, path, from, diag);
+	return rc;
 }
 
 int hr_consul_conf_parse(struct hr_consul_conf *out, const cJSON *conf,
@@ -279,7 +473,12 @@ int hr_consul_conf_parse(struct hr_consul_conf *out, const cJSON *conf,
 	}
 	if (check_values(out, path, diag) < 0)
 		rc = -EINVAL;
-	r = apply_env(out, path, env ? env : &no_env, diag);
+	if (out->tls_server_name &&
+	    check_server_name(out, false, path, diag) < 0)
+		rc = -EINVAL;
+	r = apply_env(out, cJSON_GetObjectItemCaseSensitive(conf,
+							    "tls_skip_verify")
+			   != NULL, path, env ? env : &no_env, diag);
 	if (r == -ENOMEM)
 		goto nomem;
 	if (r < 0)

@@ -32,23 +32,50 @@
 /* Suffix of the one TTL check's ID: "service:<service-id>:healthreg". */
 #define HR_CONSUL_CHECK_SUFFIX ":healthreg"
 
-/* The process environment, passed in so parsing stays pure. */
+/*
+ * The variables of the official Consul client (hashicorp/consul api/api.go)
+ * that healthreg honours where the config is silent, passed in so parsing
+ * stays pure. NULL or "" means unset, as for the official client. The
+ * strings are borrowed for the parse only.
+ */
 struct hr_consul_env {
 	const char *http_addr;       /* CONSUL_HTTP_ADDR */
 	const char *http_token;      /* CONSUL_HTTP_TOKEN (a secret) */
 	const char *http_token_file; /* CONSUL_HTTP_TOKEN_FILE */
+	const char *http_ssl;        /* CONSUL_HTTP_SSL: a Go boolean */
+	const char *http_ssl_verify; /* CONSUL_HTTP_SSL_VERIFY: likewise */
+	const char *cacert;          /* CONSUL_CACERT */
+	const char *capath;          /* CONSUL_CAPATH */
+	const char *client_cert;     /* CONSUL_CLIENT_CERT */
+	const char *client_key;      /* CONSUL_CLIENT_KEY */
+	const char *tls_server_name; /* CONSUL_TLS_SERVER_NAME */
 };
+
+/* An environment lookup (getenv() in the agent, a table in tests). */
+typedef const char *(*hr_consul_getenv_cb)(const char *name, void *payload);
+
+/** Fill env with get(name) for every variable above. Pure given get;
+ * the strings stay get's. Cannot fail. */
+void hr_consul_env_read(struct hr_consul_env *env, hr_consul_getenv_cb get,
+			void *payload);
 
 /* The validated "registry.consul" object. Strings are owned. */
 struct hr_consul_conf {
-	char *address;          /* "http[s]://host[:port]", no trailing '/' */
+	char *address;          /* "http[s]://host[:port]", no trailing '/',
+				   or "unix:///path" */
+	char *unix_path;        /* unix://: the socket; NULL for TCP */
+	bool tls;               /* https (also over a Unix socket) */
 	char *token_file;       /* config key, else CONSUL_HTTP_TOKEN_FILE */
+	bool token_file_from_env;
 	char *token;            /* CONSUL_HTTP_TOKEN when no file; secret */
-	char *tls_server_name;
+	char *tls_server_name;  /* config key, else CONSUL_TLS_SERVER_NAME */
 	int64_t check_ttl_ms;
 	int64_t dcsa_ms;        /* 0 = not sent (no crash safety net) */
-	struct hr_reg_conf common; /* TLS files, register_when,
-				      deregister_after */
+	struct hr_reg_conf common; /* TLS, register_when, deregister_after:
+				      with tls, the CONSUL_* TLS variables
+				      fill what the config leaves unset */
+	struct hr_reg_tls_names tls_names; /* the variable a TLS file came
+					      from, for messages */
 };
 
 /** Zero a conf. Cannot fail. */
@@ -58,9 +85,25 @@ void hr_consul_conf_dispose(struct hr_consul_conf *c);
 
 /**
  * Validate conf (the "registry.consul" value; NULL means {}) under path and
- * fill out with defaults applied. Every problem goes to diag as
- * "<path>.<key>: problem". env may be NULL. Returns 0, -EINVAL (errors in
- * diag; out is disposed) or -ENOMEM.
+ * fill out with defaults applied, the environment filling what the config
+ * leaves unset (the config wins):
+ *   address  config, else CONSUL_HTTP_ADDR, else 127.0.0.1:8500; forms
+ *            host:port, http://, https://, unix:///path. Without a scheme
+ *            CONSUL_HTTP_SSL=true means https; it also turns an http://
+ *            CONSUL_HTTP_ADDR into https (as the official client never
+ *            reverts to http when TLS was asked for), and unix:// into
+ *            TLS over the socket. A config "http://" stays http.
+ *   TLS      (only with tls) ca_file, ca_path, cert_file, key_file,
+ *            tls_server_name, tls_skip_verify, else CONSUL_CACERT,
+ *            CONSUL_CAPATH, CONSUL_CLIENT_CERT, CONSUL_CLIENT_KEY,
+ *            CONSUL_TLS_SERVER_NAME (a port is dropped),
+ *            CONSUL_HTTP_SSL_VERIFY=false.
+ *   token    token_file, else CONSUL_HTTP_TOKEN_FILE, else
+ *            CONSUL_HTTP_TOKEN.
+ * A variable that is not a Go boolean (CONSUL_HTTP_SSL, _SSL_VERIFY) is an
+ * error naming it. Every problem goes to diag as "<path>.<key>: problem"
+ * (or "<path>: CONSUL_...: problem"). env may be NULL. Returns 0, -EINVAL
+ * (errors in diag; out is disposed) or -ENOMEM.
  */
 int hr_consul_conf_parse(struct hr_consul_conf *out, const cJSON *conf,
 			 const char *path, const struct hr_consul_env *env,

@@ -71,6 +71,7 @@ struct hr_registry {
 	unsigned failures;     /* consecutive unavailable replies */
 	unsigned retries;      /* consecutive other failures (backoff) */
 	unsigned auth_again;   /* re-authentications without progress */
+	bool tls_failed;       /* the last transport failure was TLS's */
 
 	int64_t lease;         /* 0: none */
 	int64_t lease_ttl_s;
@@ -185,9 +186,6 @@ static void start_op(struct hr_registry *r, enum hr_etcd_op op, char *body,
 			   r->auth_hdrs : r->plain_hdrs,
 		.timeout_ms = (long)r->conf.request_timeout_ms,
 		.http11 = true,
-		.ca_file = r->conf.common.ca_file,
-		.cert_file = r->conf.common.cert_file,
-		.key_file = r->conf.common.key_file,
 	};
 	int rc = -ENOMEM;
 
@@ -363,9 +361,15 @@ static void handle_failure(struct hr_registry *r, enum hr_etcd_op op,
 		backoff(r);
 		break;
 	case HR_ETCD_UNAVAILABLE:
-		hr_log(HR_LOG_WARN, "etcd_unavailable", "op", name, "reason",
-		       rep->message, "http", http, "endpoint", endpoint(r),
-		       NULL);
+		if (r->tls_failed)
+			/* Not an outage: a certificate or setting to fix. */
+			hr_log(HR_LOG_ERROR, "etcd_tls_failed", "registry",
+			       "etcd", "op", name, "endpoint", endpoint(r),
+			       "reason", rep->message, NULL);
+		else
+			hr_log(HR_LOG_WARN, "etcd_unavailable", "op", name,
+			       "reason", rep->message, "http", http,
+			       "endpoint", endpoint(r), NULL);
 		r->failures++;
 		r->ep = (r->ep + 1) % n;
 		/* A full round of endpoints failed: wait before the next. */
@@ -389,9 +393,11 @@ static bool on_reply(struct hr_regcore *core, const struct hr_reg_reply *a)
 	enum hr_etcd_op op = r->op;
 
 	hr_etcd_reply_parse(op, a->status, a->body, a->len, &rep);
+	r->tls_failed = a->rc != CURLE_OK &&
+			hr_reg_tls_failed(a->rc, a->errbuf);
 	if (a->rc != CURLE_OK)
-		snprintf(rep.message, sizeof(rep.message), "%.150s",
-			 a->errbuf[0] ? a->errbuf : curl_easy_strerror(a->rc));
+		hr_reg_curl_reason(a->rc, a->errbuf, rep.message,
+				   sizeof(rep.message));
 	if (rep.result == HR_ETCD_OK) {
 		handle_ok(r, op, &rep);
 		if (hr_regcore_shutting_down(core) && op == HR_ETCD_OP_REVOKE)
@@ -518,6 +524,31 @@ static void etcd_validate(const cJSON *conf, const char *path,
 		hr_etcd_conf_dispose(&c);
 }
 
+/* Any https:// endpoint: the TLS settings matter. */
+static bool uses_tls(const struct hr_etcd_conf *c)
+{
+	size_t i;
+
+	for (i = 0; i < c->n_endpoints; i++)
+		if (!strncmp(c->endpoints[i], "https://", 8))
+			return true;
+	return false;
+}
+
+/* `healthreg validate`: the TLS files, with an https endpoint. (The
+ * password file is read when the backend is built.) */
+static void etcd_preflight(const cJSON *conf, const char *path,
+			   struct hr_diag *diag)
+{
+	struct hr_etcd_conf c;
+
+	if (hr_etcd_conf_parse(&c, conf, path, NULL) < 0)
+		return;
+	if (uses_tls(&c))
+		hr_reg_tls_check_files(&c.common, path, NULL, diag);
+	hr_etcd_conf_dispose(&c);
+}
+
 static int load_credentials(struct hr_registry *r, struct hr_err *err)
 {
 	const char *env_user = getenv("ETCD_USERNAME");
@@ -598,6 +629,10 @@ static int etcd_create(struct hr_registry **out, const cJSON *conf,
 	hr_regcore_grace_setup(&r->core, r->conf.common.register_when,
 			       r->conf.common.deregister_after_ms);
 	if ((rc = make_key(r, err)) < 0 || (rc = load_credentials(r, err)) < 0)
+		goto fail;
+	if (uses_tls(&r->conf) &&
+	    (rc = hr_regcore_tls(&r->core, &r->conf.common, "etcd",
+				 endpoint(r), NULL, err)) < 0)
 		goto fail;
 	r->plain_hdrs = curl_slist_append(NULL,
 					  "Content-Type: application/json");
@@ -687,4 +722,5 @@ const struct hr_registry_ops hr_registry_etcd = {
 	.maintenance = NULL,
 	.shutdown = etcd_shutdown,
 	.destroy = etcd_destroy,
+	.preflight = etcd_preflight,
 };

@@ -15,6 +15,11 @@ Usage (from any test; standard library only)::
     emu.fault(None)        # back to normal
     emu.stop()             # SIGTERM, then SIGKILL after a grace period
 
+    # HTTPS next to HTTP (Consul's ports.https), and a Unix socket:
+    emu = emuctl.start(tls_cert=c, tls_key=k, tls_ca=ca, unix=path)
+    emu.https_url          # "https://127.0.0.1:<https_port>"
+    emu.unix_url           # "unix://<path>"
+
 Keyword flags map to emulator command-line flags: ``acl_default_policy="deny"``
 becomes ``--acl-default-policy deny``; ``True`` adds a bare flag
 (``discard_check_output=True``); a list repeats the flag
@@ -24,10 +29,12 @@ so that the child never blocks on a full stderr pipe.  See README.md for
 every flag.
 """
 
+import http.client
 import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -71,6 +78,8 @@ class Emulator:
         self.fault_path = os.path.join(self._tmp, "fault")
         self.proc = None
         self.port = None
+        self.https_port = None
+        self.unix_path = self.flags.get("unix")
         self._spawn(port)
 
     # -- public API -----------------------------------------------------------
@@ -82,6 +91,18 @@ class Emulator:
     def url(self):
         host = "[%s]" % self.bind if ":" in self.bind else self.bind
         return "http://%s:%d" % (host, self.port)
+
+    @property
+    def https_url(self):
+        """The HTTPS listener (started with tls_cert/tls_key), or None."""
+        if self.https_port is None:
+            return None
+        host = "[%s]" % self.bind if ":" in self.bind else self.bind
+        return "https://%s:%d" % (host, self.https_port)
+
+    @property
+    def unix_url(self):
+        return "unix://" + self.unix_path if self.unix_path else None
 
     def stop(self, grace=5.0):
         """Terminate the process (SIGTERM, then SIGKILL).  Idempotent."""
@@ -149,13 +170,20 @@ class Emulator:
     # -- internals -----------------------------------------------------------
     def _spawn(self, port):
         port_file = os.path.join(self._tmp, "port")
-        try:
-            os.unlink(port_file)
-        except FileNotFoundError:
-            pass
+        https_file = os.path.join(self._tmp, "https-port")
+        for f in (port_file, https_file):
+            try:
+                os.unlink(f)
+            except FileNotFoundError:
+                pass
         argv = [sys.executable, "-S", EMULATOR, "--bind", self.bind, "--port", str(port),
                 "--port-file", port_file, "--log", self.log_path,
                 "--fault-file", self.fault_path] + _flags(self.flags)
+        if self.flags.get("tls_cert"):
+            # A restart keeps the HTTPS port too.
+            argv += ["--https-port-file", https_file]
+            if "https_port" not in self.flags:
+                argv += ["--https-port", str(self.https_port or 0)]
         deadline = time.monotonic() + self.startup_timeout
         while True:
             self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
@@ -164,6 +192,9 @@ class Emulator:
                 if os.path.exists(port_file):
                     with open(port_file) as fh:
                         self.port = int(fh.read().strip())
+                    if os.path.exists(https_file):
+                        with open(https_file) as fh:
+                            self.https_port = int(fh.read().strip())
                     if self._ready():
                         return
                 if self.proc.poll() is not None:
@@ -208,3 +239,45 @@ def request(emu, method, path, body=None, headers=None, timeout=30.0):
     except urllib.error.HTTPError as e:
         with e:
             return e.code, e.headers, e.read()
+
+
+class UnixHTTPConnection(http.client.HTTPConnection):
+    """http.client over a Unix socket (the emulator's --unix)."""
+
+    def __init__(self, path, timeout=30.0):
+        super().__init__("localhost", timeout=timeout)
+        self.unix_path = path
+
+    def connect(self):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(self.timeout)
+        try:
+            s.connect(self.unix_path)
+        except OSError:
+            s.close()
+            raise
+        self.sock = s
+
+
+def tls_client_context(ca=None, cert=None, key=None, server_name_check=True):
+    """A client context that trusts ca (PEM file), with an optional client
+    certificate; check_hostname follows server_name_check."""
+    ctx = ssl.create_default_context(cafile=ca)
+    ctx.check_hostname = server_name_check
+    if cert:
+        ctx.load_cert_chain(cert, key)
+    return ctx
+
+
+def request_on(conn, method, path, body=None, headers=None):
+    """One request on an http.client connection (plain, HTTPS or
+    UnixHTTPConnection), closed afterwards: (status, headers, body)."""
+    data = body
+    if body is not None and not isinstance(body, (bytes, bytearray)):
+        data = body.encode("utf-8")
+    try:
+        conn.request(method, path, body=data, headers=dict(headers or {}))
+        r = conn.getresponse()
+        return r.status, r.headers, r.read()
+    finally:
+        conn.close()

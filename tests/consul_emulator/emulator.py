@@ -10,6 +10,13 @@ Run:
     python3 emulator.py --port 0 --port-file /tmp/x.port [--bind 127.0.0.1]
         [--acl-default-policy deny --acl-token SECRET[=RULES] ...]
         [--reap-min-ms N] [--reap-tick-ms N] [--log FILE]
+        [--tls-cert C --tls-key K [--tls-ca CA] --https-port N
+         --https-port-file F] [--unix PATH]
+
+With --tls-cert/--tls-key a second listener serves the same agent over
+HTTPS (Consul's ports.https; --tls-ca requires client certificates, like
+verify_incoming), and --unix adds one on a Unix socket (addresses.http =
+"unix://PATH").
 
 State is kept in memory only (like ``consul agent -dev``): killing the
 process and starting a new one on the same port is "an agent restarted with
@@ -27,6 +34,8 @@ import random
 import re
 import signal
 import socket
+import socketserver
+import ssl
 import sys
 import threading
 import time
@@ -1738,10 +1747,100 @@ def read_fault(path):
     raise ValueError("bad fault file line: %r" % " ".join(words))
 
 
-class Server(http.server.ThreadingHTTPServer):
+GO_HTTP_ON_HTTPS = (b"HTTP/1.0 400 Bad Request\r\n\r\n"
+                    b"Client sent an HTTP request to an HTTPS server.\n")
+
+
+class TLSListener:
+    """Server mixin: with tls_ctx set, accepted sockets speak TLS, the
+    handshake running in the request's thread."""
+    tls_ctx = None      # an ssl.SSLContext: this listener speaks TLS
+    listener = "http"   # for log lines: "http", "https", "unix"
+
+    def wrap(self, sock):
+        if self.tls_ctx is None:
+            return sock
+        # The handshake runs in the request's thread (finish_request), so
+        # a client that never completes it holds only its own thread.
+        return self.tls_ctx.wrap_socket(sock, server_side=True,
+                                        do_handshake_on_connect=False)
+
+    def finish_request(self, request, client_address):
+        if self.tls_ctx is not None:
+            try:
+                request.settimeout(10)
+                request.do_handshake()
+                request.settimeout(None)
+            except (ssl.SSLError, OSError) as e:
+                self.emu_log("[TLS] %s handshake failed from %s: %s" % (
+                    self.listener, client_address[0], e))
+                if getattr(e, "reason", None) == "HTTP_REQUEST":
+                    # What Go's net/http answers plain HTTP on a TLS port
+                    # (written on the raw socket, outside TLS).
+                    try:
+                        os.write(request.fileno(), GO_HTTP_ON_HTTPS)
+                    except OSError:
+                        pass
+                else:
+                    self._linger(request)
+                return
+        super().finish_request(request, client_address)
+
+    @staticmethod
+    def _linger(request):
+        """After a refused handshake (the alert is sent), read what the
+        client still sends for up to 1 s before closing, so that a TLS 1.3
+        client, whose side of the handshake was already done, reads the
+        alert instead of failing its first write on a closed socket."""
+        try:
+            raw = socket.socket(fileno=os.dup(request.fileno()))
+        except OSError:
+            return
+        try:
+            raw.settimeout(1.0)
+            deadline = time.monotonic() + 1.0
+            while time.monotonic() < deadline and raw.recv(4096):
+                pass
+        except OSError:
+            pass
+        finally:
+            raw.close()
+
+
+class Server(TLSListener, http.server.ThreadingHTTPServer):
     allow_reuse_address = True
     daemon_threads = True
     request_queue_size = 128
+
+    def get_request(self):
+        sock, addr = self.socket.accept()
+        return self.wrap(sock), addr
+
+
+class UnixServer(TLSListener, socketserver.ThreadingMixIn,
+                 socketserver.UnixStreamServer):
+    """The agent's API on a Unix socket (Consul's addresses.http, or with
+    --unix-tls addresses.https, = "unix:///path"). A peer has no IP
+    address: it is reported as "@", as Go's net/http gives RemoteAddr for
+    a Unix-socket connection."""
+    daemon_threads = True
+    request_queue_size = 128
+    listener = "unix"
+
+    def get_request(self):
+        sock, _ = self.socket.accept()
+        return self.wrap(sock), ("@", 0)
+
+
+def tls_context(cert, key, ca):
+    """Server-side context: cert and key (PEM); with ca, a client
+    certificate signed by it is required (Consul's verify_incoming)."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    if ca:
+        ctx.verify_mode = ssl.CERT_REQUIRED
+        ctx.load_verify_locations(cafile=ca)
+    return ctx
 
 
 # ---------------------------------------------------------------------------
@@ -1777,6 +1876,18 @@ def build_parser():
     p.add_argument("--fault-file",
                    help="inject faults: read before every request (off | status CODE | "
                         "delay MS | garbage | close)")
+    p.add_argument("--tls-cert", help="PEM certificate (chain) for the HTTPS listener")
+    p.add_argument("--tls-key", help="PEM private key of --tls-cert")
+    p.add_argument("--tls-ca", help="PEM CA bundle: with it, HTTPS clients must present a "
+                                    "certificate signed by it (verify_incoming)")
+    p.add_argument("--https-port", type=int, default=0,
+                   help="HTTPS port (with --tls-cert/--tls-key); 0 picks a free one")
+    p.add_argument("--https-port-file",
+                   help="write the chosen HTTPS port here (atomic rename) once listening")
+    p.add_argument("--unix", metavar="PATH",
+                   help="also serve the API (plain HTTP) on a Unix socket at PATH")
+    p.add_argument("--unix-tls", action="store_true",
+                   help="the Unix socket speaks HTTPS too (with --tls-cert/--tls-key)")
     return p
 
 
@@ -1806,15 +1917,46 @@ def main(argv=None):
     # main thread's wait immediately (threads inherit the blocked mask).
     sigs = {signal.SIGTERM, signal.SIGINT}
     signal.pthread_sigmask(signal.SIG_BLOCK, sigs)
+    if bool(opts.tls_cert) != bool(opts.tls_key) or (opts.tls_ca and not opts.tls_cert):
+        sys.exit("emulator: --tls-cert and --tls-key go together (--tls-ca needs them)")
+    if opts.unix_tls and not (opts.unix and opts.tls_cert):
+        sys.exit("emulator: --unix-tls needs --unix and --tls-cert/--tls-key")
+    try:
+        tls_ctx = tls_context(opts.tls_cert, opts.tls_key, opts.tls_ca) if opts.tls_cert else None
+    except (OSError, ssl.SSLError) as e:
+        sys.exit("emulator: TLS setup: %s" % e)
     family = socket.AF_INET6 if ":" in opts.bind else socket.AF_INET
     Server.address_family = family
     agent = Agent(opts, log)
-    srv = Server((opts.bind, opts.port), Handler)
-    srv.agent = agent
-    srv.agent_acl = acl
-    srv.emu_log = log
-    srv.fault_file = opts.fault_file
+
+    def listen(srv):
+        # Every listener serves the same agent (Consul's ports.http,
+        # ports.https and a unix:// address share one agent state).
+        srv.agent = agent
+        srv.agent_acl = acl
+        srv.emu_log = log
+        srv.fault_file = opts.fault_file
+        return srv
+
+    srv = listen(Server((opts.bind, opts.port), Handler))
+    servers = [srv]
     port = srv.server_address[1]
+    https_port = None
+    if tls_ctx is not None:
+        tls_srv = listen(Server((opts.bind, opts.https_port), Handler))
+        tls_srv.tls_ctx = tls_ctx
+        tls_srv.listener = "https"
+        servers.append(tls_srv)
+        https_port = tls_srv.server_address[1]
+    if opts.unix:
+        try:
+            os.unlink(opts.unix)
+        except FileNotFoundError:
+            pass
+        unix_srv = listen(UnixServer(opts.unix, Handler))
+        if opts.unix_tls:
+            unix_srv.tls_ctx = tls_ctx
+        servers.append(unix_srv)
 
     stop = threading.Event()
 
@@ -1824,23 +1966,40 @@ def main(argv=None):
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
 
-    t = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.02},
-                         name="http", daemon=True)
-    t.start()
+    for s in servers:
+        threading.Thread(target=s.serve_forever, kwargs={"poll_interval": 0.02},
+                         name=s.listener, daemon=True).start()
     signal.pthread_sigmask(signal.SIG_UNBLOCK, sigs)
-    if opts.port_file:
-        tmp = "%s.tmp.%d" % (opts.port_file, os.getpid())
+
+    def write_port(path, value):
+        tmp = "%s.tmp.%d" % (path, os.getpid())
         with open(tmp, "w") as fh:
-            fh.write("%d\n" % port)
-        os.replace(tmp, opts.port_file)
-    log("[INFO] emulator: listening on %s:%d pid=%d acl=%s" % (
-        opts.bind, port, os.getpid(), acl.default_policy if acl.enabled else "disabled"))
+            fh.write("%d\n" % value)
+        os.replace(tmp, path)
+
+    # The HTTPS port first: a caller that waits for --port-file finds it.
+    if opts.https_port_file and https_port is not None:
+        write_port(opts.https_port_file, https_port)
+    if opts.port_file:
+        write_port(opts.port_file, port)
+    log("[INFO] emulator: listening on %s:%d pid=%d acl=%s%s%s" % (
+        opts.bind, port, os.getpid(), acl.default_policy if acl.enabled else "disabled",
+        "" if https_port is None else " https=%d%s" % (
+            https_port, " verify_incoming" if opts.tls_ca else ""),
+        " unix=%s%s" % (opts.unix, " (tls)" if opts.unix_tls else "")
+        if opts.unix else ""))
     while not stop.wait(1.0):
         pass
     log("[INFO] emulator: shutting down")
     agent.stop()
-    srv.shutdown()
-    srv.server_close()
+    for s in servers:
+        s.shutdown()
+        s.server_close()
+    if opts.unix:
+        try:
+            os.unlink(opts.unix)
+        except OSError:
+            pass
     return 0
 
 

@@ -15,6 +15,13 @@ answers /health, and always cleans up by PID (context manager + atexit).
         c.enable_auth("agent", "pw", "services/")
         w.wait_for(lambda e: e.type == "DELETE", timeout=5)
 
+    # https client URLs (etcd --cert-file/--key-file); with client_ca,
+    # clients must present a certificate it signed (--client-cert-auth).
+    # The harness's own calls skip verification (they are plumbing; the
+    # tests verify what healthreg does) and send `client` when given.
+    tls = {"cert": c, "key": k, "client_ca": ca, "client": (cc, ck)}
+    with EtcdCluster(tls=tls) as c: ...
+
 It also runs as a controller for the C integration tests:
 
     python3 etcd_harness.py serve [--members N]
@@ -33,6 +40,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -78,10 +86,29 @@ def prefix_end(prefix):
     return bytes(p)
 
 
-def http_json(url, path, body, token=None, timeout=3.0):
-    """POST body as JSON to url+path; returns (status, parsed or text)."""
+def client_context(client=None):
+    """The harness's own TLS context: no verification, client (cert, key)
+    presented when given."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    if client:
+        ctx.load_cert_chain(client[0], client[1])
+    return ctx
+
+
+def connect(url, timeout, ctx=None):
+    """An http.client connection to url's host: HTTPS for https://."""
     host = url.split("//", 1)[1]
-    conn = http.client.HTTPConnection(host, timeout=timeout)
+    if url.startswith("https://"):
+        return http.client.HTTPSConnection(host, timeout=timeout,
+                                           context=ctx or client_context())
+    return http.client.HTTPConnection(host, timeout=timeout)
+
+
+def http_json(url, path, body, token=None, timeout=3.0, ctx=None):
+    """POST body as JSON to url+path; returns (status, parsed or text)."""
+    conn = connect(url, timeout, ctx)
     try:
         headers = {"Content-Type": "application/json"}
         if token:
@@ -161,7 +188,8 @@ class Watcher:
             # everything in the new store is new to us.
             st, data = http_json(url, "/v3/kv/range",
                                  {"key": b64(self.prefix), "count_only": True,
-                                  "serializable": True}, token, timeout=2)
+                                  "serializable": True}, token, timeout=2,
+                                 ctx=self.cluster.ssl_ctx)
             if st != 200:
                 self.cluster._root_token = None  # maybe expired
                 return
@@ -171,8 +199,7 @@ class Watcher:
                "prev_kv": True}
         if self.next_rev:
             req["start_revision"] = str(self.next_rev)
-        host = url.split("//", 1)[1]
-        conn = http.client.HTTPConnection(host, timeout=None)
+        conn = connect(url, None, self.cluster.ssl_ctx)
         self.conn = conn
         headers = {"Authorization": token} if token else {}
         conn.request("POST", "/v3/watch",
@@ -242,8 +269,11 @@ class Watcher:
 class EtcdCluster:
     """One etcd node or a cluster of `members`, on loopback."""
 
-    def __init__(self, members=1, start=True, name="hr", auth_token_ttl=None):
+    def __init__(self, members=1, start=True, name="hr", auth_token_ttl=None,
+                 tls=None):
         self.n = members
+        self.tls = tls
+        self.ssl_ctx = client_context(tls.get("client")) if tls else None
         self.auth_token_ttl = auth_token_ttl
         self.dir = tempfile.mkdtemp(prefix="hr-etcd-")
         self.token = "%s-%d-%d" % (name, os.getpid(), free_port())
@@ -266,7 +296,8 @@ class EtcdCluster:
 
     # -- addresses -------------------------------------------------------
     def member_url(self, i):
-        return "http://127.0.0.1:%d" % self.client_ports[i]
+        return "%s://127.0.0.1:%d" % ("https" if self.tls else "http",
+                                      self.client_ports[i])
 
     @property
     def endpoints(self):
@@ -296,7 +327,16 @@ class EtcdCluster:
                 "--initial-cluster-state", "new",
                 "--logger", "zap", "--log-outputs", "stderr"] + (
                     ["--auth-token-ttl", str(self.auth_token_ttl)]
-                    if self.auth_token_ttl else [])
+                    if self.auth_token_ttl else []) + self._tls_flags()
+
+    def _tls_flags(self):
+        if not self.tls:
+            return []
+        f = ["--cert-file", self.tls["cert"], "--key-file", self.tls["key"]]
+        if self.tls.get("client_ca"):
+            f += ["--client-cert-auth", "--trusted-ca-file",
+                  self.tls["client_ca"]]
+        return f
 
     def _spawn(self, i):
         log = open(os.path.join(self.dir, "m%d.log" % i), "ab")
@@ -312,8 +352,7 @@ class EtcdCluster:
 
     def healthy(self, i):
         try:
-            conn = http.client.HTTPConnection("127.0.0.1",
-                                              self.client_ports[i], timeout=1)
+            conn = connect(self.member_url(i), 1, self.ssl_ctx)
             conn.request("GET", "/health")
             r = conn.getresponse()
             body = r.read()
@@ -457,6 +496,11 @@ class EtcdCluster:
                                                 self.alive_members())]
         if self.auth:
             cmd += ["--user", "root:" + ROOT_PASSWORD]
+        if self.tls:
+            cmd += ["--insecure-skip-tls-verify"]
+            if self.tls.get("client"):
+                cmd += ["--cert", self.tls["client"][0],
+                        "--key", self.tls["client"][1]]
         cmd += list(args)
         r = subprocess.run(cmd, env=env, stdin=subprocess.DEVNULL,
                            capture_output=True, text=True, timeout=timeout)
@@ -469,7 +513,8 @@ class EtcdCluster:
             return None
         if self._root_token is None:
             st, body = http_json(self.any_url(), "/v3/auth/authenticate",
-                                 {"name": "root", "password": ROOT_PASSWORD})
+                                 {"name": "root", "password": ROOT_PASSWORD},
+                                 ctx=self.ssl_ctx)
             if st != 200:
                 raise RuntimeError("root authenticate: %s %s" % (st, body))
             self._root_token = body["token"]
@@ -489,11 +534,11 @@ class EtcdCluster:
                 if url is None:
                     raise OSError("no member running")
                 st, data = http_json(url, path, body, self.root_token(),
-                                     timeout=2.5)
+                                     timeout=2.5, ctx=self.ssl_ctx)
                 if st == 401 and self.auth:
                     self._root_token = None
                     st, data = http_json(url, path, body, self.root_token(),
-                                         timeout=2.5)
+                                         timeout=2.5, ctx=self.ssl_ctx)
                 if st < 500:
                     return st, data
             except (OSError, http.client.HTTPException, RuntimeError):
@@ -536,7 +581,8 @@ class EtcdCluster:
         for i in self.alive_members():
             try:
                 st, data = http_json(self.member_url(i),
-                                     "/v3/maintenance/status", {}, timeout=1)
+                                     "/v3/maintenance/status", {}, timeout=1,
+                                     ctx=self.ssl_ctx)
             except OSError:
                 continue
             if st == 200:
@@ -547,7 +593,8 @@ class EtcdCluster:
         for i in self.alive_members():
             try:
                 st, data = http_json(self.member_url(i),
-                                     "/v3/maintenance/status", {}, timeout=1)
+                                     "/v3/maintenance/status", {}, timeout=1,
+                                     ctx=self.ssl_ctx)
             except OSError:
                 continue
             if st == 200 and data.get("leader") in ids:

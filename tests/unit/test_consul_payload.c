@@ -119,23 +119,25 @@ Test(consul_payload, conf_environment)
 		const char *json;
 		const char *address, *token, *token_file;
 	} t[] = {
-		{ { "10.1.2.3:8500", NULL, NULL }, "{}",
+		{ { .http_addr = "10.1.2.3:8500" }, "{}",
 		  "http://10.1.2.3:8500", NULL, NULL },
-		{ { "https://[::1]:8501", NULL, NULL }, "{}",
+		{ { .http_addr = "https://[::1]:8501" }, "{}",
 		  "https://[::1]:8501", NULL, NULL },
 		/* The config wins over the environment. */
-		{ { "10.1.2.3:8500", NULL, NULL },
+		{ { .http_addr = "10.1.2.3:8500" },
 		  "{\"address\":\"http://127.0.0.1:9\"}",
 		  "http://127.0.0.1:9", NULL, NULL },
-		{ { NULL, "s3cret", NULL }, "{}", "http://127.0.0.1:8500",
+		{ { .http_token = "s3cret" }, "{}", "http://127.0.0.1:8500",
 		  "s3cret", NULL },
 		/* A token file (either source) beats the token variable. */
-		{ { NULL, "s3cret", "/env/file" }, "{}",
+		{ { .http_token = "s3cret", .http_token_file = "/env/file" },
+		  "{}",
 		  "http://127.0.0.1:8500", NULL, "/env/file" },
-		{ { NULL, "s3cret", "/env/file" },
+		{ { .http_token = "s3cret", .http_token_file = "/env/file" },
 		  "{\"token_file\":\"/conf/file\"}", "http://127.0.0.1:8500",
 		  NULL, "/conf/file" },
-		{ { "", "", "" }, "{}", "http://127.0.0.1:8500", NULL, NULL },
+		{ { .http_addr = "", .http_token = "", .http_token_file = "" },
+		  "{}", "http://127.0.0.1:8500", NULL, NULL },
 	};
 	size_t i;
 
@@ -199,8 +201,11 @@ Test(consul_payload, conf_errors_name_their_path)
 		  "registry.consul.address: must not be empty" },
 		{ "{\"address\":7}", NULL, 1,
 		  "registry.consul.address: 7 is not a string" },
-		{ "{}", "unix:///run/consul.sock", 1,
-		  "(from CONSUL_HTTP_ADDR)" },
+		{ "{}", "unix://run/consul.sock", 1,
+		  "(from CONSUL_HTTP_ADDR): a unix:// address needs an "
+		  "absolute socket path" },
+		{ "{}", "ftp://h:1", 1,
+		  "\"ftp://h:1\" (from CONSUL_HTTP_ADDR) is not an http://" },
 		{ "{\"token_file\":null}", NULL, 1,
 		  "registry.consul.token_file: null is not a string" },
 		{ "{\"register_when\":[]}", NULL, 1,
@@ -225,7 +230,7 @@ Test(consul_payload, conf_errors_name_their_path)
 	size_t i;
 
 	for (i = 0; i < N(t); i++) {
-		struct hr_consul_env env = { t[i].addr_env, NULL, NULL };
+		struct hr_consul_env env = { .http_addr = t[i].addr_env };
 		struct hr_consul_conf c;
 		struct hr_diag d;
 		int rc = parse(t[i].json, &env, &c, &d);
@@ -245,7 +250,7 @@ Test(consul_payload, conf_errors_name_their_path)
  * bounded; an address shown in a message is cut on a character. */
 Test(consul_payload, conf_strings_utf8_and_bounded)
 {
-	struct hr_consul_env env = { NULL, NULL, NULL };
+	struct hr_consul_env env = { .http_addr = NULL };
 	char addr[400], *json = NULL;
 	struct hr_consul_conf c;
 	struct hr_diag d;

@@ -27,9 +27,12 @@
  *    calls done().
  *  - Borrowed for the core's whole life: env->loop, env->http, env->stats
  *    (may be NULL; the agent owns it and keeps it valid until destroy).
- *  - Borrowed per request: the header and connect-to lists given to
- *    hr_regcore_send() must live until the reply arrives or the request
- *    is cancelled; the url and body are copied.
+ *  - Borrowed per request: the header and connect-to lists and the Unix
+ *    socket path given to hr_regcore_send() must live until the reply
+ *    arrives or the request is cancelled; the url and body are copied.
+ *  - TLS (hr_regcore_tls()): the core keeps its own copy of the settings
+ *    and of the CA certificates read from ca_path, and applies them to
+ *    every request it sends, in one place for every backend.
  *  - Callbacks: ops->reply and ops->kick run on the loop, from libcurl's
  *    completion or a timer, never from inside a call of the backend into
  *    the core. reply() may not send (the core calls kick() right after
@@ -92,10 +95,19 @@ struct hr_reg_req {
 	bool secret_body;         /* wipe the copy at release (passwords) */
 	struct curl_slist *headers;    /* borrowed until reply/cancel */
 	struct curl_slist *connect_to; /* borrowed likewise; may be NULL */
+	const char *unix_socket;  /* connect here instead (borrowed); NULL */
 	long timeout_ms;          /* whole transfer; 0: none */
 	long connect_timeout_ms;  /* 0: libcurl's default */
 	bool http11;              /* force HTTP/1.1 */
-	const char *ca_file, *cert_file, *key_file; /* may be NULL */
+};
+
+/* TLS as the core applies it to every request (see hr_regcore_tls()). */
+struct hr_reg_tls {
+	char *ca_file;        /* NULL: see ca_blob */
+	char *cert_file, *key_file;
+	char *ca_blob;        /* the certificates of ca_path, PEM; NULL */
+	size_t ca_blob_len;
+	bool skip_verify;
 };
 
 struct hr_regcore {
@@ -114,6 +126,7 @@ struct hr_regcore {
 	struct hr_capture resp;
 	char errbuf[CURL_ERROR_SIZE];
 	ev_timer retry, grace, deadline, done_timer;
+	struct hr_reg_tls tls;
 	unsigned register_when;
 	int64_t deregister_after_ms;
 	bool have_status, wanted;
@@ -206,12 +219,16 @@ enum hr_reg_field_kind {
 	HR_REG_NONEMPTY,  /* char *, hr_conf_nonempty_string */
 	HR_REG_DURATION,  /* int64_t ms, hr_conf_duration */
 	HR_REG_STATUSES,  /* unsigned mask, hr_conf_statuses */
+	HR_REG_BOOL,      /* bool, hr_conf_bool */
 };
 
-/* What every backend's config has: TLS files and the grace period. Strings
- * are owned. */
+/* What every backend's config has: TLS and the grace period. Strings are
+ * owned. */
 struct hr_reg_conf {
 	char *ca_file, *cert_file, *key_file; /* NULL: none */
+	char *ca_path;               /* a directory of PEM CA certificates;
+					ignored when ca_file is set */
+	bool tls_skip_verify;        /* no certificate or host name check */
 	unsigned register_when;      /* 1u << enum hr_status; default
 					passing and warning */
 	int64_t deregister_after_ms; /* default 0 */
@@ -221,8 +238,9 @@ struct hr_reg_conf {
 void hr_reg_conf_init(struct hr_reg_conf *c);
 /* Free the strings; *c is zeroed. */
 void hr_reg_conf_dispose(struct hr_reg_conf *c);
-/* Rules between the common values (key_file needs cert_file), reported
- * under path. 0 or -EINVAL. */
+/* Rules between the common values (key_file needs cert_file; warnings for
+ * tls_skip_verify and for a ca_path that ca_file overrides), reported under
+ * path. 0 or -EINVAL. */
 int hr_reg_conf_check(const struct hr_reg_conf *c, const char *path,
 		      struct hr_diag *d);
 
@@ -244,6 +262,49 @@ struct hr_reg_field {
 int hr_reg_conf_member(const struct hr_reg_field *fields, size_t n,
 		       void *conf, struct hr_reg_conf *common,
 		       const cJSON *v, const char *path, struct hr_diag *d);
+
+/* ---- TLS --------------------------------------------------------------- */
+
+/*
+ * I/O, for `healthreg validate` and create(): the TLS files of c can be
+ * used. ca_file and cert_file are readable regular files holding a PEM
+ * certificate; key_file (or, without it, cert_file) a PEM private key;
+ * ca_path a directory whose every regular file holds PEM certificates (as
+ * Consul's client reads CAPath; subdirectories are skipped). Each problem
+ * goes to d as "<path>.<key>: <file>: <why>" (names[] may rename a key
+ * for values that came from elsewhere, e.g. "CONSUL_CACERT"; NULL: the
+ * config keys). Returns 0 or -EINVAL.
+ */
+struct hr_reg_tls_names {
+	const char *ca_file, *ca_path, *cert_file, *key_file; /* NULL: key */
+};
+int hr_reg_tls_check_files(const struct hr_reg_conf *c, const char *path,
+			   const struct hr_reg_tls_names *names,
+			   struct hr_diag *d);
+
+/*
+ * Take c's TLS settings for every later request of core: copies the file
+ * names, reads ca_path's certificates (when ca_file is not set) after the
+ * checks of hr_reg_tls_check_files(), and with tls_skip_verify logs the
+ * warning "registry_tls_unverified" naming registry and where (an
+ * address), every time it is called (each backend built, reloads too).
+ * Returns 0, or a negative errno with err naming the key and the file.
+ */
+int hr_regcore_tls(struct hr_regcore *core, const struct hr_reg_conf *c,
+		   const char *registry, const char *where,
+		   const struct hr_reg_tls_names *names, struct hr_err *err);
+
+/*
+ * Pure: did a transfer fail in TLS (handshake, certificate, verification,
+ * a TLS alert such as "certificate required" read after the handshake)?
+ * errbuf is libcurl's detail (may be NULL).
+ */
+bool hr_reg_tls_failed(CURLcode rc, const char *errbuf);
+
+/* curl's reason for a failed transfer, one line: "<strerror>: <detail>"
+ * (or either alone) into buf. Cannot fail. */
+const char *hr_reg_curl_reason(CURLcode rc, const char *errbuf, char *buf,
+			       size_t len);
 
 /* ---- headers with secrets ----------------------------------------------- */
 

@@ -6,7 +6,8 @@
  * The work backends share (requests, backoff, grace period, shutdown
  * deadline, done() delivery) lives in healthreg/regcore.h.
  *
- * Lifecycle: validate (at config load) -> create -> apply (on every
+ * Lifecycle: validate (at config load; `healthreg validate` adds
+ * preflight, the file checks) -> create -> apply (on every
  * aggregate change; the first apply comes once the agent is ready and any
  * reload hold has ended, not right after create) / maintenance (any time,
  * also before the first apply) -> shutdown (async deregistration, bounded
@@ -116,6 +117,16 @@ struct hr_registry_ops {
 
 	/* Free everything, cancelling transfers in flight. NULL-safe. */
 	void (*destroy)(struct hr_registry *r);
+
+	/*
+	 * I/O, for `healthreg validate`: the TLS files a valid conf names
+	 * can be used; every problem goes to diag naming the key (or the
+	 * environment variable) and the file. create() checks them again
+	 * (and reads the secret files, which validate leaves alone: a config
+	 * may be validated away from its secrets). May be NULL.
+	 */
+	void (*preflight)(const cJSON *conf, const char *path,
+			  struct hr_diag *diag);
 };
 
 #endif
