@@ -169,7 +169,8 @@ static void note_outcome(struct hr_regcore *c, const struct hr_reg_reply *r,
 				      : "registry_failing",
 		       "backend", name, "registration",
 		       hr_registry_state_name(s->state), "error",
-		       s->last_error, HR_LOG_NUM("http"), code, NULL);
+		       s->last_error,
+		       r->status ? HR_LOG_NUM("http") : NULL, code, NULL);
 		return;
 	}
 	if (now < c->remind_at)
