@@ -261,8 +261,9 @@ static int start_api(struct agent *a)
 		return 0;
 	}
 	snprintf(port, sizeof(port), "%d", hr_api_port(a->api));
-	hr_log(HR_LOG_INFO, "api_listening", "addr", listen, HR_LOG_NUM("port"), port,
-	       "auth", cfg->api_token_file ? "token" : "off", NULL);
+	hr_log(HR_LOG_INFO, "api_listening", "addr", listen,
+	       HR_LOG_NUM("port"), port, "auth",
+	       cfg->api_token_file ? "token" : "off", NULL);
 	return 0;
 }
 
@@ -328,8 +329,8 @@ static int drop_user(const char *user)
 	setenv("LOGNAME", pw->pw_name, 1);
 	snprintf(uid, sizeof(uid), "%lu", (unsigned long)pw->pw_uid);
 	snprintf(gid, sizeof(gid), "%lu", (unsigned long)pw->pw_gid);
-	hr_log(HR_LOG_INFO, "user_switched", "user", user, HR_LOG_NUM("uid"), uid, HR_LOG_NUM("gid"),
-	       gid, NULL);
+	hr_log(HR_LOG_INFO, "user_switched", "user", user, HR_LOG_NUM("uid"),
+	       uid, HR_LOG_NUM("gid"), gid, NULL);
 	return 0;
 }
 

@@ -162,7 +162,8 @@ static void explain_unregistered(struct hr_pub *p)
 	hr_log(HR_LOG_WARN, "not_registered", "registries", names, "status",
 	       hr_status_name(p->maint ? HR_STATUS_CRITICAL
 				       : hr_agg_status(p->agg)),
-	       "reason", p->maint ? "maintenance" : "status not in register_when",
+	       "reason",
+	       p->maint ? "maintenance" : "status not in register_when",
 	       "failing", failing, "output", hr_agg_output(p->agg), NULL);
 }
 
@@ -365,7 +366,8 @@ int hr_pub_maint_set(struct hr_pub *p, bool enable, const char *reason)
 	if (n > HR_MAINT_REASON_MAX) {
 		snprintf(len, sizeof(len), "%zu", n);
 		hr_log(HR_LOG_WARN, "maintenance_rejected", "error",
-		       "reason longer than 1024 bytes", HR_LOG_NUM("bytes"), len, NULL);
+		       "reason longer than 1024 bytes", HR_LOG_NUM("bytes"), len,
+		       NULL);
 		return -EMSGSIZE;
 	}
 	r = strdup(reason ? reason : "");

@@ -147,7 +147,8 @@ static void add_checks(const struct hr_reload *rl, const struct hr_config *old,
 		struct hr_check_info info;
 		bool running = !hr_agg_check_get(rl->agg, s->name, &info);
 
-		if (running && j >= 0 && same_check(old, &old->checks[j], next, s)) {
+		if (running && j >= 0 &&
+		    same_check(old, &old->checks[j], next, s)) {
 			n->kept++;
 			continue;
 		}

@@ -332,8 +332,8 @@ static bool on_refusal(struct hr_registry *r, enum hr_consul_verdict v,
 	case HR_CONSUL_FORBIDDEN:
 		if (!r->logged_forbidden)
 			hr_log(HR_LOG_ERROR, "consul_forbidden", "service",
-			       r->service_id, "op", op, HR_LOG_NUM("code"), code,
-			       "needs", "service:write on the service",
+			       r->service_id, "op", op,
+			       HR_LOG_NUM("code"), code, "needs", "service:write on the service",
 			       "name", r->core.service.name, "error", detail,
 			       NULL);
 		r->logged_forbidden = true;
@@ -342,8 +342,9 @@ static bool on_refusal(struct hr_registry *r, enum hr_consul_verdict v,
 	case HR_CONSUL_REJECTED:
 		if (!r->logged_rejected)
 			hr_log(HR_LOG_ERROR, "consul_rejected", "service",
-			       r->service_id, "op", op, HR_LOG_NUM("code"), code, "error",
-			       detail, NULL);
+			       r->service_id, "op", op,
+			       HR_LOG_NUM("code"), code, "error", detail,
+			       NULL);
 		r->logged_rejected = true;
 		slow_retry(r);
 		return true;
@@ -364,7 +365,8 @@ static void on_failure(struct hr_registry *r, const struct sent *q,
 	snprintf(code_s, sizeof(code_s), "%ld", code);
 	if (hr_regcore_shutting_down(&r->core) && v != HR_CONSUL_RETRY) {
 		hr_log(HR_LOG_ERROR, "consul_deregister_failed", "service",
-		       r->service_id, HR_LOG_NUM("code"), code_s, "error", detail, NULL);
+		       r->service_id, HR_LOG_NUM("code"), code_s, "error",
+		       detail, NULL);
 		r->maybe_registered = false; /* give up */
 		return;
 	}
@@ -375,11 +377,12 @@ static void on_failure(struct hr_registry *r, const struct sent *q,
 		r->registered = false;
 	if (!r->logged_down)
 		hr_log(HR_LOG_DEBUG, "consul_unavailable", "service",
-		       r->service_id, "op", op, HR_LOG_NUM("code"), code_s, "error",
-		       detail, "address", r->conf.address, NULL);
+		       r->service_id, "op", op, HR_LOG_NUM("code"), code_s,
+		       "error", detail, "address", r->conf.address, NULL);
 	else
 		hr_log(HR_LOG_DEBUG, "consul_retry", "service", r->service_id,
-		       "op", op, HR_LOG_NUM("code"), code_s, "error", detail, NULL);
+		       "op", op, HR_LOG_NUM("code"), code_s, "error", detail,
+		       NULL);
 	r->logged_down = true;
 	if (hr_regcore_shutting_down(&r->core))
 		hr_regcore_retry_in(&r->core, SHUTDOWN_RETRY_MS);

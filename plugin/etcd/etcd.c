@@ -360,14 +360,14 @@ static void handle_failure(struct hr_registry *r, enum hr_etcd_op op,
 		if (op == HR_ETCD_OP_AUTH)
 			set_token(r, NULL);
 		hr_log(HR_LOG_DEBUG, "etcd_denied", "op", name, "user",
-		       r->user, "reason", rep->message, HR_LOG_NUM("http"), http,
-		       "endpoint", endpoint(r), NULL);
+		       r->user, "reason", rep->message, HR_LOG_NUM("http"),
+		       http, "endpoint", endpoint(r), NULL);
 		backoff(r);
 		break;
 	case HR_ETCD_UNAVAILABLE:
 		hr_log(HR_LOG_DEBUG, "etcd_unavailable", "op", name, "reason",
-		       rep->message, HR_LOG_NUM("http"), http, "endpoint", endpoint(r),
-		       NULL);
+		       rep->message, HR_LOG_NUM("http"), http, "endpoint",
+		       endpoint(r), NULL);
 		r->failures++;
 		r->ep = (r->ep + 1) % n;
 		/* A full round of endpoints failed: wait before the next. */
@@ -377,8 +377,8 @@ static void handle_failure(struct hr_registry *r, enum hr_etcd_op op,
 		break;
 	case HR_ETCD_FAILED:
 		hr_log(HR_LOG_DEBUG, "etcd_request_failed", "op", name,
-		       "reason", rep->message, HR_LOG_NUM("http"), http, "endpoint",
-		       endpoint(r), NULL);
+		       "reason", rep->message, HR_LOG_NUM("http"), http,
+		       "endpoint", endpoint(r), NULL);
 		backoff(r);
 		break;
 	}

@@ -73,7 +73,7 @@ struct hr_registry_stats {
 	uint64_t errors;       /* requests that failed (transport, 4xx, 5xx) */
 	double last_success;   /* wall-clock time of the last success, 0 = never */
 	/* Added for issue 13; the agent zeroes the block and sets name. */
-	const char *name;      /* the backend's name, for log lines; may be NULL */
+	const char *name;      /* the backend, for log lines; may be NULL */
 	enum hr_registry_state state;
 	uint32_t failures;     /* consecutive failed requests; 0 = up */
 	bool unreachable;      /* the last failure had no answer (a transport
