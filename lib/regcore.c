@@ -159,9 +159,10 @@ static void note_outcome(struct hr_regcore *c, const struct hr_reg_reply *r,
 		s->failures++;
 	snprintf(n, sizeof(n), "%" PRIu32, s->failures);
 	snprintf(code, sizeof(code), "%ld", r->status);
+	/* The word follows the last failure; the lines the first. */
+	s->unreachable = r->rc != CURLE_OK || r->status >= 500 ||
+			 r->status == 0;
 	if (s->failures == 1) {
-		s->unreachable = r->rc != CURLE_OK || r->status >= 500 ||
-				 r->status == 0;
 		s->failing_since = wall;
 		c->remind_at = now + c->remind_every_s;
 		hr_log(s->unreachable ? HR_LOG_WARN : HR_LOG_ERROR,

@@ -409,7 +409,12 @@ static bool on_reply(struct hr_regcore *core, const struct hr_reg_reply *a)
 	if (v == HR_CONSUL_OK) {
 		on_ok(r, &r->sent);
 	} else {
-		hr_regcore_why(core, detail);
+		char why[300];
+
+		if (a->rc == CURLE_OK)
+			snprintf(why, sizeof(why), "HTTP %ld: %s", a->status,
+				 detail);
+		hr_regcore_why(core, a->rc == CURLE_OK ? why : detail);
 		on_failure(r, &r->sent, v, a->status, detail);
 	}
 	sent_clear(r);

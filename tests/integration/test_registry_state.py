@@ -19,10 +19,15 @@ import tempfile
 import time
 import unittest
 
+import sys
+
 import etcd_harness
 import hrtest
 import targets
 from faultkit import api_url, http, metric
+
+sys.path.insert(0, os.path.join(hrtest.SOURCE_DIR, "tests", "consul_emulator"))
+import emuctl  # noqa: E402
 
 PAUSE_S = 8
 
@@ -148,6 +153,52 @@ class TestEtcdPaused(AgentCase):
         self.assertGreaterEqual(back[0]["failed_attempts"], 3)
         self.assertIsInstance(back[0]["down_seconds"], float)
         self.assertGreater(back[0]["down_seconds"], PAUSE_S - 3)
+        self.assertEqual(self.agent.stop(), 0)
+
+
+class TestConsulFaults(AgentCase):
+    """The Consul emulator answering 500 (no usable answer: unreachable),
+    then 403 (a refusal: failing), then fine; and maintenance."""
+
+    def test_consul_states(self):
+        emu = emuctl.start(check_update_interval_ms=0)
+        self.addCleanup(emu.cleanup)
+        self.start(self.config({"consul": {"address": emu.url,
+                                           "check_ttl": "3s"}}))
+        self.assertTrue(hrtest.wait_for(
+            lambda: self.registries()["consul"]["state"] == "registered",
+            10), self.agent.log())
+        emu.fault("status 500")
+        self.assertTrue(hrtest.wait_for(
+            lambda: self.registries()["consul"]["state"] == "unreachable",
+            10), self.agent.log())
+        r = self.registries()["consul"]
+        self.assertIn("HTTP 500", r["last_error"] or "", r)
+        emu.fault("status 403")
+        self.assertTrue(hrtest.wait_for(
+            lambda: self.registries()["consul"]["last_error"] and
+            "403" in self.registries()["consul"]["last_error"], 10),
+            self.agent.log())
+        # Refused, not unreachable: the word follows the last failure.
+        self.assertEqual(self.registries()["consul"]["state"], "failing")
+        emu.fault(None)
+        self.assertTrue(hrtest.wait_for(
+            lambda: self.registries()["consul"]["state"] == "registered",
+            15), self.agent.log())
+        st, _ = http("PUT", self.api +
+                     "/v1/maintenance?enable=true&reason=upgrade")
+        self.assertEqual(st, 200)
+        self.assertTrue(hrtest.wait_for(
+            lambda: self.registries()["consul"]["state"] == "maintenance",
+            10), self.agent.log())
+        self.assertEqual(metric(self.api, "healthreg_registry_state",
+                                backend="consul", state="maintenance"), 1)
+        self.assertIn("registry consul: maintenance", self.status_text())
+        evs = events(self.agent)
+        self.assertEqual(sum(e["event"] == "registry_unreachable"
+                             for e in evs), 1, evs)
+        self.assertEqual(sum(e["event"] == "registry_reachable"
+                             for e in evs), 1, evs)
         self.assertEqual(self.agent.stop(), 0)
 
 
