@@ -79,11 +79,27 @@ void hr__tally_count(struct hr__tally *t, enum hr_status st,
 	size_t d = (size_t)delta; /* wraps for -1: unsigned arithmetic */
 
 	t->count[st] += d;
-	if (group < 0)
+	if (group < 0) {
 		t->ungrouped[f][st] += d;
-	else if (t->groups && (size_t)group < t->n_groups &&
-		 st <= HR_STATUS_WARNING)
+		return;
+	}
+	if (t->groups && (size_t)group < t->n_groups &&
+	    st <= HR_STATUS_WARNING)
 		t->groups[group][st] += d;
+	if (t->members && (size_t)group < t->n_groups)
+		t->members[group][0] += d;
+}
+
+void hr__tally_left_out(struct hr__tally *t, int group, int delta)
+{
+	if (t->members && group >= 0 && (size_t)group < t->n_groups)
+		t->members[group][1] += (size_t)delta;
+}
+
+/* Every member of group g waits for its first result. */
+static bool group_left_out(const struct hr__tally *t, size_t g)
+{
+	return t->members && !t->members[g][0] && t->members[g][1];
 }
 
 void hr__names_init(struct hr__names *nm, const struct hr__tally *t)
@@ -177,10 +193,12 @@ enum hr_status hr__aggregate(const struct hr__tally *t,
 					agg, contribution((enum hr_status)s,
 							  (enum hr_on_failure)f));
 	for (g = 0; g < t->n_groups; g++)
-		agg = hr_status_worst(
-			agg, group_contribution(&groups[g],
-						t->groups ? t->groups[g][0] : 0,
-						t->groups ? t->groups[g][1] : 0));
+		if (!group_left_out(t, g))
+			agg = hr_status_worst(
+				agg, group_contribution(
+					     &groups[g],
+					     t->groups ? t->groups[g][0] : 0,
+					     t->groups ? t->groups[g][1] : 0));
 	if (len)
 		format_summary(t->count, nm, summary, len);
 	return agg;

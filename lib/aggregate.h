@@ -60,7 +60,11 @@ double hr__grid_step(double width);
 struct hr__tally {
 	size_t count[4];
 	size_t ungrouped[3][4];
-	size_t (*groups)[2];
+	size_t (*groups)[2];      /* per group: members passing, warning */
+	/* Per group (NULL: not kept): members counted (any status), and
+	 * members left out until their first result (a reload's new
+	 * checks). A group with members all left out is left out too. */
+	size_t (*members)[2];
 	size_t n_groups;
 };
 
@@ -68,6 +72,9 @@ struct hr__tally {
  * below t->n_groups, or -1. */
 void hr__tally_count(struct hr__tally *t, enum hr_status st,
 		     enum hr_on_failure f, int group, int delta);
+/* Count (delta +1) or stop counting (-1) a member of group that is left
+ * out until its first result (t->members only). */
+void hr__tally_left_out(struct hr__tally *t, int group, int delta);
 
 #define HR__SUMMARY_NAMES 10 /* names listed per non-passing status */
 

@@ -66,6 +66,7 @@ struct hr_agg {
 	enum hr_status told;        /* the status the last AGGREGATE event gave */
 	bool untold;                /* status or summary changed since */
 	bool batch;                 /* add_config: one recompute at the end */
+	int deferred;               /* hr_agg_batch_begin() depth */
 	/* Checks hr_agg_replace_check() added: unknown until their first
 	 * result without counting against the aggregate. Few, and only
 	 * while a reload's new checks have not run yet. */
@@ -179,10 +180,11 @@ static void unprovision(struct hr_agg *agg, const struct hr_check *c)
 static void tally(struct hr_agg *agg, const struct hr_check *c,
 		  enum hr_status st, int delta)
 {
-	if (st == HR_STATUS_UNKNOWN && agg->n_prov && provisional(agg, c))
+	if (st == HR_STATUS_UNKNOWN && agg->n_prov && provisional(agg, c)) {
 		hr__tally_count(&agg->tally, st, HR_ON_FAILURE_IGNORE, -1,
 				delta);
-	else
+		hr__tally_left_out(&agg->tally, c->spec.group, delta);
+	} else
 		hr__tally_count(&agg->tally, st, c->spec.on_failure,
 				c->spec.group, delta);
 }
@@ -194,13 +196,21 @@ static int retally(struct hr_agg *agg)
 	size_t i;
 
 	free(agg->tally.groups);
+	free(agg->tally.members);
 	memset(&agg->tally, 0, sizeof(agg->tally));
 	agg->tally.n_groups = agg->n_groups;
 	if (agg->n_groups) {
 		agg->tally.groups = calloc(agg->n_groups,
 					   sizeof(*agg->tally.groups));
-		if (!agg->tally.groups)
+		agg->tally.members = calloc(agg->n_groups,
+					    sizeof(*agg->tally.members));
+		if (!agg->tally.groups || !agg->tally.members) {
+			free(agg->tally.groups);
+			free(agg->tally.members);
+			agg->tally.groups = NULL;
+			agg->tally.members = NULL;
 			return -ENOMEM;
+		}
 	}
 	for (i = 0; i < agg->n_checks; i++)
 		tally(agg, agg->checks[i], agg->checks[i]->status, +1);
@@ -215,6 +225,8 @@ static void recompute(struct hr_agg *agg)
 	struct hr__names nm;
 	size_t i;
 
+	if (agg->deferred)
+		return; /* hr_agg_batch_end() computes it once */
 	hr__names_init(&nm, &agg->tally);
 	for (i = 0; i < agg->n_checks && nm.missing; i++)
 		hr__names_add(&nm, agg->checks[i]->status,
@@ -239,7 +251,7 @@ static void announce(struct hr_agg *agg)
 	char summary[sizeof(agg->summary)];
 	struct hr_agg_event ev;
 
-	if (!agg->untold)
+	if (!agg->untold || agg->deferred)
 		return;
 	agg->untold = false;
 	memset(&ev, 0, sizeof(ev));
@@ -330,6 +342,8 @@ static void settle(struct hr_agg *agg)
 {
 	struct hr_link *l;
 
+	if (agg->deferred)
+		return; /* evaluations hear the batch's aggregate */
 again:
 	for (l = agg->evals; l; l = l->next) {
 		struct eval *e = container_of(l, struct eval, link);
@@ -505,6 +519,7 @@ void hr_agg_free(struct hr_agg *agg)
 	free(agg->checks);
 	free(agg->prov);
 	free(agg->tally.groups);
+	free(agg->tally.members);
 	free_groups(agg->groups, agg->n_groups);
 	free(agg->listeners);
 	free(agg->host.old_outputs);
@@ -713,8 +728,13 @@ int hr_agg_replace_check(struct hr_agg *agg, const struct hr_check_spec *spec,
 	prov = old->status == HR_STATUS_UNKNOWN && provisional(agg, old);
 	tally(agg, old, old->status, -1);
 	unprovision(agg, old);
-	if (old->status != HR_STATUS_UNKNOWN)
+	if (old->status != HR_STATUS_UNKNOWN) {
+		/* ... and goes on from old's threshold counters: a check
+		 * one failure short of critical does not start afresh. */
 		c->status = old->status;
+		if (old->last_result != HR_STATUS_UNKNOWN)
+			c->thresh = old->thresh;
+	}
 	else if (prov && c->status == HR_STATUS_UNKNOWN)
 		agg->prov[agg->n_prov++] = c; /* old's slot */
 	tally(agg, c, c->status, +1);
@@ -796,18 +816,24 @@ int hr_agg_add_config(struct hr_agg *agg, const struct hr_config *cfg,
 	return rc;
 }
 
+/* The index of the group called name in v[0..n), or -1. */
+static int group_index(const struct hr_group_spec *v, size_t n,
+		       const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (!strcmp(v[i].name, name))
+			return (int)i;
+	return -1;
+}
+
 int hr_agg_set_groups(struct hr_agg *agg, const struct hr_group_spec *groups,
 		      size_t n, struct hr_err *err)
 {
 	struct hr_group_spec *v = NULL;
 	size_t i;
 
-	for (i = 0; i < agg->n_checks; i++)
-		if (agg->checks[i]->spec.group >= (int)n)
-			return hr_err_set(err, -EINVAL,
-					  "check \"%s\" refers to group %d",
-					  agg->checks[i]->spec.name,
-					  agg->checks[i]->spec.group);
 	if (n) {
 		v = calloc(n, sizeof(*v));
 		if (!v)
@@ -821,6 +847,16 @@ int hr_agg_set_groups(struct hr_agg *agg, const struct hr_group_spec *groups,
 			}
 		}
 	}
+	/* Every check keeps its group by name (and with it its status in
+	 * the group's count): a reload that changes a group's quorum or
+	 * adds a group leaves the members' results where they are. */
+	for (i = 0; i < agg->n_checks; i++) {
+		struct hr_check *c = agg->checks[i];
+
+		if (c->spec.group >= 0)
+			c->spec.group = group_index(
+				v, n, agg->groups[c->spec.group].name);
+	}
 	free_groups(agg->groups, agg->n_groups);
 	agg->groups = v;
 	agg->n_groups = n;
@@ -829,6 +865,21 @@ int hr_agg_set_groups(struct hr_agg *agg, const struct hr_group_spec *groups,
 	recompute(agg);
 	announce(agg);
 	return 0;
+}
+
+void hr_agg_batch_begin(struct hr_agg *agg)
+{
+	agg->deferred++;
+}
+
+void hr_agg_batch_end(struct hr_agg *agg)
+{
+	assert(agg->deferred > 0);
+	if (--agg->deferred)
+		return;
+	recompute(agg);
+	announce(agg);
+	settle(agg);
 }
 
 void hr_agg_start(struct hr_agg *agg)

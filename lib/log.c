@@ -201,17 +201,56 @@ static bool put_logfmt_value(struct out *o, const char *v)
 	return true;
 }
 
+/* v is a number by JSON's grammar: -?(0|[1-9][0-9]*)(.[0-9]+)?
+ * ([eE][+-]?[0-9]+)?. Pure. */
+static bool json_number(const char *v)
+{
+	const char *p = v;
+
+	if (*p == '-')
+		p++;
+	if (*p == '0')
+		p++;
+	else if (*p >= '1' && *p <= '9')
+		while (*p >= '0' && *p <= '9')
+			p++;
+	else
+		return false;
+	if (*p == '.') {
+		if (!(*++p >= '0' && *p <= '9'))
+			return false;
+		while (*p >= '0' && *p <= '9')
+			p++;
+	}
+	if (*p == 'e' || *p == 'E') {
+		p++;
+		if (*p == '+' || *p == '-')
+			p++;
+		if (!(*p >= '0' && *p <= '9'))
+			return false;
+		while (*p >= '0' && *p <= '9')
+			p++;
+	}
+	return *p == '\0';
+}
+
 /* ,"key":"value" (JSON) or ` key=value` (logfmt); a pair whose key does
- * not fit is left out whole. */
+ * not fit is left out whole. A key marked HR_LOG_NUM() loses its mark,
+ * and in JSON its value goes unquoted when it is a number (a number is
+ * ASCII, so any byte of it is a boundary: put() takes it whole or not). */
 static void put_pair(struct out *o, enum hr_log_format format,
 		     const char *sep, const char *k, const char *v)
 {
 	size_t mark = o->pos;
-	bool ok;
+	bool num = *k == HR_LOG_NUM_MARK, ok;
 
+	if (num)
+		k++;
 	if (format == HR_LOG_JSON)
 		ok = puts_(o, sep) && put_quoted(o, k, 1) && !o->full &&
-		     put(o, ":", 1) && put_quoted(o, v, 1);
+		     put(o, ":", 1) &&
+		     (num && json_number(v) ? puts_(o, v)
+					    : put_quoted(o, v, 1));
 	else
 		ok = puts_(o, sep) && put_logfmt_value(o, k) && !o->full &&
 		     put(o, "=", 1) && put_logfmt_value(o, v);

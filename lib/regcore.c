@@ -5,12 +5,16 @@
  * See healthreg/regcore.h for the contracts and the lifetime rules.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "healthreg/confget.h"
 #include "healthreg/http.h"
+#include "healthreg/log.h"
 #include "healthreg/regcore.h"
 #include "internal.h"
 #include "regcore_tls.h"
@@ -33,7 +37,8 @@ int hr_regcore_init(struct hr_regcore *c, const struct hr_regcore_ops *ops,
 	c->ops = ops;
 	c->loop = env->loop;
 	c->http = env->http;
-	c->stats = env->stats;
+	c->stats = env->stats ? env->stats : &c->own_stats;
+	c->remind_every_s = HR_REGCORE_REMIND_S;
 	hr_rng_seed(&c->rng, 0);
 	hr_capture_init(&c->resp, resp_max);
 	ev_init(&c->retry, retry_cb);
@@ -78,6 +83,111 @@ void hr_regcore_dispose(struct hr_regcore *c)
 	c->done = NULL;
 }
 
+/* ---- state ------------------------------------------------------------- */
+
+void hr_regcore_why(struct hr_regcore *c, const char *text)
+{
+	snprintf(c->why, sizeof(c->why), "%s", text ? text : "");
+}
+
+void hr_regcore_state(struct hr_regcore *c, enum hr_registry_state s)
+{
+	c->stats->state = s;
+}
+
+/* Why r failed when the backend did not say: libcurl's words, or the
+ * HTTP status and the first line of the answer (printable ASCII). */
+static void generic_why(const struct hr_reg_reply *r, char *buf, size_t len)
+{
+	size_t o, i;
+
+	if (r->rc != CURLE_OK) {
+		snprintf(buf, len, "%s%s%s", curl_easy_strerror(r->rc),
+			 r->errbuf[0] ? ": " : "", r->errbuf);
+		return;
+	}
+	o = (size_t)snprintf(buf, len, "HTTP %ld%s", r->status,
+			     r->len ? ": " : "");
+	for (i = 0; i < r->len && o + 1 < len && o < 200; i++) {
+		unsigned char ch = (unsigned char)r->body[i];
+
+		if (ch == '\n' || ch == '\r')
+			break;
+		buf[o++] = ch >= 0x20 && ch < 0x7f ? (char)ch : '?';
+	}
+	buf[o < len ? o : len - 1] = '\0';
+}
+
+static void iso_time(double t, char *buf, size_t len)
+{
+	time_t s = (time_t)t;
+	struct tm tm;
+
+	gmtime_r(&s, &tm);
+	strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+/* After each reply: the registry's up/down state, and a log line only
+ * when it changes (or as the reminder while it is down). */
+static void note_outcome(struct hr_regcore *c, const struct hr_reg_reply *r,
+			 bool ok)
+{
+	struct hr_registry_stats *s = c->stats;
+	const char *name = s->name ? s->name : "registry";
+	char n[24], t[32], since[40], code[24];
+	double now = ev_now(c->loop), wall = hr_wall_now();
+
+	if (ok) {
+		if (s->failures) {
+			snprintf(n, sizeof(n), "%" PRIu32, s->failures);
+			snprintf(t, sizeof(t), "%.1f",
+				 wall > s->failing_since
+					 ? wall - s->failing_since : 0.);
+			hr_log(HR_LOG_INFO, "registry_reachable", "backend",
+			       name, HR_LOG_NUM("failed_attempts"), n,
+			       HR_LOG_NUM("down_seconds"), t, NULL);
+		}
+		s->failures = 0;
+		s->unreachable = false;
+		s->failing_since = 0;
+		return;
+	}
+	if (c->why[0])
+		snprintf(s->last_error, sizeof(s->last_error), "%s", c->why);
+	else
+		generic_why(r, s->last_error, sizeof(s->last_error));
+	s->last_error_at = wall;
+	if (s->failures < UINT32_MAX)
+		s->failures++;
+	snprintf(n, sizeof(n), "%" PRIu32, s->failures);
+	snprintf(code, sizeof(code), "%ld", r->status);
+	/* The word follows the last failure; the lines the first. */
+	s->unreachable = r->rc != CURLE_OK || r->status >= 500 ||
+			 r->status == 0;
+	if (s->failures == 1) {
+		s->failing_since = wall;
+		c->remind_at = now + c->remind_every_s;
+		hr_log(s->unreachable ? HR_LOG_WARN : HR_LOG_ERROR,
+		       s->unreachable ? "registry_unreachable"
+				      : "registry_failing",
+		       "backend", name, "registration",
+		       hr_registry_state_name(s->state), "error",
+		       s->last_error,
+		       r->status ? HR_LOG_NUM("http") : NULL, code, NULL);
+		return;
+	}
+	if (now < c->remind_at)
+		return;
+	c->remind_at = now + c->remind_every_s;
+	iso_time(s->failing_since, since, sizeof(since));
+	hr_log(s->unreachable ? HR_LOG_WARN : HR_LOG_ERROR,
+	       s->unreachable ? "registry_still_unreachable"
+			      : "registry_still_failing",
+	       "backend", name, "since", since, HR_LOG_NUM("failed_attempts"),
+	       n, "registration", hr_registry_state_name(s->state), "error",
+	       s->last_error, NULL);
+}
+
 /* ---- requests ---------------------------------------------------------- */
 
 static void on_transfer(CURL *easy, CURLcode rc, void *payload)
@@ -98,9 +208,11 @@ static void on_transfer(CURL *easy, CURLcode rc, void *payload)
 	hr_http_easy_put(c->http, easy);
 	c->easy = NULL;
 	c->in_reply = true;
+	c->why[0] = '\0';
 	ok = c->ops->reply(c, &r);
 	c->in_reply = false;
 	hr_registry_stats_record(c->stats, ok);
+	note_outcome(c, &r, ok);
 	release(c);
 	c->ops->kick(c);
 }
@@ -264,6 +376,10 @@ bool hr_regcore_status(struct hr_regcore *c, enum hr_status s, bool now)
 			ev_timer_start(c->loop, &c->grace);
 		}
 	}
+	/* Nothing written, nothing to write: the instance is not in the
+	 * registry (a critical start), rather than still to come. */
+	if (!c->wanted && c->stats->state == HR_REGISTRY_PENDING)
+		c->stats->state = HR_REGISTRY_DEREGISTERED;
 	return in;
 }
 

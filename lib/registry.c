@@ -18,3 +18,18 @@ void hr_registry_stats_record(struct hr_registry_stats *s, bool ok)
 	s->writes++;
 	s->last_success = hr_wall_now();
 }
+
+const char *hr_registry_state_name(enum hr_registry_state s)
+{
+	switch (s) {
+	case HR_REGISTRY_REGISTERED:
+		return "registered";
+	case HR_REGISTRY_DEREGISTERED:
+		return "deregistered";
+	case HR_REGISTRY_MAINTENANCE:
+		return "maintenance";
+	case HR_REGISTRY_PENDING:
+		break;
+	}
+	return "pending";
+}

@@ -161,6 +161,19 @@ static char *host_metrics(void *ctx)
 				 a->bset.n);
 }
 
+static size_t host_registries(void *ctx, struct hr_api_registry *out,
+			      size_t max)
+{
+	struct agent *a = ctx;
+	size_t i;
+
+	for (i = 0; i < a->bset.n && i < max; i++) {
+		out[i].name = a->bset.v[i]->ops->name;
+		out[i].stats = &a->bset.v[i]->stats;
+	}
+	return i;
+}
+
 static int host_maint_set(void *ctx, bool enable, const char *reason)
 {
 	struct agent *a = ctx;
@@ -223,6 +236,7 @@ static int start_api(struct agent *a)
 		.maint_set = host_maint_set,
 		.reload = host_reload,
 		.metrics = host_metrics,
+		.registries = host_registries,
 		.ctx = a,
 	};
 	struct hr_err err = { "" };
@@ -247,8 +261,9 @@ static int start_api(struct agent *a)
 		return 0;
 	}
 	snprintf(port, sizeof(port), "%d", hr_api_port(a->api));
-	hr_log(HR_LOG_INFO, "api_listening", "addr", listen, "port", port,
-	       "auth", cfg->api_token_file ? "token" : "off", NULL);
+	hr_log(HR_LOG_INFO, "api_listening", "addr", listen,
+	       HR_LOG_NUM("port"), port, "auth",
+	       cfg->api_token_file ? "token" : "off", NULL);
 	return 0;
 }
 
@@ -314,8 +329,8 @@ static int drop_user(const char *user)
 	setenv("LOGNAME", pw->pw_name, 1);
 	snprintf(uid, sizeof(uid), "%lu", (unsigned long)pw->pw_uid);
 	snprintf(gid, sizeof(gid), "%lu", (unsigned long)pw->pw_gid);
-	hr_log(HR_LOG_INFO, "user_switched", "user", user, "uid", uid, "gid",
-	       gid, NULL);
+	hr_log(HR_LOG_INFO, "user_switched", "user", user, HR_LOG_NUM("uid"),
+	       uid, HR_LOG_NUM("gid"), gid, NULL);
 	return 0;
 }
 
@@ -414,6 +429,11 @@ int hr_agent_run(const char *path, struct hr_config *cfg)
 	memset(&a, 0, sizeof(a));
 	a.cfgs.cur = cfg;
 	a.path = strdup(path);
+	/* The first line: what starts, before any part says it is up. */
+	snprintf(n, sizeof(n), "%zu", cfg->n_checks);
+	hr_log(HR_LOG_INFO, "start", "service", cfg->service.name, "id",
+	       cfg->service.id, HR_LOG_NUM("checks"), n, "version", HR_VERSION,
+	       NULL);
 	signal(SIGPIPE, SIG_IGN);
 	harden_process(cfg);
 	ev_timer_init(&a.watchdog, watchdog_cb, 0., 0.);
@@ -429,9 +449,11 @@ int hr_agent_run(const char *path, struct hr_config *cfg)
 	if (cfg->user)
 		harden_process(cfg);
 	start_watchers(&a);
-	snprintf(n, sizeof(n), "%zu", cfg->n_checks);
-	hr_log(HR_LOG_INFO, "start", "service", cfg->service.name, "id",
-	       cfg->service.id, "checks", n, "version", HR_VERSION, NULL);
+	if (!a.bset.n)
+		/* Legitimate (a local health endpoint only), but say so. */
+		hr_log(HR_LOG_WARN, "no_registry", "reason",
+		       "no \"registry\" section: the checks and the local API run, nothing is registered anywhere",
+		       NULL);
 	hr_agg_start(a.agg);
 	hr_pub_start(&a.pub, hr_pub_first_result_wait(cfg));
 	ev_run(a.loop, 0);

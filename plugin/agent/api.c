@@ -226,6 +226,53 @@ static cJSON *check_json(const struct hr_check_info *i)
 	return o;
 }
 
+static void add_time(cJSON *o, const char *key, double t)
+{
+	char ts[40];
+	time_t s = (time_t)t;
+	struct tm tm;
+
+	if (t <= 0) {
+		cJSON_AddNullToObject(o, key);
+		return;
+	}
+	gmtime_r(&s, &tm);
+	strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	cJSON_AddStringToObject(o, key, ts);
+}
+
+/* "registered", "deregistered", "maintenance", "pending", or, while its
+ * requests fail, "unreachable" (no answer) or "failing" (refused). */
+const char *hr_api_registry_state(const struct hr_registry_stats *s)
+{
+	if (s->failures)
+		return s->unreachable ? "unreachable" : "failing";
+	return hr_registry_state_name(s->state);
+}
+
+static cJSON *registry_json(const struct hr_api_registry *r)
+{
+	const struct hr_registry_stats *s = r->stats;
+	cJSON *o = cJSON_CreateObject();
+
+	cJSON_AddStringToObject(o, "backend", r->name);
+	cJSON_AddStringToObject(o, "state", hr_api_registry_state(s));
+	cJSON_AddStringToObject(o, "registration",
+				hr_registry_state_name(s->state));
+	cJSON_AddBoolToObject(o, "up", !s->failures);
+	add_time(o, "since", s->failures ? s->failing_since : 0);
+	cJSON_AddNumberToObject(o, "failed_attempts", s->failures);
+	if (s->last_error[0])
+		cJSON_AddStringToObject(o, "last_error", s->last_error);
+	else
+		cJSON_AddNullToObject(o, "last_error");
+	add_time(o, "last_error_at", s->last_error_at);
+	add_time(o, "last_success", s->last_success);
+	cJSON_AddNumberToObject(o, "writes", (double)s->writes);
+	cJSON_AddNumberToObject(o, "errors", (double)s->errors);
+	return o;
+}
+
 /* The status a caller sees: maintenance forces critical. */
 static enum hr_status effective(struct hr_api *api, struct hr_agg *agg,
 				char *out, size_t len)
@@ -290,6 +337,14 @@ static enum MHD_Result get_health(struct hr_api *api, struct MHD_Connection *c,
 	for (i = 0; i < hr_agg_n_checks(agg); i++) {
 		hr_agg_check_at(agg, i, &info);
 		cJSON_AddItemToArray(arr, check_json(&info));
+	}
+	arr = cJSON_AddArrayToObject(doc, "registries");
+	if (api->host.registries) {
+		struct hr_api_registry regs[16];
+		size_t n = api->host.registries(api->host.ctx, regs, 16);
+
+		for (i = 0; i < n; i++)
+			cJSON_AddItemToArray(arr, registry_json(&regs[i]));
 	}
 	return send_json(c, http_code(st), doc);
 }

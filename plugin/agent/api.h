@@ -22,6 +22,7 @@
 #include <ev.h>
 
 #include "healthreg/aggregator.h"
+#include "healthreg/registry.h"
 
 #define HR_API_DEFAULT_LISTEN "127.0.0.1:9190"
 #define HR_API_BODY_MAX (64 * 1024)
@@ -39,6 +40,13 @@
  * free the config they point into. metrics returns text the API frees.
  * A callback frees nothing of the API or its connection.
  */
+/* One registry backend as GET /v1/health shows it; borrowed for the
+ * request (the agent points into its backend records, bset.h). */
+struct hr_api_registry {
+	const char *name;
+	const struct hr_registry_stats *stats;
+};
+
 struct hr_api_host {
 	struct hr_agg *(*agg)(void *ctx);
 	const char *(*service_name)(void *ctx);
@@ -47,6 +55,9 @@ struct hr_api_host {
 	/* 0, or -EINVAL with the errors in msg. */
 	int (*reload)(void *ctx, char *msg, size_t len);
 	char *(*metrics)(void *ctx); /* malloc'ed text */
+	/* Up to max backends into out; returns how many. May be NULL. */
+	size_t (*registries)(void *ctx, struct hr_api_registry *out,
+			     size_t max);
 	void *ctx;
 };
 
@@ -66,6 +77,9 @@ int hr_api_port(const struct hr_api *api);
 
 /** Close every connection and the listener. NULL-safe. */
 void hr_api_free(struct hr_api *api);
+
+/** A registry's state word for status and health (see registry_json()). */
+const char *hr_api_registry_state(const struct hr_registry_stats *s);
 
 /** Split "host:port" / "[v6]:port". Returns 0 or -EINVAL. */
 int hr_api_parse_addr(const char *addr, char *host, size_t hlen, int *port);

@@ -39,6 +39,7 @@ static int backend_new(struct hr_bset *s, const struct hr_registry_ops *ops,
 	if (b) {
 		b->ops = ops;
 		b->set = s;
+		b->stats.name = ops->name; /* a literal: outlives b */
 		env->stats = &b->stats;
 	} else {
 		snprintf(err.msg, sizeof(err.msg), "out of memory");

@@ -138,6 +138,37 @@ static int print_error(long code, const char *body)
 	return code == 401 || code == 403 ? HR_EXIT_USAGE : HR_EXIT_SOFTWARE;
 }
 
+/* One line per registry: its state, and while it fails since when, how
+ * many attempts and the last error. */
+static void print_registries(const cJSON *doc)
+{
+	const cJSON *regs = cJSON_GetObjectItemCaseSensitive(doc, "registries");
+	const cJSON *r;
+
+	if (!cJSON_IsArray(regs))
+		return; /* an agent without the token, or an older one */
+	if (!cJSON_GetArraySize(regs)) {
+		printf("\nregistries: none configured\n");
+		return;
+	}
+	printf("\n");
+	cJSON_ArrayForEach(r, regs) {
+		const cJSON *n = cJSON_GetObjectItemCaseSensitive(
+			r, "failed_attempts");
+		const char *state = jstr(r, "state");
+
+		if (cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(r, "up")))
+			printf("registry %s: %s since %s, %.0f failed attempt%s (last known: %s); last error: %s\n",
+			       jstr(r, "backend"), state, jstr(r, "since"),
+			       cJSON_IsNumber(n) ? n->valuedouble : 0.0,
+			       cJSON_IsNumber(n) && n->valuedouble == 1 ? ""
+									: "s",
+			       jstr(r, "registration"), jstr(r, "last_error"));
+		else
+			printf("registry %s: %s\n", jstr(r, "backend"), state);
+	}
+}
+
 int hr_client_status(const struct hr_client_opts *o)
 {
 	char addr[256], *token = NULL, *body = NULL;
@@ -193,6 +224,7 @@ int hr_client_status(const struct hr_client_opts *o)
 			       *jstr(c, "last_run") ? jstr(c, "last_run") : "never",
 			       dur, out);
 		}
+		print_registries(doc);
 	}
 	rc = code_for(jstr(doc, "status"));
 cleanup:

@@ -341,6 +341,32 @@ static void render_registry(struct sb *b,
 			sb_printf(b, "healthreg_registry_seconds_since_last_success{backend=\"%s\"} +Inf\n",
 				  backends[i].name);
 	}
+	help(b, "healthreg_registry_up", "gauge",
+	     "1 while the registry's requests succeed, 0 while they fail.");
+	for (i = 0; i < n_backends; i++)
+		sb_printf(b, "healthreg_registry_up{backend=\"%s\"} %d\n",
+			  backends[i].name, !backends[i].stats->failures);
+	help(b, "healthreg_registry_consecutive_failures", "gauge",
+	     "Registry requests failed in a row (0 while up).");
+	for (i = 0; i < n_backends; i++)
+		sb_printf(b, "healthreg_registry_consecutive_failures{backend=\"%s\"} %lu\n",
+			  backends[i].name,
+			  (unsigned long)backends[i].stats->failures);
+	help(b, "healthreg_registry_state", "gauge",
+	     "What the registry holds for the instance, as last seen: 1 for the current state.");
+	for (i = 0; i < n_backends; i++) {
+		static const enum hr_registry_state all[] = {
+			HR_REGISTRY_PENDING, HR_REGISTRY_REGISTERED,
+			HR_REGISTRY_DEREGISTERED, HR_REGISTRY_MAINTENANCE,
+		};
+		size_t k;
+
+		for (k = 0; k < sizeof(all) / sizeof(all[0]); k++)
+			sb_printf(b, "healthreg_registry_state{backend=\"%s\",state=\"%s\"} %d\n",
+				  backends[i].name,
+				  hr_registry_state_name(all[k]),
+				  backends[i].stats->state == all[k]);
+	}
 }
 
 char *hr_metrics_render(const struct hr_metrics *m, const struct hr_agg *agg,

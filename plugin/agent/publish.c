@@ -127,6 +127,46 @@ static bool all_known(const struct hr_agg *agg)
 	return true;
 }
 
+/* "a, b" (cut to fit): the checks that are not passing and count. */
+static void failing_names(const struct hr_agg *agg, char *buf, size_t len)
+{
+	struct hr_check_info info;
+	size_t i, o = 0;
+
+	buf[0] = '\0';
+	for (i = 0; i < hr_agg_n_checks(agg) && o + 1 < len; i++) {
+		hr_agg_check_at(agg, i, &info);
+		if (info.status != HR_STATUS_PASSING &&
+		    info.on_failure != HR_ON_FAILURE_IGNORE)
+			o += (size_t)snprintf(buf + o, len - o, "%s%s",
+					      o ? ", " : "", info.name);
+	}
+}
+
+/* Ready, and some registry was told a status it does not register in
+ * (a critical start): say which, and which checks are why. */
+static void explain_unregistered(struct hr_pub *p)
+{
+	char names[256], failing[512];
+	size_t i, o = 0;
+
+	names[0] = '\0';
+	for (i = 0; i < p->bset->n && o + 1 < sizeof(names); i++)
+		if (p->bset->v[i]->stats.state == HR_REGISTRY_DEREGISTERED)
+			o += (size_t)snprintf(names + o, sizeof(names) - o,
+					      "%s%s", o ? ", " : "",
+					      p->bset->v[i]->ops->name);
+	if (!o)
+		return;
+	failing_names(p->agg, failing, sizeof(failing));
+	hr_log(HR_LOG_WARN, "not_registered", "registries", names, "status",
+	       hr_status_name(p->maint ? HR_STATUS_CRITICAL
+				       : hr_agg_status(p->agg)),
+	       "reason",
+	       p->maint ? "maintenance" : "status not in register_when",
+	       "failing", failing, "output", hr_agg_output(p->agg), NULL);
+}
+
 static void become_ready(struct hr_pub *p)
 {
 	char n[32];
@@ -137,9 +177,10 @@ static void become_ready(struct hr_pub *p)
 	ev_timer_stop(p->loop, &p->ready_timer);
 	snprintf(n, sizeof(n), "%zu", hr_agg_n_checks(p->agg));
 	hr_log(HR_LOG_INFO, "ready", "status", hr_status_name(hr_agg_status(p->agg)),
-	       "checks", n, "output", hr_agg_output(p->agg), NULL);
+	       HR_LOG_NUM("checks"), n, "output", hr_agg_output(p->agg), NULL);
 	hr_sd_notify("READY=1\nSTATUS=checks running");
 	hr_pub_publish(p);
+	explain_unregistered(p);
 }
 
 static void ready_timeout_cb(struct ev_loop *loop, ev_timer *w, int revents)
@@ -325,7 +366,8 @@ int hr_pub_maint_set(struct hr_pub *p, bool enable, const char *reason)
 	if (n > HR_MAINT_REASON_MAX) {
 		snprintf(len, sizeof(len), "%zu", n);
 		hr_log(HR_LOG_WARN, "maintenance_rejected", "error",
-		       "reason longer than 1024 bytes", "bytes", len, NULL);
+		       "reason longer than 1024 bytes", HR_LOG_NUM("bytes"), len,
+		       NULL);
 		return -EMSGSIZE;
 	}
 	r = strdup(reason ? reason : "");

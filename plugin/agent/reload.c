@@ -92,32 +92,49 @@ static struct hr_config *load_next(const struct hr_reload *rl, char *msg,
 	return next;
 }
 
-/* Remove the checks that went away, and, when the groups changed, the
- * grouped ones (their group indices may mean other groups now). */
+/* Remove the checks that went away. */
 static void remove_checks(const struct hr_reload *rl,
 			  const struct hr_config *old,
-			  const struct hr_config *next, bool groups_changed,
-			  struct counts *n)
+			  const struct hr_config *next, struct counts *n)
 {
 	size_t i;
 
 	for (i = 0; i < old->n_checks; i++) {
 		const struct hr_check_spec *o = &old->checks[i];
-		int j = hr_config_find_check(next, o->name);
 
-		if (j >= 0 && !(groups_changed && o->group >= 0))
+		if (hr_config_find_check(next, o->name) >= 0)
 			continue; /* kept or replaced in add_checks() */
 		hr_agg_remove_check(rl->agg, o->name);
-		if (j >= 0)
-			n->changed++;
-		else
-			n->removed++;
+		n->removed++;
 	}
 }
 
+static const char *group_name(const struct hr_config *cfg, int group)
+{
+	return group >= 0 && (size_t)group < cfg->n_groups
+		       ? cfg->groups[group].name
+		       : NULL;
+}
+
+/* o and s are the same check: equal specs, their groups compared by name
+ * (hr_agg_set_groups() keeps a check in its group by name, whatever the
+ * group's index is now). */
+static bool same_check(const struct hr_config *old,
+		       const struct hr_check_spec *o,
+		       const struct hr_config *next,
+		       const struct hr_check_spec *s)
+{
+	struct hr_check_spec a = *o, b = *s;
+
+	if (!str_eq(group_name(old, o->group), group_name(next, s->group)))
+		return false;
+	a.group = b.group = -1;
+	return hr_check_spec_equal(&a, &b);
+}
+
 /* Start every check of next that is new or changed, in place of the old
- * one (hr_agg_replace_check(): no transient aggregate); the hold waits
- * for their first results. */
+ * one (hr_agg_replace_check(): it counts as the old one did until its
+ * first result); the hold waits for their first results. */
 static void add_checks(const struct hr_reload *rl, const struct hr_config *old,
 		       const struct hr_config *next, struct counts *n)
 {
@@ -130,7 +147,8 @@ static void add_checks(const struct hr_reload *rl, const struct hr_config *old,
 		struct hr_check_info info;
 		bool running = !hr_agg_check_get(rl->agg, s->name, &info);
 
-		if (running && j >= 0 && hr_check_spec_equal(&old->checks[j], s)) {
+		if (running && j >= 0 &&
+		    same_check(old, &old->checks[j], next, s)) {
 			n->kept++;
 			continue;
 		}
@@ -140,9 +158,9 @@ static void add_checks(const struct hr_reload *rl, const struct hr_config *old,
 			continue;
 		}
 		hr_pub_hold_add(rl->pub, s->name, hr_pub_check_wait(s));
-		if (j < 0)
+		if (j < 0 || !running)
 			n->added++;
-		else if (running)
+		else
 			n->changed++;
 	}
 }
@@ -200,17 +218,21 @@ int hr_reload(const struct hr_reload *rl, char *msg, size_t len)
 		hr_sd_notify("READY=1");
 		return -EINVAL;
 	}
-	/* Nothing reaches the registries until the new set has settled. */
+	/* Nothing reaches the registries until the new set has settled,
+	 * and the aggregate is computed once, for the whole new set: the
+	 * steps in between are no aggregate anyone should see or log. */
 	hr_pub_hold_begin(rl->pub);
 	hr_exec_env_set((const char *const *)next->exec_env);
 	groups_changed = !hr_groups_equal(old, next);
 	reg_changed = !hr_service_spec_equal(&old->service, &next->service) ||
 		      !registry_equal(old->registry, next->registry);
-	remove_checks(rl, old, next, groups_changed, &n);
+	hr_agg_batch_begin(rl->agg);
+	remove_checks(rl, old, next, &n);
 	if (groups_changed &&
 	    hr_agg_set_groups(rl->agg, next->groups, next->n_groups, &err))
 		hr_log(HR_LOG_ERROR, "reload_groups_failed", "error", err.msg, NULL);
 	add_checks(rl, old, next, &n);
+	hr_agg_batch_end(rl->agg);
 	hr_log_setup(next->log_level, next->log_format, stderr);
 	if (reg_changed)
 		swap_backends(rl, next, msg, len);
@@ -219,7 +241,8 @@ int hr_reload(const struct hr_reload *rl, char *msg, size_t len)
 	snprintf(counts, sizeof(counts), "kept=%d added=%d changed=%d removed=%d",
 		 n.kept, n.added, n.changed, n.removed);
 	hr_log(HR_LOG_INFO, "reloaded", "path", rl->path, "checks", counts,
-	       "registry", reg_changed ? "recreated" : "unchanged", NULL);
+	       "groups", groups_changed ? "changed" : "unchanged", "registry",
+	       reg_changed ? "recreated" : "unchanged", NULL);
 	hr_pub_hold_settle(rl->pub);
 	hr_sd_notify("READY=1");
 	return 0;

@@ -262,7 +262,7 @@ static void kick(struct hr_regcore *core)
 static void on_ok(struct hr_registry *r, struct sent *q)
 {
 	if (r->logged_down)
-		hr_log(HR_LOG_INFO, "consul_reachable", "service",
+		hr_log(HR_LOG_DEBUG, "consul_reachable", "service",
 		       r->service_id, "address", r->conf.address, NULL);
 	r->failures = 0;
 	r->logged_down = r->logged_forbidden = r->logged_rejected = false;
@@ -276,6 +276,7 @@ static void on_ok(struct hr_registry *r, struct sent *q)
 		hr_log(HR_LOG_INFO, "consul_registered", "service",
 		       r->service_id, "check", r->check_id, "address",
 		       r->conf.address, NULL);
+		hr_regcore_state(&r->core, HR_REGISTRY_REGISTERED);
 		break;
 	case HR_CONSUL_OP_UPDATE:
 		r->lost_streak = 0;
@@ -292,12 +293,16 @@ static void on_ok(struct hr_registry *r, struct sent *q)
 		r->maint_on = false;
 		hr_log(HR_LOG_INFO, "consul_deregistered", "service",
 		       r->service_id, NULL);
+		hr_regcore_state(&r->core, HR_REGISTRY_DEREGISTERED);
 		break;
 	case HR_CONSUL_OP_MAINTENANCE:
 		r->maint_on = q->maint_enable;
 		hr_log(HR_LOG_INFO, "consul_maintenance", "service",
 		       r->service_id, "enable",
 		       q->maint_enable ? "true" : "false", NULL);
+		hr_regcore_state(&r->core, q->maint_enable
+						   ? HR_REGISTRY_MAINTENANCE
+						   : HR_REGISTRY_REGISTERED);
 		break;
 	}
 }
@@ -317,8 +322,9 @@ static bool on_refusal(struct hr_registry *r, enum hr_consul_verdict v,
 		r->reported = false;
 		r->maint_on = false;
 		hr_log(HR_LOG_WARN, "consul_registration_lost", "service",
-		       r->service_id, "op", op, "code", code, "error", detail,
-		       NULL);
+		       r->service_id, "op", op, HR_LOG_NUM("code"), code,
+		       "error", detail, NULL);
+		hr_regcore_state(&r->core, HR_REGISTRY_DEREGISTERED);
 		/* A registration that never sticks must not spin. */
 		if (++r->lost_streak > 1)
 			hr_regcore_backoff(&r->core, r->lost_streak - 1,
@@ -327,8 +333,8 @@ static bool on_refusal(struct hr_registry *r, enum hr_consul_verdict v,
 	case HR_CONSUL_FORBIDDEN:
 		if (!r->logged_forbidden)
 			hr_log(HR_LOG_ERROR, "consul_forbidden", "service",
-			       r->service_id, "op", op, "code", code,
-			       "needs", "service:write on the service",
+			       r->service_id, "op", op,
+			       HR_LOG_NUM("code"), code, "needs", "service:write on the service",
 			       "name", r->core.service.name, "error", detail,
 			       NULL);
 		r->logged_forbidden = true;
@@ -337,8 +343,9 @@ static bool on_refusal(struct hr_registry *r, enum hr_consul_verdict v,
 	case HR_CONSUL_REJECTED:
 		if (!r->logged_rejected)
 			hr_log(HR_LOG_ERROR, "consul_rejected", "service",
-			       r->service_id, "op", op, "code", code, "error",
-			       detail, NULL);
+			       r->service_id, "op", op,
+			       HR_LOG_NUM("code"), code, "error", detail,
+			       NULL);
 		r->logged_rejected = true;
 		slow_retry(r);
 		return true;
@@ -359,7 +366,8 @@ static void on_failure(struct hr_registry *r, const struct sent *q,
 	snprintf(code_s, sizeof(code_s), "%ld", code);
 	if (hr_regcore_shutting_down(&r->core) && v != HR_CONSUL_RETRY) {
 		hr_log(HR_LOG_ERROR, "consul_deregister_failed", "service",
-		       r->service_id, "code", code_s, "error", detail, NULL);
+		       r->service_id, HR_LOG_NUM("code"), code_s, "error",
+		       detail, NULL);
 		r->maybe_registered = false; /* give up */
 		return;
 	}
@@ -379,12 +387,14 @@ static void on_failure(struct hr_registry *r, const struct sent *q,
 		       r->conf.address, "error", detail, NULL);
 		r->logged_tls = true;
 	} else if (!r->logged_down)
-		hr_log(HR_LOG_WARN, "consul_unavailable", "service",
-		       r->service_id, "op", op, "code", code_s, "error",
-		       detail, "address", r->conf.address, NULL);
+		/* the state change itself is regcore's registry_unreachable */
+		hr_log(HR_LOG_DEBUG, "consul_unavailable", "service",
+		       r->service_id, "op", op, HR_LOG_NUM("code"), code_s,
+		       "error", detail, "address", r->conf.address, NULL);
 	else
 		hr_log(HR_LOG_DEBUG, "consul_retry", "service", r->service_id,
-		       "op", op, "code", code_s, "error", detail, NULL);
+		       "op", op, HR_LOG_NUM("code"), code_s, "error", detail,
+		       NULL);
 	r->logged_down = true;
 	if (hr_regcore_shutting_down(&r->core))
 		hr_regcore_retry_in(&r->core, SHUTDOWN_RETRY_MS);
@@ -408,10 +418,17 @@ static bool on_reply(struct hr_regcore *core, const struct hr_reg_reply *a)
 		v = hr_consul_classify(r->sent.op, a->status, a->body, a->len);
 		hr_consul_excerpt(detail, sizeof(detail), a->body, a->len);
 	}
-	if (v == HR_CONSUL_OK)
+	if (v == HR_CONSUL_OK) {
 		on_ok(r, &r->sent);
-	else
+	} else {
+		char why[300];
+
+		if (a->rc == CURLE_OK)
+			snprintf(why, sizeof(why), "HTTP %ld: %s", a->status,
+				 detail);
+		hr_regcore_why(core, a->rc == CURLE_OK ? why : detail);
 		on_failure(r, &r->sent, v, a->status, detail);
+	}
 	sent_clear(r);
 	return v == HR_CONSUL_OK;
 }

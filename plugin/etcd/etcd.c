@@ -256,7 +256,7 @@ static void handle_ok(struct hr_registry *r, enum hr_etcd_op op,
 	char hex[24];
 
 	if (r->failures || r->retries)
-		hr_log(HR_LOG_INFO, "etcd_reachable", "endpoint", endpoint(r),
+		hr_log(HR_LOG_DEBUG, "etcd_reachable", "endpoint", endpoint(r),
 		       NULL);
 	r->failures = 0;
 	r->retries = 0;
@@ -281,6 +281,7 @@ static void handle_ok(struct hr_registry *r, enum hr_etcd_op op,
 		free(r->written);
 		r->written = r->op_value;
 		r->op_value = NULL;
+		hr_regcore_state(&r->core, HR_REGISTRY_REGISTERED);
 		break;
 	case HR_ETCD_OP_DELETE:
 		hr_log(HR_LOG_INFO, "etcd_deregistered", "key", r->key,
@@ -289,12 +290,14 @@ static void handle_ok(struct hr_registry *r, enum hr_etcd_op op,
 		       "endpoint", endpoint(r), NULL);
 		free(r->written);
 		r->written = NULL;
+		hr_regcore_state(&r->core, HR_REGISTRY_DEREGISTERED);
 		break;
 	case HR_ETCD_OP_REVOKE:
 		hr_log(HR_LOG_INFO, "etcd_lease_revoked", "lease",
 		       lease_hex(r->lease, hex, sizeof(hex)), "key", r->key,
 		       "endpoint", endpoint(r), NULL);
 		forget_lease(r);
+		hr_regcore_state(&r->core, HR_REGISTRY_DEREGISTERED);
 		break;
 	}
 }
@@ -309,6 +312,8 @@ static void lease_lost(struct hr_registry *r, enum hr_etcd_op op,
 	       hr_etcd_op_name(op), "reason", rep->message, "endpoint",
 	       endpoint(r), NULL);
 	forget_lease(r);
+	/* etcd deleted the key with the lease. */
+	hr_regcore_state(&r->core, HR_REGISTRY_DEREGISTERED);
 	r->retries = 0;
 	r->failures = 0;
 	snprintf(r->reason, sizeof(r->reason), "lease lost: %.140s",
@@ -355,9 +360,9 @@ static void handle_failure(struct hr_registry *r, enum hr_etcd_op op,
 	case HR_ETCD_AUTH_DENIED:
 		if (op == HR_ETCD_OP_AUTH)
 			set_token(r, NULL);
-		hr_log(HR_LOG_ERROR, "etcd_denied", "op", name, "user",
-		       r->user, "reason", rep->message, "http", http,
-		       "endpoint", endpoint(r), NULL);
+		hr_log(HR_LOG_DEBUG, "etcd_denied", "op", name, "user",
+		       r->user, "reason", rep->message, HR_LOG_NUM("http"),
+		       http, "endpoint", endpoint(r), NULL);
 		backoff(r);
 		break;
 	case HR_ETCD_UNAVAILABLE:
@@ -367,9 +372,11 @@ static void handle_failure(struct hr_registry *r, enum hr_etcd_op op,
 			       "etcd", "op", name, "endpoint", endpoint(r),
 			       "reason", rep->message, NULL);
 		else
-			hr_log(HR_LOG_WARN, "etcd_unavailable", "op", name,
-			       "reason", rep->message, "http", http,
-			       "endpoint", endpoint(r), NULL);
+			/* the state change itself is regcore's
+			 * registry_unreachable */
+			hr_log(HR_LOG_DEBUG, "etcd_unavailable", "op", name,
+			       "reason", rep->message, HR_LOG_NUM("http"),
+			       http, "endpoint", endpoint(r), NULL);
 		r->failures++;
 		r->ep = (r->ep + 1) % n;
 		/* A full round of endpoints failed: wait before the next. */
@@ -378,9 +385,9 @@ static void handle_failure(struct hr_registry *r, enum hr_etcd_op op,
 					   BACKOFF_BASE_MS, backoff_cap_ms(r));
 		break;
 	case HR_ETCD_FAILED:
-		hr_log(HR_LOG_ERROR, "etcd_request_failed", "op", name,
-		       "reason", rep->message, "http", http, "endpoint",
-		       endpoint(r), NULL);
+		hr_log(HR_LOG_DEBUG, "etcd_request_failed", "op", name,
+		       "reason", rep->message, HR_LOG_NUM("http"), http,
+		       "endpoint", endpoint(r), NULL);
 		backoff(r);
 		break;
 	}
@@ -398,6 +405,8 @@ static bool on_reply(struct hr_regcore *core, const struct hr_reg_reply *a)
 	if (a->rc != CURLE_OK)
 		hr_reg_curl_reason(a->rc, a->errbuf, rep.message,
 				   sizeof(rep.message));
+	if (rep.result != HR_ETCD_OK)
+		hr_regcore_why(core, rep.message);
 	if (rep.result == HR_ETCD_OK) {
 		handle_ok(r, op, &rep);
 		if (hr_regcore_shutting_down(core) && op == HR_ETCD_OP_REVOKE)

@@ -202,7 +202,7 @@ class TestCheckExitCodes(unittest.TestCase):
         self.addCleanup(os.unlink, path)
         p = hrtest.run(["check", "-c", path])
         self.assertEqual(p.returncode, 0)
-        self.assertRegex(p.stdout, r"NAME\s+KIND\s+STATUS\s+DURATION\s+OUTPUT")
+        self.assertRegex(p.stdout, r"NAME\s+KIND\s+STATUS\s+GROUP\s+ON_FAILURE\s+DURATION\s+OUTPUT")
         self.assertRegex(p.stdout, r"web\s+http\s+passing")
         self.assertIn("aggregate: passing (1 passing)", p.stdout)
 

@@ -166,15 +166,19 @@ class TestConsulLifecycle(ConsulCase):
                                         timeout=10), agent.log())
         port = emu.port
         emu.kill()
-        self.assertTrue(agent.wait_log("event=consul_unavailable", timeout=5))
+        self.assertTrue(agent.wait_log("event=registry_unreachable backend=consul",
+                                       timeout=5))
         time.sleep(1.5)
         self.assertIsNone(agent.proc.poll())
         emu = self.start_emulator(port=port)
         self.assertTrue(hrtest.wait_for(lambda: self.passing_ids(emu) == ["web-1"],
                                         timeout=5), agent.log())
         log = agent.log()
-        self.assertEqual(log.count("event=consul_unavailable"), 1, log)
-        self.assertIn("event=consul_reachable", log)
+        # One line when it goes, one when it is back; retries are debug.
+        self.assertEqual(log.count("event=registry_unreachable"), 1, log)
+        self.assertNotIn("level=warn event=consul_unavailable", log)
+        self.assertEqual(log.count("event=registry_reachable backend=consul"),
+                         1, log)
 
     def test_sigkill_expires_ttl_and_reaper_removes(self):
         emu = self.start_emulator()

@@ -480,7 +480,10 @@ Test(consul_faults, rejected_register_logged_once)
 	hr_registry_consul.apply(reg, HR_STATUS_PASSING, "ok");
 	cr_assert(run_until_reqs(3, 8));
 	cr_assert_eq(count_logs("event=consul_rejected"), 1);
-	cr_assert_eq(count_logs("Invalid Service Meta"), 1);
+	/* ... and the registry's state change (regcore), once too: three
+	 * attempts, two lines. */
+	cr_assert_eq(count_logs("event=registry_failing"), 1);
+	cr_assert_eq(count_logs("Invalid Service Meta"), 2);
 }
 
 Test(consul_faults, critical_sets_check_critical_then_deregisters)

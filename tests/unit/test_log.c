@@ -34,6 +34,37 @@ Test(log, json_is_escaped)
 			       "\"output\":\"x\\\"y\\\\z\\n\\u0001\"}\n");
 }
 
+Test(log, numbers_are_json_numbers)
+{
+	/* Marked keys: numbers unquoted in JSON, anything else a string;
+	 * unmarked keys stay strings even when the value looks numeric. */
+	const char *kv[] = { HR_LOG_NUM("port"), "9190",
+			     HR_LOG_NUM("down_seconds"), "25.3",
+			     HR_LOG_NUM("big"), "-1e+30",
+			     HR_LOG_NUM("lead"), "012",
+			     HR_LOG_NUM("inf"), "+Inf",
+			     HR_LOG_NUM("empty"), "",
+			     "check", "200", NULL };
+	char line[512];
+	const char *body;
+
+	hr_log_format_line(line, sizeof(line), HR_LOG_JSON, HR_LOG_INFO, "ev",
+			   kv);
+	body = strstr(line, ",\"event\"");
+	cr_assert_not_null(body);
+	cr_expect_str_eq(body, ",\"event\":\"ev\",\"port\":9190,"
+			       "\"down_seconds\":25.3,\"big\":-1e+30,"
+			       "\"lead\":\"012\",\"inf\":\"+Inf\","
+			       "\"empty\":\"\",\"check\":\"200\"}\n");
+	hr_log_format_line(line, sizeof(line), HR_LOG_LOGFMT, HR_LOG_INFO,
+			   "ev", kv);
+	body = strstr(line, " event=");
+	cr_assert_not_null(body);
+	cr_expect_str_eq(body, " event=ev port=9190 down_seconds=25.3 "
+			       "big=-1e+30 lead=012 inf=+Inf empty=\"\" "
+			       "check=200\n");
+}
+
 Test(log, long_lines_are_cut_but_end_with_newline)
 {
 	char big[1000];

@@ -18,6 +18,7 @@
 #include <ev.h>
 
 #include "healthreg/http.h"
+#include "healthreg/log.h"
 #include "loop.h"
 #include "healthreg/regcore.h"
 
@@ -396,6 +397,99 @@ Test(regcore_loop, request_reply_capture_stats)
 	cr_assert_not(hr_regcore_busy(&p.core));
 	hr_regcore_dispose(&p.core);
 	hr_reg_headers_free(h);
+	ev_io_stop(loop, &io);
+	close(lfd);
+	hr_http_free(http);
+}
+
+/* The log lines a down registry gives: counted by event. */
+static int n_unreachable, n_still, n_reachable;
+static char reachable_line[512];
+
+static void count_sink(int level, const char *event, const char *const *kv,
+		       void *payload)
+{
+	(void)payload;
+	if (!strcmp(event, "registry_unreachable"))
+		n_unreachable++;
+	else if (!strcmp(event, "registry_still_unreachable"))
+		n_still++;
+	else if (!strcmp(event, "registry_reachable")) {
+		n_reachable++;
+		hr_log_format_line(reachable_line, sizeof(reachable_line),
+				   HR_LOG_JSON, level, event, kv);
+	}
+}
+
+static void wait_replies(const struct probe *p, int n)
+{
+	double end = ev_time() + 5;
+
+	while (p->replies < n && ev_time() < end)
+		run_for(0.01);
+	cr_assert_geq(p->replies, n, "a reply within 5 s");
+}
+
+Test(regcore_loop, a_down_registry_logs_its_state_changes_only)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET };
+	socklen_t al = sizeof(a);
+	struct hr_registry_stats stats = { 0 };
+	struct hr_http *http;
+	struct hr_err err = { "" };
+	char down[64], up[64];
+	int i, want;
+	ev_io io;
+	struct probe p;
+
+	cr_assert_eq(hr_http_new(&http, loop, &err), 0);
+	lfd = socket(AF_INET, SOCK_STREAM, 0);
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	cr_assert_eq(bind(lfd, (struct sockaddr *)&a, sizeof(a)), 0);
+	listen(lfd, 4);
+	getsockname(lfd, (struct sockaddr *)&a, &al);
+	ev_io_init(&io, serve_cb, lfd, EV_READ);
+	ev_io_start(loop, &io);
+	snprintf(up, sizeof(up), "http://127.0.0.1:%d/v1/x", ntohs(a.sin_port));
+	snprintf(down, sizeof(down), "http://127.0.0.1:%d/v1/x",
+		 hr_test_closed_port());
+	stats.name = "fake";
+	probe_init(&p, &stats, http);
+	p.core.remind_every_s = 0.35;
+	hr_log_set_sink(count_sink, NULL);
+	/* 10 attempts over about 1 s: one line when it goes down, a
+	 * reminder every 0.35 s, not one line per attempt. */
+	for (i = 0; i < 10; i++) {
+		want = p.replies + 1;
+		cr_assert_eq(hr_regcore_send(&p.core, &(struct hr_reg_req){
+					     .method = "PUT", .url = down,
+					     .timeout_ms = 2000 }), 0);
+		wait_replies(&p, want);
+		run_for(0.1);
+	}
+	cr_expect_eq(stats.failures, 10);
+	cr_expect(stats.unreachable, "connection refused: no answer");
+	cr_expect_gt(stats.failing_since, 0);
+	cr_expect_neq(stats.last_error[0], '\0');
+	cr_expect(strstr(stats.last_error, "refused") ||
+		  strstr(stats.last_error, "connect"), "%s", stats.last_error);
+	cr_expect_eq(n_unreachable, 1);
+	cr_expect(n_still >= 1 && n_still <= 3, "%d reminders", n_still);
+	cr_expect_eq(n_reachable, 0);
+	want = p.replies + 1;
+	cr_assert_eq(hr_regcore_send(&p.core, &(struct hr_reg_req){
+				     .method = "PUT", .url = up,
+				     .body = "{\"a\":1}", .timeout_ms = 2000 }),
+		     0);
+	wait_replies(&p, want);
+	hr_log_set_sink(NULL, NULL);
+	cr_expect_eq(stats.failures, 0);
+	cr_expect_not(stats.unreachable);
+	cr_expect_eq(n_reachable, 1);
+	cr_expect(strstr(reachable_line,
+			 "\"backend\":\"fake\",\"failed_attempts\":10,"
+			 "\"down_seconds\":"), "%s", reachable_line);
+	hr_regcore_dispose(&p.core);
 	ev_io_stop(loop, &io);
 	close(lfd);
 	hr_http_free(http);

@@ -82,19 +82,35 @@ int hr_agg_add_check(struct hr_agg *agg, const struct hr_check_spec *spec,
  * Make-before-break for a reload: add spec, replacing the check of that
  * name if there is one, with no transient aggregate. A replaced check's
  * status carries over to the new one until its first result (so the
- * aggregate does not change); a check that is new is listed as unknown
- * but does not count against the aggregate (nor in its group) until its
- * first result. Errors as hr_agg_add_check(); the old check stays then.
+ * aggregate does not change), and so do its threshold counters (a check
+ * one failure short of failures_before_critical stays one short); a
+ * check that is new is listed as unknown but does not count against the
+ * aggregate (nor in its group) until its first result. Errors as
+ * hr_agg_add_check(); the old check stays then.
  */
 int hr_agg_replace_check(struct hr_agg *agg, const struct hr_check_spec *spec,
 			 struct hr_err *err);
 
 /**
- * Replace every group (for a reload). Checks still in the aggregator must
- * refer only to indices below n (-EINVAL otherwise; nothing changes).
+ * Replace every group (for a reload; copied). Each check keeps its group
+ * by name: it moves to the index of the group of that name in groups, or,
+ * when there is none, counts as ungrouped until it is replaced or
+ * removed. Its status stays, so a changed quorum is applied to the
+ * results the members already have. -ENOMEM (nothing changed).
  */
 int hr_agg_set_groups(struct hr_agg *agg, const struct hr_group_spec *groups,
 		      size_t n, struct hr_err *err);
+
+/**
+ * Batch several changes (a reload's removes, replaces and new groups)
+ * into one: between begin and end nothing recomputes or announces the
+ * aggregate; end computes it once and sends at most one AGGREGATE event
+ * (none when the batch left it as it was); evaluations waiting for a
+ * check go on at its end. Batches nest; every begin needs its end.
+ * Cannot fail.
+ */
+void hr_agg_batch_begin(struct hr_agg *agg);
+void hr_agg_batch_end(struct hr_agg *agg);
 
 /**
  * Stop and remove a check (its run in flight is cancelled; evaluations

@@ -31,10 +31,22 @@ int hr_log_level_parse(const char *s, int *out);
 /** True when a message at level would be written. */
 int hr_log_enabled(int level);
 
+/*
+ * A key whose value is a number: HR_LOG_NUM("port") is "\x1f" "port". In
+ * JSON the value is then written as a number when it is one by JSON's
+ * grammar (-?int frac? exp?), else as a string; logfmt writes it as
+ * always. The line's key is the name without the marker. Keys are the
+ * program's literals, so nothing from outside can mark one. Sinks get
+ * the keys as given (marker included): hr_log_format_line() knows it.
+ */
+#define HR_LOG_NUM_MARK '\x1f'
+#define HR_LOG_NUM(key) "\x1f" key
+
 /**
  * Log event with key/value string pairs terminated by NULL, e.g.
  * hr_log(HR_LOG_INFO, "check_status", "check", name, "status", "passing",
- *        NULL). A NULL value is written as an empty string.
+ *        NULL). A NULL value is written as an empty string. Numbers are
+ * given as text under an HR_LOG_NUM() key.
  */
 void hr_log(int level, const char *event, ...) __attribute__((sentinel));
 

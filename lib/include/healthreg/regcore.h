@@ -114,7 +114,10 @@ struct hr_regcore {
 	/* read-only for the backend */
 	struct ev_loop *loop;
 	struct hr_http *http;
-	struct hr_registry_stats *stats;
+	struct hr_registry_stats *stats; /* env->stats, or own_stats */
+	/* Seconds between the reminders while the registry stays down
+	 * (default HR_REGCORE_REMIND_S; tests shorten it). */
+	double remind_every_s;
 	struct hr_service_spec service; /* the core's own copy */
 	struct hr_rng rng;
 
@@ -133,7 +136,12 @@ struct hr_regcore {
 	bool shutting_down, finished;
 	hr_registry_done_cb done;
 	void *done_payload;
+	char why[256];          /* hr_regcore_why() for the reply at hand */
+	double remind_at;       /* ev_now() of the next reminder */
+	struct hr_registry_stats own_stats; /* when env->stats is NULL */
 };
+
+#define HR_REGCORE_REMIND_S 60.0
 
 /*
  * Set up c for one backend instance: copies env->service (NULL: an empty
@@ -161,6 +169,27 @@ bool hr_regcore_busy(const struct hr_regcore *c);
 /* Nothing in flight, no retry pending, shutdown not finished: the
  * backend may send now. */
 bool hr_regcore_idle(const struct hr_regcore *c);
+
+/* ---- state --------------------------------------------------------------- */
+
+/*
+ * The core keeps whether the registry is up in c->stats (failures,
+ * unreachable, failing_since, last_error) from every reply, and logs the
+ * changes only: registry_unreachable (warn; no answer, a timeout or a
+ * 5xx) or registry_failing (error; a refusal) at the first failure,
+ * registry_still_unreachable / registry_still_failing with the count of
+ * failed attempts every remind_every_s while it lasts, and
+ * registry_reachable with the count and the time it was down once a
+ * request succeeds. A backend logs its own retries at debug level only.
+ */
+
+/* From ops->reply, before it returns false: why the request failed, one
+ * line (copied, cut to 255 bytes). Without it the core says what libcurl
+ * or the HTTP status and the head of the answer said. */
+void hr_regcore_why(struct hr_regcore *c, const char *text);
+/* What the registry holds now: the backend calls it where it registered,
+ * deregistered, entered maintenance or found its registration lost. */
+void hr_regcore_state(struct hr_regcore *c, enum hr_registry_state s);
 
 /* ---- retries ------------------------------------------------------------ */
 

@@ -51,14 +51,37 @@
 
 struct hr_registry; /* a backend's own instance type */
 
+/* What the registry holds for this instance, as the backend last saw it
+ * (told by the backend through hr_regcore_state()). */
+enum hr_registry_state {
+	HR_REGISTRY_PENDING,      /* nothing written yet */
+	HR_REGISTRY_REGISTERED,   /* the instance is in the registry */
+	HR_REGISTRY_DEREGISTERED, /* removed (or never added: not wanted) */
+	HR_REGISTRY_MAINTENANCE,  /* registered, in the registry's own
+				     maintenance mode */
+};
+
+/** "pending", "registered", "deregistered", "maintenance". */
+const char *hr_registry_state_name(enum hr_registry_state s);
+
 /*
- * Counters a backend keeps for the agent's metrics: one call of
- * hr_registry_stats_record() per registry request answered (ok) or failed.
+ * Counters and state a backend keeps for the agent (status, /v1/health,
+ * metrics): one call of hr_registry_stats_record() per registry request
+ * answered (ok) or failed; the rest is kept by regcore.c.
  */
 struct hr_registry_stats {
 	uint64_t writes;       /* requests that succeeded */
 	uint64_t errors;       /* requests that failed (transport, 4xx, 5xx) */
 	double last_success;   /* wall-clock time of the last success, 0 = never */
+	/* Added for issue 13; the agent zeroes the block and sets name. */
+	const char *name;      /* the backend, for log lines; may be NULL */
+	enum hr_registry_state state;
+	uint32_t failures;     /* consecutive failed requests; 0 = up */
+	bool unreachable;      /* the last failure had no answer (a transport
+				  error, a timeout, a 5xx): not a refusal */
+	double failing_since;  /* wall clock of the first of those failures */
+	char last_error[256];  /* the last failure, one line ("" = none) */
+	double last_error_at;  /* wall clock of it, 0 = never */
 };
 
 /** NULL-safe. */
