@@ -77,10 +77,10 @@ class TlsCase(unittest.TestCase):
     def tearDownClass(cls):
         cls.pki.close()
 
-    def agent(self, cfg, env=None):
+    def agent(self, cfg, env=None, extra_args=()):
         e = dict(CLEAN_ENV)
         e.update(env or {})
-        a = hrtest.Agent(cfg, env=e)
+        a = hrtest.Agent(cfg, extra_args=extra_args, env=e)
         self.addCleanup(a.close)
         return a
 
@@ -221,14 +221,18 @@ class TestEtcdTls(TlsCase):
 
     def test_mtls(self):
         c = self.etcd(self.pki.server, client_ca=self.pki.ca)
-        # Without a client certificate: refused by etcd.
-        a = self.agent(self.etcd_config(c, ca_file=self.pki.ca))
+        # Without a client certificate: refused by etcd. Each attempt is
+        # counted: an etcd_unavailable line is at debug level (the
+        # outage itself is one registry_unreachable line).
+        a = self.agent(self.etcd_config(c, ca_file=self.pki.ca),
+                       extra_args=("--log-level", "debug"))
         self.refused_client(c, a)
         a.stop()
         # A client certificate of another CA: refused as well.
         b = self.agent(self.etcd_config(
             c, ca_file=self.pki.ca, cert_file=self.pki.client_other_ca[0],
-            key_file=self.pki.client_other_ca[1]))
+            key_file=self.pki.client_other_ca[1]),
+            extra_args=("--log-level", "debug"))
         self.refused_client(c, b)
         b.stop()
         ok = self.agent(self.etcd_config(
