@@ -282,7 +282,7 @@ static bool is_op(size_t i, const char *method_path_prefix)
 	return !strncmp(mp, method_path_prefix, strlen(method_path_prefix));
 }
 
-#define REG "PUT /v1/agent/service/register?replace-existing-checks=true"
+#define REG "PUT /v1/agent/service/register"
 #define UPD "PUT /v1/agent/check/update/service:web-1:healthreg"
 #define DEREG "PUT /v1/agent/service/deregister/web-1"
 #define MAINT "PUT /v1/agent/service/maintenance/web-1?enable="
@@ -605,10 +605,12 @@ Test(consul_faults, shutdown_with_nothing_registered_is_immediate)
 	cr_assert_eq(F.n_reqs, 0);
 }
 
+/* In maintenance, the check is registered critical and the maintenance
+ * check lands before any update: the instance is never passing. */
 Test(consul_faults, maintenance_survives_reregistration)
 {
-	static const char *const ops[] = { REG, UPD, MAINT "true", UPD, REG,
-					   UPD, MAINT "true", MAINT "false" };
+	static const char *const ops[] = { REG, MAINT "true", UPD, UPD, REG,
+					   MAINT "true", UPD, MAINT "false" };
 
 	script(200, "");
 	script(200, "");
@@ -618,7 +620,9 @@ Test(consul_faults, maintenance_survives_reregistration)
 	hr_registry_consul.maintenance(reg, true, "deploy v2");
 	hr_registry_consul.apply(reg, HR_STATUS_PASSING, "ok");
 	cr_assert(run_until_reqs(3, 5));
-	cr_assert(strstr(F.reqs[2].path, "reason=deploy%20v2"));
+	cr_assert(strstr(F.reqs[0].body, "\"Status\":\"critical\""), "%s",
+		  F.reqs[0].body);
+	cr_assert(strstr(F.reqs[1].path, "reason=deploy%20v2"));
 	hr_registry_consul.apply(reg, HR_STATUS_WARNING, "w");
 	cr_assert(run_until_reqs(7, 5));
 	hr_registry_consul.maintenance(reg, false, NULL);

@@ -116,6 +116,11 @@ struct hr_registry_ops {
 
 	/* Free everything, cancelling transfers in flight. NULL-safe. */
 	void (*destroy)(struct hr_registry *r);
+
+	/* Pure, may be NULL: report what this registry would refuse in the
+	 * service section (svc, parsed, under path "service"). */
+	void (*validate_service)(const struct hr_service_spec *svc,
+				 const char *path, struct hr_diag *diag);
 };
 
 #endif
