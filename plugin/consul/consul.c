@@ -356,6 +356,10 @@ static bool token_reread(struct hr_registry *r)
 		return false;
 	}
 	hr_reg_headers_free(old);
+	/* The agent keeps the registering token with the service and uses
+	 * it to sync the catalog: register again so it holds the new one
+	 * (status, output and the maintenance check stay). */
+	r->registered = false;
 	hr_log(HR_LOG_INFO, "consul_token_reloaded", "service", r->service_id,
 	       "file", c->token_file, NULL);
 	return true;

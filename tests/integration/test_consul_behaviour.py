@@ -246,7 +246,14 @@ class TestTokenRotation(BehaviourCase):
     read_token = ROOT
 
     def acl_emulator(self):
-        return self.start_emulator(acl_default_policy="deny", acl_token=[ROOT])
+        return self.start_emulator(acl_default_policy="deny", acl_token=[ROOT], data_dir=True)
+
+    def stored_token(self, emu):
+        """The token the agent keeps with the service (persistedService)."""
+        d = os.path.join(emu.data_dir, "services")
+        (name,) = [n for n in os.listdir(d) if not n.endswith(".tmp")]
+        with open(os.path.join(d, name)) as f:
+            return json.load(f)["Token"]
 
     def create_token(self, emu, secret, service="web"):
         body = {"SecretID": secret, "Description": "healthreg web-1"}
@@ -285,14 +292,15 @@ class TestTokenRotation(BehaviourCase):
         self.assertTrue(hrtest.wait_for(lambda: "web-1" not in self.services(emu),
                                         timeout=TTL_S + 10), emu.log_text()[-2000:])
         # Rotated: a new token in the file is found on the next 403, and
-        # the reaped service is registered again.
+        # the reaped service is registered again, with the new token.
         self.create_token(emu, "tok-two-5ecret")
         self.write_token(path, "tok-two-5ecret")
         self.assertTrue(hrtest.wait_for(lambda: self.passing_ids(emu) == ["web-1"],
                                         timeout=20), a.log()[-3000:])
         log = a.log()
         self.assertIn("event=consul_token_reloaded", log)
-        self.assertIn("event=consul_registration_lost", log)
+        self.assertEqual(log.count("event=consul_registered"), 2, log)
+        self.assertEqual(self.stored_token(emu), "tok-two-5ecret")
         self.assertNotIn("tok-one-5ecret", log)
         self.assertNotIn("tok-two-5ecret", log)
 
@@ -313,6 +321,29 @@ class TestTokenRotation(BehaviourCase):
         self.assertTrue(hrtest.wait_for(lambda: self.passing_ids(emu) == ["web-1"],
                                         timeout=20), a.log()[-3000:])
         self.assertIn("event=consul_token_reloaded", a.log())
+
+    def test_rotation_without_revocation_reregisters_with_the_new_token(self):
+        """A token rotated while the old one still works: nothing to see
+        until a 403; then (old token deleted) the service is registered
+        again at once, before Consul reaps it, carrying the new token."""
+        emu = self.acl_emulator()
+        acc = self.create_token(emu, "tok-old-5ecret")
+        d = tempfile.mkdtemp(prefix="hr-consul-t-")
+        path = os.path.join(d, "token")
+        self.addCleanup(lambda: [os.unlink(os.path.join(d, f)) for f in os.listdir(d)]
+                        and os.rmdir(d))
+        self.write_token(path, "tok-old-5ecret")
+        a = self.start_agent_with(emu, consul={"token_file": path})
+        self.assertTrue(hrtest.wait_for(lambda: self.passing_ids(emu) == ["web-1"],
+                                        timeout=10), a.log())
+        self.create_token(emu, "tok-new-5ecret")
+        self.write_token(path, "tok-new-5ecret")
+        emuctl.request(emu, "DELETE", "/v1/acl/token/" + acc, headers={"X-Consul-Token": ROOT})
+        self.assertTrue(a.wait_log("event=consul_token_reloaded", 10), a.log())
+        self.assertTrue(hrtest.wait_for(lambda: self.stored_token(emu) == "tok-new-5ecret",
+                                        timeout=10), a.log())
+        self.assertEqual(self.passing_ids(emu), ["web-1"])
+        self.assertNotIn("deregistered service with critical health", emu.log_text())
 
 
 # ---------------------------------------------------------------------------
