@@ -439,5 +439,62 @@ class TestPersistentAgentRestart(BehaviourCase):
         self.assertNotIn("consul_registration_lost", a.log())
 
 
+# ---------------------------------------------------------------------------
+class TestConnectionLimit(BehaviourCase):
+    """limits.http_max_conns_per_client: one connection too many gets a raw
+    429. healthreg keeps one connection, and retries a 429 with backoff."""
+
+    def test_one_connection_and_429_retried(self):
+        import http.client
+        emu = self.start_emulator(http_max_conns_per_client=1)
+        # Hold the one slot of 127.0.0.1 with a served keep-alive
+        # connection (a refused try, e.g. while the start-up probe's
+        # connection is still counted, is tried again).
+        deadline = time.time() + 10
+        while True:
+            hog = http.client.HTTPConnection("127.0.0.1", emu.port, timeout=10)
+            hog.request("GET", "/v1/agent/services")
+            r = hog.getresponse()
+            r.read()
+            if r.status == 200:
+                break
+            hog.close()
+            self.assertLess(time.time(), deadline, "no free slot for the test")
+            time.sleep(0.1)
+        self.addCleanup(hog.close)
+        mark = emu.log_text().count("Too many concurrent")
+        a = self.start_agent_with(emu)
+        self.assertTrue(hrtest.wait_for(
+            lambda: emu.log_text().count("Too many concurrent") > mark, timeout=10), a.log())
+        self.assertTrue(a.wait_log("event=consul_unavailable", 10), a.log())
+        self.assertIsNone(a.proc.poll())
+        hog.close()
+        self.assertTrue(hrtest.wait_for(lambda: self.passing_ids_one_conn(emu) == ["web-1"],
+                                        timeout=15), a.log()[-2000:])
+        refused = emu.log_text().count("Too many concurrent")
+        time.sleep(TTL_S)  # three refreshes on the one connection
+        self.assertEqual(emu.log_text().count("Too many concurrent"), refused,
+                         emu.log_text()[-2000:])
+        self.assertIn("event=consul_reachable", a.log())
+
+    def passing_ids_one_conn(self, emu):
+        # The limit is per client address and healthreg holds its one
+        # connection: read from another loopback address.
+        import http.client
+        c = http.client.HTTPConnection("127.0.0.1", emu.port, timeout=5,
+                                       source_address=("127.0.0.2", 0))
+        try:
+            c.request("GET", "/v1/health/service/web?passing")
+            r = c.getresponse()
+            body = r.read()
+            if r.status != 200:
+                return None
+            return [e["Service"]["ID"] for e in json.loads(body)]
+        except OSError:
+            return None
+        finally:
+            c.close()
+
+
 if __name__ == "__main__":
     unittest.main()
