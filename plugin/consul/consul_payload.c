@@ -1,8 +1,11 @@
 /*
  * consul_payload.c - pure functions of the Consul backend: "registry.consul"
- * validation, the register and TTL-update bodies, URLs, output preparation
- * (UTF-8 repair, truncation to Consul's 4 KiB rule) and the classification
- * of the agent's answers into what the state machine in consul.c does next.
+ * validation (with the rules that keep Consul's reaper from looping), the
+ * service fields as Consul's register handler checks them, the register and
+ * TTL-update bodies, URLs, output preparation (UTF-8 repair, truncation to
+ * the agent's check_output_max_size on a character boundary) and the
+ * classification of the agent's answers into what the state machine in
+ * consul.c does next.
  */
 #include <arpa/inet.h>
 #include <errno.h>
