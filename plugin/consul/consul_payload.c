@@ -220,7 +220,6 @@ static int check_reap(struct hr_consul_conf *c, bool dcsa_set,
 		c->dcsa_ms = HR_CONSUL_DEFAULT_DCSA_MS;
 		if (crit) {
 			c->dcsa_ms = 0;
-			c->dcsa_derived = true;
 			hr_diag_add(diag, HR_DIAG_WARNING,
 				    hr_conf_path(p, path,
 						 "deregister_critical_service_after"),
@@ -232,7 +231,6 @@ static int check_reap(struct hr_consul_conf *c, bool dcsa_set,
 		} else if (c->common.deregister_after_ms >=
 			   HR_CONSUL_DEFAULT_DCSA_MS) {
 			c->dcsa_ms = c->common.deregister_after_ms + 60000;
-			c->dcsa_derived = true;
 		}
 		return 0;
 	}

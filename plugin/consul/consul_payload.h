@@ -51,7 +51,6 @@ struct hr_consul_conf {
 	char *tls_server_name;
 	int64_t check_ttl_ms;
 	int64_t dcsa_ms;        /* 0 = not sent (no crash safety net) */
-	bool dcsa_derived;      /* dcsa_ms was derived, not configured */
 	int output_max;         /* check_output_max_size, bytes */
 	struct hr_reg_conf common; /* TLS files, register_when,
 				      deregister_after */
