@@ -791,7 +791,9 @@ class Store:
             return
         path = os.path.join(self.dir, sub, _id_hash(ident))
         tmp = path + ".tmp"
-        with open(tmp, "w", encoding="utf-8") as fh:
+        # 0600 as the agent writes them: they hold ACL tokens.
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
             json.dump(obj, fh, sort_keys=True)
         os.replace(tmp, path)
 

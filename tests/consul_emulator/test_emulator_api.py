@@ -1238,6 +1238,7 @@ class TestPersistence(EmuCase):
         (name,) = os.listdir(sdir)
         with open(os.path.join(sdir, name)) as fh:
             self.assertEqual(json.load(fh)["Token"], "tok-1")
+        self.assertEqual(os.stat(os.path.join(sdir, name)).st_mode & 0o777, 0o600)
         cdir = os.path.join(self.emu.data_dir, "checks")
         tokens = set()
         for n in os.listdir(cdir):
