@@ -13,6 +13,7 @@ Usage (from any test; standard library only)::
     emu.restart_wiped()    # kill + start again on the SAME port, empty state
     emu = emuctl.start(data_dir=True)  # persistent (a data dir in the temp dir)
     emu.restart()          # kill + start again on the same port, data dir kept
+    emu.reload()           # `consul reload` (PUT /v1/agent/reload): 200
     emu.fault("status 500")  # every request answered 500 (see fault())
     emu.fault(None)        # back to normal
     emu.stop()             # SIGTERM, then SIGKILL after a grace period
@@ -148,6 +149,11 @@ class Emulator:
             time.sleep(downtime)
         self._spawn(port)
         return self
+
+    def reload(self, token=None):
+        """`consul reload`: PUT /v1/agent/reload; returns the HTTP status."""
+        headers = {"X-Consul-Token": token} if token else {}
+        return request(self, "PUT", "/v1/agent/reload", b"", headers=headers)[0]
 
     def cleanup(self):
         """stop() and remove the private temp directory (log included)."""

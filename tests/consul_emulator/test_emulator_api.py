@@ -1333,6 +1333,7 @@ class TestReload(EmuCase):
 
     def test_reload_method_and_acl(self):
         self.assertResp(self.get("/v1/agent/reload"), 405, "method GET not allowed")
+        self.assertEqual(self.emu.reload(), 200)
 
 
 class TestReloadAcl(EmuCase):

@@ -439,6 +439,24 @@ class TestPersistentAgentRestart(BehaviourCase):
         self.assertNotIn("consul_registration_lost", a.log())
 
 
+class TestAgentReload(BehaviourCase):
+    def test_consul_reload_is_ridden_out(self):
+        """`consul reload` unloads and loads every service and check again
+        (sync paused): healthreg's next updates succeed, nothing is lost
+        or registered twice, the instance never disappears."""
+        emu = self.start_emulator(check_update_interval_ms=0)
+        a = self.start_agent_with(emu)
+        self.assertTrue(hrtest.wait_for(lambda: self.passing_ids(emu) == ["web-1"],
+                                        timeout=10), a.log())
+        self.assertEqual(emu.reload(), 200)
+        self.assertEqual(self.passing_ids(emu), ["web-1"])
+        self.set_state("1")
+        self.assertTrue(self.wait_status(emu, "warning", 10), a.log())
+        self.assertNotIn("consul_registration_lost", a.log())
+        self.assertEqual(a.log().count("event=consul_registered"), 1)
+        self.assertNotIn("absent", health_history(emu))
+
+
 # ---------------------------------------------------------------------------
 class TestConnectionLimit(BehaviourCase):
     """limits.http_max_conns_per_client: one connection too many gets a raw
