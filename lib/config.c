@@ -1343,6 +1343,11 @@ static void parse_registry(struct ctx *c, const cJSON *obj,
 					free(check_duplicates(c, it, p));
 				if (backends[i].validate)
 					backends[i].validate(it, p, c->diag);
+				if (backends[i].validate_service &&
+				    c->cfg->service.name)
+					backends[i].validate_service(
+						&c->cfg->service, "service",
+						c->diag);
 			}
 		}
 		if (!found) {

@@ -30,6 +30,7 @@ size_t hr_backends_validators(struct hr_config_backend *vals, size_t max)
 	for (i = 0; hr_registries[i] && n < max; i++) {
 		vals[n].name = hr_registries[i]->name;
 		vals[n].validate = hr_registries[i]->validate;
+		vals[n].validate_service = hr_registries[i]->validate_service;
 		n++;
 	}
 	return n;

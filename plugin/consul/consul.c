@@ -9,11 +9,14 @@
  *
  *   shutting down ............ deregister (if anything may be registered)
  *   service wanted:
- *     not registered ......... register (replace-existing-checks)
+ *     not registered ......... register (initially critical while in
+ *                              maintenance; other checks of the service,
+ *                              such as an operator's maintenance, stay)
+ *     maintenance differs .... maintenance (before any update, so an
+ *                              instance in maintenance is never passing)
  *     status/output changed,
  *     or a third of the TTL
  *     since the last update .. check update
- *     maintenance differs .... maintenance
  *     else ................... arm the refresh timer
  *   service not wanted (status outside register_when for deregister_after):
  *     check not critical ..... check update (critical)
@@ -21,7 +24,8 @@
  *
  * Answers are classified by hr_consul_classify(): LOST clears "registered"
  * (so the next kick registers again), RETRY arms a capped jittered backoff,
- * FORBIDDEN and REJECTED log once and retry slowly. While the retry timer
+ * FORBIDDEN, TOKEN_UNKNOWN and REJECTED log once and retry slowly; on a 403
+ * the token file is read again, and a new token is tried at once. While the retry timer
  * runs nothing is sent; apply() only records the newest state. The layer
  * owns the request plumbing, the grace period (deregister_after), the
  * shutdown deadline and done().
@@ -83,7 +87,7 @@ struct hr_registry {
 	struct sent sent;
 	ev_timer refresh;
 	unsigned failures, lost_streak;
-	bool logged_down, logged_forbidden, logged_rejected;
+	bool logged_down, logged_forbidden, logged_token, logged_rejected;
 	bool tls_failed;              /* the last failure was TLS's */
 	bool logged_tls;              /* consul_tls_failed this episode */
 };
@@ -146,8 +150,11 @@ static int send_register(struct hr_registry *r)
 {
 	char *body = NULL;
 
+	/* In maintenance the new check starts critical: it must not show
+	 * passing before the maintenance check lands. */
 	if (hr_consul_register_body(&body, &r->core.service, &r->conf,
-				    r->status) < 0)
+				    r->maint_want ? HR_STATUS_CRITICAL :
+						    r->status) < 0)
 		return -ENOMEM;
 	r->maybe_registered = true;
 	return send_req(r, HR_CONSUL_OP_REGISTER,
@@ -159,7 +166,8 @@ static int send_update(struct hr_registry *r, enum hr_status s)
 	char *body = NULL, *out = strdup(r->output ? r->output : "");
 	int rc;
 
-	if (!out || hr_consul_update_body(&body, s, out) < 0) {
+	if (!out || hr_consul_update_body(&body, s, out,
+					  (size_t)r->conf.output_max) < 0) {
 		free(out);
 		return -ENOMEM;
 	}
@@ -219,10 +227,10 @@ static int next_wanted(struct hr_registry *r)
 {
 	if (!r->registered)
 		return send_register(r);
-	if (update_due(r))
-		return send_update(r, r->status);
 	if (r->maint_want != r->maint_on)
 		return send_maintenance(r);
+	if (update_due(r))
+		return send_update(r, r->status);
 	arm_refresh(r);
 	return 0;
 }
@@ -267,12 +275,14 @@ static void on_ok(struct hr_registry *r, struct sent *q)
 	r->failures = 0;
 	r->logged_down = r->logged_forbidden = r->logged_rejected = false;
 	r->logged_tls = false;
+	r->logged_token = false;
 	switch (q->op) {
 	case HR_CONSUL_OP_REGISTER:
 		r->registered = true;
 		r->reported = false;
-		/* replace-existing-checks drops the maintenance check. */
-		r->maint_on = false;
+		/* The register keeps the service's other checks: a maintenance
+		 * check there stays (maint_on keeps what is known; a lost or
+		 * new service has none). */
 		hr_log(HR_LOG_INFO, "consul_registered", "service",
 		       r->service_id, "check", r->check_id, "address",
 		       r->conf.address, NULL);
@@ -312,6 +322,55 @@ static void slow_retry(struct hr_registry *r)
 	hr_regcore_backoff(&r->core, 1, r->slow_ms, r->slow_ms);
 }
 
+static int read_token(struct hr_consul_conf *c, struct hr_err *err);
+static int setup_headers(struct hr_registry *r, struct hr_err *err);
+
+/*
+ * After a 403: read the token file again (an operator rotates a revoked
+ * token by rewriting it). true when it now holds another token, which is
+ * put in the headers; the old one is kept when the file cannot be read.
+ */
+static bool token_reread(struct hr_registry *r)
+{
+	struct hr_consul_conf *c = &r->conf;
+	struct curl_slist *old = r->headers;
+	char *prev = c->token;
+	struct hr_err err = { 0 };
+	bool same;
+
+	if (!c->token_file)
+		return false;
+	c->token = NULL;
+	if (read_token(c, &err) < 0) {
+		c->token = prev;
+		hr_log(HR_LOG_ERROR, "consul_token_unreadable", "service",
+		       r->service_id, "file", c->token_file, "error",
+		       err.msg[0] ? err.msg : "unreadable", NULL);
+		return false;
+	}
+	same = prev && c->token && !strcmp(prev, c->token);
+	hr_secret_free(prev);
+	if (same)
+		return false;
+	r->headers = NULL;
+	if (setup_headers(r, &err) < 0) {
+		hr_reg_headers_free(r->headers);
+		r->headers = old;
+		hr_log(HR_LOG_ERROR, "consul_token_unusable", "service",
+		       r->service_id, "file", c->token_file, "error", err.msg,
+		       NULL);
+		return false;
+	}
+	hr_reg_headers_free(old);
+	/* The agent keeps the registering token with the service and uses
+	 * it to sync the catalog: register again so it holds the new one
+	 * (status, output and the maintenance check stay). */
+	r->registered = false;
+	hr_log(HR_LOG_INFO, "consul_token_reloaded", "service", r->service_id,
+	       "file", c->token_file, NULL);
+	return true;
+}
+
 /* LOST, FORBIDDEN, REJECTED: true when handled. */
 static bool on_refusal(struct hr_registry *r, enum hr_consul_verdict v,
 		       const char *op, const char *code, const char *detail)
@@ -330,6 +389,21 @@ static bool on_refusal(struct hr_registry *r, enum hr_consul_verdict v,
 			hr_regcore_backoff(&r->core, r->lost_streak - 1,
 					   BACKOFF_BASE_MS, r->backoff_cap_ms);
 		return true;
+	case HR_CONSUL_TOKEN_UNKNOWN:
+		if (!r->logged_token)
+			hr_log(HR_LOG_ERROR, "consul_token_not_found", "service",
+			       r->service_id, "op", op, "code", code,
+			       "needs", "a token the agent knows (it was "
+			       "deleted, expired or mistyped)", "token_file",
+			       r->conf.token_file ? r->conf.token_file :
+						    "(none)", "error", detail,
+			       NULL);
+		r->logged_token = true;
+		if (token_reread(r))
+			hr_regcore_retry_in(&r->core, BACKOFF_BASE_MS);
+		else
+			slow_retry(r);
+		return true;
 	case HR_CONSUL_FORBIDDEN:
 		if (!r->logged_forbidden)
 			hr_log(HR_LOG_ERROR, "consul_forbidden", "service",
@@ -338,7 +412,10 @@ static bool on_refusal(struct hr_registry *r, enum hr_consul_verdict v,
 			       "name", r->core.service.name, "error", detail,
 			       NULL);
 		r->logged_forbidden = true;
-		slow_retry(r);
+		if (token_reread(r))
+			hr_regcore_retry_in(&r->core, BACKOFF_BASE_MS);
+		else
+			slow_retry(r);
 		return true;
 	case HR_CONSUL_REJECTED:
 		if (!r->logged_rejected)
@@ -504,6 +581,12 @@ static void consul_validate(const cJSON *conf, const char *path,
 	env_from_process(&env);
 	if (!hr_consul_conf_parse(&c, conf, path, &env, diag))
 		hr_consul_conf_dispose(&c);
+}
+
+static void consul_validate_service(const struct hr_service_spec *svc,
+				    const char *path, struct hr_diag *diag)
+{
+	hr_consul_service_check(svc, path, diag);
 }
 
 /* Parse conf into r->conf; the first error becomes err. */
@@ -753,4 +836,5 @@ const struct hr_registry_ops hr_registry_consul = {
 	.shutdown = consul_shutdown,
 	.destroy = consul_destroy,
 	.preflight = consul_preflight,
+	.validate_service = consul_validate_service,
 };

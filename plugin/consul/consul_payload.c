@@ -1,9 +1,13 @@
 /*
  * consul_payload.c - pure functions of the Consul backend: "registry.consul"
- * validation, the register and TTL-update bodies, URLs, output preparation
- * (UTF-8 repair, truncation to Consul's 4 KiB rule) and the classification
- * of the agent's answers into what the state machine in consul.c does next.
+ * validation (with the rules that keep Consul's reaper from looping), the
+ * service fields as Consul's register handler checks them, the register and
+ * TTL-update bodies, URLs, output preparation (UTF-8 repair, truncation to
+ * the agent's check_output_max_size on a character boundary) and the
+ * classification of the agent's answers into what the state machine in
+ * consul.c does next.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stddef.h>
 #include <stdarg.h>
@@ -153,9 +157,75 @@ static const struct hr_reg_field fields[] = {
 };
 #undef AT
 
+/*
+ * Consul's reaper removes a service once one of its checks has been
+ * critical for deregister_critical_service_after (raised to 1m, checked
+ * every 30s); healthreg then gets 404 and registers again. A service that
+ * healthreg keeps registered while critical (register_when contains
+ * "critical", or a deregister_after grace) would be reaped and registered
+ * again for ever. An explicit DCSA that allows that is an error naming
+ * both keys; without one, the DCSA is derived: not sent when critical is
+ * kept, else longer than the grace by a minute.
+ */
+static int check_reap(struct hr_consul_conf *c, bool dcsa_set,
+		      const char *path, struct hr_diag *diag)
+{
+	bool crit = (c->common.register_when & BIT(HR_STATUS_CRITICAL)) != 0;
+	char p[HR_CONF_PATH_MAX], a[32], b[32];
+	int64_t eff;
+
+	if (!dcsa_set) {
+		c->dcsa_ms = HR_CONSUL_DEFAULT_DCSA_MS;
+		if (crit) {
+			c->dcsa_ms = 0;
+			hr_diag_add(diag, HR_DIAG_WARNING,
+				    hr_conf_path(p, path,
+						 "deregister_critical_service_after"),
+				    "not sent, because register_when contains "
+				    "\"critical\" (Consul would remove the "
+				    "critical service healthreg keeps "
+				    "registered): a crashed healthreg's service "
+				    "stays, critical, until deregistered");
+		} else if (c->common.deregister_after_ms >=
+			   HR_CONSUL_DEFAULT_DCSA_MS) {
+			c->dcsa_ms = c->common.deregister_after_ms + 60000;
+		}
+		return 0;
+	}
+	if (c->dcsa_ms == 0)
+		return 0;
+	hr_duration_format(c->dcsa_ms, b, sizeof(b));
+	if (crit) {
+		hr_diag_add(diag, HR_DIAG_ERROR,
+			    hr_conf_path(p, path, "register_when"),
+			    "contains \"critical\", but "
+			    "deregister_critical_service_after (%s) makes Consul "
+			    "remove a service whose check stays critical, and "
+			    "healthreg would register it again and again: drop "
+			    "\"critical\" or set "
+			    "deregister_critical_service_after to \"0s\"", b);
+		return -EINVAL;
+	}
+	eff = c->dcsa_ms < HR_CONSUL_DCSA_FLOOR_MS ? HR_CONSUL_DCSA_FLOOR_MS :
+						      c->dcsa_ms;
+	if (c->common.deregister_after_ms >= eff) {
+		hr_duration_format(c->common.deregister_after_ms, a, sizeof(a));
+		hr_diag_add(diag, HR_DIAG_ERROR,
+			    hr_conf_path(p, path, "deregister_after"),
+			    "(%s) must be shorter than "
+			    "deregister_critical_service_after (%s%s): Consul "
+			    "would remove the critical service first and "
+			    "healthreg would register it again", a, b,
+			    eff != c->dcsa_ms ? ", raised to 1m by Consul" :
+						"");
+		return -EINVAL;
+	}
+	return 0;
+}
+
 /* Rules between values, after every member was read. */
-static int check_values(const struct hr_consul_conf *c, const char *path,
-			struct hr_diag *diag)
+static int check_values(struct hr_consul_conf *c, bool dcsa_set,
+			const char *path, struct hr_diag *diag)
 {
 	char p[HR_CONF_PATH_MAX];
 	int rc = 0;
@@ -167,13 +237,15 @@ static int check_values(const struct hr_consul_conf *c, const char *path,
 		rc = -EINVAL;
 	}
 	hr_conf_path(p, path, "deregister_critical_service_after");
-	if (c->dcsa_ms == 0)
+	if (dcsa_set && c->dcsa_ms == 0)
 		hr_diag_add(diag, HR_DIAG_WARNING, p,
 			    "0s disables Consul's removal of a crashed "
 			    "healthreg's service");
-	else if (c->dcsa_ms < 60000)
+	else if (dcsa_set && c->dcsa_ms < HR_CONSUL_DCSA_FLOOR_MS)
 		hr_diag_add(diag, HR_DIAG_WARNING, p,
 			    "Consul raises values below 1m to 1m");
+	if (check_reap(c, dcsa_set, path, diag) < 0)
+		rc = -EINVAL;
 	if (hr_reg_conf_check(&c->common, path, diag) < 0)
 		rc = -EINVAL;
 	return rc;
@@ -447,23 +519,43 @@ static int apply_env(struct hr_consul_conf *out, bool skip_in_conf,
 	return rc;
 }
 
+/* check_output_max_size: an integer, not one of the shared kinds. */
+static int output_max_member(struct hr_consul_conf *out, const cJSON *e,
+			     const char *path, struct hr_diag *diag)
+{
+	char p[HR_CONF_PATH_MAX];
+
+	return hr_conf_int(e, hr_conf_path(p, path, e->string), 1,
+			   HR_CONSUL_OUTPUT_MAX_MAX, diag, &out->output_max);
+}
+
 int hr_consul_conf_parse(struct hr_consul_conf *out, const cJSON *conf,
 			 const char *path, const struct hr_consul_env *env,
 			 struct hr_diag *diag)
 {
 	static const struct hr_consul_env no_env;
 	const cJSON *e;
+	bool dcsa_set = false;
 	int rc = 0, r;
 
 	hr_consul_conf_init(out);
 	out->check_ttl_ms = HR_CONSUL_DEFAULT_TTL_MS;
 	out->dcsa_ms = HR_CONSUL_DEFAULT_DCSA_MS;
+	out->output_max = HR_CONSUL_OUTPUT_MAX;
 	hr_reg_conf_init(&out->common);
 	if (conf && !cJSON_IsObject(conf)) {
 		hr_diag_add(diag, HR_DIAG_ERROR, path, "must be an object");
 		return -EINVAL;
 	}
 	cJSON_ArrayForEach(e, conf) {
+		if (e->string && !strcmp(e->string, "check_output_max_size")) {
+			if (output_max_member(out, e, path, diag) < 0)
+				rc = -EINVAL;
+			continue;
+		}
+		if (e->string &&
+		    !strcmp(e->string, "deregister_critical_service_after"))
+			dcsa_set = true;
 		r = hr_reg_conf_member(fields, HR_ARRAY_SIZE(fields), out,
 				       &out->common, e, path, diag);
 		if (r == -ENOMEM)
@@ -471,7 +563,7 @@ int hr_consul_conf_parse(struct hr_consul_conf *out, const cJSON *conf,
 		if (r < 0)
 			rc = r;
 	}
-	if (check_values(out, path, diag) < 0)
+	if (check_values(out, dcsa_set, path, diag) < 0)
 		rc = -EINVAL;
 	if (out->tls_server_name &&
 	    check_server_name(out, false, path, diag) < 0)
@@ -514,6 +606,108 @@ const char *hr_consul_status_word(enum hr_status s)
 	default:
 		return "critical";
 	}
+}
+
+/* ---- the service, as Consul checks it --------------------------------- */
+
+/* Consul's structs.ValidateServiceMetadata (agent/structs/structs.go). */
+#define META_PAIRS_MAX 64
+#define META_KEY_MAX 128
+#define META_VALUE_MAX 512
+#define META_RESERVED "consul-"
+
+static bool meta_key_chars_ok(const char *k)
+{
+	for (; *k; k++)
+		if (!((*k >= 'a' && *k <= 'z') || (*k >= 'A' && *k <= 'Z') ||
+		      (*k >= '0' && *k <= '9') || *k == '_' || *k == '-'))
+			return false;
+	return true;
+}
+
+static int check_meta(const struct hr_service_spec *svc, const char *path,
+		      struct hr_diag *diag)
+{
+	char mp[HR_CONF_PATH_MAX], p[HR_CONF_PATH_MAX];
+	const char *why;
+	size_t i;
+	int rc = 0;
+
+	hr_conf_path(mp, path, "meta");
+	if (svc->n_meta > META_PAIRS_MAX) {
+		hr_diag_add(diag, HR_DIAG_ERROR, mp,
+			    "has %zu pairs; Consul accepts at most %d",
+			    svc->n_meta, META_PAIRS_MAX);
+		rc = -EINVAL;
+	}
+	for (i = 0; i < svc->n_meta; i++) {
+		const char *k = svc->meta[i].name ? svc->meta[i].name : "";
+		const char *v = svc->meta[i].value ? svc->meta[i].value : "";
+
+		why = NULL;
+		if (!k[0])
+			why = "the key is empty; Consul refuses it";
+		else if (!meta_key_chars_ok(k))
+			why = "the key may hold only letters, digits, '_' and "
+			      "'-' (Consul: Key contains invalid characters)";
+		else if (strlen(k) > META_KEY_MAX)
+			why = "the key is longer than 128 bytes, Consul's limit";
+		else if (!strncmp(k, META_RESERVED, strlen(META_RESERVED)))
+			why = "keys starting with \"consul-\" are reserved by "
+			      "Consul";
+		else if (strlen(v) > META_VALUE_MAX)
+			why = "the value is longer than 512 bytes, Consul's limit";
+		if (why) {
+			hr_diag_add(diag, HR_DIAG_ERROR,
+				    k[0] ? hr_conf_path(p, mp, k) : mp, "%s",
+				    why);
+			rc = -EINVAL;
+		}
+	}
+	return rc;
+}
+
+/* The register handler refuses ipaddr.IsAny; anything else is stored as
+ * is, so what clients could not dial is only warned about. */
+static int check_service_address(const char *a, const char *path,
+				 struct hr_diag *diag)
+{
+	unsigned char bin[16];
+	char p[HR_CONF_PATH_MAX];
+	int shown;
+
+	if (!a || !a[0])
+		return 0;
+	hr_conf_path(p, path, "address");
+	shown = hr_conf_shown_len(a, 128);
+	if (!strcmp(a, "0.0.0.0") || !strcmp(a, "::") || !strcmp(a, "[::]")) {
+		hr_diag_add(diag, HR_DIAG_ERROR, p,
+			    "\"%s\" is an any-address, which Consul refuses "
+			    "(Invalid service address): give the instance's "
+			    "own address, or leave it out for the node's", a);
+		return -EINVAL;
+	}
+	if (inet_pton(AF_INET, a, bin) == 1 || inet_pton(AF_INET6, a, bin) == 1)
+		return 0;
+	if (a[0] == '[' || strchr(a, ':') || strchr(a, '/') ||
+	    strpbrk(a, " \t\r\n"))
+		hr_diag_add(diag, HR_DIAG_WARNING, p,
+			    "\"%.*s\" is neither an IP address nor a host name "
+			    "(no scheme, port, path or brackets): Consul stores "
+			    "it as is and clients cannot dial it", shown, a);
+	return 0;
+}
+
+int hr_consul_service_check(const struct hr_service_spec *svc,
+			    const char *path, struct hr_diag *diag)
+{
+	int rc = 0;
+
+	if (check_meta(svc, path, diag) < 0)
+		rc = -EINVAL;
+	if (check_service_address(svc->address, path, diag) < 0)
+		rc = -EINVAL;
+	return rc;
 }
 
 /* ---- URLs -------------------------------------------------------------- */
@@ -566,7 +760,11 @@ char *hr_consul_url_register(const char *base)
 
 	buf_init(&b);
 	buf_str(&b, base);
-	buf_str(&b, "/v1/agent/service/register?replace-existing-checks=true");
+	/* No replace-existing-checks: it would remove the maintenance check
+	 * an operator set (consul maint) and any check someone else put on
+	 * the service; healthreg's own check ID is stable, so nothing of its
+	 * own is left behind. */
+	buf_str(&b, "/v1/agent/service/register");
 	return buf_take(&b);
 }
 
@@ -599,7 +797,17 @@ char *hr_consul_url_maintenance(const char *base, const char *service_id,
 
 /* ---- output ------------------------------------------------------------ */
 
-char *hr_consul_output_prepare(const char *output)
+/* The longest n <= max bytes of s that end on a character boundary. */
+static size_t char_cut(const char *s, size_t n, size_t max)
+{
+	size_t keep = n < max ? n : max;
+
+	while (keep > 0 && keep < n && ((unsigned char)s[keep] & 0xC0) == 0x80)
+		keep--;
+	return keep;
+}
+
+char *hr_consul_output_prepare(const char *output, size_t max)
 {
 	char marker[64];
 	char *s = hr_utf8_clean(output);
@@ -608,18 +816,26 @@ char *hr_consul_output_prepare(const char *output)
 
 	if (!s)
 		return NULL;
+	if (!max)
+		max = HR_CONSUL_OUTPUT_MAX;
 	n = strlen(s);
-	if (n <= HR_CONSUL_OUTPUT_MAX)
+	if (n <= max)
 		return s;
+	m = (size_t)snprintf(marker, sizeof(marker),
+			     " ... (captured %zu of %zu bytes)", max, n);
+	if (m >= max) {
+		/* No room for the marker: the head alone. */
+		s[char_cut(s, n, max)] = '\0';
+		return s;
+	}
 	/* The marker's length depends on the kept length: settle it. */
-	keep = HR_CONSUL_OUTPUT_MAX;
+	keep = max;
 	for (i = 0; i < 3; i++) {
 		m = (size_t)snprintf(marker, sizeof(marker),
 				     " ... (captured %zu of %zu bytes)", keep, n);
-		keep = HR_CONSUL_OUTPUT_MAX - m;
+		keep = max - m;
 	}
-	while (keep > 0 && ((unsigned char)s[keep] & 0xC0) == 0x80)
-		keep--;
+	keep = char_cut(s, n, keep);
 	m = (size_t)snprintf(marker, sizeof(marker),
 			     " ... (captured %zu of %zu bytes)", keep, n);
 	memcpy(s + keep, marker, m + 1);
@@ -718,10 +934,11 @@ int hr_consul_register_body(char **out, const struct hr_service_spec *svc,
 	return print_take(root, out);
 }
 
-int hr_consul_update_body(char **out, enum hr_status s, const char *output)
+int hr_consul_update_body(char **out, enum hr_status s, const char *output,
+			  size_t max)
 {
 	cJSON *root = cJSON_CreateObject();
-	char *o = hr_consul_output_prepare(output);
+	char *o = hr_consul_output_prepare(output, max);
 	int ok = root && o;
 
 	*out = NULL;
@@ -764,6 +981,8 @@ const char *hr_consul_verdict_name(enum hr_consul_verdict v)
 		return "lost";
 	case HR_CONSUL_FORBIDDEN:
 		return "forbidden";
+	case HR_CONSUL_TOKEN_UNKNOWN:
+		return "token_unknown";
 	case HR_CONSUL_REJECTED:
 		return "rejected";
 	case HR_CONSUL_RETRY:
@@ -803,6 +1022,9 @@ enum hr_consul_verdict hr_consul_classify(enum hr_consul_op op, long code,
 	case HR_CONSUL_OP_REGISTER:
 		break;
 	}
+	/* The agent's wrapper maps both texts to 403 (ref 0, 7). */
+	if (code == 403 && has(body, len, "ACL not found"))
+		return HR_CONSUL_TOKEN_UNKNOWN;
 	if (code == 401 || code == 403)
 		return HR_CONSUL_FORBIDDEN;
 	if (code == 408 || code == 429)

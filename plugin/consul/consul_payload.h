@@ -21,8 +21,12 @@
 #include "healthreg/regcore.h"
 #include "healthreg/status.h"
 
-/* Consul's default check_output_max_size, in bytes. */
+/* Consul's default check_output_max_size, in bytes, and the bounds of
+ * registry.consul.check_output_max_size. */
 #define HR_CONSUL_OUTPUT_MAX 4096
+#define HR_CONSUL_OUTPUT_MAX_MAX (1024 * 1024)
+/* Consul's check_deregister_interval_min: it raises a smaller DCSA to it. */
+#define HR_CONSUL_DCSA_FLOOR_MS 60000
 
 #define HR_CONSUL_DEFAULT_ADDR "http://127.0.0.1:8500"
 #define HR_CONSUL_DEFAULT_TTL_MS 30000
@@ -71,6 +75,7 @@ struct hr_consul_conf {
 	char *tls_server_name;  /* config key, else CONSUL_TLS_SERVER_NAME */
 	int64_t check_ttl_ms;
 	int64_t dcsa_ms;        /* 0 = not sent (no crash safety net) */
+	int output_max;         /* check_output_max_size, bytes */
 	struct hr_reg_conf common; /* TLS, register_when, deregister_after:
 				      with tls, the CONSUL_* TLS variables
 				      fill what the config leaves unset */
@@ -129,7 +134,9 @@ char *hr_consul_check_id(const char *service_id);
 
 /**
  * URLs, malloc'd (free()); NULL on ENOMEM. IDs are percent-encoded.
- *   register:    <base>/v1/agent/service/register?replace-existing-checks=true
+ *   register:    <base>/v1/agent/service/register (checks of the service
+ *                that are not in the request, such as an operator's
+ *                maintenance check, are kept)
  *   update:      <base>/v1/agent/check/update/<check_id>
  *   deregister:  <base>/v1/agent/service/deregister/<service_id>
  *   maintenance: <base>/v1/agent/service/maintenance/<id>?enable=..&reason=..
@@ -142,12 +149,23 @@ char *hr_consul_url_maintenance(const char *base, const char *service_id,
 
 /**
  * Make output safe and small: invalid UTF-8 bytes become U+FFFD, and text
- * longer than HR_CONSUL_OUTPUT_MAX bytes keeps its head (cut on a character
- * boundary) followed by Consul's own marker " ... (captured K of N bytes)",
- * the whole fitting in HR_CONSUL_OUTPUT_MAX so the agent stores it as is.
- * NULL means "". Returns a malloc'd string, NULL on ENOMEM.
+ * longer than max bytes (the agent's check_output_max_size; 0 means
+ * HR_CONSUL_OUTPUT_MAX) keeps its head (cut on a character boundary)
+ * followed by Consul's own marker " ... (captured K of N bytes)", the whole
+ * fitting in max so the agent stores it as is and never cuts a character.
+ * When max is too small for the marker, the head alone is kept. NULL means
+ * "". Returns a malloc'd string, NULL on ENOMEM.
  */
-char *hr_consul_output_prepare(const char *output);
+char *hr_consul_output_prepare(const char *output, size_t max);
+
+/**
+ * Check service fields against Consul's own rules for a registration
+ * (structs.ValidateServiceMetadata, the Address the register handler
+ * refuses): every problem goes to diag under path ("service"), e.g.
+ * "service.meta.<key>: ...". 0 or -EINVAL.
+ */
+int hr_consul_service_check(const struct hr_service_spec *svc,
+			    const char *path, struct hr_diag *diag);
 
 /**
  * The register body (ID, Name, Tags, Address, Port, Meta and one TTL Check
@@ -156,8 +174,10 @@ char *hr_consul_output_prepare(const char *output);
 int hr_consul_register_body(char **out, const struct hr_service_spec *svc,
 			    const struct hr_consul_conf *c, enum hr_status s);
 
-/** {"Status":..,"Output":..} with output prepared. 0 or -ENOMEM. */
-int hr_consul_update_body(char **out, enum hr_status s, const char *output);
+/** {"Status":..,"Output":..} with output prepared for max bytes (see
+ * hr_consul_output_prepare). 0 or -ENOMEM. */
+int hr_consul_update_body(char **out, enum hr_status s, const char *output,
+			  size_t max);
 
 enum hr_consul_op {
 	HR_CONSUL_OP_REGISTER,
@@ -172,7 +192,9 @@ const char *hr_consul_op_name(enum hr_consul_op op);
 enum hr_consul_verdict {
 	HR_CONSUL_OK,        /* done (a deregister of nothing is done too) */
 	HR_CONSUL_LOST,      /* our registration is gone: register again */
-	HR_CONSUL_FORBIDDEN, /* 403: the token lacks a permission */
+	HR_CONSUL_FORBIDDEN, /* 401/403 "Permission denied": token lacks a right */
+	HR_CONSUL_TOKEN_UNKNOWN, /* 403 "ACL not found": no such token (deleted,
+				    expired, mistyped) */
 	HR_CONSUL_REJECTED,  /* other 4xx: the request itself is refused */
 	HR_CONSUL_RETRY,     /* no answer, 5xx, 429, anything odd */
 };

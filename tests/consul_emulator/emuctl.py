@@ -11,6 +11,9 @@ Usage (from any test; standard library only)::
     url = emu.url          # "http://127.0.0.1:<port>"
     port, pid = emu.port, emu.pid
     emu.restart_wiped()    # kill + start again on the SAME port, empty state
+    emu = emuctl.start(data_dir=True)  # persistent (a data dir in the temp dir)
+    emu.restart()          # kill + start again on the same port, data dir kept
+    emu.reload()           # `consul reload` (PUT /v1/agent/reload): 200
     emu.fault("status 500")  # every request answered 500 (see fault())
     emu.fault(None)        # back to normal
     emu.stop()             # SIGTERM, then SIGKILL after a grace period
@@ -75,6 +78,9 @@ class Emulator:
         self.startup_timeout = startup_timeout
         self._tmp = tempfile.mkdtemp(prefix="consul-emu-")
         self.log_path = self.flags.pop("log", None) or os.path.join(self._tmp, "emulator.log")
+        if self.flags.get("data_dir") is True:
+            self.flags["data_dir"] = os.path.join(self._tmp, "data")
+        self.data_dir = self.flags.get("data_dir")
         self.fault_path = os.path.join(self._tmp, "fault")
         self.proc = None
         self.port = None
@@ -144,10 +150,31 @@ class Emulator:
         crashed agent that comes back later: connections are refused)."""
         port = self.port
         self.kill()
+        if self.data_dir:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
         if downtime > 0:
             time.sleep(downtime)
         self._spawn(port)
         return self
+
+    def restart(self, downtime=0.0, graceful=False):
+        """Stop the agent (SIGKILL, or SIGTERM when graceful) and start it
+        again on the same port with the same flags: with ``data_dir`` it
+        restores its services, checks and TTL state, like a real agent."""
+        port = self.port
+        if graceful:
+            self.stop()
+        else:
+            self.kill()
+        if downtime > 0:
+            time.sleep(downtime)
+        self._spawn(port)
+        return self
+
+    def reload(self, token=None):
+        """`consul reload`: PUT /v1/agent/reload; returns the HTTP status."""
+        headers = {"X-Consul-Token": token} if token else {}
+        return request(self, "PUT", "/v1/agent/reload", b"", headers=headers)[0]
 
     def cleanup(self):
         """stop() and remove the private temp directory (log included)."""

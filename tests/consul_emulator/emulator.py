@@ -472,18 +472,35 @@ def error_status(msg):
 # ---------------------------------------------------------------------------
 
 ANONYMOUS_ACCESSOR = "00000000-0000-0000-0000-000000000002"
+GLOBAL_MANAGEMENT_ID = "00000000-0000-0000-0000-000000000001"
 _LEVEL = {"deny": 0, "read": 1, "write": 2}
 
 
 class Token:
-    def __init__(self, secret, rules, management):
+    def __init__(self, secret, rules, management, accessor=None, description="",
+                 service_identities=()):
         self.secret = secret
         self.rules = rules  # list of (resource, name, is_prefix, level)
         self.management = management
-        if secret == "anonymous":
+        self.description = description
+        self.service_identities = list(service_identities)
+        if accessor:
+            self.accessor = accessor
+        elif secret == "anonymous":
             self.accessor = ANONYMOUS_ACCESSOR
         else:
             self.accessor = str(uuid.uuid5(uuid.NAMESPACE_OID, "healthreg-consul-emulator:" + secret))
+
+    def json(self):
+        """structs.ACLToken as the /v1/acl/token endpoints render it."""
+        return {
+            "AccessorID": self.accessor, "SecretID": self.secret,
+            "Description": self.description,
+            "Policies": ([{"ID": GLOBAL_MANAGEMENT_ID, "Name": "global-management"}]
+                         if self.management else []),
+            "ServiceIdentities": [{"ServiceName": n} for n in self.service_identities],
+            "Local": False,
+        }
 
 
 def parse_token_spec(spec):
@@ -497,7 +514,8 @@ def parse_token_spec(spec):
     for part in filter(None, (p.strip() for p in rules_s.split(","))):
         bits = part.split(":", 1)
         bits = bits[:1] + bits[1].rsplit(":", 1) if len(bits) == 2 else bits
-        if len(bits) != 3 or bits[0] not in ("service", "service_prefix", "node", "node_prefix") \
+        if len(bits) != 3 or bits[0] not in ("service", "service_prefix", "node", "node_prefix",
+                                             "agent", "agent_prefix") \
                 or bits[2] not in _LEVEL:
             raise ValueError("bad ACL rule %r (want resource:name:read|write|deny)" % part)
         res, name, level = bits
@@ -513,6 +531,12 @@ class ACL:
         self.default_token = default_token or ""
         if "anonymous" not in self.tokens:
             self.tokens["anonymous"] = Token("anonymous", [], False)
+
+    def by_accessor(self, accessor):
+        for t in self.tokens.values():
+            if t.accessor == accessor:
+                return t
+        return None
 
     def resolve(self, secret):
         """Return a Token or None (ACLs disabled).  Unknown -> 403 ACL not found."""
@@ -638,6 +662,8 @@ class Check:
         self.reap_after = 0          # effective DCSA in seconds (ref 4)
         self.critical_since = None   # CheckState.CriticalTime (monotonic)
         self.defer_at = None         # pending deferred output sync (ref 9)
+        self.chk_type = None         # the CheckType it was registered with (persisted)
+        self.token = ""              # the registering token (persisted, ref 1.5)
 
     def json(self, node, idx=(0, 0)):
         return {
@@ -728,6 +754,104 @@ def _is_ipv4(ip):
     return ip is not None and (ip.version == 4 or ip.ipv4_mapped is not None)
 
 
+def _id_hash(s):
+    """The file name of a persisted service or check: sha256 of its ID."""
+    return hashlib.sha256(go_bytes(s)).hexdigest()
+
+
+class Store:
+    """The agent's data_dir (ref 1.5, 3; agent/agent.go persistService,
+    persistCheck, persistCheckState): ``services/<sha256(id)>`` holds
+    {Token, Service}, ``checks/<sha256(id)>`` {Token, Check, ChkType} and
+    ``checks/state/<sha256(id)>`` {CheckID, Status, Output, Expires} (unix
+    seconds).  Without a directory (``--data-dir`` not given) it lives in
+    memory only: a restart loses it, ``reload`` still reads it."""
+
+    def __init__(self, directory, log):
+        self.dir = directory
+        self.log = log
+        self.services = {}
+        self.checks = {}
+        self.state = {}
+        if directory:
+            for sub in ("services", "checks", os.path.join("checks", "state")):
+                os.makedirs(os.path.join(directory, sub), mode=0o700, exist_ok=True)
+            self.services = self._read_all("services", "Service", "ID")
+            self.checks = self._read_all("checks", "Check", "CheckID")
+            self.state = self._read_all(os.path.join("checks", "state"), None, "CheckID")
+
+    def _read_all(self, sub, inner, key):
+        out = {}
+        d = os.path.join(self.dir, sub)
+        for name in sorted(os.listdir(d)):
+            path = os.path.join(d, name)
+            if not os.path.isfile(path) or name.endswith(".tmp"):
+                continue
+            try:
+                with open(path, encoding="utf-8") as fh:
+                    obj = json.load(fh)
+                out[(obj[inner] if inner else obj)[key]] = obj
+            except (OSError, ValueError, KeyError, TypeError) as e:
+                self.log("[ERROR] agent: failed decoding persisted file %s: %s" % (path, e))
+        return out
+
+    def _write(self, sub, ident, obj):
+        if not self.dir:
+            return
+        path = os.path.join(self.dir, sub, _id_hash(ident))
+        tmp = path + ".tmp"
+        # 0600 as the agent writes them: they hold ACL tokens.
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(obj, fh, sort_keys=True)
+        os.replace(tmp, path)
+
+    def _purge(self, sub, ident):
+        if self.dir:
+            try:
+                os.unlink(os.path.join(self.dir, sub, _id_hash(ident)))
+            except FileNotFoundError:
+                pass
+
+    def put_service(self, sid, token, definition):
+        obj = {"Token": token, "Service": definition}
+        self.services[sid] = obj
+        self._write("services", sid, obj)
+
+    def purge_service(self, sid):
+        self.services.pop(sid, None)
+        self._purge("services", sid)
+
+    def put_check(self, cid, token, check, chk_type):
+        obj = {"Token": token, "Check": check, "ChkType": chk_type}
+        self.checks[cid] = obj
+        self._write("checks", cid, obj)
+
+    def purge_check(self, cid):
+        self.checks.pop(cid, None)
+        self._purge("checks", cid)
+        self.purge_state(cid)
+
+    def put_state(self, cid, status, output, expires):
+        obj = {"CheckID": cid, "Status": status, "Output": output, "Expires": expires}
+        self.state[cid] = obj
+        self._write(os.path.join("checks", "state"), cid, obj)
+
+    def purge_state(self, cid):
+        self.state.pop(cid, None)
+        self._purge(os.path.join("checks", "state"), cid)
+
+
+def aggregate_status(checks):
+    """api.HealthChecks.AggregatedStatus (ref 6.3)."""
+    if any(c.id == NODE_MAINT or c.id.startswith(MAINT_PREFIX) for c in checks):
+        return "maintenance"
+    for s in ("critical", "warning"):
+        if any(c.status == s for c in checks):
+            return s
+    return "passing"
+
+
 class Agent:
     def __init__(self, opts, log):
         self.opts = opts
@@ -747,6 +871,12 @@ class Agent:
         self.cat_checks = {}    # id -> [snapshot dict, create, modify]
         self.name_index = {}    # service name -> index
         self.stopping = False
+        self.health_seen = {}   # service id -> last aggregate logged ([HEALTH] lines)
+        self.conn_lock = threading.Lock()
+        self.conns = {}         # client address -> open connections (http_max_conns_per_client)
+        self.write_nets = [ipaddress.ip_network(n, strict=False)
+                           for n in (getattr(opts, "allow_write_http_from", None) or [])]
+        self.store = Store(getattr(opts, "data_dir", None), log)
         with self.lock:
             self.node_index = self._next()
             self.tables["nodes"] = self.node_index
@@ -757,6 +887,11 @@ class Agent:
                 "ServiceName": "", "ServiceTags": [], "Type": "", "Interval": "", "Timeout": "",
             }, idx, idx]
             self.tables["checks"] = idx
+        with self.lock:
+            if self.store.services:
+                self.log("[INFO] agent: restoring %d service(s) from the data dir"
+                         % len(self.store.services))
+            self.load(None)
         self.thread = threading.Thread(target=self._scheduler, name="scheduler", daemon=True)
         self.thread.start()
 
@@ -848,6 +983,26 @@ class Agent:
             self.name_index[name] = self.raft
         if changed:
             self.cond.notify_all()
+        self._log_health()
+
+    def _log_health(self):
+        """One ``[HEALTH] service=<id> status=<aggregate>`` log line per change
+        of a service's aggregate (its checks plus node checks, ref 6.3), or
+        ``status=absent`` once it is gone: a complete history of what a
+        watcher polling the health endpoints could have seen (test machinery)."""
+        node_checks = [c for c in self.checks.values() if not c.service_id]
+        for sid in sorted(set(self.services) | set(self.health_seen)):
+            if sid in self.services:
+                agg = aggregate_status([c for c in self.checks.values() if c.service_id == sid]
+                                       + node_checks)
+            else:
+                agg = "absent"
+            if self.health_seen.get(sid) != agg:
+                self.log("[HEALTH] service=%s status=%s" % (sid, agg))
+                if agg == "absent":
+                    self.health_seen.pop(sid, None)
+                else:
+                    self.health_seen[sid] = agg
 
     # -- check status updates (local/state.go UpdateCheck, ref 4/9) ----------
     def _update_check(self, chk, status, output):
@@ -882,6 +1037,8 @@ class Agent:
         self._update_check(chk, status, output)
         chk.last_output = output
         chk.ttl_deadline = time.monotonic() + chk.ttl / 1e9
+        # persistCheckState: Expires = time.Now().Add(TTL).Unix() (ref 3)
+        self.store.put_state(chk.id, chk.status, chk.output, int(time.time() + chk.ttl / 1e9))
         self.cond.notify_all()
 
     # -- scheduler: TTL expiry, deferred output, DCSA reaper -----------------
@@ -934,11 +1091,82 @@ class Agent:
         if reaped:
             self.sync()
 
-    def _remove_service(self, sid):
+    def _remove_service(self, sid, purge=True):
         del self.services[sid]
+        if purge:
+            self.store.purge_service(sid)
         for cid in [c for c, chk in self.checks.items() if chk.service_id == sid]:
             del self.checks[cid]
+            if purge:
+                self.store.purge_check(cid)
         self.cond.notify_all()
+
+    def remove_check(self, cid):
+        del self.checks[cid]
+        self.store.purge_check(cid)
+        self.cond.notify_all()
+
+    def add_maintenance(self, chk, token):
+        """A maintenance check (service or node): persisted, so it survives a
+        restart (ref 5.3)."""
+        self.checks[chk.id] = chk
+        chk.token = token
+        self.store.put_check(chk.id, token, {
+            "CheckID": chk.id, "Name": chk.name, "Notes": chk.notes, "ServiceID": chk.service_id,
+            "Type": "maintenance", "Status": "critical"}, None)
+
+    # -- data_dir: loadServices / loadChecks, reload (agent/agent.go) --------
+    def load(self, snapshot):
+        """Restore services and checks from the store.  A check comes back
+        critical ("to avoid placing potentially unhealthy services into the
+        active pool"), then takes the reload snapshot's status and output,
+        then, for a TTL check, its persisted state if ``now < Expires``; its
+        TTL timer runs a full TTL from now (ref 3)."""
+        for sid, p in sorted(self.store.services.items()):
+            d = dict(p["Service"])
+            self.add_service(d, [], False, p.get("Token", ""), persist=False)
+        now_unix = int(time.time())
+        for cid, p in sorted(self.store.checks.items()):
+            c = p["Check"]
+            svc = self.services.get(c.get("ServiceID") or "")
+            if c.get("ServiceID") and svc is None:
+                self.store.purge_check(cid)
+                continue
+            if c.get("Type") == "maintenance":
+                if svc is None:
+                    chk = Check(cid, c["Name"], "", "", [], "maintenance")
+                else:
+                    chk = Check(cid, c["Name"], svc.id, svc.name, svc.tags_list(), "maintenance")
+                chk.notes = c.get("Notes") or ""
+                chk.token = p.get("Token", "")
+                self.checks[cid] = chk
+                continue
+            chk = self._new_check(svc, p["ChkType"], cid)
+            chk.token = p.get("Token", "")
+            chk.status = "critical"
+            if snapshot and cid in snapshot:
+                chk.status, chk.output = snapshot[cid]
+            if chk.ttl > 0:
+                st = self.store.state.get(cid)
+                if st is not None and now_unix < st["Expires"]:
+                    chk.status, chk.output = st["Status"], st["Output"]
+                elif st is not None:
+                    self.log("[DEBUG] agent: check state expired, not restoring: check=%s" % cid)
+                    self.store.purge_state(cid)
+                chk.ttl_deadline = time.monotonic() + chk.ttl / 1e9
+            self.checks[cid] = chk
+        self.sync()
+        self.cond.notify_all()
+
+    def reload(self):
+        """`consul reload` (PUT /v1/agent/reload): snapshot the check states,
+        unload every service and check, load them again from the data dir."""
+        self.log("[INFO] agent: Reloading configuration...")
+        snapshot = {cid: (c.status, c.output) for cid, c in self.checks.items()}
+        for sid in list(self.services):
+            self._remove_service(sid, purge=False)
+        self.checks.clear()
+        self.load(snapshot)
 
     def stop(self):
         with self.cond:
@@ -946,7 +1174,36 @@ class Agent:
             self.cond.notify_all()
 
     # -- operations called by handlers (lock held by caller) ----------------
-    def add_service(self, d, chk_types, replace_existing):
+    def _new_check(self, svc, ct, cid):
+        """A check of service svc from its CheckType ct (ref 1.2)."""
+        name = ct.get("Name") or "Service '%s' check" % svc.name
+        chk = Check(cid, name, svc.id, svc.name, svc.tags_list(), check_kind(ct))
+        chk.chk_type = ct
+        chk.notes = ct.get("Notes") or ""
+        if ct.get("Interval"):
+            chk.interval = format_duration(ct["Interval"])
+        if ct.get("Timeout"):
+            chk.timeout = format_duration(ct["Timeout"])
+        if ct.get("Status"):
+            chk.status = ct["Status"]
+        limit = self.opts.check_output_max_size
+        if (ct.get("OutputMaxSize") or 0) > 0 and limit > ct["OutputMaxSize"]:
+            limit = ct["OutputMaxSize"]
+        chk.output_max = limit
+        if chk.type == "ttl":
+            chk.ttl = ct["TTL"]
+        dcsa = ct.get("DeregisterCriticalServiceAfter") or 0
+        if dcsa > 0:
+            reap = dcsa / 1e9
+            minimum = self.opts.reap_min_ms / 1000.0
+            if reap < minimum:
+                self.log("[WARN] agent: check has deregister interval below minimum: "
+                         "check=%s minimum=%s" % (cid, minimum))
+                reap = minimum
+            chk.reap_after = reap
+        return chk
+
+    def add_service(self, d, chk_types, replace_existing, token="", persist=True):
         """Agent.addServiceInternal (ref 1.5)."""
         svc = Service(d)
         ip = _ip(svc.address) if svc.address else None
@@ -976,35 +1233,13 @@ class Agent:
                 cid = "service:%s" % svc.id
                 if len(chk_types) > 1:
                     cid += ":%d" % (i + 1)
-            name = ct.get("Name") or "Service '%s' check" % svc.name
-            chk = Check(cid, name, svc.id, svc.name, svc.tags_list(), check_kind(ct))
-            chk.notes = ct.get("Notes") or ""
-            if ct.get("Interval"):
-                chk.interval = format_duration(ct["Interval"])
-            if ct.get("Timeout"):
-                chk.timeout = format_duration(ct["Timeout"])
-            if ct.get("Status"):
-                chk.status = ct["Status"]
+            chk = self._new_check(svc, ct, cid)
+            chk.token = token
             prev = self.checks.get(cid)
             if prev is not None:  # restore from snapshot (ref 1.5)
                 chk.status = prev.status
                 chk.output = prev.output
                 chk.defer_at = prev.defer_at
-            limit = self.opts.check_output_max_size
-            if (ct.get("OutputMaxSize") or 0) > 0 and limit > ct["OutputMaxSize"]:
-                limit = ct["OutputMaxSize"]
-            chk.output_max = limit
-            if chk.type == "ttl":
-                chk.ttl = ct["TTL"]
-            dcsa = ct.get("DeregisterCriticalServiceAfter") or 0
-            if dcsa > 0:
-                reap = dcsa / 1e9
-                minimum = self.opts.reap_min_ms / 1000.0
-                if reap < minimum:
-                    self.log("[WARN] agent: check has deregister interval below minimum: "
-                             "check=%s minimum=%s" % (cid, minimum))
-                    reap = minimum
-                chk.reap_after = reap
             new_checks.append(chk)
         self.services[svc.id] = svc
         # Other checks of this service keep their ServiceTags in sync.
@@ -1022,6 +1257,15 @@ class Agent:
         if replace_existing:
             for cid in existing - keep:
                 self.checks.pop(cid, None)
+                self.store.purge_check(cid)
+        if persist:
+            self.store.put_service(svc.id, token, {k: v for k, v in d.items()
+                                                   if k not in ("Check", "Checks")})
+            for chk in new_checks:
+                self.store.put_check(chk.id, token, {
+                    "CheckID": chk.id, "Name": chk.name, "Notes": chk.notes,
+                    "ServiceID": svc.id, "Type": chk.type, "Status": chk.status},
+                    chk.chk_type)
         self.sync()
         self.cond.notify_all()
 
@@ -1049,7 +1293,17 @@ ROUTES = [
     ("/v1/catalog/service/", True, ("GET",), "h_catalog_service"),
     ("/v1/health/service/", True, ("GET",), "h_health_service"),
     ("/v1/health/checks/", True, ("GET",), "h_health_checks"),
+    ("/v1/agent/reload", False, ("PUT",), "h_reload"),
+    ("/v1/acl/token", False, ("PUT",), "h_acl_token_create"),
+    ("/v1/acl/token/self", False, ("GET",), "h_acl_token_self"),
+    ("/v1/acl/token/", True, ("GET", "PUT", "DELETE"), "h_acl_token_item"),
 ]
+
+# connlimit's answer to one connection too many (agent/agent.go, http_max_conns_per_client)
+TOO_MANY_CONNS_MSG = b"Your IP is issuing too many concurrent connections, please rate limit your calls\n"
+TOO_MANY_CONNS = (b"HTTP/1.1 429 Too Many Requests\r\nContent-Type: text/plain\r\n"
+                  b"Content-Length: %d\r\nConnection: close\r\n\r\n%s"
+                  % (len(TOO_MANY_CONNS_MSG), TOO_MANY_CONNS_MSG))
 
 
 def match_route(path):
@@ -1069,6 +1323,51 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def version_string(self):
         return self.server_version
+
+    def handle(self):
+        """limits.http_max_conns_per_client: one connection more than the limit
+        from one client address gets connlimit's raw 429 and is closed."""
+        limit = getattr(self.server.agent.opts, "http_max_conns_per_client", 0) or 0
+        if limit <= 0:
+            return http.server.BaseHTTPRequestHandler.handle(self)
+        ag = self.server.agent
+        ip = str(self.client_address[0] if self.client_address else "")
+        with ag.conn_lock:
+            ag.conns[ip] = ag.conns.get(ip, 0) + 1
+            n = ag.conns[ip]
+        try:
+            if n > limit:
+                self.server.emu_log("[ERROR] agent.http: Too many concurrent connections: "
+                                    "from=%s limit=%d" % (ip, limit))
+                try:
+                    self.wfile.write(TOO_MANY_CONNS)
+                    self.wfile.flush()
+                except OSError:
+                    pass
+                self.close_connection = True
+                return None
+            return http.server.BaseHTTPRequestHandler.handle(self)
+        finally:
+            with ag.conn_lock:
+                ag.conns[ip] -= 1
+                if ag.conns[ip] <= 0:
+                    del ag.conns[ip]
+
+    def _write_refused(self):
+        """allow_write_http_from (ref 7): a request other than GET from an
+        address outside every listed network gets 403 Access is restricted.
+        A client without an IP address (Unix socket) is refused too
+        (unconfirmed)."""
+        nets = self.server.agent.write_nets
+        if not nets or self.command == "GET":
+            return False
+        try:
+            ip = ipaddress.ip_address(str(self.client_address[0]).split("%")[0])
+        except (ValueError, IndexError, TypeError):
+            ip = None
+        if ip is not None and getattr(ip, "ipv4_mapped", None) is not None:
+            ip = ip.ipv4_mapped
+        return ip is None or not any(ip in n for n in nets)
 
     # -- plumbing -------------------------------------------------------------
     def log_message(self, fmt, *args):
@@ -1136,6 +1435,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 self._send(404, b"", None)
             return
         pattern, prefix, methods, name = route
+        if self._write_refused():
+            self._send(403, b"Access is restricted", "text/plain; charset=utf-8")
+            return
         allow = ",".join(("OPTIONS",) + methods)
         if self.command == "OPTIONS":
             self._send(200, b"", None, {"Allow": allow})
@@ -1293,7 +1595,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 self.acl.require(tok, "service", old.name, "write")
             q = self.query.get("replace-existing-checks")
             replace = bool(q) and (q[0] == "" or q[0] == "true")
-            self.agent.add_service(args, chk_types, replace)
+            self.agent.add_service(args, chk_types, replace, self.token())
         return None
 
     # -- ref 5.1 --------------------------------------------------------------
@@ -1340,9 +1642,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
                                 svc.tags_list(), "maintenance")
                     chk.notes = self.q("reason") or SVC_MAINT_DEFAULT
                     chk.status = "critical"
-                    ag.checks[cid] = chk
-            else:
-                ag.checks.pop(cid, None)
+                    ag.add_maintenance(chk, self.token())
+            elif cid in ag.checks:
+                ag.remove_check(cid)
             ag.sync()
             ag.cond.notify_all()
         return None
@@ -1357,9 +1659,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 if NODE_MAINT not in ag.checks:
                     chk = Check(NODE_MAINT, "Node Maintenance Mode", "", "", [], "maintenance")
                     chk.notes = self.q("reason") or NODE_MAINT_DEFAULT
-                    ag.checks[NODE_MAINT] = chk
-            else:
-                ag.checks.pop(NODE_MAINT, None)
+                    ag.add_maintenance(chk, self.token())
+            elif NODE_MAINT in ag.checks:
+                ag.remove_check(NODE_MAINT)
             ag.sync()
             ag.cond.notify_all()
         return None
@@ -1409,10 +1711,89 @@ class Handler(http.server.BaseHTTPRequestHandler):
         tok = self.authz()
         with self.agent.lock:
             self._vet_check(tok, self.arg)
-            del self.agent.checks[self.arg]
+            self.agent.remove_check(self.arg)
             self.agent.sync()
             self.agent.cond.notify_all()
         return None
+
+    # -- consul reload --------------------------------------------------------
+    def h_reload(self):
+        """PUT /v1/agent/reload (AgentReload): agent:write on the node name."""
+        tok = self.authz()
+        with self.agent.lock:
+            self.acl.require(tok, "agent", self.agent.node, "write")
+            self.agent.reload()
+        return None
+
+    # -- ACL tokens: create, read, delete (enough to revoke and rotate) ------
+    def _acl_write(self):
+        if not self.acl.enabled:
+            raise HTTPError(401, "ACL support disabled")
+        tok = self.authz()
+        if not tok.management:
+            raise HTTPError(403, "Permission denied: token with AccessorID '%s' lacks permission "
+                                 "'acl:write'" % tok.accessor)
+        return tok
+
+    def h_acl_token_create(self):
+        """PUT /v1/acl/token: SecretID (default random), AccessorID, Description,
+        ServiceIdentities (service:<name>:write, read on every service and node,
+        as the service identity's policy), Policies [{"Name":"global-management"}]."""
+        self._acl_write()
+        try:
+            body = json.loads(self.body.decode("utf-8") or "null")
+        except ValueError as e:
+            raise HTTPError(400, "Request decode failed: %s" % e)
+        if not isinstance(body, dict):
+            raise HTTPError(400, "Request decode failed: EOF")
+        known = {"SecretID", "AccessorID", "Description", "ServiceIdentities", "Policies", "Local"}
+        for k in body:
+            if k not in known:
+                raise HTTPError(400, 'Request decode failed: json: unknown field "%s"' % k)
+        secret = body.get("SecretID") or str(uuid.uuid4())
+        if secret in self.acl.tokens:
+            raise HTTPError(400, "Invalid Token: SecretID is already in use")
+        mgmt = False
+        for pol in body.get("Policies") or []:
+            if (pol or {}).get("Name") == "global-management" or \
+                    (pol or {}).get("ID") == GLOBAL_MANAGEMENT_ID:
+                mgmt = True
+            else:
+                raise HTTPError(400, "cannot find policy %s" % go_quote(str((pol or {}).get("Name"))))
+        names = [(si or {}).get("ServiceName") or "" for si in body.get("ServiceIdentities") or []]
+        rules = []
+        for n in names:
+            rules.append(("service", n, False, _LEVEL["write"]))
+        if names:
+            rules += [("service", "", True, _LEVEL["read"]), ("node", "", True, _LEVEL["read"])]
+        t = Token(secret, rules, mgmt, accessor=body.get("AccessorID") or str(uuid.uuid4()),
+                  description=body.get("Description") or "", service_identities=names)
+        with self.agent.lock:
+            self.acl.tokens[secret] = t
+        return t.json()
+
+    def h_acl_token_self(self):
+        if not self.acl.enabled:
+            raise HTTPError(401, "ACL support disabled")
+        tok = self.authz()
+        return tok.json()
+
+    def h_acl_token_item(self):
+        self._acl_write()
+        with self.agent.lock:
+            t = self.acl.by_accessor(self.arg)
+            if self.command == "DELETE":
+                if t is not None and t.secret == "anonymous":
+                    raise HTTPError(400, "Delete operation not permitted on the anonymous token")
+                if t is not None:
+                    del self.acl.tokens[t.secret]
+                    self.server.emu_log("[INFO] acl: token deleted: accessor=%s" % t.accessor)
+                return True
+            if self.command == "PUT":
+                raise HTTPError(400, "token update is not implemented by the emulator")
+            if t is None:
+                raise HTTPError(403, "ACL not found")
+            return t.json()
 
     # -- ref 6.1 / 6.2 --------------------------------------------------------
     def h_agent_services(self):
@@ -1873,6 +2254,14 @@ def build_parser():
     p.add_argument("--node-name", default="emulator-node")
     p.add_argument("--node-address", default="127.0.0.1")
     p.add_argument("--datacenter", default="dc1")
+    p.add_argument("--data-dir",
+                   help="persist services, checks (with their tokens) and TTL check state "
+                        "here, as an agent's data_dir; a restart restores them")
+    p.add_argument("--allow-write-http-from", action="append", default=[], metavar="CIDR",
+                   help="allow_write_http_from (repeatable): other clients get 403 on writes")
+    p.add_argument("--http-max-conns-per-client", type=int, default=0,
+                   help="limits.http_max_conns_per_client (0 = no limit): one more "
+                        "connection gets 429")
     p.add_argument("--fault-file",
                    help="inject faults: read before every request (off | status CODE | "
                         "delay MS | garbage | close)")

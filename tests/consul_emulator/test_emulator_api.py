@@ -1202,5 +1202,271 @@ class TestInjectedFaults(EmuCase):
                 fh.write(line)
             self.assertRaises(ValueError, emulator.read_fault, path)
 
+
+# ---------------------------------------------------------------------------
+# issue 12: data_dir persistence, reload, ACL token lifecycle, 429,
+# allow_write_http_from, the [HEALTH] history
+# ---------------------------------------------------------------------------
+class TestPersistence(EmuCase):
+    """ref 1.5, 3, 5.3 and agent/agent.go loadServices/loadChecks/
+    loadCheckState: with a data_dir a restart keeps services, checks with
+    their tokens, maintenance, and a TTL check's last status until its
+    TTL would have expired; then the check comes back critical."""
+    FLAGS = dict(EmuCase.FLAGS, data_dir=True)
+
+    def register_ttl(self, ttl):
+        check = {"CheckID": "web-1:ttl", "TTL": ttl, "Status": "critical"}
+        self.assertResp(self.register(Check=check, headers={"X-Consul-Token": "tok-1"}), 200)
+
+    def test_restart_keeps_services_checks_tokens_and_live_ttl_state(self):
+        self.register_ttl("30s")
+        self.assertResp(self.update("web-1:ttl", "warning", "w1"), 200)
+        self.assertResp(self.put("/v1/agent/service/maintenance/web-1?enable=true&reason=ops"),
+                        200)
+        self.emu.restart()
+        svc = self.services()
+        self.assertEqual(list(svc), ["web-1"])
+        self.assertEqual(svc["web-1"]["Meta"], {"agent": "hc"})
+        self.assertEqual(svc["web-1"]["Port"], 8080)
+        chk = self.checks()
+        self.assertEqual(chk["web-1:ttl"]["Status"], "warning")
+        self.assertEqual(chk["web-1:ttl"]["Output"], "w1")
+        self.assertEqual(chk["_service_maintenance:web-1"]["Notes"], "ops")
+        self.assertEqual(chk["_service_maintenance:web-1"]["Status"], "critical")
+        # The files hold the registering token (persistedService.Token).
+        sdir = os.path.join(self.emu.data_dir, "services")
+        (name,) = os.listdir(sdir)
+        with open(os.path.join(sdir, name)) as fh:
+            self.assertEqual(json.load(fh)["Token"], "tok-1")
+        self.assertEqual(os.stat(os.path.join(sdir, name)).st_mode & 0o777, 0o600)
+        cdir = os.path.join(self.emu.data_dir, "checks")
+        tokens = set()
+        for n in os.listdir(cdir):
+            if os.path.isfile(os.path.join(cdir, n)):
+                with open(os.path.join(cdir, n)) as fh:
+                    tokens.add(json.load(fh)["Token"])
+        self.assertEqual(tokens, {"tok-1", ""})  # the check's and maintenance's
+
+    def test_restart_after_the_ttl_expired_comes_back_critical(self):
+        self.register_ttl("1s")
+        self.assertResp(self.update("web-1:ttl", "passing", "ok"), 200)
+        self.emu.kill()
+        time.sleep(2.2)  # Expires is in whole seconds: past it for sure
+        self.emu.restart()
+        chk = self.checks()["web-1:ttl"]
+        self.assertEqual(chk["Status"], "critical")
+        self.assertEqual(chk["Output"], "")
+        self.assertIn("web-1", self.services())
+
+    def test_restored_ttl_runs_a_full_ttl_from_the_start(self):
+        self.register_ttl("2s")
+        self.assertResp(self.update("web-1:ttl", "passing", "ok"), 200)
+        self.emu.restart()
+        t0 = time.monotonic()
+        self.assertEqual(self.checks()["web-1:ttl"]["Status"], "passing")
+        self.wait_for(lambda: self.checks()["web-1:ttl"]["Status"] == "critical", "TTL expiry")
+        self.assertTrue(self.checks()["web-1:ttl"]["Output"].startswith("TTL expired"))
+        self.assertGreater(time.monotonic() - t0, 1.0)
+
+    def test_deregister_purges_the_files(self):
+        self.register_ttl("30s")
+        self.assertResp(self.update("web-1:ttl", "passing"), 200)
+        self.assertResp(self.put("/v1/agent/service/deregister/web-1"), 200)
+        self.emu.restart()
+        self.assertEqual(self.services(), {})
+        self.assertEqual(self.checks(), {})
+        for sub in ("services", "checks", os.path.join("checks", "state")):
+            d = os.path.join(self.emu.data_dir, sub)
+            self.assertEqual([n for n in os.listdir(d) if os.path.isfile(os.path.join(d, n))],
+                             [], sub)
+
+    def test_reregistering_a_restored_service_keeps_one_instance(self):
+        self.register_ttl("30s")
+        self.assertResp(self.update("web-1:ttl", "passing", "ok"), 200)
+        self.emu.restart()
+        self.register_ttl("30s")
+        self.assertEqual(list(self.services()), ["web-1"])
+        r = self.get("/v1/health/service/web")
+        self.assertEqual(len(r.json()), 1)
+        self.assertEqual(self.checks()["web-1:ttl"]["Status"], "passing")
+
+    def test_wiped_restart_forgets(self):
+        self.register_ttl("30s")
+        self.emu.restart_wiped()
+        self.assertEqual(self.services(), {})
+
+
+class TestMemoryOnly(EmuCase):
+    def test_restart_without_data_dir_forgets(self):
+        self.assertResp(self.register(), 200)
+        self.emu.restart()
+        self.assertEqual(self.services(), {})
+
+
+class TestReload(EmuCase):
+    """`consul reload` = PUT /v1/agent/reload: snapshot the check states,
+    unload, load from the data dir (agent.go ReloadConfig): services and
+    checks stay, each check keeps its status and output, TTL timers
+    restart at full length."""
+
+    def test_reload_keeps_services_and_status(self):
+        self.assertResp(self.register(Check={"CheckID": "web-1:ttl", "TTL": "30s"}), 200)
+        self.assertResp(self.update("web-1:ttl", "warning", "w"), 200)
+        self.assertResp(self.put("/v1/agent/service/maintenance/web-1?enable=true"), 200)
+        self.assertResp(self.put("/v1/agent/reload"), 200, "")
+        chk = self.checks()
+        self.assertEqual(chk["web-1:ttl"]["Status"], "warning")
+        self.assertEqual(chk["web-1:ttl"]["Output"], "w")
+        self.assertIn("_service_maintenance:web-1", chk)
+        self.assertEqual(list(self.services()), ["web-1"])
+        self.assertIn("Reloading configuration", self.emu.log_text())
+
+    def test_reload_restarts_the_ttl(self):
+        self.assertResp(self.register(Check={"CheckID": "web-1:ttl", "TTL": "2s"}), 200)
+        self.assertResp(self.update("web-1:ttl", "passing"), 200)
+        time.sleep(1.2)
+        t0 = time.monotonic()
+        self.assertResp(self.put("/v1/agent/reload"), 200)
+        self.wait_for(lambda: self.checks()["web-1:ttl"]["Status"] == "critical", "expiry")
+        if time.monotonic() - t0 < 5:  # not starved: the timer was re-armed
+            self.assertGreater(time.monotonic() - t0, 1.5)
+
+    def test_reload_method_and_acl(self):
+        self.assertResp(self.get("/v1/agent/reload"), 405, "method GET not allowed")
+        self.assertEqual(self.emu.reload(), 200)
+
+
+class TestReloadAcl(EmuCase):
+    FLAGS = {"acl_default_policy": "deny",
+             "acl_token": ["root", "w=service:web:write", "a=agent:emulator-node:write"]}
+
+    def test_reload_needs_agent_write(self):
+        r = self.put("/v1/agent/reload", headers={"X-Consul-Token": "w"})
+        self.assertEqual(r.status, 403, r.text)
+        self.assertIn("lacks permission 'agent:write'", r.text)
+        self.assertResp(self.put("/v1/agent/reload", headers={"X-Consul-Token": "a"}), 200)
+
+
+class TestAclTokens(EmuCase):
+    """Tokens can be created, read and deleted (revocation and rotation):
+    PUT /v1/acl/token, GET /v1/acl/token/self, DELETE /v1/acl/token/<accessor>.
+    A deleted token gets 403 ACL not found (ref 7)."""
+    FLAGS = {"acl_default_policy": "deny", "acl_token": ["root"]}
+    ROOT = {"X-Consul-Token": "root"}
+
+    def test_create_use_delete(self):
+        r = self.put("/v1/acl/token", {"SecretID": "s-1", "Description": "hr",
+                                       "ServiceIdentities": [{"ServiceName": "web"}]},
+                     headers=self.ROOT)
+        self.assertResp(r, 200)
+        tok = r.json()
+        self.assertEqual(tok["SecretID"], "s-1")
+        self.assertEqual(tok["ServiceIdentities"], [{"ServiceName": "web"}])
+        me = self.get("/v1/acl/token/self", headers={"X-Consul-Token": "s-1"}).json()
+        self.assertEqual(me["AccessorID"], tok["AccessorID"])
+        self.assertResp(self.register(headers={"X-Consul-Token": "s-1"}), 200)
+        r = self.register(Name="db", ID="db-1", headers={"X-Consul-Token": "s-1"})
+        self.assertEqual(r.status, 403)
+        self.assertIn("Permission denied", r.text)
+        self.assertResp(self.req("DELETE", "/v1/acl/token/" + tok["AccessorID"],
+                                 headers=self.ROOT), 200, "true")
+        self.assertResp(self.update("web-1:ttl", "passing", headers={"X-Consul-Token": "s-1"}),
+                        403, "ACL not found")
+        self.assertResp(self.get("/v1/acl/token/self", headers={"X-Consul-Token": "s-1"}),
+                        403, "ACL not found")
+
+    def test_only_management_writes_tokens(self):
+        self.put("/v1/acl/token", {"SecretID": "s-2",
+                                   "ServiceIdentities": [{"ServiceName": "web"}]},
+                 headers=self.ROOT)
+        r = self.put("/v1/acl/token", {"SecretID": "s-3"}, headers={"X-Consul-Token": "s-2"})
+        self.assertEqual(r.status, 403)
+        self.assertIn("lacks permission 'acl:write'", r.text)
+        r = self.put("/v1/acl/token", {"SecretID": "s-2"}, headers=self.ROOT)
+        self.assertResp(r, 400, "Invalid Token: SecretID is already in use")
+
+
+class TestAclTokensDisabled(EmuCase):
+    def test_acl_endpoints_without_acls(self):
+        self.assertResp(self.get("/v1/acl/token/self"), 401, "ACL support disabled")
+
+
+class TestConnLimit(EmuCase):
+    """limits.http_max_conns_per_client: the connection over the limit gets
+    connlimit's raw 429 (agent/agent.go) and is closed."""
+    FLAGS = dict(EmuCase.FLAGS, http_max_conns_per_client=2)
+
+    def test_third_connection_gets_429(self):
+        import socket
+        held = []
+        end = time.monotonic() + DEADLINE
+        while len(held) < 2:  # served keep-alive connections hold the slots
+            c = http.client.HTTPConnection("127.0.0.1", self.emu.port, timeout=10)
+            c.request("GET", "/v1/agent/services")
+            r = c.getresponse()
+            r.read()
+            if r.status == 200:
+                held.append(c)
+            else:  # the start-up probe's connection still counted
+                c.close()
+                self.assertLess(time.monotonic(), end)
+                time.sleep(0.05)
+        self.addCleanup(lambda: [c.close() for c in held])
+        s = socket.create_connection(("127.0.0.1", self.emu.port), timeout=10)
+        self.addCleanup(s.close)
+        s.sendall(b"GET /v1/agent/services HTTP/1.1\r\nHost: x\r\n\r\n")
+        data = b""
+        while True:
+            b = s.recv(4096)
+            if not b:
+                break
+            data += b
+        self.assertTrue(data.startswith(b"HTTP/1.1 429 Too Many Requests\r\n"), data)
+        self.assertTrue(data.endswith(b"\r\n\r\nYour IP is issuing too many concurrent "
+                                      b"connections, please rate limit your calls\n"), data)
+        for c in held:
+            c.close()
+        self.wait_for(lambda: self.get("/v1/agent/services").status == 200, "a free slot")
+
+    def _no_internal_errors(self):
+        pass  # the refusal is logged as [ERROR], as the agent does
+
+
+class TestAllowWriteHttpFrom(EmuCase):
+    """allow_write_http_from (ref 7): a write from outside the networks gets
+    403 Access is restricted; reads are served."""
+    FLAGS = dict(EmuCase.FLAGS, allow_write_http_from=["10.0.0.0/8"])
+
+    def test_write_from_loopback_refused(self):
+        self.assertResp(self.register(), 403, "Access is restricted")
+        self.assertResp(self.get("/v1/agent/services"), 200)
+        self.assertResp(self.put("/v1/agent/check/update/x", {"Status": "passing"}), 403,
+                        "Access is restricted")
+
+
+class TestAllowWriteHttpFromLoopback(EmuCase):
+    FLAGS = dict(EmuCase.FLAGS, allow_write_http_from=["10.0.0.0/8", "127.0.0.0/8"])
+
+    def test_write_from_listed_network_allowed(self):
+        self.assertResp(self.register(), 200)
+
+
+class TestHealthHistory(EmuCase):
+    """Test machinery: every change of a service's aggregate (ref 6.3) is one
+    [HEALTH] log line, so a test can prove a state was never visible."""
+
+    def test_history(self):
+        self.assertResp(self.register(Check={"CheckID": "web-1:ttl", "TTL": "30s"}), 200)
+        self.assertResp(self.update("web-1:ttl", "passing"), 200)
+        self.assertResp(self.put("/v1/agent/service/maintenance/web-1?enable=true"), 200)
+        self.assertResp(self.update("web-1:ttl", "warning"), 200)
+        self.assertResp(self.put("/v1/agent/service/deregister/web-1"), 200)
+        lines = [ln.split("[HEALTH] ")[1] for ln in self.emu.log_text().splitlines()
+                 if "[HEALTH] " in ln]
+        self.assertEqual(lines, ["service=web-1 status=critical", "service=web-1 status=passing",
+                                 "service=web-1 status=maintenance",
+                                 "service=web-1 status=absent"])
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -5,13 +5,15 @@
  *
  * Input: byte 0 picks the call, byte 1 the HTTP status (a table of the
  * ones Consul sends, or any value up to 1020), byte 2 the excerpt buffer
- * size; the rest is the body (exactly its size, not NUL-terminated), and
- * as a C string the output.
+ * size, and also the output limit (the configured check_output_max_size:
+ * 0 is the default 4096, else 1 + 33 * byte, from 1 to 8416 bytes); the
+ * rest is the body (exactly its size, not NUL-terminated), and as a C
+ * string the output.
  *
  * Properties: a verdict of the enum with a name, 2xx always OK; the
  * excerpt fits its buffer, is one line of printable ASCII and a prefix of
  * the body's first line with '?' for other bytes; the prepared output is
- * valid UTF-8 of at most HR_CONSUL_OUTPUT_MAX bytes, the output itself
+ * valid UTF-8 of at most the configured limit, the output itself
  * when that was valid and short enough; the update body is a JSON object
  * whose Output is the prepared output.
  */
@@ -44,19 +46,20 @@ static void excerpt(const char *body, size_t n, size_t len)
 	free(buf);
 }
 
-static void output(const char *out)
+static void output(const char *out, size_t max)
 {
-	char *p = hr_consul_output_prepare(out), *body = NULL;
+	size_t limit = max ? max : HR_CONSUL_OUTPUT_MAX;
+	char *p = hr_consul_output_prepare(out, max), *body = NULL;
 	size_t n = strlen(p ? p : "");
 	cJSON *doc, *o;
 
 	FUZZ_CHECK(p != NULL, "prepare");
-	FUZZ_CHECK(n <= HR_CONSUL_OUTPUT_MAX, "at most Consul's limit");
+	FUZZ_CHECK(n <= limit, "within the configured check_output_max_size");
 	FUZZ_CHECK(hr_fuzz_utf8_valid(p, n), "valid UTF-8");
-	if (strlen(out) <= HR_CONSUL_OUTPUT_MAX &&
-	    hr_fuzz_utf8_valid(out, strlen(out)))
+	if (strlen(out) <= limit && hr_fuzz_utf8_valid(out, strlen(out)))
 		FUZZ_CHECK(!strcmp(p, out), "valid short output unchanged");
-	FUZZ_CHECK(hr_consul_update_body(&body, HR_STATUS_WARNING, out) == 0,
+	FUZZ_CHECK(hr_consul_update_body(&body, HR_STATUS_WARNING, out,
+					 max) == 0,
 		   "update body");
 	FUZZ_CHECK(hr_fuzz_utf8_valid(body, strlen(body)), "body UTF-8");
 	doc = cJSON_Parse(body);
@@ -85,7 +88,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	excerpt(NULL, 0, len);
 	free(body);
 	body = hr_fuzz_copy(data, size, true);
-	output(body);
+	output(body, len ? 1 + 33 * len : 0);
 	free(body);
 	return 0;
 }

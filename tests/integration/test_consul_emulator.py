@@ -263,13 +263,15 @@ class TestConsulAcl(ConsulCase):
     def test_wrong_token_logged_once_no_crash(self):
         emu = self.acl_emulator()
         agent = self.start_agent(emu, env={"CONSUL_HTTP_TOKEN": WRONG})
-        self.assertTrue(agent.wait_log("event=consul_forbidden", timeout=10))
+        # An unknown token is told apart from a missing permission.
+        self.assertTrue(agent.wait_log("event=consul_token_not_found", timeout=10))
         # Retries happen about once per TTL; wait for at least one more.
         time.sleep(TTL_S + 1)
         self.assertIsNone(agent.proc.poll(), agent.log())
         log = agent.log()
-        self.assertEqual(log.count("event=consul_forbidden"), 1, log)
-        self.assertIn("service:write", log)
+        self.assertEqual(log.count("event=consul_token_not_found"), 1, log)
+        self.assertNotIn("event=consul_forbidden", log)
+        self.assertIn("a token the agent knows", log)
         self.assertIn("ACL not found", log)
         self.assert_secret_hidden(agent, WRONG)
         self.assertEqual(self.services(emu), {})

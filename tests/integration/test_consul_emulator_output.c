@@ -208,7 +208,7 @@ Test(consul_emulator_output, big_output_stored_exactly)
 	/* A 3-byte character straddling the 4 KiB cut. */
 	memcpy(big + 4050, "\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac", 9);
 	big[n] = '\0';
-	want = hr_consul_output_prepare(big);
+	want = hr_consul_output_prepare(big, HR_CONSUL_OUTPUT_MAX);
 	cr_assert_leq(strlen(want), HR_CONSUL_OUTPUT_MAX);
 	hr_registry_consul.apply(reg, HR_STATUS_PASSING, big);
 	got = wait_output(want);
@@ -226,7 +226,7 @@ Test(consul_emulator_output, odd_bytes_survive_the_round_trip)
 		"quote\" backslash\\ nl\n tab\t ctl\x01\x1f del\x7f "
 		"bad\xff\xfe cut\xe2\x82 ok\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80"
 		" ls\xe2\x80\xa8 </script>";
-	char *want = hr_consul_output_prepare(odd), *got;
+	char *want = hr_consul_output_prepare(odd, HR_CONSUL_OUTPUT_MAX), *got;
 
 	hr_registry_consul.apply(reg, HR_STATUS_WARNING, odd);
 	got = wait_output(want);

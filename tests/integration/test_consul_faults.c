@@ -7,6 +7,7 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +26,7 @@
 #include "healthreg/log.h"
 
 #define TOKEN "tok-5ecret-da7a"
+#define TOKEN2 "tok-2-5ecret-da7a"
 #define MAX_REQS 512
 #define MAX_SCRIPT 64
 
@@ -41,6 +43,7 @@ struct fake_req {
 	char path[1024];
 	char *body;
 	int has_token;     /* X-Consul-Token: TOKEN was sent */
+	int has_token2;    /* X-Consul-Token: TOKEN2 was sent */
 };
 
 struct fake {
@@ -75,6 +78,7 @@ static void fake_answer(struct conn *c, size_t hdr_end, size_t clen)
 	q->body = strndup(c->buf + hdr_end, clen);
 	c->buf[hdr_end] = '\0';
 	q->has_token = strstr(c->buf, "X-Consul-Token: " TOKEN "\r\n") != NULL;
+	q->has_token2 = strstr(c->buf, "X-Consul-Token: " TOKEN2 "\r\n") != NULL;
 	if (f->n_reqs < MAX_REQS)
 		f->n_reqs++;
 	if (f->next < f->n_script)
@@ -282,7 +286,7 @@ static bool is_op(size_t i, const char *method_path_prefix)
 	return !strncmp(mp, method_path_prefix, strlen(method_path_prefix));
 }
 
-#define REG "PUT /v1/agent/service/register?replace-existing-checks=true"
+#define REG "PUT /v1/agent/service/register"
 #define UPD "PUT /v1/agent/check/update/service:web-1:healthreg"
 #define DEREG "PUT /v1/agent/service/deregister/web-1"
 #define MAINT "PUT /v1/agent/service/maintenance/web-1?enable="
@@ -608,10 +612,12 @@ Test(consul_faults, shutdown_with_nothing_registered_is_immediate)
 	cr_assert_eq(F.n_reqs, 0);
 }
 
+/* In maintenance, the check is registered critical and the maintenance
+ * check lands before any update: the instance is never passing. */
 Test(consul_faults, maintenance_survives_reregistration)
 {
-	static const char *const ops[] = { REG, UPD, MAINT "true", UPD, REG,
-					   UPD, MAINT "true", MAINT "false" };
+	static const char *const ops[] = { REG, MAINT "true", UPD, UPD, REG,
+					   MAINT "true", UPD, MAINT "false" };
 
 	script(200, "");
 	script(200, "");
@@ -621,7 +627,9 @@ Test(consul_faults, maintenance_survives_reregistration)
 	hr_registry_consul.maintenance(reg, true, "deploy v2");
 	hr_registry_consul.apply(reg, HR_STATUS_PASSING, "ok");
 	cr_assert(run_until_reqs(3, 5));
-	cr_assert(strstr(F.reqs[2].path, "reason=deploy%20v2"));
+	cr_assert(strstr(F.reqs[0].body, "\"Status\":\"critical\""), "%s",
+		  F.reqs[0].body);
+	cr_assert(strstr(F.reqs[1].path, "reason=deploy%20v2"));
 	hr_registry_consul.apply(reg, HR_STATUS_WARNING, "w");
 	cr_assert(run_until_reqs(7, 5));
 	hr_registry_consul.maintenance(reg, false, NULL);
@@ -666,6 +674,75 @@ Test(consul_faults, token_file_is_used_and_not_logged)
 	cr_assert(run_until_reqs(2, 5));
 	cr_assert(F.reqs[0].has_token && F.reqs[1].has_token);
 	no_token_in_logs();
+}
+
+static void write_token_file(const char *path, const char *token)
+{
+	int fd = open(path, O_WRONLY | O_TRUNC);
+
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(write(fd, token, strlen(token)), (ssize_t)strlen(token));
+	cr_assert_eq(write(fd, "\n", 1), 1);
+	close(fd);
+}
+
+/* A revoked token (403 ACL not found): the token file is read again, and
+ * the new token registers the service again at once (the agent keeps the
+ * registering token for its catalog syncs). */
+Test(consul_faults, acl_not_found_rereads_the_token_file)
+{
+	static const char *const ops[] = { REG, UPD, REG, UPD };
+	char path[] = "/tmp/hr-consul-token-XXXXXX";
+	int fd = mkstemp(path);
+	char extra[128];
+
+	cr_assert_geq(fd, 0);
+	close(fd);
+	write_token_file(path, TOKEN);
+	unsetenv("CONSUL_HTTP_TOKEN");
+	script(200, "");
+	script(403, "ACL not found");
+	snprintf(extra, sizeof(extra), "\"token_file\":\"%s\"", path);
+	create(extra);
+	write_token_file(path, TOKEN2); /* rotated after the start */
+	hr_registry_consul.apply(reg, HR_STATUS_PASSING, "ok");
+	expect_ops(ops, 4);
+	unlink(path);
+	cr_assert(F.reqs[0].has_token && F.reqs[1].has_token);
+	cr_assert(F.reqs[2].has_token2 && F.reqs[3].has_token2);
+	cr_assert_eq(count_logs("event=consul_token_not_found"), 1);
+	cr_assert_eq(count_logs("event=consul_forbidden"), 0);
+	cr_assert_eq(count_logs("event=consul_token_reloaded"), 1);
+	no_token_in_logs();
+	for (size_t i = 0; i < n_logs; i++)
+		cr_assert_null(strstr(logs[i], TOKEN2), "%s", logs[i]);
+}
+
+/* Permission denied with the same token in the file: logged apart from
+ * ACL not found, nothing reloaded, retried slowly. */
+Test(consul_faults, permission_denied_same_token_retries_slowly)
+{
+	char path[] = "/tmp/hr-consul-token-XXXXXX";
+	int fd = mkstemp(path);
+	char extra[128];
+
+	cr_assert_geq(fd, 0);
+	close(fd);
+	write_token_file(path, TOKEN);
+	unsetenv("CONSUL_HTTP_TOKEN");
+	script(403, "Permission denied: token with AccessorID 'a' lacks "
+		    "permission 'service:write' on \"web\"");
+	snprintf(extra, sizeof(extra), "\"token_file\":\"%s\"", path);
+	create(extra);
+	hr_registry_consul.apply(reg, HR_STATUS_PASSING, "ok");
+	cr_assert(run_until_reqs(1, 5));
+	run_for(1.0);
+	unlink(path);
+	/* slow: about a TTL (3 s, at least 2 s) before the next try */
+	cr_assert_eq(F.n_reqs, 1);
+	cr_assert_eq(count_logs("event=consul_forbidden"), 1);
+	cr_assert_eq(count_logs("event=consul_token_not_found"), 0);
+	cr_assert_eq(count_logs("event=consul_token_reloaded"), 0);
 }
 
 Test(consul_faults, create_errors)

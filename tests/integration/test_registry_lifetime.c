@@ -195,7 +195,8 @@ static const char *body_of(const char *path_part)
 static struct hr_registry *create_then_free_config(
 	const struct hr_registry_ops *ops, const char *section)
 {
-	struct hr_config_backend be = { ops->name, ops->validate };
+	struct hr_config_backend be = { ops->name, ops->validate,
+					 ops->validate_service };
 	struct hr_registry_env env = { 0 };
 	struct hr_registry *r = NULL;
 	struct hr_config *cfg = NULL;

@@ -220,6 +220,7 @@ Test(config, registry_sections_go_to_their_validator)
 
 	be[0].name = "fake";
 	be[0].validate = NULL;
+	be[0].validate_service = NULL;
 	hr_diag_init(&d);
 	cr_assert_eq(hr_config_parse(&cfg, json, strlen(json), be, 1, &d),
 		     -EINVAL);
@@ -235,7 +236,7 @@ static void reject_x(const cJSON *conf, const char *path, struct hr_diag *d)
 
 Test(config, backend_validator_errors_fail_the_config)
 {
-	struct hr_config_backend be[1] = { { "fake", reject_x } };
+	struct hr_config_backend be[1] = { { "fake", reject_x, NULL } };
 	struct hr_config *cfg = NULL;
 	struct hr_diag d;
 	const char *bad =
@@ -635,7 +636,7 @@ static void etcd_validate(const cJSON *conf, const char *path,
  * message is valid UTF-8 (they reach JSON logs on a failed reload). */
 Test(config, messages_cut_on_characters)
 {
-	struct hr_config_backend be[1] = { { "etcd", etcd_validate } };
+	struct hr_config_backend be[1] = { { "etcd", etcd_validate, NULL } };
 	char *target = malloc(6001), *json = NULL;
 	struct hr_config *cfg = NULL;
 	struct hr_diag d;

@@ -13,6 +13,7 @@
 
 #include "consul/consul_payload.h"
 #include "healthreg/confget.h"
+#include "healthreg/util.h"
 
 #define N(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -378,8 +379,9 @@ Test(consul_payload, urls)
 		free(u);
 	}
 	u = hr_consul_url_register("http://a:1");
-	cr_assert_str_eq(u, "http://a:1/v1/agent/service/register"
-			    "?replace-existing-checks=true");
+	/* No replace-existing-checks: an operator's maintenance check and
+	 * other checks of the service survive a (re-)registration. */
+	cr_assert_str_eq(u, "http://a:1/v1/agent/service/register");
 	free(u);
 	u = hr_consul_url_maintenance("http://a:1", "web-1", true,
 				      "deploy v2 & co=1");
@@ -516,7 +518,7 @@ Test(consul_payload, update_body_odd_bytes)
 		cJSON *j;
 
 		cr_assert_eq(hr_consul_update_body(&body, HR_STATUS_PASSING,
-						   t[i].in), 0);
+						   t[i].in, 0), 0);
 		/* The body itself is ASCII-safe JSON: no raw controls. */
 		for (const char *p = body; *p; p++)
 			cr_assert((unsigned char)*p >= 0x20,
@@ -548,7 +550,7 @@ Test(consul_payload, update_body_statuses)
 		char *body;
 		cJSON *j;
 
-		cr_assert_eq(hr_consul_update_body(&body, t[i].s, NULL), 0);
+		cr_assert_eq(hr_consul_update_body(&body, t[i].s, NULL, 0), 0);
 		j = cJSON_Parse(body);
 		cr_assert_str_eq(jstr(j, "Status"), t[i].word);
 		cr_assert_str_eq(jstr(j, "Output"), "");
@@ -603,7 +605,7 @@ Test(consul_payload, output_truncation)
 		for (k = 0; k < n; k += ul)
 			memcpy(in + k, t[i].unit, ul);
 		in[n] = '\0';
-		out = hr_consul_output_prepare(in);
+		out = hr_consul_output_prepare(in, HR_CONSUL_OUTPUT_MAX);
 		cr_assert_not_null(out);
 		if (!t[i].truncated) {
 			cr_assert_str_eq(out, in, "case %zu", i);
@@ -626,7 +628,7 @@ Test(consul_payload, output_truncation_after_repair)
 
 	memset(in, '\xff', 2000);
 	in[2000] = '\0';
-	out = hr_consul_output_prepare(in);
+	out = hr_consul_output_prepare(in, HR_CONSUL_OUTPUT_MAX);
 	cr_assert_leq(strlen(out), HR_CONSUL_OUTPUT_MAX);
 	cr_assert(strstr(out, " ... (captured "));
 	cr_assert(strstr(out, " of 6000 bytes)"));
@@ -663,7 +665,9 @@ Test(consul_payload, classify)
 		  "Permission denied: token with AccessorID '0000' lacks "
 		  "permission 'service:write' on \"web\"", HR_CONSUL_FORBIDDEN },
 		{ HR_CONSUL_OP_UPDATE, 403, "ACL not found",
-		  HR_CONSUL_FORBIDDEN },
+		  HR_CONSUL_TOKEN_UNKNOWN },
+		{ HR_CONSUL_OP_REGISTER, 403, "ACL not found",
+		  HR_CONSUL_TOKEN_UNKNOWN },
 		{ HR_CONSUL_OP_UPDATE, 400, "Invalid check status: 'x'",
 		  HR_CONSUL_REJECTED },
 		{ HR_CONSUL_OP_UPDATE, 0, NULL, HR_CONSUL_RETRY },
@@ -738,5 +742,259 @@ Test(consul_payload, excerpt)
 		memset(buf, 'Z', sizeof(buf));
 		hr_consul_excerpt(buf, t[i].buf, t[i].body, t[i].len);
 		cr_assert_str_eq(buf, t[i].want, "case %zu", i);
+	}
+}
+
+/* ---- issue 12: Consul as its source says it behaves -------------------- */
+
+/* A service healthreg keeps registered while critical must not be reaped
+ * by Consul's deregister_critical_service_after, else it is registered
+ * again and again (the reap loop). */
+Test(consul_payload, conf_reap_loop_is_impossible)
+{
+	static const struct {
+		const char *json;
+		int rc;
+		const char *text; /* an error, or with rc 0 a warning */
+		int64_t dcsa_ms;
+	} t[] = {
+		{ "{\"register_when\":[\"passing\",\"critical\"],"
+		  "\"deregister_critical_service_after\":\"1s\"}", -EINVAL,
+		  "registry.consul.register_when: contains \"critical\", but "
+		  "deregister_critical_service_after (1s)", 0 },
+		{ "{\"deregister_after\":\"2m\","
+		  "\"deregister_critical_service_after\":\"1m\"}", -EINVAL,
+		  "registry.consul.deregister_after: (2m) must be shorter than "
+		  "deregister_critical_service_after (1m)", 0 },
+		{ "{\"deregister_after\":\"1m\","
+		  "\"deregister_critical_service_after\":\"10s\"}", -EINVAL,
+		  "deregister_critical_service_after (10s, raised to 1m by "
+		  "Consul)", 0 },
+		/* Consul raises 10s to 1m: a 45s grace ends first. */
+		{ "{\"deregister_after\":\"45s\","
+		  "\"deregister_critical_service_after\":\"10s\"}", 0, NULL,
+		  10000 },
+		/* Derived: not sent when critical stays registered... */
+		{ "{\"register_when\":[\"passing\",\"warning\",\"critical\"]}", 0,
+		  "registry.consul.deregister_critical_service_after: not sent, "
+		  "because register_when contains \"critical\"", 0 },
+		/* ...and a minute past a long grace. */
+		{ "{\"deregister_after\":\"2m\"}", 0, NULL, 180000 },
+		{ "{\"deregister_after\":\"30s\"}", 0, NULL, 60000 },
+		{ "{\"register_when\":[\"critical\"],"
+		  "\"deregister_critical_service_after\":\"0s\"}", 0, NULL, 0 },
+	};
+	size_t i;
+
+	for (i = 0; i < N(t); i++) {
+		struct hr_consul_conf c;
+		struct hr_diag d;
+		int rc = parse(t[i].json, NULL, &c, &d);
+
+		dump(&d);
+		cr_assert_eq(rc, t[i].rc, "case %zu", i);
+		if (t[i].text)
+			cr_assert(diag_has(&d, rc ? HR_DIAG_ERROR :
+						    HR_DIAG_WARNING,
+					   t[i].text),
+				  "case %zu: no \"%s\"", i, t[i].text);
+		if (!rc) {
+			cr_assert_eq(c.dcsa_ms, t[i].dcsa_ms, "case %zu: %lld",
+				     i, (long long)c.dcsa_ms);
+			hr_consul_conf_dispose(&c);
+		}
+		hr_diag_dispose(&d);
+	}
+}
+
+Test(consul_payload, conf_check_output_max_size)
+{
+	static const struct {
+		const char *json;
+		int rc;
+		int max;
+	} t[] = {
+		{ "{}", 0, 4096 },
+		{ "{\"check_output_max_size\":1024}", 0, 1024 },
+		{ "{\"check_output_max_size\":1}", 0, 1 },
+		{ "{\"check_output_max_size\":0}", -EINVAL, 0 },
+		{ "{\"check_output_max_size\":-5}", -EINVAL, 0 },
+		{ "{\"check_output_max_size\":1.5}", -EINVAL, 0 },
+		{ "{\"check_output_max_size\":\"4k\"}", -EINVAL, 0 },
+		{ "{\"check_output_max_size\":2000000}", -EINVAL, 0 },
+	};
+	size_t i;
+
+	for (i = 0; i < N(t); i++) {
+		struct hr_consul_conf c;
+		struct hr_diag d;
+		int rc = parse(t[i].json, NULL, &c, &d);
+
+		cr_assert_eq(rc, t[i].rc, "case %zu", i);
+		if (rc)
+			cr_assert(diag_has(&d, HR_DIAG_ERROR,
+					   "registry.consul.check_output_max_size"),
+				  "case %zu", i);
+		else
+			cr_assert_eq(c.output_max, t[i].max, "case %zu", i);
+		if (!rc)
+			hr_consul_conf_dispose(&c);
+		hr_diag_dispose(&d);
+	}
+}
+
+static bool utf8_whole(const char *s)
+{
+	size_t i = 0, n = strlen(s);
+
+	while (i < n) {
+		size_t l = hr_utf8_len((const unsigned char *)s + i, n - i);
+
+		if (!l)
+			return false;
+		i += l;
+	}
+	return true;
+}
+
+/* Any configured size: the text fits, is whole UTF-8, and keeps the
+ * marker whenever it fits. */
+Test(consul_payload, output_truncation_to_the_configured_size)
+{
+	static const char *const units[] = { "a", "\xc3\xa9", "\xe2\x82\xac",
+					     "\xf0\x9f\x98\x80" };
+	static const size_t maxes[] = { 1, 2, 3, 5, 33, 40, 41, 64, 100, 511,
+					1024, 4096, 10000 };
+	size_t u, m;
+
+	for (u = 0; u < N(units); u++) {
+		for (m = 0; m < N(maxes); m++) {
+			size_t ul = strlen(units[u]), n = 3000 / ul * ul, k;
+			char *in = malloc(n + 1), *out;
+
+			for (k = 0; k < n; k += ul)
+				memcpy(in + k, units[u], ul);
+			in[n] = '\0';
+			out = hr_consul_output_prepare(in, maxes[m]);
+			cr_assert_not_null(out);
+			cr_assert_leq(strlen(out), maxes[m], "unit %zu max %zu",
+				      u, maxes[m]);
+			cr_assert(utf8_whole(out), "unit %zu max %zu: split", u,
+				  maxes[m]);
+			if (n <= maxes[m])
+				cr_assert_str_eq(out, in);
+			else if (maxes[m] >= 64)
+				cr_assert(strstr(out, " ... (captured "),
+					  "max %zu", maxes[m]);
+			free(in);
+			free(out);
+		}
+	}
+}
+
+static void service_diag(const struct hr_service_spec *s, int want_rc,
+			 const char *text, enum hr_diag_level lvl)
+{
+	struct hr_diag d;
+
+	hr_diag_init(&d);
+	cr_assert_eq(hr_consul_service_check(s, "service", &d), want_rc, "%s",
+		     text ? text : "(ok)");
+	dump(&d);
+	if (text)
+		cr_assert(diag_has(&d, lvl, text), "no \"%s\"", text);
+	else
+		cr_assert_eq(d.n, 0);
+	hr_diag_dispose(&d);
+}
+
+/* structs.ValidateServiceMetadata: what the register handler refuses with
+ * "400 Invalid Service Meta", named by its path. */
+Test(consul_payload, service_meta_as_consul_checks_it)
+{
+	char k128[129], k129[130], v512[513], v513[514];
+	static struct hr_header many[65];
+	static char names[65][8];
+	struct hr_header one;
+	struct hr_service_spec s = { .name = "web" };
+	static const struct {
+		const char *key, *value, *text;
+	} t[] = {
+		{ "team", "core", NULL },
+		{ "a_B-9", "", NULL },
+		{ "", "x", "service.meta: the key is empty" },
+		{ "a.b", "x", "service.meta.a.b: the key may hold only" },
+		{ "caf\xc3\xa9", "x", "the key may hold only letters" },
+		{ "with space", "x", "service.meta.with space: the key" },
+		{ "consul-version", "1", "service.meta.consul-version: keys "
+		  "starting with \"consul-\" are reserved" },
+		{ "Consul-x", "1", NULL }, /* the prefix is case-sensitive */
+	};
+	size_t i;
+
+	for (i = 0; i < N(t); i++) {
+		one.name = (char *)t[i].key;
+		one.value = (char *)t[i].value;
+		s.meta = &one;
+		s.n_meta = 1;
+		service_diag(&s, t[i].text ? -EINVAL : 0, t[i].text,
+			     HR_DIAG_ERROR);
+	}
+	memset(k128, 'k', 128);
+	k128[128] = '\0';
+	memset(k129, 'k', 129);
+	k129[129] = '\0';
+	memset(v512, 'v', 512);
+	v512[512] = '\0';
+	memset(v513, 'v', 513);
+	v513[513] = '\0';
+	one.name = k128;
+	one.value = v512;
+	service_diag(&s, 0, NULL, HR_DIAG_ERROR);
+	one.name = k129;
+	service_diag(&s, -EINVAL, "the key is longer than 128 bytes",
+		     HR_DIAG_ERROR);
+	one.name = k128;
+	one.value = v513;
+	service_diag(&s, -EINVAL, "the value is longer than 512 bytes",
+		     HR_DIAG_ERROR);
+	/* 512 bytes of 2-byte characters are 256 characters: still refused
+	 * at 513 bytes, as Go's len() counts bytes. */
+	for (i = 0; i < 65; i++) {
+		snprintf(names[i], sizeof(names[i]), "k%zu", i);
+		many[i].name = names[i];
+		many[i].value = "v";
+	}
+	s.meta = many;
+	s.n_meta = 64;
+	service_diag(&s, 0, NULL, HR_DIAG_ERROR);
+	s.n_meta = 65;
+	service_diag(&s, -EINVAL, "service.meta: has 65 pairs; Consul accepts "
+		     "at most 64", HR_DIAG_ERROR);
+}
+
+Test(consul_payload, service_address_as_consul_checks_it)
+{
+	struct hr_service_spec s = { .name = "web" };
+	static const char *const ok[] = { "10.0.0.5", "::1", "fe80::1",
+					  "web-1.example.com", "localhost" };
+	static const char *const any[] = { "0.0.0.0", "::", "[::]" };
+	static const char *const odd[] = { "http://10.0.0.5", "10.0.0.5:8080",
+					   "[::1]", "a b", "host/x" };
+	size_t i;
+
+	for (i = 0; i < N(ok); i++) {
+		s.address = (char *)ok[i];
+		service_diag(&s, 0, NULL, HR_DIAG_ERROR);
+	}
+	for (i = 0; i < N(any); i++) {
+		s.address = (char *)any[i];
+		service_diag(&s, -EINVAL, "service.address: ", HR_DIAG_ERROR);
+		service_diag(&s, -EINVAL, "Invalid service address",
+			     HR_DIAG_ERROR);
+	}
+	for (i = 0; i < N(odd); i++) {
+		s.address = (char *)odd[i];
+		service_diag(&s, 0, "service.address: ", HR_DIAG_WARNING);
 	}
 }

@@ -129,6 +129,10 @@ struct hr_config_backend {
 	const char *name;
 	void (*validate)(const cJSON *conf, const char *path,
 			 struct hr_diag *diag);
+	/* May be NULL: the service section as this backend's registry
+	 * would check it, reported under "service". */
+	void (*validate_service)(const struct hr_service_spec *svc,
+				 const char *path, struct hr_diag *diag);
 };
 
 /**

@@ -150,6 +150,11 @@ struct hr_registry_ops {
 	 */
 	void (*preflight)(const cJSON *conf, const char *path,
 			  struct hr_diag *diag);
+
+	/* Pure, may be NULL: report what this registry would refuse in the
+	 * service section (svc, parsed, under path "service"). */
+	void (*validate_service)(const struct hr_service_spec *svc,
+				 const char *path, struct hr_diag *diag);
 };
 
 #endif
