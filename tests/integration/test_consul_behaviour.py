@@ -297,6 +297,11 @@ class TestTokenRotation(BehaviourCase):
         self.write_token(path, "tok-two-5ecret")
         self.assertTrue(hrtest.wait_for(lambda: self.passing_ids(emu) == ["web-1"],
                                         timeout=20), a.log()[-3000:])
+        # The emulator holds the registration before the agent has read
+        # the answer and logged it.
+        self.assertTrue(hrtest.wait_for(
+            lambda: a.log().count("event=consul_registered") >= 2,
+            timeout=5), a.log())
         log = a.log()
         self.assertIn("event=consul_token_reloaded", log)
         self.assertEqual(log.count("event=consul_registered"), 2, log)
