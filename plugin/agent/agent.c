@@ -211,6 +211,13 @@ static int read_token(const char *path, char **token)
 	return rc;
 }
 
+/*
+ * The local API, before anything else starts: returns 0 or an exit code.
+ * An unreadable token file is a config error (writes must not silently
+ * become open); an address that cannot be bound (in use: never shared,
+ * see api.c) stops the start with 69 before any backend or check runs, so
+ * a second agent on a taken port cannot answer for the first.
+ */
 static int start_api(struct agent *a)
 {
 	const struct hr_config *cfg = a->cfgs.cur;
@@ -232,19 +239,15 @@ static int start_api(struct agent *a)
 
 	if (!*listen || !strcmp(listen, "off"))
 		return 0;
-	if (cfg->api_token_file) {
-		rc = read_token(cfg->api_token_file, &token);
-		if (rc)
-			return rc;
-	}
+	if (cfg->api_token_file && read_token(cfg->api_token_file, &token))
+		return HR_EXIT_CONFIG;
 	rc = hr_api_new(&a->api, a->loop, listen, token, &host, &err);
 	hr_secret_free(token);
 	if (rc) {
-		/* Registration is the primary job: keep running without
-		 * the local API rather than stop registering. */
 		hr_log(HR_LOG_ERROR, "api_failed", "error", err.msg, "action",
-		       "running without the local API", NULL);
-		return 0;
+		       "not started (set agent.api_listen to a free address, or \"off\")",
+		       NULL);
+		return rc == -EINVAL ? HR_EXIT_CONFIG : HR_EXIT_UNAVAILABLE;
 	}
 	snprintf(port, sizeof(port), "%d", hr_api_port(a->api));
 	hr_log(HR_LOG_INFO, "api_listening", "addr", listen, "port", port,
@@ -349,7 +352,7 @@ static int setup_core(struct agent *a, const struct hr_config *cfg)
 	return hr_agg_listen(a->agg, on_event, a) < 0 ? -ENOMEM : 0;
 }
 
-/* Maintenance from the state file, the backends, the API. */
+/* Maintenance from the state file, the backends. */
 static int setup_outputs(struct agent *a)
 {
 	struct hr_bset_fresh fresh;
@@ -365,7 +368,7 @@ static int setup_outputs(struct agent *a)
 	hr_bset_install(&a->bset, &fresh, false, 0);
 	if (a->pub.maint)
 		hr_bset_maintenance(&a->bset, true, a->pub.maint_reason);
-	return start_api(a);
+	return 0;
 }
 
 static void start_watchers(struct agent *a)
@@ -422,6 +425,10 @@ int hr_agent_run(const char *path, struct hr_config *cfg)
 	hr_bset_init(&a.bset, a.loop, a.http);
 	hr_pub_init(&a.pub, a.loop, a.agg, &a.bset);
 	a.reload = (struct hr_reload){ a.path, a.agg, &a.pub, &a.bset, &a.cfgs };
+	code = start_api(&a);
+	if (code)
+		goto cleanup;
+	code = HR_EXIT_SOFTWARE;
 	if (setup_outputs(&a) || (cfg->user && drop_user(cfg->user))) {
 		code = HR_EXIT_CONFIG;
 		goto cleanup;

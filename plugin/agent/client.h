@@ -7,8 +7,6 @@
 
 #include <stdbool.h>
 
-#define HR_EXIT_UNAVAILABLE 69
-
 struct hr_client_opts {
 	const char *api;        /* host:port; NULL = config or default */
 	const char *config;     /* -c FILE, to find api_listen/token file */
