@@ -390,17 +390,19 @@ static enum MHD_Result maintenance(struct hr_api *api, struct MHD_Connection *c,
 	if (!strcmp(method, "PUT")) {
 		const char *en = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "enable");
 		const char *why = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "reason");
+		char msg[512] = "";
 		int rc;
 
 		if (!en || (strcmp(en, "true") && strcmp(en, "false")))
 			return send_error(c, 400, "enable: must be true or false");
 		rc = api->host.maint_set(api->host.ctx, !strcmp(en, "true"),
-					 why ? why : "");
+					 why ? why : "", msg, sizeof(msg));
 		if (rc == -EMSGSIZE)
 			return send_error(c, 400, "reason: too long (at most %d bytes)",
 					  HR_MAINT_REASON_MAX);
 		if (rc)
-			return send_error(c, 500, "maintenance: %s", strerror(-rc));
+			return send_error(c, 500, "%s",
+					  *msg ? msg : strerror(-rc));
 	}
 	on = api->host.maint_get(api->host.ctx, &reason);
 	doc = cJSON_CreateObject();
@@ -681,6 +683,15 @@ static int listen_addr(const char *addr, struct addrinfo **ai, int *p,
 				  addr, gai_strerror(rc));
 	}
 	return 0;
+}
+
+int hr_api_check_listen(const char *addr, struct hr_err *err)
+{
+	struct addrinfo *ai = NULL;
+	int p, rc = listen_addr(addr, &ai, &p, err);
+
+	freeaddrinfo(ai);
+	return rc;
 }
 
 /*

@@ -31,6 +31,8 @@
  * (which bounds how long a request may take to arrive). */
 #define HR_API_CONN_MAX 1024
 #define HR_API_IDLE_TIMEOUT 5
+/* An API token is one line; anything longer is not a token. */
+#define HR_API_TOKEN_MAX 4095
 
 /*
  * What the API needs from the agent. Called on the loop, one request at a
@@ -43,7 +45,10 @@ struct hr_api_host {
 	struct hr_agg *(*agg)(void *ctx);
 	const char *(*service_name)(void *ctx);
 	bool (*maint_get)(void *ctx, const char **reason);
-	int (*maint_set)(void *ctx, bool enable, const char *reason);
+	/* 0, -EMSGSIZE (reason too long), or another -errno with why in
+	 * msg (maintenance unchanged). */
+	int (*maint_set)(void *ctx, bool enable, const char *reason,
+			 char *msg, size_t len);
 	/* 0, or -EINVAL with the errors in msg. */
 	int (*reload)(void *ctx, char *msg, size_t len);
 	char *(*metrics)(void *ctx); /* malloc'ed text */
@@ -60,6 +65,12 @@ struct hr_api;
 int hr_api_new(struct hr_api **out, struct ev_loop *loop, const char *addr,
 	       const char *token, const struct hr_api_host *host,
 	       struct hr_err *err);
+
+/**
+ * Would hr_api_new() accept addr (an IP address and port; nothing is
+ * bound)? 0 or -EINVAL with "agent.api_listen: ..." in err.
+ */
+int hr_api_check_listen(const char *addr, struct hr_err *err);
 
 /** The port actually bound. */
 int hr_api_port(const struct hr_api *api);

@@ -486,27 +486,55 @@ static int read_token(struct hr_consul_conf *c, struct hr_err *err)
 	return 0;
 }
 
-static int readable(const char *file, const char *key, struct hr_err *err)
+/* A token that cannot be a header line (CONSUL_HTTP_TOKEN with a
+ * newline) is refused here, not at the first request. */
+static int token_usable(const char *token, struct hr_err *err)
 {
-	if (file && access(file, R_OK) < 0)
-		return hr_err_set(err, -errno, "consul %s %s: %s", key, file,
-				  strerror(errno));
-	return 0;
+	struct curl_slist *l = NULL;
+	int rc;
+
+	if (!token)
+		return 0;
+	rc = hr_reg_header_add(&l, "X-Consul-Token", token);
+	hr_reg_headers_free(l);
+	if (rc == -EINVAL)
+		return hr_err_set(err, rc, "consul token is malformed");
+	return rc ? hr_err_set(err, rc, "out of memory") : 0;
 }
 
-static int read_files(struct hr_registry *r, struct hr_err *err)
+/* The files c names: the token read into c->token, the TLS files
+ * readable. create() and preflight both. */
+static int read_files(struct hr_consul_conf *c, struct hr_err *err)
 {
 	int rc = 0;
 
-	if (r->conf.token_file)
-		rc = read_token(&r->conf, err);
+	if (c->token_file)
+		rc = read_token(c, err);
 	if (!rc)
-		rc = readable(r->conf.common.ca_file, "ca_file", err);
+		rc = hr_reg_conf_files(&c->common, "registry.consul", err);
 	if (!rc)
-		rc = readable(r->conf.common.cert_file, "cert_file", err);
-	if (!rc)
-		rc = readable(r->conf.common.key_file, "key_file", err);
+		rc = token_usable(c->token, err);
 	return rc;
+}
+
+static void consul_preflight(const cJSON *conf, const char *path,
+			     const struct hr_service_spec *service,
+			     struct hr_diag *diag)
+{
+	struct hr_consul_conf c;
+	struct hr_consul_env env;
+	struct hr_err err = { "" };
+
+	env_from_process(&env);
+	if (!service || !service->name) {
+		hr_diag_add(diag, HR_DIAG_ERROR, NULL, "consul: no service name");
+		return;
+	}
+	if (hr_consul_conf_parse(&c, conf, path, &env, diag) < 0)
+		return;
+	if (read_files(&c, &err) < 0)
+		hr_diag_add(diag, HR_DIAG_ERROR, NULL, "%s", err.msg);
+	hr_consul_conf_dispose(&c);
 }
 
 /* Base URL and CONNECT_TO: the URL host is tls_server_name when set, and
@@ -600,7 +628,7 @@ static int consul_create(struct hr_registry **out, const cJSON *conf,
 	r->service_id = r->core.service.id ? r->core.service.id :
 					     r->core.service.name;
 	if ((rc = parse_conf(r, conf, err)) < 0 ||
-	    (rc = read_files(r, err)) < 0 || (rc = setup_base(r, err)) < 0 ||
+	    (rc = read_files(&r->conf, err)) < 0 || (rc = setup_base(r, err)) < 0 ||
 	    (rc = setup_headers(r, err)) < 0)
 		goto fail;
 	r->check_id = hr_consul_check_id(r->service_id);
@@ -688,6 +716,7 @@ const struct hr_registry_ops hr_registry_consul = {
 	.abi = HR_REGISTRY_ABI,
 	.name = "consul",
 	.validate = consul_validate,
+	.preflight = consul_preflight,
 	.create = consul_create,
 	.apply = consul_apply,
 	.maintenance = consul_maintenance,

@@ -6,7 +6,8 @@
  * The work backends share (requests, backoff, grace period, shutdown
  * deadline, done() delivery) lives in healthreg/regcore.h.
  *
- * Lifecycle: validate (at config load) -> create -> apply (on every
+ * Lifecycle: validate (at config load) -> preflight (`healthreg
+ * validate`, the start of `run`, every reload) -> create -> apply (on every
  * aggregate change; the first apply comes once the agent is ready and any
  * reload hold has ended, not right after create) / maintenance (any time,
  * also before the first apply) -> shutdown (async deregistration, bounded
@@ -88,6 +89,20 @@ struct hr_registry_ops {
 	/* Pure: report every problem of conf under path ("registry.etcd"). */
 	void (*validate)(const cJSON *conf, const char *path,
 			 struct hr_diag *diag);
+
+	/*
+	 * Everything else create() would refuse, on a conf validate()
+	 * accepted: rules that need the service (etcd's key needs
+	 * service.port) and the files conf names (secrets read, checked and
+	 * wiped at once; TLS files readable). Each problem is one diag error
+	 * under path. create() runs the same checks (the same functions), so
+	 * `healthreg validate` and `healthreg run` give one verdict. Reads
+	 * files, nothing else; conf and service are borrowed for the call.
+	 * May be NULL (nothing beyond validate).
+	 */
+	void (*preflight)(const cJSON *conf, const char *path,
+			  const struct hr_service_spec *service,
+			  struct hr_diag *diag);
 
 	/* conf and env->service are borrowed for the call only: copy what
 	 * is kept. On failure *out is NULL and err says why. */
