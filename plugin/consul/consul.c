@@ -446,8 +446,9 @@ static void consul_validate(const cJSON *conf, const char *path,
 		hr_consul_conf_dispose(&c);
 }
 
-/* Parse conf into r->conf; the first error becomes err. */
-static int parse_conf(struct hr_registry *r, const cJSON *conf,
+/* Parse conf into out; the first error becomes err (validate() reported
+ * them all, warnings too). */
+static int parse_conf(struct hr_consul_conf *out, const cJSON *conf,
 		      struct hr_err *err)
 {
 	struct hr_consul_env penv;
@@ -457,8 +458,7 @@ static int parse_conf(struct hr_registry *r, const cJSON *conf,
 
 	env_from_process(&penv);
 	hr_diag_init(&diag);
-	rc = hr_consul_conf_parse(&r->conf, conf, "registry.consul", &penv,
-				  &diag);
+	rc = hr_consul_conf_parse(out, conf, "registry.consul", &penv, &diag);
 	if (rc < 0) {
 		for (i = 0; i < diag.n; i++)
 			if (diag.v[i].level == HR_DIAG_ERROR && diag.v[i].text)
@@ -522,17 +522,15 @@ static void consul_preflight(const cJSON *conf, const char *path,
 			     struct hr_diag *diag)
 {
 	struct hr_consul_conf c;
-	struct hr_consul_env env;
 	struct hr_err err = { "" };
 
-	env_from_process(&env);
+	(void)path;
 	if (!service || !service->name) {
 		hr_diag_add(diag, HR_DIAG_ERROR, NULL, "consul: no service name");
 		return;
 	}
-	if (hr_consul_conf_parse(&c, conf, path, &env, diag) < 0)
-		return;
-	if (read_files(&c, &err) < 0)
+	hr_consul_conf_init(&c);
+	if (parse_conf(&c, conf, &err) < 0 || read_files(&c, &err) < 0)
 		hr_diag_add(diag, HR_DIAG_ERROR, NULL, "%s", err.msg);
 	hr_consul_conf_dispose(&c);
 }
@@ -627,7 +625,7 @@ static int consul_create(struct hr_registry **out, const cJSON *conf,
 	}
 	r->service_id = r->core.service.id ? r->core.service.id :
 					     r->core.service.name;
-	if ((rc = parse_conf(r, conf, err)) < 0 ||
+	if ((rc = parse_conf(&r->conf, conf, err)) < 0 ||
 	    (rc = read_files(&r->conf, err)) < 0 || (rc = setup_base(r, err)) < 0 ||
 	    (rc = setup_headers(r, err)) < 0)
 		goto fail;

@@ -615,8 +615,11 @@ static void etcd_preflight(const cJSON *conf, const char *path,
 	struct hr_etcd_conf c;
 	struct hr_err err = { "" };
 
-	if (hr_etcd_conf_parse(&c, conf, path, diag) < 0)
+	/* validate() reported the parse: only the verdict here. */
+	if (hr_etcd_conf_parse(&c, conf, path, NULL) < 0) {
+		hr_diag_add(diag, HR_DIAG_ERROR, path, "invalid configuration");
 		return;
+	}
 	if (etcd_check(NULL, &c, service, &err) < 0)
 		hr_diag_add(diag, HR_DIAG_ERROR, NULL, "%s", err.msg);
 	hr_etcd_conf_dispose(&c);

@@ -648,6 +648,21 @@ class TestValidateIsRun(unittest.TestCase):
                 self.assertEqual(self.errors(r.stderr), self.errors(v.stderr))
                 self.assertNotIn("event=", r.stderr)  # nothing started
 
+    def test_warnings_once(self):
+        """The backends' checks come after their validators: a warning is
+        printed once, not again by the second pass."""
+        path = hrtest.write_config({"service": {
+            "name": "web", "port": 8080, "checks": [{"name": "hb", "ttl": "30s"}]},
+            "registry": {"consul": {"address": "http://127.0.0.1:1",
+                                    "deregister_critical_service_after": "30s"},
+                         "etcd": {"endpoints": ["http://127.0.0.1:1"]}}},
+            self.dir)
+        v = hrtest.run(["validate", "-c", path],
+                       env={"CONSUL_HTTP_TOKEN": "", "CONSUL_HTTP_TOKEN_FILE": ""})
+        self.assertEqual(v.returncode, 0, v.stderr)
+        self.assertEqual(v.stderr.count("warning:"), 1, v.stderr)
+        self.assertIn("Consul raises values below 1m", v.stderr)
+
     def test_a_valid_config_runs(self):
         path = hrtest.write_config({"service": {
             "name": "web", "port": 8080, "checks": [{"name": "hb", "ttl": "30s"}]},
