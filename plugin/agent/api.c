@@ -13,7 +13,8 @@
  *
  * Every JSON body goes through one UTF-8 cleaner (send_json), whatever a
  * check's output or a request's path held. Connections: see
- * start_daemon() (limits against a flood of idle connections).
+ * start_daemon() (limits against a flood of idle connections). The
+ * listening socket is made here (listen_socket(): never shared).
  */
 #include <arpa/inet.h>
 #include <errno.h>

@@ -61,6 +61,9 @@ struct hr_api;
  * Listen on addr ("127.0.0.1:9190", "[::1]:9190", port 0 = any free port).
  * token may be NULL (writes are open); it is copied, and the copy wiped
  * when the API is freed. host is copied; host->ctx must outlive the API.
+ * Returns 0, -EINVAL (addr is not an IP address and port), or the bind's
+ * -errno (-EADDRINUSE: a port is never shared, not even with another
+ * healthreg; SO_REUSEADDR lets a restart bind over TIME_WAIT).
  */
 int hr_api_new(struct hr_api **out, struct ev_loop *loop, const char *addr,
 	       const char *token, const struct hr_api_host *host,
