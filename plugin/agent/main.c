@@ -131,7 +131,6 @@ static int cmd_run(struct hr_config **cfg, const struct args *a)
 	return hr_agent_run(a->path, c);
 }
 
-struct command;
 static int cmd_help(const struct args *a);
 static int cmd_version(const struct args *a);
 
