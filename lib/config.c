@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "healthreg/config.h"
 #include "healthreg/confget.h"
@@ -1760,6 +1761,7 @@ int hr_config_load(struct hr_config **out, const char *path,
 	FILE *f = NULL;
 	char *buf = NULL;
 	size_t len = 0, cap = 0;
+	struct stat st;
 	int rc;
 
 	*out = NULL;
@@ -1768,6 +1770,12 @@ int hr_config_load(struct hr_config **out, const char *path,
 		rc = -errno;
 		hr_diag_add(diag, HR_DIAG_ERROR, path, "%s", strerror(errno));
 		return rc;
+	}
+	if (!fstat(fileno(f), &st) && S_ISDIR(st.st_mode)) {
+		hr_diag_add(diag, HR_DIAG_ERROR, path,
+			    "is a directory, not a config file");
+		fclose(f);
+		return -EISDIR;
 	}
 	for (;;) {
 		size_t n;

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "healthreg/confget.h"
 #include "healthreg/http.h"
@@ -525,6 +526,20 @@ int hr_reg_conf_check(const struct hr_reg_conf *c, const char *path,
 	hr_diag_add(d, HR_DIAG_ERROR, hr_conf_path(p, path, "key_file"),
 		    "needs cert_file");
 	return -EINVAL;
+}
+
+int hr_reg_conf_files(const struct hr_reg_conf *c, const char *path,
+		      struct hr_err *err)
+{
+	const char *const files[] = { c->ca_file, c->cert_file, c->key_file };
+	const char *const keys[] = { "ca_file", "cert_file", "key_file" };
+	size_t i;
+
+	for (i = 0; i < HR_ARRAY_SIZE(files); i++)
+		if (files[i] && access(files[i], R_OK) < 0)
+			return hr_err_set(err, -errno, "%s.%s: %s: %s", path,
+					  keys[i], files[i], strerror(errno));
+	return 0;
 }
 
 static const struct hr_reg_field *find_field(const struct hr_reg_field *f,

@@ -75,7 +75,7 @@ note "compiling the healthreg target with $(nproc) jobs (a first build takes a m
 cmake --build "$BUILD" -j"$(nproc)" --target healthreg >>"$TMP/build.log" 2>&1 ||
 	{ cat "$TMP/build.log"; exit 1; }
 HR=$(cd "$BUILD" && pwd)/plugin/healthreg
-note "the binary: ${HR#"$ROOT"/} ($("$HR" --version)); \`cmake --install $BUILD\` installs it"
+note "the binary: ${HR#"$ROOT"/} ($("$HR" --version | head -n 1)); \`cmake --install $BUILD\` installs it"
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 

@@ -29,33 +29,11 @@
 #include "healthreg/log.h"
 #include "healthreg/util.h"
 #include "metrics.h"
+#include "preflight.h"
 #include "publish.h"
 #include "reload.h"
 #include "sdnotify.h"
 #include "state.h"
-
-/* An API token is one line; anything longer is not a token. */
-#define TOKEN_MAX 4095
-
-int hr_agent_load_config(const char *path, struct hr_config **out)
-{
-	struct hr_config_backend vals[HR_BSET_MAX];
-	struct hr_diag diag;
-	size_t i, n = hr_backends_validators(vals, HR_BSET_MAX);
-	int rc;
-
-	hr_diag_init(&diag);
-	rc = hr_config_load(out, path, vals, n, &diag);
-	for (i = 0; i < diag.n; i++)
-		fprintf(stderr, "healthreg: %s: %s: %s\n",
-			diag.v[i].level == HR_DIAG_ERROR ? "error" : "warning",
-			path, diag.v[i].text);
-	if (rc && diag.errors)
-		fprintf(stderr, "healthreg: %s: %zu error%s, nothing started\n",
-			path, diag.errors, diag.errors == 1 ? "" : "s");
-	hr_diag_dispose(&diag);
-	return rc ? HR_EXIT_CONFIG : 0;
-}
 
 /*
  * The running agent, on the stack of hr_agent_run(), which owns every
@@ -174,17 +152,33 @@ static size_t host_registries(void *ctx, struct hr_api_registry *out,
 	return i;
 }
 
-static int host_maint_set(void *ctx, bool enable, const char *reason)
+/*
+ * The state file first: a change a restart would undo is refused, with
+ * nothing changed (the caller sees why in msg and can fix the file or
+ * agent.state_file, then ask again).
+ */
+static int host_maint_set(void *ctx, bool enable, const char *reason,
+			  char *msg, size_t len)
 {
 	struct agent *a = ctx;
 	char *path;
-	int rc = hr_pub_maint_set(&a->pub, enable, reason);
+	int rc;
 
+	if (reason && strlen(reason) > HR_MAINT_REASON_MAX)
+		return hr_pub_maint_set(&a->pub, enable, reason); /* refuses */
+	path = hr_state_path(a->cfgs.cur);
+	if (!path)
+		return -ENOMEM;
+	rc = hr_state_save(path, enable, reason);
+	if (rc)
+		snprintf(msg, len,
+			 "maintenance unchanged: the state file %s cannot be written: %s",
+			 path, strerror(-rc));
+	free(path);
+	if (!rc)
+		rc = hr_pub_maint_set(&a->pub, enable, reason);
 	if (rc)
 		return rc;
-	path = hr_state_path(a->cfgs.cur);
-	hr_state_save(path, a->pub.maint, a->pub.maint_reason);
-	free(path);
 	hr_pub_maint_apply(&a->pub);
 	return 0;
 }
@@ -207,7 +201,7 @@ static int host_reload(void *ctx, char *msg, size_t len)
 static int read_token(const char *path, char **token)
 {
 	struct hr_err err = { "" };
-	int rc = hr_secret_read(path, "agent.api_token_file", TOKEN_MAX, token,
+	int rc = hr_secret_read(path, "agent.api_token_file", HR_API_TOKEN_MAX, token,
 				NULL, &err);
 	const char *why = err.msg;
 	size_t n;
@@ -224,6 +218,13 @@ static int read_token(const char *path, char **token)
 	return rc;
 }
 
+/*
+ * The local API, before anything else starts: returns 0 or an exit code.
+ * An unreadable token file is a config error (writes must not silently
+ * become open); an address that cannot be bound (in use: never shared,
+ * see api.c) stops the start with 69 before any backend or check runs, so
+ * a second agent on a taken port cannot answer for the first.
+ */
 static int start_api(struct agent *a)
 {
 	const struct hr_config *cfg = a->cfgs.cur;
@@ -246,19 +247,15 @@ static int start_api(struct agent *a)
 
 	if (!*listen || !strcmp(listen, "off"))
 		return 0;
-	if (cfg->api_token_file) {
-		rc = read_token(cfg->api_token_file, &token);
-		if (rc)
-			return rc;
-	}
+	if (cfg->api_token_file && read_token(cfg->api_token_file, &token))
+		return HR_EXIT_CONFIG;
 	rc = hr_api_new(&a->api, a->loop, listen, token, &host, &err);
 	hr_secret_free(token);
 	if (rc) {
-		/* Registration is the primary job: keep running without
-		 * the local API rather than stop registering. */
 		hr_log(HR_LOG_ERROR, "api_failed", "error", err.msg, "action",
-		       "running without the local API", NULL);
-		return 0;
+		       "not started (set agent.api_listen to a free address, or \"off\")",
+		       NULL);
+		return rc == -EINVAL ? HR_EXIT_CONFIG : HR_EXIT_UNAVAILABLE;
 	}
 	snprintf(port, sizeof(port), "%d", hr_api_port(a->api));
 	hr_log(HR_LOG_INFO, "api_listening", "addr", listen,
@@ -304,21 +301,19 @@ static int user_failed(const char *user, const char *why)
 /*
  * agent.user: after the secrets are read and the API is bound, before
  * any check runs, become that user (its groups, then its uid; HOME, USER
- * and LOGNAME follow). Not root: fine if we already are that user.
+ * and LOGNAME follow). Not root: fine if we already are that user
+ * (hr_preflight_user(), the check validate makes too).
  */
 static int drop_user(const char *user)
 {
-	struct passwd *pw;
+	const struct passwd *pw;
+	struct hr_err err = { "" };
 	char uid[24], gid[24];
 
-	errno = 0;
-	pw = getpwnam(user);
-	if (!pw)
-		return user_failed(user, errno ? strerror(errno)
-					       : "no such user");
+	if (hr_preflight_user(user, &pw, &err))
+		return user_failed(user, err.msg);
 	if (geteuid() != 0)
-		return geteuid() == pw->pw_uid
-		       ? 0 : user_failed(user, "not started as root");
+		return 0;
 	if (initgroups(user, pw->pw_gid) < 0 || setgid(pw->pw_gid) < 0 ||
 	    setuid(pw->pw_uid) < 0)
 		return user_failed(user, strerror(errno));
@@ -364,7 +359,7 @@ static int setup_core(struct agent *a, const struct hr_config *cfg)
 	return hr_agg_listen(a->agg, on_event, a) < 0 ? -ENOMEM : 0;
 }
 
-/* Maintenance from the state file, the backends, the API. */
+/* Maintenance from the state file, the backends. */
 static int setup_outputs(struct agent *a)
 {
 	struct hr_bset_fresh fresh;
@@ -380,7 +375,7 @@ static int setup_outputs(struct agent *a)
 	hr_bset_install(&a->bset, &fresh, false, 0);
 	if (a->pub.maint)
 		hr_bset_maintenance(&a->bset, true, a->pub.maint_reason);
-	return start_api(a);
+	return 0;
 }
 
 static void start_watchers(struct agent *a)
@@ -442,6 +437,10 @@ int hr_agent_run(const char *path, struct hr_config *cfg)
 	hr_bset_init(&a.bset, a.loop, a.http);
 	hr_pub_init(&a.pub, a.loop, a.agg, &a.bset);
 	a.reload = (struct hr_reload){ a.path, a.agg, &a.pub, &a.bset, &a.cfgs };
+	code = start_api(&a);
+	if (code)
+		goto cleanup;
+	code = HR_EXIT_SOFTWARE;
 	if (setup_outputs(&a) || (cfg->user && drop_user(cfg->user))) {
 		code = HR_EXIT_CONFIG;
 		goto cleanup;

@@ -18,19 +18,15 @@
 #define HR_EXIT_WARNING 1
 #define HR_EXIT_CRITICAL 2
 #define HR_EXIT_USAGE 64
+#define HR_EXIT_UNAVAILABLE 69
 #define HR_EXIT_SOFTWARE 70
 #define HR_EXIT_CONFIG 78
 
 /**
- * Load and validate path against every compiled-in backend; print every
- * warning and error to stderr. Returns 0 and *out (the caller's), or
- * HR_EXIT_CONFIG.
- */
-int hr_agent_load_config(const char *path, struct hr_config **out);
-
-/**
  * `healthreg run`: runs until SIGTERM/SIGINT; SIGHUP reloads path. Takes
- * ownership of cfg (freed before it returns). Returns an exit code.
+ * ownership of cfg (freed before it returns), which comes from
+ * hr_agent_load_config(path, HR_LOAD_RUN, ...) (preflight.h). Returns an
+ * exit code.
  */
 int hr_agent_run(const char *path, struct hr_config *cfg);
 

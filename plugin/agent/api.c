@@ -13,7 +13,8 @@
  *
  * Every JSON body goes through one UTF-8 cleaner (send_json), whatever a
  * check's output or a request's path held. Connections: see
- * start_daemon() (limits against a flood of idle connections).
+ * start_daemon() (limits against a flood of idle connections). The
+ * listening socket is made here (listen_socket(): never shared).
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -24,6 +25,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <cjson/cJSON.h>
 
@@ -444,17 +446,19 @@ static enum MHD_Result maintenance(struct hr_api *api, struct MHD_Connection *c,
 	if (!strcmp(method, "PUT")) {
 		const char *en = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "enable");
 		const char *why = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "reason");
+		char msg[512] = "";
 		int rc;
 
 		if (!en || (strcmp(en, "true") && strcmp(en, "false")))
 			return send_error(c, 400, "enable: must be true or false");
 		rc = api->host.maint_set(api->host.ctx, !strcmp(en, "true"),
-					 why ? why : "");
+					 why ? why : "", msg, sizeof(msg));
 		if (rc == -EMSGSIZE)
 			return send_error(c, 400, "reason: too long (at most %d bytes)",
 					  HR_MAINT_REASON_MAX);
 		if (rc)
-			return send_error(c, 500, "maintenance: %s", strerror(-rc));
+			return send_error(c, 500, "%s",
+					  *msg ? msg : strerror(-rc));
 	}
 	on = api->host.maint_get(api->host.ctx, &reason);
 	doc = cJSON_CreateObject();
@@ -737,6 +741,15 @@ static int listen_addr(const char *addr, struct addrinfo **ai, int *p,
 	return 0;
 }
 
+int hr_api_check_listen(const char *addr, struct hr_err *err)
+{
+	struct addrinfo *ai = NULL;
+	int p, rc = listen_addr(addr, &ai, &p, err);
+
+	freeaddrinfo(ai);
+	return rc;
+}
+
 /*
  * How many connections MHD holds: a quarter of the fd limit, at most
  * HR_API_CONN_MAX, at least 64. A soft fd limit below 4096 is raised
@@ -767,6 +780,49 @@ static unsigned conn_limit(void)
 }
 
 /*
+ * The listening socket, made here rather than by MHD so that its options
+ * are ours and a failure has its errno: SO_REUSEADDR only (a restart
+ * binds while the old connections sit in TIME_WAIT), never SO_REUSEPORT,
+ * so a second agent on a taken address fails instead of sharing it (the
+ * kernel would split the requests between the two). -errno.
+ */
+static int listen_socket(const struct addrinfo *ai, int *out)
+{
+	const int on = 1;
+	int fd, rc;
+
+	*out = -1;
+	fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
+		    ai->ai_protocol);
+	if (fd < 0)
+		return -errno;
+	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) < 0 ||
+	    (ai->ai_family == AF_INET6 &&
+	     setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof(on)) < 0) ||
+	    bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 ||
+	    listen(fd, SOMAXCONN) < 0) {
+		rc = -errno;
+		close(fd);
+		return rc;
+	}
+	*out = fd;
+	return 0;
+}
+
+/* The port fd is bound to (port 0 asks the kernel for one). */
+static int bound_port(int fd)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+
+	if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0)
+		return -1;
+	if (ss.ss_family == AF_INET6)
+		return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+	return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+}
+
+/*
  * MHD's daemon on ai, driven by one ev_io (its epoll fd) and one timer.
  * Against a flood of idle or half-sent requests (probes must still be
  * answered, docs/operations.md): conn_limit() slots, a per-address limit
@@ -775,29 +831,37 @@ static unsigned conn_limit(void)
  * bounds how long a request may take to arrive.
  */
 static int start_daemon(struct hr_api *api, const struct addrinfo *ai,
-			int p, const char *addr, struct hr_err *err)
+			const char *addr, struct hr_err *err)
 {
 	const union MHD_DaemonInfo *info;
 	unsigned flags = MHD_USE_EPOLL;
 	unsigned limit = conn_limit();
+	int fd, rc;
 
+	rc = listen_socket(ai, &fd);
+	if (rc)
+		return hr_err_set(err, rc, "agent.api_listen: cannot listen on %s: %s",
+				  addr, strerror(-rc));
 	if (ai->ai_family == AF_INET6)
 		flags |= MHD_USE_IPv6;
+	api->port = bound_port(fd);
+	/* MHD owns fd from here: MHD_stop_daemon() closes it. */
 	api->d = MHD_start_daemon(
-		flags, (uint16_t)p, NULL, NULL, access_cb, api,
-		MHD_OPTION_SOCK_ADDR, ai->ai_addr,
+		flags, 0, NULL, NULL, access_cb, api,
+		MHD_OPTION_LISTEN_SOCKET, fd,
 		MHD_OPTION_URI_LOG_CALLBACK, uri_cb, api,
 		MHD_OPTION_NOTIFY_COMPLETED, completed_cb, api,
 		MHD_OPTION_CONNECTION_LIMIT, limit,
 		MHD_OPTION_PER_IP_CONNECTION_LIMIT, limit / 4 * 3,
 		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HR_API_IDLE_TIMEOUT,
 		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(32 * 1024),
-		MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1,
 		MHD_OPTION_END);
-	if (!api->d)
-		return hr_err_set(err, -EADDRINUSE,
-				  "agent.api_listen: cannot listen on %s (address in use or not available)",
+	if (!api->d) {
+		close(fd);
+		return hr_err_set(err, -ENOMEM,
+				  "agent.api_listen: cannot serve %s (libmicrohttpd failed to start)",
 				  addr);
+	}
 	info = MHD_get_daemon_info(api->d, MHD_DAEMON_INFO_EPOLL_FD);
 	if (!info)
 		return hr_err_set(err, -ENOTSUP, "libmicrohttpd without epoll");
@@ -806,8 +870,6 @@ static int start_daemon(struct hr_api *api, const struct addrinfo *ai,
 	ev_init(&api->timer, timer_cb);
 	api->timer.data = api;
 	ev_io_start(api->loop, &api->io);
-	info = MHD_get_daemon_info(api->d, MHD_DAEMON_INFO_BIND_PORT);
-	api->port = info ? info->port : p;
 	rearm(api);
 	return 0;
 }
@@ -838,7 +900,7 @@ int hr_api_new(struct hr_api **out, struct ev_loop *loop, const char *addr,
 			goto fail;
 		}
 	}
-	rc = start_daemon(api, ai, p, addr, err);
+	rc = start_daemon(api, ai, addr, err);
 	if (rc)
 		goto fail;
 	freeaddrinfo(ai);

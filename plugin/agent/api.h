@@ -32,6 +32,8 @@
  * (which bounds how long a request may take to arrive). */
 #define HR_API_CONN_MAX 1024
 #define HR_API_IDLE_TIMEOUT 5
+/* An API token is one line; anything longer is not a token. */
+#define HR_API_TOKEN_MAX 4095
 
 /*
  * What the API needs from the agent. Called on the loop, one request at a
@@ -51,7 +53,10 @@ struct hr_api_host {
 	struct hr_agg *(*agg)(void *ctx);
 	const char *(*service_name)(void *ctx);
 	bool (*maint_get)(void *ctx, const char **reason);
-	int (*maint_set)(void *ctx, bool enable, const char *reason);
+	/* 0, -EMSGSIZE (reason too long), or another -errno with why in
+	 * msg (maintenance unchanged). */
+	int (*maint_set)(void *ctx, bool enable, const char *reason,
+			 char *msg, size_t len);
 	/* 0, or -EINVAL with the errors in msg. */
 	int (*reload)(void *ctx, char *msg, size_t len);
 	char *(*metrics)(void *ctx); /* malloc'ed text */
@@ -67,10 +72,19 @@ struct hr_api;
  * Listen on addr ("127.0.0.1:9190", "[::1]:9190", port 0 = any free port).
  * token may be NULL (writes are open); it is copied, and the copy wiped
  * when the API is freed. host is copied; host->ctx must outlive the API.
+ * Returns 0, -EINVAL (addr is not an IP address and port), or the bind's
+ * -errno (-EADDRINUSE: a port is never shared, not even with another
+ * healthreg; SO_REUSEADDR lets a restart bind over TIME_WAIT).
  */
 int hr_api_new(struct hr_api **out, struct ev_loop *loop, const char *addr,
 	       const char *token, const struct hr_api_host *host,
 	       struct hr_err *err);
+
+/**
+ * Would hr_api_new() accept addr (an IP address and port; nothing is
+ * bound)? 0 or -EINVAL with "agent.api_listen: ..." in err.
+ */
+int hr_api_check_listen(const char *addr, struct hr_err *err);
 
 /** The port actually bound. */
 int hr_api_port(const struct hr_api *api);

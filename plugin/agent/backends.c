@@ -35,20 +35,3 @@ size_t hr_backends_validators(struct hr_config_backend *vals, size_t max)
 	}
 	return n;
 }
-
-void hr_backends_preflight(const struct hr_config *cfg, struct hr_diag *diag)
-{
-	const cJSON *it;
-	char path[128];
-	size_t i;
-
-	cJSON_ArrayForEach(it, cfg->registry) {
-		for (i = 0; hr_registries[i]; i++) {
-			if (strcmp(it->string, hr_registries[i]->name) ||
-			    !hr_registries[i]->preflight)
-				continue;
-			snprintf(path, sizeof(path), "registry.%s", it->string);
-			hr_registries[i]->preflight(it, path, diag);
-		}
-	}
-}

@@ -19,11 +19,4 @@ extern const struct hr_registry_ops *const hr_registries[];
  */
 size_t hr_backends_validators(struct hr_config_backend *vals, size_t max);
 
-/*
- * I/O: every configured backend's preflight (the TLS files its section
- * names) for `healthreg validate`; problems go to diag. cfg is borrowed
- * for the call.
- */
-void hr_backends_preflight(const struct hr_config *cfg, struct hr_diag *diag);
-
 #endif

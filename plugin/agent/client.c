@@ -2,10 +2,12 @@
  * client.c - blocking libcurl calls to the local API (a CLI, not the
  * agent: blocking is fine here).
  */
+#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include <cjson/cJSON.h>
@@ -14,19 +16,19 @@
 #include "agent.h"
 #include "api.h"
 #include "client.h"
+#include "preflight.h"
 #include "healthreg/util.h"
 #include "state.h"
 
 /* The agent's answers: /v1/health lists every check; far below this. */
 #define CLIENT_BODY_MAX (4 * 1024 * 1024)
-/* An API token is one line; anything longer is not a token. */
-#define TOKEN_MAX 4095
 
 /* The token file's first line (wiped when freed), or exit code 78. */
 static int read_token(const char *tf, char **token)
 {
 	struct hr_err err = { "" };
-	int rc = hr_secret_read(tf, "token file", TOKEN_MAX, token, NULL, &err);
+	int rc = hr_secret_read(tf, "token file", HR_API_TOKEN_MAX, token, NULL,
+				&err);
 
 	if (!rc)
 		return 0;
@@ -38,38 +40,180 @@ static int read_token(const char *tf, char **token)
 	return HR_EXIT_CONFIG;
 }
 
-/* api address and token from the options, the config, the environment. */
-static int resolve(const struct hr_client_opts *o, char *addr, size_t alen,
-		   char **token)
+#define API_EXPECTED "expected host:port, :port, port or http://host:port"
+
+static int bad_api(struct hr_err *err, const char *addr, const char *why)
 {
-	struct hr_config *cfg = NULL;
-	const char *tf = o->token_file;
-	const char *env = getenv("HEALTHREG_API_TOKEN");
+	return hr_err_set(err, -EINVAL, "\"%s\": %s; " API_EXPECTED, addr, why);
+}
 
-	*token = NULL;
-	snprintf(addr, alen, "%s", o->api ? o->api : HR_API_DEFAULT_LISTEN);
-	if (o->config) {
-		if (hr_agent_load_config(o->config, &cfg))
-			return HR_EXIT_CONFIG;
-		if (!o->api && cfg->api_listen && *cfg->api_listen)
-			snprintf(addr, alen, "%s", cfg->api_listen);
-		if (!tf)
-			tf = cfg->api_token_file;
-	}
-	if (tf) {
-		int rc = read_token(tf, token);
+/* 1..65535 from s[0..n), digits only. */
+static int port_of(const char *s, size_t n)
+{
+	long p = 0;
+	size_t i;
 
-		hr_config_free(cfg);
-		return rc;
+	if (n == 0 || n > 5)
+		return -1;
+	for (i = 0; i < n; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return -1;
+		p = p * 10 + (s[i] - '0');
 	}
-	if (env && *env)
-		*token = strdup(env);
-	hr_config_free(cfg);
+	return p >= 1 && p <= 65535 ? (int)p : -1;
+}
+
+static bool host_chars_ok(const char *h, size_t n, bool v6)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		unsigned char ch = (unsigned char)h[i];
+
+		if (v6 ? !(isxdigit(ch) || ch == ':' || ch == '.')
+		       : !(isalnum(ch) || ch == '.' || ch == '-' || ch == '_'))
+			return false;
+	}
+	return n > 0;
+}
+
+int hr_client_api_url(const char *addr, char *url, size_t len,
+		      struct hr_err *err)
+{
+	const char *s = addr, *end, *colon, *hs;
+	char host[256];
+	size_t hn, n;
+	bool v6 = false;
+	int port;
+
+	if (!addr || !*addr)
+		return hr_err_set(err, -EINVAL, "\"\": empty; " API_EXPECTED);
+	if (!strncasecmp(s, "https://", 8))
+		return bad_api(err, addr, "the local API speaks plain HTTP, not https");
+	if (!strncasecmp(s, "http://", 7)) {
+		s += 7;
+		end = strchr(s, '/');
+		if (end && end[1])
+			return bad_api(err, addr, "the API's address has no path");
+	} else if (strstr(s, "://")) {
+		return bad_api(err, addr, "an unknown scheme");
+	} else if (strchr(s, '/')) {
+		return bad_api(err, addr, "a URL is written http://host:port");
+	} else {
+		end = NULL;
+	}
+	n = end ? (size_t)(end - s) : strlen(s);
+	if (s[0] == '[') {
+		const char *close = memchr(s, ']', n);
+
+		if (!close)
+			return bad_api(err, addr, "no ']' after the IPv6 address");
+		hs = s + 1;
+		hn = (size_t)(close - hs);
+		colon = close + 1;
+		if (colon == s + n || *colon != ':')
+			return bad_api(err, addr, "no port");
+		v6 = true;
+	} else {
+		colon = memchr(s, ':', n);
+		if (colon && memchr(colon + 1, ':', (size_t)(s + n - colon - 1)))
+			return bad_api(err, addr, "an IPv6 address needs brackets, as in [::1]:9190");
+		if (!colon) {
+			/* "9190": a port alone (a host alone has no port). */
+			if (!n || strspn(s, "0123456789") < n)
+				return bad_api(err, addr, "no port");
+			port = port_of(s, n);
+			if (port < 0)
+				return bad_api(err, addr, "the port is not 1-65535");
+			hs = "127.0.0.1";
+			hn = strlen(hs);
+			goto out;
+		}
+		hs = s;
+		hn = (size_t)(colon - s);
+		if (hn == 0) { /* ":9190" */
+			hs = "127.0.0.1";
+			hn = strlen(hs);
+		}
+	}
+	n = (size_t)(s + n - colon - 1); /* the port's digits */
+	if (!n)
+		return bad_api(err, addr, "no port");
+	if (strspn(colon + 1, "0123456789") < n)
+		return bad_api(err, addr, "the port is not a number");
+	port = port_of(colon + 1, n);
+	if (port < 0)
+		return bad_api(err, addr, "the port is not 1-65535");
+	if (!host_chars_ok(hs, hn, v6) || hn >= sizeof(host))
+		return bad_api(err, addr, "the host is not a name or an IP address");
+out:
+	memcpy(host, hs, hn);
+	host[hn] = '\0';
+	/* A listen address (agent.api_listen) of every interface: ask the
+	 * loopback one. */
+	if (!strcmp(host, "0.0.0.0"))
+		snprintf(host, sizeof(host), "127.0.0.1");
+	else if (v6 && (!strcmp(host, "::") || !strcmp(host, "::0")))
+		snprintf(host, sizeof(host), "::1");
+	if ((size_t)snprintf(url, len, v6 ? "http://[%s]:%d" : "http://%s:%d",
+			     host, port) >= len)
+		return hr_err_set(err, -ERANGE, "\"%s\": too long", addr);
 	return 0;
 }
 
+/*
+ * The API's base URL and the token, from the options, the config, the
+ * environment; *from says where the token came from (for a 401/403).
+ * 0, or an exit code (message printed).
+ */
+static int resolve(const struct hr_client_opts *o, char *url, size_t ulen,
+		   char **token, const char **from)
+{
+	struct hr_config *cfg = NULL;
+	struct hr_err err = { "" };
+	const char *tf = o->token_file;
+	const char *env = getenv("HEALTHREG_API_TOKEN");
+	const char *addr = o->api, *what = "--api";
+	int rc = 0;
+
+	*token = NULL;
+	*from = NULL;
+	if (o->config) {
+		if (hr_agent_load_config(o->config, 0, &cfg))
+			return HR_EXIT_CONFIG;
+		if (!addr && cfg->api_listen) {
+			addr = cfg->api_listen;
+			what = "agent.api_listen";
+		}
+		if (!tf)
+			tf = cfg->api_token_file;
+	}
+	if (!addr)
+		addr = HR_API_DEFAULT_LISTEN;
+	if (!o->api && (!*addr || !strcmp(addr, "off"))) {
+		fprintf(stderr, "healthreg: %s: agent.api_listen is \"off\": the agent has no API to ask\n",
+			o->config);
+		rc = HR_EXIT_CONFIG;
+	} else if (hr_client_api_url(addr, url, ulen, &err)) {
+		if (o->api)
+			fprintf(stderr, "healthreg: --api %s\n", err.msg);
+		else
+			fprintf(stderr, "healthreg: %s: %s %s\n", o->config,
+				what, err.msg);
+		rc = o->api ? HR_EXIT_USAGE : HR_EXIT_CONFIG;
+	} else if (tf) {
+		rc = read_token(tf, token);
+		*from = o->token_file ? "--token-file" : "agent.api_token_file";
+	} else if (env && *env) {
+		*token = strdup(env);
+		*from = "$HEALTHREG_API_TOKEN";
+	}
+	hr_config_free(cfg);
+	return rc;
+}
+
 /* One request; returns the HTTP code (or -1) and the body in *out. */
-static long request(const char *addr, const char *method, const char *path,
+static long request(const char *base, const char *method, const char *path,
 		    const char *token, char **out)
 {
 	CURL *e = curl_easy_init();
@@ -80,7 +224,7 @@ static long request(const char *addr, const char *method, const char *path,
 
 	*out = NULL;
 	/* No fixed buffer: a cut URL would cut a maintenance reason. */
-	if (!e || asprintf(&url, "http://%s%s", addr, path) < 0) {
+	if (!e || asprintf(&url, "%s%s", base, path) < 0) {
 		curl_easy_cleanup(e);
 		return -1;
 	}
@@ -101,8 +245,9 @@ static long request(const char *addr, const char *method, const char *path,
 	if (curl_easy_perform(e) == CURLE_OK)
 		curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &code);
 	else
-		fprintf(stderr, "healthreg: cannot reach the agent at %s: %s\n",
-			addr, err);
+		fprintf(stderr, "healthreg: cannot reach the agent at %s: %s "
+			"(is it running? --api ADDR or -c FILE say where)\n",
+			base, err);
 	curl_slist_free_all(h);
 	curl_easy_cleanup(e);
 	free(url);
@@ -127,13 +272,21 @@ static int code_for(const char *status)
 	return 2;
 }
 
-static int print_error(long code, const char *body)
+/* A refusal: the agent's message, a hint for 401/403, an exit code. */
+static int print_error(long code, const char *body, const char *from)
 {
 	cJSON *doc = cJSON_Parse(body ? body : "");
 	const char *msg = jstr(doc, "error");
 
 	fprintf(stderr, "healthreg: the agent answered %ld: %s\n", code,
 		*msg ? msg : (body ? body : ""));
+	if (code == 401)
+		fprintf(stderr, "healthreg: the agent wants its API token: "
+			"--token-file FILE, $HEALTHREG_API_TOKEN, or -c FILE "
+			"with agent.api_token_file\n");
+	else if (code == 403)
+		fprintf(stderr, "healthreg: the token from %s is not the agent's "
+			"(agent.api_token_file)\n", from ? from : "?");
 	cJSON_Delete(doc);
 	return code == 401 || code == 403 ? HR_EXIT_USAGE : HR_EXIT_SOFTWARE;
 }
@@ -171,13 +324,14 @@ static void print_registries(const cJSON *doc)
 
 int hr_client_status(const struct hr_client_opts *o)
 {
-	char addr[256], *token = NULL, *body = NULL;
+	char addr[300], *token = NULL, *body = NULL;
+	const char *from;
 	cJSON *doc = NULL;
 	const cJSON *c, *checks, *m;
 	long code;
 	int rc;
 
-	rc = resolve(o, addr, sizeof(addr), &token);
+	rc = resolve(o, addr, sizeof(addr), &token, &from);
 	if (rc)
 		return rc;
 	code = request(addr, "GET", "/v1/health", token, &body);
@@ -188,7 +342,7 @@ int hr_client_status(const struct hr_client_opts *o)
 	}
 	doc = cJSON_Parse(body ? body : "");
 	if (code != 200 && code != 429 && code != 503) {
-		rc = print_error(code, body);
+		rc = print_error(code, body, from);
 		goto cleanup;
 	}
 	if (!doc) {
@@ -233,24 +387,38 @@ cleanup:
 	return rc;
 }
 
+/*
+ * A PUT; what: the line printed on success. refused (may be NULL): what a
+ * 400 means for this request, which then exits 78: the request was fine,
+ * the agent's verdict was not (a new config it will not run).
+ */
 static int simple_put(const struct hr_client_opts *o, const char *path,
-		      const char *what)
+		      const char *what, const char *refused)
 {
-	char addr[256], *token = NULL, *body = NULL;
+	char addr[300], *token = NULL, *body = NULL;
+	const char *from;
 	long code;
 	int rc;
 
-	rc = resolve(o, addr, sizeof(addr), &token);
+	rc = resolve(o, addr, sizeof(addr), &token, &from);
 	if (rc)
 		return rc;
 	code = request(addr, "PUT", path, token, &body);
 	hr_secret_free(token);
-	if (code < 0)
+	if (code < 0) {
 		rc = HR_EXIT_UNAVAILABLE;
-	else if (code != 200)
-		rc = print_error(code, body);
-	else
+	} else if (code == 400 && refused) {
+		cJSON *doc = cJSON_Parse(body ? body : "");
+
+		fprintf(stderr, "healthreg: %s: %s\n", refused,
+			*jstr(doc, "error") ? jstr(doc, "error") : body);
+		cJSON_Delete(doc);
+		rc = HR_EXIT_CONFIG;
+	} else if (code != 200) {
+		rc = print_error(code, body, from);
+	} else {
 		printf("%s\n", what);
+	}
 	free(body);
 	return rc;
 }
@@ -274,12 +442,14 @@ int hr_client_maint(const struct hr_client_opts *o, bool enable,
 		return HR_EXIT_SOFTWARE;
 	}
 	curl_free(esc);
-	rc = simple_put(o, path, enable ? "maintenance enabled" : "maintenance disabled");
+	rc = simple_put(o, path, enable ? "maintenance enabled" : "maintenance disabled",
+			NULL);
 	free(path);
 	return rc;
 }
 
 int hr_client_reload(const struct hr_client_opts *o)
 {
-	return simple_put(o, "/v1/reload", "reloaded");
+	return simple_put(o, "/v1/reload", "reloaded",
+			  "reload refused, the agent keeps running its config");
 }

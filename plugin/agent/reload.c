@@ -11,6 +11,7 @@
 #include "backends.h"
 #include "healthreg/exec.h"
 #include "healthreg/log.h"
+#include "preflight.h"
 #include "reload.h"
 #include "sdnotify.h"
 
@@ -69,17 +70,27 @@ static int vet_next(const struct hr_config *old, struct hr_config *next,
 	return 0;
 }
 
-/* The new config, loaded and vetted; NULL (msg set, logged) when not. */
+static bool backends_change(const struct hr_config *old,
+			    const struct hr_config *next);
+
+/*
+ * The new config, loaded and vetted; NULL (msg set, logged) when not.
+ * When the backends would be rebuilt, it must pass their preflight, as
+ * at start (preflight.h): a reload that could not create them is
+ * refused, not half applied.
+ */
 static struct hr_config *load_next(const struct hr_reload *rl, char *msg,
 				   size_t len)
 {
-	struct hr_config_backend vals[HR_BSET_MAX];
+	const struct hr_config *old = rl->cfgs->cur;
 	struct hr_config *next = NULL;
 	struct hr_diag d;
-	size_t nb = hr_backends_validators(vals, HR_BSET_MAX);
 
 	hr_diag_init(&d);
-	if (hr_config_load(&next, rl->path, vals, nb, &d)) {
+	if (hr_preflight_load(rl->path, 0, &next, &d) ||
+	    (backends_change(old, next) &&
+	     hr_preflight_run(next, HR_LOAD_BACKENDS, &d))) {
+		hr_config_free(next);
 		config_errors(&d, msg, len);
 		hr_log(HR_LOG_ERROR, "reload_failed", "path", rl->path, "errors",
 		       msg, "action", "kept the running config", NULL);
@@ -202,6 +213,14 @@ static bool registry_equal(const cJSON *x, const cJSON *y)
 	return cJSON_Compare(x, y, 1);
 }
 
+/* The backends are rebuilt when the service or the registry changed. */
+static bool backends_change(const struct hr_config *old,
+			    const struct hr_config *next)
+{
+	return !hr_service_spec_equal(&old->service, &next->service) ||
+	       !registry_equal(old->registry, next->registry);
+}
+
 int hr_reload(const struct hr_reload *rl, char *msg, size_t len)
 {
 	struct hr_config *next, *old = rl->cfgs->cur;
@@ -224,8 +243,7 @@ int hr_reload(const struct hr_reload *rl, char *msg, size_t len)
 	hr_pub_hold_begin(rl->pub);
 	hr_exec_env_set((const char *const *)next->exec_env);
 	groups_changed = !hr_groups_equal(old, next);
-	reg_changed = !hr_service_spec_equal(&old->service, &next->service) ||
-		      !registry_equal(old->registry, next->registry);
+	reg_changed = backends_change(old, next);
 	hr_agg_batch_begin(rl->agg);
 	remove_checks(rl, old, next, &n);
 	if (groups_changed &&

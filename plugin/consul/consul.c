@@ -550,28 +550,6 @@ static const char *token_field(const struct hr_consul_conf *c)
 					"registry.consul.token_file";
 }
 
-/* `healthreg validate`: with TLS, the TLS files. (The token file is read
- * when the backend is built: a config may be validated away from its
- * secrets.) */
-static void consul_preflight(const cJSON *conf, const char *path,
-			     struct hr_diag *diag)
-{
-	struct hr_consul_conf c;
-	struct hr_consul_env env;
-	struct hr_diag quiet;
-
-	env_from_process(&env);
-	hr_diag_init(&quiet); /* validate reported these already */
-	if (hr_consul_conf_parse(&c, conf, path, &env, &quiet) < 0) {
-		hr_diag_dispose(&quiet);
-		return;
-	}
-	hr_diag_dispose(&quiet);
-	if (c.tls)
-		hr_reg_tls_check_files(&c.common, path, &c.tls_names, diag);
-	hr_consul_conf_dispose(&c);
-}
-
 static void consul_validate(const cJSON *conf, const char *path,
 			    struct hr_diag *diag)
 {
@@ -589,8 +567,9 @@ static void consul_validate_service(const struct hr_service_spec *svc,
 	hr_consul_service_check(svc, path, diag);
 }
 
-/* Parse conf into r->conf; the first error becomes err. */
-static int parse_conf(struct hr_registry *r, const cJSON *conf,
+/* Parse conf into out; the first error becomes err (validate() reported
+ * them all, warnings too). */
+static int parse_conf(struct hr_consul_conf *out, const cJSON *conf,
 		      struct hr_err *err)
 {
 	struct hr_consul_env penv;
@@ -600,8 +579,7 @@ static int parse_conf(struct hr_registry *r, const cJSON *conf,
 
 	env_from_process(&penv);
 	hr_diag_init(&diag);
-	rc = hr_consul_conf_parse(&r->conf, conf, "registry.consul", &penv,
-				  &diag);
+	rc = hr_consul_conf_parse(out, conf, "registry.consul", &penv, &diag);
 	if (rc < 0) {
 		for (i = 0; i < diag.n; i++)
 			if (diag.v[i].level == HR_DIAG_ERROR && diag.v[i].text)
@@ -629,18 +607,61 @@ static int read_token(struct hr_consul_conf *c, struct hr_err *err)
 	return 0;
 }
 
-/* The token file, then (for https) the TLS settings, checked and taken
- * by the shared layer (which logs a disabled verification loudly). */
-static int read_files(struct hr_registry *r, struct hr_err *err)
+/* A token that cannot be a header line (CONSUL_HTTP_TOKEN with a
+ * newline) is refused here, not at the first request. */
+static int token_usable(const char *token, struct hr_err *err)
+{
+	struct curl_slist *l = NULL;
+	int rc;
+
+	if (!token)
+		return 0;
+	rc = hr_reg_header_add(&l, "X-Consul-Token", token);
+	hr_reg_headers_free(l);
+	if (rc == -EINVAL)
+		return hr_err_set(err, rc, "consul token is malformed");
+	return rc ? hr_err_set(err, rc, "out of memory") : 0;
+}
+
+/* The token c names, read into c->token and usable as a header.
+ * create() and preflight both; the TLS files are checked by
+ * hr_reg_tls_check_files() (preflight, which run passes too) and
+ * hr_regcore_tls() (create, with https). */
+static int read_files(struct hr_consul_conf *c, struct hr_err *err)
 {
 	int rc = 0;
 
-	if (r->conf.token_file)
-		rc = read_token(&r->conf, err);
-	if (!rc && r->conf.tls)
-		rc = hr_regcore_tls(&r->core, &r->conf.common, "consul",
-				    r->conf.address, &r->conf.tls_names, err);
+	if (c->token_file)
+		rc = read_token(c, err);
+	if (!rc)
+		rc = token_usable(c->token, err);
 	return rc;
+}
+
+static void consul_preflight(const cJSON *conf, const char *path,
+			     const struct hr_service_spec *service,
+			     struct hr_diag *diag)
+{
+	struct hr_consul_conf c;
+	struct hr_err err = { "" };
+
+	if (!service || !service->name) {
+		hr_diag_add(diag, HR_DIAG_ERROR, NULL, "consul: no service name");
+		return;
+	}
+	hr_consul_conf_init(&c);
+	if (parse_conf(&c, conf, &err) < 0) {
+		hr_diag_add(diag, HR_DIAG_ERROR, NULL, "%s", err.msg);
+		hr_consul_conf_dispose(&c);
+		return;
+	}
+	if (read_files(&c, &err) < 0)
+		hr_diag_add(diag, HR_DIAG_ERROR, NULL, "%s", err.msg);
+	/* With https, the TLS files must be usable (without it they are
+	 * ignored, with validate's warning). */
+	if (c.tls)
+		hr_reg_tls_check_files(&c.common, path, &c.tls_names, diag);
+	hr_consul_conf_dispose(&c);
 }
 
 /* Base URL and CONNECT_TO: the URL host is tls_server_name when set, and
@@ -741,9 +762,15 @@ static int consul_create(struct hr_registry **out, const cJSON *conf,
 	}
 	r->service_id = r->core.service.id ? r->core.service.id :
 					     r->core.service.name;
-	if ((rc = parse_conf(r, conf, err)) < 0 ||
-	    (rc = read_files(r, err)) < 0 || (rc = setup_base(r, err)) < 0 ||
-	    (rc = setup_headers(r, err)) < 0)
+	/* With https, the shared layer checks and takes the TLS settings
+	 * (and logs a disabled verification loudly). */
+	if ((rc = parse_conf(&r->conf, conf, err)) < 0 ||
+	    (rc = read_files(&r->conf, err)) < 0 ||
+	    (r->conf.tls &&
+	     (rc = hr_regcore_tls(&r->core, &r->conf.common, "consul",
+				  r->conf.address, &r->conf.tls_names,
+				  err)) < 0) ||
+	    (rc = setup_base(r, err)) < 0 || (rc = setup_headers(r, err)) < 0)
 		goto fail;
 	r->check_id = hr_consul_check_id(r->service_id);
 	if (!r->check_id) {
@@ -830,11 +857,11 @@ const struct hr_registry_ops hr_registry_consul = {
 	.abi = HR_REGISTRY_ABI,
 	.name = "consul",
 	.validate = consul_validate,
+	.preflight = consul_preflight,
 	.create = consul_create,
 	.apply = consul_apply,
 	.maintenance = consul_maintenance,
 	.shutdown = consul_shutdown,
 	.destroy = consul_destroy,
-	.preflight = consul_preflight,
 	.validate_service = consul_validate_service,
 };

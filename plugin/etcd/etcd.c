@@ -544,71 +544,118 @@ static bool uses_tls(const struct hr_etcd_conf *c)
 	return false;
 }
 
-/* `healthreg validate`: the TLS files, with an https endpoint. (The
- * password file is read when the backend is built.) */
-static void etcd_preflight(const cJSON *conf, const char *path,
-			   struct hr_diag *diag)
-{
-	struct hr_etcd_conf c;
-
-	if (hr_etcd_conf_parse(&c, conf, path, NULL) < 0)
-		return;
-	if (uses_tls(&c))
-		hr_reg_tls_check_files(&c.common, path, NULL, diag);
-	hr_etcd_conf_dispose(&c);
-}
-
-static int load_credentials(struct hr_registry *r, struct hr_err *err)
+/*
+ * The user and password from conf and the environment (the password file
+ * is read here): 0 with *user and *password (malloc'ed, either may be
+ * NULL; the password is a secret), or -errno with both NULL.
+ */
+static int load_credentials(const struct hr_etcd_conf *c, char **user,
+			    char **password, struct hr_err *err)
 {
 	const char *env_user = getenv("ETCD_USERNAME");
 	const char *env_pass = getenv("ETCD_PASSWORD");
-	int rc;
+	int rc = 0;
 
-	if (r->conf.username)
-		r->user = strdup(r->conf.username);
+	*user = NULL;
+	*password = NULL;
+	if (c->username)
+		*user = strdup(c->username);
 	else if (env_user && *env_user)
-		r->user = strdup(env_user);
-	if (r->conf.password_file) {
-		rc = hr_secret_read(r->conf.password_file,
+		*user = strdup(env_user);
+	if (c->password_file) {
+		rc = hr_secret_read(c->password_file,
 				    "registry.etcd.password_file",
-				    PASSWORD_MAX, &r->password, NULL, err);
-		if (rc < 0)
-			return rc;
-		if (!r->user)
-			return hr_err_set(err, -EINVAL,
-					  "registry.etcd.password_file is set "
-					  "but no username (username or "
-					  "ETCD_USERNAME)");
-	} else if (r->user && env_pass && *env_pass) {
-		r->password = strdup(env_pass);
+				    PASSWORD_MAX, password, NULL, err);
+		if (rc == 0 && !*user)
+			rc = hr_err_set(err, -EINVAL,
+					"registry.etcd.password_file is set "
+					"but no username (username or "
+					"ETCD_USERNAME)");
+	} else if (*user && env_pass && *env_pass) {
+		*password = strdup(env_pass);
 	}
-	if (r->user && !r->password)
-		return hr_err_set(err, -EINVAL,
-				  "registry.etcd: username \"%s\" has no "
-				  "password (password_file or ETCD_PASSWORD)",
-				  r->user);
-	return 0;
+	if (rc == 0 && *user && !*password)
+		rc = hr_err_set(err, -EINVAL,
+				"registry.etcd: username \"%s\" has no "
+				"password (password_file or ETCD_PASSWORD)",
+				*user);
+	if (rc) {
+		free(*user);
+		hr_secret_free(*password);
+		*user = NULL;
+		*password = NULL;
+	}
+	return rc;
 }
 
-/* The instance address and the key from the service copy. */
-static int make_key(struct hr_registry *r, struct hr_err *err)
+/* The instance address (into addr) and the key (malloc'ed) for svc. */
+static int make_key(const struct hr_etcd_conf *c,
+		    const struct hr_service_spec *svc, char *addr,
+		    size_t alen, char **key, struct hr_err *err)
 {
-	const struct hr_service_spec *svc = &r->core.service;
 	char host[256] = "";
 	int rc;
 
+	*key = NULL;
 	if (!svc->name)
 		return hr_err_set(err, -EINVAL, "etcd: the service has no name");
 	if ((!svc->address || !*svc->address) &&
 	    gethostname(host, sizeof(host) - 1) < 0)
 		host[0] = '\0';
-	rc = hr_etcd_addr(svc, host, r->addr, sizeof(r->addr));
+	rc = hr_etcd_addr(svc, host, addr, alen);
 	if (rc < 0)
 		return hr_err_set(err, rc,
 				  "registry.etcd needs service.port (and "
 				  "service.address or a host name) for the key");
-	r->key = hr_etcd_key(r->conf.prefix, svc->name, r->addr);
-	return r->key ? 0 : hr_err_set(err, -ENOMEM, "out of memory");
+	*key = hr_etcd_key(c->prefix, svc->name, addr);
+	return *key ? 0 : hr_err_set(err, -ENOMEM, "out of memory");
+}
+
+/* What create() checks beyond the parse: the key, the TLS files and the
+ * credentials (kept in r when r is not NULL, else freed and wiped). */
+static int etcd_check(struct hr_registry *r, const struct hr_etcd_conf *c,
+		      const struct hr_service_spec *svc, struct hr_err *err)
+{
+	char addr[sizeof(r->addr)], *key = NULL, *user = NULL, *pass = NULL;
+	int rc;
+
+	/* The TLS files are checked by hr_reg_tls_check_files() (preflight,
+	 * which run passes too) and hr_regcore_tls() (create, with https). */
+	rc = make_key(c, svc, addr, sizeof(addr), &key, err);
+	if (!rc)
+		rc = load_credentials(c, &user, &pass, err);
+	if (!rc && r) {
+		memcpy(r->addr, addr, sizeof(addr));
+		r->key = key;
+		r->user = user;
+		r->password = pass;
+		return 0;
+	}
+	free(key);
+	free(user);
+	hr_secret_free(pass);
+	return rc;
+}
+
+static void etcd_preflight(const cJSON *conf, const char *path,
+			   const struct hr_service_spec *service,
+			   struct hr_diag *diag)
+{
+	struct hr_etcd_conf c;
+	struct hr_err err = { "" };
+
+	/* validate() reported the parse: only the verdict here. */
+	if (hr_etcd_conf_parse(&c, conf, path, NULL) < 0) {
+		hr_diag_add(diag, HR_DIAG_ERROR, path, "invalid configuration");
+		return;
+	}
+	if (etcd_check(NULL, &c, service, &err) < 0)
+		hr_diag_add(diag, HR_DIAG_ERROR, NULL, "%s", err.msg);
+	/* With an https endpoint, the TLS files must be usable (without
+	 * one they are not read). */
+	if (uses_tls(&c))
+		hr_reg_tls_check_files(&c.common, path, NULL, diag);
+	hr_etcd_conf_dispose(&c);
 }
 
 static void etcd_destroy(struct hr_registry *r);
@@ -637,7 +684,8 @@ static int etcd_create(struct hr_registry **out, const cJSON *conf,
 	}
 	hr_regcore_grace_setup(&r->core, r->conf.common.register_when,
 			       r->conf.common.deregister_after_ms);
-	if ((rc = make_key(r, err)) < 0 || (rc = load_credentials(r, err)) < 0)
+	rc = etcd_check(r, &r->conf, &r->core.service, err);
+	if (rc < 0)
 		goto fail;
 	if (uses_tls(&r->conf) &&
 	    (rc = hr_regcore_tls(&r->core, &r->conf.common, "etcd",
@@ -726,10 +774,10 @@ const struct hr_registry_ops hr_registry_etcd = {
 	.abi = HR_REGISTRY_ABI,
 	.name = "etcd",
 	.validate = etcd_validate,
+	.preflight = etcd_preflight,
 	.create = etcd_create,
 	.apply = etcd_apply,
 	.maintenance = NULL,
 	.shutdown = etcd_shutdown,
 	.destroy = etcd_destroy,
-	.preflight = etcd_preflight,
 };

@@ -81,9 +81,12 @@ static bool host_maint_get(void *ctx, const char **reason)
 	return w.maint;
 }
 
-static int host_maint_set(void *ctx, bool enable, const char *reason)
+static int host_maint_set(void *ctx, bool enable, const char *reason,
+			  char *msg, size_t len)
 {
 	(void)ctx;
+	(void)msg;
+	(void)len;
 	if (strlen(reason) > HR_MAINT_REASON_MAX)
 		return -EMSGSIZE;
 	w.maint = enable;

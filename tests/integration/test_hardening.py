@@ -302,8 +302,12 @@ class TestUser(Case):
         p, _ = self.popen(cfg)
         p.wait(10)
         self.assertEqual(p.returncode, 78, self.log())
-        self.assertIn("event=user_switch_failed", self.log())
-        self.assertIn("no-such-user-hr", self.log())
+        # refused with the config, before anything starts (as validate)
+        self.assertIn('agent.user: no such user "no-such-user-hr"', self.log())
+        self.assertIn("nothing started", self.log())
+        r = hrtest.run(["validate", "-c", cfg])
+        self.assertEqual(r.returncode, 78, r.stderr)
+        self.assertIn('agent.user: no such user "no-such-user-hr"', r.stderr)
 
 
 class TestExampleUnit(unittest.TestCase):

@@ -184,12 +184,21 @@ class Install(unittest.TestCase):
         return re.sub(r".\x08", "", p.stdout)
 
     def test_healthreg_1_names_every_command_and_option(self):
-        """Whatever `healthreg --help` lists is in the man page."""
-        p = subprocess.run([self.path("bin/healthreg"), "--help"],
-                           capture_output=True, text=True, env=self.env)
-        self.assertEqual(p.returncode, 0, p.stderr)
-        words = set(re.findall(r"(?<![\w-])--?[a-zA-Z][\w-]*", p.stdout))
-        words |= set(re.findall(r"^  ([a-z]+)\b", p.stdout, re.M))
+        """Whatever `healthreg --help` and `healthreg help COMMAND` list
+        is in the man page."""
+        def helptext(*args):
+            p = subprocess.run([self.path("bin/healthreg")] + list(args),
+                               capture_output=True, text=True, env=self.env)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            return p.stdout
+        text = helptext("--help")
+        commands = set(re.findall(r"^  ([a-z]+)\b",
+                                  text.split("\nglobal options")[0], re.M))
+        self.assertIn("maint", commands)
+        for c in sorted(commands):
+            text += helptext("help", c)
+        words = set(re.findall(r"(?<![\w-])--?[a-zA-Z][\w-]*", text))
+        words |= commands
         self.assertIn("--token-file", words)
         self.assertIn("maint", words)
         page = self.rendered("share/man/man1/healthreg.1")

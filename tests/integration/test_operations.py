@@ -298,8 +298,9 @@ class TestMaintenance(unittest.TestCase):
     def test_cli_unreachable_and_usage(self):
         p = hrtest.run(["status", "--api", "127.0.0.1:%d" % targets.free_port()])
         self.assertEqual(p.returncode, 69, p.stderr)
-        p = hrtest.run(["maint", "enable"])
-        self.assertEqual(p.returncode, 64)
+        # without --reason: the default reason, so it asks the agent
+        p = hrtest.run(["maint", "enable", "--api", "%d" % targets.free_port()])
+        self.assertEqual(p.returncode, 69, p.stderr)
         p = hrtest.run(["maint", "sideways"])
         self.assertEqual(p.returncode, 64)
 
@@ -368,7 +369,7 @@ class TestWithEtcd(unittest.TestCase):
         self.assertEqual(c, 400)
         self.assertIn("service.checks[0]", json.loads(b)["error"])
         p = hrtest.run(["reload", "--api", "127.0.0.1:%d" % a.port])
-        self.assertEqual(p.returncode, 70)
+        self.assertEqual(p.returncode, 78, p.stderr)  # a config error
         self.assertIn("reload_failed", a.agent.log())
         c, b, _ = http("GET", a.url + "/v1/health")
         self.assertEqual([x["name"] for x in json.loads(b)["checks"]], ["hb", "api"])

@@ -43,13 +43,28 @@ def check_json(config, timeout=60):
     return p.returncode, doc, p.stderr
 
 
+def with_free_api(config):
+    """config with agent.api_listen 127.0.0.1:0 unless it names one: two
+    agents never share an API port (a second one on a taken port exits
+    69), so tests running side by side must not all take the default."""
+    if not isinstance(config, dict):
+        return config
+    agent = config.get("agent", {})
+    if not isinstance(agent, dict) or any(
+            k.replace("_", "").lower() == "apilisten" for k in agent):
+        return config
+    out = dict(config)
+    out["agent"] = dict(agent, api_listen="127.0.0.1:0")
+    return out
+
+
 class Agent:
     """healthreg run in the background; stop() sends SIGTERM, kill() SIGKILL.
 
     stderr (the structured log) goes to a file readable with log()."""
 
     def __init__(self, config, extra_args=(), env=None):
-        self.config_path = write_config(config)
+        self.config_path = write_config(with_free_api(config))
         self.log_path = self.config_path + ".log"
         self.log_file = open(self.log_path, "w")
         e = dict(os.environ)

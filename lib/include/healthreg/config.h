@@ -146,7 +146,12 @@ int hr_config_parse(struct hr_config **out, const char *text, size_t len,
 		    const struct hr_config_backend *backends,
 		    size_t n_backends, struct hr_diag *diag);
 
-/** Read a file and parse it; file errors are reported in diag too. */
+/**
+ * Read a file and parse it. A file that cannot be read (missing, a
+ * directory, permission denied) returns its -errno (-EISDIR for a
+ * directory) with one "<path>: why" line in diag; problems of the
+ * content return -EINVAL, as hr_config_parse().
+ */
 int hr_config_load(struct hr_config **out, const char *path,
 		   const struct hr_config_backend *backends,
 		   size_t n_backends, struct hr_diag *diag);

@@ -6,8 +6,8 @@
  * The work backends share (requests, backoff, grace period, shutdown
  * deadline, done() delivery) lives in healthreg/regcore.h.
  *
- * Lifecycle: validate (at config load; `healthreg validate` adds
- * preflight, the file checks) -> create -> apply (on every
+ * Lifecycle: validate (at config load) -> preflight (`healthreg
+ * validate`, the start of `run`, every reload) -> create -> apply (on every
  * aggregate change; the first apply comes once the agent is ready and any
  * reload hold has ended, not right after create) / maintenance (any time,
  * also before the first apply) -> shutdown (async deregistration, bounded
@@ -113,6 +113,20 @@ struct hr_registry_ops {
 	void (*validate)(const cJSON *conf, const char *path,
 			 struct hr_diag *diag);
 
+	/*
+	 * Everything else create() would refuse, on a conf validate()
+	 * accepted: rules that need the service (etcd's key needs
+	 * service.port) and the files conf names (secrets read, checked and
+	 * wiped at once; TLS files readable). Each problem is one diag error
+	 * under path. create() runs the same checks (the same functions), so
+	 * `healthreg validate` and `healthreg run` give one verdict. Reads
+	 * files, nothing else; conf and service are borrowed for the call.
+	 * May be NULL (nothing beyond validate).
+	 */
+	void (*preflight)(const cJSON *conf, const char *path,
+			  const struct hr_service_spec *service,
+			  struct hr_diag *diag);
+
 	/* conf and env->service are borrowed for the call only: copy what
 	 * is kept. On failure *out is NULL and err says why. */
 	int (*create)(struct hr_registry **out, const cJSON *conf,
@@ -140,16 +154,6 @@ struct hr_registry_ops {
 
 	/* Free everything, cancelling transfers in flight. NULL-safe. */
 	void (*destroy)(struct hr_registry *r);
-
-	/*
-	 * I/O, for `healthreg validate`: the TLS files a valid conf names
-	 * can be used; every problem goes to diag naming the key (or the
-	 * environment variable) and the file. create() checks them again
-	 * (and reads the secret files, which validate leaves alone: a config
-	 * may be validated away from its secrets). May be NULL.
-	 */
-	void (*preflight)(const cJSON *conf, const char *path,
-			  struct hr_diag *diag);
 
 	/* Pure, may be NULL: report what this registry would refuse in the
 	 * service section (svc, parsed, under path "service"). */
