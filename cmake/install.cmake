@@ -4,6 +4,7 @@
 #   lib/cmake/healthreg/  healthregConfig.cmake, ...Version.cmake, targets
 #   share/man/man1/healthreg.1, man5/healthreg.json.5
 #   lib/systemd/system/healthreg.service (HR_SYSTEMD_UNITDIR)
+#   share/bash-completion/completions/healthreg
 #   share/doc/healthreg/  the docs and examples
 include(CMakePackageConfigHelpers)
 
@@ -51,6 +52,11 @@ install(CODE "
   include(\"${CMAKE_CURRENT_LIST_DIR}/install-unit.cmake\")")
 install(FILES ${PROJECT_BINARY_DIR}/healthreg.service
         DESTINATION ${HR_SYSTEMD_UNITDIR})
+
+# Bash completion, where bash-completion looks it up by command name.
+install(FILES ${PROJECT_SOURCE_DIR}/contrib/completion/healthreg.bash
+        DESTINATION ${CMAKE_INSTALL_DATADIR}/bash-completion/completions
+        RENAME healthreg)
 
 install(FILES ${PROJECT_SOURCE_DIR}/README.md
         DESTINATION ${CMAKE_INSTALL_DOCDIR})

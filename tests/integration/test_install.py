@@ -94,6 +94,7 @@ class Install(unittest.TestCase):
                     "lib/systemd/system/healthreg.service",
                     "share/man/man1/healthreg.1",
                     "share/man/man5/healthreg.json.5",
+                    "share/bash-completion/completions/healthreg",
                     "share/doc/healthreg/operations.md"]:
             self.assertTrue(os.path.isfile(self.path(rel)), rel)
         self.assertTrue(os.access(self.path("bin/healthreg"), os.X_OK))
