@@ -286,8 +286,11 @@ static void set_transfer(struct grpc_run *r, const struct hr_check_spec *s,
 		curl_easy_setopt(r->easy, CURLOPT_SSL_VERIFYPEER, 0L);
 		curl_easy_setopt(r->easy, CURLOPT_SSL_VERIFYHOST, 0L);
 	}
-	if (s->grpc_use_tls && s->ca_file)
+	if (s->grpc_use_tls && s->ca_file) {
+		/* Only this CA, not also libcurl's built-in CA directory. */
 		curl_easy_setopt(r->easy, CURLOPT_CAINFO, s->ca_file);
+		curl_easy_setopt(r->easy, CURLOPT_CAPATH, NULL);
+	}
 	curl_easy_setopt(r->easy, CURLOPT_WRITEFUNCTION, write_cb);
 	curl_easy_setopt(r->easy, CURLOPT_WRITEDATA, r);
 	curl_easy_setopt(r->easy, CURLOPT_HEADERFUNCTION, header_cb);

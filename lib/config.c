@@ -469,8 +469,8 @@ static const struct {
 	{ "connect", "healthreg registers no sidecar and no Connect-native "
 		     "service" },
 	{ "proxy", "healthreg registers no proxy" },
-	{ "outputmaxsize", "healthreg sends Consul at most 4096 bytes of "
-			   "output" },
+	{ "outputmaxsize", "the output healthreg sends Consul is cut to "
+			   "registry.consul.check_output_max_size" },
 };
 
 static void warn_ignored(struct ctx *c, const char *key, const char *p)

@@ -394,8 +394,12 @@ static void set_transfer(struct curl_run *r, const struct hr_check_spec *s,
 		curl_easy_setopt(r->easy, CURLOPT_SSL_VERIFYPEER, 0L);
 		curl_easy_setopt(r->easy, CURLOPT_SSL_VERIFYHOST, 0L);
 	}
-	if (s->ca_file)
+	if (s->ca_file) {
+		/* Only this CA: not also the CA directory libcurl was built
+		 * with (Debian's /etc/ssl/certs), as for the registries. */
 		curl_easy_setopt(r->easy, CURLOPT_CAINFO, s->ca_file);
+		curl_easy_setopt(r->easy, CURLOPT_CAPATH, NULL);
+	}
 	curl_easy_setopt(r->easy, CURLOPT_WRITEFUNCTION, hr_capture_curl_cb);
 	curl_easy_setopt(r->easy, CURLOPT_WRITEDATA, &r->body);
 	curl_easy_setopt(r->easy, CURLOPT_HEADERFUNCTION, header_cb);

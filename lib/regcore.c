@@ -11,7 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "healthreg/confget.h"
 #include "healthreg/http.h"
@@ -162,9 +161,13 @@ static void note_outcome(struct hr_regcore *c, const struct hr_reg_reply *r,
 		s->failures++;
 	snprintf(n, sizeof(n), "%" PRIu32, s->failures);
 	snprintf(code, sizeof(code), "%ld", r->status);
-	/* The word follows the last failure; the lines the first. */
-	s->unreachable = r->rc != CURLE_OK || r->status >= 500 ||
-			 r->status == 0;
+	/* The word follows the last failure; the lines the first. A TLS
+	 * failure (certificate, verification) is not an outage but a
+	 * setting to fix: failing, as a refusal is. */
+	s->unreachable = (r->rc != CURLE_OK &&
+			  !hr_reg_tls_failed(r->rc, r->errbuf)) ||
+			 (r->rc == CURLE_OK &&
+			  (r->status >= 500 || r->status == 0));
 	if (s->failures == 1) {
 		s->failing_since = wall;
 		c->remind_at = now + c->remind_every_s;
@@ -526,20 +529,6 @@ int hr_reg_conf_check(const struct hr_reg_conf *c, const char *path,
 	hr_diag_add(d, HR_DIAG_ERROR, hr_conf_path(p, path, "key_file"),
 		    "needs cert_file");
 	return -EINVAL;
-}
-
-int hr_reg_conf_files(const struct hr_reg_conf *c, const char *path,
-		      struct hr_err *err)
-{
-	const char *const files[] = { c->ca_file, c->cert_file, c->key_file };
-	const char *const keys[] = { "ca_file", "cert_file", "key_file" };
-	size_t i;
-
-	for (i = 0; i < HR_ARRAY_SIZE(files); i++)
-		if (files[i] && access(files[i], R_OK) < 0)
-			return hr_err_set(err, -errno, "%s.%s: %s: %s", path,
-					  keys[i], files[i], strerror(errno));
-	return 0;
 }
 
 static const struct hr_reg_field *find_field(const struct hr_reg_field *f,

@@ -348,10 +348,12 @@ int hr_regcore_tls(struct hr_regcore *core, const struct hr_reg_conf *c,
 	if (c->ca_path && !c->ca_file) {
 		rc = load_ca_dir(c->ca_path, &b, why, sizeof(why));
 		if (rc < 0) {
+			char p[HR_CONF_PATH_MAX];
+
 			free(b.p);
 			return hr_err_set(err, rc, "%s: %s: %s",
-					  names && names->ca_path ?
-					  names->ca_path : path,
+					  name_of(names ? names->ca_path : NULL,
+						  path, "ca_path", p),
 					  c->ca_path, why);
 		}
 		t->ca_blob = b.p;

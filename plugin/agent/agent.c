@@ -174,9 +174,12 @@ static int host_maint_set(void *ctx, bool enable, const char *reason,
 		snprintf(msg, len,
 			 "maintenance unchanged: the state file %s cannot be written: %s",
 			 path, strerror(-rc));
-	free(path);
-	if (!rc)
+	if (!rc) {
 		rc = hr_pub_maint_set(&a->pub, enable, reason);
+		if (rc) /* the file says what the agent still is */
+			hr_state_save(path, a->pub.maint, a->pub.maint_reason);
+	}
+	free(path);
 	if (rc)
 		return rc;
 	hr_pub_maint_apply(&a->pub);

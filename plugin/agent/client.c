@@ -411,7 +411,8 @@ static int simple_put(const struct hr_client_opts *o, const char *path,
 		cJSON *doc = cJSON_Parse(body ? body : "");
 
 		fprintf(stderr, "healthreg: %s: %s\n", refused,
-			*jstr(doc, "error") ? jstr(doc, "error") : body);
+			*jstr(doc, "error") ? jstr(doc, "error")
+					    : (body ? body : ""));
 		cJSON_Delete(doc);
 		rc = HR_EXIT_CONFIG;
 	} else if (code != 200) {

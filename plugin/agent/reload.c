@@ -58,6 +58,17 @@ static int vet_next(const struct hr_config *old, struct hr_config *next,
 		       "action", "kept the running values", NULL);
 	if (!next->enable_exec_checks && old->enable_exec_checks)
 		next->enable_exec_checks = true;
+	/* The maintenance state stays in the file it was read from. */
+	if (!str_eq(next->state_file, old->state_file)) {
+		char *keep = old->state_file ? strdup(old->state_file) : NULL;
+
+		if (old->state_file && !keep) {
+			snprintf(msg, len, "out of memory");
+			return -ENOMEM;
+		}
+		free(next->state_file);
+		next->state_file = keep;
+	}
 	for (i = 0; i < next->n_checks; i++) {
 		if (next->checks[i].kind == HR_CHECK_EXEC && !old->enable_exec_checks) {
 			snprintf(msg, len, "service.checks[%zu]: exec checks need agent.enable_exec_checks at start; restart healthreg",

@@ -286,7 +286,11 @@ static void on_ok(struct hr_registry *r, struct sent *q)
 		hr_log(HR_LOG_INFO, "consul_registered", "service",
 		       r->service_id, "check", r->check_id, "address",
 		       r->conf.address, NULL);
-		hr_regcore_state(&r->core, HR_REGISTRY_REGISTERED);
+		/* A re-registration (token rotated, service lost) keeps a
+		 * maintenance check the service still has. */
+		hr_regcore_state(&r->core, r->maint_on
+						   ? HR_REGISTRY_MAINTENANCE
+						   : HR_REGISTRY_REGISTERED);
 		break;
 	case HR_CONSUL_OP_UPDATE:
 		r->lost_streak = 0;
@@ -349,23 +353,30 @@ static bool token_reread(struct hr_registry *r)
 		return false;
 	}
 	same = prev && c->token && !strcmp(prev, c->token);
-	hr_secret_free(prev);
-	if (same)
+	if (same) {
+		hr_secret_free(prev);
 		return false;
+	}
 	r->headers = NULL;
 	if (setup_headers(r, &err) < 0) {
+		/* keep the old token with the old headers */
 		hr_reg_headers_free(r->headers);
 		r->headers = old;
+		hr_secret_free(c->token);
+		c->token = prev;
 		hr_log(HR_LOG_ERROR, "consul_token_unusable", "service",
 		       r->service_id, "file", c->token_file, "error", err.msg,
 		       NULL);
 		return false;
 	}
+	hr_secret_free(prev);
 	hr_reg_headers_free(old);
 	/* The agent keeps the registering token with the service and uses
 	 * it to sync the catalog: register again so it holds the new one
-	 * (status, output and the maintenance check stay). */
+	 * (status, output and the maintenance check stay). A refusal of
+	 * the new token is logged again. */
 	r->registered = false;
+	r->logged_token = r->logged_forbidden = false;
 	hr_log(HR_LOG_INFO, "consul_token_reloaded", "service", r->service_id,
 	       "file", c->token_file, NULL);
 	return true;
@@ -392,7 +403,7 @@ static bool on_refusal(struct hr_registry *r, enum hr_consul_verdict v,
 	case HR_CONSUL_TOKEN_UNKNOWN:
 		if (!r->logged_token)
 			hr_log(HR_LOG_ERROR, "consul_token_not_found", "service",
-			       r->service_id, "op", op, "code", code,
+			       r->service_id, "op", op, HR_LOG_NUM("code"), code,
 			       "needs", "a token the agent knows (it was "
 			       "deleted, expired or mistyped)", "token_file",
 			       r->conf.token_file ? r->conf.token_file :

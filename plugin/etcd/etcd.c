@@ -611,8 +611,8 @@ static int make_key(const struct hr_etcd_conf *c,
 	return *key ? 0 : hr_err_set(err, -ENOMEM, "out of memory");
 }
 
-/* What create() checks beyond the parse: the key, the TLS files and the
- * credentials (kept in r when r is not NULL, else freed and wiped). */
+/* What create() checks beyond the parse: the key and the credentials
+ * (kept in r when r is not NULL, else freed and wiped). */
 static int etcd_check(struct hr_registry *r, const struct hr_etcd_conf *c,
 		      const struct hr_service_spec *svc, struct hr_err *err)
 {

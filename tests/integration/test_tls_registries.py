@@ -141,6 +141,11 @@ class TestEtcdTls(TlsCase):
         self.assertIn(reason_part, ev["reason"], ev)
         self.assertNotIn("etcd_unavailable", agent.log())
         self.assertIsNone(c.get(self.key(port)))
+        # A certificate problem is a setting to fix, not an outage: the
+        # registry's state is "failing", never "unreachable".
+        st = self.wait_event(agent, "registry_failing")[0]
+        self.assertEqual((st["level"], st["backend"]), ("error", "etcd"), st)
+        self.assertNotIn("registry_unreachable", agent.log())
         return ev
 
     def test_verified_by_default_and_ca_file(self):
@@ -345,6 +350,12 @@ class TestConsulTls(TlsCase):
         self.assertIn(reason_part, ev["error"], ev)
         code, _, body = emuctl.request(emu, "GET", "/v1/agent/services")
         self.assertEqual(json.loads(body), {})
+        if reason_part != "alert":  # a refused client certificate may
+            # first look like a closed connection (see refused_client)
+            st = self.wait_event(agent, "registry_failing")[0]
+            self.assertEqual((st["level"], st["backend"]),
+                             ("error", "consul"), st)
+            self.assertNotIn("registry_unreachable", agent.log())
         return ev
 
     def test_verified_by_default_and_ca_file(self):

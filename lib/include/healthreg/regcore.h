@@ -272,10 +272,6 @@ void hr_reg_conf_dispose(struct hr_reg_conf *c);
  * path. 0 or -EINVAL. */
 int hr_reg_conf_check(const struct hr_reg_conf *c, const char *path,
 		      struct hr_diag *d);
-/* The TLS files readable by this process (for a backend's preflight and
- * create): 0, or -errno with "<path>.ca_file: FILE: why" in err. */
-int hr_reg_conf_files(const struct hr_reg_conf *c, const char *path,
-		      struct hr_err *err);
 
 /* One key of a backend's config object and the member it fills. */
 struct hr_reg_field {

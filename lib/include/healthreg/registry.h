@@ -47,7 +47,7 @@
 #include "healthreg/http.h"
 #include "healthreg/status.h"
 
-#define HR_REGISTRY_ABI 1
+#define HR_REGISTRY_ABI 2
 
 struct hr_registry; /* a backend's own instance type */
 
