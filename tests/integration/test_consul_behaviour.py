@@ -91,7 +91,11 @@ class BehaviourCase(ConsulCase):
         self.state_file = os.path.join(d, "state")
         self.set_state(state)
         svc = {"name": "web", "id": "web-1", "port": 8080, "tags": ["v1"],
+               # timeout above the interval (a warning): a loaded machine
+               # (the sanitizer pass) must not time the shell out, which
+               # would deregister, maintenance check and all
                "checks": [{"name": check_name, "interval": "200ms",
+                           "timeout": "3s",
                            "args": ["sh", "-c", "exit $(cat %s)" % self.state_file]}]}
         svc.update(service or {})
         reg = {"address": emu.url, "check_ttl": "%ds" % TTL_S,
