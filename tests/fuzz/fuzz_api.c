@@ -110,8 +110,14 @@ static char *host_metrics(void *ctx)
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	static const struct hr_api_host host = {
-		host_agg, host_service, host_maint_get, host_maint_set,
-		host_reload, host_metrics, NULL,
+		.agg = host_agg,
+		.service_name = host_service,
+		.maint_get = host_maint_get,
+		.maint_set = host_maint_set,
+		.reload = host_reload,
+		.metrics = host_metrics,
+		.registries = NULL,
+		.ctx = NULL,
 	};
 	struct hr_agg_opts opts = { false, 0, 1 };
 	struct hr_err err = { "" };
