@@ -407,8 +407,9 @@ static void print_causes(const cJSON *e)
 
 		if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(c, "changed")))
 			snprintf(was, sizeof(was), " (was %s)", jstr(c, "was"));
-		printf("    %s check %s: %s%s: %.100s\n", any ? "      " : "because",
-		       jstr(c, "name"), jstr(c, "status"), was,
+		printf("    %s check %s: %s%s%s%.100s\n",
+		       any ? "       " : "because", jstr(c, "name"),
+		       jstr(c, "status"), was, *jstr(c, "output") ? ": " : "",
 		       jstr(c, "output"));
 		any = true;
 	}
@@ -417,13 +418,37 @@ static void print_causes(const cJSON *e)
 		       jstr(e, "output"));
 }
 
-/* The journal, newest first, at most WHY_SHOWN decisions. */
+/* The same decision for another backend (listed together). */
+static bool same_decision(const cJSON *a, const cJSON *b)
+{
+	static const char *const keys[] = { "decision", "why", "status",
+					    "service" };
+	size_t i;
+	bool same;
+	char *ca, *cb;
+
+	for (i = 0; i < HR_ARRAY_SIZE(keys); i++)
+		if (strcmp(jstr(a, keys[i]), jstr(b, keys[i])))
+			return false;
+	if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(a, "dry_run")) !=
+	    cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(b, "dry_run")))
+		return false;
+	ca = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(a, "checks"));
+	cb = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(b, "checks"));
+	same = ca && cb && !strcmp(ca, cb);
+	cJSON_free(ca);
+	cJSON_free(cb);
+	return same;
+}
+
+/* The journal, newest first, at most WHY_SHOWN decisions (one decision
+ * made alike for several backends is one). */
 static void print_why(const cJSON *doc, const char *service)
 {
 	const cJSON *arr = cJSON_GetObjectItemCaseSensitive(doc, "decisions");
 	const cJSON *size = cJSON_GetObjectItemCaseSensitive(doc,
 							     "journal_size");
-	int n = cJSON_GetArraySize(arr), i, shown = 0;
+	int n = cJSON_GetArraySize(arr), i, k, shown = 0;
 
 	if (cJSON_IsNumber(size) && size->valuedouble == 0) {
 		printf("the agent keeps no journal (agent.journal_size is 0); "
@@ -435,26 +460,38 @@ static void print_why(const cJSON *doc, const char *service)
 		       service ? service : "");
 		return;
 	}
-	for (i = n - 1; i >= 0 && shown < WHY_SHOWN; i--, shown++) {
+	for (i = n - 1; i >= 0 && shown < WHY_SHOWN; i = k, shown++) {
 		const cJSON *e = cJSON_GetArrayItem(arr, i);
 		const char *status = jstr(e, "status");
+		char backends[128];
+		size_t o;
 
-		printf("%s  %-8s %s %s%s: status %s, aggregate %s%s\n",
-		       jstr(e, "time"), jstr(e, "backend"), jstr(e, "service"),
+		o = (size_t)snprintf(backends, sizeof(backends), "%s",
+				     jstr(e, "backend"));
+		for (k = i - 1; k >= 0 &&
+				same_decision(e, cJSON_GetArrayItem(arr, k));
+		     k--)
+			if (o < sizeof(backends))
+				o += (size_t)snprintf(
+					backends + o, sizeof(backends) - o,
+					", %s",
+					jstr(cJSON_GetArrayItem(arr, k),
+					     "backend"));
+		printf("%s  %s %s%s [%s]: status %s, aggregate %s%s\n",
+		       jstr(e, "time"), jstr(e, "service"),
 		       jstr(e, "decision"),
 		       cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(e,
 								     "dry_run"))
 			       ? " (dry run: nothing sent)" : "",
-		       *status ? status : "none",
+		       backends, *status ? status : "none",
 		       *jstr(e, "aggregate") ? jstr(e, "aggregate") : "none",
 		       cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(
 			       e, "maintenance")) ? ", in maintenance" : "");
 		printf("    %s\n", jstr(e, "why"));
 		print_causes(e);
 	}
-	if (n > shown)
-		printf("(%d older; healthreg why --json shows all)\n",
-		       n - shown);
+	if (i >= 0)
+		printf("(older decisions: healthreg why --json shows all)\n");
 }
 
 int hr_client_why(const struct hr_client_opts *o, const char *service)
