@@ -367,5 +367,18 @@ class TestJournalSize(unittest.TestCase):
             self.assertIn("agent.journal_size", p.stderr + p.stdout)
 
 
+class TestWhyUsage(unittest.TestCase):
+    def test_one_optional_service(self):
+        port = str(etcd_harness.free_port())
+        p = hrtest.run(["why", "web-1", "extra", "--api", port])
+        self.assertEqual(p.returncode, 64)
+        self.assertIn("unexpected argument 'extra'", p.stderr)
+        # nobody listens there
+        p = hrtest.run(["why", "web-1", "--api", port])
+        self.assertEqual(p.returncode, 69, p.stderr)
+        p = hrtest.run(["why", "--reason", "x", "--api", port])
+        self.assertEqual(p.returncode, 64)
+
+
 if __name__ == "__main__":
     unittest.main()
