@@ -330,6 +330,37 @@ class TestDryRun(DecisionCase):
         st, _, body = emuctl.request(self.emu, "GET", "/v1/agent/services")
         self.assertEqual(json.loads(body), {})
 
+    def test_dry_run_then_take_over(self):
+        """A reload that drops dry_run creates the real backends, which
+        register (and decide as themselves: dry_run false)."""
+        watch = self.etcd.watch("decisions/")
+        self.start(self.config(dry_run=True))
+        self.push("pass", "ok")
+        for b in ("etcd", "consul"):
+            self.assertTrue(self.wait_decision("register", b)["dry_run"])
+        seq = self.last_seq()
+        time.sleep(0.5)  # would be time enough for a write to show
+        self.assertEqual(watch.snapshot(), [])
+        self.assertNotIn("[HTTP]", self.emu.log_text())
+        with open(self.agent.config_path, "w") as f:
+            json.dump(self.config(), f)
+        st, _ = http("PUT", self.api + "/v1/reload")
+        self.assertEqual(st, 200)
+        for b in ("etcd", "consul"):
+            e = self.wait_decision("register", b, after=seq)
+            self.assertFalse(e["dry_run"])
+        self.assertTrue(hrtest.wait_for(
+            lambda: self.etcd.get("decisions/web/127.0.0.1:8080"), 10),
+            self.agent.log())
+        self.assertTrue(hrtest.wait_for(
+            lambda: "PUT /v1/agent/service/register" in self.emu.log_text(),
+            10))
+        self.assertEqual(self.agent.stop(), 0)
+        shut = [l for l in decision_lines(self.agent)
+                if l["decision"] == "shutdown"]
+        self.assertEqual(sorted((l["backend"], l["dry_run"]) for l in shut),
+                         [("consul", "false"), ("etcd", "false")])
+
     def push_auth(self, verb):
         req = urllib.request.Request("%s/v1/checks/db/%s" % (self.api, verb),
                                      method="PUT")
