@@ -21,6 +21,7 @@ static const char *const decision_names[] = {
 	[HR_DECISION_MAINT_ON] = "maintenance_on",
 	[HR_DECISION_MAINT_OFF] = "maintenance_off",
 	[HR_DECISION_SHUTDOWN] = "shutdown",
+	[HR_DECISION_LOST] = "registration_lost",
 };
 
 const char *hr_decision_name(enum hr_decision d)

@@ -260,6 +260,37 @@ class TestJournal(DecisionCase):
         self.assertIsNone(self.etcd.get(key))
 
 
+class TestLost(DecisionCase):
+    def test_registry_drops_the_registration(self):
+        """Not healthreg's decision, but the answer to "why was it
+        removed": the lease revoked behind the agent's back, the service
+        deregistered in Consul."""
+        self.start(self.config())
+        self.push("pass", "ok")
+        key = "decisions/web/127.0.0.1:8080"
+        self.assertTrue(hrtest.wait_for(lambda: self.etcd.get(key), 10))
+        self.assertTrue(hrtest.wait_for(
+            lambda: "PUT /v1/agent/service/register" in self.emu.log_text(),
+            10))
+        seq = self.last_seq()
+        st, _ = self.etcd.call("/v3/lease/revoke",
+                               {"ID": self.etcd.get(key)["lease"]})
+        self.assertEqual(st, 200)
+        st, _, _ = emuctl.request(self.emu, "PUT",
+                                  "/v1/agent/service/deregister/web-1")
+        self.assertEqual(st, 200)
+        e = self.wait_decision("registration_lost", "etcd", after=seq,
+                               timeout=15)
+        self.assertIn("etcd dropped the key with its lease", e["why"])
+        self.assertEqual(e["status"], "passing")
+        e = self.wait_decision("registration_lost", "consul", after=seq,
+                               timeout=15)
+        self.assertIn("Consul no longer has the service", e["why"])
+        # and back
+        self.assertTrue(hrtest.wait_for(lambda: self.etcd.get(key), 10))
+        self.assertIn("registration_lost", self.why().stdout)
+
+
 class TestDryRun(DecisionCase):
     def test_decisions_without_requests(self):
         watch = self.etcd.watch("decisions/")

@@ -9,8 +9,9 @@
  *
  * Who records: lib/regcore.c for what every backend shares (register and
  * deregister on the registration turning wanted or not, the grace period,
- * shutdown; hr_regcore_decide() for a backend's own, e.g. the fleet
- * floor), the agent for what it decides (reload hold, maintenance).
+ * shutdown; hr_regcore_decide() for a backend's own: the fleet floor, a
+ * registration the registry dropped), the agent for what it decides
+ * (reload hold, maintenance).
  *
  * Lifetimes: struct hr_journal is a value its owner (the agent) embeds;
  * it owns its ring. Entries are fixed-size copies (strings cut to fit):
@@ -53,6 +54,10 @@ enum hr_decision {
 	HR_DECISION_MAINT_OFF,          /* "maintenance_off" */
 	HR_DECISION_SHUTDOWN,           /* "shutdown": the agent stops (or a
 					   reload retires the backend) */
+	HR_DECISION_LOST,               /* "registration_lost": the registry
+					   dropped it while wanted (a lease
+					   expired or revoked); registering
+					   again */
 };
 
 /** The decision's word (above); "unknown" out of range. */

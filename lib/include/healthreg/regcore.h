@@ -212,7 +212,9 @@ void hr_regcore_state(struct hr_regcore *c, enum hr_registry_state s);
  * outside register_when, a status without grace period, the grace period
  * over), "deregister_pending" when the grace period starts, "shutdown"
  * at hr_regcore_shutdown(). A backend calls this for what only it
- * decides, e.g. HR_DECISION_KEPT when the fleet floor keeps the
+ * sees or decides: HR_DECISION_LOST where the registry dropped a
+ * registration that is still wanted (etcd's lease lost, Consul's
+ * registration gone), HR_DECISION_KEPT when the fleet floor keeps the
  * instance: hr_regcore_decide(core, HR_DECISION_KEPT,
  * "kept by fleet floor: 1 of 3 healthy"). Cannot fail.
  */
