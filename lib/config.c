@@ -19,6 +19,7 @@
 #include "healthreg/config.h"
 #include "healthreg/confget.h"
 #include "healthreg/duration.h"
+#include "healthreg/journal.h"
 #include "healthreg/log.h"
 #include "grpc_wire.h"
 #include "internal.h"
@@ -1301,6 +1302,7 @@ static const struct key agent_keys[] = {
 	{ "execenv", K_STRV, false, CFG(exec_env), CFG(n_exec_env), 1, 0, NULL },
 	{ "allowcoredumps", K_BOOL, false, CFG(allow_core_dumps), NO_COUNT, 0, 0, NULL },
 	{ "user", K_NONEMPTY, false, CFG(user), NO_COUNT, 0, 0, NULL },
+	{ "journalsize", K_INT, false, CFG(journal_size), NO_COUNT, 0, HR_JOURNAL_SIZE_MAX, NULL },
 };
 
 static const struct section agent_section = {
@@ -1739,6 +1741,7 @@ int hr_config_parse(struct hr_config **out, const char *text, size_t len,
 	cfg->log_format = HR_LOG_LOGFMT;
 	cfg->max_concurrent = 64;
 	cfg->shutdown_timeout_ms = 5000;
+	cfg->journal_size = HR_JOURNAL_SIZE_DEFAULT;
 	memset(&c, 0, sizeof(c));
 	c.diag = diag;
 	c.cfg = cfg;

@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "healthreg/confget.h"
+#include "healthreg/duration.h"
 #include "healthreg/http.h"
 #include "healthreg/log.h"
 #include "healthreg/regcore.h"
@@ -38,6 +39,7 @@ int hr_regcore_init(struct hr_regcore *c, const struct hr_regcore_ops *ops,
 	c->loop = env->loop;
 	c->http = env->http;
 	c->stats = env->stats ? env->stats : &c->own_stats;
+	c->journal = env->journal;
 	c->remind_every_s = HR_REGCORE_REMIND_S;
 	hr_rng_seed(&c->rng, 0);
 	hr_capture_init(&c->resp, resp_max);
@@ -361,12 +363,64 @@ void hr_regcore_grace_setup(struct hr_regcore *c, unsigned register_when,
 	c->deregister_after_ms = deregister_after_ms;
 }
 
+/* ---- decisions ---------------------------------------------------------- */
+
+void hr_regcore_decide(struct hr_regcore *c, enum hr_decision d,
+		       const char *why)
+{
+	struct hr_journal_entry e;
+	const char *svc = c->service.id ? c->service.id : c->service.name;
+
+	memset(&e, 0, sizeof(e));
+	e.decision = d;
+	hr_journal_excerpt(e.service, sizeof(e.service), svc);
+	snprintf(e.backend, sizeof(e.backend), "%s",
+		 c->stats->name ? c->stats->name : "registry");
+	e.dry_run = c->dry_run;
+	e.have_status = c->have_told;
+	e.status = c->told;
+	hr_journal_excerpt(e.why, sizeof(e.why), why);
+	hr_journal_record(c->journal, &e);
+}
+
+/* What hr_regcore_status() decided, in the journal. */
+static void decide_status(struct hr_regcore *c, enum hr_status s, bool first,
+			  bool was_wanted, bool was_grace)
+{
+	const char *st = hr_status_name(s);
+	char why[200], d[32];
+
+	hr_duration_format(c->deregister_after_ms, d, sizeof(d));
+	if (!was_wanted && c->wanted) {
+		snprintf(why, sizeof(why), "status %s is in register_when", st);
+		hr_regcore_decide(c, HR_DECISION_REGISTER, why);
+	} else if (was_grace && c->wanted && !ev_is_active(&c->grace)) {
+		snprintf(why, sizeof(why),
+			 "status %s again within deregister_after %s: stays "
+			 "registered", st, d);
+		hr_regcore_decide(c, HR_DECISION_REGISTER, why);
+	} else if ((was_wanted || first) && !c->wanted) {
+		snprintf(why, sizeof(why), "status %s is not in register_when%s",
+			 st, first ? " (nothing registered)" : "");
+		hr_regcore_decide(c, HR_DECISION_DEREGISTER, why);
+	} else if (!was_grace && ev_is_active(&c->grace)) {
+		snprintf(why, sizeof(why),
+			 "status %s is not in register_when: deregistering in "
+			 "%s (deregister_after) unless it recovers", st, d);
+		hr_regcore_decide(c, HR_DECISION_DEREGISTER_PENDING, why);
+	}
+}
+
 bool hr_regcore_status(struct hr_regcore *c, enum hr_status s, bool now)
 {
 	bool in = (unsigned)s < 32 && (c->register_when & (1u << s));
 	bool first = !c->have_status;
+	bool was_wanted = hr_regcore_wanted(c);
+	bool was_grace = ev_is_active(&c->grace);
 
 	c->have_status = true;
+	c->have_told = true;
+	c->told = s;
 	if (in) {
 		ev_timer_stop(c->loop, &c->grace);
 		c->wanted = true;
@@ -384,6 +438,7 @@ bool hr_regcore_status(struct hr_regcore *c, enum hr_status s, bool now)
 	 * registry (a critical start), rather than still to come. */
 	if (!c->wanted && c->stats->state == HR_REGISTRY_PENDING)
 		c->stats->state = HR_REGISTRY_DEREGISTERED;
+	decide_status(c, s, first, was_wanted, was_grace);
 	return in;
 }
 
@@ -400,10 +455,16 @@ bool hr_regcore_in_grace(const struct hr_regcore *c)
 static void grace_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct hr_regcore *c = container_of(w, struct hr_regcore, grace);
+	char why[200], d[32];
 
 	(void)loop;
 	(void)revents;
 	c->wanted = false;
+	hr_duration_format(c->deregister_after_ms, d, sizeof(d));
+	snprintf(why, sizeof(why),
+		 "status %s for deregister_after %s",
+		 hr_status_name(c->told), d);
+	hr_regcore_decide(c, HR_DECISION_DEREGISTER, why);
 	if (c->ops->grace_over)
 		c->ops->grace_over(c);
 	c->ops->kick(c);
@@ -425,6 +486,8 @@ int hr_regcore_shutdown(struct hr_regcore *c, hr_registry_done_cb done,
 		ev_timer_set(&c->deadline, (double)deadline_ms / 1000.0, 0.);
 		ev_timer_start(c->loop, &c->deadline);
 	}
+	hr_regcore_decide(c, HR_DECISION_SHUTDOWN,
+			  "shutting down: deregistering");
 	return 0;
 }
 
@@ -490,6 +553,7 @@ static const struct hr_reg_field common_fields[] = {
 	{ "tls_skip_verify", HR_REG_BOOL, COMMON(tls_skip_verify) },
 	{ "register_when", HR_REG_STATUSES, COMMON(register_when) },
 	{ "deregister_after", HR_REG_DURATION, COMMON(deregister_after_ms) },
+	{ "dry_run", HR_REG_BOOL, COMMON(dry_run) },
 };
 #undef COMMON
 
@@ -574,6 +638,30 @@ int hr_reg_conf_member(const struct hr_reg_field *fields, size_t n,
 		return hr_conf_bool(v, p, d, (bool *)(void *)at);
 	}
 	return -EINVAL;
+}
+
+int hr__reg_conf_common(const cJSON *conf, struct hr_reg_conf *common)
+{
+	struct hr_diag d;
+	const cJSON *v;
+	int rc = 0;
+
+	hr_diag_init(&d);
+	cJSON_ArrayForEach(v, conf) {
+		if (v->string &&
+		    find_field(common_fields, HR_ARRAY_SIZE(common_fields),
+			       v->string) &&
+		    hr_reg_conf_member(NULL, 0, NULL, common, v, "registry",
+				       &d) < 0)
+			rc = -EINVAL;
+	}
+	hr_diag_dispose(&d);
+	return rc;
+}
+
+bool hr_reg_conf_dry_run(const cJSON *conf)
+{
+	return cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(conf, "dry_run"));
 }
 
 /* ---- headers with secrets ----------------------------------------------- */

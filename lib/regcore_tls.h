@@ -18,4 +18,9 @@ void hr__reg_tls_apply(const struct hr_reg_tls *t, CURL *e);
 /* Free t's copies; *t is zeroed. */
 void hr__reg_tls_dispose(struct hr_reg_tls *t);
 
+/* For lib/regcore_dry.c: read only the common keys of a registry config
+ * object (the backend's validate() checked it all) into *common. 0 or
+ * -EINVAL. */
+int hr__reg_conf_common(const cJSON *conf, struct hr_reg_conf *common);
+
 #endif

@@ -9,7 +9,7 @@
 _healthreg()
 {
 	local cur=${COMP_WORDS[COMP_CWORD]} prev=
-	local commands="run check validate status maint reload help version"
+	local commands="run check validate status why maint reload help version"
 	local global="--log-level --log-format --help -h --version -V"
 	local takes_value="-c --config --api --token-file --reason --log-level --log-format"
 	local cmd= sub= opts= i w
@@ -70,7 +70,7 @@ _healthreg()
 		;;
 	run | validate) opts="-c --config" ;;
 	check) opts="-c --config --json" ;;
-	status) opts="--api -c --config --token-file --json" ;;
+	status | why) opts="--api -c --config --token-file --json" ;;
 	reload) opts="--api -c --config --token-file" ;;
 	maint)
 		if [[ -z $sub && $cur != -* ]]; then

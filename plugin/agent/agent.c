@@ -51,6 +51,7 @@ struct agent {
 	struct hr_bset bset;
 	struct hr_pub pub;
 	struct hr_reload reload;
+	struct hr_journal journal;  /* outlives every backend (regcore.h) */
 	ev_timer watchdog;
 	ev_signal sigterm, sigint, sighup;
 };
@@ -64,6 +65,28 @@ static void on_event(struct hr_agg *agg, const struct hr_agg_event *ev,
 	if (ev->type == HR_EVENT_CHECK_RESULT)
 		hr_metrics_observe(a->metrics, ev->check, ev->duration_ms);
 	hr_pub_event(&a->pub, ev);
+}
+
+/* The journal's context: the cause of a decision, from the checks. */
+static void journal_context(void *payload, struct hr_journal_entry *e)
+{
+	struct agent *a = payload;
+	const struct hr_service_spec *svc = &a->cfgs.cur->service;
+
+	if (!e->service[0])
+		hr_journal_excerpt(e->service, sizeof(e->service),
+				   svc->id ? svc->id : svc->name);
+	hr_pub_journal_fill(&a->pub, e);
+}
+
+/* agent.journal_size, at start and after a reload. */
+static void journal_size(struct agent *a)
+{
+	int n = a->cfgs.cur->journal_size;
+
+	if (hr_journal_resize(&a->journal, n > 0 ? (size_t)n : 0) < 0)
+		hr_log(HR_LOG_WARN, "journal_resize_failed", "error",
+		       "out of memory: the journal keeps its size", NULL);
 }
 
 static void watchdog_cb(struct ev_loop *loop, ev_timer *w, int revents)
@@ -104,6 +127,7 @@ static void signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
 
 		hr_log(HR_LOG_INFO, "reload", "signal", "SIGHUP", NULL);
 		hr_reload(&a->reload, msg, sizeof(msg));
+		journal_size(a);
 		return;
 	}
 	if (a->pub.stopping) {
@@ -197,7 +221,16 @@ static bool host_maint_get(void *ctx, const char **reason)
 
 static int host_reload(void *ctx, char *msg, size_t len)
 {
-	return hr_reload(&((struct agent *)ctx)->reload, msg, len);
+	struct agent *a = ctx;
+	int rc = hr_reload(&a->reload, msg, len);
+
+	journal_size(a);
+	return rc;
+}
+
+static const struct hr_journal *host_journal(void *ctx)
+{
+	return &((struct agent *)ctx)->journal;
 }
 
 /* The token file: unreadable or empty stops the agent (HR_EXIT_CONFIG). */
@@ -241,6 +274,7 @@ static int start_api(struct agent *a)
 		.reload = host_reload,
 		.metrics = host_metrics,
 		.registries = host_registries,
+		.journal = host_journal,
 		.ctx = a,
 	};
 	struct hr_err err = { "" };
@@ -376,8 +410,11 @@ static int setup_outputs(struct agent *a)
 	if (hr_bset_build(&a->bset, a->cfgs.cur, &fresh))
 		return -EINVAL;
 	hr_bset_install(&a->bset, &fresh, false, 0);
-	if (a->pub.maint)
+	if (a->pub.maint) {
+		hr_pub_decide(&a->pub, HR_DECISION_MAINT_ON,
+			      "maintenance restored from the state file");
 		hr_bset_maintenance(&a->bset, true, a->pub.maint_reason);
+	}
 	return 0;
 }
 
@@ -413,6 +450,7 @@ static void teardown(struct agent *a)
 	hr_http_free(a->http);
 	hr_metrics_free(a->metrics);
 	hr_agent_cfgs_dispose(&a->cfgs);
+	hr_journal_dispose(&a->journal);
 	free(a->path);
 	if (a->loop)
 		ev_loop_destroy(a->loop);
@@ -425,6 +463,7 @@ int hr_agent_run(const char *path, struct hr_config *cfg)
 	int code = HR_EXIT_SOFTWARE;
 
 	memset(&a, 0, sizeof(a));
+	hr_journal_init(&a.journal);
 	a.cfgs.cur = cfg;
 	a.path = strdup(path);
 	/* The first line: what starts, before any part says it is up. */
@@ -439,6 +478,10 @@ int hr_agent_run(const char *path, struct hr_config *cfg)
 		goto cleanup;
 	hr_bset_init(&a.bset, a.loop, a.http);
 	hr_pub_init(&a.pub, a.loop, a.agg, &a.bset);
+	hr_journal_set_context(&a.journal, journal_context, &a);
+	journal_size(&a);
+	a.bset.journal = &a.journal;
+	a.pub.journal = &a.journal;
 	a.reload = (struct hr_reload){ a.path, a.agg, &a.pub, &a.bset, &a.cfgs };
 	code = start_api(&a);
 	if (code)

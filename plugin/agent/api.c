@@ -244,9 +244,13 @@ static void add_time(cJSON *o, const char *key, double t)
 }
 
 /* "registered", "deregistered", "maintenance", "pending", or, while its
- * requests fail, "unreachable" (no answer) or "failing" (refused). */
+ * requests fail, "unreachable" (no answer) or "failing" (refused);
+ * "dry_run" for a registry with "dry_run": true (registration says what
+ * would be registered). */
 const char *hr_api_registry_state(const struct hr_registry_stats *s)
 {
+	if (s->dry_run)
+		return "dry_run";
 	if (s->failures)
 		return s->unreachable ? "unreachable" : "failing";
 	return hr_registry_state_name(s->state);
@@ -261,6 +265,7 @@ static cJSON *registry_json(const struct hr_api_registry *r)
 	cJSON_AddStringToObject(o, "state", hr_api_registry_state(s));
 	cJSON_AddStringToObject(o, "registration",
 				hr_registry_state_name(s->state));
+	cJSON_AddBoolToObject(o, "dry_run", s->dry_run);
 	cJSON_AddBoolToObject(o, "up", !s->failures);
 	add_time(o, "since", s->failures ? s->failing_since : 0);
 	cJSON_AddNumberToObject(o, "failed_attempts", s->failures);
@@ -529,6 +534,61 @@ static enum MHD_Result route_reload(const struct call *k)
 	return send_json(k->c, 200, doc);
 }
 
+/*
+ * GET /v1/decisions[?limit=N][&service=ID]: the journal, newest last; the
+ * last N of the entries (of that service). Check names and outputs: with
+ * a token configured, it needs the token.
+ */
+static enum MHD_Result route_decisions(const struct call *k)
+{
+	const struct hr_journal *j = k->api->host.journal ?
+		k->api->host.journal(k->api->host.ctx) : NULL;
+	const char *lim = MHD_lookup_connection_value(k->c,
+						      MHD_GET_ARGUMENT_KIND,
+						      "limit");
+	const char *svc = MHD_lookup_connection_value(k->c,
+						      MHD_GET_ARGUMENT_KIND,
+						      "service");
+	size_t n = hr_journal_count(j), i, skip, match = 0;
+	unsigned long limit = HR_JOURNAL_SIZE_MAX;
+	cJSON *doc, *arr;
+	char *end;
+
+	if (!k->get)
+		return method_not_allowed(k->c, "GET");
+	if (k->auth)
+		return unauthorized(k->c, k->auth);
+	if (lim) {
+		errno = 0;
+		limit = strtoul(lim, &end, 10);
+		if (!*lim || *end || errno || *lim == '-' || limit < 1 ||
+		    limit > HR_JOURNAL_SIZE_MAX)
+			return send_error(k->c, 400,
+					  "limit: \"%.40s\" is not an integer "
+					  "from 1 to %d", lim,
+					  HR_JOURNAL_SIZE_MAX);
+	}
+	for (i = 0; i < n; i++)
+		if (!svc || !strcmp(hr_journal_at(j, i)->service, svc))
+			match++;
+	skip = match > limit ? match - limit : 0;
+	doc = cJSON_CreateObject();
+	cJSON_AddNumberToObject(doc, "journal_size", j ? (double)j->cap : 0);
+	arr = cJSON_AddArrayToObject(doc, "decisions");
+	for (i = 0; i < n; i++) {
+		const struct hr_journal_entry *e = hr_journal_at(j, i);
+
+		if (svc && strcmp(e->service, svc))
+			continue;
+		if (skip) {
+			skip--;
+			continue;
+		}
+		cJSON_AddItemToArray(arr, hr_journal_entry_json(e));
+	}
+	return send_json(k->c, 200, doc);
+}
+
 static bool is_verb(const char *slash)
 {
 	return !strcmp(slash, "/pass") || !strcmp(slash, "/warn") ||
@@ -588,6 +648,7 @@ static const struct route {
 	{ "/metrics", false, route_metrics },
 	{ "/v1/maintenance", false, route_maintenance },
 	{ "/v1/reload", false, route_reload },
+	{ "/v1/decisions", false, route_decisions },
 	{ "/v1/checks/", true, route_checks },
 };
 

@@ -22,6 +22,7 @@
 #include <ev.h>
 
 #include "healthreg/aggregator.h"
+#include "healthreg/journal.h"
 #include "healthreg/registry.h"
 
 #define HR_API_DEFAULT_LISTEN "127.0.0.1:9190"
@@ -63,6 +64,8 @@ struct hr_api_host {
 	/* Up to max backends into out; returns how many. May be NULL. */
 	size_t (*registries)(void *ctx, struct hr_api_registry *out,
 			     size_t max);
+	/* The decision journal (GET /v1/decisions). May be NULL. */
+	const struct hr_journal *(*journal)(void *ctx);
 	void *ctx;
 };
 

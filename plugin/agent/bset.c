@@ -9,6 +9,7 @@
 #include "backends.h"
 #include "bset.h"
 #include "healthreg/log.h"
+#include "healthreg/regcore.h"
 
 void hr_bset_init(struct hr_bset *s, struct ev_loop *loop,
 		  struct hr_http *http)
@@ -34,9 +35,16 @@ static int backend_new(struct hr_bset *s, const struct hr_registry_ops *ops,
 {
 	struct hr_err err = { "" };
 	struct hr_backend *b = calloc(1, sizeof(*b));
+	const char *name = ops->name; /* a literal: outlives b */
 
 	*out = NULL;
 	if (b) {
+		/* "dry_run": true: the shared core decides, nothing is sent
+		 * (regcore.h); the record keeps the ops table. */
+		if (hr_reg_conf_dry_run(conf)) {
+			hr_regcore_dry_ops(&b->dry_ops, ops);
+			ops = &b->dry_ops;
+		}
 		b->ops = ops;
 		b->set = s;
 		b->stats.name = ops->name; /* a literal: outlives b */
@@ -47,13 +55,13 @@ static int backend_new(struct hr_bset *s, const struct hr_registry_ops *ops,
 	if (!b || ops->abi != HR_REGISTRY_ABI ||
 	    ops->create(&b->r, conf, env, &err)) {
 		hr_log(HR_LOG_ERROR, "registry_create_failed", "registry",
-		       ops->name, "error", err.msg, NULL);
+		       name, "error", err.msg, NULL);
 		if (b)
 			b->r = NULL; /* create failed: nothing to destroy */
 		free(b);
 		return -EINVAL;
 	}
-	hr_log(HR_LOG_INFO, "registry_enabled", "registry", ops->name, NULL);
+	hr_log(HR_LOG_INFO, "registry_enabled", "registry", name, NULL);
 	*out = b;
 	return 0;
 }
@@ -80,6 +88,7 @@ int hr_bset_build(struct hr_bset *s, const struct hr_config *cfg,
 	env.http = s->http;
 	env.service = &cfg->service;
 	env.shutdown_timeout_ms = cfg->shutdown_timeout_ms;
+	env.journal = s->journal;
 	cJSON_ArrayForEach(item, cfg->registry) {
 		for (i = 0; hr_registries[i] && !rc; i++) {
 			if (strcmp(hr_registries[i]->name, item->string))

@@ -44,6 +44,7 @@ struct hr_backend {
 	bool done;               /* shutdown() has called done */
 	ev_timer timer;          /* retiring: deadline, then a 0 s destroy */
 	struct hr_backend *next; /* retiring list */
+	struct hr_registry_ops dry_ops; /* ops when "dry_run" (regcore.h) */
 };
 
 /* Backends built by hr_bset_build(), not yet installed (owned here). */
@@ -62,6 +63,7 @@ struct hr_bset {
 	struct hr_backend *v[HR_BSET_MAX]; /* current, in config order */
 	size_t n;
 	struct hr_backend *retiring;
+	struct hr_journal *journal; /* borrowed (the agent's); NULL: none */
 	bool telling;              /* inside the shutdown() calls */
 	ev_timer stop_timer;
 	hr_bset_stopped_cb stopped;

@@ -317,6 +317,10 @@ static void print_registries(const cJSON *doc)
 			       cJSON_IsNumber(n) && n->valuedouble == 1 ? ""
 									: "s",
 			       jstr(r, "registration"), jstr(r, "last_error"));
+		else if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(
+				 r, "dry_run")))
+			printf("registry %s: dry_run (nothing sent; would be: %s)\n",
+			       jstr(r, "backend"), jstr(r, "registration"));
 		else
 			printf("registry %s: %s\n", jstr(r, "backend"), state);
 	}
@@ -382,6 +386,156 @@ int hr_client_status(const struct hr_client_opts *o)
 	}
 	rc = code_for(jstr(doc, "status"));
 cleanup:
+	cJSON_Delete(doc);
+	free(body);
+	return rc;
+}
+
+/* ---- why ------------------------------------------------------------------ */
+
+#define WHY_SHOWN 12 /* decisions printed: one screen */
+
+/* "  because  db=critical (was passing): connection refused" lines. */
+static void print_causes(const cJSON *e)
+{
+	const cJSON *checks = cJSON_GetObjectItemCaseSensitive(e, "checks");
+	const cJSON *c;
+	bool any = false;
+
+	cJSON_ArrayForEach(c, checks) {
+		char was[40] = "";
+
+		if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(c, "changed")))
+			snprintf(was, sizeof(was), " (was %s)", jstr(c, "was"));
+		printf("    %s check %s: %s%s%s%.100s\n",
+		       any ? "       " : "because", jstr(c, "name"),
+		       jstr(c, "status"), was, *jstr(c, "output") ? ": " : "",
+		       jstr(c, "output"));
+		any = true;
+	}
+	if (!any && *jstr(e, "output"))
+		printf("    because every check passes: %.100s\n",
+		       jstr(e, "output"));
+}
+
+/* The same decision for another backend (listed together). */
+static bool same_decision(const cJSON *a, const cJSON *b)
+{
+	static const char *const keys[] = { "decision", "why", "status",
+					    "service" };
+	size_t i;
+	bool same;
+	char *ca, *cb;
+
+	for (i = 0; i < HR_ARRAY_SIZE(keys); i++)
+		if (strcmp(jstr(a, keys[i]), jstr(b, keys[i])))
+			return false;
+	if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(a, "dry_run")) !=
+	    cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(b, "dry_run")))
+		return false;
+	ca = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(a, "checks"));
+	cb = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(b, "checks"));
+	same = ca && cb && !strcmp(ca, cb);
+	cJSON_free(ca);
+	cJSON_free(cb);
+	return same;
+}
+
+/* The journal, newest first, at most WHY_SHOWN decisions (one decision
+ * made alike for several backends is one). */
+static void print_why(const cJSON *doc, const char *service)
+{
+	const cJSON *arr = cJSON_GetObjectItemCaseSensitive(doc, "decisions");
+	const cJSON *size = cJSON_GetObjectItemCaseSensitive(doc,
+							     "journal_size");
+	int n = cJSON_GetArraySize(arr), i, k, shown = 0;
+
+	if (cJSON_IsNumber(size) && size->valuedouble == 0) {
+		printf("the agent keeps no journal (agent.journal_size is 0); "
+		       "its log has a \"decision\" line for each\n");
+		return;
+	}
+	if (!n) {
+		printf("no decisions yet%s%s\n", service ? " for " : "",
+		       service ? service : "");
+		return;
+	}
+	for (i = n - 1; i >= 0 && shown < WHY_SHOWN; i = k, shown++) {
+		const cJSON *e = cJSON_GetArrayItem(arr, i);
+		const char *status = jstr(e, "status");
+		char backends[128];
+		size_t o;
+
+		o = (size_t)snprintf(backends, sizeof(backends), "%s",
+				     jstr(e, "backend"));
+		for (k = i - 1; k >= 0 &&
+				same_decision(e, cJSON_GetArrayItem(arr, k));
+		     k--)
+			if (o < sizeof(backends))
+				o += (size_t)snprintf(
+					backends + o, sizeof(backends) - o,
+					", %s",
+					jstr(cJSON_GetArrayItem(arr, k),
+					     "backend"));
+		printf("%s  %s %s%s [%s]: status %s, aggregate %s%s\n",
+		       jstr(e, "time"), jstr(e, "service"),
+		       jstr(e, "decision"),
+		       cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(e,
+								     "dry_run"))
+			       ? " (dry run: nothing sent)" : "",
+		       backends, *status ? status : "none",
+		       *jstr(e, "aggregate") ? jstr(e, "aggregate") : "none",
+		       cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(
+			       e, "maintenance")) ? ", in maintenance" : "");
+		printf("    %s\n", jstr(e, "why"));
+		print_causes(e);
+	}
+	if (i >= 0)
+		printf("(older decisions: healthreg why --json shows all)\n");
+}
+
+int hr_client_why(const struct hr_client_opts *o, const char *service)
+{
+	char addr[300], *token = NULL, *body = NULL, *path = NULL, *esc = NULL;
+	const char *from;
+	cJSON *doc = NULL;
+	long code;
+	int rc;
+
+	rc = resolve(o, addr, sizeof(addr), &token, &from);
+	if (rc)
+		return rc;
+	if (service)
+		esc = curl_easy_escape(NULL, service, 0);
+	if ((service && !esc) ||
+	    asprintf(&path, "/v1/decisions%s%s", esc ? "?service=" : "",
+		     esc ? esc : "") < 0) {
+		curl_free(esc);
+		hr_secret_free(token);
+		return HR_EXIT_SOFTWARE;
+	}
+	curl_free(esc);
+	code = request(addr, "GET", path, token, &body);
+	free(path);
+	hr_secret_free(token);
+	if (code < 0) {
+		free(body);
+		return HR_EXIT_UNAVAILABLE;
+	}
+	if (code != 200) {
+		rc = print_error(code, body, from);
+		free(body);
+		return rc;
+	}
+	doc = cJSON_Parse(body ? body : "");
+	if (!doc) {
+		fprintf(stderr, "healthreg: unreadable answer from %s\n", addr);
+		rc = HR_EXIT_SOFTWARE;
+	} else if (o->json) {
+		printf("%s", body);
+	} else {
+		print_why(doc, service);
+	}
 	cJSON_Delete(doc);
 	free(body);
 	return rc;

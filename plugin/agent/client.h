@@ -39,6 +39,9 @@ int hr_client_status(const struct hr_client_opts *o);
  * not do it (say, its state file cannot be written: nothing changed). */
 int hr_client_maint(const struct hr_client_opts *o, bool enable,
 		    const char *reason);
+/** `healthreg why [SERVICE]`: the decision journal, newest first (the
+ * service's only when given). 0; 64 token; 69 unreachable. */
+int hr_client_why(const struct hr_client_opts *o, const char *service);
 /** 0 reloaded; 78 the agent refused the new config (it keeps running the
  * old one); 69 unreachable. */
 int hr_client_reload(const struct hr_client_opts *o);

@@ -90,6 +90,11 @@ static int cmd_status(const struct hr_client_opts *co, const struct args *a)
 	return hr_client_status(co);
 }
 
+static int cmd_why(const struct hr_client_opts *co, const struct args *a)
+{
+	return hr_client_why(co, a->n_words > 1 ? a->words[1] : NULL);
+}
+
 static int cmd_reload(const struct hr_client_opts *co, const struct args *a)
 {
 	(void)a;
@@ -169,6 +174,14 @@ static const struct command {
 	  "Exit 0 passing, 1 warning, 2 critical (the agent's status), 69 when\n"
 	  "the agent cannot be reached.",
 	  NULL, O_CLIENT | O_JSON, 0, cmd_status, NULL, NULL },
+	{ "why", "[SERVICE] [--api ADDR | -c FILE] [--token-file FILE] [--json]",
+	  "what happened to this instance in its registries, and why",
+	  "The agent's decision journal (GET /v1/decisions), newest first:\n"
+	  "register, deregister, kept by the fleet floor, held for a reload,\n"
+	  "maintenance, shutdown, each with its time, backend, status and the\n"
+	  "checks that caused it; SERVICE (an id) keeps that service's only.\n"
+	  "Exit 0, 69 when the agent cannot be reached.",
+	  "[SERVICE]", O_CLIENT | O_JSON, 0, cmd_why, NULL, NULL },
 	{ "maint", "enable [--reason TEXT] | disable  [--api ADDR | -c FILE]",
 	  "maintenance mode of the running agent",
 	  "Exit 0 done, 70 when the agent could not save it to its state file\n"
@@ -470,6 +483,8 @@ static int check_usage(const struct command *c, const struct args *a)
 {
 	unsigned extra = a->seen & ~(c->opts | O_GLOBAL);
 	size_t i, words = c->words ? 2 : 1;
+	/* "[WORD]": one optional word of the caller's (why's SERVICE). */
+	bool free_word = c->words && c->words[0] == '[';
 
 	for (i = 0; extra && i < HR_ARRAY_SIZE(optdocs); i++) {
 		if (!(extra & optdocs[i].bit))
@@ -480,12 +495,12 @@ static int check_usage(const struct command *c, const struct args *a)
 	}
 	if (c->self)
 		return 0; /* help and version check their own words */
-	if (c->words && a->n_words < 2) {
+	if (c->words && !free_word && a->n_words < 2) {
 		fprintf(stderr, "healthreg: %s needs %s (healthreg help %s)\n",
 			c->name, c->words, c->name);
 		return HR_EXIT_USAGE;
 	}
-	if (c->words && !word_in(c->words, a->words[1])) {
+	if (c->words && !free_word && !word_in(c->words, a->words[1])) {
 		fprintf(stderr, "healthreg: %s: '%s' is not %s\n", c->name,
 			a->words[1], c->words);
 		return HR_EXIT_USAGE;

@@ -352,6 +352,11 @@ static void render_registry(struct sb *b,
 		sb_printf(b, "healthreg_registry_consecutive_failures{backend=\"%s\"} %lu\n",
 			  backends[i].name,
 			  (unsigned long)backends[i].stats->failures);
+	help(b, "healthreg_registry_dry_run", "gauge",
+	     "1 for a registry with \"dry_run\": true (decisions journaled, nothing sent).");
+	for (i = 0; i < n_backends; i++)
+		sb_printf(b, "healthreg_registry_dry_run{backend=\"%s\"} %d\n",
+			  backends[i].name, backends[i].stats->dry_run);
 	help(b, "healthreg_registry_state", "gauge",
 	     "What the registry holds for the instance, as last seen: 1 for the current state.");
 	for (i = 0; i < n_backends; i++) {

@@ -319,6 +319,16 @@ void hr_pub_hold_settle(struct hr_pub *p)
 	ev_timer_stop(p->loop, &p->hold_timer);
 	ev_timer_set(&p->hold_timer, left > 0. ? left : 0., 0.);
 	ev_timer_start(p->loop, &p->hold_timer);
+	{
+		char pending[512], why[256];
+
+		pending_names(p, pending, sizeof(pending));
+		snprintf(why, sizeof(why),
+			 "reload: waiting up to %.1fs for the first results of "
+			 "%.150s; the registry keeps the last state",
+			 left > 0. ? left : 0., pending);
+		hr_pub_decide(p, HR_DECISION_HELD, why);
+	}
 }
 
 /* ---- events ------------------------------------------------------------ */
@@ -334,6 +344,13 @@ static bool settles(const struct hr_agg_event *ev)
 
 void hr_pub_event(struct hr_pub *p, const struct hr_agg_event *ev)
 {
+	if (ev->type == HR_EVENT_CHECK_STATUS && ev->check) {
+		/* For the journal: the last change is the likely cause. */
+		p->have_changed = true;
+		hr_journal_excerpt(p->changed, sizeof(p->changed), ev->check);
+		p->changed_from = ev->old_status;
+		p->changed_to = ev->new_status;
+	}
 	if (p->stopping)
 		return;
 	if (!p->ready) {
@@ -383,6 +400,90 @@ int hr_pub_maint_set(struct hr_pub *p, bool enable, const char *reason)
 
 void hr_pub_maint_apply(struct hr_pub *p)
 {
+	char why[1200];
+
+	snprintf(why, sizeof(why), "maintenance %s: %s",
+		 p->maint ? "enabled" : "disabled",
+		 p->maint_reason && *p->maint_reason ? p->maint_reason
+						     : "(no reason given)");
+	hr_pub_decide(p, p->maint ? HR_DECISION_MAINT_ON
+				  : HR_DECISION_MAINT_OFF, why);
 	hr_bset_maintenance(p->bset, p->maint, p->maint_reason);
 	hr_pub_publish(p);
+}
+
+/* ---- the journal ------------------------------------------------------- */
+
+void hr_pub_decide(struct hr_pub *p, enum hr_decision d, const char *why)
+{
+	struct hr_journal_entry e;
+	size_t i;
+
+	for (i = 0; i < p->bset->n; i++) {
+		const struct hr_backend *b = p->bset->v[i];
+		bool own = b->ops->maintenance != NULL;
+
+		memset(&e, 0, sizeof(e));
+		e.decision = d;
+		snprintf(e.backend, sizeof(e.backend), "%s", b->ops->name);
+		e.dry_run = b->stats.dry_run;
+		e.have_status = p->told;
+		e.status = p->told_status;
+		if (d == HR_DECISION_MAINT_ON && !own)
+			/* without a maintenance mode: told critical */
+			snprintf(e.why, sizeof(e.why),
+				 "%.180s; %s has no maintenance mode: told "
+				 "critical", why, b->ops->name);
+		else
+			snprintf(e.why, sizeof(e.why), "%s", why);
+		hr_journal_record(p->journal, &e);
+	}
+}
+
+static void add_check(struct hr_journal_entry *e,
+		      const struct hr_check_info *info)
+{
+	struct hr_journal_check *k = &e->checks[e->n_checks++];
+
+	memset(k, 0, sizeof(*k));
+	hr_journal_excerpt(k->name, sizeof(k->name), info->name);
+	k->status = info->status;
+	hr_journal_excerpt(k->output, sizeof(k->output), info->output);
+}
+
+void hr_pub_journal_fill(const struct hr_pub *p, struct hr_journal_entry *e)
+{
+	struct hr_check_info info;
+	size_t i, k;
+	bool listed = false;
+
+	e->have_aggregate = true;
+	e->aggregate = hr_agg_status(p->agg);
+	hr_journal_excerpt(e->output, sizeof(e->output), hr_agg_output(p->agg));
+	e->maintenance = p->maint;
+	/* The checks that count and are not passing, leaving a place for
+	 * the last one that changed. */
+	for (i = 0; i < hr_agg_n_checks(p->agg) &&
+		    e->n_checks < HR_JOURNAL_CHECKS - (p->have_changed ? 1 : 0);
+	     i++) {
+		hr_agg_check_at(p->agg, i, &info);
+		if (info.status == HR_STATUS_PASSING ||
+		    info.on_failure == HR_ON_FAILURE_IGNORE)
+			continue;
+		add_check(e, &info);
+	}
+	if (!p->have_changed ||
+	    hr_agg_check_get(p->agg, p->changed, &info))
+		return;
+	for (k = 0; k < e->n_checks; k++)
+		if (!strcmp(e->checks[k].name, p->changed))
+			listed = true;
+	if (!listed && e->n_checks < HR_JOURNAL_CHECKS)
+		add_check(e, &info);
+	for (k = 0; k < e->n_checks; k++) {
+		if (strcmp(e->checks[k].name, p->changed))
+			continue;
+		e->checks[k].changed = true;
+		e->checks[k].was = p->changed_from;
+	}
 }

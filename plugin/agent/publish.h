@@ -31,6 +31,7 @@
 #include "bset.h"
 #include "healthreg/aggregator.h"
 #include "healthreg/config.h"
+#include "healthreg/journal.h"
 
 struct hr_pub {
 	struct ev_loop *loop;  /* borrowed */
@@ -48,6 +49,10 @@ struct hr_pub {
 	bool told;             /* something was published */
 	enum hr_status told_status;   /* the last published aggregate */
 	char told_output[1024];
+	struct hr_journal *journal; /* borrowed: the agent's; may be NULL */
+	bool have_changed;     /* the last check status change: */
+	char changed[128];     /* its check (a copy), */
+	enum hr_status changed_from, changed_to;
 	ev_timer ready_timer;  /* publish even if some check never answers */
 	ev_timer hold_timer;
 };
@@ -83,6 +88,14 @@ void hr_pub_backends_replaced(struct hr_pub *p);
 int hr_pub_maint_set(struct hr_pub *p, bool enable, const char *reason);
 /* Tell the backends the maintenance mode, then publish. */
 void hr_pub_maint_apply(struct hr_pub *p);
+
+/* Journal the agent's decision d (hold, maintenance) once per backend,
+ * with why (one line). */
+void hr_pub_decide(struct hr_pub *p, enum hr_decision d, const char *why);
+/* For the journal's context callback: e's aggregate, maintenance and the
+ * checks that caused it (the checks not passing, then the last check
+ * whose status changed). */
+void hr_pub_journal_fill(const struct hr_pub *p, struct hr_journal_entry *e);
 
 /* Reload: hold publishing while the new check set is built. A reload
  * during a hold joins it. */

@@ -394,6 +394,15 @@ static bool on_refusal(struct hr_registry *r, enum hr_consul_verdict v,
 		hr_log(HR_LOG_WARN, "consul_registration_lost", "service",
 		       r->service_id, "op", op, HR_LOG_NUM("code"), code,
 		       "error", detail, NULL);
+		if (hr_regcore_wanted(&r->core) &&
+		    !hr_regcore_shutting_down(&r->core)) {
+			char why[240];
+
+			snprintf(why, sizeof(why),
+				 "Consul no longer has the service (%s: "
+				 "%.120s); registering again", op, detail);
+			hr_regcore_decide(&r->core, HR_DECISION_LOST, why);
+		}
 		hr_regcore_state(&r->core, HR_REGISTRY_DEREGISTERED);
 		/* A registration that never sticks must not spin. */
 		if (++r->lost_streak > 1)

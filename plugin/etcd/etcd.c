@@ -311,8 +311,18 @@ static void lease_lost(struct hr_registry *r, enum hr_etcd_op op,
 	       lease_hex(r->lease, hex, sizeof(hex)), "op",
 	       hr_etcd_op_name(op), "reason", rep->message, "endpoint",
 	       endpoint(r), NULL);
+	/* etcd deleted the key with the lease: for the journal, when it
+	 * was there and is still wanted. */
+	if (r->written && hr_regcore_wanted(&r->core) &&
+	    !hr_regcore_shutting_down(&r->core)) {
+		char why[240];
+
+		snprintf(why, sizeof(why),
+			 "etcd dropped the key with its lease (%.160s); "
+			 "registering again", rep->message);
+		hr_regcore_decide(&r->core, HR_DECISION_LOST, why);
+	}
 	forget_lease(r);
-	/* etcd deleted the key with the lease. */
 	hr_regcore_state(&r->core, HR_REGISTRY_DEREGISTERED);
 	r->retries = 0;
 	r->failures = 0;

@@ -289,14 +289,15 @@ class TestRun(unittest.TestCase):
         self.assertEqual(a.proc.wait(10), 78)
         self.assertIn("service.checks[0].interval", a.log())
 
-COMMANDS = ["run", "check", "validate", "status", "maint", "reload", "help",
-            "version"]
+COMMANDS = ["run", "check", "validate", "status", "why", "maint", "reload",
+            "help", "version"]
 # The options each command takes beyond the global ones.
 OPTIONS = {
     "run": {"--config"},
     "check": {"--config", "--json"},
     "validate": {"--config"},
     "status": {"--api", "--config", "--token-file", "--json"},
+    "why": {"--api", "--config", "--token-file", "--json"},
     "maint": {"--api", "--config", "--token-file", "--reason"},
     "reload": {"--api", "--config", "--token-file"},
     "help": set(),

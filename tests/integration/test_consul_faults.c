@@ -246,7 +246,7 @@ TestSuite(consul_faults, .init = setup, .fini = teardown, .timeout = 30);
 
 static void create(const char *extra)
 {
-	struct hr_registry_env env = { loop, http, &svc, 3000, NULL };
+	struct hr_registry_env env = { loop, http, &svc, 3000, NULL, NULL };
 	struct hr_err err = { "" };
 	char json[1024];
 	cJSON *conf;
@@ -432,7 +432,7 @@ Test(consul_faults, unreachable_agent_backs_off)
 	getsockname(s, (struct sockaddr *)&a, &al);
 	snprintf(extra, sizeof(extra), "\"deregister_after\":\"0s\"");
 	{
-		struct hr_registry_env env = { loop, http, &svc, 3000, NULL };
+		struct hr_registry_env env = { loop, http, &svc, 3000, NULL, NULL };
 		struct hr_err err = { "" };
 		char json[256];
 		cJSON *conf;
@@ -753,7 +753,7 @@ Test(consul_faults, create_errors)
 		"{\"address\":\"https://127.0.0.1:1\","
 		"\"ca_file\":\"/nonexistent/ca.pem\"}",
 	};
-	struct hr_registry_env env = { loop, http, &svc, 3000, NULL };
+	struct hr_registry_env env = { loop, http, &svc, 3000, NULL, NULL };
 	size_t i;
 
 	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {

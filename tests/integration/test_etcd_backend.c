@@ -340,7 +340,7 @@ static struct hr_service_spec SVC = {
 
 static struct hr_registry *make(const char *extra, int64_t shutdown_ms)
 {
-	struct hr_registry_env env = { L, HTTP, &SVC, shutdown_ms, NULL };
+	struct hr_registry_env env = { L, HTTP, &SVC, shutdown_ms, NULL, NULL };
 	struct hr_registry *r = NULL;
 	struct hr_diag d;
 	struct hr_err err = { "" };

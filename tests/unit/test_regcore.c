@@ -158,7 +158,7 @@ static void probe_init(struct probe *p, struct hr_registry_stats *stats,
 		.port = 80, .tags = tags, .n_tags = 2, .meta = meta,
 		.n_meta = 1,
 	};
-	struct hr_registry_env env = { loop, http, &svc, 0, stats };
+	struct hr_registry_env env = { loop, http, &svc, 0, stats, NULL };
 
 	memset(p, 0, sizeof(*p));
 	cr_assert_eq(hr_regcore_init(&p->core, &p_ops, &env, 8), 0);

@@ -114,6 +114,7 @@ struct hr_config {
 	size_t n_exec_env;
 	bool allow_core_dumps; /* false: not dumpable, RLIMIT_CORE 0 */
 	char *user;            /* started as root: switch to this user */
+	int journal_size;      /* decisions kept in memory; 0 = none */
 	/*
 	 * The "registry" object as written (owned by the config; each
 	 * backend reads its own member through a borrowed pointer).

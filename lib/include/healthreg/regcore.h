@@ -54,6 +54,7 @@
 #include <ev.h>
 
 #include "healthreg/config.h"
+#include "healthreg/journal.h"
 #include "healthreg/registry.h"
 #include "healthreg/util.h"
 
@@ -137,6 +138,10 @@ struct hr_regcore {
 	hr_registry_done_cb done;
 	void *done_payload;
 	char why[256];          /* hr_regcore_why() for the reply at hand */
+	struct hr_journal *journal; /* env->journal (borrowed), or NULL */
+	bool dry_run;           /* decisions only: see hr_regcore_dry_run() */
+	bool have_told;
+	enum hr_status told;    /* the last status given to _status() */
 	double remind_at;       /* ev_now() of the next reminder */
 	struct hr_registry_stats own_stats; /* when env->stats is NULL */
 };
@@ -190,6 +195,48 @@ void hr_regcore_why(struct hr_regcore *c, const char *text);
 /* What the registry holds now: the backend calls it where it registered,
  * deregistered, entered maintenance or found its registration lost. */
 void hr_regcore_state(struct hr_regcore *c, enum hr_registry_state s);
+
+/* ---- decisions ---------------------------------------------------------- */
+
+/*
+ * Record a registry decision in the agent's journal (env->journal) and
+ * the log: one entry with the time, the service id, the backend
+ * (stats->name), the status last given to hr_regcore_status(), the
+ * aggregate and the checks that caused it (filled by the journal's
+ * context: the agent's checks), why (one line, cut to 255 bytes) and
+ * whether the core is in a dry run.
+ *
+ * The core records by itself: "register" when the registration turns
+ * wanted (and when a status comes back into register_when during the
+ * grace period), "deregister" when it turns unwanted (a first status
+ * outside register_when, a status without grace period, the grace period
+ * over), "deregister_pending" when the grace period starts, "shutdown"
+ * at hr_regcore_shutdown(). A backend calls this for what only it
+ * sees or decides: HR_DECISION_LOST where the registry dropped a
+ * registration that is still wanted (etcd's lease lost, Consul's
+ * registration gone), HR_DECISION_KEPT when the fleet floor keeps the
+ * instance: hr_regcore_decide(core, HR_DECISION_KEPT,
+ * "kept by fleet floor: 1 of 3 healthy"). Cannot fail.
+ */
+void hr_regcore_decide(struct hr_regcore *c, enum hr_decision d,
+		       const char *why);
+
+/*
+ * The registry's "dry_run": true (a common key, hr_reg_conf_dry_run()).
+ * The agent then does not create the backend itself but hr_registry_dry
+ * in its place (hr_regcore_dry_ops()): the same core (register_when, the
+ * grace period, shutdown), so every decision is computed, journaled and
+ * logged as the backend would make it, with dry_run true, and no request
+ * at all reaches the registry. Its stats show dry_run true, state the
+ * word "dry_run" (hr_api_registry_state) and registration what would be
+ * registered; writes and errors stay 0.
+ */
+bool hr_reg_conf_dry_run(const cJSON *conf);
+/* The ops of a dry run standing in for real (name, validate and preflight
+ * are real's; a maintenance op only if real has one, so the agent treats
+ * it alike). Cannot fail. */
+void hr_regcore_dry_ops(struct hr_registry_ops *out,
+			const struct hr_registry_ops *real);
 
 /* ---- retries ------------------------------------------------------------ */
 
@@ -261,6 +308,8 @@ struct hr_reg_conf {
 	unsigned register_when;      /* 1u << enum hr_status; default
 					passing and warning */
 	int64_t deregister_after_ms; /* default 0 */
+	bool dry_run;                /* default false; see
+					hr_reg_conf_dry_run() */
 };
 
 /* Defaults. Cannot fail. */
@@ -284,8 +333,8 @@ struct hr_reg_field {
  * Read member v (a child of the object at path) with the shared getters of
  * healthreg/confget.h, so every backend words its errors alike
  * ("<path>.<key>: ..."): a key of fields goes into the struct at conf, a
- * common key (ca_file, cert_file, key_file, register_when,
- * deregister_after) into *common, anything else is an "unknown key".
+ * common key (ca_file, cert_file, key_file, ca_path, tls_skip_verify,
+ * register_when, deregister_after, dry_run) into *common, anything else is an "unknown key".
  * Pure. Returns 0, -EINVAL (reported in d) or -ENOMEM.
  */
 int hr_reg_conf_member(const struct hr_reg_field *fields, size_t n,

@@ -50,6 +50,7 @@
 #define HR_REGISTRY_ABI 2
 
 struct hr_registry; /* a backend's own instance type */
+struct hr_journal;  /* healthreg/journal.h */
 
 /* What the registry holds for this instance, as the backend last saw it
  * (told by the backend through hr_regcore_state()). */
@@ -82,6 +83,9 @@ struct hr_registry_stats {
 	double failing_since;  /* wall clock of the first of those failures */
 	char last_error[256];  /* the last failure, one line ("" = none) */
 	double last_error_at;  /* wall clock of it, 0 = never */
+	/* Added for issue 14. */
+	bool dry_run;          /* "dry_run": decisions only, no requests;
+				  state is what would be registered */
 };
 
 /** NULL-safe. */
@@ -99,6 +103,9 @@ struct hr_registry_env {
 	const struct hr_service_spec *service;
 	int64_t shutdown_timeout_ms;
 	struct hr_registry_stats *stats; /* may be NULL */
+	/* Added for issue 14: the agent's decision journal, borrowed for the
+	 * backend's whole life (regcore records into it); may be NULL. */
+	struct hr_journal *journal;
 };
 
 /* Called once when shutdown() has finished (or given up), on a fresh
