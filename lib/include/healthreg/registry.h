@@ -82,6 +82,10 @@ struct hr_registry_stats {
 	double failing_since;  /* wall clock of the first of those failures */
 	char last_error[256];  /* the last failure, one line ("" = none) */
 	double last_error_at;  /* wall clock of it, 0 = never */
+	/* Added for issue 14 (the fleet floor): kept registered although
+	 * critical, and how many times that began. */
+	bool floor_kept;
+	uint64_t floor_kept_total;
 };
 
 /** NULL-safe. */
