@@ -34,13 +34,16 @@ doc = json.load(open(sys.argv[1]))
 print("seed %d, %d rounds, %s s; 5 agents, min_healthy 2" %
       (doc["seed"], len(doc["rounds"]), sys.argv[2]))
 print("round jitter_s kept left       returned min_registered "
-      "removals_before_recovery removals")
+      "removals_before_recovery removals txn_conflicts")
 for r in doc["rounds"]:
-    print("%5d %8.3f %-4s %-10s %8d %14d %24d %8d" % (
-        r["round"], r["jitter_s"], r["kept"], r["left"], r["returned"],
-        r["min_registered"], r["removals_before_recovery"], r["removals"]))
+    print("%5d %8.3f %-4s %-10s %8d %14d %24d %8d %13d" % (
+        r["round"], r["jitter_s"], str(r["kept"]), str(r["left"]),
+        r["returned"], r["min_registered"], r["removals_before_recovery"],
+        r["removals"], r["txn_conflicts"]))
 lo = min(r["min_registered"] for r in doc["rounds"])
 hi = max(r["removals_before_recovery"] for r in doc["rounds"])
+print("guarded deletes that lost their txn and decided again: %d" %
+      sum(r["txn_conflicts"] for r in doc["rounds"]))
 print("lowest registered count in any round: %d (floor 2); most removals "
       "before a recovery: %d (limit 5 - 2 = 3)" % (lo, hi))
 PY

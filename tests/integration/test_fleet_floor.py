@@ -59,7 +59,9 @@ class Fleet:
                                 "checks": [{"name": "hb", "ttl": "600s",
                                             "status": "passing"}]},
                     "agent": {"state_file": os.path.join(
-                        self.dir, "%d.state" % i)},
+                        self.dir, "%d.state" % i),
+                        # debug: etcd_floor_conflict (a txn that lost)
+                        "log_level": "debug"},
                     "registry": {"etcd": {
                         "endpoints": etcd.endpoints,
                         "lease_ttl": "%ds" % TTL,
@@ -98,8 +100,13 @@ class Fleet:
             t.join()
         self.case.assertEqual(errors, [])
 
+    def conflicts(self):
+        """Guarded deletes that failed (and were decided again)."""
+        return sum(a.log().count("event=etcd_floor_conflict")
+                   for a in self.agents)
+
     def logs(self):
-        return "\n".join("--- agent %d\n%s" % (i, a.log()[-3000:])
+        return "\n".join("--- agent %d\n%s" % (i, a.log()[-6000:])
                          for i, a in enumerate(self.agents))
 
 
@@ -150,6 +157,7 @@ class TestFleetFloor(unittest.TestCase):
     def one_round(self, fleet, rng, jitter):
         """One round from a whole fleet; returns a summary dict."""
         mark = len(self.watch.snapshot())
+        conflicts = fleet.conflicts()
         failing = rng.sample(range(N), N - 1)
         healthy = [i for i in range(N) if i not in failing]
         fleet.set_status(failing, "fail", jitter, rng)
@@ -194,6 +202,7 @@ class TestFleetFloor(unittest.TestCase):
         self.assertLessEqual(len(early), N - FLOOR, events)
         return {"min_registered": low, "removals_before_recovery": len(early),
                 "removals": len(deletes), "kept": kept, "left": left,
+                "txn_conflicts": fleet.conflicts() - conflicts,
                 "returned": back}
 
     def test_rounds(self):
