@@ -223,6 +223,13 @@ class TestFleetFloor(unittest.TestCase):
                     json.dump({"seed": seed, "rounds": results}, f)
             time.sleep(rng.uniform(0, 0.3))
         self.assertEqual(len(results), rounds)
+        # At the floor again, then SIGTERM everyone: kept or not, every key
+        # goes with its revoked lease, and every agent exits cleanly.
+        fleet.set_status(list(range(1, N)), "fail")
+        self.assertTrue(self.wait_count(FLOOR), fleet.logs())
+        for a in fleet.agents:
+            self.assertEqual(a.stop(), 0, fleet.logs())
+        self.assertTrue(self.wait_count(0, 3), fleet.logs())
 
     def test_kept_instance_still_goes_on_sigterm_sigkill_maintenance(self):
         """Three agents, floor 2, all critical: leaving would put the fleet
