@@ -318,7 +318,10 @@ static void print_registries(const cJSON *doc)
 									: "s",
 			       jstr(r, "registration"), jstr(r, "last_error"));
 		else
-			printf("registry %s: %s\n", jstr(r, "backend"), state);
+			printf("registry %s: %s%s\n", jstr(r, "backend"), state,
+			       cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(
+				       r, "floor_kept")) ?
+			       " (critical, kept by the fleet floor)" : "");
 	}
 }
 

@@ -22,6 +22,7 @@ import tempfile
 import threading
 import time
 import unittest
+import urllib.error
 import urllib.request
 
 import etcd_harness
@@ -37,6 +38,15 @@ def api_port(agent, timeout=10):
     assert agent.wait_log("event=api_listening", timeout), agent.log()
     return int(re.search(r"event=api_listening addr=\S+ port=(\d+)",
                          agent.log()).group(1))
+
+
+def health(url):
+    """GET /v1/health, whatever its code (503 when critical)."""
+    try:
+        with urllib.request.urlopen(url + "/v1/health", timeout=5) as r:
+            return json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return json.loads(e.read())
 
 
 def put(url):
@@ -259,6 +269,19 @@ class TestFleetFloor(unittest.TestCase):
             self.assertIn('healthreg_fleet_floor_kept{backend="etcd"} 1', m)
             self.assertIn(
                 'healthreg_fleet_floor_kept_total{backend="etcd"} 1', m)
+        for i in kept:
+            doc = health(fleet.urls[i])
+            self.assertEqual(doc["status"], "critical")
+            self.assertEqual([(g["backend"], g["registration"],
+                               g["floor_kept"])
+                              for g in doc["registries"]],
+                             [("etcd", "registered", True)])
+            r = hrtest.run(["status", "--api", fleet.urls[i]])
+            self.assertIn("registry etcd: registered (critical, kept by "
+                          "the fleet floor)", r.stdout)
+        left = [i for i in range(3) if i not in kept][0]
+        self.assertEqual([g["floor_kept"] for g in
+                          health(fleet.urls[left])["registries"]], [False])
 
         # Maintenance: gone at once, although the floor is not met.
         a, b = kept
