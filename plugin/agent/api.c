@@ -277,6 +277,7 @@ static cJSON *registry_json(const struct hr_api_registry *r)
 	add_time(o, "last_success", s->last_success);
 	cJSON_AddNumberToObject(o, "writes", (double)s->writes);
 	cJSON_AddNumberToObject(o, "errors", (double)s->errors);
+	cJSON_AddBoolToObject(o, "floor_kept", s->floor_kept);
 	return o;
 }
 

@@ -322,7 +322,10 @@ static void print_registries(const cJSON *doc)
 			printf("registry %s: dry_run (nothing sent; would be: %s)\n",
 			       jstr(r, "backend"), jstr(r, "registration"));
 		else
-			printf("registry %s: %s\n", jstr(r, "backend"), state);
+			printf("registry %s: %s%s\n", jstr(r, "backend"), state,
+			       cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(
+				       r, "floor_kept")) ?
+			       " (critical, kept by the fleet floor)" : "");
 	}
 }
 

@@ -329,6 +329,17 @@ static void render_registry(struct sb *b,
 		sb_printf(b, "healthreg_registry_errors_total{backend=\"%s\"} %llu\n",
 			  backends[i].name,
 			  (unsigned long long)backends[i].stats->errors);
+	help(b, "healthreg_fleet_floor_kept", "gauge",
+	     "1 while the fleet floor keeps this critical instance registered, by backend.");
+	for (i = 0; i < n_backends; i++)
+		sb_printf(b, "healthreg_fleet_floor_kept{backend=\"%s\"} %d\n",
+			  backends[i].name, backends[i].stats->floor_kept ? 1 : 0);
+	help(b, "healthreg_fleet_floor_kept_total", "counter",
+	     "Times the fleet floor kept a critical instance registered, by backend.");
+	for (i = 0; i < n_backends; i++)
+		sb_printf(b, "healthreg_fleet_floor_kept_total{backend=\"%s\"} %llu\n",
+			  backends[i].name,
+			  (unsigned long long)backends[i].stats->floor_kept_total);
 	help(b, "healthreg_registry_seconds_since_last_success", "gauge",
 	     "Seconds since the last successful registry request (+Inf = never).");
 	for (i = 0; i < n_backends; i++) {

@@ -553,6 +553,22 @@ int hr_consul_conf_parse(struct hr_consul_conf *out, const cJSON *conf,
 				rc = -EINVAL;
 			continue;
 		}
+		if (e->string && (!strcmp(e->string, "min_healthy") ||
+				  !strcmp(e->string,
+					  "max_unhealthy_fraction"))) {
+			char p[HR_CONF_PATH_MAX];
+
+			/* Refused rather than ignored: an operator who set it
+			 * must not believe the fleet is guarded. */
+			hr_diag_add(diag, HR_DIAG_ERROR,
+				    hr_conf_path(p, path, e->string),
+				    "the fleet floor is not implemented for "
+				    "Consul yet (it is for etcd: "
+				    "registry.etcd.min_healthy); see "
+				    "docs/consul.md, \"The fleet floor\"");
+			rc = -EINVAL;
+			continue;
+		}
 		if (e->string &&
 		    !strcmp(e->string, "deregister_critical_service_after"))
 			dcsa_set = true;

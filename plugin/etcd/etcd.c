@@ -16,7 +16,14 @@
  *                        (the default "grpc" value is the same for every
  *                        registrable status: passing <-> warning writes
  *                        nothing)
- *     key unwanted, we wrote it -> txn: delete if LEASE == ours
+ *     key unwanted, we wrote it
+ *       no floor, maintenance -> txn: delete if LEASE == ours
+ *       floor (min_healthy)   -> range read of <prefix><name>/, then
+ *                                hr_etcd_floor_decide():
+ *         leave  -> txn: delete if LEASE == ours and the own key and
+ *                   min_healthy others are unchanged (failed: read again)
+ *         stay   -> kept: registered (document: status critical and a
+ *                   note), read again after every keepalive
  *     otherwise idle: no write while nothing changes
  *
  *   on_reply() -> hr_etcd_reply_parse() ->
@@ -79,6 +86,15 @@ struct hr_registry {
 	bool have_status;
 	enum hr_status status;
 	enum hr_status value_status; /* last registrable status */
+	enum hr_status told;   /* the aggregate as the agent told it */
+	bool maint;            /* maintenance: critical, the floor bypassed */
+	char maint_reason[200];
+
+	/* the fleet floor */
+	char *dir;             /* "<prefix><name>/" */
+	struct hr_etcd_view view; /* the last range read */
+	bool view_fresh;       /* read since the last change: decide on it */
+	bool kept;             /* staying registered for the floor */
 	bool keepalive_due;
 	char reason[160];      /* why the next write happens, for logs */
 
@@ -159,7 +175,10 @@ static const char *op_path(enum hr_etcd_op op)
 	case HR_ETCD_OP_PUT:
 		return "/v3/kv/put";
 	case HR_ETCD_OP_DELETE:
+	case HR_ETCD_OP_FLOOR_DELETE:
 		return "/v3/kv/txn";
+	case HR_ETCD_OP_RANGE:
+		return "/v3/kv/range";
 	case HR_ETCD_OP_REVOKE:
 		return "/v3/lease/revoke";
 	}
@@ -205,6 +224,21 @@ static void start_op(struct hr_registry *r, enum hr_etcd_op op, char *body,
 		release_request(r);
 		backoff(r);
 	}
+}
+
+/* The floor lets go of the instance (gone, left, recovered). */
+static void release_kept(struct hr_registry *r, const char *why)
+{
+	char n[24];
+
+	if (!r->kept)
+		return;
+	r->kept = false;
+	r->core.stats->floor_kept = false;
+	snprintf(n, sizeof(n), "%d", r->conf.min_healthy);
+	hr_log(HR_LOG_INFO, "fleet_floor_released", "registry", "etcd",
+	       "service", r->core.service.name, "key", r->key, "reason", why,
+	       HR_LOG_NUM("min_healthy"), n, NULL);
 }
 
 static void forget_lease(struct hr_registry *r)
@@ -290,6 +324,29 @@ static void handle_ok(struct hr_registry *r, enum hr_etcd_op op,
 		       "endpoint", endpoint(r), NULL);
 		free(r->written);
 		r->written = NULL;
+		release_kept(r, "deregistered");
+		hr_regcore_state(&r->core, HR_REGISTRY_DEREGISTERED);
+		break;
+	case HR_ETCD_OP_RANGE:
+		hr_etcd_view_dispose(&r->view);
+		r->view = rep->view;
+		memset(&rep->view, 0, sizeof(rep->view));
+		r->view_fresh = true;
+		break;
+	case HR_ETCD_OP_FLOOR_DELETE:
+		if (!rep->succeeded) {
+			/* Another key changed since the read: read again. */
+			hr_log(HR_LOG_DEBUG, "etcd_floor_conflict", "key",
+			       r->key, NULL);
+			r->view_fresh = false;
+			break;
+		}
+		hr_log(HR_LOG_INFO, "etcd_deregistered", "key", r->key,
+		       "reason", r->reason, "held", "true", "floor",
+		       "others stay", "endpoint", endpoint(r), NULL);
+		free(r->written);
+		r->written = NULL;
+		release_kept(r, "enough others registered");
 		hr_regcore_state(&r->core, HR_REGISTRY_DEREGISTERED);
 		break;
 	case HR_ETCD_OP_REVOKE:
@@ -323,6 +380,7 @@ static void lease_lost(struct hr_registry *r, enum hr_etcd_op op,
 		hr_regcore_decide(&r->core, HR_DECISION_LOST, why);
 	}
 	forget_lease(r);
+	release_kept(r, "lease lost");
 	hr_regcore_state(&r->core, HR_REGISTRY_DEREGISTERED);
 	r->retries = 0;
 	r->failures = 0;
@@ -468,6 +526,93 @@ static void reconcile_key(struct hr_registry *r)
 		 value);
 }
 
+/* Stay for the floor: counted once per stay; the document value says so. */
+static void keep(struct hr_registry *r, const struct hr_etcd_floor *f)
+{
+	char note[128], reg[24], healthy[24], min[24];
+	char *value;
+
+	hr_etcd_floor_note(f, r->conf.min_healthy, note, sizeof(note));
+	if (!r->kept) {
+		r->kept = true;
+		r->core.stats->floor_kept = true;
+		r->core.stats->floor_kept_total++;
+		snprintf(reg, sizeof(reg), "%zu", f->registered);
+		snprintf(healthy, sizeof(healthy), "%zu", f->healthy);
+		snprintf(min, sizeof(min), "%d", r->conf.min_healthy);
+		hr_log(HR_LOG_WARN, "fleet_floor_kept", "registry", "etcd",
+		       "service", r->core.service.name, "key", r->key,
+		       "status", hr_status_name(r->status),
+		       HR_LOG_NUM("registered"), reg, HR_LOG_NUM("healthy"),
+		       healthy, HR_LOG_NUM("min_healthy"), min, "note", note,
+		       NULL);
+		/* the journal: why this critical instance is still there */
+		hr_regcore_decide(&r->core, HR_DECISION_KEPT, note);
+	}
+	if (r->conf.value_format != HR_ETCD_VALUE_DOCUMENT)
+		return; /* the grpc value has no status: the key stays */
+	value = hr_etcd_value_note(&r->core.service, r->addr,
+				   HR_STATUS_CRITICAL, r->conf.value_format,
+				   note);
+	if (!value) {
+		backoff(r);
+		return;
+	}
+	if (r->written && strcmp(r->written, value) == 0) {
+		free(value);
+		return;
+	}
+	r->op_status = HR_STATUS_CRITICAL;
+	snprintf(r->reason, sizeof(r->reason), "%s", note);
+	start_op(r, HR_ETCD_OP_PUT, hr_etcd_body_put(r->key, value, r->lease),
+		 value);
+}
+
+/*
+ * The key is no longer wanted. Without a floor (and in maintenance) it
+ * goes at once; with one, only after a read of the service's keys shows
+ * that enough others stay, and then by a txn that fails if any key the
+ * decision rests on changed meanwhile.
+ */
+static void reconcile_leave(struct hr_registry *r)
+{
+	struct hr_etcd_floor f;
+
+	if (r->conf.min_healthy <= 0 || r->maint) {
+		start_op(r, HR_ETCD_OP_DELETE,
+			 hr_etcd_body_delete_if_lease(r->key, r->lease), NULL);
+		return;
+	}
+	if (!r->view_fresh) {
+		start_op(r, HR_ETCD_OP_RANGE,
+			 hr_etcd_body_range_prefix(r->dir,
+				r->conf.value_format == HR_ETCD_VALUE_GRPC),
+			 NULL);
+		return;
+	}
+	hr_etcd_floor_decide(&r->view, r->key, r->lease, r->conf.min_healthy,
+			     &f);
+	if (!f.present || !f.ours) {
+		hr_log(HR_LOG_INFO, "etcd_deregistered", "key", r->key,
+		       "reason", r->reason, "held", "false (gone or not ours)",
+		       "endpoint", endpoint(r), NULL);
+		free(r->written);
+		r->written = NULL;
+		release_kept(r, "key gone");
+		hr_regcore_state(&r->core, HR_REGISTRY_DEREGISTERED);
+		return;
+	}
+	if (!f.leave) {
+		keep(r, &f);
+		return;
+	}
+	/* One decision per read: a failed txn reads again. */
+	r->view_fresh = false;
+	start_op(r, HR_ETCD_OP_FLOOR_DELETE,
+		 hr_etcd_body_floor_delete(&r->view, r->key, r->lease,
+					   r->conf.min_healthy), NULL);
+}
+
 static void reconcile(struct hr_regcore *core)
 {
 	struct hr_registry *r = OWNER(core);
@@ -486,11 +631,12 @@ static void reconcile(struct hr_regcore *core)
 			 NULL);
 	else if (!r->have_status)
 		return;
-	else if (hr_regcore_wanted(core))
+	else if (hr_regcore_wanted(core)) {
+		release_kept(r, "recovered");
 		reconcile_key(r);
+	}
 	else if (r->written)
-		start_op(r, HR_ETCD_OP_DELETE,
-			 hr_etcd_body_delete_if_lease(r->key, r->lease), NULL);
+		reconcile_leave(r);
 }
 
 static void keepalive_cb(struct ev_loop *loop, ev_timer *w, int revents)
@@ -501,6 +647,9 @@ static void keepalive_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	(void)loop;
 	(void)revents;
 	r->keepalive_due = true;
+	/* Kept: read the service's keys again after the keepalive. */
+	if (r->kept)
+		r->view_fresh = false;
 	reconcile(&r->core);
 }
 
@@ -509,6 +658,7 @@ static void grace_over(struct hr_regcore *core)
 	struct hr_registry *r = OWNER(core);
 	char d[32];
 
+	r->view_fresh = false;
 	hr_duration_format(r->conf.common.deregister_after_ms, d, sizeof(d));
 	snprintf(r->reason, sizeof(r->reason), "%s for %s",
 		 hr_status_name(r->status), d);
@@ -697,6 +847,11 @@ static int etcd_create(struct hr_registry **out, const cJSON *conf,
 	rc = etcd_check(r, &r->conf, &r->core.service, err);
 	if (rc < 0)
 		goto fail;
+	r->dir = hr_etcd_service_dir(r->conf.prefix, r->core.service.name);
+	if (!r->dir) {
+		rc = hr_err_set(err, -ENOMEM, "out of memory");
+		goto fail;
+	}
 	if (uses_tls(&r->conf) &&
 	    (rc = hr_regcore_tls(&r->core, &r->conf.common, "etcd",
 				 endpoint(r), NULL, err)) < 0)
@@ -715,16 +870,13 @@ fail:
 
 /* ---- the agent's calls ----------------------------------------------- */
 
-static void etcd_apply(struct hr_registry *r, enum hr_status status,
-		       const char *output)
+/* status: the aggregate, or critical in maintenance. */
+static void apply_status(struct hr_registry *r, enum hr_status status)
 {
 	bool first = !r->have_status;
 	bool was_wanted = hr_regcore_wanted(&r->core);
 	enum hr_status old = r->status;
 
-	(void)output; /* the summary is not part of the value: no rewrites */
-	if (hr_regcore_shutting_down(&r->core))
-		return;
 	r->have_status = true;
 	r->status = status;
 	if (hr_etcd_registrable(&r->conf, status)) {
@@ -741,11 +893,46 @@ static void etcd_apply(struct hr_registry *r, enum hr_status status,
 		snprintf(r->reason, sizeof(r->reason), "status %s",
 			 hr_status_name(status));
 	}
+	if (r->maint)
+		snprintf(r->reason, sizeof(r->reason), "maintenance: %.140s",
+			 r->maint_reason);
 	hr_regcore_status(&r->core, status, false);
+	/* A decision to leave rests on a read made after the change. */
+	if (!hr_regcore_wanted(&r->core))
+		r->view_fresh = false;
 	if (!first && old != status)
 		hr_log(HR_LOG_DEBUG, "etcd_status", "status",
 		       hr_status_name(status), NULL);
 	reconcile(&r->core);
+}
+
+static void etcd_apply(struct hr_registry *r, enum hr_status status,
+		       const char *output)
+{
+	(void)output; /* the summary is not part of the value: no rewrites */
+	if (hr_regcore_shutting_down(&r->core))
+		return;
+	r->told = status;
+	apply_status(r, r->maint ? HR_STATUS_CRITICAL : status);
+}
+
+/*
+ * Maintenance takes the key away at once, past the floor (the floor only
+ * governs leaving for bad health); leaving it applies the aggregate again.
+ * Before the first status the agent has told nothing to apply yet.
+ */
+static void etcd_maintenance(struct hr_registry *r, bool enable,
+			     const char *reason)
+{
+	if (hr_regcore_shutting_down(&r->core))
+		return;
+	r->maint = enable;
+	snprintf(r->maint_reason, sizeof(r->maint_reason), "%s",
+		 reason && *reason ? reason : "(no reason given)");
+	if (enable)
+		release_kept(r, "maintenance");
+	if (r->have_status)
+		apply_status(r, enable ? HR_STATUS_CRITICAL : r->told);
 }
 
 static void etcd_shutdown(struct hr_registry *r, hr_registry_done_cb done,
@@ -755,6 +942,7 @@ static void etcd_shutdown(struct hr_registry *r, hr_registry_done_cb done,
 				r->shutdown_timeout_ms) < 0)
 		return;
 	ev_timer_stop(r->core.loop, &r->keepalive_timer);
+	release_kept(r, "shutdown");
 	/* Whatever is in flight is overtaken by the revoke. */
 	release_request(r);
 	r->failures = 0;
@@ -775,6 +963,8 @@ static void etcd_destroy(struct hr_registry *r)
 	hr_secret_free(r->password);
 	free(r->user);
 	free(r->key);
+	free(r->dir);
+	hr_etcd_view_dispose(&r->view);
 	free(r->written);
 	hr_etcd_conf_dispose(&r->conf);
 	free(r);
@@ -787,7 +977,7 @@ const struct hr_registry_ops hr_registry_etcd = {
 	.preflight = etcd_preflight,
 	.create = etcd_create,
 	.apply = etcd_apply,
-	.maintenance = NULL,
+	.maintenance = etcd_maintenance,
 	.shutdown = etcd_shutdown,
 	.destroy = etcd_destroy,
 };

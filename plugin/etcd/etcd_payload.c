@@ -72,6 +72,18 @@ static int parse_member(struct hr_etcd_conf *out, const cJSON *v,
 		return parse_endpoints(v, p, d, out);
 	if (strcmp(v->string, "value_format") == 0)
 		return parse_value_format(v, p, d, out);
+	if (strcmp(v->string, "min_healthy") == 0)
+		return hr_conf_int(v, p, 0, HR_ETCD_MIN_HEALTHY_MAX, d,
+				   &out->min_healthy);
+	if (strcmp(v->string, "max_unhealthy_fraction") == 0) {
+		/* The registry forgets an instance once it left: there is no
+		 * denominator to take a fraction of (docs/etcd.md). */
+		hr_diag_add(d, HR_DIAG_ERROR, p,
+			    "is not supported: etcd keeps no record of "
+			    "instances that left, so a fraction has nothing to "
+			    "count from; use min_healthy (an absolute count)");
+		return -EINVAL;
+	}
 	if (strcmp(v->string, "password") == 0) {
 		hr_diag_add(d, HR_DIAG_ERROR, p,
 			    "passwords are not accepted inline; use "
@@ -349,6 +361,13 @@ static cJSON *value_base(const char *addr)
 char *hr_etcd_value(const struct hr_service_spec *svc, const char *addr,
 		    enum hr_status status, enum hr_etcd_value_format format)
 {
+	return hr_etcd_value_note(svc, addr, status, format, NULL);
+}
+
+char *hr_etcd_value_note(const struct hr_service_spec *svc, const char *addr,
+			 enum hr_status status,
+			 enum hr_etcd_value_format format, const char *note)
+{
 	cJSON *root = value_base(addr);
 	cJSON *md, *tags, *meta;
 	size_t i;
@@ -369,7 +388,8 @@ char *hr_etcd_value(const struct hr_service_spec *svc, const char *addr,
 	}
 	/* Ownership moves on Add. */
 	if (!cJSON_AddStringToObject(md, "id", svc->id ? svc->id : svc->name) ||
-	    !cJSON_AddStringToObject(md, "status", hr_status_name(status))) {
+	    !cJSON_AddStringToObject(md, "status", hr_status_name(status)) ||
+	    (note && !cJSON_AddStringToObject(md, "note", note))) {
 		cJSON_Delete(md);
 		cJSON_Delete(tags);
 		cJSON_Delete(meta);
@@ -500,6 +520,150 @@ char *hr_etcd_body_auth(const char *user, const char *password)
 		hr_wipe(pw->valuestring, strlen(pw->valuestring));
 	cJSON_Delete(root);
 	return copy;
+}
+
+/* ---- the fleet floor --------------------------------------------------- */
+
+void hr_etcd_view_dispose(struct hr_etcd_view *v)
+{
+	size_t i;
+
+	if (!v)
+		return;
+	for (i = 0; i < v->n; i++)
+		free(v->kvs[i].key);
+	free(v->kvs);
+	memset(v, 0, sizeof(*v));
+}
+
+char *hr_etcd_service_dir(const char *prefix, const char *service)
+{
+	size_t n = strlen(prefix) + strlen(service) + 2;
+	char *k = malloc(n);
+
+	if (k)
+		snprintf(k, n, "%s%s/", prefix, service);
+	return k;
+}
+
+char *hr_etcd_body_range_prefix(const char *dir, bool keys_only)
+{
+	cJSON *root = cJSON_CreateObject();
+	size_t n = strlen(dir);
+	char *end = n ? dup_str(dir) : NULL;
+	bool ok;
+
+	/* dir ends in '/': its successor byte '0' closes the range. */
+	if (end)
+		end[n - 1] = (char)(end[n - 1] + 1);
+	ok = root && end && add_b64(root, "key", dir) &&
+	     add_b64(root, "range_end", end) &&
+	     (!keys_only || cJSON_AddTrueToObject(root, "keys_only"));
+	free(end);
+	if (!ok) {
+		cJSON_Delete(root);
+		return NULL;
+	}
+	return print_json(root);
+}
+
+/* The others: keys of v other than own_key. */
+static bool is_own(const struct hr_etcd_kv *kv, const char *own_key)
+{
+	return strcmp(kv->key, own_key) == 0;
+}
+
+void hr_etcd_floor_decide(const struct hr_etcd_view *v, const char *own_key,
+			  int64_t lease, int min_healthy,
+			  struct hr_etcd_floor *out)
+{
+	size_t i;
+
+	memset(out, 0, sizeof(*out));
+	for (i = 0; i < v->n; i++) {
+		out->registered++;
+		if (is_own(&v->kvs[i], own_key)) {
+			out->present = true;
+			out->ours = v->kvs[i].lease == lease;
+		} else if (!v->kvs[i].critical) {
+			out->healthy++;
+		}
+	}
+	out->leave = out->present && out->ours && min_healthy >= 0 &&
+		     out->registered - 1 >= (size_t)min_healthy;
+}
+
+static cJSON *compare_int(const char *target, const char *key,
+			  const char *field, int64_t v)
+{
+	cJSON *c = cJSON_CreateObject();
+
+	/* Enum names, not numbers: "target":3 is VALUE. */
+	if (!c || !cJSON_AddStringToObject(c, "target", target) ||
+	    !add_b64(c, "key", key) ||
+	    !cJSON_AddStringToObject(c, "result", "EQUAL") ||
+	    !add_int64(c, field, v)) {
+		cJSON_Delete(c);
+		return NULL;
+	}
+	return c;
+}
+
+char *hr_etcd_body_floor_delete(const struct hr_etcd_view *v,
+				const char *own_key, int64_t lease,
+				int min_healthy)
+{
+	cJSON *root = cJSON_CreateObject();
+	cJSON *cmps = cJSON_AddArrayToObject(root, "compare");
+	cJSON *ok = cJSON_AddArrayToObject(root, "success");
+	cJSON *op = cJSON_CreateObject(), *del, *c;
+	const struct hr_etcd_kv *own = NULL;
+	size_t i;
+	int others = 0;
+
+	if (!cmps || !ok || !op) {
+		cJSON_Delete(op);
+		goto fail;
+	}
+	cJSON_AddItemToArray(ok, op);
+	del = cJSON_AddObjectToObject(op, "request_delete_range");
+	if (!del || !add_b64(del, "key", own_key))
+		goto fail;
+	for (i = 0; i < v->n; i++)
+		if (is_own(&v->kvs[i], own_key))
+			own = &v->kvs[i];
+	if (!own || min_healthy < 0)
+		goto fail;
+	if (!(c = compare_int("LEASE", own_key, "lease", lease)))
+		goto fail;
+	cJSON_AddItemToArray(cmps, c);
+	if (!(c = compare_int("MOD", own_key, "mod_revision",
+			      own->mod_revision)))
+		goto fail;
+	cJSON_AddItemToArray(cmps, c);
+	for (i = 0; i < v->n && others < min_healthy; i++) {
+		if (&v->kvs[i] == own)
+			continue;
+		c = compare_int("MOD", v->kvs[i].key, "mod_revision",
+				v->kvs[i].mod_revision);
+		if (!c)
+			goto fail;
+		cJSON_AddItemToArray(cmps, c);
+		others++;
+	}
+	if (others < min_healthy)
+		goto fail;
+	return print_json(root);
+fail:
+	cJSON_Delete(root);
+	return NULL;
+}
+
+void hr_etcd_floor_note(const struct hr_etcd_floor *f, int min_healthy,
+			char *buf, size_t len)
+{
+	snprintf(buf, len, "kept by fleet floor: %zu of %zu healthy "
+		 "(min_healthy %d)", f->healthy, f->registered, min_healthy);
 }
 
 /* ---- base64 ---------------------------------------------------------- */
@@ -649,6 +813,10 @@ const char *hr_etcd_op_name(enum hr_etcd_op op)
 		return "delete";
 	case HR_ETCD_OP_REVOKE:
 		return "revoke";
+	case HR_ETCD_OP_RANGE:
+		return "range";
+	case HR_ETCD_OP_FLOOR_DELETE:
+		return "floor_delete";
 	}
 	return "?";
 }
@@ -783,6 +951,81 @@ static void parse_keepalive(const cJSON *root, struct hr_etcd_reply *out)
 	}
 }
 
+/* A document value marked critical (a kept instance). */
+static bool value_critical(const char *b64)
+{
+	char *raw = b64 ? hr_etcd_b64_decode(b64, NULL) : NULL;
+	cJSON *root = raw ? cJSON_Parse(raw) : NULL;
+	const cJSON *md = cJSON_GetObjectItemCaseSensitive(root, "Metadata");
+	const cJSON *st = cJSON_GetObjectItemCaseSensitive(md, "status");
+	bool crit = cJSON_IsString(st) && st->valuestring &&
+		    strcmp(st->valuestring, "critical") == 0;
+
+	cJSON_Delete(root);
+	free(raw);
+	return crit;
+}
+
+/* One kv of a range reply into kv: 0 or a reason. */
+static const char *parse_kv(const cJSON *it, struct hr_etcd_kv *kv)
+{
+	const cJSON *k = cJSON_GetObjectItemCaseSensitive(it, "key");
+	const cJSON *m = cJSON_GetObjectItemCaseSensitive(it, "mod_revision");
+	const cJSON *l = cJSON_GetObjectItemCaseSensitive(it, "lease");
+	const cJSON *val = cJSON_GetObjectItemCaseSensitive(it, "value");
+
+	if (!cJSON_IsString(k) || !k->valuestring ||
+	    !(kv->key = hr_etcd_b64_decode(k->valuestring, NULL)))
+		return "range reply: a key is not base64";
+	if (!m || hr_etcd_int64(m, &kv->mod_revision) < 0 ||
+	    kv->mod_revision <= 0)
+		return "range reply: a key without mod_revision";
+	/* lease is omitted when 0 */
+	if (l && hr_etcd_int64(l, &kv->lease) < 0)
+		return "range reply: a bad lease";
+	kv->critical = cJSON_IsString(val) && value_critical(val->valuestring);
+	return NULL;
+}
+
+static void parse_range(const cJSON *root, struct hr_etcd_reply *out)
+{
+	const cJSON *hdr = cJSON_GetObjectItemCaseSensitive(root, "header");
+	const cJSON *kvs = cJSON_GetObjectItemCaseSensitive(root, "kvs");
+	const cJSON *it;
+	const char *bad = NULL;
+	size_t n;
+
+	it = cJSON_GetObjectItemCaseSensitive(hdr, "revision");
+	if (!it || hr_etcd_int64(it, &out->view.revision) < 0) {
+		fail(out, HR_ETCD_FAILED, "range reply without a revision");
+		return;
+	}
+	/* No key: "kvs" is omitted. */
+	if (!kvs)
+		return;
+	if (!cJSON_IsArray(kvs)) {
+		fail(out, HR_ETCD_FAILED, "range reply: kvs is not a list");
+		return;
+	}
+	n = (size_t)cJSON_GetArraySize(kvs);
+	out->view.kvs = n ? calloc(n, sizeof(*out->view.kvs)) : NULL;
+	if (n && !out->view.kvs) {
+		fail(out, HR_ETCD_FAILED, "out of memory");
+		return;
+	}
+	cJSON_ArrayForEach(it, kvs) {
+		bad = parse_kv(it, &out->view.kvs[out->view.n]);
+		if (out->view.kvs[out->view.n].key)
+			out->view.n++;
+		if (bad)
+			break;
+	}
+	if (bad) {
+		hr_etcd_view_dispose(&out->view);
+		fail(out, HR_ETCD_FAILED, bad);
+	}
+}
+
 /* A 2xx reply without an error: what the op's answer must hold. */
 static void parse_ok(enum hr_etcd_op op, const cJSON *root,
 		     struct hr_etcd_reply *out)
@@ -798,7 +1041,11 @@ static void parse_ok(enum hr_etcd_op op, const cJSON *root,
 	case HR_ETCD_OP_KEEPALIVE:
 		parse_keepalive(root, out);
 		break;
+	case HR_ETCD_OP_RANGE:
+		parse_range(root, out);
+		break;
 	case HR_ETCD_OP_DELETE:
+	case HR_ETCD_OP_FLOOR_DELETE:
 		out->succeeded = cJSON_IsTrue(
 			cJSON_GetObjectItemCaseSensitive(root, "succeeded"));
 		break;
@@ -847,4 +1094,5 @@ void hr_etcd_reply_dispose(struct hr_etcd_reply *r)
 		return;
 	free(r->token);
 	r->token = NULL;
+	hr_etcd_view_dispose(&r->view);
 }

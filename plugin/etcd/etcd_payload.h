@@ -51,7 +51,15 @@ struct hr_etcd_conf {
 	char *username;            /* NULL: use ETCD_USERNAME if set */
 	char *password_file;       /* NULL: use ETCD_PASSWORD if set */
 	int64_t request_timeout_ms;
+	/* The fleet floor (docs/etcd.md, "The fleet floor"): 0 = off, else
+	 * an instance that turns critical leaves only while at least this
+	 * many other keys of the service stay registered. */
+	int min_healthy;
 };
+
+/* etcd's default --max-txn-ops is 128: the floor's txn compares the own
+ * key and min_healthy others. */
+#define HR_ETCD_MIN_HEALTHY_MAX 127
 
 /**
  * Parse and validate conf (the "registry.etcd" object; NULL means all
@@ -96,6 +104,11 @@ bool hr_etcd_prefix_ok(const char *prefix);
  */
 char *hr_etcd_value(const struct hr_service_spec *svc, const char *addr,
 		    enum hr_status status, enum hr_etcd_value_format format);
+/** The same with "note" (when not NULL) in the document's Metadata, after
+ * "status"; the grpc value has no room for it (note unused). */
+char *hr_etcd_value_note(const struct hr_service_spec *svc, const char *addr,
+			 enum hr_status status,
+			 enum hr_etcd_value_format format, const char *note);
 
 /* Request bodies (int64 values are sent as decimal strings). */
 char *hr_etcd_body_grant(int64_t ttl_s);
@@ -105,6 +118,74 @@ char *hr_etcd_body_put(const char *key, const char *value, int64_t lease);
 /** A txn deleting key only while it is still attached to lease. */
 char *hr_etcd_body_delete_if_lease(const char *key, int64_t lease);
 char *hr_etcd_body_auth(const char *user, const char *password);
+
+/* ---- the fleet floor ---------------------------------------------------- */
+
+/* One key as a range read returned it. */
+struct hr_etcd_kv {
+	char *key;             /* decoded, owned */
+	int64_t mod_revision;
+	int64_t lease;         /* 0: none */
+	bool critical;         /* a document value with status "critical" */
+};
+
+/* The keys under a service's directory, in etcd's (byte) order. */
+struct hr_etcd_view {
+	struct hr_etcd_kv *kvs;
+	size_t n;
+	int64_t revision;      /* the header's: the read's revision */
+};
+
+/** Free the keys; the view is zeroed. NULL-safe. */
+void hr_etcd_view_dispose(struct hr_etcd_view *v);
+
+/** "<prefix><service>/": the directory of a service's instance keys. */
+char *hr_etcd_service_dir(const char *prefix, const char *service);
+
+/**
+ * A range read of every key under dir (range_end: dir with its last byte
+ * + 1). keys_only: without the values (the grpc format has nothing in
+ * them for the floor).
+ */
+char *hr_etcd_body_range_prefix(const char *dir, bool keys_only);
+
+/* What the floor makes of a view for the own key. */
+struct hr_etcd_floor {
+	bool present;          /* the own key is in the view */
+	bool ours;             /* ... under our lease */
+	size_t registered;     /* keys in the view, the own one included */
+	size_t healthy;        /* of them, not marked critical, own excluded */
+	bool leave;            /* leaving keeps >= min_healthy others */
+};
+
+/**
+ * Pure: may the instance at own_key (under lease) leave, with min_healthy
+ * the floor? It may when the view holds at least min_healthy keys besides
+ * its own. A key absent from the view, or under another lease, is not
+ * ours to delete (present/ours false, leave false).
+ */
+void hr_etcd_floor_decide(const struct hr_etcd_view *v, const char *own_key,
+			  int64_t lease, int min_healthy,
+			  struct hr_etcd_floor *out);
+
+/**
+ * The txn that deletes own_key only if the view still holds for the
+ * floor: own_key still under lease and unchanged (MOD == its
+ * mod_revision), and the first min_healthy other keys of the view still
+ * there, unchanged (MOD == their mod_revision; a deleted key's is 0, so
+ * its compare fails). If they are, at least min_healthy others exist when
+ * the delete happens: several instances deleting at once are serialized
+ * by etcd, and a txn that fails is re-read and decided again. NULL on out
+ * of memory, or when the view has no such keys (the caller decided
+ * wrongly).
+ */
+char *hr_etcd_body_floor_delete(const struct hr_etcd_view *v,
+				const char *own_key, int64_t lease,
+				int min_healthy);
+
+/** "kept by fleet floor: 1 of 3 healthy (min_healthy 2)" into buf. */
+void hr_etcd_floor_note(const struct hr_etcd_floor *f, int min_healthy,
+			char *buf, size_t len);
 
 /** Standard base64 with padding. */
 char *hr_etcd_b64(const void *data, size_t len);
@@ -128,6 +209,8 @@ enum hr_etcd_op {
 	HR_ETCD_OP_PUT,
 	HR_ETCD_OP_DELETE,   /* the delete-if-lease txn */
 	HR_ETCD_OP_REVOKE,
+	HR_ETCD_OP_RANGE,    /* the floor's read of the service's keys */
+	HR_ETCD_OP_FLOOR_DELETE, /* the floor's guarded delete txn */
 };
 
 /** "authenticate", "grant", ... for logs. */
@@ -154,6 +237,7 @@ struct hr_etcd_reply {
 	int64_t ttl;           /* grant, keepalive: TTL s (0 absent) */
 	bool succeeded;        /* delete txn: compare held */
 	char *token;           /* auth: owned; hr_etcd_reply_dispose() */
+	struct hr_etcd_view view; /* range: owned; hr_etcd_reply_dispose() */
 };
 
 /**
@@ -165,7 +249,7 @@ void hr_etcd_reply_parse(enum hr_etcd_op op, long http_status,
 			 const char *body, size_t len,
 			 struct hr_etcd_reply *out);
 
-/** Free the token. NULL-safe, idempotent. */
+/** Free the token and the view. NULL-safe, idempotent. */
 void hr_etcd_reply_dispose(struct hr_etcd_reply *r);
 
 #endif

@@ -58,7 +58,8 @@ static void ints(const cJSON *it)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	enum hr_etcd_op op = hr_fuzz_take(&data, &size) % 6;
+	enum hr_etcd_op op = hr_fuzz_take(&data, &size) %
+			   (HR_ETCD_OP_FLOOR_DELETE + 1);
 	long status = hr_fuzz_status(&data, &size);
 	char *body = hr_fuzz_copy(data, size, false);
 	struct hr_etcd_reply r;
@@ -74,6 +75,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		   "message NUL-terminated");
 	FUZZ_CHECK(!r.token || (op == HR_ETCD_OP_AUTH && r.result == HR_ETCD_OK),
 		   "a token only from a successful authenticate");
+	FUZZ_CHECK(!r.view.n || (op == HR_ETCD_OP_RANGE &&
+				 r.result == HR_ETCD_OK),
+		   "keys only from a successful range read");
 	hr_etcd_reply_dispose(&r);
 	hr_etcd_reply_dispose(&r);
 	root = cJSON_ParseWithLength(body, size);

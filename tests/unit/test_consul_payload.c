@@ -186,6 +186,14 @@ Test(consul_payload, conf_errors_name_their_path)
 		  "registry.consul.deregister_critical_service_after: true is "
 		  "not a duration" },
 		{ "{\"bogus\":1}", NULL, 1, "registry.consul.bogus: unknown key" },
+		/* refused, not ignored: Consul has no fleet floor yet */
+		{ "{\"min_healthy\":2}", NULL, 1,
+		  "registry.consul.min_healthy: the fleet floor is not "
+		  "implemented for Consul yet (it is for etcd: "
+		  "registry.etcd.min_healthy)" },
+		{ "{\"max_unhealthy_fraction\":0.5}", NULL, 1,
+		  "registry.consul.max_unhealthy_fraction: the fleet floor is "
+		  "not implemented" },
 		{ "{\"Address\":\"http://x\"}", NULL, 1,
 		  "registry.consul.Address: unknown key" },
 		{ "{\"token\":\"s3cret\"}", NULL, 1,

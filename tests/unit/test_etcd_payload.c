@@ -103,6 +103,18 @@ struct conf_case {
 };
 
 static const struct conf_case bad_confs[] = {
+	{ "{\"min_healthy\":128}",
+	  "registry.etcd.min_healthy: 128 is out of range (0..127)" },
+	{ "{\"min_healthy\":-1}",
+	  "registry.etcd.min_healthy: -1 is out of range (0..127)" },
+	{ "{\"min_healthy\":1.5}",
+	  "registry.etcd.min_healthy: 1.5 is not an integer" },
+	{ "{\"min_healthy\":\"2\"}",
+	  "registry.etcd.min_healthy: \"2\" is not an integer" },
+	{ "{\"max_unhealthy_fraction\":0.5}",
+	  "registry.etcd.max_unhealthy_fraction: is not supported: etcd keeps "
+	  "no record of instances that left, so a fraction has nothing to "
+	  "count from; use min_healthy (an absolute count)" },
 	{ "{\"lease_ttl\":\"5x\"}",
 	  "registry.etcd.lease_ttl: \"5x\" is not a duration (like \"250ms\", "
 	  "\"10s\", \"1m30s\")" },
@@ -669,4 +681,215 @@ Test(etcd_payload, names)
 	cr_assert_str_eq(hr_etcd_op_name(HR_ETCD_OP_DELETE), "delete");
 	cr_assert_str_eq(hr_etcd_result_name(HR_ETCD_LEASE_LOST),
 			 "lease_lost");
+}
+
+/* ---- the fleet floor --------------------------------------------------- */
+
+Test(etcd_payload, floor_conf)
+{
+	struct hr_etcd_conf c;
+	struct hr_diag d;
+
+	hr_diag_init(&d);
+	cr_assert_eq(parse_text("{}", &c, &d), 0);
+	cr_assert_eq(c.min_healthy, 0, "off by default");
+	hr_etcd_conf_dispose(&c);
+	cr_assert_eq(parse_text("{\"min_healthy\":127}", &c, &d), 0);
+	cr_assert_eq(c.min_healthy, 127);
+	hr_etcd_conf_dispose(&c);
+	cr_assert_eq(d.n, 0);
+	hr_diag_dispose(&d);
+}
+
+Test(etcd_payload, floor_range_body)
+{
+	char *dir = hr_etcd_service_dir("services/", "web");
+	char *b;
+
+	cr_assert_str_eq(dir, "services/web/");
+	b = hr_etcd_body_range_prefix(dir, true);
+	/* "services/web/" .. "services/web0" */
+	cr_assert_str_eq(b, "{\"key\":\"c2VydmljZXMvd2ViLw==\","
+			    "\"range_end\":\"c2VydmljZXMvd2ViMA==\","
+			    "\"keys_only\":true}");
+	free(b);
+	b = hr_etcd_body_range_prefix(dir, false);
+	cr_assert_str_eq(b, "{\"key\":\"c2VydmljZXMvd2ViLw==\","
+			    "\"range_end\":\"c2VydmljZXMvd2ViMA==\"}");
+	free(b);
+	free(dir);
+}
+
+/* A view of keys "k0".."k<n-1>" with mod_revision 10+i, lease 7. */
+static void make_view(struct hr_etcd_view *v, size_t n)
+{
+	size_t i;
+
+	memset(v, 0, sizeof(*v));
+	v->kvs = calloc(n, sizeof(*v->kvs));
+	cr_assert_not_null(v->kvs);
+	for (i = 0; i < n; i++) {
+		char k[8];
+
+		snprintf(k, sizeof(k), "k%zu", i);
+		v->kvs[i].key = strdup(k);
+		v->kvs[i].mod_revision = 10 + (int64_t)i;
+		v->kvs[i].lease = 7;
+	}
+	v->n = n;
+}
+
+Test(etcd_payload, floor_decide)
+{
+	struct hr_etcd_view v;
+	struct hr_etcd_floor f;
+
+	make_view(&v, 3);
+	/* 3 registered, floor 2: leaving keeps 2 others. */
+	hr_etcd_floor_decide(&v, "k1", 7, 2, &f);
+	cr_assert(f.present && f.ours && f.leave);
+	cr_assert_eq(f.registered, 3);
+	cr_assert_eq(f.healthy, 2);
+	/* floor 3: leaving would leave 2 < 3. */
+	hr_etcd_floor_decide(&v, "k1", 7, 3, &f);
+	cr_assert(f.present && f.ours);
+	cr_assert_not(f.leave);
+	/* critical others are registered but not healthy (the note) */
+	v.kvs[0].critical = true;
+	hr_etcd_floor_decide(&v, "k1", 7, 3, &f);
+	cr_assert_eq(f.registered, 3);
+	cr_assert_eq(f.healthy, 1);
+	/* under another lease: not ours to delete */
+	hr_etcd_floor_decide(&v, "k1", 8, 2, &f);
+	cr_assert(f.present);
+	cr_assert_not(f.ours);
+	cr_assert_not(f.leave);
+	/* gone */
+	hr_etcd_floor_decide(&v, "k9", 7, 0, &f);
+	cr_assert_not(f.present);
+	cr_assert_not(f.leave);
+	/* floor 0 (off): always leave */
+	hr_etcd_floor_decide(&v, "k1", 7, 0, &f);
+	cr_assert(f.leave);
+	hr_etcd_view_dispose(&v);
+	cr_assert_null(v.kvs);
+	cr_assert_eq(v.n, 0);
+}
+
+Test(etcd_payload, floor_delete_txn_guards_own_key_and_floor_others)
+{
+	struct hr_etcd_view v;
+	char *b;
+
+	make_view(&v, 4);
+	/* own k1: LEASE and MOD of k1, then MOD of the first two others
+	 * (k0, k2); k3 is not needed to prove the floor. */
+	b = hr_etcd_body_floor_delete(&v, "k1", 7, 2);
+	cr_assert_str_eq(b,
+		"{\"compare\":["
+		"{\"target\":\"LEASE\",\"key\":\"azE=\",\"result\":\"EQUAL\","
+		"\"lease\":\"7\"},"
+		"{\"target\":\"MOD\",\"key\":\"azE=\",\"result\":\"EQUAL\","
+		"\"mod_revision\":\"11\"},"
+		"{\"target\":\"MOD\",\"key\":\"azA=\",\"result\":\"EQUAL\","
+		"\"mod_revision\":\"10\"},"
+		"{\"target\":\"MOD\",\"key\":\"azI=\",\"result\":\"EQUAL\","
+		"\"mod_revision\":\"12\"}],"
+		"\"success\":[{\"request_delete_range\":{\"key\":\"azE=\"}}]}");
+	free(b);
+	/* not enough others to prove the floor, or no own key: no txn */
+	cr_assert_null(hr_etcd_body_floor_delete(&v, "k1", 7, 4));
+	cr_assert_null(hr_etcd_body_floor_delete(&v, "k9", 7, 1));
+	hr_etcd_view_dispose(&v);
+}
+
+Test(etcd_payload, floor_note_and_document_value)
+{
+	struct hr_etcd_floor f = { .present = true, .ours = true,
+				   .registered = 3, .healthy = 1 };
+	struct hr_service_spec s = { .name = "web", .id = "web-1" };
+	char note[128], *v;
+
+	hr_etcd_floor_note(&f, 2, note, sizeof(note));
+	cr_assert_str_eq(note,
+			 "kept by fleet floor: 1 of 3 healthy (min_healthy 2)");
+	v = hr_etcd_value_note(&s, "h:1", HR_STATUS_CRITICAL,
+			       HR_ETCD_VALUE_DOCUMENT, note);
+	cr_assert_str_eq(v, "{\"Op\":0,\"Addr\":\"h:1\",\"Metadata\":{"
+			    "\"id\":\"web-1\",\"status\":\"critical\","
+			    "\"note\":\"kept by fleet floor: 1 of 3 healthy "
+			    "(min_healthy 2)\",\"tags\":[],\"meta\":{}}}");
+	free(v);
+	/* the grpc value has no room for it */
+	v = hr_etcd_value_note(&s, "h:1", HR_STATUS_CRITICAL,
+			       HR_ETCD_VALUE_GRPC, note);
+	cr_assert_str_eq(v, "{\"Op\":0,\"Addr\":\"h:1\"}");
+	free(v);
+}
+
+Test(etcd_payload, floor_range_reply)
+{
+	/* etcd 3.4's gateway: int64 as strings, lease omitted when 0, kvs
+	 * omitted when there is no key. The second value is a document
+	 * marked critical. */
+	char *crit = hr_etcd_b64(
+		"{\"Op\":0,\"Addr\":\"b\",\"Metadata\":{\"status\":\"critical\"}}",
+		strlen("{\"Op\":0,\"Addr\":\"b\",\"Metadata\":{\"status\":"
+		       "\"critical\"}}"));
+	char body[1024];
+	struct hr_etcd_reply r;
+
+	snprintf(body, sizeof(body),
+		 "{\"header\":{\"revision\":\"42\"},\"kvs\":["
+		 "{\"key\":\"YQ==\",\"create_revision\":\"5\","
+		 "\"mod_revision\":\"6\",\"version\":\"1\",\"lease\":\"99\"},"
+		 "{\"key\":\"Yg==\",\"mod_revision\":\"40\",\"value\":\"%s\"}],"
+		 "\"count\":\"2\"}", crit);
+	free(crit);
+	hr_etcd_reply_parse(HR_ETCD_OP_RANGE, 200, body, strlen(body), &r);
+	cr_assert_eq(r.result, HR_ETCD_OK, "%s", r.message);
+	cr_assert_eq(r.view.revision, 42);
+	cr_assert_eq(r.view.n, 2);
+	cr_assert_str_eq(r.view.kvs[0].key, "a");
+	cr_assert_eq(r.view.kvs[0].mod_revision, 6);
+	cr_assert_eq(r.view.kvs[0].lease, 99);
+	cr_assert_not(r.view.kvs[0].critical);
+	cr_assert_str_eq(r.view.kvs[1].key, "b");
+	cr_assert_eq(r.view.kvs[1].lease, 0);
+	cr_assert(r.view.kvs[1].critical);
+	hr_etcd_reply_dispose(&r);
+	cr_assert_null(r.view.kvs);
+
+	/* empty directory */
+	hr_etcd_reply_parse(HR_ETCD_OP_RANGE, 200,
+			    "{\"header\":{\"revision\":\"3\"}}", 29, &r);
+	cr_assert_eq(r.result, HR_ETCD_OK, "%s", r.message);
+	cr_assert_eq(r.view.n, 0);
+	hr_etcd_reply_dispose(&r);
+
+	/* what the decision cannot rest on */
+	hr_etcd_reply_parse(HR_ETCD_OP_RANGE, 200, "{\"kvs\":[]}", 10, &r);
+	cr_assert_eq(r.result, HR_ETCD_FAILED);
+	hr_etcd_reply_dispose(&r);
+	strcpy(body, "{\"header\":{\"revision\":\"3\"},\"kvs\":["
+		     "{\"key\":\"YQ==\",\"mod_revision\":\"6\"},"
+		     "{\"key\":\"!!\",\"mod_revision\":\"7\"}]}");
+	hr_etcd_reply_parse(HR_ETCD_OP_RANGE, 200, body, strlen(body), &r);
+	cr_assert_eq(r.result, HR_ETCD_FAILED);
+	cr_assert_str_eq(r.message, "range reply: a key is not base64");
+	cr_assert_eq(r.view.n, 0);
+	hr_etcd_reply_dispose(&r);
+	strcpy(body, "{\"header\":{\"revision\":\"3\"},\"kvs\":["
+		     "{\"key\":\"YQ==\"}]}");
+	hr_etcd_reply_parse(HR_ETCD_OP_RANGE, 200, body, strlen(body), &r);
+	cr_assert_eq(r.result, HR_ETCD_FAILED);
+	cr_assert_str_eq(r.message, "range reply: a key without mod_revision");
+	hr_etcd_reply_dispose(&r);
+
+	/* the guarded txn's answer: succeeded false = read again */
+	hr_etcd_reply_parse(HR_ETCD_OP_FLOOR_DELETE, 200,
+			    "{\"header\":{},\"succeeded\":false}", 31, &r);
+	cr_assert_eq(r.result, HR_ETCD_OK);
+	cr_assert_not(r.succeeded);
+	hr_etcd_reply_dispose(&r);
 }

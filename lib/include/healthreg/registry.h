@@ -86,6 +86,10 @@ struct hr_registry_stats {
 	/* Added for issue 14. */
 	bool dry_run;          /* "dry_run": decisions only, no requests;
 				  state is what would be registered */
+	/* The fleet floor: kept registered although critical, and how
+	 * many times that began. */
+	bool floor_kept;
+	uint64_t floor_kept_total;
 };
 
 /** NULL-safe. */
