@@ -279,6 +279,16 @@ class TestFleetFloor(unittest.TestCase):
             r = hrtest.run(["status", "--api", fleet.urls[i]])
             self.assertIn("registry etcd: registered (critical, kept by "
                           "the fleet floor)", r.stdout)
+            # The decision journal says why it is still there.
+            with urllib.request.urlopen(fleet.urls[i] + "/v1/decisions",
+                                        timeout=5) as resp:
+                ds = json.loads(resp.read())["decisions"]
+            kept_ds = [d for d in ds if d["decision"] == "kept_by_floor"]
+            self.assertEqual(len(kept_ds), 1, ds)
+            self.assertEqual(kept_ds[0]["backend"], "etcd")
+            self.assertIn("kept by fleet floor", kept_ds[0]["why"])
+            r = hrtest.run(["why", "--api", fleet.urls[i]])
+            self.assertIn("kept_by_floor", r.stdout)
         left = [i for i in range(3) if i not in kept][0]
         self.assertEqual([g["floor_kept"] for g in
                           health(fleet.urls[left])["registries"]], [False])
