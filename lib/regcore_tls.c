@@ -156,32 +156,6 @@ static int check_pem(const char *file, enum pem_want want, char *why,
 
 /* ---- ca_path ------------------------------------------------------------ */
 
-struct blob {
-	char *p;
-	size_t n, cap;
-};
-
-static int blob_add(struct blob *b, const char *s, size_t n)
-{
-	if (b->n + n + 2 > b->cap) {
-		size_t cap = b->cap ? b->cap : 16384;
-		char *p;
-
-		while (cap < b->n + n + 2)
-			cap *= 2;
-		p = realloc(b->p, cap);
-		if (!p)
-			return -ENOMEM;
-		b->p = p;
-		b->cap = cap;
-	}
-	memcpy(b->p + b->n, s, n);
-	b->n += n;
-	b->p[b->n++] = '\n';
-	b->p[b->n] = '\0';
-	return 0;
-}
-
 static int dir_entry_file(const char *dir, const char *name, char *buf,
 			  size_t len)
 {
@@ -196,7 +170,7 @@ static int dir_entry_file(const char *dir, const char *name, char *buf,
  * *out (NULL: only check). At least one. 0, or -errno with why (naming
  * the file when one is at fault).
  */
-static int load_ca_dir(const char *dir, struct blob *out, char *why,
+static int load_ca_dir(const char *dir, struct hr_capture *out, char *why,
 		       size_t whylen)
 {
 	char file[4096], what[200];
@@ -238,9 +212,13 @@ static int load_ca_dir(const char *dir, struct blob *out, char *why,
 				 "than %d bytes", CA_DIR_MAX_BYTES);
 			rc = -E2BIG;
 		}
-		if (!rc && out && blob_add(out, text, len) < 0) {
-			snprintf(what, sizeof(what), "out of memory");
-			rc = -ENOMEM;
+		if (!rc && out) {
+			hr_capture_add(out, text, len);
+			hr_capture_add(out, "\n", 1);
+			if (out->oom) {
+				snprintf(what, sizeof(what), "out of memory");
+				rc = -ENOMEM;
+			}
 		}
 		free(text);
 		if (rc < 0) {
@@ -264,9 +242,11 @@ static const char *name_of(const char *given, const char *path,
 	return given ? given : hr_conf_path(buf, path, key);
 }
 
-int hr_reg_tls_check_files(const struct hr_reg_conf *c, const char *path,
-			   const struct hr_reg_tls_names *names,
-			   struct hr_diag *d)
+/* The checks of hr_reg_tls_check_files(); ca_path's certificates also
+ * into ca when it is not NULL (one read of the directory). */
+static int check_files(const struct hr_reg_conf *c, const char *path,
+		       const struct hr_reg_tls_names *names,
+		       struct hr_diag *d, struct hr_capture *ca)
 {
 	static const struct hr_reg_tls_names none;
 	const struct hr_reg_tls_names *n = names ? names : &none;
@@ -281,7 +261,7 @@ int hr_reg_tls_check_files(const struct hr_reg_conf *c, const char *path,
 		rc = -EINVAL;
 	}
 	if (c->ca_path && !c->ca_file &&
-	    load_ca_dir(c->ca_path, NULL, why, sizeof(why)) < 0) {
+	    load_ca_dir(c->ca_path, ca, why, sizeof(why)) < 0) {
 		hr_diag_add(d, HR_DIAG_ERROR,
 			    name_of(n->ca_path, path, "ca_path", p), "%s: %s",
 			    c->ca_path, why);
@@ -303,6 +283,13 @@ int hr_reg_tls_check_files(const struct hr_reg_conf *c, const char *path,
 		rc = -EINVAL;
 	}
 	return rc;
+}
+
+int hr_reg_tls_check_files(const struct hr_reg_conf *c, const char *path,
+			   const struct hr_reg_tls_names *names,
+			   struct hr_diag *d)
+{
+	return check_files(c, path, names, d, NULL);
 }
 
 /* ---- the core's copy ---------------------------------------------------- */
@@ -329,36 +316,27 @@ int hr_regcore_tls(struct hr_regcore *core, const struct hr_reg_conf *c,
 		   const struct hr_reg_tls_names *names, struct hr_err *err)
 {
 	struct hr_reg_tls *t = &core->tls;
-	struct blob b = { NULL, 0, 0 };
+	struct hr_capture ca;
 	struct hr_diag d;
-	char why[320], path[64];
+	char path[64];
 	int rc;
 
 	hr__reg_tls_dispose(t);
 	hr_diag_init(&d);
+	/* the directory's texts and a newline each, within its limits */
+	hr_capture_init(&ca, (size_t)CA_DIR_MAX_BYTES + CA_DIR_MAX_FILES);
 	snprintf(path, sizeof(path), "registry.%s", registry);
-	rc = hr_reg_tls_check_files(c, path, names, &d);
+	rc = check_files(c, path, names, &d, &ca);
 	if (rc < 0) {
 		hr_err_set(err, rc, "%s",
 			   d.n && d.v[0].text ? d.v[0].text : "TLS files");
 		hr_diag_dispose(&d);
+		hr_capture_dispose(&ca);
 		return rc;
 	}
 	hr_diag_dispose(&d);
-	if (c->ca_path && !c->ca_file) {
-		rc = load_ca_dir(c->ca_path, &b, why, sizeof(why));
-		if (rc < 0) {
-			char p[HR_CONF_PATH_MAX];
-
-			free(b.p);
-			return hr_err_set(err, rc, "%s: %s: %s",
-					  name_of(names ? names->ca_path : NULL,
-						  path, "ca_path", p),
-					  c->ca_path, why);
-		}
-		t->ca_blob = b.p;
-		t->ca_blob_len = b.n;
-	}
+	t->ca_blob_len = ca.len;
+	t->ca_blob = hr_capture_take(&ca); /* NULL without ca_path */
 	if (dup_opt(&t->ca_file, c->ca_file) < 0 ||
 	    dup_opt(&t->cert_file, c->cert_file) < 0 ||
 	    dup_opt(&t->key_file, c->key_file) < 0) {

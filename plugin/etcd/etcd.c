@@ -507,12 +507,11 @@ static void reconcile_shutdown(struct hr_registry *r)
 			 NULL);
 }
 
-/* Put the current value if it differs from what we wrote. */
-static void reconcile_key(struct hr_registry *r)
+/* Put value (taken; NULL: out of memory) written with status st, unless
+ * it is what we wrote; why, when not NULL, becomes the reason logged. */
+static void put_if_changed(struct hr_registry *r, char *value,
+			   enum hr_status st, const char *why)
 {
-	char *value = hr_etcd_value(&r->core.service, r->addr,
-				    r->value_status, r->conf.value_format);
-
 	if (!value) {
 		backoff(r);
 		return;
@@ -521,16 +520,25 @@ static void reconcile_key(struct hr_registry *r)
 		free(value);
 		return;
 	}
-	r->op_status = r->value_status;
+	r->op_status = st;
+	if (why)
+		snprintf(r->reason, sizeof(r->reason), "%s", why);
 	start_op(r, HR_ETCD_OP_PUT, hr_etcd_body_put(r->key, value, r->lease),
 		 value);
+}
+
+/* Put the current value if it differs from what we wrote. */
+static void reconcile_key(struct hr_registry *r)
+{
+	put_if_changed(r, hr_etcd_value(&r->core.service, r->addr,
+					r->value_status, r->conf.value_format),
+		       r->value_status, NULL);
 }
 
 /* Stay for the floor: counted once per stay; the document value says so. */
 static void keep(struct hr_registry *r, const struct hr_etcd_floor *f)
 {
 	char note[128], reg[24], healthy[24], min[24];
-	char *value;
 
 	hr_etcd_floor_note(f, r->conf.min_healthy, note, sizeof(note));
 	if (!r->kept) {
@@ -551,21 +559,10 @@ static void keep(struct hr_registry *r, const struct hr_etcd_floor *f)
 	}
 	if (r->conf.value_format != HR_ETCD_VALUE_DOCUMENT)
 		return; /* the grpc value has no status: the key stays */
-	value = hr_etcd_value_note(&r->core.service, r->addr,
-				   HR_STATUS_CRITICAL, r->conf.value_format,
-				   note);
-	if (!value) {
-		backoff(r);
-		return;
-	}
-	if (r->written && strcmp(r->written, value) == 0) {
-		free(value);
-		return;
-	}
-	r->op_status = HR_STATUS_CRITICAL;
-	snprintf(r->reason, sizeof(r->reason), "%s", note);
-	start_op(r, HR_ETCD_OP_PUT, hr_etcd_body_put(r->key, value, r->lease),
-		 value);
+	put_if_changed(r, hr_etcd_value_note(&r->core.service, r->addr,
+					     HR_STATUS_CRITICAL,
+					     r->conf.value_format, note),
+		       HR_STATUS_CRITICAL, note);
 }
 
 /*

@@ -27,17 +27,7 @@ REGISTER = json.dumps({"ID": "web-1", "Name": "web",
                        "Check": {"CheckID": "c1", "TTL": "30s"}})
 
 
-class TestListeners(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        if not tlskit.have_openssl():
-            raise unittest.SkipTest("openssl not installed")
-        cls.pki = tlskit.Pki()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.pki.close()
-
+class TestListeners(tlskit.PkiCase):
     def start(self, **flags):
         emu = emuctl.start(**flags)
         self.addCleanup(emu.cleanup)

@@ -34,17 +34,7 @@ GOOD = "env-good-5ecret"
 ENVTOK = "env-other-5ecret"
 
 
-class TestConsulEnv(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        if not tlskit.have_openssl():
-            raise unittest.SkipTest("openssl not installed")
-        cls.pki = tlskit.Pki()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.pki.close()
-
+class TestConsulEnv(tlskit.PkiCase):
     def setUp(self):
         self.dir = tempfile.mkdtemp(prefix="hr-cenv-")
         self.addCleanup(shutil.rmtree, self.dir, True)

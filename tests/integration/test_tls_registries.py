@@ -66,17 +66,7 @@ def log_events(log, event):
     return out
 
 
-class TlsCase(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        if not tlskit.have_openssl():
-            raise unittest.SkipTest("openssl not installed")
-        cls.pki = tlskit.Pki()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.pki.close()
-
+class TlsCase(tlskit.PkiCase):
     def agent(self, cfg, env=None, extra_args=()):
         e = dict(CLEAN_ENV)
         e.update(env or {})

@@ -22,6 +22,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import unittest
 
 OPENSSL = os.environ.get("HR_OPENSSL_BIN", "openssl")
 
@@ -168,3 +169,18 @@ class Pki:
                     out.write(src.read())
         os.chmod(p, 0o600)
         return p
+
+
+class PkiCase(unittest.TestCase):
+    """A test class with one Pki for all its tests (cls.pki), skipped
+    when openssl is missing."""
+
+    @classmethod
+    def setUpClass(cls):
+        if not have_openssl():
+            raise unittest.SkipTest("openssl not installed")
+        cls.pki = Pki()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.pki.close()
