@@ -7,43 +7,8 @@
 #include <errno.h>
 #include <string.h>
 
+#include "confparse.h"
 #include "healthreg/config.h"
-
-static struct hr_config *parse_ok(const char *json, struct hr_diag *d)
-{
-	struct hr_config *cfg = NULL;
-	size_t i;
-	int rc;
-
-	hr_diag_init(d);
-	rc = hr_config_parse(&cfg, json, strlen(json), NULL, 0, d);
-	for (i = 0; rc && i < d->n; i++)
-		cr_log_error("%s", d->v[i].text);
-	cr_assert_eq(rc, 0);
-	cr_assert_not_null(cfg);
-	return cfg;
-}
-
-static void parse_bad(const char *json, struct hr_diag *d)
-{
-	struct hr_config *cfg = (void *)1;
-
-	hr_diag_init(d);
-	cr_assert_eq(hr_config_parse(&cfg, json, strlen(json), NULL, 0, d),
-		     -EINVAL);
-	cr_assert_null(cfg);
-	cr_assert_gt(d->errors, 0);
-}
-
-static int has(const struct hr_diag *d, const char *text)
-{
-	size_t i;
-
-	for (i = 0; i < d->n; i++)
-		if (strstr(d->v[i].text, text))
-			return 1;
-	return 0;
-}
 
 Test(config_grpc, kind_and_fields)
 {
