@@ -51,7 +51,6 @@ sys.path.insert(0, os.path.join(ROOT, "tests", "support"))
 import etcd_harness  # noqa: E402
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
 # -- etcd metrics -------------------------------------------------------
@@ -149,12 +148,22 @@ def proc_cpu(pid):
         return 0.0
 
 
-def proc_rss(pid):
+def proc_mem(pid):
+    """{Rss, Pss, Private} in KiB (/proc/PID/smaps_rollup): RSS counts the
+    shared libraries' pages in every process, PSS shares them out, Private
+    is what this process alone holds."""
+    out = {"Rss": 0, "Pss": 0, "Private": 0}
     try:
-        with open("/proc/%d/statm" % pid) as f:
-            return int(f.read().split()[1]) * PAGE
+        with open("/proc/%d/smaps_rollup" % pid) as f:
+            for line in f:
+                k, _, rest = line.partition(":")
+                if k in ("Rss", "Pss"):
+                    out[k] = int(rest.split()[0])
+                elif k in ("Private_Clean", "Private_Dirty"):
+                    out["Private"] += int(rest.split()[0])
     except OSError:
-        return 0
+        pass
+    return out
 
 
 class Target:
@@ -314,15 +323,16 @@ def run_layout(hr, n_agents, n_services, args):
         w1 = fleet.leader_writes()
         cpu1 = sum(proc_cpu(p) for p in pids)
         lcpu1 = proc_cpu(lead_pid)
-        rss = [proc_rss(p) for p in pids]
+        mem = [proc_mem(p) for p in pids]
         res["steady"] = {
             "window_s": dt,
             "requests_per_s": rates(s0, s1, dt),
             "messages_per_s": rates(m0, m1, dt),
             "writes_per_s": rates(w0 or {}, w1 or {}, dt),
             "agent_cpu_pct": 100.0 * (cpu1 - cpu0) / dt,
-            "agent_rss_total_kib": sum(rss) // 1024,
-            "agent_rss_max_kib": max(rss) // 1024,
+            "agent_rss_max_kib": max(m["Rss"] for m in mem),
+            "agent_pss_total_kib": sum(m["Pss"] for m in mem),
+            "agent_private_total_kib": sum(m["Private"] for m in mem),
             "leader_cpu_pct": 100.0 * (lcpu1 - lcpu0) / dt,
         }
 
@@ -377,10 +387,10 @@ def report(r):
           % fmt_rates(s["messages_per_s"]))
     print("  writes/s (leader's mvcc put/delete/txn): %s"
           % fmt_rates(s["writes_per_s"]))
-    print("  agents: CPU %.2f %% of one core in all, RSS %d KiB in all, "
-          "%d KiB the largest" % (s["agent_cpu_pct"],
-                                   s["agent_rss_total_kib"],
-                                   s["agent_rss_max_kib"]))
+    print("  agents: CPU %.2f %% of one core in all; memory in all: PSS "
+          "%d KiB, private %d KiB; the largest RSS %d KiB"
+          % (s["agent_cpu_pct"], s["agent_pss_total_kib"],
+             s["agent_private_total_kib"], s["agent_rss_max_kib"]))
     print("  etcd leader CPU %.2f %% of one core" % s["leader_cpu_pct"])
     v = r["recover"]
     print("recover after the cluster was wiped (down %.0f s):" % v["downtime_s"])
