@@ -988,6 +988,11 @@ static void etcd_destroy(struct hr_registry *r)
 	free(r);
 }
 
+const struct hr_etcd_lease *hr_etcd_lease_of(const struct hr_registry *r)
+{
+	return LEASE(r);
+}
+
 const struct hr_registry_ops hr_registry_etcd = {
 	.abi = HR_REGISTRY_ABI,
 	.name = "etcd",

@@ -13,4 +13,9 @@
 /* The backend's only exported symbol; name "etcd". */
 extern const struct hr_registry_ops hr_registry_etcd;
 
+struct hr_etcd_lease;
+/* The shared lease an etcd backend instance is attached to (etcd_lease.h;
+ * borrowed), for tests. */
+const struct hr_etcd_lease *hr_etcd_lease_of(const struct hr_registry *r);
+
 #endif

@@ -25,6 +25,7 @@
 #include <ev.h>
 
 #include "etcd/etcd.h"
+#include "etcd/etcd_lease.h"
 #include "healthreg/http.h"
 #include "healthreg/log.h"
 
@@ -257,6 +258,7 @@ static void run_for(double seconds)
 
 struct ev_view {
 	char type[8];
+	char key[96];
 	char value[1024];
 	char lease[32];
 	double t;
@@ -273,6 +275,8 @@ static int events(struct ev_view *out, int max)
 			break;
 		snprintf(out[n].type, sizeof(out[n].type), "%s",
 			 cJSON_GetObjectItem(e, "type")->valuestring);
+		snprintf(out[n].key, sizeof(out[n].key), "%s",
+			 cJSON_GetObjectItem(e, "key")->valuestring);
 		snprintf(out[n].value, sizeof(out[n].value), "%s",
 			 cJSON_GetObjectItem(e, "value")->valuestring);
 		snprintf(out[n].lease, sizeof(out[n].lease), "%s",
@@ -338,9 +342,12 @@ static struct hr_service_spec SVC = {
 	.tags = tags, .n_tags = 1, .meta = meta, .n_meta = 1,
 };
 
-static struct hr_registry *make(const char *extra, int64_t shutdown_ms)
+static struct hr_registry *make_svc(const struct hr_service_spec *svc,
+				    struct hr_registry_stats *stats,
+				    const char *extra, int64_t shutdown_ms)
 {
-	struct hr_registry_env env = { L, HTTP, &SVC, shutdown_ms, NULL, NULL };
+	struct hr_registry_env env = { L, HTTP, svc, shutdown_ms, stats,
+				       NULL };
 	struct hr_registry *r = NULL;
 	struct hr_diag d;
 	struct hr_err err = { "" };
@@ -370,6 +377,11 @@ static struct hr_registry *make(const char *extra, int64_t shutdown_ms)
 		     err.msg);
 	cJSON_Delete(conf);
 	return r;
+}
+
+static struct hr_registry *make(const char *extra, int64_t shutdown_ms)
+{
+	return make_svc(&SVC, NULL, extra, shutdown_ms);
 }
 
 static void done_cb(void *payload)
@@ -761,4 +773,354 @@ Test(etcd_backend, stale_key_replaced_and_foreign_key_kept)
 			  our_lease);
 	cJSON_Delete(j);
 	hr_registry_etcd.destroy(r);
+}
+
+/* ---- one lease per agent (etcd_lease.c) ------------------------------ */
+
+#define NMAX 200
+
+TestSuite(etcd_lease, .init = setup, .fini = teardown, .timeout = 120);
+
+/* N backends of N services ("svc<i>", port 9100 + i) on one loop. */
+static struct hr_service_spec FLEET[NMAX];
+static char FLEET_NAME[NMAX][16];
+static struct hr_registry *FR[NMAX];
+static struct hr_registry_stats FSTATS[NMAX];
+
+static void fleet_key(int i, char *buf, size_t len)
+{
+	snprintf(buf, len, PREFIX "svc%d/127.0.0.1:%d", i, 9100 + i);
+}
+
+static void fleet_make(int from, int to, const char *extra)
+{
+	int i;
+
+	for (i = from; i < to; i++) {
+		snprintf(FLEET_NAME[i], sizeof(FLEET_NAME[i]), "svc%d", i);
+		FLEET[i] = (struct hr_service_spec){
+			.name = FLEET_NAME[i], .id = FLEET_NAME[i],
+			.address = "127.0.0.1", .port = 9100 + i,
+		};
+		memset(&FSTATS[i], 0, sizeof(FSTATS[i]));
+		FSTATS[i].name = "etcd";
+		FR[i] = make_svc(&FLEET[i], &FSTATS[i], extra, 5000);
+	}
+}
+
+static void fleet_apply(int from, int to, enum hr_status st)
+{
+	int i;
+
+	for (i = from; i < to; i++)
+		hr_registry_etcd.apply(FR[i], st, "x");
+}
+
+/* The lease IDs etcd holds, into ids (strings); their number. */
+static int leases(char ids[][32], int max)
+{
+	cJSON *j = harness_cmd("leases"), *e;
+	int n = 0;
+
+	cJSON_ArrayForEach(e, cJSON_GetObjectItem(j, "leases")) {
+		if (n < max)
+			snprintf(ids[n], sizeof(ids[0]), "%s", e->valuestring);
+		n++;
+	}
+	cJSON_Delete(j);
+	return n;
+}
+
+/* The keys attached to lease id, as one cJSON array (caller deletes the
+ * returned object); *ttl its TTL (-1: gone). */
+static cJSON *lease_keys(const char *id, int *ttl, int *n)
+{
+	cJSON *j = harness_cmd("leasekeys %s", id);
+
+	*ttl = cJSON_GetObjectItem(j, "ttl")->valueint;
+	*n = cJSON_GetArraySize(cJSON_GetObjectItem(j, "keys"));
+	return j;
+}
+
+static bool has_key(const cJSON *j, const char *key)
+{
+	const cJSON *e;
+
+	cJSON_ArrayForEach(e, cJSON_GetObjectItem(j, "keys"))
+		if (strcmp(e->valuestring, key) == 0)
+			return true;
+	return false;
+}
+
+static double etcd_keepalives(void)
+{
+	cJSON *j = harness_cmd("metric grpc_server_msg_received_total "
+			       "grpc_method=\"LeaseKeepAlive\"");
+	double v = cJSON_GetObjectItem(j, "value")->valuedouble;
+
+	cJSON_Delete(j);
+	return v;
+}
+
+/* Run the loop until the watch has at least n events. */
+static int wait_n_events(int n, double timeout)
+{
+	return wait_events(n - 1, timeout);
+}
+
+/* Events [from, n) of type on key (NULL: any key). */
+static int count_from(int from, int n, const char *type, const char *key)
+{
+	int i, c = 0;
+
+	for (i = from; i < n; i++)
+		c += !strcmp(EV[i].type, type) &&
+		     (!key || !strcmp(EV[i].key, key));
+	return c;
+}
+
+static int count_events(int n, const char *type, const char *key)
+{
+	return count_from(0, n, type, key);
+}
+
+/*
+ * N backends on one loop, one etcd: exactly one lease, every key on it,
+ * keepalives that do not grow with N, and no write while nothing changes.
+ */
+static void one_lease_for(int n)
+{
+	char ids[4][32], key[96];
+	double k0, k1;
+	cJSON *j;
+	int i, ttl, nk;
+
+	harness_start(1);
+	fleet_make(0, n, "\"lease_ttl\":\"3s\",\"value_format\":\"grpc\"");
+	fleet_apply(0, n, HR_STATUS_PASSING);
+	wait_n_events(n, 30);
+	cr_assert_eq(count_events(n, "PUT", NULL), n);
+	cr_assert_eq(leases(ids, 4), 1, "%d backends, %d leases", n,
+		     leases(ids, 4));
+	cr_assert_eq(hr_etcd_lease_open_count(), 1);
+	j = lease_keys(ids[0], &ttl, &nk);
+	cr_assert_eq(nk, n, "%d keys on the lease", nk);
+	for (i = 0; i < n; i++) {
+		fleet_key(i, key, sizeof(key));
+		cr_assert(has_key(j, key), "%s not on lease %s", key, ids[0]);
+	}
+	cJSON_Delete(j);
+	/* Idle: keepalives only, one stream (every TTL/3 = 1 s). */
+	k0 = etcd_keepalives();
+	run_for(4.5);
+	k1 = etcd_keepalives();
+	measure("%d backends: %.0f keepalives reached etcd in 4.5 s", n,
+		k1 - k0);
+	cr_assert_geq(k1 - k0, 3);
+	cr_assert_leq(k1 - k0, 6, "keepalives grow with the backends");
+	cr_assert_eq(events(EV, 512), n, "writes while nothing changed");
+	for (i = 0; i < n; i++) {
+		cr_assert_eq(FSTATS[i].state, HR_REGISTRY_REGISTERED);
+		cr_assert_eq(FSTATS[i].failures, 0);
+		cr_assert_geq(FSTATS[i].writes, 1 + 3,
+			      "the keepalives count for every backend");
+		hr_registry_etcd.destroy(FR[i]);
+	}
+	cr_assert_eq(hr_etcd_lease_open_count(), 0);
+}
+
+Test(etcd_lease, one_lease_for_3_backends, .timeout = 90)
+{
+	one_lease_for(3);
+}
+
+Test(etcd_lease, one_lease_for_200_backends, .timeout = 120)
+{
+	one_lease_for(NMAX);
+}
+
+/* One backend's critical deletes only its key; one shut down (a service
+ * removed by a reload) deletes only its key; the lease and the others'
+ * keys stay, kept alive past the TTL; the last one revokes the lease. */
+Test(etcd_lease, each_backend_deletes_only_its_key, .timeout = 90)
+{
+	char ids[4][32], k0[96], k1[96], k2[96];
+	double t0;
+	cJSON *j;
+	int n, ttl, nk;
+
+	harness_start(1);
+	fleet_make(0, 3, "\"lease_ttl\":\"3s\",\"value_format\":\"grpc\"");
+	fleet_key(0, k0, sizeof(k0));
+	fleet_key(1, k1, sizeof(k1));
+	fleet_key(2, k2, sizeof(k2));
+	fleet_apply(0, 3, HR_STATUS_PASSING);
+	wait_n_events(3, 10);
+	cr_assert_eq(leases(ids, 4), 1);
+
+	hr_registry_etcd.apply(FR[1], HR_STATUS_CRITICAL, "down");
+	n = wait_n_events(4, 5);
+	cr_assert_str_eq(EV[3].type, "DELETE");
+	cr_assert_str_eq(EV[3].key, k1);
+	run_for(0.5);
+	cr_assert_eq(events(EV, 512), 4);
+	j = lease_keys(ids[0], &ttl, &nk);
+	cr_assert_eq(nk, 2);
+	cr_assert(has_key(j, k0) && has_key(j, k2));
+	cJSON_Delete(j);
+	hr_registry_etcd.apply(FR[1], HR_STATUS_PASSING, "ok");
+	wait_n_events(5, 5);
+	cr_assert_str_eq(EV[4].key, k1);
+
+	/* Backend 0 goes (its service was removed): its key only. */
+	shutdown_and_wait(FR[0], &t0);
+	n = wait_n_events(6, 5);
+	cr_assert_str_eq(EV[5].type, "DELETE");
+	cr_assert_str_eq(EV[5].key, k0);
+	/* Past the TTL: the keepalive goes on for the others. */
+	run_for(4.0);
+	n = events(EV, 512);
+	cr_assert_eq(n, 6, "the others' keys were touched");
+	cr_assert_eq(leases(ids, 4), 1);
+	j = lease_keys(ids[0], &ttl, &nk);
+	cr_assert_eq(nk, 2);
+	cr_assert(has_key(j, k1) && has_key(j, k2));
+	cr_assert_gt(ttl, 0);
+	cJSON_Delete(j);
+
+	/* Destroyed without a shutdown (the agent's own timeout): nothing
+	 * is written, the key stays under the lease, which the last
+	 * backend keeps alive and then revokes. */
+	hr_registry_etcd.destroy(FR[1]);
+	run_for(4.0);
+	cr_assert_eq(events(EV, 512), 6);
+	cr_assert_eq(leases(ids, 4), 1);
+	shutdown_and_wait(FR[2], &t0);
+	n = wait_n_events(8, 5);
+	cr_assert_eq(n, 8);
+	cr_assert_eq(count_from(6, n, "DELETE", k1), 1);
+	cr_assert_eq(count_from(6, n, "DELETE", k2), 1);
+	cr_assert_eq(leases(ids, 4), 0, "the last backend revokes the lease");
+	cr_assert_eq(hr_etcd_lease_open_count(), 0);
+}
+
+/* Every backend shut down at once (the agent's SIGTERM): one revoke, no
+ * delete of its own. */
+Test(etcd_lease, shutdown_of_all_is_one_revoke, .timeout = 60)
+{
+	char ids[4][32];
+	double t_done[3] = { 0, 0, 0 }, deadline;
+	int i, n;
+
+	harness_start(1);
+	fleet_make(0, 3, "\"lease_ttl\":\"3s\",\"value_format\":\"grpc\"");
+	fleet_apply(0, 3, HR_STATUS_PASSING);
+	wait_n_events(3, 10);
+	N_LOGGED = 0;
+	for (i = 0; i < 3; i++)
+		hr_registry_etcd.shutdown(FR[i], done_cb, &t_done[i]);
+	deadline = now() + 10;
+	while ((!t_done[0] || !t_done[1] || !t_done[2]) && now() < deadline)
+		run_for(0.01);
+	cr_assert(t_done[0] && t_done[1] && t_done[2]);
+	n = wait_n_events(6, 5);
+	cr_assert_eq(count_events(n, "DELETE", NULL), 3);
+	cr_assert_eq(logged("etcd_lease_revoked"), 1);
+	cr_assert_eq(leases(ids, 4), 0);
+	for (i = 0; i < 3; i++) {
+		cr_assert_eq(FSTATS[i].state, HR_REGISTRY_DEREGISTERED);
+		hr_registry_etcd.destroy(FR[i]);
+	}
+}
+
+/* The lease revoked from outside: every key comes back under one new
+ * lease, granted once (not once per backend). */
+Test(etcd_lease, revoked_outside_regranted_once, .timeout = 90)
+{
+	char ids[4][32], old[32], key[96];
+	struct hr_etcd_lease_counts c0, c1;
+	cJSON *j;
+	int n, i, ttl, nk, k, puts;
+
+	harness_start(1);
+	n = 50;
+	fleet_make(0, n, "\"lease_ttl\":\"3s\",\"value_format\":\"grpc\"");
+	fleet_apply(0, n, HR_STATUS_PASSING);
+	wait_n_events(n, 20);
+	cr_assert_eq(leases(ids, 4), 1);
+	snprintf(old, sizeof(old), "%s", ids[0]);
+	hr_etcd_lease_counts(hr_etcd_lease_of(FR[0]), &c0);
+	cJSON_Delete(harness_cmd("revoke %s", old));
+	/* n DELETEs (the revoke), then n PUTs under the new lease. */
+	k = wait_n_events(3 * n, 20);
+	puts = count_events(k, "PUT", NULL);
+	cr_assert_eq(puts, 2 * n, "%d puts", puts);
+	cr_assert_eq(leases(ids, 4), 1);
+	cr_assert_str_neq(ids[0], old);
+	j = lease_keys(ids[0], &ttl, &nk);
+	cr_assert_eq(nk, n);
+	for (i = 0; i < n; i++) {
+		fleet_key(i, key, sizeof(key));
+		cr_assert(has_key(j, key), "%s is not back", key);
+	}
+	cJSON_Delete(j);
+	hr_etcd_lease_counts(hr_etcd_lease_of(FR[0]), &c1);
+	cr_assert_eq(c1.grants - c0.grants, 1, "%llu grants",
+		     (unsigned long long)(c1.grants - c0.grants));
+	for (i = 0; i < n; i++)
+		hr_registry_etcd.destroy(FR[i]);
+}
+
+/* Backends that reach etcd differently do not share a lease. */
+Test(etcd_lease, different_settings_different_leases, .timeout = 60)
+{
+	char ids[4][32];
+
+	harness_start(1);
+	fleet_make(0, 2, "\"lease_ttl\":\"3s\",\"value_format\":\"grpc\"");
+	fleet_make(2, 3, "\"lease_ttl\":\"4s\",\"value_format\":\"grpc\"");
+	fleet_make(3, 4, "\"lease_ttl\":\"3s\",\"value_format\":\"grpc\","
+			 "\"request_timeout\":\"1s\"");
+	/* Another prefix and format: the same lease as 0 and 1. */
+	fleet_make(4, 5, "\"lease_ttl\":\"3s\",\"value_format\":\"document\","
+			 "\"prefix\":\"other/\"");
+	fleet_apply(0, 5, HR_STATUS_PASSING);
+	wait_n_events(4, 10); /* the watch sees services/ only */
+	run_for(0.5);
+	cr_assert_eq(leases(ids, 4), 3);
+	cr_assert_eq(hr_etcd_lease_open_count(), 3);
+	cr_assert_eq(hr_etcd_lease_of(FR[0]), hr_etcd_lease_of(FR[1]));
+	cr_assert_eq(hr_etcd_lease_of(FR[0]), hr_etcd_lease_of(FR[4]));
+	cr_assert_neq(hr_etcd_lease_of(FR[0]), hr_etcd_lease_of(FR[2]));
+	cr_assert_neq(hr_etcd_lease_of(FR[0]), hr_etcd_lease_of(FR[3]));
+	for (int i = 0; i < 5; i++)
+		hr_registry_etcd.destroy(FR[i]);
+}
+
+/* etcd down: every backend on the lease shows the failing keepalive in
+ * its own state; all recover together. */
+Test(etcd_lease, keepalive_failure_in_every_backend, .timeout = 90)
+{
+	cJSON *j;
+	int i;
+
+	harness_start(1);
+	fleet_make(0, 3, "\"lease_ttl\":\"3s\",\"value_format\":\"grpc\"");
+	fleet_apply(0, 3, HR_STATUS_PASSING);
+	wait_n_events(3, 10);
+	cJSON_Delete(harness_cmd("kill 0"));
+	run_for(2.5);
+	for (i = 0; i < 3; i++) {
+		cr_assert_geq(FSTATS[i].failures, 1, "backend %d", i);
+		cr_assert(FSTATS[i].unreachable);
+		cr_assert_neq(FSTATS[i].last_error[0], '\0');
+	}
+	j = harness_cmd("start 0");
+	cJSON_Delete(j);
+	run_for(2.5);
+	for (i = 0; i < 3; i++) {
+		cr_assert_eq(FSTATS[i].failures, 0, "backend %d", i);
+		cr_assert_eq(FSTATS[i].state, HR_REGISTRY_REGISTERED);
+		hr_registry_etcd.destroy(FR[i]);
+	}
 }
