@@ -1,17 +1,22 @@
 /*
  * etcd.c - the etcd registry backend: its "what to send next" decision on
  * top of the shared registry layer (healthreg/regcore.h), with the pure
- * functions of etcd_payload.c for everything on the wire.
+ * functions of etcd_payload.c for everything on the wire, and the lease
+ * it shares with every other etcd backend instance of the agent that
+ * reaches etcd the same way (etcd_lease.h: authentication, the grant, the
+ * keepalive, loss detection and the re-grant are the lease's).
  *
- * One request at a time, driven by reconcile(), which compares what we
- * want (a lease; the key present with the current value, or absent) with
- * what we know etcd holds, and issues the next step:
+ * One request at a time (its own key only), driven by reconcile(), which
+ * compares what we want (the key present with the current value, or
+ * absent) with what we know etcd holds, and issues the next step:
  *
  *   reconcile()
- *     shutting down      -> [authenticate] -> revoke lease -> done()
- *     no token (auth on) -> authenticate
- *     no lease           -> grant (TTL = lease_ttl)
- *     keepalive due      -> keepalive (timer: every TTL/3)
+ *     shutting down      -> the lease's verdict: every backend leaving ->
+ *                           one revoke by the lease (REVOKED) -> done();
+ *                           others stay -> txn: delete if LEASE == ours
+ *                           (or hand the key to a new backend of the same
+ *                           instance) -> done()
+ *     lease not ready    -> wait for READY (granted, or a new token)
  *     key wanted, value differs from what we wrote -> put under the lease
  *                        (the default "grpc" value is the same for every
  *                        registrable status: passing <-> warning writes
@@ -23,18 +28,24 @@
  *         leave  -> txn: delete if LEASE == ours and the own key and
  *                   min_healthy others are unchanged (failed: read again)
  *         stay   -> kept: registered (document: status critical and a
- *                   note), read again after every keepalive
+ *                   note), read again after every keepalive (RENEWED)
  *     otherwise idle: no write while nothing changes
  *
  *   on_reply() -> hr_etcd_reply_parse() ->
  *     OK            forget failures, record the new state
- *     LEASE_LOST    forget lease and key; grant + put again at once
- *     AUTH_EXPIRED  drop the token; authenticate again at once
+ *     LEASE_LOST    tell the lease (hr_etcd_lease_lost_seen): LOST to
+ *                   every backend on it, a new grant, READY, put again
+ *     AUTH_EXPIRED  drop the token; the lease authenticates again, READY
  *     UNAVAILABLE   next endpoint at once; after a full round of failures
  *                   exponential backoff with jitter (<= 5 s and
  *                   <= TTL/3, so a lease etcd kept is kept)
  *     AUTH_DENIED / FAILED  backoff
  *   -> (the layer) reconcile()
+ *
+ *   on_lease(): READY -> reconcile (after a loss: the re-put spread over
+ *   a window, hr_etcd_lease_spread_ms); LOST -> forget the key; RENEWED
+ *   -> a kept instance reads again; ADOPT -> the key a gone backend of
+ *   this instance wrote is ours.
  *
  * The key is wanted while the aggregate is in register_when, and for
  * deregister_after once it left (the layer's grace period). During the
@@ -473,6 +484,14 @@ static void reconcile_shutdown(struct hr_registry *r)
 {
 	if (r->lm.mode != HR_ETCD_MEMBER_ALONE)
 		return; /* the verdict, or the revoke, is the lease's */
+	if (r->written && hr_etcd_lease_hand_over(&r->lm, r->written,
+						  false)) {
+		/* A reload's new backend for this instance has the key
+		 * now, under the same lease: it is not ours to delete. */
+		hr_log(HR_LOG_INFO, "etcd_key_handed_over", "key", r->key,
+		       NULL);
+		forget_key(r);
+	}
 	if (!r->written)
 		hr_regcore_finish(&r->core);
 	else if (hr_etcd_lease_ready(LEASE(r)))
@@ -640,6 +659,12 @@ static void on_lease(struct hr_etcd_lease_member *m,
 		break;
 	case HR_ETCD_LEASE_EV_LEAVE_OWN:
 		break;
+	case HR_ETCD_LEASE_EV_ADOPT:
+		/* The key a gone backend of this instance wrote: ours to
+		 * rewrite (when the value differs) or to delete. */
+		if (!r->written && why && (r->written = strdup(why)))
+			hr_regcore_state(&r->core, HR_REGISTRY_REGISTERED);
+		return;
 	case HR_ETCD_LEASE_EV_REVOKED:
 		if (r->written)
 			hr_log(HR_LOG_INFO, "etcd_deregistered", "key", r->key,
@@ -861,6 +886,7 @@ static int etcd_create(struct hr_registry **out, const cJSON *conf,
 	 * cluster the same way; the password stays with the lease only. */
 	r->lm.core = &r->core;
 	r->lm.cb = on_lease;
+	r->lm.key = r->key;
 	rc = hr_etcd_lease_attach(&r->lm, &r->conf, r->user, r->password,
 				  err);
 	if (rc < 0)
@@ -974,6 +1000,10 @@ static void etcd_destroy(struct hr_registry *r)
 	if (!r)
 		return;
 	release_request(r);
+	/* Our key must not outlive us under a lease others keep alive. */
+	if (r->written && hr_etcd_lease_hand_over(&r->lm, r->written, true))
+		hr_log(HR_LOG_INFO, "etcd_key_handed_over", "key", r->key,
+		       NULL);
 	hr_etcd_lease_detach(&r->lm);
 	hr_regcore_dispose(&r->core);
 	set_token(r, NULL);

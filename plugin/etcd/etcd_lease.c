@@ -64,10 +64,19 @@ struct hr_etcd_lease {
 
 	enum hr_etcd_op op;
 	int64_t op_id;             /* the lease a keepalive/revoke named */
+	struct hr_link *orphans;   /* keys to delete */
+	struct orphan *op_orphan;  /* the one being deleted */
 
 	ev_timer keepalive_timer;
 	ev_timer verdict_timer;
 	struct hr_etcd_lease_counts counts;
+};
+
+/* A gone member's key that the lease deletes (hr_etcd_lease_hand_over). */
+struct orphan {
+	struct hr_link link;
+	char *key;
+	char *value;
 };
 
 static struct hr_link *open_leases;
@@ -130,8 +139,22 @@ static void set_token(struct hr_etcd_lease *l, char *tok)
 	}
 }
 
+static void orphan_free(struct hr_etcd_lease *l, struct orphan *o)
+{
+	hr_link_unlink(&l->orphans, &o->link);
+	if (l->op_orphan == o)
+		l->op_orphan = NULL;
+	free(o->key);
+	free(o->value);
+	free(o);
+}
+
 static void forget(struct hr_etcd_lease *l)
 {
+	/* Every key under the lease is gone with it. */
+	while (l->orphans)
+		orphan_free(l, hr_container_of(l->orphans, struct orphan,
+					       link));
 	l->id = 0;
 	l->keepalive_due = false;
 	ev_timer_stop(l->core.loop, &l->keepalive_timer);
@@ -159,6 +182,8 @@ static const char *op_path(enum hr_etcd_op op)
 		return "/v3/lease/keepalive";
 	case HR_ETCD_OP_REVOKE:
 		return "/v3/lease/revoke";
+	case HR_ETCD_OP_DELETE:
+		return "/v3/kv/txn";
 	default:
 		return "/";
 	}
@@ -256,6 +281,7 @@ static void ok_reply(struct hr_etcd_lease *l, enum hr_etcd_op op,
 		       NULL);
 		arm_keepalive(l);
 		notify(l, HR_ETCD_LEASE_EV_READY, NULL);
+		l->spread_ms = 0; /* for this READY only */
 		break;
 	case HR_ETCD_OP_KEEPALIVE:
 		if (l->op_id != l->id)
@@ -266,6 +292,16 @@ static void ok_reply(struct hr_etcd_lease *l, enum hr_etcd_op op,
 			arm_keepalive(l);
 		}
 		notify(l, HR_ETCD_LEASE_EV_RENEWED, NULL);
+		break;
+	case HR_ETCD_OP_DELETE:
+		if (l->op_orphan) {
+			hr_log(HR_LOG_INFO, "etcd_deregistered", "key",
+			       l->op_orphan->key, "reason", "backend removed",
+			       "held", rep->succeeded ? "true" :
+			       "false (gone or not ours)", "endpoint",
+			       endpoint(l), NULL);
+			orphan_free(l, l->op_orphan);
+		}
 		break;
 	case HR_ETCD_OP_REVOKE:
 		snprintf(n, sizeof(n), "%zu", l->n_members);
@@ -379,6 +415,8 @@ static bool on_reply(struct hr_regcore *core, const struct hr_reg_reply *a)
 		ok_reply(l, op, &rep);
 	else
 		failed_reply(l, op, &rep);
+	if (op == HR_ETCD_OP_DELETE)
+		l->op_orphan = NULL; /* deleted, or tried again later */
 	/* Closing: a revoke answered, or nothing left to revoke. */
 	revoked = l->closing && op == HR_ETCD_OP_REVOKE &&
 		  (ok || rep.result == HR_ETCD_LEASE_LOST);
@@ -415,6 +453,12 @@ static void reconcile(struct hr_regcore *core)
 			 hr_etcd_body_grant(l->ttl_ms / 1000));
 	} else if (l->keepalive_due) {
 		start_op(l, HR_ETCD_OP_KEEPALIVE, hr_etcd_body_lease(l->id));
+	} else if (l->orphans) {
+		l->op_orphan = hr_container_of(l->orphans, struct orphan,
+					       link);
+		start_op(l, HR_ETCD_OP_DELETE,
+			 hr_etcd_body_delete_if_lease(l->op_orphan->key,
+						      l->id));
 	}
 }
 
@@ -570,6 +614,7 @@ static void lease_free(struct hr_etcd_lease *l)
 	ev_timer_stop(l->core.loop, &l->keepalive_timer);
 	ev_timer_stop(l->core.loop, &l->verdict_timer);
 	hr_regcore_dispose(&l->core);
+	forget(l);
 	set_token(l, NULL);
 	hr_reg_headers_free(l->plain_hdrs);
 	for (i = 0; l->endpoints && i < l->n_endpoints; i++)
@@ -664,8 +709,20 @@ int hr_etcd_lease_attach(struct hr_etcd_lease_member *m,
 	hr_link_push(&l->members, &m->link);
 	l->n_members++;
 	m->lease = l;
-	if (fresh)
+	if (fresh) {
 		reconcile(&l->core);
+		return 0;
+	}
+	/* A key a gone member left, not yet being deleted: ours now. */
+	for (k = l->orphans; k && m->key; k = k->next) {
+		struct orphan *o = hr_container_of(k, struct orphan, link);
+
+		if (o != l->op_orphan && strcmp(o->key, m->key) == 0) {
+			m->cb(m, HR_ETCD_LEASE_EV_ADOPT, o->value);
+			orphan_free(l, o);
+			break;
+		}
+	}
 	return 0;
 }
 
@@ -726,9 +783,11 @@ void hr_etcd_lease_lost_seen(struct hr_etcd_lease *l, int64_t id,
 {
 	if (!id || id != l->id || l->closing)
 		return;
-	/* The keepalive or grant in flight belongs to the lost lease. */
+	/* The keepalive in flight belongs to the lost lease; a backoff
+	 * waits for no one: grant at once. */
 	if (l->op == HR_ETCD_OP_KEEPALIVE)
 		hr_regcore_cancel(&l->core);
+	hr_regcore_retry_stop(&l->core);
 	lost(l, HR_ETCD_OP_PUT, why);
 	reconcile(&l->core);
 }
@@ -741,6 +800,42 @@ void hr_etcd_lease_token_refused(struct hr_etcd_lease *l, unsigned gen)
 	hr_log(HR_LOG_INFO, "etcd_token_invalid", "op", "member",
 	       "endpoint", endpoint(l), NULL);
 	reconcile(&l->core);
+}
+
+bool hr_etcd_lease_hand_over(struct hr_etcd_lease_member *m,
+			     const char *value, bool queue)
+{
+	struct hr_etcd_lease *l = m->lease;
+	struct hr_link *k;
+	struct orphan *o;
+
+	if (!l || !m->key || !value || l->closing || !l->id)
+		return false;
+	for (k = l->members; k; k = k->next) {
+		struct hr_etcd_lease_member *other = MEMBER_OF(k);
+
+		if (other != m && other->mode == HR_ETCD_MEMBER_ACTIVE &&
+		    other->key && strcmp(other->key, m->key) == 0) {
+			other->cb(other, HR_ETCD_LEASE_EV_ADOPT, value);
+			return true;
+		}
+	}
+	if (!queue || l->n_members < 2)
+		return false; /* the last one: the key expires with the lease */
+	o = calloc(1, sizeof(*o));
+	if (!o)
+		return false;
+	o->key = strdup(m->key);
+	o->value = strdup(value);
+	if (!o->key || !o->value) {
+		free(o->key);
+		free(o->value);
+		free(o);
+		return false;
+	}
+	hr_link_push(&l->orphans, &o->link);
+	reconcile(&l->core);
+	return false;
 }
 
 void hr_etcd_lease_leave(struct hr_etcd_lease_member *m)

@@ -78,6 +78,10 @@ enum hr_etcd_lease_event {
 	HR_ETCD_LEASE_EV_REVOKED,   /* the shutdown verdict: the lease was
 				    revoked (or is gone, or there was none):
 				    finish */
+	HR_ETCD_LEASE_EV_ADOPT,     /* the member's key holds why (a value)
+				    under the lease, written by a member
+				    that went: it is this member's now.
+				    Must not send. */
 };
 
 struct hr_etcd_lease_member;
@@ -97,12 +101,13 @@ struct hr_etcd_lease_member {
 	struct hr_link link;
 	struct hr_regcore *core;
 	hr_etcd_lease_cb cb;
+	const char *key;         /* the member's key (borrowed) */
 	enum hr_etcd_member_mode mode;
 	struct hr_etcd_lease *lease;
 };
 
 /*
- * Attach m (its core and cb set by the caller) to the open lease that
+ * Attach m (its core, cb and key set by the caller) to the open lease that
  * matches conf, user, password (NULL: no auth) and core's loop, http and
  * TLS, or to a new one (which starts authenticating or granting at once).
  * password is copied (and wiped at free). Returns 0 with m->lease set, or
@@ -139,6 +144,21 @@ void hr_etcd_lease_lost_seen(struct hr_etcd_lease *l, int64_t id,
  * (if it is still the current one) and authenticate again; READY
  * follows. */
 void hr_etcd_lease_token_refused(struct hr_etcd_lease *l, unsigned gen);
+
+/*
+ * m goes (destroyed, or shutting down alone) while its key holds value
+ * (copied) under the lease. Another active member with the same key (a
+ * reload's new backend for the same instance) adopts it (ADOPT, why =
+ * value): the delete-if-lease txn would hold, the lease being the same,
+ * and would take that member's registration. Returns true then. Else,
+ * when m is destroyed (queue true) and others stay on the lease, the
+ * lease deletes the key itself (delete-if-lease), as the keepalive the
+ * others keep going would otherwise keep it forever; a member with that
+ * key attaching before the delete is sent adopts it instead. Returns
+ * false (nothing adopted).
+ */
+bool hr_etcd_lease_hand_over(struct hr_etcd_lease_member *m,
+			     const char *value, bool queue);
 
 /* The member's backend is shutting down (mode LEAVING). On the next loop
  * iteration the lease gives its verdict (LEAVE_OWN or REVOKED). */

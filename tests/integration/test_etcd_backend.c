@@ -988,18 +988,21 @@ Test(etcd_lease, each_backend_deletes_only_its_key, .timeout = 90)
 	cr_assert_gt(ttl, 0);
 	cJSON_Delete(j);
 
-	/* Destroyed without a shutdown (the agent's own timeout): nothing
-	 * is written, the key stays under the lease, which the last
-	 * backend keeps alive and then revokes. */
+	/* Destroyed without a shutdown (a reload that replaced it, the
+	 * agent's own timeout): the lease others keep alive would keep its
+	 * key forever, so the lease deletes it; the last one revokes. */
 	hr_registry_etcd.destroy(FR[1]);
-	run_for(4.0);
-	cr_assert_eq(events(EV, 512), 6);
+	n = wait_n_events(7, 5);
+	cr_assert_str_eq(EV[6].type, "DELETE");
+	cr_assert_str_eq(EV[6].key, k1);
+	run_for(1.0);
+	cr_assert_eq(events(EV, 512), 7);
 	cr_assert_eq(leases(ids, 4), 1);
 	shutdown_and_wait(FR[2], &t0);
 	n = wait_n_events(8, 5);
 	cr_assert_eq(n, 8);
-	cr_assert_eq(count_from(6, n, "DELETE", k1), 1);
-	cr_assert_eq(count_from(6, n, "DELETE", k2), 1);
+	cr_assert_str_eq(EV[7].type, "DELETE");
+	cr_assert_str_eq(EV[7].key, k2);
 	cr_assert_eq(leases(ids, 4), 0, "the last backend revokes the lease");
 	cr_assert_eq(hr_etcd_lease_open_count(), 0);
 }
@@ -1123,4 +1126,49 @@ Test(etcd_lease, keepalive_failure_in_every_backend, .timeout = 90)
 		cr_assert_eq(FSTATS[i].state, HR_REGISTRY_REGISTERED);
 		hr_registry_etcd.destroy(FR[i]);
 	}
+}
+
+/*
+ * A reload's new backend for the same instance (the same key) on the
+ * same lease: the old one going, destroyed or shut down, hands the key
+ * over instead of deleting it (its delete-if-lease txn would hold); the
+ * new one writes nothing while the value is the same, and deletes it when
+ * it turns critical.
+ */
+Test(etcd_lease, same_key_handed_over_on_reload, .timeout = 60)
+{
+	struct hr_registry *a, *b, *c;
+	char k0[96];
+	double t0;
+	cJSON *j;
+
+	harness_start(1);
+	fleet_make(0, 1, "\"lease_ttl\":\"3s\",\"value_format\":\"grpc\"");
+	fleet_key(0, k0, sizeof(k0));
+	a = FR[0];
+	hr_registry_etcd.apply(a, HR_STATUS_PASSING, "ok");
+	wait_n_events(1, 5);
+	/* destroyed (a reload of the same identity) */
+	b = make_svc(&FLEET[0], NULL,
+		     "\"lease_ttl\":\"3s\",\"value_format\":\"grpc\"", 5000);
+	hr_registry_etcd.destroy(a);
+	hr_registry_etcd.apply(b, HR_STATUS_PASSING, "ok");
+	run_for(1.0);
+	cr_assert_eq(events(EV, 512), 1, "the key was rewritten or deleted");
+	/* shut down (a reload that retires it) */
+	c = make_svc(&FLEET[0], NULL,
+		     "\"lease_ttl\":\"3s\",\"value_format\":\"grpc\"", 5000);
+	shutdown_and_wait(b, &t0);
+	hr_registry_etcd.apply(c, HR_STATUS_PASSING, "ok");
+	run_for(1.0);
+	cr_assert_eq(events(EV, 512), 1, "the key was rewritten or deleted");
+	j = harness_cmd("get %s", k0);
+	cr_assert(cJSON_IsObject(cJSON_GetObjectItem(j, "kv")));
+	cJSON_Delete(j);
+	/* ... and it is the new backend's to delete */
+	hr_registry_etcd.apply(c, HR_STATUS_CRITICAL, "down");
+	wait_n_events(2, 5);
+	cr_assert_str_eq(EV[1].type, "DELETE");
+	cr_assert_str_eq(EV[1].key, k0);
+	hr_registry_etcd.destroy(c);
 }
