@@ -852,14 +852,27 @@ static bool has_key(const cJSON *j, const char *key)
 	return false;
 }
 
-static double etcd_keepalives(void)
+static double etcd_metric(const char *name_label)
 {
-	cJSON *j = harness_cmd("metric grpc_server_msg_received_total "
-			       "grpc_method=\"LeaseKeepAlive\"");
+	cJSON *j = harness_cmd("metric %s", name_label);
 	double v = cJSON_GetObjectItem(j, "value")->valuedouble;
 
 	cJSON_Delete(j);
 	return v;
+}
+
+static double etcd_keepalives(void)
+{
+	return etcd_metric("grpc_server_msg_received_total "
+			   "grpc_method=\"LeaseKeepAlive\"");
+}
+
+/* Writes etcd's store applied: puts, deletes and txns. */
+static double etcd_writes(void)
+{
+	return etcd_metric("etcd_mvcc_put_total") +
+	       etcd_metric("etcd_mvcc_delete_total") +
+	       etcd_metric("etcd_mvcc_txn_total");
 }
 
 /* Run the loop until the watch has at least n events. */
@@ -891,7 +904,7 @@ static int count_events(int n, const char *type, const char *key)
 static void one_lease_for(int n)
 {
 	char ids[4][32], key[96];
-	double k0, k1;
+	double k0, k1, w0, w1;
 	cJSON *j;
 	int i, ttl, nk;
 
@@ -912,10 +925,13 @@ static void one_lease_for(int n)
 	cJSON_Delete(j);
 	/* Idle: keepalives only, one stream (every TTL/3 = 1 s). */
 	k0 = etcd_keepalives();
+	w0 = etcd_writes();
 	run_for(4.5);
 	k1 = etcd_keepalives();
-	measure("%d backends: %.0f keepalives reached etcd in 4.5 s", n,
-		k1 - k0);
+	w1 = etcd_writes();
+	measure("%d backends: %.0f keepalives and %.0f writes reached etcd "
+		"in 4.5 s", n, k1 - k0, w1 - w0);
+	cr_assert_eq(w1 - w0, 0, "etcd applied writes while nothing changed");
 	cr_assert_geq(k1 - k0, 3);
 	cr_assert_leq(k1 - k0, 6, "keepalives grow with the backends");
 	cr_assert_eq(events(EV, 512), n, "writes while nothing changed");
