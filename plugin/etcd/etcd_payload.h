@@ -57,9 +57,10 @@ struct hr_etcd_conf {
 	int min_healthy;
 };
 
-/* etcd's default --max-txn-ops is 128: the floor's txn compares the own
- * key and min_healthy others. */
-#define HR_ETCD_MIN_HEALTHY_MAX 127
+/* etcd's default --max-txn-ops is 128, and it bounds the compares too:
+ * the floor's txn compares the own key twice (LEASE, MOD) and
+ * min_healthy others, 2 + 126 = 128. */
+#define HR_ETCD_MIN_HEALTHY_MAX 126
 
 /**
  * Parse and validate conf (the "registry.etcd" object; NULL means all
