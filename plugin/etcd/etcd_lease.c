@@ -796,9 +796,7 @@ void hr_etcd_lease_token_refused(struct hr_etcd_lease *l, unsigned gen)
 {
 	if (gen != l->token_gen || !l->token)
 		return;
-	set_token(l, NULL);
-	hr_log(HR_LOG_INFO, "etcd_token_invalid", "op", "member",
-	       "endpoint", endpoint(l), NULL);
+	set_token(l, NULL); /* the member logged etcd_token_invalid */
 	reconcile(&l->core);
 }
 

@@ -1132,8 +1132,43 @@ Test(etcd_lease, different_settings_different_leases, .timeout = 60)
 	cr_assert_eq(hr_etcd_lease_of(FR[0]), hr_etcd_lease_of(FR[4]));
 	cr_assert_neq(hr_etcd_lease_of(FR[0]), hr_etcd_lease_of(FR[2]));
 	cr_assert_neq(hr_etcd_lease_of(FR[0]), hr_etcd_lease_of(FR[3]));
-	for (int i = 0; i < 5; i++)
+
+	/* Credentials: another password is another lease (auth is off in
+	 * this etcd: these never get one, which does not matter here). */
+	{
+		char dir[] = "/tmp/hr-etcd-pw-XXXXXX", p1[128], p2[128];
+		char c1[512], c2[512];
+		FILE *f;
+
+		cr_assert_not_null(mkdtemp(dir));
+		snprintf(p1, sizeof(p1), "%s/p1", dir);
+		snprintf(p2, sizeof(p2), "%s/p2", dir);
+		f = fopen(p1, "w");
+		fputs("one\n", f);
+		fclose(f);
+		f = fopen(p2, "w");
+		fputs("two\n", f);
+		fclose(f);
+		cr_assert_eq(chmod(p1, 0600), 0);
+		cr_assert_eq(chmod(p2, 0600), 0);
+		snprintf(c1, sizeof(c1), "\"lease_ttl\":\"3s\",\"username\":"
+			 "\"u\",\"password_file\":\"%s\"", p1);
+		snprintf(c2, sizeof(c2), "\"lease_ttl\":\"3s\",\"username\":"
+			 "\"u\",\"password_file\":\"%s\"", p2);
+		fleet_make(5, 6, c1);
+		fleet_make(6, 7, c2);
+		fleet_make(7, 8, c1);
+		unlink(p1);
+		unlink(p2);
+		rmdir(dir);
+	}
+	cr_assert_eq(hr_etcd_lease_open_count(), 5);
+	cr_assert_eq(hr_etcd_lease_of(FR[5]), hr_etcd_lease_of(FR[7]));
+	cr_assert_neq(hr_etcd_lease_of(FR[5]), hr_etcd_lease_of(FR[6]));
+	cr_assert_neq(hr_etcd_lease_of(FR[5]), hr_etcd_lease_of(FR[0]));
+	for (int i = 0; i < 8; i++)
 		hr_registry_etcd.destroy(FR[i]);
+	cr_assert_eq(hr_etcd_lease_open_count(), 0);
 }
 
 /* etcd down: every backend on the lease shows the failing keepalive in
