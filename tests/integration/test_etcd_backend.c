@@ -788,9 +788,16 @@ static char FLEET_NAME[NMAX][16];
 static struct hr_registry *FR[NMAX];
 static struct hr_registry_stats FSTATS[NMAX];
 
+/* "": service svc<i> for backend i; else every backend of this one. */
+static char FLEET_ONE[16];
+
 static void fleet_key(int i, char *buf, size_t len)
 {
-	snprintf(buf, len, PREFIX "svc%d/127.0.0.1:%d", i, 9100 + i);
+	if (FLEET_ONE[0])
+		snprintf(buf, len, PREFIX "%s/127.0.0.1:%d", FLEET_ONE,
+			 9100 + i);
+	else
+		snprintf(buf, len, PREFIX "svc%d/127.0.0.1:%d", i, 9100 + i);
 }
 
 static void fleet_make(int from, int to, const char *extra)
@@ -798,7 +805,12 @@ static void fleet_make(int from, int to, const char *extra)
 	int i;
 
 	for (i = from; i < to; i++) {
-		snprintf(FLEET_NAME[i], sizeof(FLEET_NAME[i]), "svc%d", i);
+		if (FLEET_ONE[0])
+			snprintf(FLEET_NAME[i], sizeof(FLEET_NAME[i]), "%s",
+				 FLEET_ONE);
+		else
+			snprintf(FLEET_NAME[i], sizeof(FLEET_NAME[i]), "svc%d",
+				 i);
 		FLEET[i] = (struct hr_service_spec){
 			.name = FLEET_NAME[i], .id = FLEET_NAME[i],
 			.address = "127.0.0.1", .port = 9100 + i,
@@ -1242,4 +1254,139 @@ Test(etcd_lease, same_key_handed_over_on_reload, .timeout = 60)
 	cr_assert_str_eq(EV[1].type, "DELETE");
 	cr_assert_str_eq(EV[1].key, k0);
 	hr_registry_etcd.destroy(c);
+}
+
+/* Run the loop until etcd holds exactly one lease with n keys; its ID. */
+static void wait_one_lease_with(int n, double timeout, char *id, size_t len)
+{
+	double deadline = now() + timeout;
+	char ids[4][32];
+	int ttl, nk = -1, nl = -1;
+
+	while (now() < deadline) {
+		nl = leases(ids, 4);
+		if (nl == 1) {
+			cJSON_Delete(lease_keys(ids[0], &ttl, &nk));
+			if (nk == n) {
+				snprintf(id, len, "%s", ids[0]);
+				return;
+			}
+		}
+		run_for(0.1);
+	}
+	cr_assert_fail("not one lease with %d keys: %d leases, %d keys", n, nl,
+		       nk);
+}
+
+/* etcd restarted with its data wiped: the lease is found lost once (the
+ * keepalive), granted once, and every key is back under it. */
+Test(etcd_lease, wiped_restart_one_new_lease, .timeout = 90)
+{
+	struct hr_etcd_lease_counts c;
+	char id[32], id2[32];
+	cJSON *j;
+	int i, n = 20;
+
+	harness_start(1);
+	fleet_make(0, n, "\"lease_ttl\":\"3s\",\"value_format\":\"grpc\"");
+	fleet_apply(0, n, HR_STATUS_PASSING);
+	wait_one_lease_with(n, 10, id, sizeof(id));
+	j = harness_cmd("restart 0 wipe");
+	cJSON_Delete(j);
+	wait_one_lease_with(n, 10, id2, sizeof(id2));
+	cr_assert_str_neq(id, id2);
+	hr_etcd_lease_counts(hr_etcd_lease_of(FR[0]), &c);
+	cr_assert_eq(c.grants, 2, "%llu grants", (unsigned long long)c.grants);
+	cr_assert_eq(c.members, (size_t)n);
+	/* It stays: the new lease is kept alive past its TTL. */
+	run_for(4.0);
+	wait_one_lease_with(n, 1, id, sizeof(id));
+	cr_assert_str_eq(id, id2);
+	for (i = 0; i < n; i++) {
+		cr_assert_eq(FSTATS[i].state, HR_REGISTRY_REGISTERED);
+		hr_registry_etcd.destroy(FR[i]);
+	}
+}
+
+/* Auth: one authenticate for every backend on the lease; when the token
+ * expires, the backends that meet the 401 together cause one new
+ * authenticate. */
+Test(etcd_lease, one_token_for_every_backend, .timeout = 90)
+{
+	char dir[] = "/tmp/hr-etcd-pw-XXXXXX", pw[128], conf[512];
+	FILE *f;
+	int i;
+
+	harness_start_args(1, "--auth-token-ttl=2");
+	cJSON_Delete(harness_cmd("auth agent s3cret-pw %s", PREFIX));
+	cr_assert_not_null(mkdtemp(dir));
+	snprintf(pw, sizeof(pw), "%s/pw", dir);
+	f = fopen(pw, "w");
+	cr_assert_not_null(f);
+	fputs("s3cret-pw\n", f);
+	fclose(f);
+	cr_assert_eq(chmod(pw, 0600), 0);
+	snprintf(conf, sizeof(conf),
+		 "\"lease_ttl\":\"3s\",\"username\":\"agent\","
+		 "\"password_file\":\"%s\"", pw);
+	fleet_make(0, 3, conf);
+	unlink(pw);
+	rmdir(dir);
+	fleet_apply(0, 3, HR_STATUS_PASSING);
+	wait_n_events(3, 5);
+	cr_assert_eq(logged("etcd_authenticated"), 1);
+	run_for(3.5); /* the token expires; keepalives carry on */
+	fleet_apply(0, 3, HR_STATUS_WARNING); /* document: 3 puts */
+	wait_n_events(6, 5);
+	cr_assert_eq(count_from(3, 6, "PUT", NULL), 3);
+	cr_assert_geq(logged("etcd_token_invalid"), 1);
+	cr_assert_eq(logged("etcd_authenticated"), 2);
+	for (i = 0; i < 3; i++)
+		hr_registry_etcd.destroy(FR[i]);
+}
+
+/* The fleet floor with every instance of the service on one lease (one
+ * agent): all critical at once, min_healthy 1 -> exactly one stays; a
+ * leaver's recovery lets the kept one go after the next (shared)
+ * keepalive's re-read. */
+Test(etcd_lease, floor_on_one_lease, .timeout = 90)
+{
+	char key[96], kept[96] = "";
+	int n, i, dels;
+
+	harness_start(1);
+	snprintf(FLEET_ONE, sizeof(FLEET_ONE), "echo");
+	fleet_make(0, 3, "\"lease_ttl\":\"3s\",\"value_format\":\"grpc\","
+			 "\"min_healthy\":1");
+	fleet_apply(0, 3, HR_STATUS_PASSING);
+	wait_n_events(3, 5);
+	fleet_apply(0, 3, HR_STATUS_CRITICAL);
+	wait_n_events(5, 5);
+	run_for(1.5); /* a keepalive and its re-read: still one stays */
+	n = events(EV, EV_MAX);
+	dels = count_from(3, n, "DELETE", NULL);
+	cr_assert_eq(dels, 2, "%d deletes", dels);
+	for (i = 0; i < 3; i++) {
+		fleet_key(i, key, sizeof(key));
+		if (!count_from(3, n, "DELETE", key)) {
+			snprintf(kept, sizeof(kept), "%s", key);
+			cr_assert(FSTATS[i].floor_kept);
+		}
+	}
+	cr_assert_neq(kept[0], '\0');
+	/* A leaver recovers: the kept one may now go. */
+	for (i = 0; i < 3; i++) {
+		fleet_key(i, key, sizeof(key));
+		if (strcmp(key, kept)) {
+			hr_registry_etcd.apply(FR[i], HR_STATUS_PASSING, "ok");
+			break;
+		}
+	}
+	n = wait_n_events(7, 5);
+	cr_assert_eq(count_from(5, n, "PUT", NULL), 1);
+	cr_assert_eq(count_from(5, n, "DELETE", kept), 1);
+	for (i = 0; i < 3; i++) {
+		cr_assert(!FSTATS[i].floor_kept);
+		hr_registry_etcd.destroy(FR[i]);
+	}
 }
