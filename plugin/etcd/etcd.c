@@ -188,6 +188,7 @@ static const char *op_path(enum hr_etcd_op op)
 		return "/v3/kv/put";
 	case HR_ETCD_OP_DELETE:
 	case HR_ETCD_OP_FLOOR_DELETE:
+	case HR_ETCD_OP_PUTS:
 		return "/v3/kv/txn";
 	case HR_ETCD_OP_RANGE:
 		return "/v3/kv/range";
@@ -290,6 +291,7 @@ static void handle_ok(struct hr_registry *r, enum hr_etcd_op op,
 	case HR_ETCD_OP_GRANT:
 	case HR_ETCD_OP_KEEPALIVE:
 	case HR_ETCD_OP_REVOKE:
+	case HR_ETCD_OP_PUTS:
 		break; /* the lease's (etcd_lease.c) */
 	case HR_ETCD_OP_PUT:
 		if (r->op_lease != hr_etcd_lease_id(LEASE(r)))
@@ -611,8 +613,8 @@ static void reconcile(struct hr_regcore *core)
 {
 	struct hr_registry *r = OWNER(core);
 
-	if (!hr_regcore_idle(core))
-		return;
+	if (!hr_regcore_idle(core) || r->lm.batched)
+		return; /* busy, or the lease puts our key (PUT_DONE) */
 	if (hr_regcore_shutting_down(core))
 		reconcile_shutdown(r);
 	else if (!hr_etcd_lease_ready(LEASE(r)))
@@ -625,6 +627,19 @@ static void reconcile(struct hr_regcore *core)
 	}
 	else if (r->written)
 		reconcile_leave(r);
+}
+
+/* After a loss: the value our key should hold again (the lease puts it
+ * with the others' in one txn), or NULL. */
+static char *reput_value(struct hr_etcd_lease_member *m)
+{
+	struct hr_registry *r = hr_container_of(m, struct hr_registry, lm);
+
+	if (!r->have_status || !hr_regcore_wanted(&r->core) || r->written ||
+	    hr_regcore_shutting_down(&r->core) || !hr_regcore_idle(&r->core))
+		return NULL;
+	return hr_etcd_value(&r->core.service, r->addr, r->value_status,
+			     r->conf.value_format);
 }
 
 /* What the shared lease tells every backend on it (etcd_lease.h). */
@@ -644,13 +659,25 @@ static void on_lease(struct hr_etcd_lease_member *m,
 			r->view_fresh = false;
 		break;
 	case HR_ETCD_LEASE_EV_READY:
-		/* A new lease after a loss: the backends on it put their
-		 * keys spread over a window, not all at once. */
+		break;
+	case HR_ETCD_LEASE_EV_PUT_DONE:
+		/* Our key is back, in the lease's txn after a loss. */
+		if (!r->written && why && (r->written = strdup(why))) {
+			char h[24];
+
+			hr_log(HR_LOG_INFO, "etcd_registered", "key", r->key,
+			       "status", hr_status_name(r->value_status),
+			       "lease", lease_hex(hr_etcd_lease_id(LEASE(r)), h,
+						  sizeof(h)),
+			       "reason", r->reason, "batched", "true", NULL);
+			hr_regcore_state(&r->core, HR_REGISTRY_REGISTERED);
+		}
+		break;
+	case HR_ETCD_LEASE_EV_PUT_FAILED:
+		/* Our own put then, the backends on the lease spread over a
+		 * window, not all at once. */
 		spread = hr_etcd_lease_spread_ms(LEASE(r));
-		if (spread > 0 && !r->written && r->have_status &&
-		    hr_regcore_wanted(&r->core) &&
-		    !hr_regcore_shutting_down(&r->core) &&
-		    hr_regcore_idle(&r->core)) {
+		if (spread > 0 && hr_regcore_idle(&r->core)) {
 			hr_regcore_retry_in(&r->core,
 				(int64_t)(hr_rng_unit(&r->core.rng) *
 					  (double)spread));
@@ -887,6 +914,7 @@ static int etcd_create(struct hr_registry **out, const cJSON *conf,
 	r->lm.core = &r->core;
 	r->lm.cb = on_lease;
 	r->lm.key = r->key;
+	r->lm.value = reput_value;
 	rc = hr_etcd_lease_attach(&r->lm, &r->conf, r->user, r->password,
 				  err);
 	if (rc < 0)

@@ -66,6 +66,8 @@ struct hr_etcd_lease {
 	int64_t op_id;             /* the lease a keepalive/revoke named */
 	struct hr_link *orphans;   /* keys to delete */
 	struct orphan *op_orphan;  /* the one being deleted */
+	struct hr_link *reputs;    /* re-puts after a loss, in order */
+	struct hr_link *reputs_tail;
 
 	ev_timer keepalive_timer;
 	ev_timer verdict_timer;
@@ -77,6 +79,15 @@ struct orphan {
 	struct hr_link link;
 	char *key;
 	char *value;
+};
+
+/* A member's re-put after a loss, waiting for (or in) a txn. */
+struct reput {
+	struct hr_link link;
+	struct hr_etcd_lease_member *m; /* NULL: detached meanwhile */
+	char *key;
+	char *value;
+	bool sent;
 };
 
 static struct hr_link *open_leases;
@@ -149,6 +160,68 @@ static void orphan_free(struct hr_etcd_lease *l, struct orphan *o)
 	free(o);
 }
 
+static void reput_free(struct hr_etcd_lease *l, struct reput *p)
+{
+	if (l->reputs_tail == &p->link)
+		l->reputs_tail = p->link.prev;
+	hr_link_unlink(&l->reputs, &p->link);
+	if (p->m)
+		p->m->batched = false;
+	free(p->key);
+	free(p->value);
+	free(p);
+}
+
+/* Drop every re-put (the lease is gone or closing); nobody is told. */
+static void reputs_clear(struct hr_etcd_lease *l)
+{
+	while (l->reputs)
+		reput_free(l, hr_container_of(l->reputs, struct reput, link));
+}
+
+/* Append in member order: hr_link_push() puts first. */
+static void reput_append(struct hr_etcd_lease *l, struct reput *p)
+{
+	struct hr_link *t = l->reputs_tail;
+
+	if (!t) {
+		hr_link_push(&l->reputs, &p->link);
+	} else {
+		p->link.prev = t;
+		p->link.next = NULL;
+		t->next = &p->link;
+	}
+	l->reputs_tail = &p->link;
+}
+
+/* After a grant that follows a loss: the keys the members want back. */
+static void reputs_collect(struct hr_etcd_lease *l)
+{
+	struct hr_link *k;
+
+	for (k = l->members; k; k = k->next) {
+		struct hr_etcd_lease_member *m = MEMBER_OF(k);
+		struct reput *p;
+		char *v;
+
+		if (m->mode != HR_ETCD_MEMBER_ACTIVE || !m->value || !m->key ||
+		    m->batched || !(v = m->value(m)))
+			continue;
+		p = calloc(1, sizeof(*p));
+		if (p)
+			p->key = strdup(m->key);
+		if (!p || !p->key) {
+			free(p);
+			free(v);
+			continue; /* the member puts its own */
+		}
+		p->m = m;
+		p->value = v;
+		m->batched = true;
+		reput_append(l, p);
+	}
+}
+
 static void forget(struct hr_etcd_lease *l)
 {
 	/* Every key under the lease is gone with it. */
@@ -183,6 +256,7 @@ static const char *op_path(enum hr_etcd_op op)
 	case HR_ETCD_OP_REVOKE:
 		return "/v3/lease/revoke";
 	case HR_ETCD_OP_DELETE:
+	case HR_ETCD_OP_PUTS:
 		return "/v3/kv/txn";
 	default:
 		return "/";
@@ -233,6 +307,12 @@ static void start_op(struct hr_etcd_lease *l, enum hr_etcd_op op,
 	case HR_ETCD_OP_REVOKE:
 		l->counts.revokes++;
 		break;
+	case HR_ETCD_OP_PUTS:
+		l->counts.put_txns++;
+		break;
+	case HR_ETCD_OP_DELETE:
+		l->counts.deletes++;
+		break;
 	default:
 		break;
 	}
@@ -272,6 +352,8 @@ static void ok_reply(struct hr_etcd_lease *l, enum hr_etcd_op op,
 			if (l->spread_ms > l->ttl_s * 1000 / 3)
 				l->spread_ms = l->ttl_s * 1000 / 3;
 		}
+		if (l->granted_before)
+			reputs_collect(l);
 		l->granted_before = true;
 		snprintf(ttl, sizeof(ttl), "%" PRId64 "s", rep->ttl);
 		snprintf(n, sizeof(n), "%zu", l->n_members);
@@ -281,7 +363,6 @@ static void ok_reply(struct hr_etcd_lease *l, enum hr_etcd_op op,
 		       NULL);
 		arm_keepalive(l);
 		notify(l, HR_ETCD_LEASE_EV_READY, NULL);
-		l->spread_ms = 0; /* for this READY only */
 		break;
 	case HR_ETCD_OP_KEEPALIVE:
 		if (l->op_id != l->id)
@@ -324,10 +405,44 @@ static void lost(struct hr_etcd_lease *l, enum hr_etcd_op op,
 	       hex(l->id, h, sizeof(h)), "op", hr_etcd_op_name(op), "reason",
 	       why, "endpoint", endpoint(l), NULL);
 	forget(l);
+	reputs_clear(l);
 	l->retries = 0;
 	l->failures = 0;
 	if (!l->closing)
 		notify(l, HR_ETCD_LEASE_EV_LOST, why);
+}
+
+/* The re-puts of the txn answered: tell their members. */
+static void reputs_answered(struct hr_etcd_lease *l, bool ok)
+{
+	struct hr_link *k, *next;
+
+	for (k = l->reputs; k; k = next) {
+		struct reput *p = hr_container_of(k, struct reput, link);
+		struct hr_etcd_lease_member *m = p->m;
+
+		next = k->next;
+		if (!p->sent && ok)
+			continue;
+		if (m) {
+			m->batched = false;
+			m->cb(m, ok ? HR_ETCD_LEASE_EV_PUT_DONE :
+				      HR_ETCD_LEASE_EV_PUT_FAILED, p->value);
+			p->m = NULL;
+		} else if (ok && l->n_members) {
+			/* Its member went: nobody keeps the key. */
+			struct orphan *o = calloc(1, sizeof(*o));
+
+			if (o) {
+				o->key = p->key;
+				o->value = p->value;
+				p->key = NULL;
+				p->value = NULL;
+				hr_link_push(&l->orphans, &o->link);
+			}
+		}
+		reput_free(l, p);
+	}
 }
 
 static void failed_reply(struct hr_etcd_lease *l, enum hr_etcd_op op,
@@ -417,6 +532,10 @@ static bool on_reply(struct hr_regcore *core, const struct hr_reg_reply *a)
 		failed_reply(l, op, &rep);
 	if (op == HR_ETCD_OP_DELETE)
 		l->op_orphan = NULL; /* deleted, or tried again later */
+	/* A lost lease has dropped them already; any other failure: each
+	 * member puts its own. */
+	if (op == HR_ETCD_OP_PUTS && l->reputs)
+		reputs_answered(l, ok);
 	/* Closing: a revoke answered, or nothing left to revoke. */
 	revoked = l->closing && op == HR_ETCD_OP_REVOKE &&
 		  (ok || rep.result == HR_ETCD_LEASE_LOST);
@@ -429,6 +548,24 @@ static bool on_reply(struct hr_regcore *core, const struct hr_reg_reply *a)
 }
 
 /* ---- the state machine ------------------------------------------------- */
+
+/* The next txn of at most HR_ETCD_TXN_OPS_MAX re-puts. */
+static void send_reputs(struct hr_etcd_lease *l)
+{
+	const char *keys[HR_ETCD_TXN_OPS_MAX], *values[HR_ETCD_TXN_OPS_MAX];
+	struct hr_link *k;
+	size_t n = 0;
+
+	for (k = l->reputs; k && n < HR_ETCD_TXN_OPS_MAX; k = k->next) {
+		struct reput *p = hr_container_of(k, struct reput, link);
+
+		p->sent = true;
+		keys[n] = p->key;
+		values[n++] = p->value;
+	}
+	start_op(l, HR_ETCD_OP_PUTS, hr_etcd_body_puts(keys, values, n,
+						       l->id));
+}
 
 static void reconcile(struct hr_regcore *core)
 {
@@ -453,6 +590,8 @@ static void reconcile(struct hr_regcore *core)
 			 hr_etcd_body_grant(l->ttl_ms / 1000));
 	} else if (l->keepalive_due) {
 		start_op(l, HR_ETCD_OP_KEEPALIVE, hr_etcd_body_lease(l->id));
+	} else if (l->reputs) {
+		send_reputs(l);
 	} else if (l->orphans) {
 		l->op_orphan = hr_container_of(l->orphans, struct orphan,
 					       link);
@@ -505,8 +644,10 @@ static void verdict_cb(struct ev_loop *loop, ev_timer *w, int revents)
 		unlink_open(l);
 		for (k = l->members; k; k = k->next)
 			MEMBER_OF(k)->mode = HR_ETCD_MEMBER_REVOKE;
-		/* The revoke overtakes a keepalive or grant in flight. */
+		/* The revoke overtakes a keepalive, grant or re-put in
+		 * flight. */
 		hr_regcore_cancel(&l->core);
+		reputs_clear(l);
 		hr_regcore_retry_stop(&l->core);
 		l->keepalive_due = false;
 		ev_timer_stop(l->core.loop, &l->keepalive_timer);
@@ -615,6 +756,7 @@ static void lease_free(struct hr_etcd_lease *l)
 	ev_timer_stop(l->core.loop, &l->verdict_timer);
 	hr_regcore_dispose(&l->core);
 	forget(l);
+	reputs_clear(l);
 	set_token(l, NULL);
 	hr_reg_headers_free(l->plain_hdrs);
 	for (i = 0; l->endpoints && i < l->n_endpoints; i++)
@@ -729,20 +871,32 @@ int hr_etcd_lease_attach(struct hr_etcd_lease_member *m,
 void hr_etcd_lease_detach(struct hr_etcd_lease_member *m)
 {
 	struct hr_etcd_lease *l = m->lease;
+	struct hr_link *k, *next;
 
 	if (!l)
 		return;
 	hr_link_unlink(&l->members, &m->link);
 	l->n_members--;
 	m->lease = NULL;
+	/* A re-put not sent is dropped; one in flight may land: then the
+	 * lease deletes the key (reputs_answered). */
+	for (k = l->reputs; k; k = next) {
+		struct reput *p = hr_container_of(k, struct reput, link);
+
+		next = k->next;
+		if (p->m != m)
+			continue;
+		p->m = NULL;
+		if (!p->sent)
+			reput_free(l, p);
+	}
+	m->batched = false;
 	if (!l->n_members) {
 		lease_free(l);
 		return;
 	}
 	/* The verdict may now be that every remaining member is leaving. */
 	if (m->mode == HR_ETCD_MEMBER_ACTIVE && !l->closing) {
-		struct hr_link *k;
-
 		for (k = l->members; k; k = k->next)
 			if (MEMBER_OF(k)->mode == HR_ETCD_MEMBER_LEAVING) {
 				verdict_soon(l);

@@ -25,8 +25,11 @@
  *   attach ---> (first: grant) --READY--> backends put their keys
  *   keepalive timer (TTL/3) -> keepalive --RENEWED--> (the floor re-reads)
  *        TTL 0 / not found  --LOST--> backends forget their keys
- *                           -> grant --READY--> each puts once, spread
- *                              over [0, min(TTL/3, 2 ms x backends))
+ *                           -> grant -> the keys every backend wants
+ *                              (member->value) in txns of <= 128 puts
+ *                              --PUT_DONE--> each backend (PUT_FAILED:
+ *                              each puts its own, spread over
+ *                              [0, min(TTL/3, 2 ms x backends)))
  *   hr_etcd_lease_leave() .. next loop iteration, the verdict:
  *        every attached backend is leaving --REVOKED--> after one revoke
  *        (the lease is no longer found by new attaches from then on)
@@ -82,6 +85,10 @@ enum hr_etcd_lease_event {
 				    under the lease, written by a member
 				    that went: it is this member's now.
 				    Must not send. */
+	HR_ETCD_LEASE_EV_PUT_DONE,  /* the re-put after a loss holds why
+				    (the value member->value gave) under
+				    the current lease */
+	HR_ETCD_LEASE_EV_PUT_FAILED, /* it did not happen: put it yourself */
 };
 
 struct hr_etcd_lease_member;
@@ -104,6 +111,12 @@ struct hr_etcd_lease_member {
 	const char *key;         /* the member's key (borrowed) */
 	enum hr_etcd_member_mode mode;
 	struct hr_etcd_lease *lease;
+	/* Set by the caller (may be NULL): after a loss, right after the
+	 * new grant, the value the member's key should hold now (malloc'ed,
+	 * taken), or NULL for none; the lease puts it in a txn with the
+	 * others' and tells PUT_DONE or PUT_FAILED. */
+	char *(*value)(struct hr_etcd_lease_member *m);
+	bool batched;            /* its re-put is the lease's: wait */
 };
 
 /*
@@ -164,9 +177,10 @@ bool hr_etcd_lease_hand_over(struct hr_etcd_lease_member *m,
  * iteration the lease gives its verdict (LEAVE_OWN or REVOKED). */
 void hr_etcd_lease_leave(struct hr_etcd_lease_member *m);
 
-/* Counters for tests and the benchmark: grants and keepalives sent. */
+/* Counters for tests and the benchmark: requests the lease sent. */
 struct hr_etcd_lease_counts {
 	uint64_t grants, keepalives, revokes, auths;
+	uint64_t put_txns, deletes;
 	size_t members;
 };
 void hr_etcd_lease_counts(const struct hr_etcd_lease *l,

@@ -916,3 +916,38 @@ Test(etcd_payload, floor_delete_txn_fits_max_txn_ops)
 	free(b);
 	hr_etcd_view_dispose(&v);
 }
+
+/* The shared lease's re-puts: one txn of request_put ops without
+ * compares, each under the lease; 1..128 of them. */
+Test(etcd_payload, puts_txn)
+{
+	const char *keys[HR_ETCD_TXN_OPS_MAX + 1], *values[HR_ETCD_TXN_OPS_MAX + 1];
+	cJSON *j, *op;
+	char *b;
+	size_t i;
+
+	for (i = 0; i <= HR_ETCD_TXN_OPS_MAX; i++) {
+		keys[i] = "k";
+		values[i] = "v";
+	}
+	keys[1] = "services/b/h:2";
+	b = hr_etcd_body_puts(keys, values, 2, 7);
+	cr_assert_str_eq(b, "{\"success\":["
+		"{\"request_put\":{\"key\":\"aw==\",\"value\":\"dg==\","
+		"\"lease\":\"7\"}},"
+		"{\"request_put\":{\"key\":\"c2VydmljZXMvYi9oOjI=\","
+		"\"value\":\"dg==\",\"lease\":\"7\"}}]}");
+	free(b);
+	b = hr_etcd_body_puts(keys, values, HR_ETCD_TXN_OPS_MAX, 7);
+	j = cJSON_Parse(b);
+	cr_assert_eq(cJSON_GetArraySize(cJSON_GetObjectItem(j, "success")),
+		     HR_ETCD_TXN_OPS_MAX);
+	op = cJSON_GetArrayItem(cJSON_GetObjectItem(j, "success"), 0);
+	cr_assert_not_null(cJSON_GetObjectItem(op, "request_put"));
+	cr_assert_null(cJSON_GetObjectItem(j, "compare"));
+	cJSON_Delete(j);
+	free(b);
+	cr_assert_null(hr_etcd_body_puts(keys, values, 0, 7));
+	cr_assert_null(hr_etcd_body_puts(keys, values,
+					 HR_ETCD_TXN_OPS_MAX + 1, 7));
+}
