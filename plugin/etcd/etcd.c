@@ -42,10 +42,11 @@
  *     AUTH_DENIED / FAILED  backoff
  *   -> (the layer) reconcile()
  *
- *   on_lease(): READY -> reconcile (after a loss: the re-put spread over
- *   a window, hr_etcd_lease_spread_ms); LOST -> forget the key; RENEWED
- *   -> a kept instance reads again; ADOPT -> the key a gone backend of
- *   this instance wrote is ours.
+ *   on_lease(): READY -> reconcile; LOST -> forget the key; after the
+ *   new grant the lease puts it back with the others' in txns
+ *   (reput_value(), PUT_DONE; PUT_FAILED: our own put, spread over
+ *   hr_etcd_lease_spread_ms); RENEWED -> a kept instance reads again;
+ *   ADOPT -> the key a gone backend of this instance wrote is ours.
  *
  * The key is wanted while the aggregate is in register_when, and for
  * deregister_after once it left (the layer's grace period). During the

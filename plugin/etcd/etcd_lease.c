@@ -1,14 +1,19 @@
 /*
  * etcd_lease.c - the lease every etcd backend instance of one agent
  * shares (see etcd_lease.h for the contract and the lifetime rules): its
- * own core (healthreg/regcore.h) for authenticate, grant, keepalive and
- * revoke, one request at a time, and the members it tells about them.
+ * own core (healthreg/regcore.h) for authenticate, grant, keepalive,
+ * the re-puts after a loss, the keys of members that went, and revoke,
+ * one request at a time, and the members it tells about them.
  *
  *   reconcile()
  *     closing (every member left) -> [authenticate] -> revoke -> REVOKED
  *     no token (auth on)          -> authenticate  -> READY
- *     no lease                    -> grant         -> READY
+ *     no lease                    -> grant         -> READY (after a
+ *                                    loss: collect the re-puts)
  *     keepalive due               -> keepalive     -> RENEWED
+ *     re-puts waiting             -> txn of <= 128 puts -> PUT_DONE
+ *                                    (failed: PUT_FAILED)
+ *     a gone member's key         -> txn: delete if LEASE == ours
  *
  *   replies: OK as above; LEASE_LOST -> LOST, grant again at once;
  *   AUTH_EXPIRED -> authenticate again; UNAVAILABLE -> next endpoint,

@@ -144,8 +144,8 @@ int64_t hr_etcd_lease_ttl_s(const struct hr_etcd_lease *l);
  * generation, which changes with every new or dropped token. */
 const char *hr_etcd_lease_token(const struct hr_etcd_lease *l,
 				unsigned *gen);
-/* After a loss, the window over which members spread their re-puts
- * (0: put at once). */
+/* After a loss, the window over which members spread their own re-puts
+ * when the lease's txn failed (0: put at once). */
 int64_t hr_etcd_lease_spread_ms(const struct hr_etcd_lease *l);
 
 /* A member's request under lease id was answered "lease not found": if
