@@ -31,7 +31,7 @@
 #include "etcd_lease.h"
 #include "healthreg/log.h"
 
-#define RESP_MAX (64 * 1024)
+#define RESP_MAX (256 * 1024) /* a txn of 128 puts answers 128 responses */
 #define BACKOFF_BASE_MS 100
 #define BACKOFF_CAP_MS 5000
 /* After a loss each member waits a random part of this per member before
