@@ -450,6 +450,14 @@ static void reputs_answered(struct hr_etcd_lease *l, bool ok)
 	}
 }
 
+static void reputs_unsend(struct hr_etcd_lease *l)
+{
+	struct hr_link *k;
+
+	for (k = l->reputs; k; k = k->next)
+		hr_container_of(k, struct reput, link)->sent = false;
+}
+
 static void failed_reply(struct hr_etcd_lease *l, enum hr_etcd_op op,
 			 const struct hr_etcd_reply *rep)
 {
@@ -537,10 +545,16 @@ static bool on_reply(struct hr_regcore *core, const struct hr_reg_reply *a)
 		failed_reply(l, op, &rep);
 	if (op == HR_ETCD_OP_DELETE)
 		l->op_orphan = NULL; /* deleted, or tried again later */
-	/* A lost lease has dropped them already; any other failure: each
-	 * member puts its own. */
-	if (op == HR_ETCD_OP_PUTS && l->reputs)
-		reputs_answered(l, ok);
+	/* A lost lease has dropped them already. Unreachable, or a token
+	 * to renew: the lease sends them again (after its backoff); a
+	 * refusal of the txn itself: each member puts its own. */
+	if (op == HR_ETCD_OP_PUTS && l->reputs) {
+		if (ok || (rep.result != HR_ETCD_UNAVAILABLE &&
+			   rep.result != HR_ETCD_AUTH_EXPIRED))
+			reputs_answered(l, ok);
+		else
+			reputs_unsend(l);
+	}
 	/* Closing: a revoke answered, or nothing left to revoke. */
 	revoked = l->closing && op == HR_ETCD_OP_REVOKE &&
 		  (ok || rep.result == HR_ETCD_LEASE_LOST);
