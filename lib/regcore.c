@@ -194,6 +194,18 @@ static void note_outcome(struct hr_regcore *c, const struct hr_reg_reply *r,
 	       s->last_error, NULL);
 }
 
+void hr_regcore_note(struct hr_regcore *c, const struct hr_reg_reply *r,
+		     bool ok, const char *why)
+{
+	char saved[sizeof(c->why)];
+
+	memcpy(saved, c->why, sizeof(saved));
+	snprintf(c->why, sizeof(c->why), "%s", why ? why : "");
+	hr_registry_stats_record(c->stats, ok);
+	note_outcome(c, r, ok);
+	memcpy(c->why, saved, sizeof(saved));
+}
+
 /* ---- requests ---------------------------------------------------------- */
 
 static void on_transfer(CURL *easy, CURLcode rc, void *payload)
@@ -218,7 +230,8 @@ static void on_transfer(CURL *easy, CURLcode rc, void *payload)
 	ok = c->ops->reply(c, &r);
 	c->in_reply = false;
 	hr_registry_stats_record(c->stats, ok);
-	note_outcome(c, &r, ok);
+	if (!c->quiet)
+		note_outcome(c, &r, ok);
 	release(c);
 	c->ops->kick(c);
 }

@@ -144,6 +144,10 @@ struct hr_regcore {
 	enum hr_status told;    /* the last status given to _status() */
 	double remind_at;       /* ev_now() of the next reminder */
 	struct hr_registry_stats own_stats; /* when env->stats is NULL */
+	/* Set by the owner after init: no registry_unreachable/_reachable
+	 * lines for this core's answers, because they are accounted to the
+	 * cores they serve with hr_regcore_note() (etcd's shared lease). */
+	bool quiet;
 };
 
 #define HR_REGCORE_REMIND_S 60.0
@@ -192,6 +196,15 @@ bool hr_regcore_idle(const struct hr_regcore *c);
  * line (copied, cut to 255 bytes). Without it the core says what libcurl
  * or the HTTP status and the head of the answer said. */
 void hr_regcore_why(struct hr_regcore *c, const char *text);
+/*
+ * Account an answer that another core received on c's behalf (a request
+ * several backends share: etcd's one lease for all of an agent's keys):
+ * c->stats counts it, and c's up/down state and its log lines follow it
+ * as if c had sent the request. why: as hr_regcore_why() (NULL or "":
+ * the generic text). Cannot fail.
+ */
+void hr_regcore_note(struct hr_regcore *c, const struct hr_reg_reply *r,
+		     bool ok, const char *why);
 /* What the registry holds now: the backend calls it where it registered,
  * deregistered, entered maintenance or found its registration lost. */
 void hr_regcore_state(struct hr_regcore *c, enum hr_registry_state s);
