@@ -269,8 +269,24 @@ static void setup_easy(struct hr_regcore *c, CURL *e,
 		curl_easy_setopt(e, CURLOPT_UNIX_SOCKET_PATH, q->unix_socket);
 }
 
+/* The lane of q: the Unix socket, or the URL up to its path. */
+static void lane_key(const struct hr_reg_req *q, char *buf, size_t len)
+{
+	const char *u = q->url, *p = strstr(u, "://");
+	size_t n;
+
+	if (q->unix_socket) {
+		snprintf(buf, len, "unix:%s", q->unix_socket);
+		return;
+	}
+	p = p ? strchr(p + 3, '/') : NULL;
+	n = p ? (size_t)(p - u) : strlen(u);
+	snprintf(buf, len, "%.*s", (int)n, u);
+}
+
 int hr_regcore_send(struct hr_regcore *c, const struct hr_reg_req *q)
 {
+	char key[512];
 	int rc;
 
 	if (c->easy || c->in_reply)
@@ -290,7 +306,9 @@ int hr_regcore_send(struct hr_regcore *c, const struct hr_reg_req *q)
 		return -ENOMEM;
 	}
 	setup_easy(c, c->easy, q);
-	rc = hr_http_start(c->http, c->easy, on_transfer, c);
+	lane_key(q, key, sizeof(key));
+	rc = hr_http_start_lane(c->http, c->easy, on_transfer, c, key,
+				HR_REGCORE_LANE_MAX, q->urgent);
 	if (rc < 0) {
 		hr_http_easy_put(c->http, c->easy);
 		c->easy = NULL;

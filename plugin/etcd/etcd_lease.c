@@ -281,6 +281,7 @@ static void start_op(struct hr_etcd_lease *l, enum hr_etcd_op op,
 			   l->auth_hdrs : l->plain_hdrs,
 		.timeout_ms = (long)l->request_timeout_ms,
 		.http11 = true,
+		.urgent = true, /* serves every backend on the lease */
 	};
 	int rc = -ENOMEM;
 

@@ -100,7 +100,21 @@ struct hr_reg_req {
 	long timeout_ms;          /* whole transfer; 0: none */
 	long connect_timeout_ms;  /* 0: libcurl's default */
 	bool http11;              /* force HTTP/1.1 */
+	/* Ahead of the requests waiting for the same registry (see
+	 * HR_REGCORE_LANE_MAX): a request that serves every backend (etcd's
+	 * shared lease: its keepalive must not wait behind 1,000 puts). */
+	bool urgent;
 };
+
+/*
+ * Requests in flight to one registry address (scheme://host:port, or the
+ * Unix socket) from one struct hr_http, across every backend instance:
+ * the others wait their turn (hr_http_start_lane()). An agent with 1,000
+ * services opens at most this many connections to its registry, not
+ * 1,000 (Consul's limits.http_max_conns_per_client is 200 by default,
+ * and answers one more with 429).
+ */
+#define HR_REGCORE_LANE_MAX 8
 
 /* TLS as the core applies it to every request (see hr_regcore_tls()). */
 struct hr_reg_tls {
