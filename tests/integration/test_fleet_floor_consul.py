@@ -214,7 +214,9 @@ class TestFleetFloorConsul(FloorCase):
         failing = rng.sample(range(N), N - 1)
         healthy = [i for i in range(N) if i not in failing]
         fleet.set_status(failing, "fail", jitter, rng)
-        self.assertTrue(self.wait_count(FLOOR), fleet.logs())
+        self.assertTrue(self.wait_count(FLOOR),
+                        "registered: %s\n%s" % (sorted(entries(self.emu)),
+                                                fleet.logs()))
         self.assertTrue(self.stays(FLOOR, 3 * PERIOD + 0.5), fleet.logs())
         now = entries(self.emu)
         self.assertIn(fleet.sid(healthy[0]), now)
@@ -316,7 +318,9 @@ class TestKeptInstanceStillGoes(FloorCase):
         fleet = Fleet(self, self.emu, 3, FLOOR)
         self.assertTrue(self.wait_count(3), fleet.logs())
         fleet.set_status([0, 1, 2], "fail")
-        self.assertTrue(self.wait_count(2), fleet.logs())
+        self.assertTrue(self.wait_count(2),
+                        "registered: %s\n%s" % (sorted(entries(self.emu)),
+                                                fleet.logs()))
         self.assertTrue(self.stays(2, 3 * PERIOD), fleet.logs())
         now = entries(self.emu)
         kept = [i for i in range(3) if fleet.sid(i) in now]
