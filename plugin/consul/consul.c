@@ -119,6 +119,7 @@ struct hr_registry {
 	char *kept_output;               /* the kept check's Output */
 	bool logged_floor_fail;
 	bool floor_failed;               /* a floor read failed: stay */
+	ev_tstamp unlist_at;             /* not before (a failed attempt) */
 	char floor_why[200];
 };
 
@@ -429,7 +430,7 @@ static int next_wanted(struct hr_registry *r)
 		return send_maintenance(r);
 	if (update_due(r))
 		return send_update(r, r->status);
-	if (r->listed) {
+	if (r->listed && now(r) >= r->unlist_at) {
 		int rc = next_unlist(r);
 
 		if (rc <= 0)
@@ -684,9 +685,10 @@ static bool is_floor_op(enum hr_consul_op op)
 	       op == HR_CONSUL_OP_FLOOR_WRITE;
 }
 
-/* A floor request failed while the instance would leave: it stays (the
- * safe side) and decides again after a third of the TTL; logged once per
- * episode, naming what the token needs when Consul refused. */
+/* A floor request failed. While the instance would leave it stays (the
+ * safe side) and decides again after a third of the TTL; while it is
+ * wanted, taking its ID out of the list waits as long. No backoff: the TTL
+ * updates go on. Logged once per episode, naming what the token needs. */
 static void floor_failed(struct hr_registry *r, const struct sent *q,
 			 const char *code, const char *detail)
 {
@@ -699,8 +701,14 @@ static void floor_failed(struct hr_registry *r, const struct sent *q,
 		hr_log(HR_LOG_WARN, "consul_floor_unavailable", "service",
 		       r->service_id, "op", hr_consul_op_name(q->op),
 		       HR_LOG_NUM("code"), code, "error", detail, "needs", key,
-		       "decision", "stay registered", NULL);
+		       "decision", hr_regcore_wanted(&r->core) ?
+		       "unlist later" : "stay registered", NULL);
 	r->logged_floor_fail = true;
+	r->doc_fresh = r->fleet_fresh = false;
+	if (hr_regcore_wanted(&r->core)) {
+		r->unlist_at = now(r) + (double)r->period_ms / 1000.0;
+		return;
+	}
 	r->floor_failed = true;
 	if (strcmp(code, "0"))
 		snprintf(r->floor_why, sizeof(r->floor_why), "HTTP %s: %.150s",
@@ -773,7 +781,7 @@ static void on_failure(struct hr_registry *r, const struct sent *q,
 		r->maybe_registered = false; /* give up */
 		return;
 	}
-	if (is_floor_op(q->op) && !hr_regcore_wanted(&r->core)) {
+	if (is_floor_op(q->op)) {
 		floor_failed(r, q, code_s, detail);
 		return;
 	}

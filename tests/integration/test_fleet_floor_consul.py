@@ -440,10 +440,14 @@ class TestFloorWithoutKeyRights(unittest.TestCase):
             lambda: "the fleet cannot be read (HTTP 403" in
             ids()[Fleet.sid(0)]["Output"], 5), (ids(), log))
         self.assertEqual(ids()[Fleet.sid(0)]["Status"], "warning")
-        # Still there several decisions later.
-        time.sleep(3 * PERIOD)
+        # Still there several decisions later, past the TTL; and the
+        # others, whose check of the list at start was refused too, kept
+        # their TTL checks updated meanwhile (no backoff on a floor read).
+        time.sleep(TTL + 1)
         self.assertEqual(len(ids()), 3)
         self.assertEqual(ids()[Fleet.sid(0)]["Status"], "warning")
+        self.assertEqual([ids()[Fleet.sid(i)]["Status"] for i in (1, 2)],
+                         ["passing", "passing"], ids())
         self.assertIn("event=fleet_floor_kept", agents[0].log())
 
 if __name__ == "__main__":
