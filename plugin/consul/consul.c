@@ -115,7 +115,6 @@ struct hr_registry {
 			      registered and wanted (a new backend checks) */
 	bool kept;         /* staying registered for the floor */
 	ev_tstamp decided_at;            /* kept: when it was decided */
-	char kept_note[200];
 	char *kept_output;               /* the kept check's Output */
 	bool logged_floor_fail;
 	bool floor_failed;               /* a floor read failed: stay */
@@ -304,7 +303,6 @@ static int keep(struct hr_registry *r, const char *note,
 	char fleet[24], healthy[24], min[24], *out;
 	size_t n;
 
-	snprintf(r->kept_note, sizeof(r->kept_note), "%s", note);
 	if (!r->kept) {
 		r->kept = true;
 		r->core.stats->floor_kept = true;
@@ -531,9 +529,9 @@ static void on_ok(struct hr_registry *r, struct sent *q)
 		break;
 	case HR_CONSUL_OP_FLOOR_READ:
 	case HR_CONSUL_OP_FLEET_READ:
-		break; /* parsed in on_reply */
+		break; /* parsed by on_floor_ok() */
 	case HR_CONSUL_OP_FLOOR_WRITE:
-		break; /* on_floor_write() */
+		break; /* on_floor_ok() */
 	case HR_CONSUL_OP_MAINTENANCE:
 		r->maint_on = q->maint_enable;
 		hr_log(HR_LOG_INFO, "consul_maintenance", "service",
@@ -834,9 +832,12 @@ static bool on_reply(struct hr_regcore *core, const struct hr_reg_reply *a)
 	}
 	if (v == HR_CONSUL_OK && is_floor_op(r->sent.op) &&
 	    !on_floor_ok(r, &r->sent, a)) {
+		char head[160];
+
 		v = HR_CONSUL_RETRY;
-		snprintf(detail, sizeof(detail), "unexpected answer%s: %.200s",
-			 a->truncated ? " (too long)" : "", a->body);
+		hr_consul_excerpt(head, sizeof(head), a->body, a->len);
+		snprintf(detail, sizeof(detail), "unexpected answer%s: %s",
+			 a->truncated ? " (too long)" : "", head);
 		hr_regcore_why(core, detail);
 		on_failure(r, &r->sent, v, 0, detail);
 	} else if (v == HR_CONSUL_OK) {

@@ -66,7 +66,7 @@ def put(url):
 
 
 class Fleet:
-    def __init__(self, case, emu, n, floor):
+    def __init__(self, case, emu, n, floor, **consul):
         self.case = case
         self.dir = tempfile.mkdtemp(prefix="hr-floor-consul-")
         case.addCleanup(shutil.rmtree, self.dir, True)
@@ -86,7 +86,7 @@ class Fleet:
                         "address": emu.url,
                         "check_ttl": "%ds" % TTL,
                         "deregister_critical_service_after": "1s",
-                        "min_healthy": floor}}}
+                        "min_healthy": floor, **consul}}}
             a = hrtest.Agent(conf, env={"CONSUL_HTTP_ADDR": "",
                                         "CONSUL_HTTP_TOKEN": "",
                                         "CONSUL_HTTP_TOKEN_FILE": ""})
@@ -307,6 +307,38 @@ class TestFleetFloorConsul(FloorCase):
         for a in fleet.agents:
             self.assertEqual(a.stop(), 0, fleet.logs())
         self.assertTrue(self.wait_count(0, 5), fleet.logs())
+
+
+class TestFraction(FloorCase):
+    def test_max_unhealthy_fraction(self):
+        """max_unhealthy_fraction 0.4 of a fleet of 5: at most 2 may be
+        unhealthy, so 3 stay when four fail together (one healthy, two
+        kept); min_healthy 1 is the weaker floor here."""
+        fleet = Fleet(self, self.emu, N, 1, max_unhealthy_fraction=0.4)
+        self.assertTrue(hrtest.wait_for(
+            lambda: [s for s, _ in entries(self.emu).values()] ==
+            ["passing"] * N, 15), fleet.logs())
+        mark = len(history(self.emu))
+        start = {sid: st for sid, (st, _) in entries(self.emu).items()}
+        fleet.set_status([1, 2, 3, 4], "fail")
+        self.assertTrue(self.wait_count(3), fleet.logs())
+        self.assertTrue(self.stays(3, 3 * PERIOD), fleet.logs())
+        now = entries(self.emu)
+        self.assertEqual(sorted(st for st, _ in now.values()),
+                         ["passing", "warning", "warning"], now)
+        note = ("kept by fleet floor: 2 of 5 healthy (min_healthy 1, "
+                "max_unhealthy_fraction 0.4)")
+        self.assertTrue(hrtest.wait_for(lambda: all(
+            out.startswith(note) for st, out in entries(self.emu).values()
+            if st == "warning"), 5), entries(self.emu))
+        self.assertEqual(len(leavers(self.emu)), 2)
+        sizes = replay(history(self.emu)[mark:], start)
+        self.assertGreaterEqual(min(n for _, n, _ in sizes), 3, sizes)
+        self.assertGreaterEqual(min(u for _, _, u in sizes), 3, sizes)
+        fleet.set_status([1, 2, 3, 4], "pass")
+        self.assertTrue(hrtest.wait_for(
+            lambda: [s for s, _ in entries(self.emu).values()] ==
+            ["passing"] * N and leavers(self.emu) == [], 15), fleet.logs())
 
 
 class TestKeptInstanceStillGoes(FloorCase):
