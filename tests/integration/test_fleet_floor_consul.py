@@ -306,6 +306,7 @@ class TestFleetFloorConsul(FloorCase):
         self.assertTrue(self.wait_count(FLOOR), fleet.logs())
         for a in fleet.agents:
             self.assertEqual(a.stop(), 0, fleet.logs())
+            self.assertNotIn("Sanitizer", a.log())
         self.assertTrue(self.wait_count(0, 5), fleet.logs())
 
 
