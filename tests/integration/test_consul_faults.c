@@ -1005,3 +1005,36 @@ Test(consul_faults, floor_needs_a_service_id)
 	svc.id = "web-1";
 	cJSON_Delete(conf);
 }
+
+/* A kept instance decides again at once when its aggregate changes, not
+ * only a third of the TTL later. */
+Test(consul_faults, floor_kept_decides_again_on_a_change)
+{
+	size_t n;
+
+	script(200, "");
+	script(200, "");
+	script(404, "");
+	script(404, "");
+	script(200, fleet_body("web-1:passing"));
+	script(200, "");
+	script(404, "");
+	script(200, fleet_body("web-1:warning"));
+	create("\"min_healthy\":1,\"check_ttl\":\"30s\"");
+	hr_registry_consul.apply(reg, HR_STATUS_PASSING, "ok");
+	cr_assert(run_until_reqs(3, 5));
+	hr_registry_consul.apply(reg, HR_STATUS_CRITICAL, "1 critical: db");
+	cr_assert(run_until_reqs(6, 5));
+	run_for(0.3);
+	n = F.n_reqs;
+	cr_assert_eq(n, 6, "kept: nothing until the next decision (10 s)");
+	hr_registry_consul.apply(reg, HR_STATUS_CRITICAL, "2 critical: db, mq");
+	cr_assert(run_until_reqs(n + 3, 5));
+	cr_assert(is_op(n, KV_GET));
+	cr_assert(is_op(n + 1, FLEET));
+	cr_assert(is_op(n + 2, UPD));
+	cr_assert_str_eq(update_field(n + 2, "Output"),
+			 "kept by fleet floor: 0 of 1 healthy (min_healthy 1); "
+			 "2 critical: db, mq");
+	cr_assert_eq(count_logs("event=fleet_floor_kept"), 1, "one stay");
+}
