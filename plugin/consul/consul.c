@@ -1163,17 +1163,19 @@ static void consul_apply(struct hr_registry *r, enum hr_status status,
 	enum hr_status s = status == HR_STATUS_UNKNOWN ? HR_STATUS_CRITICAL :
 							 status;
 
+	bool changed;
+
 	if (hr_regcore_shutting_down(&r->core))
 		return;
+	changed = status != r->status ||
+		  strcmp(output ? output : "", r->output ? r->output : "");
 	if (replace_str(&r->output, output) < 0) {
 		hr_log(HR_LOG_ERROR, "consul_apply_failed", "service",
 		       r->service_id, "error", strerror(ENOMEM), NULL);
 		return;
 	}
 	/* Kept: a change is decided again at once. */
-	if (r->kept && (status != r->status ||
-			strcmp(output ? output : "",
-			       r->output ? r->output : "")))
+	if (r->kept && changed)
 		r->decided_at = 0;
 	r->status = status;
 	r->have_status = true;
