@@ -2134,6 +2134,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
             raise HTTPError(400, "Conflicting flags: %s\n" % urlencode_sorted(self.query))
 
     def h_kv(self):
+        # s.parse() runs first, for every method: consistency flags, wait
+        # and index (blocking itself is not implemented for KV), dc.
+        if "stale" in self.query and "consistent" in self.query:
+            raise HTTPError(400, "Cannot specify ?stale with ?consistent, conflicting semantics.")
+        self._parse_wait()
+        dc = self.q("dc")
+        if dc and dc != self.agent.dc:
+            raise HTTPError(500, "No path to datacenter")
         key = self._kv_key()
         if self.command == "GET":
             return self._kv_get(key)

@@ -1573,6 +1573,10 @@ class TestKV(EmuCase):
                         "Conflicting flags: acquire=s&cas=1\n")
         self.assertResp(self.req("DELETE", self.K + "?cas=1&recurse"), 400,
                         "Conflicting flags: cas=1&recurse=\n")
+        self.assertResp(self.get(self.K + "?dc=dc9"), 500, "No path to datacenter")
+        self.assertResp(self.get(self.K + "?stale&consistent"), 400,
+                        "Cannot specify ?stale with ?consistent, conflicting semantics.")
+        self.assertResp(self.get(self.K + "?index=x"), 400, "Invalid index")
         r = self.req("POST", self.K, "x")
         self.assertResp(r, 405)
         self.assertEqual(r.header("Allow"), "OPTIONS,GET,PUT,DELETE")
