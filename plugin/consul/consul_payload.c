@@ -1259,8 +1259,10 @@ static int doc_value_parse(struct hr_consul_floor_doc *d, const char *txt,
 		const cJSON *id = cJSON_GetObjectItemCaseSensitive(e, "id");
 		const cJSON *at = cJSON_GetObjectItemCaseSensitive(e, "at");
 
+		/* at: whole seconds, in range before the cast */
 		if (!cJSON_IsString(id) || !id->valuestring[0] ||
-		    !cJSON_IsNumber(at) ||
+		    !cJSON_IsNumber(at) || !(at->valuedouble >= 0.0) ||
+		    at->valuedouble > 1e15 ||
 		    at->valuedouble != (double)(int64_t)at->valuedouble)
 			continue;
 		d->v[d->n].id = strdup(id->valuestring);
@@ -1294,7 +1296,10 @@ int hr_consul_floor_doc_parse(struct hr_consul_floor_doc *out, long code,
 		    cJSON_GetArrayItem(root, 0) : NULL;
 	idx = cJSON_GetObjectItemCaseSensitive(e, "ModifyIndex");
 	val = cJSON_GetObjectItemCaseSensitive(e, "Value");
-	if (!cJSON_IsNumber(idx) || idx->valuedouble < 1 ||
+	/* A Raft index as a JSON number: exact below 2^53, which no cluster
+	 * reaches; anything not an index in range is not Consul's answer. */
+	if (!cJSON_IsNumber(idx) || !(idx->valuedouble >= 1.0) ||
+	    idx->valuedouble >= 18446744073709551616.0 ||
 	    !(cJSON_IsNull(val) || cJSON_IsString(val)))
 		goto done;
 	out->index = (uint64_t)idx->valuedouble;

@@ -1154,7 +1154,9 @@ Test(consul_payload, floor_doc_parse)
 	a = kv_answer(42, "{\"leavers\":[{\"id\":\"web-1\",\"at\":1700000000},"
 			  "{\"id\":\"web-3\",\"at\":1700000100,\"x\":1},"
 			  "{\"id\":7,\"at\":1},{\"id\":\"web-4\"},"
-			  "{\"id\":\"\",\"at\":1}],\"other\":true}");
+			  "{\"id\":\"\",\"at\":1},{\"id\":\"w\",\"at\":1e300},"
+			  "{\"id\":\"v\",\"at\":-5},{\"id\":\"u\",\"at\":1.5}],"
+			  "\"other\":true}");
 	cr_assert_eq(doc_parse(&d, 200, a), 0);
 	free(a);
 	cr_assert_eq(d.index, 42);
@@ -1180,6 +1182,8 @@ Test(consul_payload, floor_doc_parse)
 			"[]", "{}", "[{\"ModifyIndex\":0,\"Value\":null}]",
 			"[{\"ModifyIndex\":5,\"Value\":\"@@@\"}]",
 			"[{\"ModifyIndex\":5}]", "not json",
+			"[{\"ModifyIndex\":1e30,\"Value\":null}]",
+			"[{\"ModifyIndex\":-3,\"Value\":null}]",
 		};
 		size_t i;
 
