@@ -240,11 +240,17 @@ static void setup_easy(struct hr_regcore *c, CURL *e,
 		       const struct hr_reg_req *q)
 {
 	curl_easy_setopt(e, CURLOPT_URL, q->url);
-	if (strcmp(q->method, "POST"))
-		curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, q->method);
-	curl_easy_setopt(e, CURLOPT_POSTFIELDS, c->body ? c->body : "");
-	curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE,
-			 (long)(c->body ? strlen(c->body) : 0));
+	if (!strcmp(q->method, "GET")) {
+		/* a read: no body (Consul's KV and health reads) */
+		curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
+	} else {
+		if (strcmp(q->method, "POST"))
+			curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, q->method);
+		curl_easy_setopt(e, CURLOPT_POSTFIELDS,
+				 c->body ? c->body : "");
+		curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE,
+				 (long)(c->body ? strlen(c->body) : 0));
+	}
 	curl_easy_setopt(e, CURLOPT_HTTPHEADER, q->headers);
 	curl_easy_setopt(e, CURLOPT_USERAGENT, "healthreg/" HR_VERSION);
 	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, hr_capture_curl_cb);

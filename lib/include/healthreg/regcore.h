@@ -90,7 +90,7 @@ struct hr_regcore_ops {
 
 /* One request. Strings are copied except where noted. */
 struct hr_reg_req {
-	const char *method;       /* "PUT", "POST" */
+	const char *method;       /* "PUT", "POST", "GET" (no body) */
 	const char *url;
 	const char *body;         /* NULL: empty */
 	bool secret_body;         /* wipe the copy at release (passwords) */
