@@ -189,8 +189,6 @@ static void tally(struct hr_agg *agg, const struct hr_check *c,
 				c->spec.group, delta);
 }
 
-/* Recount everything (the groups changed). -ENOMEM leaves no group
- * tallies (groups count as empty). */
 /* The per-group tally arrays for n groups: 0 (both NULL when n is 0) or
  * -ENOMEM with nothing allocated. */
 static int tally_arrays(size_t n, size_t (**g)[2], size_t (**m)[2])

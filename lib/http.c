@@ -33,7 +33,7 @@ struct xfer {
 	void *payload;
 	int done, cancelled;
 	int waiting;                 /* in its lane's queue, not started */
-	int urgent;                  /* queued ahead of the others */
+	int urgent;                  /* started at once, over the limit */
 	struct lane *lane;           /* NULL: hr_http_start() */
 	struct xfer *next;           /* free list; a lane's queue */
 	struct xfer *aprev, *anext;  /* transfers in the multi handle */
@@ -463,19 +463,15 @@ int hr_http_start_lane(struct hr_http *h, CURL *easy, hr_http_done_cb cb,
 		return -ENOMEM;
 	x->lane = l;
 	x->urgent = urgent;
-	if (l && (l->busy >= l->max || l->qhead)) {
-		/* Wait in order; an urgent one goes ahead of every waiting
-		 * transfer but behind the urgent ones already waiting. */
-		struct xfer **pp = &l->qhead;
-
-		while (*pp && urgent && (*pp)->urgent)
-			pp = &(*pp)->next;
-		if (!urgent)
-			pp = l->qtail ? &l->qtail->next : &l->qhead;
-		x->next = *pp;
-		*pp = x;
-		if (!x->next)
-			l->qtail = x;
+	/* An urgent transfer never waits: it starts at once, over the
+	 * limit if need be, and the others wait until the lane is below
+	 * it again. */
+	if (l && !urgent && (l->busy >= l->max || l->qhead)) {
+		if (l->qtail)
+			l->qtail->next = x;
+		else
+			l->qhead = x;
+		l->qtail = x;
 		x->waiting = 1;
 		h->waiting++;
 		return 0;

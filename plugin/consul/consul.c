@@ -275,6 +275,11 @@ static int send_floor_write(struct hr_registry *r, bool add)
 					  r->doc.index), body);
 	if (!rc)
 		r->sent.floor_add = add;
+	/* From the moment it is sent the list may hold our ID, even when
+	 * the answer is lost: taken out again once wanted (next_unlist
+	 * reads first). */
+	if (!rc && add)
+		r->listed = true;
 	return rc;
 }
 
@@ -303,6 +308,14 @@ static int keep(struct hr_registry *r, const char *note,
 	char fleet[24], healthy[24], min[24], *out;
 	size_t n;
 
+	/* The note, then what the checks say; allocated before anything
+	 * is marked, so that out of memory leaves the instance as it was. */
+	n = strlen(note) + strlen(r->output ? r->output : "") + 3;
+	out = malloc(n);
+	if (!out)
+		return -ENOMEM;
+	snprintf(out, n, "%s%s%s", note, r->output && *r->output ? "; " : "",
+		 r->output ? r->output : "");
 	if (!r->kept) {
 		r->kept = true;
 		r->core.stats->floor_kept = true;
@@ -318,13 +331,6 @@ static int keep(struct hr_registry *r, const char *note,
 		hr_regcore_decide(&r->core, HR_DECISION_KEPT, note);
 	}
 	r->decided_at = now(r);
-	/* The note, then what the checks say. */
-	n = strlen(note) + strlen(r->output ? r->output : "") + 3;
-	out = malloc(n);
-	if (!out)
-		return -ENOMEM;
-	snprintf(out, n, "%s%s%s", note, r->output && *r->output ? "; " : "",
-		 r->output ? r->output : "");
 	free(r->kept_output);
 	r->kept_output = out;
 	return send_update_text(r, HR_STATUS_WARNING, out);

@@ -927,6 +927,51 @@ Test(consul_faults, floor_lost_cas_reads_again)
 			   51), "%s", update_field(8, "Output"));
 }
 
+/* The own ID's write is answered with an error (it may have landed: the
+ * answer was lost): the instance stays, and once it recovers it still
+ * checks the list and takes its ID out, so that the others do not count
+ * it as gone until the entry turns stale. */
+Test(consul_faults, floor_lost_answer_still_unlists)
+{
+	static const char *const ops[] = {
+		REG, UPD, KV_GET,
+		KV_GET, FLEET, KV_CAS,            /* the answer is lost */
+		UPD,                              /* kept: warning */
+		UPD,                              /* recovered: passing */
+		KV_GET, KV_CAS,                   /* the own ID out */
+	};
+	size_t i;
+
+	script(200, "");
+	script(200, "");
+	script(404, "");
+	script(404, "");
+	script(200, fleet_body("web-1:passing,web-2:passing"));
+	script(500, "rpc error: timeout");
+	script(200, "");
+	script(200, "");
+	script(200, kv_body(9, LIST_WEB1));
+	script(200, "true");
+	create("\"min_healthy\":1");
+	hr_registry_consul.apply(reg, HR_STATUS_PASSING, "ok");
+	cr_assert(run_until_reqs(3, 5));
+	hr_registry_consul.apply(reg, HR_STATUS_CRITICAL, "1 critical: db");
+	cr_assert(run_until_reqs(7, 5));
+	cr_assert_str_eq(update_field(6, "Status"), "warning");
+	hr_registry_consul.apply(reg, HR_STATUS_PASSING, "ok again");
+	expect_ops(ops, 8);
+	cr_assert_str_eq(update_field(7, "Status"), "passing");
+	run_for(1.5); /* a third of check_ttl 3s: the list is checked */
+	for (i = 8; i < F.n_reqs && !is_op(i, KV_GET); i++)
+		cr_assert(is_op(i, UPD), "request %zu: %s %s", i,
+			  F.reqs[i].method, F.reqs[i].path);
+	cr_assert(is_op(i, KV_GET), "the list is read after the recovery");
+	cr_assert(is_op(i + 1, KV_CAS), "and the own ID taken out");
+	cr_assert_str_eq(F.reqs[i + 1].path,
+			 "/v1/kv/healthreg/floor/web?cas=9");
+	cr_assert_str_eq(F.reqs[i + 1].body, "{\"leavers\":[]}");
+}
+
 /* Servers without a leader: the list cannot be read. The instance stays
  * (warning, the reason), logged once, and its TTL keeps being refreshed
  * by a decision every third of the TTL; no backoff. */

@@ -1,6 +1,6 @@
 /*
  * hr_http_start_lane(): at most max transfers of one lane at once, the
- * rest waiting in order (urgent ones first), cancel of a waiting or a
+ * rest waiting in order (urgent ones never wait), cancel of a waiting or a
  * running one, and transfers without a lane unaffected. The server is on
  * the test's own loop: it answers each request 30 ms after reading it and
  * counts the requests it holds at once.
@@ -197,22 +197,39 @@ Test(http_lanes, at_most_max_at_once_all_finish_in_order)
 	cr_expect_eq(hr_http_active(http), 0);
 }
 
-Test(http_lanes, one_at_a_time_in_order_urgent_first)
+Test(http_lanes, one_at_a_time_in_order)
 {
-	static const int want[] = { 0, 6, 7, 1, 2, 3, 4, 5 };
 	int i;
 
-	/* With room for one, the finishing order is the starting order:
-	 * 0 was running; 6 and 7 (urgent, in their order) go next. */
+	/* With room for one, the finishing order is the starting order. */
+	for (i = 0; i < 6; i++)
+		start(i, "L", 1, false);
+	run_until_done(6);
+	for (i = 0; i < 6; i++)
+		cr_expect_eq(order[i], i, "%d-th: %d", i, order[i]);
+	cr_expect_eq(max_holding, 1);
+}
+
+Test(http_lanes, urgent_never_waits)
+{
+	int i, pos[8];
+
 	for (i = 0; i < 6; i++)
 		start(i, "L", 1, false);
 	start(6, "L", 1, true);
 	start(7, "L", 1, true);
+	/* 0 and both urgent ones run, over the limit of 1; 1..5 wait. */
+	cr_expect_eq(hr_http_active(http), 3);
+	cr_expect_eq(hr_http_waiting(http), 5);
 	run_until_done(8);
 	for (i = 0; i < 8; i++)
-		cr_expect_eq(order[i], want[i], "%d-th: %d, not %d", i,
-			     order[i], want[i]);
-	cr_expect_eq(max_holding, 1);
+		pos[order[i]] = i;
+	for (i = 1; i < 5; i++)
+		cr_expect_lt(pos[i], pos[i + 1], "the waiting ones in order");
+	cr_expect_lt(pos[6], pos[1], "urgent before the waiting");
+	cr_expect_lt(pos[7], pos[1]);
+	/* Until the lane is below its limit again, nothing else starts. */
+	cr_expect_eq(max_holding, 3);
 }
 
 Test(http_lanes, cancel_waiting_and_running)

@@ -43,13 +43,15 @@ int hr_http_start(struct hr_http *h, CURL *easy, hr_http_done_cb cb,
  * hr_http_start() in the lane named key (copied; a registry's origin):
  * at most max transfers of one lane are in the multi handle at once (the
  * latest max given wins; 0 counts as 1). The others wait, in the order
- * they were started, an urgent one ahead of every waiting transfer that
- * is not urgent, and start as earlier ones finish, before those
+ * they were started, and start as earlier ones finish, before those
  * transfers' callbacks run (so a callback's next transfer queues behind
- * them). A waiting transfer's timeouts start when it starts. One that
- * libcurl then refuses gets CURLE_OUT_OF_MEMORY from the loop.
- * hr_http_cancel() works on a waiting transfer too. key NULL: no lane,
- * as hr_http_start(). Returns 0 or a negative errno.
+ * them). An urgent transfer never waits: it starts at once, over the
+ * limit if need be (a request every other one depends on, such as etcd's
+ * shared lease keepalive, must not wait behind them). A waiting
+ * transfer's timeouts start when it starts. One that libcurl then
+ * refuses gets CURLE_OUT_OF_MEMORY from the loop. hr_http_cancel() works
+ * on a waiting transfer too. key NULL: no lane, as hr_http_start().
+ * Returns 0 or a negative errno.
  */
 int hr_http_start_lane(struct hr_http *h, CURL *easy, hr_http_done_cb cb,
 		       void *payload, const char *key, unsigned max,

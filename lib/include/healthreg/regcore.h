@@ -100,9 +100,10 @@ struct hr_reg_req {
 	long timeout_ms;          /* whole transfer; 0: none */
 	long connect_timeout_ms;  /* 0: libcurl's default */
 	bool http11;              /* force HTTP/1.1 */
-	/* Ahead of the requests waiting for the same registry (see
-	 * HR_REGCORE_LANE_MAX): a request that serves every backend (etcd's
-	 * shared lease: its keepalive must not wait behind 1,000 puts). */
+	/* Never waits behind the other requests to the same registry (see
+	 * HR_REGCORE_LANE_MAX), started at once over the limit: a request
+	 * that serves every backend (etcd's shared lease: its keepalive
+	 * must not wait behind 1,000 puts or an election's slow writes). */
 	bool urgent;
 };
 
