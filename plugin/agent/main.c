@@ -119,9 +119,21 @@ static int cmd_validate(struct hr_config **cfg, const struct args *a)
 {
 	/* The load (preflight.h) ran every check run makes, the backends'
 	 * preflight included. */
-	printf("%s: valid (%zu check%s, %zu group%s)\n", a->path,
-	       (*cfg)->n_checks, (*cfg)->n_checks == 1 ? "" : "s",
-	       (*cfg)->n_groups, (*cfg)->n_groups == 1 ? "" : "s");
+	const struct hr_config *c = *cfg;
+	size_t i, checks = 0, groups = 0;
+
+	for (i = 0; i < c->n_services; i++) {
+		checks += c->services[i].n_checks;
+		groups += c->services[i].n_groups;
+	}
+	if (c->n_services > 1)
+		printf("%s: valid (%zu services, %zu check%s, %zu group%s)\n",
+		       a->path, c->n_services, checks, checks == 1 ? "" : "s",
+		       groups, groups == 1 ? "" : "s");
+	else
+		printf("%s: valid (%zu check%s, %zu group%s)\n", a->path,
+		       checks, checks == 1 ? "" : "s", groups,
+		       groups == 1 ? "" : "s");
 	return HR_EXIT_OK;
 }
 

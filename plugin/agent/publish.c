@@ -61,7 +61,7 @@ double hr_pub_check_wait(const struct hr_check_spec *spec)
 	return wait + 0.5;
 }
 
-double hr_pub_first_result_wait(const struct hr_config *cfg)
+double hr_pub_first_result_wait(const struct hr_service_conf *cfg)
 {
 	double wait = 1.5, w;
 	size_t i;
@@ -159,7 +159,8 @@ static void explain_unregistered(struct hr_pub *p)
 	if (!o)
 		return;
 	failing_names(p->agg, failing, sizeof(failing));
-	hr_log(HR_LOG_WARN, "not_registered", "registries", names, "status",
+	hr_log(HR_LOG_WARN, "not_registered", "service",
+	       p->service ? p->service : "", "registries", names, "status",
 	       hr_status_name(p->maint ? HR_STATUS_CRITICAL
 				       : hr_agg_status(p->agg)),
 	       "reason",
@@ -176,7 +177,8 @@ static void become_ready(struct hr_pub *p)
 	p->ready = true;
 	ev_timer_stop(p->loop, &p->ready_timer);
 	snprintf(n, sizeof(n), "%zu", hr_agg_n_checks(p->agg));
-	hr_log(HR_LOG_INFO, "ready", "status", hr_status_name(hr_agg_status(p->agg)),
+	hr_log(HR_LOG_INFO, "ready", "service", p->service ? p->service : "",
+	       "status", hr_status_name(hr_agg_status(p->agg)),
 	       HR_LOG_NUM("checks"), n, "output", hr_agg_output(p->agg), NULL);
 	hr_sd_notify("READY=1\nSTATUS=checks running");
 	hr_pub_publish(p);
@@ -375,6 +377,18 @@ void hr_pub_event(struct hr_pub *p, const struct hr_agg_event *ev)
 
 /* ---- the maintenance gate ---------------------------------------------- */
 
+int hr_pub_maint_copy(struct hr_pub *p, bool enable, const char *reason)
+{
+	char *r = strdup(reason ? reason : "");
+
+	if (!r)
+		return -ENOMEM;
+	free(p->maint_reason);
+	p->maint_reason = r;
+	p->maint = enable;
+	return 0;
+}
+
 int hr_pub_maint_set(struct hr_pub *p, bool enable, const char *reason)
 {
 	size_t n = reason ? strlen(reason) : 0;
@@ -425,6 +439,9 @@ void hr_pub_decide(struct hr_pub *p, enum hr_decision d, const char *why)
 
 		memset(&e, 0, sizeof(e));
 		e.decision = d;
+		if (p->service)
+			hr_journal_excerpt(e.service, sizeof(e.service),
+					   p->service);
 		snprintf(e.backend, sizeof(e.backend), "%s", b->ops->name);
 		e.dry_run = b->stats.dry_run;
 		e.have_status = p->told;

@@ -37,6 +37,7 @@ struct hr_pub {
 	struct ev_loop *loop;  /* borrowed */
 	struct hr_agg *agg;    /* borrowed */
 	struct hr_bset *bset;  /* borrowed */
+	const char *service;   /* borrowed: the unit's service id (unit.h) */
 	bool ready;            /* first aggregate known and published */
 	bool hold;             /* reload: new checks have no result yet */
 	bool reloading;        /* the new check set is being built */
@@ -66,7 +67,7 @@ void hr_pub_dispose(struct hr_pub *p);
 /* How long the first result of a check may take once it is added. */
 double hr_pub_check_wait(const struct hr_check_spec *spec);
 /* How long the first results of cfg's checks may take. */
-double hr_pub_first_result_wait(const struct hr_config *cfg);
+double hr_pub_first_result_wait(const struct hr_service_conf *cfg);
 
 /* The checks have started: arm the readiness timeout (wait seconds); ready
  * at once when every check is already known. */
@@ -81,6 +82,9 @@ void hr_pub_publish(struct hr_pub *p);
  * aggregate at once (held or not), if anything was published. */
 void hr_pub_backends_replaced(struct hr_pub *p);
 
+/* Set maintenance as hr_pub_maint_set() without a log line (the agent
+ * logs once for all its services). Returns 0 or -ENOMEM. */
+int hr_pub_maint_copy(struct hr_pub *p, bool enable, const char *reason);
 /* Set maintenance (reason copied; logs maintenance_enabled/disabled).
  * Returns 0, -EMSGSIZE (a reason over HR_MAINT_REASON_MAX bytes,
  * state.h; logged) or -ENOMEM; nothing changed then. Tells

@@ -20,7 +20,7 @@ char *hr_state_path(const struct hr_config *cfg)
 	if (cfg->state_file)
 		return strdup(cfg->state_file);
 	if (asprintf(&p, "%s/%s.state", dir && *dir ? dir : "/var/lib/healthreg",
-		     cfg->service.id) < 0)
+		     cfg->services[0].service.id) < 0)
 		return NULL;
 	return p;
 }

@@ -22,8 +22,8 @@
 #define HR_STATE_FILE_MAX (1024 * 1024)
 
 /*
- * agent.state_file, else $STATE_DIRECTORY/<service id>.state (systemd's
- * StateDirectory=), else /var/lib/healthreg/<service id>.state. malloc'ed
+ * agent.state_file, else $STATE_DIRECTORY/<first service id>.state (systemd's
+ * StateDirectory=), else /var/lib/healthreg/<first service id>.state. malloc'ed
  * (caller frees), NULL when out of memory.
  */
 char *hr_state_path(const struct hr_config *cfg);

@@ -59,17 +59,17 @@ static void specs(const struct hr_config *cfg)
 	struct hr_service_spec s;
 	size_t i;
 
-	for (i = 0; i < cfg->n_checks; i++) {
-		FUZZ_CHECK(hr_check_spec_copy(&c, &cfg->checks[i]) == 0, "copy");
-		FUZZ_CHECK(hr_check_spec_equal(&c, &cfg->checks[i]),
+	for (i = 0; i < cfg->services[0].n_checks; i++) {
+		FUZZ_CHECK(hr_check_spec_copy(&c, &cfg->services[0].checks[i]) == 0, "copy");
+		FUZZ_CHECK(hr_check_spec_equal(&c, &cfg->services[0].checks[i]),
 			   "a check spec equals its copy");
 		hr_check_spec_dispose(&c);
-		FUZZ_CHECK(hr_config_find_check(cfg, cfg->checks[i].name) ==
+		FUZZ_CHECK(hr_config_find_check(cfg, cfg->services[0].checks[i].name) ==
 				   (int)i,
 			   "a check is found by its name");
 	}
-	FUZZ_CHECK(hr_service_spec_copy(&s, &cfg->service) == 0, "copy");
-	FUZZ_CHECK(hr_service_spec_equal(&s, &cfg->service),
+	FUZZ_CHECK(hr_service_spec_copy(&s, &cfg->services[0].service) == 0, "copy");
+	FUZZ_CHECK(hr_service_spec_equal(&s, &cfg->services[0].service),
 		   "the service spec equals its copy");
 	hr_service_spec_dispose(&s);
 }
@@ -84,7 +84,7 @@ static void consul(const struct hr_config *cfg, const cJSON *conf)
 	FUZZ_CHECK(hr_consul_conf_parse(&c, conf, "registry.consul", NULL,
 					&d) == 0,
 		   "a validated consul section parses");
-	FUZZ_CHECK(hr_consul_register_body(&body, &cfg->service, &c,
+	FUZZ_CHECK(hr_consul_register_body(&body, &cfg->services[0].service, &c,
 					   HR_STATUS_PASSING) == 0,
 		   "register body");
 	json_body(body, "Consul's register body");
@@ -101,12 +101,12 @@ static void etcd(const struct hr_config *cfg, const cJSON *conf)
 	hr_diag_init(&d);
 	FUZZ_CHECK(hr_etcd_conf_parse(&c, conf, "registry.etcd", &d) == 0,
 		   "a validated etcd section parses");
-	if (!hr_etcd_addr(&cfg->service, "192.0.2.1", addr, sizeof(addr))) {
-		key = hr_etcd_key(c.prefix, cfg->service.name, addr);
+	if (!hr_etcd_addr(&cfg->services[0].service, "192.0.2.1", addr, sizeof(addr))) {
+		key = hr_etcd_key(c.prefix, cfg->services[0].service.name, addr);
 		FUZZ_CHECK(key && hr_fuzz_utf8_valid(key, strlen(key)),
 			   "etcd's key");
 		free(key);
-		json_body(hr_etcd_value(&cfg->service, addr, HR_STATUS_WARNING,
+		json_body(hr_etcd_value(&cfg->services[0].service, addr, HR_STATUS_WARNING,
 					c.value_format), "etcd's value");
 	}
 	hr_etcd_conf_dispose(&c);
@@ -152,7 +152,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		utf8_strings(doc);
 		cJSON_Delete(doc);
 		specs(cfg);
-		cJSON_ArrayForEach(it, cfg->registry) {
+		cJSON_ArrayForEach(it, cfg->services[0].registry) {
 			if (!strcasecmp(it->string, "consul"))
 				consul(cfg, it);
 			else if (!strcasecmp(it->string, "etcd"))

@@ -31,10 +31,14 @@ TestSuite(state, .init = setup, .fini = teardown, .timeout = 10);
 Test(state, path_from_config_then_state_directory_then_default)
 {
 	struct hr_config cfg;
+	struct hr_service_conf svc;
 	char *p;
 
 	memset(&cfg, 0, sizeof(cfg));
-	cfg.service.id = "web-1";
+	memset(&svc, 0, sizeof(svc));
+	svc.service.id = "web-1";
+	cfg.services = &svc;
+	cfg.n_services = 1;
 	setenv("STATE_DIRECTORY", dir, 1);
 	p = hr_state_path(&cfg);
 	cr_expect(strstr(p, "/web-1.state") && !strncmp(p, dir, strlen(dir)), "%s", p);
