@@ -304,10 +304,22 @@ static void reload_unit(struct hr_unit *u, const struct hr_service_conf *next,
 	u->conf = next;
 }
 
+/* The unit's service has a new id (the one service renamed). */
+static void unit_rename(struct hr_unit *u, const char *id)
+{
+	char *c = strdup(id);
+
+	if (!c)
+		return; /* it keeps answering to its old id */
+	free(u->id);
+	u->id = c;
+	u->pub.service = c;
+}
+
 /* The units of the services next adds, made before anything changes; a
  * unit that cannot be made fails the reload. */
 static int make_added(const struct hr_reload *rl, const struct hr_config *next,
-		      struct hr_unit **made, char *msg, size_t len)
+		      bool paired, struct hr_unit **made, char *msg, size_t len)
 {
 	size_t i;
 
@@ -315,7 +327,7 @@ static int make_added(const struct hr_reload *rl, const struct hr_config *next,
 		const struct hr_service_conf *sv = &next->services[i];
 
 		made[i] = NULL;
-		if (rl->host.find(rl->host.ctx, sv->service.id))
+		if (paired || rl->host.find(rl->host.ctx, sv->service.id))
 			continue;
 		made[i] = rl->host.make(rl->host.ctx, sv);
 		if (made[i])
@@ -336,6 +348,7 @@ int hr_reload(const struct hr_reload *rl, char *msg, size_t len)
 	struct counts n = { 0, 0, 0, 0, 0, 0, 0, 0, 0 };
 	struct hr_unit **made = NULL;
 	char counts[160], svcs[160];
+	bool paired;
 	size_t i;
 
 	if (rl->host.stopping(rl->host.ctx))
@@ -347,7 +360,11 @@ int hr_reload(const struct hr_reload *rl, char *msg, size_t len)
 		if (!made)
 			snprintf(msg, len, "out of memory");
 	}
-	if (!next || !made || make_added(rl, next, made, msg, len)) {
+	/* One service before and after: the same one, whatever its id (a
+	 * renamed instance keeps its checks; its old registration is
+	 * removed by the retiring backends), as before "services". */
+	paired = next && old->n_services == 1 && next->n_services == 1;
+	if (!next || !made || make_added(rl, next, paired, made, msg, len)) {
 		if (next && made)
 			hr_log(HR_LOG_ERROR, "reload_failed", "path", rl->path,
 			       "errors", msg, "action",
@@ -365,7 +382,7 @@ int hr_reload(const struct hr_reload *rl, char *msg, size_t len)
 		const struct hr_service_conf *o = &old->services[i];
 		struct hr_unit *u;
 
-		if (hr_config_find_service(next, o->service.id))
+		if (paired || hr_config_find_service(next, o->service.id))
 			continue;
 		u = rl->host.find(rl->host.ctx, o->service.id);
 		if (u) {
@@ -376,7 +393,9 @@ int hr_reload(const struct hr_reload *rl, char *msg, size_t len)
 	}
 	for (i = 0; i < next->n_services; i++) {
 		const struct hr_service_conf *sv = &next->services[i];
-		struct hr_unit *u = rl->host.find(rl->host.ctx, sv->service.id);
+		struct hr_unit *u = rl->host.find(
+			rl->host.ctx, paired ? old->services[0].service.id
+					     : sv->service.id);
 
 		if (made[i]) {
 			rl->host.start(rl->host.ctx, made[i]);
@@ -388,6 +407,8 @@ int hr_reload(const struct hr_reload *rl, char *msg, size_t len)
 			reload_unit(u, sv, old->shutdown_timeout_ms, &n, msg,
 				    len);
 			n.svc_changed++;
+			if (paired && strcmp(u->id, sv->service.id))
+				unit_rename(u, sv->service.id);
 		}
 	}
 	free(made);
