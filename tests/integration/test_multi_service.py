@@ -1,0 +1,238 @@
+"""Several services in one agent (issue 14 section 1), with a real etcd and
+the Consul emulator. One agent runs three services, each with a ttl check
+"hb" (the same name in all three):
+
+- each is registered on its own: an etcd key per service, a Consul
+  registration and TTL check per service;
+- TTL pushes addressed by service (/v1/services/<id>/checks/hb/pass); the
+  old /v1/checks/hb/pass answers 409 naming the services that have it;
+- one service failing deregisters only itself; /v1/health/<id> answers
+  that service's code (404 for an unknown id), /v1/health the worst;
+- /metrics labels every per-service series with service="<id>";
+  `healthreg status` lists every service;
+- a reload that removes one service, adds one and changes one leaves the
+  untouched one alone: its etcd key keeps its mod_revision, the emulator
+  sees no register or deregister for it; the removed one is deregistered,
+  the added one registers after its first result;
+- SIGTERM removes every registration."""
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+import unittest
+
+import etcd_harness
+import hrtest
+from faultkit import http
+
+sys.path.insert(0, os.path.join(hrtest.SOURCE_DIR, "tests", "consul_emulator"))
+import emuctl  # noqa: E402
+
+HAVE_ETCD = shutil.which(etcd_harness.ETCD) is not None
+PREFIX = "multi/"
+
+
+def events(agent):
+    return [json.loads(l) for l in agent.log().splitlines()
+            if l.startswith("{")]
+
+
+def api_url(agent, timeout=10):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        for e in events(agent):
+            if e["event"] == "api_listening":
+                return "http://127.0.0.1:%s" % e["port"]
+        time.sleep(0.05)
+    raise AssertionError("no api_listening:\n" + agent.log())
+
+
+def service(name, port, tags=()):
+    return {"name": name, "id": name + "-1", "address": "127.0.0.1",
+            "port": port, "tags": list(tags),
+            "checks": [{"name": "hb", "ttl": "600s"}]}
+
+
+@unittest.skipUnless(HAVE_ETCD, "etcd not installed")
+class TestMultiService(unittest.TestCase):
+    def setUp(self):
+        self.dir = tempfile.mkdtemp(prefix="hr-multi-")
+        self.addCleanup(shutil.rmtree, self.dir, True)
+        self.etcd = etcd_harness.EtcdCluster(members=1)
+        self.addCleanup(self.etcd.close)
+        self.emu = emuctl.start()
+        self.addCleanup(self.emu.cleanup)
+
+    def config(self, services):
+        return {"services": services,
+                "agent": {"api_listen": "127.0.0.1:0", "log_format": "json",
+                          "shutdown_timeout": "3s",
+                          "state_file": os.path.join(self.dir, "state")},
+                "registry": {
+                    "etcd": {"endpoints": self.etcd.endpoints,
+                             "lease_ttl": "5s", "prefix": PREFIX},
+                    "consul": {"address": self.emu.url, "check_ttl": "30s"}}}
+
+    def key(self, name, port):
+        return "%s%s/127.0.0.1:%d" % (PREFIX, name, port)
+
+    def consul_services(self):
+        st, _, body = emuctl.request(self.emu, "GET", "/v1/agent/services")
+        self.assertEqual(st, 200, body)
+        return json.loads(body)
+
+    def consul_checks(self):
+        st, _, body = emuctl.request(self.emu, "GET", "/v1/agent/checks")
+        self.assertEqual(st, 200, body)
+        return json.loads(body)
+
+    def push(self, sid, verb):
+        st, body = http("PUT", "%s/v1/services/%s/checks/hb/%s"
+                           % (self.api, sid, verb))
+        self.assertEqual(st, 200, body)
+
+    def health(self, path=""):
+        st, body = http("GET", self.api + "/v1/health" + path)
+        return st, json.loads(body)
+
+    def wait(self, pred, what, timeout=15):
+        self.assertTrue(hrtest.wait_for(pred, timeout),
+                        "%s\n%s" % (what, self.agent.log()[-4000:]))
+
+    def registered(self, names):
+        """Exactly these (name, port) are in etcd and in Consul."""
+        keys = [self.key(n, p) for n, p in names]
+        want = sorted("%s-1" % n for n, _ in names)
+
+        def ok():
+            got = self.etcd.call("/v3/kv/range", {
+                "key": etcd_harness.b64(PREFIX),
+                "range_end": etcd_harness.b64(etcd_harness.prefix_end(PREFIX))})
+            have = sorted(etcd_harness.unb64(kv["key"])
+                          for kv in got[1].get("kvs") or [])
+            return have == sorted(keys) and \
+                sorted(self.consul_services()) == want
+        return ok
+
+    def register_lines(self):
+        return self.emu.log_text().count("PUT /v1/agent/service/register")
+
+    def test_three_services_each_on_its_own(self):
+        svcs = [service("alpha", 8001), service("beta", 8002),
+                service("gamma", 8003)]
+        self.agent = hrtest.Agent(self.config(svcs))
+        self.addCleanup(self.agent.close)
+        self.api = api_url(self.agent)
+
+        # The check name is in all three: the old form cannot tell which.
+        st, body = http("PUT", self.api + "/v1/checks/hb/pass")
+        self.assertEqual(st, 409, body)
+        self.assertIn("alpha-1, beta-1, gamma-1", body)
+        st, body = http("PUT", self.api + "/v1/services/nope/checks/hb/pass")
+        self.assertEqual(st, 404, body)
+        for s in ("alpha-1", "beta-1", "gamma-1"):
+            self.push(s, "pass")
+        self.wait(self.registered([("alpha", 8001), ("beta", 8002),
+                                   ("gamma", 8003)]), "all three registered")
+        checks = self.consul_checks()
+        for s in ("alpha-1", "beta-1", "gamma-1"):
+            self.assertEqual(checks["service:%s:healthreg" % s]["Status"],
+                             "passing", checks)
+        st, doc = self.health()
+        self.assertEqual(st, 200, doc)
+        self.assertEqual([s["id"] for s in doc["services"]],
+                         ["alpha-1", "beta-1", "gamma-1"])
+        st, doc = self.health("/alpha-1")
+        self.assertEqual((st, doc["id"], doc["service"]), (200, "alpha-1", "alpha"))
+        st, doc = self.health("/nope")
+        self.assertEqual(st, 404)
+        self.assertIn("unknown service", doc["error"])
+
+        # beta fails: only beta leaves; the agent is the worst of three.
+        self.push("beta-1", "fail")
+        self.wait(self.registered([("alpha", 8001), ("gamma", 8003)]),
+                  "only beta deregistered")
+        self.assertEqual(self.health("/beta-1")[0], 503)
+        self.assertEqual(self.health("/alpha-1")[0], 200)
+        st, doc = self.health()
+        self.assertEqual(st, 503, doc)
+        self.assertIn("1 critical: beta-1", doc["output"])
+        self.push("gamma-1", "warn")
+        self.push("beta-1", "pass")
+        self.wait(lambda: self.health()[0] == 429, "worst: gamma's warning")
+        self.assertEqual(self.health("/gamma-1")[0], 429)
+        self.assertEqual(self.health("/beta-1")[0], 200)
+        self.push("gamma-1", "pass")
+        self.wait(self.registered([("alpha", 8001), ("beta", 8002),
+                                   ("gamma", 8003)]), "beta back")
+
+        # Metrics: every per-service series names its service.
+        st, text = http("GET", self.api + "/metrics")
+        self.assertEqual(st, 200)
+        self.assertIn("healthreg_services 3", text)
+        for s in ("alpha-1", "beta-1", "gamma-1"):
+            self.assertIn('healthreg_status{service="%s",status="passing"} 1'
+                          % s, text)
+            self.assertIn('healthreg_check_status{check="hb",kind="ttl",'
+                          'service="%s",status="passing"} 1' % s, text)
+            for b in ("consul", "etcd"):
+                self.assertIn('healthreg_registry_up{backend="%s",'
+                              'service="%s"} 1' % (b, s), text)
+        # status lists every service
+        out = hrtest.run(["status", "--api", self.api[len("http://"):]])
+        self.assertEqual(out.returncode, 0, out.stderr)
+        for s in ("alpha-1", "beta-1", "gamma-1"):
+            self.assertIn("service %s (%s): passing" % (s, s[:-2]), out.stdout)
+        self.assertEqual(out.stdout.count("registry etcd: registered"), 3,
+                         out.stdout)
+
+        # Reload: alpha untouched, beta changed (a tag), gamma removed,
+        # delta added.
+        alpha_rev = self.etcd.get(self.key("alpha", 8001))["mod_revision"]
+        alpha_lease = self.etcd.get(self.key("alpha", 8001))["lease"]
+        regs = self.register_lines()
+        log_before = len(self.emu.log_text())
+        svcs = [service("alpha", 8001), service("beta", 8002, ["v2"]),
+                service("delta", 8004)]
+        with open(self.agent.config_path, "w") as f:
+            json.dump(self.config(svcs), f)
+        st, body = http("PUT", self.api + "/v1/reload")
+        self.assertEqual(st, 200, body)
+        rel = [e for e in events(self.agent) if e["event"] == "reloaded"]
+        self.assertEqual(rel[-1]["services"],
+                         "kept=1 added=1 changed=1 removed=1", rel)
+        # delta registers after its first result only
+        self.wait(self.registered([("alpha", 8001), ("beta", 8002)]),
+                  "gamma deregistered, delta not yet registered")
+        self.assertEqual(self.consul_services()["beta-1"]["Tags"], ["v2"])
+        self.push("delta-1", "pass")
+        self.wait(self.registered([("alpha", 8001), ("beta", 8002),
+                                   ("delta", 8004)]), "delta registered")
+        self.assertEqual(self.health("/gamma-1")[0], 404)
+        # alpha's registrations were never rewritten
+        kv = self.etcd.get(self.key("alpha", 8001))
+        self.assertEqual((kv["mod_revision"], kv["lease"]),
+                         (alpha_rev, alpha_lease))
+        after = self.emu.log_text()[log_before:]
+        self.assertEqual(self.register_lines() - regs, 2, after)
+        self.assertNotIn("deregister/alpha-1", after)
+        self.assertIn("deregister/gamma-1", after)
+
+        # A reload that fails changes nothing.
+        with open(self.agent.config_path, "w") as f:
+            json.dump(self.config(svcs + [service("alpha", 9000)]), f)
+        st, body = http("PUT", self.api + "/v1/reload")
+        self.assertEqual(st, 400, body)
+        self.assertIn("duplicate service id", body)
+        self.assertEqual(len(self.health()[1]["services"]), 3)
+
+        # SIGTERM: every service deregisters.
+        self.assertEqual(self.agent.stop(), 0, self.agent.log()[-3000:])
+        self.assertTrue(self.registered([])(), (self.consul_services(),
+                                               self.agent.log()[-3000:]))
+
+
+if __name__ == "__main__":
+    unittest.main()
