@@ -159,13 +159,13 @@ static void explain_unregistered(struct hr_pub *p)
 	if (!o)
 		return;
 	failing_names(p->agg, failing, sizeof(failing));
-	hr_log(HR_LOG_WARN, "not_registered", "service",
-	       p->service ? p->service : "", "registries", names, "status",
+	hr_log(HR_LOG_WARN, "not_registered", "registries", names, "status",
 	       hr_status_name(p->maint ? HR_STATUS_CRITICAL
 				       : hr_agg_status(p->agg)),
 	       "reason",
 	       p->maint ? "maintenance" : "status not in register_when",
-	       "failing", failing, "output", hr_agg_output(p->agg), NULL);
+	       "failing", failing, "output", hr_agg_output(p->agg), "service",
+	       p->service ? p->service : "", NULL);
 }
 
 static void become_ready(struct hr_pub *p)
@@ -177,9 +177,10 @@ static void become_ready(struct hr_pub *p)
 	p->ready = true;
 	ev_timer_stop(p->loop, &p->ready_timer);
 	snprintf(n, sizeof(n), "%zu", hr_agg_n_checks(p->agg));
-	hr_log(HR_LOG_INFO, "ready", "service", p->service ? p->service : "",
-	       "status", hr_status_name(hr_agg_status(p->agg)),
-	       HR_LOG_NUM("checks"), n, "output", hr_agg_output(p->agg), NULL);
+	hr_log(HR_LOG_INFO, "ready", "status",
+	       hr_status_name(hr_agg_status(p->agg)), HR_LOG_NUM("checks"), n,
+	       "output", hr_agg_output(p->agg), "service",
+	       p->service ? p->service : "", NULL);
 	hr_sd_notify("READY=1\nSTATUS=checks running");
 	hr_pub_publish(p);
 	explain_unregistered(p);

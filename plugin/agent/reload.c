@@ -19,6 +19,7 @@
 struct counts {
 	int kept, added, changed, removed; /* checks */
 	int svc_kept, svc_added, svc_changed, svc_removed, recreated;
+	int groups; /* services whose groups changed */
 };
 
 void hr_agent_cfgs_dispose(struct hr_agent_cfgs *c)
@@ -291,10 +292,13 @@ static void reload_unit(struct hr_unit *u, const struct hr_service_conf *next,
 	hr_pub_hold_begin(&u->pub);
 	hr_agg_batch_begin(u->agg);
 	remove_checks(u, old, next, n);
-	if (!hr_groups_equal(old, next) &&
-	    hr_agg_set_groups(u->agg, next->groups, next->n_groups, &err))
-		hr_log(HR_LOG_ERROR, "reload_groups_failed", "service", u->id,
-		       "error", err.msg, NULL);
+	if (!hr_groups_equal(old, next)) {
+		n->groups++;
+		if (hr_agg_set_groups(u->agg, next->groups, next->n_groups,
+				      &err))
+			hr_log(HR_LOG_ERROR, "reload_groups_failed", "service",
+			       u->id, "error", err.msg, NULL);
+	}
 	add_checks(u, old, next, n);
 	hr_agg_batch_end(u->agg);
 	if (reg_changed) {
@@ -302,6 +306,24 @@ static void reload_unit(struct hr_unit *u, const struct hr_service_conf *next,
 		n->recreated++;
 	}
 	u->conf = next;
+}
+
+/* Nothing was held: the reload is settled at once (one line; with one
+ * service, its aggregate). */
+static void settled_unchanged(const struct hr_reload *rl,
+			      const struct hr_config *next)
+{
+	struct hr_unit *u = next->n_services == 1
+		? rl->host.find(rl->host.ctx, next->services[0].service.id)
+		: NULL;
+
+	if (u)
+		hr_log(HR_LOG_INFO, "reload_settled", "reason", "no new checks",
+		       "status", hr_status_name(hr_agg_status(u->agg)),
+		       "output", hr_agg_output(u->agg), NULL);
+	else
+		hr_log(HR_LOG_INFO, "reload_settled", "reason",
+		       "no service changed", NULL);
 }
 
 /* The unit's service has a new id (the one service renamed). */
@@ -345,7 +367,7 @@ static int make_added(const struct hr_reload *rl, const struct hr_config *next,
 int hr_reload(const struct hr_reload *rl, char *msg, size_t len)
 {
 	struct hr_config *next, *old = rl->cfgs->cur;
-	struct counts n = { 0, 0, 0, 0, 0, 0, 0, 0, 0 };
+	struct counts n = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 };
 	struct hr_unit **made = NULL;
 	char counts[160], svcs[160];
 	bool paired;
@@ -403,6 +425,7 @@ int hr_reload(const struct hr_reload *rl, char *msg, size_t len)
 		} else if (service_same(u->conf, sv)) {
 			u->conf = sv;
 			n.svc_kept++;
+			n.kept += (int)sv->n_checks;
 		} else {
 			reload_unit(u, sv, old->shutdown_timeout_ms, &n, msg,
 				    len);
@@ -420,8 +443,10 @@ int hr_reload(const struct hr_reload *rl, char *msg, size_t len)
 	snprintf(svcs, sizeof(svcs), "kept=%d added=%d changed=%d removed=%d",
 		 n.svc_kept, n.svc_added, n.svc_changed, n.svc_removed);
 	hr_log(HR_LOG_INFO, "reloaded", "path", rl->path, "services", svcs,
-	       "checks", counts, "registry",
-	       n.recreated ? "recreated" : "unchanged", NULL);
+	       "checks", counts, "groups", n.groups ? "changed" : "unchanged",
+	       "registry", n.recreated ? "recreated" : "unchanged", NULL);
+	if (!n.svc_changed && !n.svc_added)
+		settled_unchanged(rl, next);
 	/* Every changed service's hold settles now that all are applied. */
 	for (i = 0; i < next->n_services; i++) {
 		struct hr_unit *u = rl->host.find(rl->host.ctx,
