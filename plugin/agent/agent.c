@@ -134,6 +134,7 @@ static void unit_free(struct hr_unit *u)
 	hr_pub_dispose(&u->pub);
 	hr_bset_dispose(&u->bset);
 	hr_agg_free(u->agg);
+	free(u->maint_reason);
 	free(u->id);
 	free(u);
 }
@@ -152,6 +153,15 @@ static bool grow(struct hr_unit ***v, size_t n, size_t *cap)
 	*v = nv;
 	*cap = c;
 	return true;
+}
+
+/* The unit's publisher in the maintenance it is in: its own, else the
+ * agent's. 0 or -ENOMEM. */
+static int unit_maint_sync(struct agent *a, struct hr_unit *u)
+{
+	if (u->maint)
+		return hr_pub_maint_copy(&u->pub, true, u->maint_reason);
+	return hr_pub_maint_copy(&u->pub, a->maint, a->maint_reason);
 }
 
 /*
@@ -192,7 +202,7 @@ static struct hr_unit *unit_make(struct agent *a,
 	hr_pub_init(&u->pub, a->loop, u->agg, &u->bset);
 	u->pub.service = u->id;
 	u->pub.journal = &a->journal;
-	if (a->maint && hr_pub_maint_copy(&u->pub, true, a->maint_reason)) {
+	if (unit_maint_sync(a, u)) {
 		unit_free(u);
 		return NULL;
 	}
@@ -408,6 +418,7 @@ static char *host_metrics(void *ctx)
 			mb[i * HR_BSET_MAX + k].stats = &u->bset.v[k]->stats;
 		}
 		sv[i].n_backends = u->bset.n;
+		sv[i].maintenance = u->pub.maint;
 	}
 	text = hr_metrics_render(a->metrics, sv, a->n_units, a->maint);
 cleanup:
@@ -416,74 +427,105 @@ cleanup:
 	return text;
 }
 
-/* Every unit's publisher in maintenance as the agent: the first one
- * validates and logs, the others copy. 0 or an -errno (nothing changed
- * in the first one then; later ones cannot fail but for memory). */
-static int set_all(struct agent *a, bool enable, const char *reason)
+/* The state file as the agent is: its maintenance and every service's
+ * own. 0, -ENOMEM or the write's -errno (msg says why). */
+static int save_state(struct agent *a, char *msg, size_t len)
 {
-	char *r = strdup(reason ? reason : "");
-	size_t i;
-	int rc = 0;
+	struct hr_state_service *own = calloc(a->n_units ? a->n_units : 1,
+					      sizeof(*own));
+	char *path = hr_state_path(a->cfgs.cur);
+	size_t i, n = 0;
+	int rc = -ENOMEM;
 
-	if (!r)
-		return -ENOMEM;
-	if (a->n_units)
-		rc = hr_pub_maint_set(&a->units[0]->pub, enable, reason);
-	for (i = 1; !rc && i < a->n_units; i++)
-		rc = hr_pub_maint_copy(&a->units[i]->pub, enable, reason);
-	if (rc) {
-		free(r);
-		return rc;
+	if (own && path) {
+		for (i = 0; i < a->n_units; i++) {
+			if (!a->units[i]->maint)
+				continue;
+			own[n].id = a->units[i]->id;
+			own[n++].reason = a->units[i]->maint_reason;
+		}
+		rc = hr_state_save_services(path, a->maint, a->maint_reason,
+					    own, n);
+		if (rc)
+			snprintf(msg, len,
+				 "maintenance unchanged: the state file %s cannot be written: %s",
+				 path, strerror(-rc));
 	}
-	free(a->maint_reason);
-	a->maint_reason = r;
-	a->maint = enable;
-	return 0;
+	free(own);
+	free(path);
+	return rc;
 }
 
 /*
- * The state file first: a change a restart would undo is refused, with
- * nothing changed (the caller sees why in msg and can fix the file or
- * agent.state_file, then ask again). Maintenance is agent-wide: every
- * service.
+ * Maintenance of the agent (service NULL: every service) or of one
+ * service of its own. The state file first: a change a restart would
+ * undo is refused, with nothing changed (the caller sees why in msg and
+ * can fix the file or agent.state_file, then ask again).
  */
-static int host_maint_set(void *ctx, bool enable, const char *reason,
-			  char *msg, size_t len)
+static int host_maint_set(void *ctx, const char *service, bool enable,
+			  const char *reason, char *msg, size_t len)
 {
 	struct agent *a = ctx;
-	char *path;
-	size_t i;
+	struct hr_unit *u = NULL;
+	size_t n = reason ? strlen(reason) : 0, i;
+	char *r, **why, *old_why, bytes[32];
+	bool *on, old_on;
 	int rc;
 
-	if (reason && strlen(reason) > HR_MAINT_REASON_MAX)
-		return set_all(a, enable, reason); /* refuses */
-	path = hr_state_path(a->cfgs.cur);
-	if (!path)
-		return -ENOMEM;
-	rc = hr_state_save(path, enable, reason);
-	if (rc)
-		snprintf(msg, len,
-			 "maintenance unchanged: the state file %s cannot be written: %s",
-			 path, strerror(-rc));
-	if (!rc) {
-		rc = set_all(a, enable, reason);
-		if (rc) /* the file says what the agent still is */
-			hr_state_save(path, a->maint, a->maint_reason);
+	if (service && !(u = unit_find(a, service, false)))
+		return -ENOENT;
+	if (n > HR_MAINT_REASON_MAX) {
+		snprintf(bytes, sizeof(bytes), "%zu", n);
+		hr_log(HR_LOG_WARN, "maintenance_rejected", "error",
+		       "reason longer than 1024 bytes", HR_LOG_NUM("bytes"),
+		       bytes, "service", service ? service : "", NULL);
+		return -EMSGSIZE;
 	}
-	free(path);
-	if (rc)
+	if (!(r = strdup(reason ? reason : "")))
+		return -ENOMEM;
+	on = u ? &u->maint : &a->maint;
+	why = u ? &u->maint_reason : &a->maint_reason;
+	old_on = *on;
+	old_why = *why;
+	*on = enable;
+	*why = r;
+	rc = save_state(a, msg, len);
+	if (rc) {
+		*on = old_on;
+		*why = old_why;
+		free(r);
 		return rc;
-	for (i = 0; i < a->n_units; i++)
+	}
+	free(old_why);
+	if (u)
+		hr_log(HR_LOG_WARN,
+		       enable ? "maintenance_enabled" : "maintenance_disabled",
+		       "reason", r, "service", u->id, NULL);
+	else
+		hr_log(HR_LOG_WARN,
+		       enable ? "maintenance_enabled" : "maintenance_disabled",
+		       "reason", r, NULL);
+	for (i = 0; i < a->n_units; i++) {
+		if (u && a->units[i] != u)
+			continue;
+		if (unit_maint_sync(a, a->units[i]))
+			hr_log(HR_LOG_ERROR, "maintenance_failed", "service",
+			       a->units[i]->id, "error", "out of memory", NULL);
 		hr_pub_maint_apply(&a->units[i]->pub);
+	}
 	return 0;
 }
 
-static bool host_maint_get(void *ctx, const char **reason)
+static bool host_maint_get(void *ctx, const char *service,
+			   const char **reason)
 {
 	struct agent *a = ctx;
+	struct hr_unit *u = service ? unit_find(a, service, false) : NULL;
 
 	if (reason)
-		*reason = a->maint_reason;
+		*reason = u ? u->pub.maint_reason : a->maint_reason;
+	if (service)
+		return u && u->pub.maint;
 	return a->maint;
 }
 
@@ -653,6 +695,20 @@ static int setup_core(struct agent *a)
 	return 0;
 }
 
+/* A service in maintenance of its own, from the state file (an id this
+ * config does not run: ignored, and dropped at the next save). */
+static void restore_own(const char *id, const char *reason, void *payload)
+{
+	struct hr_unit *u = unit_find(payload, id, false);
+	char *r;
+
+	if (!u || !(r = strdup(reason)))
+		return;
+	free(u->maint_reason);
+	u->maint_reason = r;
+	u->maint = true;
+}
+
 /* Maintenance from the state file, then a unit per service (aggregator
  * and backends; started later). */
 static int setup_units(struct agent *a)
@@ -675,7 +731,16 @@ static int setup_units(struct agent *a)
 		if (!u)
 			return -EINVAL;
 		a->units[a->n_units++] = u;
-		if (a->maint)
+	}
+	path = hr_state_path(cfg);
+	hr_state_load_services(path, restore_own, a);
+	free(path);
+	for (i = 0; i < a->n_units; i++) {
+		struct hr_unit *u = a->units[i];
+
+		if (u->maint && !unit_maint_sync(a, u))
+			hr_bset_maintenance(&u->bset, true, u->pub.maint_reason);
+		if (u->pub.maint)
 			hr_pub_decide(&u->pub, HR_DECISION_MAINT_ON,
 				      "maintenance restored from the state file");
 	}

@@ -282,12 +282,14 @@ static cJSON *registry_json(const struct hr_api_registry *r)
 }
 
 /* The status a caller sees: maintenance forces critical. */
-static enum hr_status effective(struct hr_api *api, struct hr_agg *agg,
-				char *out, size_t len)
+static enum hr_status effective(struct hr_api *api,
+				const struct hr_api_service *sv, char *out,
+				size_t len)
 {
 	const char *reason = NULL;
+	struct hr_agg *agg = sv->agg;
 
-	if (api->host.maint_get(api->host.ctx, &reason)) {
+	if (api->host.maint_get(api->host.ctx, sv->id, &reason)) {
 		snprintf(out, len, "maintenance: %s",
 			 reason && *reason ? reason : "(no reason given)");
 		return HR_STATUS_CRITICAL;
@@ -324,10 +326,12 @@ static long service_index(struct hr_api *api, const char *id)
 	return -1;
 }
 
-static void add_maintenance(struct hr_api *api, cJSON *doc, bool full)
+/* The maintenance of the service id (NULL: the agent's). */
+static void add_maintenance(struct hr_api *api, cJSON *doc, bool full,
+			    const char *id)
 {
 	const char *reason = NULL;
-	bool maint = api->host.maint_get(api->host.ctx, &reason);
+	bool maint = api->host.maint_get(api->host.ctx, id, &reason);
 	cJSON *m = cJSON_AddObjectToObject(doc, "maintenance");
 
 	cJSON_AddBoolToObject(m, "enabled", maint);
@@ -343,7 +347,7 @@ static enum hr_status service_fields(struct hr_api *api,
 {
 	struct hr_check_info info;
 	char output[1200];
-	enum hr_status st = effective(api, sv->agg, output, sizeof(output));
+	enum hr_status st = effective(api, sv, output, sizeof(output));
 	cJSON *arr;
 	size_t i;
 
@@ -418,7 +422,7 @@ static enum MHD_Result get_health(struct hr_api *api, struct MHD_Connection *c,
 		}
 		api->host.service(api->host.ctx, (size_t)k, &sv);
 		st = service_fields(api, &sv, doc, full);
-		add_maintenance(api, doc, full);
+		add_maintenance(api, doc, full, sv.id);
 		return send_health(c, fmt, st, doc);
 	}
 	if (n == 1) {
@@ -431,7 +435,7 @@ static enum MHD_Result get_health(struct hr_api *api, struct MHD_Connection *c,
 		int b;
 
 		api->host.service(api->host.ctx, i, &sv);
-		st = effective(api, sv.agg, output, sizeof(output));
+		st = effective(api, &sv, output, sizeof(output));
 		b = badness(st);
 		counts[b]++;
 		if (b > badness(worst))
@@ -451,13 +455,17 @@ static enum MHD_Result get_health(struct hr_api *api, struct MHD_Connection *c,
 			cJSON_AddStringToObject(doc, "output", output);
 		}
 	}
-	add_maintenance(api, doc, full);
+	if (n == 1)
+		api->host.service(api->host.ctx, 0, &sv);
+	add_maintenance(api, doc, full, n == 1 ? sv.id : NULL);
 	arr = cJSON_AddArrayToObject(doc, "services");
 	for (i = 0; i < n; i++) {
 		cJSON *o = cJSON_CreateObject();
 
 		api->host.service(api->host.ctx, i, &sv);
 		service_fields(api, &sv, o, full && n > 1);
+		if (n > 1)
+			add_maintenance(api, o, full, sv.id);
 		cJSON_AddItemToArray(arr, o);
 	}
 	return send_health(c, fmt, worst, doc);
@@ -547,13 +555,19 @@ static enum MHD_Result put_check(struct MHD_Connection *c, struct hr_agg *agg,
 	return send_json(c, 200, check_json(&info));
 }
 
+/* GET/PUT /v1/maintenance[?service=ID]: the agent's (every service), or
+ * one service's own. */
 static enum MHD_Result maintenance(struct hr_api *api, struct MHD_Connection *c,
 				   const char *method)
 {
+	const char *svc = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND,
+						      "service");
 	const char *reason = NULL;
 	cJSON *doc;
 	bool on;
 
+	if (svc && service_index(api, svc) < 0)
+		return send_error(c, 404, "unknown service \"%.200s\"", svc);
 	if (!strcmp(method, "PUT")) {
 		const char *en = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "enable");
 		const char *why = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "reason");
@@ -562,7 +576,7 @@ static enum MHD_Result maintenance(struct hr_api *api, struct MHD_Connection *c,
 
 		if (!en || (strcmp(en, "true") && strcmp(en, "false")))
 			return send_error(c, 400, "enable: must be true or false");
-		rc = api->host.maint_set(api->host.ctx, !strcmp(en, "true"),
+		rc = api->host.maint_set(api->host.ctx, svc, !strcmp(en, "true"),
 					 why ? why : "", msg, sizeof(msg));
 		if (rc == -EMSGSIZE)
 			return send_error(c, 400, "reason: too long (at most %d bytes)",
@@ -571,8 +585,10 @@ static enum MHD_Result maintenance(struct hr_api *api, struct MHD_Connection *c,
 			return send_error(c, 500, "%s",
 					  *msg ? msg : strerror(-rc));
 	}
-	on = api->host.maint_get(api->host.ctx, &reason);
+	on = api->host.maint_get(api->host.ctx, svc, &reason);
 	doc = cJSON_CreateObject();
+	if (svc)
+		cJSON_AddStringToObject(doc, "service", svc);
 	cJSON_AddBoolToObject(doc, "enabled", on);
 	if (on)
 		cJSON_AddStringToObject(doc, "reason", reason ? reason : "");

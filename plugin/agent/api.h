@@ -12,6 +12,7 @@
  *   /v1/services/<id>/checks/<name>[/pass|warn|fail]  the same, addressed
  *                                     by service
  *   GET  /v1/maintenance, PUT /v1/maintenance?enable=true|false&reason=
+ *                                     [&service=ID: that service alone]
  *   PUT  /v1/reload                   re-read the config
  *   GET  /metrics                     Prometheus text format
  * With a token configured, writes and GET /v1/checks/<name> need
@@ -70,11 +71,14 @@ struct hr_api_host {
 	/* The agent's services (at least one), in config order. */
 	size_t (*n_services)(void *ctx);
 	void (*service)(void *ctx, size_t i, struct hr_api_service *out);
-	bool (*maint_get)(void *ctx, const char **reason);
-	/* 0, -EMSGSIZE (reason too long), or another -errno with why in
-	 * msg (maintenance unchanged). */
-	int (*maint_set)(void *ctx, bool enable, const char *reason,
-			 char *msg, size_t len);
+	/* Maintenance of the agent (service NULL) or of one service (by id:
+	 * the agent's, or its own). An unknown service: false. */
+	bool (*maint_get)(void *ctx, const char *service, const char **reason);
+	/* The same service argument. 0, -EMSGSIZE (reason too long),
+	 * -ENOENT (unknown service), or another -errno with why in msg
+	 * (maintenance unchanged). */
+	int (*maint_set)(void *ctx, const char *service, bool enable,
+			 const char *reason, char *msg, size_t len);
 	/* 0, or -EINVAL with the errors in msg. */
 	int (*reload)(void *ctx, char *msg, size_t len);
 	char *(*metrics)(void *ctx); /* malloc'ed text */

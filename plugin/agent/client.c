@@ -617,10 +617,10 @@ static int simple_put(const struct hr_client_opts *o, const char *path,
 }
 
 int hr_client_maint(const struct hr_client_opts *o, bool enable,
-		    const char *reason)
+		    const char *reason, const char *service)
 {
 	size_t n = reason ? strlen(reason) : 0;
-	char *path = NULL, *esc;
+	char *path = NULL, *esc, *sesc = NULL;
 	int rc;
 
 	if (enable && n > HR_MAINT_REASON_MAX) {
@@ -629,12 +629,18 @@ int hr_client_maint(const struct hr_client_opts *o, bool enable,
 		return HR_EXIT_USAGE;
 	}
 	esc = curl_easy_escape(NULL, reason ? reason : "", (int)n);
-	if (!esc || asprintf(&path, "/v1/maintenance?enable=%s&reason=%s",
-			     enable ? "true" : "false", esc) < 0) {
+	if (service)
+		sesc = curl_easy_escape(NULL, service, 0);
+	if (!esc || (service && !sesc) ||
+	    asprintf(&path, "/v1/maintenance?enable=%s&reason=%s%s%s",
+		     enable ? "true" : "false", esc,
+		     sesc ? "&service=" : "", sesc ? sesc : "") < 0) {
 		curl_free(esc);
+		curl_free(sesc);
 		return HR_EXIT_SOFTWARE;
 	}
 	curl_free(esc);
+	curl_free(sesc);
 	rc = simple_put(o, path, enable ? "maintenance enabled" : "maintenance disabled",
 			NULL);
 	free(path);

@@ -248,8 +248,8 @@ static void render_agent(struct sb *b, const struct hr_metrics_service *sv,
 		for (k = 0; k < 3; k++)
 			sb_printf(b, "healthreg_status{service=\"%s\",status=\"%s\"} %d\n",
 				  id, hr_status_name(all_status[k]),
-				  maintenance ? all_status[k] == HR_STATUS_CRITICAL
-					      : st == all_status[k] ||
+				  sv[i].maintenance ? all_status[k] == HR_STATUS_CRITICAL
+						    : st == all_status[k] ||
 							(all_status[k] == HR_STATUS_CRITICAL &&
 							 st == HR_STATUS_UNKNOWN));
 	}

@@ -36,10 +36,12 @@ struct hr_metrics_service {
 	const struct hr_agg *agg;
 	const struct hr_metrics_backend *backends;
 	size_t n_backends;
+	bool maintenance; /* the agent's or its own */
 };
 
 /**
- * Render everything as Prometheus text format 0.0.4. Returns a malloc'ed
+ * Render everything as Prometheus text format 0.0.4 (maintenance: the
+ * agent's, for healthreg_maintenance). Returns a malloc'ed
  * NUL-terminated string (caller frees) or NULL on allocation failure.
  */
 char *hr_metrics_render(const struct hr_metrics *m,

@@ -10,7 +10,6 @@
 #include "healthreg/log.h"
 #include "publish.h"
 #include "sdnotify.h"
-#include "state.h"
 
 static void ready_timeout_cb(struct ev_loop *loop, ev_timer *w, int revents);
 static void hold_timeout_cb(struct ev_loop *loop, ev_timer *w, int revents);
@@ -387,29 +386,6 @@ int hr_pub_maint_copy(struct hr_pub *p, bool enable, const char *reason)
 	free(p->maint_reason);
 	p->maint_reason = r;
 	p->maint = enable;
-	return 0;
-}
-
-int hr_pub_maint_set(struct hr_pub *p, bool enable, const char *reason)
-{
-	size_t n = reason ? strlen(reason) : 0;
-	char *r, len[32];
-
-	if (n > HR_MAINT_REASON_MAX) {
-		snprintf(len, sizeof(len), "%zu", n);
-		hr_log(HR_LOG_WARN, "maintenance_rejected", "error",
-		       "reason longer than 1024 bytes", HR_LOG_NUM("bytes"), len,
-		       NULL);
-		return -EMSGSIZE;
-	}
-	r = strdup(reason ? reason : "");
-	if (!r)
-		return -ENOMEM;
-	free(p->maint_reason);
-	p->maint_reason = r;
-	p->maint = enable;
-	hr_log(HR_LOG_WARN, enable ? "maintenance_enabled" : "maintenance_disabled",
-	       "reason", r, NULL);
 	return 0;
 }
 

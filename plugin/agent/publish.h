@@ -82,14 +82,11 @@ void hr_pub_publish(struct hr_pub *p);
  * aggregate at once (held or not), if anything was published. */
 void hr_pub_backends_replaced(struct hr_pub *p);
 
-/* Set maintenance as hr_pub_maint_set() without a log line (the agent
- * logs once for all its services). Returns 0 or -ENOMEM. */
+/* Set maintenance (reason copied; a reason's length is the caller's to
+ * check: HR_MAINT_REASON_MAX, state.h). No log line: the agent logs
+ * maintenance_enabled/disabled once for all its services. Tells nobody:
+ * see below. Returns 0 or -ENOMEM (nothing changed then). */
 int hr_pub_maint_copy(struct hr_pub *p, bool enable, const char *reason);
-/* Set maintenance (reason copied; logs maintenance_enabled/disabled).
- * Returns 0, -EMSGSIZE (a reason over HR_MAINT_REASON_MAX bytes,
- * state.h; logged) or -ENOMEM; nothing changed then. Tells
- * nobody: see below. */
-int hr_pub_maint_set(struct hr_pub *p, bool enable, const char *reason);
 /* Tell the backends the maintenance mode, then publish. */
 void hr_pub_maint_apply(struct hr_pub *p);
 

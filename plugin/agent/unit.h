@@ -27,6 +27,8 @@ struct hr_unit {
 	struct hr_agg *agg;                 /* owned */
 	struct hr_bset bset;
 	struct hr_pub pub;
+	bool maint;           /* in maintenance of its own (not the agent's) */
+	char *maint_reason;   /* owned; its own maintenance's reason */
 	bool stopping;  /* its backends are shutting down */
 	bool stopped;   /* ... and are done (or timed out) */
 	void *owner;    /* the agent */

@@ -77,18 +77,21 @@ static void host_service(void *ctx, size_t i, struct hr_api_service *out)
 	out->agg = w.agg;
 }
 
-static bool host_maint_get(void *ctx, const char **reason)
+static bool host_maint_get(void *ctx, const char *service,
+			   const char **reason)
 {
 	(void)ctx;
+	(void)service;
 	if (reason)
 		*reason = w.reason;
 	return w.maint;
 }
 
-static int host_maint_set(void *ctx, bool enable, const char *reason,
-			  char *msg, size_t len)
+static int host_maint_set(void *ctx, const char *service, bool enable,
+			  const char *reason, char *msg, size_t len)
 {
 	(void)ctx;
+	(void)service;
 	(void)msg;
 	(void)len;
 	if (strlen(reason) > HR_MAINT_REASON_MAX)

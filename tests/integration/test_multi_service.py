@@ -14,7 +14,11 @@ the Consul emulator. One agent runs three services, each with a ttl check
   untouched one alone: its etcd key keeps its mod_revision, the emulator
   sees no register or deregister for it; the removed one is deregistered,
   the added one registers after its first result;
-- SIGTERM removes every registration."""
+- SIGTERM removes every registration;
+- maintenance of one service (`healthreg maint enable --service ID`,
+  PUT /v1/maintenance?service=ID) takes that service alone out, survives
+  a restart (the state file), and ends on its own; the agent's
+  maintenance takes every service out."""
 import json
 import os
 import shutil
@@ -232,6 +236,85 @@ class TestMultiService(unittest.TestCase):
         self.assertEqual(self.agent.stop(), 0, self.agent.log()[-3000:])
         self.assertTrue(self.registered([])(), (self.consul_services(),
                                                self.agent.log()[-3000:]))
+
+    def maint(self, *args):
+        return hrtest.run(["maint"] + list(args) +
+                          ["--api", self.api[len("http://"):]])
+
+    def test_maintenance_of_one_service(self):
+        svcs = [service("alpha", 8001), service("beta", 8002)]
+        cfg = self.config(svcs)
+        self.agent = hrtest.Agent(cfg)
+        self.addCleanup(self.agent.close)
+        self.api = api_url(self.agent)
+        for s in ("alpha-1", "beta-1"):
+            self.push(s, "pass")
+        self.wait(self.registered([("alpha", 8001), ("beta", 8002)]),
+                  "both registered")
+
+        out = self.maint("enable", "--service", "beta-1", "--reason", "disk")
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.wait(lambda: self.etcd.get(self.key("beta", 8002)) is None,
+                  "beta's key removed")
+        self.wait(lambda: "_service_maintenance:beta-1" in self.consul_checks(),
+                  "beta in Consul's maintenance")
+        self.assertNotIn("_service_maintenance:alpha-1", self.consul_checks())
+        self.assertIsNotNone(self.etcd.get(self.key("alpha", 8001)))
+        st, doc = self.health("/beta-1")
+        self.assertEqual((st, doc["output"], doc["maintenance"]["enabled"]),
+                         (503, "maintenance: disk", True))
+        self.assertEqual(self.health("/alpha-1")[0], 200)
+        st, body = http("GET", self.api + "/v1/maintenance?service=beta-1")
+        self.assertEqual((st, json.loads(body)["enabled"]), (200, True))
+        st, body = http("GET", self.api + "/v1/maintenance")
+        self.assertEqual((st, json.loads(body)["enabled"]), (200, False))
+        st, body = http("PUT", self.api + "/v1/maintenance?enable=true&service=nope")
+        self.assertEqual(st, 404, body)
+        with open(cfg["agent"]["state_file"]) as f:
+            state = json.load(f)
+        self.assertEqual(state["services"]["beta-1"],
+                         {"enabled": True, "reason": "disk"})
+        self.assertFalse(state["maintenance"]["enabled"])
+
+        # A restart keeps beta (alone) in maintenance.
+        self.assertEqual(self.agent.stop(), 0, self.agent.log()[-3000:])
+        self.agent = hrtest.Agent(cfg)
+        self.addCleanup(self.agent.close)
+        self.api = api_url(self.agent)
+        self.push("alpha-1", "pass")
+        self.push("beta-1", "pass")
+        # (Consul keeps a service in maintenance registered, with its
+        # maintenance check critical; etcd has no key for it.)
+        self.wait(lambda: "_service_maintenance:beta-1" in self.consul_checks()
+                  and self.etcd.get(self.key("alpha", 8001)) is not None,
+                  "beta in maintenance again, alpha registered")
+        self.assertIsNone(self.etcd.get(self.key("beta", 8002)))
+        st, doc = self.health("/beta-1")
+        self.assertEqual((st, doc["output"]), (503, "maintenance: disk"))
+
+        # Its own maintenance ends on its own.
+        out = self.maint("disable", "--service", "beta-1")
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.wait(self.registered([("alpha", 8001), ("beta", 8002)]),
+                  "beta back")
+        self.wait(lambda: "_service_maintenance:beta-1" not in self.consul_checks(),
+                  "beta out of Consul's maintenance")
+
+        # The agent's maintenance: every service.
+        out = self.maint("enable", "--reason", "host")
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.wait(lambda: all("_service_maintenance:%s" % s in
+                              self.consul_checks() and
+                              self.etcd.get(self.key(s[:-2], p)) is None
+                              for s, p in (("alpha-1", 8001), ("beta-1", 8002))),
+                  "every service in maintenance")
+        for s in ("alpha-1", "beta-1"):
+            st, doc = self.health("/" + s)
+            self.assertEqual((st, doc["output"]), (503, "maintenance: host"))
+        out = self.maint("disable")
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.wait(self.registered([("alpha", 8001), ("beta", 8002)]),
+                  "both back")
 
 
 if __name__ == "__main__":
