@@ -236,6 +236,9 @@ class TestMultiService(unittest.TestCase):
         self.assertEqual(self.agent.stop(), 0, self.agent.log()[-3000:])
         self.assertTrue(self.registered([])(), (self.consul_services(),
                                                self.agent.log()[-3000:]))
+        log = self.agent.log()
+        self.assertNotIn("Sanitizer", log, log[-4000:])
+        self.assertNotIn("runtime error", log, log[-4000:])
 
     def maint(self, *args):
         return hrtest.run(["maint"] + list(args) +
