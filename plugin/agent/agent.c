@@ -55,6 +55,7 @@ struct agent {
 	size_t n_gone, cap_gone;
 	size_t busy;                /* units whose backends are shutting down */
 	bool stopping;
+	bool told_ready;            /* systemd heard READY=1 */
 	bool maint;                 /* agent-wide maintenance */
 	char *maint_reason;         /* owned */
 	struct hr_reload reload;
@@ -155,6 +156,23 @@ static bool grow(struct hr_unit ***v, size_t n, size_t *cap)
 	return true;
 }
 
+/* A unit is ready: systemd hears READY=1 once every unit is (a unit a
+ * reload adds later changes nothing: the agent is running). */
+static void unit_ready(void *payload)
+{
+	struct hr_unit *u = payload;
+	struct agent *a = u->owner;
+	size_t i;
+
+	for (i = 0; i < a->n_units && !a->told_ready; i++)
+		if (!a->units[i]->pub.ready && a->units[i] != u)
+			return;
+	if (a->told_ready)
+		return;
+	a->told_ready = true;
+	hr_sd_notify("READY=1\nSTATUS=checks running");
+}
+
 /* The unit's publisher in the maintenance it is in: its own, else the
  * agent's. 0 or -ENOMEM. */
 static int unit_maint_sync(struct agent *a, struct hr_unit *u)
@@ -201,6 +219,8 @@ static struct hr_unit *unit_make(struct agent *a,
 	}
 	hr_pub_init(&u->pub, a->loop, u->agg, &u->bset);
 	u->pub.service = u->id;
+	u->pub.on_ready = unit_ready;
+	u->pub.ready_payload = u;
 	u->pub.journal = &a->journal;
 	if (unit_maint_sync(a, u)) {
 		unit_free(u);

@@ -180,7 +180,10 @@ static void become_ready(struct hr_pub *p)
 	       hr_status_name(hr_agg_status(p->agg)), HR_LOG_NUM("checks"), n,
 	       "output", hr_agg_output(p->agg), "service",
 	       p->service ? p->service : "", NULL);
-	hr_sd_notify("READY=1\nSTATUS=checks running");
+	if (p->on_ready)
+		p->on_ready(p->ready_payload);
+	else
+		hr_sd_notify("READY=1\nSTATUS=checks running");
 	hr_pub_publish(p);
 	explain_unregistered(p);
 }

@@ -38,6 +38,10 @@ struct hr_pub {
 	struct hr_agg *agg;    /* borrowed */
 	struct hr_bset *bset;  /* borrowed */
 	const char *service;   /* borrowed: the unit's service id (unit.h) */
+	/* Called once when ready (NULL: tell systemd READY=1 itself); the
+	 * agent tells systemd once every service is ready. */
+	void (*on_ready)(void *payload);
+	void *ready_payload;
 	bool ready;            /* first aggregate known and published */
 	bool hold;             /* reload: new checks have no result yet */
 	bool reloading;        /* the new check set is being built */

@@ -18,10 +18,12 @@ the Consul emulator. One agent runs three services, each with a ttl check
 - maintenance of one service (`healthreg maint enable --service ID`,
   PUT /v1/maintenance?service=ID) takes that service alone out, survives
   a restart (the state file), and ends on its own; the agent's
-  maintenance takes every service out."""
+  maintenance takes every service out;
+- systemd hears READY=1 once, when every service has its first result."""
 import json
 import os
 import shutil
+import socket
 import sys
 import tempfile
 import time
@@ -29,6 +31,7 @@ import unittest
 
 import etcd_harness
 import hrtest
+import targets
 from faultkit import http
 
 sys.path.insert(0, os.path.join(hrtest.SOURCE_DIR, "tests", "consul_emulator"))
@@ -318,6 +321,50 @@ class TestMultiService(unittest.TestCase):
         self.assertEqual(out.returncode, 0, out.stderr)
         self.wait(self.registered([("alpha", 8001), ("beta", 8002)]),
                   "both back")
+
+
+class TestReadiness(unittest.TestCase):
+    def test_ready_once_every_service_is(self):
+        d = tempfile.mkdtemp(prefix="hr-multi-notify-")
+        self.addCleanup(shutil.rmtree, d, True)
+        path = os.path.join(d, "notify")
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        s.bind(path)
+        s.settimeout(0.2)
+        self.addCleanup(s.close)
+        t = targets.Target()
+        self.addCleanup(t.stop)
+        fast = {"name": "fast", "checks": [
+            {"name": "api", "http": t.url + "/status/200", "interval": "10s"}]}
+        slow = {"name": "slow", "checks": [
+            {"name": "api", "http": t.url + "/slow/1500", "interval": "10s",
+             "timeout": "5s"}]}
+        a = hrtest.Agent({"services": [fast, slow],
+                          "agent": {"api_listen": "off", "log_format": "json"}},
+                         env={"NOTIFY_SOCKET": path})
+        self.addCleanup(a.close)
+        msgs, ready_at = [], []
+        deadline = time.time() + 15
+        while time.time() < deadline and not ready_at:
+            try:
+                m = s.recv(4096).decode()
+            except socket.timeout:
+                continue
+            msgs.append(m)
+            if m.startswith("READY=1"):
+                ready_at.append([e.get("service") for e in events(a)
+                                 if e["event"] == "ready"])
+        self.assertEqual(len(ready_at), 1, (msgs, a.log()[-2000:]))
+        self.assertEqual(sorted(ready_at[0]), ["fast", "slow"], a.log())
+        # and no second READY=1 for the other service
+        end = time.time() + 1
+        while time.time() < end:
+            try:
+                msgs.append(s.recv(4096).decode())
+            except socket.timeout:
+                pass
+        self.assertEqual(sum(m.startswith("READY=1") for m in msgs), 1, msgs)
+        self.assertEqual(a.stop(), 0, a.log()[-2000:])
 
 
 if __name__ == "__main__":
