@@ -19,7 +19,8 @@ the Consul emulator. One agent runs three services, each with a ttl check
   PUT /v1/maintenance?service=ID) takes that service alone out, survives
   a restart (the state file), and ends on its own; the agent's
   maintenance takes every service out;
-- systemd hears READY=1 once, when every service has its first result."""
+- systemd hears READY=1 once, when every service has its first result;
+- `healthreg check` and `validate` go through every service."""
 import json
 import os
 import shutil
@@ -365,6 +366,29 @@ class TestReadiness(unittest.TestCase):
                 pass
         self.assertEqual(sum(m.startswith("READY=1") for m in msgs), 1, msgs)
         self.assertEqual(a.stop(), 0, a.log()[-2000:])
+
+
+class TestCommands(unittest.TestCase):
+    def test_check_and_validate_every_service(self):
+        cfg = {"services": [
+            {"name": "a", "checks": [{"name": "x", "tcp": "127.0.0.1:1",
+                                      "timeout": "1s"}]},
+            {"name": "b", "check": {"name": "t", "ttl": "10s",
+                                    "status": "passing"}}]}
+        rc, doc, err = hrtest.check_json(cfg)
+        self.assertEqual(rc, 2, err)
+        self.assertEqual([(d["service"], d["status"]) for d in doc],
+                         [("a", "critical"), ("b", "passing")])
+        path = hrtest.write_config(cfg)
+        self.addCleanup(os.unlink, path)
+        p = hrtest.run(["check", "-c", path])
+        self.assertEqual(p.returncode, 2, p.stderr)
+        self.assertIn("service a\n", p.stdout)
+        self.assertIn("service b\n", p.stdout)
+        self.assertEqual(p.stdout.count("aggregate: "), 2, p.stdout)
+        p = hrtest.run(["validate", "-c", path])
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn("valid (2 services, 2 checks, 0 groups)", p.stdout)
 
 
 if __name__ == "__main__":
