@@ -191,7 +191,29 @@ static void tally(struct hr_agg *agg, const struct hr_check *c,
 
 /* Recount everything (the groups changed). -ENOMEM leaves no group
  * tallies (groups count as empty). */
-static int retally(struct hr_agg *agg)
+/* The per-group tally arrays for n groups: 0 (both NULL when n is 0) or
+ * -ENOMEM with nothing allocated. */
+static int tally_arrays(size_t n, size_t (**g)[2], size_t (**m)[2])
+{
+	*g = NULL;
+	*m = NULL;
+	if (!n)
+		return 0;
+	*g = calloc(n, sizeof(**g));
+	*m = calloc(n, sizeof(**m));
+	if (!*g || !*m) {
+		free(*g);
+		free(*m);
+		*g = NULL;
+		*m = NULL;
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+/* Count every check again into fresh arrays for agg->n_groups groups
+ * (from tally_arrays(), taken). Cannot fail. */
+static void retally(struct hr_agg *agg, size_t (*g)[2], size_t (*m)[2])
 {
 	size_t i;
 
@@ -199,22 +221,10 @@ static int retally(struct hr_agg *agg)
 	free(agg->tally.members);
 	memset(&agg->tally, 0, sizeof(agg->tally));
 	agg->tally.n_groups = agg->n_groups;
-	if (agg->n_groups) {
-		agg->tally.groups = calloc(agg->n_groups,
-					   sizeof(*agg->tally.groups));
-		agg->tally.members = calloc(agg->n_groups,
-					    sizeof(*agg->tally.members));
-		if (!agg->tally.groups || !agg->tally.members) {
-			free(agg->tally.groups);
-			free(agg->tally.members);
-			agg->tally.groups = NULL;
-			agg->tally.members = NULL;
-			return -ENOMEM;
-		}
-	}
+	agg->tally.groups = g;
+	agg->tally.members = m;
 	for (i = 0; i < agg->n_checks; i++)
 		tally(agg, agg->checks[i], agg->checks[i]->status, +1);
-	return 0;
 }
 
 /* The aggregate from the tallies; summary names in check order. */
@@ -532,23 +542,31 @@ int hr_agg_add_group(struct hr_agg *agg, const struct hr_group_spec *g,
 		     struct hr_err *err)
 {
 	struct hr_group_spec *v;
+	size_t (*tg)[2], (*tm)[2];
+	char *name;
 	size_t i;
 
 	for (i = 0; i < agg->n_groups; i++)
 		if (!strcmp(agg->groups[i].name, g->name))
 			return hr_err_set(err, -EEXIST,
 					  "group \"%s\" already exists", g->name);
+	/* Everything that can fail comes first: on -ENOMEM nothing
+	 * changed (a grown groups array is no change). */
+	if (tally_arrays(agg->n_groups + 1, &tg, &tm))
+		return hr_err_set(err, -ENOMEM, "out of memory");
 	v = realloc(agg->groups, (agg->n_groups + 1) * sizeof(*v));
-	if (!v)
+	if (v)
+		agg->groups = v;
+	name = v ? strdup(g->name) : NULL;
+	if (!name) {
+		free(tg);
+		free(tm);
 		return hr_err_set(err, -ENOMEM, "out of memory");
-	agg->groups = v;
+	}
 	v[agg->n_groups] = *g;
-	v[agg->n_groups].name = strdup(g->name);
-	if (!v[agg->n_groups].name)
-		return hr_err_set(err, -ENOMEM, "out of memory");
+	v[agg->n_groups].name = name;
 	agg->n_groups++;
-	if (retally(agg))
-		return hr_err_set(err, -ENOMEM, "out of memory");
+	retally(agg, tg, tm);
 	recompute(agg);
 	announce(agg);
 	return 0;
@@ -838,17 +856,27 @@ int hr_agg_set_groups(struct hr_agg *agg, const struct hr_group_spec *groups,
 		      size_t n, struct hr_err *err)
 {
 	struct hr_group_spec *v = NULL;
+	size_t (*tg)[2], (*tm)[2];
 	size_t i;
 
+	/* Everything that can fail comes first: on -ENOMEM nothing
+	 * changed. */
+	if (tally_arrays(n, &tg, &tm))
+		return hr_err_set(err, -ENOMEM, "out of memory");
 	if (n) {
 		v = calloc(n, sizeof(*v));
-		if (!v)
+		if (!v) {
+			free(tg);
+			free(tm);
 			return hr_err_set(err, -ENOMEM, "out of memory");
+		}
 		for (i = 0; i < n; i++) {
 			v[i] = groups[i];
 			v[i].name = strdup(groups[i].name);
 			if (!v[i].name) {
 				free_groups(v, i);
+				free(tg);
+				free(tm);
 				return hr_err_set(err, -ENOMEM, "out of memory");
 			}
 		}
@@ -866,8 +894,7 @@ int hr_agg_set_groups(struct hr_agg *agg, const struct hr_group_spec *groups,
 	free_groups(agg->groups, agg->n_groups);
 	agg->groups = v;
 	agg->n_groups = n;
-	if (retally(agg))
-		return hr_err_set(err, -ENOMEM, "out of memory");
+	retally(agg, tg, tm);
 	recompute(agg);
 	announce(agg);
 	return 0;

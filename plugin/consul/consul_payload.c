@@ -227,6 +227,7 @@ static int check_reap(struct hr_consul_conf *c, bool dcsa_set,
 static int check_values(struct hr_consul_conf *c, bool dcsa_set,
 			const char *path, struct hr_diag *diag)
 {
+	struct hr_reg_conf common;
 	char p[HR_CONF_PATH_MAX];
 	int rc = 0;
 
@@ -246,7 +247,11 @@ static int check_values(struct hr_consul_conf *c, bool dcsa_set,
 			    "Consul raises values below 1m to 1m");
 	if (check_reap(c, dcsa_set, path, diag) < 0)
 		rc = -EINVAL;
-	if (hr_reg_conf_check(&c->common, path, diag) < 0)
+	/* key_file needs a certificate, which CONSUL_CLIENT_CERT may give:
+	 * that rule waits for the environment (hr_consul_conf_parse). */
+	common = c->common;
+	common.key_file = NULL;
+	if (hr_reg_conf_check(&common, path, diag) < 0)
 		rc = -EINVAL;
 	return rc;
 }
@@ -453,12 +458,6 @@ static int apply_tls_env(struct hr_consul_conf *out, bool skip_in_conf,
 				    "impersonate it", env->http_ssl_verify);
 		}
 	}
-	if (n->key_file && !c->cert_file) {
-		hr_diag_add(diag, HR_DIAG_ERROR, path,
-			    "CONSUL_CLIENT_KEY needs a client certificate "
-			    "(cert_file or CONSUL_CLIENT_CERT)");
-		rc = -EINVAL;
-	}
 	if (c->ca_path && c->ca_file && (n->ca_path || n->ca_file))
 		hr_diag_add(diag, HR_DIAG_WARNING, path,
 			    "%s is ignored: %s is set (as Consul's client "
@@ -591,6 +590,17 @@ int hr_consul_conf_parse(struct hr_consul_conf *out, const cJSON *conf,
 		goto nomem;
 	if (r < 0)
 		rc = r;
+	if (out->common.key_file && !out->common.cert_file) {
+		char p[HR_CONF_PATH_MAX];
+		bool env_key = out->tls_names.key_file != NULL;
+
+		hr_diag_add(diag, HR_DIAG_ERROR,
+			    env_key ? path : hr_conf_path(p, path, "key_file"),
+			    "%sneeds a client certificate (cert_file or "
+			    "CONSUL_CLIENT_CERT)", env_key ? "CONSUL_CLIENT_KEY "
+							   : "");
+		rc = -EINVAL;
+	}
 	if (rc < 0)
 		hr_consul_conf_dispose(out);
 	return rc;

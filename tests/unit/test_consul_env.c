@@ -136,6 +136,15 @@ static const struct row rows[] = {
 	  -EINVAL, "CONSUL_HTTP_SSL_VERIFY=\"nope\" is not a boolean", {} },
 	{ { "CONSUL_HTTP_SSL=true", "CONSUL_CLIENT_KEY=/env/k.pem" }, "{}",
 	  -EINVAL, "CONSUL_CLIENT_KEY needs a client certificate", {} },
+	/* key_file in the config, its certificate from the environment
+	 * (the rule waits for CONSUL_CLIENT_CERT). */
+	{ { "CONSUL_HTTP_SSL=true", "CONSUL_CLIENT_CERT=/env/c.pem" },
+	  "{\"key_file\":\"/conf/k.pem\"}", 0, NULL,
+	  { .address = "https://127.0.0.1:8500", .tls = true,
+	    .cert_file = "/env/c.pem", .key_file = "/conf/k.pem" } },
+	{ { "CONSUL_HTTP_SSL=true" }, "{\"key_file\":\"/conf/k.pem\"}",
+	  -EINVAL, "registry.consul.key_file: needs a client certificate "
+	  "(cert_file or CONSUL_CLIENT_CERT)", {} },
 	{ { "CONSUL_HTTP_SSL=true", "CONSUL_TLS_SERVER_NAME=a b" }, "{}",
 	  -EINVAL, "registry.consul: CONSUL_TLS_SERVER_NAME: \"a b\" is not "
 	  "a host name", {} },

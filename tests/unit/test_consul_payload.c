@@ -228,7 +228,8 @@ Test(consul_payload, conf_errors_name_their_path)
 		{ "{\"register_when\":[1]}", NULL, 1,
 		  "registry.consul.register_when[0]: 1 is not one of" },
 		{ "{\"key_file\":\"k\"}", NULL, 1,
-		  "registry.consul.key_file: needs cert_file" },
+		  "registry.consul.key_file: needs a client certificate "
+		  "(cert_file or CONSUL_CLIENT_CERT)" },
 		{ "[]", NULL, 1, "registry.consul: must be an object" },
 		{ "\"x\"", NULL, 1, "registry.consul: must be an object" },
 		/* Every problem is reported, not just the first. */

@@ -65,7 +65,8 @@ int hr_agg_new(struct hr_agg **out, struct ev_loop *loop,
  * dropped without their callback. NULL-safe; not from a callback. */
 void hr_agg_free(struct hr_agg *agg);
 
-/** Declare a quorum group. -EEXIST on a duplicate name. Copied. */
+/** Declare a quorum group. -EEXIST on a duplicate name, -ENOMEM (nothing
+ * changed). Copied. */
 int hr_agg_add_group(struct hr_agg *agg, const struct hr_group_spec *g,
 		     struct hr_err *err);
 
