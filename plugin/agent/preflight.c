@@ -45,10 +45,17 @@ void hr_preflight_service(const struct hr_config *cfg, size_t k,
 			  struct hr_diag *diag)
 {
 	const struct hr_service_conf *svc = &cfg->services[k];
+	struct hr_diag mine, *out = diag;
 	const cJSON *item;
 	char path[160];
 	size_t i;
 
+	/* With several services, a backend's message that does not name
+	 * its path ("registry.etcd needs service.port ...") is named by
+	 * the service it is about. */
+	hr_diag_init(&mine);
+	if (cfg->n_services > 1)
+		diag = &mine;
 	cJSON_ArrayForEach(item, svc->registry) {
 		for (i = 0; hr_registries[i]; i++) {
 			if (strcmp(hr_registries[i]->name, item->string) ||
@@ -65,6 +72,16 @@ void hr_preflight_service(const struct hr_config *cfg, size_t k,
 						    diag);
 		}
 	}
+	snprintf(path, sizeof(path), "services[%zu]", k);
+	for (i = 0; i < mine.n; i++) {
+		const char *t = mine.v[i].text;
+
+		if (!strncmp(t, path, strlen(path)))
+			hr_diag_add(out, mine.v[i].level, NULL, "%s", t);
+		else
+			hr_diag_add(out, mine.v[i].level, path, "%s", t);
+	}
+	hr_diag_dispose(&mine);
 }
 
 /* What start_api() and drop_user() (agent.c) refuse. */

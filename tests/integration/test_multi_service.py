@@ -389,6 +389,18 @@ class TestCommands(unittest.TestCase):
         p = hrtest.run(["validate", "-c", path])
         self.assertEqual(p.returncode, 0, p.stderr)
         self.assertIn("valid (2 services, 2 checks, 0 groups)", p.stdout)
+        # A backend's preflight names the service it is about: b has no
+        # port for its etcd key (an overlay enabling etcd for b alone).
+        cfg["services"][0]["port"] = 80
+        cfg["services"][1]["registry"] = {"etcd": {
+            "endpoints": ["http://127.0.0.1:1"]}}
+        cfg["services"][0]["registry"] = cfg["services"][1]["registry"]
+        path = hrtest.write_config(cfg)
+        self.addCleanup(os.unlink, path)
+        p = hrtest.run(["validate", "-c", path])
+        self.assertEqual(p.returncode, 78, p.stdout)
+        self.assertIn("services[1]: registry.etcd needs service.port", p.stderr)
+        self.assertNotIn("services[0]", p.stderr)
 
 
 if __name__ == "__main__":
