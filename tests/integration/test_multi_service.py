@@ -403,5 +403,39 @@ class TestCommands(unittest.TestCase):
         self.assertNotIn("services[0]", p.stderr)
 
 
+class TestToken(unittest.TestCase):
+    def test_health_without_the_token_names_no_check(self):
+        d = tempfile.mkdtemp(prefix="hr-multi-token-")
+        self.addCleanup(shutil.rmtree, d, True)
+        tok = os.path.join(d, "token")
+        with open(tok, "w") as f:
+            f.write("s3cret\n")
+        os.chmod(tok, 0o600)
+        a = hrtest.Agent({
+            "services": [service("alpha", 8001), service("beta", 8002)],
+            "agent": {"api_listen": "127.0.0.1:0", "log_format": "json",
+                      "api_token_file": tok,
+                      "state_file": os.path.join(d, "state")}})
+        self.addCleanup(a.close)
+        api = api_url(a)
+        st, body = http("GET", api + "/v1/health")
+        self.assertEqual(st, 503, body)
+        doc = json.loads(body)
+        self.assertEqual(doc["services"],
+                         [{"service": "alpha", "id": "alpha-1",
+                           "status": "critical",
+                           "maintenance": {"enabled": False}},
+                          {"service": "beta", "id": "beta-1",
+                           "status": "critical",
+                           "maintenance": {"enabled": False}}])
+        self.assertNotIn("hb", body)
+        self.assertNotIn("output", doc)
+        st, body = http("GET", api + "/v1/health/beta-1")
+        self.assertEqual(st, 503)
+        self.assertNotIn("checks", json.loads(body))
+        st, _ = http("PUT", api + "/v1/services/beta-1/checks/hb/pass")
+        self.assertEqual(st, 401)
+
+
 if __name__ == "__main__":
     unittest.main()
