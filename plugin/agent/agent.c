@@ -349,6 +349,18 @@ static void rh_remove(void *ctx, struct hr_unit *u)
 	unit_shutdown(a, u);
 }
 
+/* A removed unit of service id is still deregistering. */
+static bool rh_leaving(void *ctx, const char *id)
+{
+	struct agent *a = ctx;
+	size_t i;
+
+	for (i = 0; i < a->n_gone; i++)
+		if (!a->gone[i]->stopped && !strcmp(a->gone[i]->id, id))
+			return true;
+	return false;
+}
+
 static bool rh_stopping(void *ctx)
 {
 	return ((struct agent *)ctx)->stopping;
@@ -840,7 +852,7 @@ int hr_agent_run(const char *path, struct hr_config *cfg)
 	a.reload = (struct hr_reload){
 		a.path, &a.cfgs,
 		{ rh_find, rh_make, rh_discard, rh_start, rh_remove,
-		  rh_stopping, &a },
+		  rh_leaving, rh_stopping, &a },
 	};
 	code = start_api(&a);
 	if (code)

@@ -351,11 +351,14 @@ static int make_added(const struct hr_reload *rl, const struct hr_config *next,
 		made[i] = NULL;
 		if (paired || rl->host.find(rl->host.ctx, sv->service.id))
 			continue;
-		made[i] = rl->host.make(rl->host.ctx, sv);
-		if (made[i])
+		if (rl->host.leaving(rl->host.ctx, sv->service.id))
+			snprintf(msg, len, "service \"%s\" is still deregistering (a reload removed it): reload again once it is gone; kept the running config",
+				 sv->service.id);
+		else if ((made[i] = rl->host.make(rl->host.ctx, sv)))
 			continue;
-		snprintf(msg, len, "service \"%s\" could not be started (see the log); kept the running config",
-			 sv->service.id);
+		else
+			snprintf(msg, len, "service \"%s\" could not be started (see the log); kept the running config",
+				 sv->service.id);
 		while (i--)
 			if (made[i])
 				rl->host.discard(rl->host.ctx, made[i]);

@@ -15,7 +15,8 @@
  * - an added service starts as at start: it registers after its first
  *   results (its own readiness).
  * A reload that fails (the file, a backend's preflight, a new service's
- * unit that cannot be made) changes nothing.
+ * unit that cannot be made, a service added again while its removal is
+ * still deregistering) changes nothing.
  *
  * Lifetimes: struct hr_agent_cfgs owns the running config, cur. Nothing
  * borrows from it across a reload but the units' conf, which the reload
@@ -54,6 +55,10 @@ struct hr_reload_host {
 	void (*start)(void *ctx, struct hr_unit *u);
 	/* Shut u down (deregistering) and free it afterwards. */
 	void (*remove)(void *ctx, struct hr_unit *u);
+	/* A unit of service id that a reload removed is still
+	 * deregistering: adding the id again now could have its late
+	 * deregistration remove the new registration. */
+	bool (*leaving)(void *ctx, const char *id);
 	bool (*stopping)(void *ctx);
 	void *ctx;
 };

@@ -244,6 +244,41 @@ class TestMultiService(unittest.TestCase):
         self.assertNotIn("Sanitizer", log, log[-4000:])
         self.assertNotIn("runtime error", log, log[-4000:])
 
+    def test_added_again_while_still_deregistering(self):
+        """A service removed and added back before its deregistration is
+        done would have the late delete remove the new key: that reload
+        is refused until the removal is over."""
+        cfg = self.config([service("alpha", 8001), service("beta", 8002)])
+        del cfg["registry"]["consul"]
+        self.agent = hrtest.Agent(cfg)
+        self.addCleanup(self.agent.close)
+        self.api = api_url(self.agent)
+        for s in ("alpha-1", "beta-1"):
+            self.push(s, "pass")
+        self.wait(lambda: self.etcd.get(self.key("beta", 8002)) is not None,
+                  "beta registered")
+        self.etcd.pause()
+        try:
+            with open(self.agent.config_path, "w") as f:
+                json.dump(dict(cfg, services=[service("alpha", 8001)]), f)
+            st, body = http("PUT", self.api + "/v1/reload")
+            self.assertEqual(st, 200, body)
+            with open(self.agent.config_path, "w") as f:
+                json.dump(cfg, f)
+            st, body = http("PUT", self.api + "/v1/reload")
+            self.assertEqual(st, 400, body)
+            self.assertIn('service \\"beta-1\\" is still deregistering', body)
+        finally:
+            self.etcd.resume()
+        self.wait(lambda: http("PUT", self.api + "/v1/reload")[0] == 200,
+                  "the reload goes through once beta is gone")
+        self.push("beta-1", "pass")
+        self.wait(lambda: self.etcd.get(self.key("beta", 8002)) is not None,
+                  "beta registered again")
+        time.sleep(1)  # no late delete takes it away
+        self.assertIsNotNone(self.etcd.get(self.key("beta", 8002)),
+                             self.agent.log()[-3000:])
+
     def maint(self, *args):
         return hrtest.run(["maint"] + list(args) +
                           ["--api", self.api[len("http://"):]])
