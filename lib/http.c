@@ -11,6 +11,7 @@
  * transfers freely.
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -23,14 +24,27 @@
 
 #define POOL_MAX 256
 
+struct lane;
+
 struct xfer {
 	struct hr_http *h;
 	CURL *easy;
 	hr_http_done_cb cb;
 	void *payload;
 	int done, cancelled;
-	struct xfer *next;           /* free list */
+	int waiting;                 /* in its lane's queue, not started */
+	int urgent;                  /* queued ahead of the others */
+	struct lane *lane;           /* NULL: hr_http_start() */
+	struct xfer *next;           /* free list; a lane's queue */
 	struct xfer *aprev, *anext;  /* transfers in the multi handle */
+};
+
+/* Transfers to one place (hr_http_start_lane): at most max at once. */
+struct lane {
+	struct lane *next;
+	unsigned busy, max;
+	struct xfer *qhead, *qtail;  /* waiting, in start order */
+	char key[];
 };
 
 struct sock {
@@ -49,6 +63,10 @@ struct hr_http {
 	struct xfer *free_xfers;
 	struct xfer *active_list;
 	int in_action;
+	struct lane *lanes;
+	unsigned waiting;            /* transfers in every lane's queue */
+	struct xfer *failed;         /* could not start from a queue */
+	ev_timer fail_timer;         /* delivers them from the loop */
 };
 
 static void drain_done(struct hr_http *h);
@@ -163,6 +181,108 @@ static void unlink_active(struct hr_http *h, struct xfer *x)
 	h->active--;
 }
 
+/* ---- lanes ------------------------------------------------------------ */
+
+static struct lane *lane_get(struct hr_http *h, const char *key)
+{
+	struct lane *l;
+	size_t len = strlen(key);
+
+	for (l = h->lanes; l; l = l->next)
+		if (!strcmp(l->key, key))
+			return l;
+	l = calloc(1, sizeof(*l) + len + 1);
+	if (!l)
+		return NULL;
+	memcpy(l->key, key, len + 1);
+	l->next = h->lanes;
+	h->lanes = l;
+	return l;
+}
+
+static void lane_unqueue(struct hr_http *h, struct xfer *x)
+{
+	struct lane *l = x->lane;
+	struct xfer **pp, *prev = NULL;
+
+	for (pp = &l->qhead; *pp; prev = *pp, pp = &(*pp)->next)
+		if (*pp == x) {
+			*pp = x->next;
+			if (l->qtail == x)
+				l->qtail = prev;
+			break;
+		}
+	x->next = NULL;
+	x->waiting = 0;
+	h->waiting--;
+}
+
+static int add_to_multi(struct hr_http *h, struct xfer *x)
+{
+	if (curl_multi_add_handle(h->multi, x->easy) != CURLM_OK)
+		return -EINVAL;
+	link_active(h, x);
+	if (x->lane)
+		x->lane->busy++;
+	return 0;
+}
+
+/* Start what waits in l while it has room. A transfer libcurl refuses
+ * is failed from the loop (fail_timer), never from here: this runs
+ * inside hr_http_cancel() and before other transfers' callbacks. */
+static void lane_pump(struct hr_http *h, struct lane *l)
+{
+	while (l->qhead && l->busy < l->max) {
+		struct xfer *x = l->qhead;
+
+		lane_unqueue(h, x);
+		if (add_to_multi(h, x) < 0) {
+			x->next = h->failed;
+			h->failed = x;
+			ev_timer_start(h->loop, &h->fail_timer);
+		}
+	}
+}
+
+static void fail_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct hr_http *h = container_of(w, struct hr_http, fail_timer);
+
+	(void)loop;
+	(void)revents;
+	while (h->failed) {
+		struct xfer *x = h->failed;
+
+		h->failed = x->next;
+		curl_easy_setopt(x->easy, CURLOPT_PRIVATE, NULL);
+		x->cb(x->easy, CURLE_OUT_OF_MEMORY, x->payload);
+		release(h, x);
+	}
+}
+
+/* Take x off the failed list: true when it was there. */
+static bool unfail(struct hr_http *h, struct xfer *x)
+{
+	struct xfer **pp;
+
+	for (pp = &h->failed; *pp; pp = &(*pp)->next)
+		if (*pp == x) {
+			*pp = x->next;
+			x->next = NULL;
+			return true;
+		}
+	return false;
+}
+
+/* A lane transfer left the multi handle: its room goes to the next. */
+static void lane_left(struct hr_http *h, struct xfer *x)
+{
+	if (!x->lane)
+		return;
+	x->lane->busy--;
+	lane_pump(h, x->lane);
+}
+
 #define BATCH 64
 
 static void drain_done(struct hr_http *h)
@@ -191,6 +311,9 @@ static void drain_done(struct hr_http *h)
 			unlink_active(h, x);
 			x->done = 1;
 			batch[n++] = x;
+			/* Before the callbacks: what waited goes first, a
+			 * callback's next request queues behind it. */
+			lane_left(h, x);
 		}
 		if (!n)
 			break;
@@ -235,6 +358,7 @@ int hr_http_new(struct hr_http **out, struct ev_loop *loop,
 	curl_multi_setopt(h->multi, CURLMOPT_TIMERFUNCTION, multi_timer_cb);
 	curl_multi_setopt(h->multi, CURLMOPT_TIMERDATA, h);
 	ev_init(&h->timer, timer_cb);
+	ev_timer_init(&h->fail_timer, fail_cb, 0., 0.);
 	*out = h;
 	return 0;
 }
@@ -246,6 +370,27 @@ void hr_http_free(struct hr_http *h)
 	if (!h)
 		return;
 	ev_timer_stop(h->loop, &h->timer);
+	ev_timer_stop(h->loop, &h->fail_timer);
+	while (h->lanes) {
+		struct lane *l = h->lanes;
+
+		while (l->qhead) {
+			struct xfer *x = l->qhead;
+
+			lane_unqueue(h, x);
+			curl_easy_setopt(x->easy, CURLOPT_PRIVATE, NULL);
+			free(x);
+		}
+		h->lanes = l->next;
+		free(l);
+	}
+	while (h->failed) {
+		struct xfer *x = h->failed;
+
+		h->failed = x->next;
+		curl_easy_setopt(x->easy, CURLOPT_PRIVATE, NULL);
+		free(x);
+	}
 	while (h->active_list) {
 		struct xfer *x = h->active_list;
 
@@ -266,8 +411,8 @@ void hr_http_free(struct hr_http *h)
 	free(h);
 }
 
-int hr_http_start(struct hr_http *h, CURL *easy, hr_http_done_cb cb,
-		  void *payload)
+static struct xfer *xfer_new(struct hr_http *h, CURL *easy,
+			     hr_http_done_cb cb, void *payload)
 {
 	struct xfer *x = h->free_xfers;
 
@@ -276,7 +421,7 @@ int hr_http_start(struct hr_http *h, CURL *easy, hr_http_done_cb cb,
 	} else {
 		x = malloc(sizeof(*x));
 		if (!x)
-			return -ENOMEM;
+			return NULL;
 	}
 	x->h = h;
 	x->easy = easy;
@@ -284,18 +429,62 @@ int hr_http_start(struct hr_http *h, CURL *easy, hr_http_done_cb cb,
 	x->payload = payload;
 	x->done = 0;
 	x->cancelled = 0;
+	x->waiting = 0;
+	x->urgent = 0;
+	x->lane = NULL;
 	x->next = NULL;
 	curl_easy_setopt(easy, CURLOPT_PRIVATE, x);
 	curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
 	/* A transfer removed mid-lookup leaves libcurl's resolver thread to
 	 * finish alone; without this libcurl joins it, on the loop. */
 	curl_easy_setopt(easy, CURLOPT_QUICK_EXIT, 1L);
-	if (curl_multi_add_handle(h->multi, easy) != CURLM_OK) {
+	return x;
+}
+
+int hr_http_start(struct hr_http *h, CURL *easy, hr_http_done_cb cb,
+		  void *payload)
+{
+	return hr_http_start_lane(h, easy, cb, payload, NULL, 0, false);
+}
+
+int hr_http_start_lane(struct hr_http *h, CURL *easy, hr_http_done_cb cb,
+		       void *payload, const char *key, unsigned max,
+		       bool urgent)
+{
+	struct lane *l = NULL;
+	struct xfer *x;
+
+	if (key && !(l = lane_get(h, key)))
+		return -ENOMEM;
+	if (l)
+		l->max = max ? max : 1;
+	x = xfer_new(h, easy, cb, payload);
+	if (!x)
+		return -ENOMEM;
+	x->lane = l;
+	x->urgent = urgent;
+	if (l && (l->busy >= l->max || l->qhead)) {
+		/* Wait in order; an urgent one goes ahead of every waiting
+		 * transfer but behind the urgent ones already waiting. */
+		struct xfer **pp = &l->qhead;
+
+		while (*pp && urgent && (*pp)->urgent)
+			pp = &(*pp)->next;
+		if (!urgent)
+			pp = l->qtail ? &l->qtail->next : &l->qhead;
+		x->next = *pp;
+		*pp = x;
+		if (!x->next)
+			l->qtail = x;
+		x->waiting = 1;
+		h->waiting++;
+		return 0;
+	}
+	if (add_to_multi(h, x) < 0) {
 		curl_easy_setopt(easy, CURLOPT_PRIVATE, NULL);
 		release(h, x);
 		return -EINVAL;
 	}
-	link_active(h, x);
 	return 0;
 }
 
@@ -314,8 +503,18 @@ void hr_http_cancel(struct hr_http *h, CURL *easy)
 		x->cancelled = 1;
 		return;
 	}
+	if (x->waiting) {
+		lane_unqueue(h, x);
+		release(h, x);
+		return;
+	}
+	if (unfail(h, x)) {
+		release(h, x);
+		return;
+	}
 	curl_multi_remove_handle(h->multi, easy);
 	unlink_active(h, x);
+	lane_left(h, x);
 	release(h, x);
 }
 
@@ -341,4 +540,9 @@ void hr_http_easy_put(struct hr_http *h, CURL *easy)
 unsigned hr_http_active(const struct hr_http *h)
 {
 	return h->active;
+}
+
+unsigned hr_http_waiting(const struct hr_http *h)
+{
+	return h->waiting;
 }

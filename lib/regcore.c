@@ -194,6 +194,18 @@ static void note_outcome(struct hr_regcore *c, const struct hr_reg_reply *r,
 	       s->last_error, NULL);
 }
 
+void hr_regcore_note(struct hr_regcore *c, const struct hr_reg_reply *r,
+		     bool ok, const char *why)
+{
+	char saved[sizeof(c->why)];
+
+	memcpy(saved, c->why, sizeof(saved));
+	snprintf(c->why, sizeof(c->why), "%s", why ? why : "");
+	hr_registry_stats_record(c->stats, ok);
+	note_outcome(c, r, ok);
+	memcpy(c->why, saved, sizeof(saved));
+}
+
 /* ---- requests ---------------------------------------------------------- */
 
 static void on_transfer(CURL *easy, CURLcode rc, void *payload)
@@ -218,7 +230,8 @@ static void on_transfer(CURL *easy, CURLcode rc, void *payload)
 	ok = c->ops->reply(c, &r);
 	c->in_reply = false;
 	hr_registry_stats_record(c->stats, ok);
-	note_outcome(c, &r, ok);
+	if (!c->quiet)
+		note_outcome(c, &r, ok);
 	release(c);
 	c->ops->kick(c);
 }
@@ -227,11 +240,17 @@ static void setup_easy(struct hr_regcore *c, CURL *e,
 		       const struct hr_reg_req *q)
 {
 	curl_easy_setopt(e, CURLOPT_URL, q->url);
-	if (strcmp(q->method, "POST"))
-		curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, q->method);
-	curl_easy_setopt(e, CURLOPT_POSTFIELDS, c->body ? c->body : "");
-	curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE,
-			 (long)(c->body ? strlen(c->body) : 0));
+	if (!strcmp(q->method, "GET")) {
+		/* a read: no body (Consul's KV and health reads) */
+		curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
+	} else {
+		if (strcmp(q->method, "POST"))
+			curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, q->method);
+		curl_easy_setopt(e, CURLOPT_POSTFIELDS,
+				 c->body ? c->body : "");
+		curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE,
+				 (long)(c->body ? strlen(c->body) : 0));
+	}
 	curl_easy_setopt(e, CURLOPT_HTTPHEADER, q->headers);
 	curl_easy_setopt(e, CURLOPT_USERAGENT, "healthreg/" HR_VERSION);
 	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, hr_capture_curl_cb);
@@ -256,8 +275,24 @@ static void setup_easy(struct hr_regcore *c, CURL *e,
 		curl_easy_setopt(e, CURLOPT_UNIX_SOCKET_PATH, q->unix_socket);
 }
 
+/* The lane of q: the Unix socket, or the URL up to its path. */
+static void lane_key(const struct hr_reg_req *q, char *buf, size_t len)
+{
+	const char *u = q->url, *p = strstr(u, "://");
+	size_t n;
+
+	if (q->unix_socket) {
+		snprintf(buf, len, "unix:%s", q->unix_socket);
+		return;
+	}
+	p = p ? strchr(p + 3, '/') : NULL;
+	n = p ? (size_t)(p - u) : strlen(u);
+	snprintf(buf, len, "%.*s", (int)n, u);
+}
+
 int hr_regcore_send(struct hr_regcore *c, const struct hr_reg_req *q)
 {
+	char key[512];
 	int rc;
 
 	if (c->easy || c->in_reply)
@@ -277,7 +312,9 @@ int hr_regcore_send(struct hr_regcore *c, const struct hr_reg_req *q)
 		return -ENOMEM;
 	}
 	setup_easy(c, c->easy, q);
-	rc = hr_http_start(c->http, c->easy, on_transfer, c);
+	lane_key(q, key, sizeof(key));
+	rc = hr_http_start_lane(c->http, c->easy, on_transfer, c, key,
+				HR_REGCORE_LANE_MAX, q->urgent);
 	if (rc < 0) {
 		hr_http_easy_put(c->http, c->easy);
 		c->easy = NULL;

@@ -18,7 +18,17 @@
  *     or a third of the TTL
  *     since the last update .. check update
  *     else ................... arm the refresh timer
+ *     listed in the floor's
+ *     leaver list ............ read the list, remove the own ID (?cas=)
  *   service not wanted (status outside register_when for deregister_after):
+ *     fleet floor on, registered, not in maintenance, not yet cleared:
+ *       read the leaver list (KV, with its ModifyIndex), then the
+ *       service's health entries; hr_consul_floor_decide():
+ *         leave -> write the list with the own ID, ?cas=<index>; true:
+ *                  cleared (below); false: read both again
+ *         stay  -> kept: check update (warning, "kept by fleet floor:
+ *                  ..."), decided again every third of the TTL and on
+ *                  every status change; a read that fails also stays
  *     check not critical ..... check update (critical)
  *     may be registered ...... deregister
  *
@@ -34,6 +44,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "consul.h"
@@ -41,7 +52,7 @@
 #include "healthreg/log.h"
 #include "healthreg/regcore.h"
 
-#define RESP_MAX 16384          /* response bytes kept for classification */
+#define RESP_MAX (1024 * 1024)  /* response bytes kept: the fleet read */
 #define TOKEN_MAX 4096
 #define SLOW_RETRY_MIN_MS 2000  /* after 403 / 4xx: about once a TTL */
 #define SLOW_RETRY_MAX_MS 60000
@@ -55,6 +66,7 @@ struct sent {
 	enum hr_status status; /* update */
 	char *output;          /* update */
 	bool maint_enable;     /* maintenance */
+	bool floor_add;        /* floor write: the own ID in (else out) */
 	ev_tstamp at;
 };
 
@@ -90,6 +102,24 @@ struct hr_registry {
 	bool logged_down, logged_forbidden, logged_token, logged_rejected;
 	bool tls_failed;              /* the last failure was TLS's */
 	bool logged_tls;              /* consul_tls_failed this episode */
+
+	/* the fleet floor: all per backend instance (one per service) */
+	bool floor_on;
+	int64_t stale_after_s;
+	struct hr_consul_floor_doc doc;  /* the last list read */
+	bool doc_fresh;                  /* read for the decision at hand */
+	struct hr_consul_fleet fleet;    /* the last health read */
+	bool fleet_fresh;
+	bool cleared;      /* the list holds our ID: leave by the old path */
+	bool listed;       /* our ID may be in the list: remove it once
+			      registered and wanted (a new backend checks) */
+	bool kept;         /* staying registered for the floor */
+	ev_tstamp decided_at;            /* kept: when it was decided */
+	char *kept_output;               /* the kept check's Output */
+	bool logged_floor_fail;
+	bool floor_failed;               /* a floor read failed: stay */
+	ev_tstamp unlist_at;             /* not before (a failed attempt) */
+	char floor_why[200];
 };
 
 #define OWNER(c) hr_container_of(c, struct hr_registry, core)
@@ -116,6 +146,8 @@ static void sent_clear(struct hr_registry *r)
 	memset(&r->sent, 0, sizeof(r->sent));
 }
 
+static void arm_refresh(struct hr_registry *r);
+
 /* ---- sending ----------------------------------------------------------- */
 
 /* url and body are the caller's (freed here). 0 or a negative errno. */
@@ -123,8 +155,10 @@ static int send_req(struct hr_registry *r, enum hr_consul_op op, char *url,
 		    char *body)
 {
 	const struct hr_consul_conf *c = &r->conf;
+	bool get = op == HR_CONSUL_OP_FLOOR_READ ||
+		   op == HR_CONSUL_OP_FLEET_READ;
 	struct hr_reg_req q = {
-		.method = "PUT", .url = url, .body = body,
+		.method = get ? "GET" : "PUT", .url = url, .body = body,
 		.headers = r->headers, .connect_to = r->connect_to,
 		.unix_socket = c->unix_path,
 		.timeout_ms = (long)r->timeout_ms,
@@ -134,7 +168,7 @@ static int send_req(struct hr_registry *r, enum hr_consul_op op, char *url,
 	int rc = -ENOMEM;
 
 	sent_clear(r);
-	if (url && (body || op == HR_CONSUL_OP_DEREGISTER ||
+	if (url && (body || get || op == HR_CONSUL_OP_DEREGISTER ||
 		    op == HR_CONSUL_OP_MAINTENANCE))
 		rc = hr_regcore_send(&r->core, &q);
 	free(url);
@@ -161,9 +195,12 @@ static int send_register(struct hr_registry *r)
 			hr_consul_url_register(r->base), body);
 }
 
-static int send_update(struct hr_registry *r, enum hr_status s)
+/* A check update with s and text (NULL: the aggregate's output). */
+static int send_update_text(struct hr_registry *r, enum hr_status s,
+			    const char *text)
 {
-	char *body = NULL, *out = strdup(r->output ? r->output : "");
+	char *body = NULL;
+	char *out = strdup(text ? text : r->output ? r->output : "");
 	int rc;
 
 	if (!out || hr_consul_update_body(&body, s, out,
@@ -180,6 +217,11 @@ static int send_update(struct hr_registry *r, enum hr_status s)
 	r->sent.status = s;
 	r->sent.output = out;
 	return 0;
+}
+
+static int send_update(struct hr_registry *r, enum hr_status s)
+{
+	return send_update_text(r, s, NULL);
 }
 
 static int send_deregister(struct hr_registry *r)
@@ -200,6 +242,161 @@ static int send_maintenance(struct hr_registry *r)
 	if (!rc)
 		r->sent.maint_enable = r->maint_want;
 	return rc;
+}
+
+static int send_floor_read(struct hr_registry *r)
+{
+	return send_req(r, HR_CONSUL_OP_FLOOR_READ,
+			hr_consul_url_floor(r->base, r->core.service.name,
+					    false, 0), NULL);
+}
+
+static int send_fleet_read(struct hr_registry *r)
+{
+	return send_req(r, HR_CONSUL_OP_FLEET_READ,
+			hr_consul_url_fleet(r->base, r->core.service.name),
+			NULL);
+}
+
+/* Write the list read last with our ID in (add) or out, guarded by the
+ * ModifyIndex it was read at: only one writer per index wins. */
+static int send_floor_write(struct hr_registry *r, bool add)
+{
+	char *body = hr_consul_floor_doc_body(&r->doc,
+					      add ? r->service_id : NULL,
+					      add ? NULL : r->service_id,
+					      (int64_t)time(NULL),
+					      r->stale_after_s);
+	int rc;
+
+	r->doc_fresh = r->fleet_fresh = false; /* one decision per read */
+	rc = send_req(r, HR_CONSUL_OP_FLOOR_WRITE,
+		      hr_consul_url_floor(r->base, r->core.service.name, true,
+					  r->doc.index), body);
+	if (!rc)
+		r->sent.floor_add = add;
+	return rc;
+}
+
+/* ---- the fleet floor --------------------------------------------------- */
+
+/* The floor lets go of the instance (left, recovered, gone). */
+static void release_kept(struct hr_registry *r, const char *why)
+{
+	char n[24];
+
+	if (!r->kept)
+		return;
+	r->kept = false;
+	r->core.stats->floor_kept = false;
+	snprintf(n, sizeof(n), "%d", r->conf.min_healthy);
+	hr_log(HR_LOG_INFO, "fleet_floor_released", "registry", "consul",
+	       "service", r->service_id, "reason", why,
+	       HR_LOG_NUM("min_healthy"), n, NULL);
+}
+
+/* Stay for the floor: counted, logged and journaled once per stay; the
+ * check shows warning with the note until the next decision. */
+static int keep(struct hr_registry *r, const char *note,
+		const struct hr_consul_floor *f)
+{
+	char fleet[24], healthy[24], min[24], *out;
+	size_t n;
+
+	if (!r->kept) {
+		r->kept = true;
+		r->core.stats->floor_kept = true;
+		r->core.stats->floor_kept_total++;
+		snprintf(fleet, sizeof(fleet), "%zu", f ? f->fleet : 0);
+		snprintf(healthy, sizeof(healthy), "%zu", f ? f->healthy : 0);
+		snprintf(min, sizeof(min), "%d", r->conf.min_healthy);
+		hr_log(HR_LOG_WARN, "fleet_floor_kept", "registry", "consul",
+		       "service", r->service_id, "status",
+		       hr_status_name(r->status), HR_LOG_NUM("fleet"), fleet,
+		       HR_LOG_NUM("healthy"), healthy,
+		       HR_LOG_NUM("min_healthy"), min, "note", note, NULL);
+		hr_regcore_decide(&r->core, HR_DECISION_KEPT, note);
+	}
+	r->decided_at = now(r);
+	/* The note, then what the checks say. */
+	n = strlen(note) + strlen(r->output ? r->output : "") + 3;
+	out = malloc(n);
+	if (!out)
+		return -ENOMEM;
+	snprintf(out, n, "%s%s%s", note, r->output && *r->output ? "; " : "",
+		 r->output ? r->output : "");
+	free(r->kept_output);
+	r->kept_output = out;
+	return send_update_text(r, HR_STATUS_WARNING, out);
+}
+
+/* A floor read failed while the instance is unwanted: stay (the safe
+ * side), decided again after a third of the TTL. */
+static int keep_unknown(struct hr_registry *r, const char *why)
+{
+	char note[200];
+
+	snprintf(note, sizeof(note),
+		 "kept by fleet floor: the fleet cannot be read (%.140s)", why);
+	return keep(r, note, NULL);
+}
+
+/* Does the floor decide what happens to this unwanted instance? Not in
+ * maintenance (it always goes), not once the list holds our ID, and only
+ * while the service is there to keep. */
+static bool floor_governs(const struct hr_registry *r)
+{
+	return r->floor_on && !r->maint_want && !r->cleared && r->registered;
+}
+
+static int next_floor(struct hr_registry *r)
+{
+	struct hr_consul_floor f;
+	char note[200];
+
+	if (r->kept && now(r) - r->decided_at <
+			       (double)r->period_ms / 1000.0 - 0.001) {
+		if (!r->reported || r->rep_status != HR_STATUS_WARNING ||
+		    strcmp(r->rep_output ? r->rep_output : "",
+			   r->kept_output ? r->kept_output : ""))
+			return send_update_text(r, HR_STATUS_WARNING,
+						r->kept_output);
+		arm_refresh(r);
+		return 0;
+	}
+	if (r->floor_failed) {
+		r->floor_failed = false;
+		r->doc_fresh = r->fleet_fresh = false;
+		return keep_unknown(r, r->floor_why);
+	}
+	if (!r->doc_fresh)
+		return send_floor_read(r);
+	if (!r->fleet_fresh)
+		return send_fleet_read(r);
+	hr_consul_floor_decide(&r->fleet, &r->doc, r->service_id,
+			       r->conf.min_healthy,
+			       r->conf.max_unhealthy_fraction,
+			       (int64_t)time(NULL), r->stale_after_s, &f);
+	if (f.leave)
+		return send_floor_write(r, true);
+	r->doc_fresh = r->fleet_fresh = false;
+	hr_consul_floor_note(&f, r->conf.min_healthy,
+			     r->conf.max_unhealthy_fraction, note,
+			     sizeof(note));
+	return keep(r, note, &f);
+}
+
+/* Registered and wanted again: take the own ID out of the list. */
+static int next_unlist(struct hr_registry *r)
+{
+	if (!r->doc_fresh)
+		return send_floor_read(r);
+	if (!hr_consul_floor_doc_has(&r->doc, r->service_id)) {
+		r->doc_fresh = false;
+		r->listed = false;
+		return 1; /* nothing sent */
+	}
+	return send_floor_write(r, false);
 }
 
 /* ---- deciding ---------------------------------------------------------- */
@@ -231,7 +428,28 @@ static int next_wanted(struct hr_registry *r)
 		return send_maintenance(r);
 	if (update_due(r))
 		return send_update(r, r->status);
+	if (r->listed && now(r) >= r->unlist_at) {
+		int rc = next_unlist(r);
+
+		if (rc <= 0)
+			return rc;
+	}
 	arm_refresh(r);
+	return 0;
+}
+
+/* The next request while the service is not wanted and the floor does not
+ * hold it (off, maintenance, or our ID is in the leaver list). */
+static int next_unwanted(struct hr_registry *r)
+{
+	release_kept(r, r->maint_want ? "maintenance" : "leaving");
+	if (r->registered && (!r->reported ||
+			      r->rep_status != HR_STATUS_CRITICAL))
+		/* Let watchers see critical before the service goes away. */
+		return send_update(r, HR_STATUS_CRITICAL);
+	if (r->maybe_registered)
+		return send_deregister(r);
+	ev_timer_stop(r->core.loop, &r->refresh);
 	return 0;
 }
 
@@ -248,15 +466,14 @@ static void kick(struct hr_regcore *core)
 		else
 			rc = send_deregister(r);
 	} else if (hr_regcore_wanted(&r->core)) {
+		release_kept(r, "recovered");
+		r->cleared = false;
+		r->fleet_fresh = false;
 		rc = next_wanted(r);
-	} else if (r->registered && (!r->reported ||
-				     r->rep_status != HR_STATUS_CRITICAL)) {
-		/* Let watchers see critical before the service goes away. */
-		rc = send_update(r, HR_STATUS_CRITICAL);
-	} else if (r->maybe_registered) {
-		rc = send_deregister(r);
+	} else if (floor_governs(r)) {
+		rc = next_floor(r);
 	} else {
-		ev_timer_stop(r->core.loop, &r->refresh);
+		rc = next_unwanted(r);
 	}
 	if (rc < 0) {
 		hr_log(HR_LOG_ERROR, "consul_request_failed", "service",
@@ -305,10 +522,16 @@ static void on_ok(struct hr_registry *r, struct sent *q)
 		r->registered = r->maybe_registered = false;
 		r->reported = false;
 		r->maint_on = false;
+		release_kept(r, "deregistered");
 		hr_log(HR_LOG_INFO, "consul_deregistered", "service",
 		       r->service_id, NULL);
 		hr_regcore_state(&r->core, HR_REGISTRY_DEREGISTERED);
 		break;
+	case HR_CONSUL_OP_FLOOR_READ:
+	case HR_CONSUL_OP_FLEET_READ:
+		break; /* parsed by on_floor_ok() */
+	case HR_CONSUL_OP_FLOOR_WRITE:
+		break; /* on_floor_ok() */
 	case HR_CONSUL_OP_MAINTENANCE:
 		r->maint_on = q->maint_enable;
 		hr_log(HR_LOG_INFO, "consul_maintenance", "service",
@@ -391,6 +614,7 @@ static bool on_refusal(struct hr_registry *r, enum hr_consul_verdict v,
 		r->registered = false;
 		r->reported = false;
 		r->maint_on = false;
+		release_kept(r, "registration lost");
 		hr_log(HR_LOG_WARN, "consul_registration_lost", "service",
 		       r->service_id, "op", op, HR_LOG_NUM("code"), code,
 		       "error", detail, NULL);
@@ -453,6 +677,93 @@ static bool on_refusal(struct hr_registry *r, enum hr_consul_verdict v,
 	return false;
 }
 
+static bool is_floor_op(enum hr_consul_op op)
+{
+	return op == HR_CONSUL_OP_FLOOR_READ || op == HR_CONSUL_OP_FLEET_READ ||
+	       op == HR_CONSUL_OP_FLOOR_WRITE;
+}
+
+/* A floor request failed. While the instance would leave it stays (the
+ * safe side) and decides again after a third of the TTL; while it is
+ * wanted, taking its ID out of the list waits as long. No backoff: the TTL
+ * updates go on. Logged once per episode, naming what the token needs. */
+static void floor_failed(struct hr_registry *r, const struct sent *q,
+			 const char *code, const char *detail)
+{
+	char key[300];
+
+	snprintf(key, sizeof(key), "key:write on " HR_CONSUL_FLOOR_KEY "%s; "
+		 "service:read on it and node:read (the health read)",
+		 r->core.service.name);
+	if (!r->logged_floor_fail)
+		hr_log(HR_LOG_WARN, "consul_floor_unavailable", "service",
+		       r->service_id, "op", hr_consul_op_name(q->op),
+		       HR_LOG_NUM("code"), code, "error", detail, "needs", key,
+		       "decision", hr_regcore_wanted(&r->core) ?
+		       "unlist later" : "stay registered", NULL);
+	r->logged_floor_fail = true;
+	r->doc_fresh = r->fleet_fresh = false;
+	if (hr_regcore_wanted(&r->core)) {
+		r->unlist_at = now(r) + (double)r->period_ms / 1000.0;
+		return;
+	}
+	r->floor_failed = true;
+	if (strcmp(code, "0"))
+		snprintf(r->floor_why, sizeof(r->floor_why), "HTTP %s: %.150s",
+			 code, detail);
+	else
+		snprintf(r->floor_why, sizeof(r->floor_why), "%.180s", detail);
+}
+
+/* The answer of a floor request that Consul accepted. false: it did not
+ * parse (handled as a failure). */
+static bool on_floor_ok(struct hr_registry *r, const struct sent *q,
+			const struct hr_reg_reply *a)
+{
+	int rc = 0;
+
+	if (a->truncated)
+		return false;
+	switch (q->op) {
+	case HR_CONSUL_OP_FLOOR_READ:
+		hr_consul_floor_doc_dispose(&r->doc);
+		rc = hr_consul_floor_doc_parse(&r->doc, a->status, a->body,
+					       a->len);
+		r->doc_fresh = rc == 0;
+		r->fleet_fresh = false;
+		break;
+	case HR_CONSUL_OP_FLEET_READ:
+		hr_consul_fleet_dispose(&r->fleet);
+		rc = hr_consul_fleet_parse(&r->fleet, a->body, a->len);
+		r->fleet_fresh = rc == 0;
+		break;
+	case HR_CONSUL_OP_FLOOR_WRITE:
+		if (a->len >= 4 && !strncmp(a->body, "true", 4)) {
+			if (q->floor_add) {
+				r->cleared = r->listed = true;
+				hr_log(HR_LOG_INFO, "consul_floor_leaving",
+				       "service", r->service_id, "key",
+				       HR_CONSUL_FLOOR_KEY, "name",
+				       r->core.service.name, NULL);
+				release_kept(r, "enough others healthy");
+			} else {
+				r->listed = false;
+			}
+		} else if (a->len >= 5 && !strncmp(a->body, "false", 5)) {
+			/* Someone wrote the list since our read: again. */
+			hr_log(HR_LOG_DEBUG, "consul_floor_conflict",
+			       "service", r->service_id, NULL);
+		} else {
+			rc = -EPROTO;
+		}
+		break;
+	default:
+		break;
+	}
+	r->logged_floor_fail = r->logged_floor_fail && rc < 0;
+	return rc == 0;
+}
+
 static void on_failure(struct hr_registry *r, const struct sent *q,
 		       enum hr_consul_verdict v, long code,
 		       const char *detail)
@@ -466,6 +777,10 @@ static void on_failure(struct hr_registry *r, const struct sent *q,
 		       r->service_id, HR_LOG_NUM("code"), code_s, "error",
 		       detail, NULL);
 		r->maybe_registered = false; /* give up */
+		return;
+	}
+	if (is_floor_op(q->op)) {
+		floor_failed(r, q, code_s, detail);
 		return;
 	}
 	if (on_refusal(r, v, op, code_s, detail))
@@ -515,7 +830,17 @@ static bool on_reply(struct hr_regcore *core, const struct hr_reg_reply *a)
 		v = hr_consul_classify(r->sent.op, a->status, a->body, a->len);
 		hr_consul_excerpt(detail, sizeof(detail), a->body, a->len);
 	}
-	if (v == HR_CONSUL_OK) {
+	if (v == HR_CONSUL_OK && is_floor_op(r->sent.op) &&
+	    !on_floor_ok(r, &r->sent, a)) {
+		char head[160];
+
+		v = HR_CONSUL_RETRY;
+		hr_consul_excerpt(head, sizeof(head), a->body, a->len);
+		snprintf(detail, sizeof(detail), "unexpected answer%s: %s",
+			 a->truncated ? " (too long)" : "", head);
+		hr_regcore_why(core, detail);
+		on_failure(r, &r->sent, v, 0, detail);
+	} else if (v == HR_CONSUL_OK) {
 		on_ok(r, &r->sent);
 	} else {
 		char why[300];
@@ -677,6 +1002,7 @@ static void consul_preflight(const cJSON *conf, const char *path,
 	}
 	if (read_files(&c, &err) < 0)
 		hr_diag_add(diag, HR_DIAG_ERROR, NULL, "%s", err.msg);
+	hr_consul_floor_check(&c, service, path, diag);
 	/* With https, the TLS files must be usable (without it they are
 	 * ignored, with validate's warning). */
 	if (c.tls)
@@ -759,6 +1085,30 @@ static void setup_timing(struct hr_registry *r, int64_t shutdown_timeout_ms)
 			       r->conf.common.deregister_after_ms);
 }
 
+/* The fleet floor, when configured: checked against the service (the
+ * first problem becomes err; validate reported them all). */
+static int setup_floor(struct hr_registry *r, struct hr_err *err)
+{
+	struct hr_diag diag;
+	int rc;
+
+	r->floor_on = hr_consul_floor_on(&r->conf);
+	if (!r->floor_on)
+		return 0;
+	hr_diag_init(&diag);
+	rc = hr_consul_floor_check(&r->conf, &r->core.service,
+				   "registry.consul", &diag);
+	if (rc < 0)
+		hr_err_set(err, rc, "%s",
+			   diag.n && diag.v[0].text ? diag.v[0].text :
+						      "registry.consul: invalid");
+	hr_diag_dispose(&diag);
+	r->stale_after_s = hr_consul_floor_stale_after_s(&r->conf);
+	/* A previous run may have left our ID in the list. */
+	r->listed = true;
+	return rc;
+}
+
 static void consul_destroy(struct hr_registry *r);
 
 static int consul_create(struct hr_registry **out, const cJSON *conf,
@@ -798,6 +1148,8 @@ static int consul_create(struct hr_registry **out, const cJSON *conf,
 		goto fail;
 	}
 	setup_timing(r, env->shutdown_timeout_ms);
+	if ((rc = setup_floor(r, err)) < 0)
+		goto fail;
 	*out = r;
 	return 0;
 fail:
@@ -811,13 +1163,20 @@ static void consul_apply(struct hr_registry *r, enum hr_status status,
 	enum hr_status s = status == HR_STATUS_UNKNOWN ? HR_STATUS_CRITICAL :
 							 status;
 
+	bool changed;
+
 	if (hr_regcore_shutting_down(&r->core))
 		return;
+	changed = status != r->status ||
+		  strcmp(output ? output : "", r->output ? r->output : "");
 	if (replace_str(&r->output, output) < 0) {
 		hr_log(HR_LOG_ERROR, "consul_apply_failed", "service",
 		       r->service_id, "error", strerror(ENOMEM), NULL);
 		return;
 	}
+	/* Kept: a change is decided again at once. */
+	if (r->kept && changed)
+		r->decided_at = 0;
 	r->status = status;
 	r->have_status = true;
 	/* Nothing registered: nothing to keep through a grace period. */
@@ -845,6 +1204,7 @@ static void consul_shutdown(struct hr_registry *r, hr_registry_done_cb done,
 				ms > 100 ? ms : 100) < 0)
 		return;
 	ev_timer_stop(r->core.loop, &r->refresh);
+	release_kept(r, "shutdown");
 	/* Stop the updater first so no update races the deregistration. */
 	if (hr_regcore_busy(&r->core) &&
 	    r->sent.op != HR_CONSUL_OP_DEREGISTER) {
@@ -870,6 +1230,9 @@ static void consul_destroy(struct hr_registry *r)
 	free(r->output);
 	free(r->rep_output);
 	free(r->maint_reason);
+	free(r->kept_output);
+	hr_consul_floor_doc_dispose(&r->doc);
+	hr_consul_fleet_dispose(&r->fleet);
 	free(r);
 }
 

@@ -528,6 +528,24 @@ static int output_max_member(struct hr_consul_conf *out, const cJSON *e,
 			   HR_CONSUL_OUTPUT_MAX_MAX, diag, &out->output_max);
 }
 
+/* max_unhealthy_fraction: a number from 0 to 1. */
+static int fraction_member(struct hr_consul_conf *out, const cJSON *e,
+			   const char *path, struct hr_diag *diag)
+{
+	char p[HR_CONF_PATH_MAX];
+
+	hr_conf_path(p, path, e->string);
+	if (!cJSON_IsNumber(e) || !(e->valuedouble >= 0.0) ||
+	    e->valuedouble > 1.0) {
+		hr_diag_add(diag, HR_DIAG_ERROR, p,
+			    "must be a number from 0 to 1 (the largest share "
+			    "of the fleet that may be unhealthy, like 0.5)");
+		return -EINVAL;
+	}
+	out->max_unhealthy_fraction = e->valuedouble;
+	return 0;
+}
+
 int hr_consul_conf_parse(struct hr_consul_conf *out, const cJSON *conf,
 			 const char *path, const struct hr_consul_env *env,
 			 struct hr_diag *diag)
@@ -541,6 +559,7 @@ int hr_consul_conf_parse(struct hr_consul_conf *out, const cJSON *conf,
 	out->check_ttl_ms = HR_CONSUL_DEFAULT_TTL_MS;
 	out->dcsa_ms = HR_CONSUL_DEFAULT_DCSA_MS;
 	out->output_max = HR_CONSUL_OUTPUT_MAX;
+	out->max_unhealthy_fraction = 1.0;
 	hr_reg_conf_init(&out->common);
 	if (conf && !cJSON_IsObject(conf)) {
 		hr_diag_add(diag, HR_DIAG_ERROR, path, "must be an object");
@@ -552,20 +571,18 @@ int hr_consul_conf_parse(struct hr_consul_conf *out, const cJSON *conf,
 				rc = -EINVAL;
 			continue;
 		}
-		if (e->string && (!strcmp(e->string, "min_healthy") ||
-				  !strcmp(e->string,
-					  "max_unhealthy_fraction"))) {
+		if (e->string && !strcmp(e->string, "min_healthy")) {
 			char p[HR_CONF_PATH_MAX];
 
-			/* Refused rather than ignored: an operator who set it
-			 * must not believe the fleet is guarded. */
-			hr_diag_add(diag, HR_DIAG_ERROR,
-				    hr_conf_path(p, path, e->string),
-				    "the fleet floor is not implemented for "
-				    "Consul yet (it is for etcd: "
-				    "registry.etcd.min_healthy); see "
-				    "docs/consul.md, \"The fleet floor\"");
-			rc = -EINVAL;
+			if (hr_conf_int(e, hr_conf_path(p, path, e->string), 0,
+					HR_CONSUL_FLOOR_MAX, diag,
+					&out->min_healthy) < 0)
+				rc = -EINVAL;
+			continue;
+		}
+		if (e->string && !strcmp(e->string, "max_unhealthy_fraction")) {
+			if (fraction_member(out, e, path, diag) < 0)
+				rc = -EINVAL;
 			continue;
 		}
 		if (e->string &&
@@ -994,6 +1011,12 @@ const char *hr_consul_op_name(enum hr_consul_op op)
 		return "deregister";
 	case HR_CONSUL_OP_MAINTENANCE:
 		return "maintenance";
+	case HR_CONSUL_OP_FLOOR_READ:
+		return "floor_read";
+	case HR_CONSUL_OP_FLEET_READ:
+		return "fleet_read";
+	case HR_CONSUL_OP_FLOOR_WRITE:
+		return "floor_write";
 	}
 	return "?";
 }
@@ -1045,7 +1068,14 @@ enum hr_consul_verdict hr_consul_classify(enum hr_consul_op op, long code,
 		    (code == 500 && has(body, len, "Unknown service")))
 			return HR_CONSUL_OK;
 		break;
+	case HR_CONSUL_OP_FLOOR_READ:
+		/* No key yet: the empty list. */
+		if (code == 404)
+			return HR_CONSUL_OK;
+		break;
 	case HR_CONSUL_OP_REGISTER:
+	case HR_CONSUL_OP_FLEET_READ:
+	case HR_CONSUL_OP_FLOOR_WRITE:
 		break;
 	}
 	/* The agent's wrapper maps both texts to 403 (ref 0, 7). */
@@ -1074,4 +1104,441 @@ void hr_consul_excerpt(char *buf, size_t len, const char *body, size_t n)
 		buf[o++] = (ch >= 0x20 && ch < 0x7f) ? (char)ch : '?';
 	}
 	buf[o] = '\0';
+}
+
+/* ---- the fleet floor ------------------------------------------------- */
+
+bool hr_consul_floor_on(const struct hr_consul_conf *c)
+{
+	return c->min_healthy > 0 || c->max_unhealthy_fraction < 1.0;
+}
+
+static bool kv_segment_ok(const char *s)
+{
+	for (; *s; s++)
+		if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
+		      (*s >= '0' && *s <= '9') || strchr(",-_.", *s)))
+			return false;
+	return true;
+}
+
+int hr_consul_floor_check(const struct hr_consul_conf *c,
+			  const struct hr_service_spec *svc, const char *path,
+			  struct hr_diag *diag)
+{
+	char p[HR_CONF_PATH_MAX];
+	const char *key = c->min_healthy > 0 ? "min_healthy" :
+					       "max_unhealthy_fraction";
+	int rc = 0;
+
+	if (!hr_consul_floor_on(c) || !svc || !svc->name)
+		return 0;
+	hr_conf_path(p, path, key);
+	if (!svc->name[0] || !kv_segment_ok(svc->name)) {
+		hr_diag_add(diag, HR_DIAG_ERROR, p,
+			    "the fleet floor keeps its list under the KV key "
+			    "\"" HR_CONSUL_FLOOR_KEY "<service.name>\", and "
+			    "Consul accepts only letters, digits and \",-_.\" "
+			    "there; service.name \"%.*s\" has others",
+			    hr_conf_shown_len(svc->name, 128), svc->name);
+		rc = -EINVAL;
+	}
+	if (!svc->id || !strcmp(svc->id, svc->name)) {
+		hr_diag_add(diag, HR_DIAG_ERROR, p,
+			    "the fleet floor tells the instances of a service "
+			    "apart by their service ID: set service.id, "
+			    "different on every instance (%s)",
+			    svc->id ? "it equals service.name" : "it is unset "
+			    "and would default to the name");
+		rc = -EINVAL;
+	}
+	return rc;
+}
+
+char *hr_consul_url_floor(const char *base, const char *name, bool cas,
+			  uint64_t index)
+{
+	struct buf b;
+	char q[40];
+
+	buf_init(&b);
+	buf_str(&b, base);
+	buf_str(&b, "/v1/kv/" HR_CONSUL_FLOOR_KEY);
+	put_escaped(&b, name, "");
+	if (cas) {
+		snprintf(q, sizeof(q), "?cas=%llu", (unsigned long long)index);
+		buf_str(&b, q);
+	}
+	return buf_take(&b);
+}
+
+char *hr_consul_url_fleet(const char *base, const char *name)
+{
+	return url_with_id(base, "/v1/health/service/", name);
+}
+
+void hr_consul_floor_doc_dispose(struct hr_consul_floor_doc *d)
+{
+	size_t i;
+
+	if (!d)
+		return;
+	for (i = 0; i < d->n; i++)
+		free(d->v[i].id);
+	free(d->v);
+	memset(d, 0, sizeof(*d));
+}
+
+static int b64val(unsigned char c)
+{
+	if (c >= 'A' && c <= 'Z')
+		return c - 'A';
+	if (c >= 'a' && c <= 'z')
+		return c - 'a' + 26;
+	if (c >= '0' && c <= '9')
+		return c - '0' + 52;
+	if (c == '+')
+		return 62;
+	if (c == '/')
+		return 63;
+	return -1;
+}
+
+/* Standard base64 (Go's []byte in JSON), padding optional; NUL-terminated
+ * malloc'd result or NULL (bad input, ENOMEM: *oom tells). */
+static char *b64_decode(const char *s, size_t *out_len, bool *oom)
+{
+	size_t n = strlen(s), o = 0, i;
+	unsigned acc = 0;
+	int bits = 0;
+	char *out = malloc(n / 4 * 3 + 4);
+
+	*oom = !out;
+	if (!out)
+		return NULL;
+	for (i = 0; i < n && s[i] != '='; i++) {
+		int v = b64val((unsigned char)s[i]);
+
+		if (v < 0) {
+			free(out);
+			return NULL;
+		}
+		acc = (acc << 6) | (unsigned)v;
+		bits += 6;
+		if (bits >= 8) {
+			bits -= 8;
+			out[o++] = (char)((acc >> bits) & 0xff);
+		}
+	}
+	out[o] = '\0';
+	*out_len = o;
+	return out;
+}
+
+/* The value's {"leavers":[...]} into d. 0, -EPROTO or -ENOMEM. */
+static int doc_value_parse(struct hr_consul_floor_doc *d, const char *txt,
+			   size_t len)
+{
+	cJSON *root = cJSON_ParseWithLength(txt, len);
+	const cJSON *list, *e;
+	int rc = 0;
+
+	if (!root)
+		return -EPROTO;
+	list = cJSON_GetObjectItemCaseSensitive(root, "leavers");
+	if (!cJSON_IsObject(root) || !cJSON_IsArray(list)) {
+		cJSON_Delete(root);
+		return -EPROTO;
+	}
+	d->v = calloc((size_t)cJSON_GetArraySize(list) + 1, sizeof(*d->v));
+	if (!d->v) {
+		cJSON_Delete(root);
+		return -ENOMEM;
+	}
+	cJSON_ArrayForEach(e, list) {
+		const cJSON *id = cJSON_GetObjectItemCaseSensitive(e, "id");
+		const cJSON *at = cJSON_GetObjectItemCaseSensitive(e, "at");
+
+		/* at: whole seconds, in range before the cast */
+		if (!cJSON_IsString(id) || !id->valuestring[0] ||
+		    !cJSON_IsNumber(at) || !(at->valuedouble >= 0.0) ||
+		    at->valuedouble > 1e15 ||
+		    at->valuedouble != (double)(int64_t)at->valuedouble)
+			continue;
+		d->v[d->n].id = strdup(id->valuestring);
+		if (!d->v[d->n].id) {
+			rc = -ENOMEM;
+			break;
+		}
+		d->v[d->n++].at = (int64_t)at->valuedouble;
+	}
+	cJSON_Delete(root);
+	return rc;
+}
+
+int hr_consul_floor_doc_parse(struct hr_consul_floor_doc *out, long code,
+			      const char *body, size_t len)
+{
+	cJSON *root = NULL;
+	const cJSON *e, *idx, *val;
+	char *raw = NULL;
+	size_t rlen = 0;
+	bool oom = false;
+	int rc = -EPROTO;
+
+	memset(out, 0, sizeof(*out));
+	if (code == 404)
+		return 0;
+	if (code != 200 || !body)
+		return -EPROTO;
+	root = cJSON_ParseWithLength(body, len);
+	e = cJSON_IsArray(root) && cJSON_GetArraySize(root) == 1 ?
+		    cJSON_GetArrayItem(root, 0) : NULL;
+	idx = cJSON_GetObjectItemCaseSensitive(e, "ModifyIndex");
+	val = cJSON_GetObjectItemCaseSensitive(e, "Value");
+	/* A Raft index as a JSON number: exact below 2^53, which no cluster
+	 * reaches; anything not an index in range is not Consul's answer. */
+	if (!cJSON_IsNumber(idx) || !(idx->valuedouble >= 1.0) ||
+	    idx->valuedouble >= 18446744073709551616.0 ||
+	    !(cJSON_IsNull(val) || cJSON_IsString(val)))
+		goto done;
+	out->index = (uint64_t)idx->valuedouble;
+	if (cJSON_IsNull(val)) {
+		rc = 0;
+		goto done;
+	}
+	raw = b64_decode(val->valuestring, &rlen, &oom);
+	if (!raw) {
+		rc = oom ? -ENOMEM : -EPROTO;
+		goto done;
+	}
+	rc = rlen ? doc_value_parse(out, raw, rlen) : 0;
+done:
+	free(raw);
+	cJSON_Delete(root);
+	if (rc < 0)
+		hr_consul_floor_doc_dispose(out);
+	return rc;
+}
+
+bool hr_consul_floor_doc_has(const struct hr_consul_floor_doc *d,
+			     const char *id)
+{
+	size_t i;
+
+	for (i = 0; d && id && i < d->n; i++)
+		if (!strcmp(d->v[i].id, id))
+			return true;
+	return false;
+}
+
+int64_t hr_consul_floor_stale_after_s(const struct hr_consul_conf *c)
+{
+	int64_t ttl3 = c->check_ttl_ms / 1000 * 3;
+
+	return ttl3 > HR_CONSUL_FLOOR_STALE_S ? ttl3 : HR_CONSUL_FLOOR_STALE_S;
+}
+
+static bool expired(const struct hr_consul_leaver *l, int64_t now,
+		    int64_t stale_after_s)
+{
+	return l->at + stale_after_s < now;
+}
+
+static bool add_leaver(cJSON *list, const char *id, int64_t at)
+{
+	cJSON *o = cJSON_CreateObject();
+
+	if (!o || !cJSON_AddStringToObject(o, "id", id) ||
+	    !cJSON_AddNumberToObject(o, "at", (double)at) ||
+	    !cJSON_AddItemToArray(list, o)) {
+		cJSON_Delete(o);
+		return false;
+	}
+	return true;
+}
+
+char *hr_consul_floor_doc_body(const struct hr_consul_floor_doc *d,
+			       const char *add, const char *remove,
+			       int64_t now, int64_t stale_after_s)
+{
+	cJSON *root = cJSON_CreateObject();
+	cJSON *list = root ? cJSON_AddArrayToObject(root, "leavers") : NULL;
+	char *out = NULL;
+	size_t i;
+	bool ok = list != NULL;
+
+	for (i = 0; ok && d && i < d->n; i++) {
+		const struct hr_consul_leaver *l = &d->v[i];
+
+		if (expired(l, now, stale_after_s) ||
+		    (remove && !strcmp(l->id, remove)) ||
+		    (add && !strcmp(l->id, add)))
+			continue;
+		ok = add_leaver(list, l->id, l->at);
+	}
+	if (ok && add)
+		ok = add_leaver(list, add, now);
+	if (!ok) {
+		cJSON_Delete(root);
+		return NULL;
+	}
+	return print_take(root, &out) < 0 ? NULL : out;
+}
+
+void hr_consul_fleet_dispose(struct hr_consul_fleet *f)
+{
+	size_t i;
+
+	if (!f)
+		return;
+	for (i = 0; i < f->n; i++)
+		free(f->v[i].id);
+	free(f->v);
+	memset(f, 0, sizeof(*f));
+}
+
+/* The worst status of an entry's Checks (node checks included). */
+static enum hr_status entry_status(const cJSON *checks)
+{
+	enum hr_status worst = HR_STATUS_PASSING;
+	const cJSON *c;
+
+	cJSON_ArrayForEach(c, checks) {
+		const cJSON *st = cJSON_GetObjectItemCaseSensitive(c, "Status");
+		const char *w = cJSON_IsString(st) ? st->valuestring : "";
+
+		if (!strcmp(w, "passing"))
+			continue;
+		if (!strcmp(w, "warning"))
+			worst = HR_STATUS_WARNING;
+		else
+			return HR_STATUS_CRITICAL;
+	}
+	return worst;
+}
+
+int hr_consul_fleet_parse(struct hr_consul_fleet *out, const char *body,
+			  size_t len)
+{
+	cJSON *root = body ? cJSON_ParseWithLength(body, len) : NULL;
+	const cJSON *e;
+	int rc = 0;
+
+	memset(out, 0, sizeof(*out));
+	if (!cJSON_IsArray(root)) {
+		cJSON_Delete(root);
+		return -EPROTO;
+	}
+	out->v = calloc((size_t)cJSON_GetArraySize(root) + 1, sizeof(*out->v));
+	if (!out->v) {
+		cJSON_Delete(root);
+		return -ENOMEM;
+	}
+	cJSON_ArrayForEach(e, root) {
+		const cJSON *svc = cJSON_GetObjectItemCaseSensitive(e, "Service");
+		const cJSON *id = cJSON_GetObjectItemCaseSensitive(svc, "ID");
+
+		if (!cJSON_IsString(id))
+			continue;
+		out->v[out->n].id = strdup(id->valuestring);
+		if (!out->v[out->n].id) {
+			rc = -ENOMEM;
+			break;
+		}
+		out->v[out->n++].status = entry_status(
+			cJSON_GetObjectItemCaseSensitive(e, "Checks"));
+	}
+	cJSON_Delete(root);
+	if (rc < 0)
+		hr_consul_fleet_dispose(out);
+	return rc;
+}
+
+static bool listed_live(const struct hr_consul_floor_doc *d, const char *id,
+			int64_t now, int64_t stale_after_s)
+{
+	size_t i;
+
+	for (i = 0; d && i < d->n; i++)
+		if (!strcmp(d->v[i].id, id) &&
+		    !expired(&d->v[i], now, stale_after_s))
+			return true;
+	return false;
+}
+
+static bool in_fleet(const struct hr_consul_fleet *f, const char *id)
+{
+	size_t i;
+
+	for (i = 0; f && i < f->n; i++)
+		if (!strcmp(f->v[i].id, id))
+			return true;
+	return false;
+}
+
+void hr_consul_floor_decide(const struct hr_consul_fleet *f,
+			    const struct hr_consul_floor_doc *d,
+			    const char *self_id, int min_healthy,
+			    double max_unhealthy_fraction, int64_t now,
+			    int64_t stale_after_s, struct hr_consul_floor *out)
+{
+	size_t i, may_fail;
+	bool self_seen = false;
+
+	memset(out, 0, sizeof(*out));
+	for (i = 0; f && i < f->n; i++) {
+		const struct hr_consul_instance *in = &f->v[i];
+
+		out->fleet++;
+		if (!strcmp(in->id, self_id)) {
+			self_seen = true;
+			continue;
+		}
+		if (in->status != HR_STATUS_CRITICAL &&
+		    !listed_live(d, in->id, now, stale_after_s))
+			out->healthy++;
+	}
+	for (i = 0; d && i < d->n; i++) {
+		const struct hr_consul_leaver *l = &d->v[i];
+
+		if (!strcmp(l->id, self_id) || expired(l, now, stale_after_s))
+			continue;
+		out->listed++;
+		if (!in_fleet(f, l->id))
+			out->fleet++;
+	}
+	if (!self_seen)
+		out->fleet++;
+	if (!(max_unhealthy_fraction >= 0.0))
+		max_unhealthy_fraction = 0.0;
+	if (max_unhealthy_fraction > 1.0)
+		max_unhealthy_fraction = 1.0;
+	/* floor(f * fleet), with a hair for 0.1 * 10 in binary */
+	may_fail = (size_t)(max_unhealthy_fraction * (double)out->fleet +
+			    1e-9);
+	if (may_fail > out->fleet)
+		may_fail = out->fleet;
+	out->need = out->fleet - may_fail;
+	if (min_healthy > 0 && (size_t)min_healthy > out->need)
+		out->need = (size_t)min_healthy;
+	out->leave = out->healthy >= out->need;
+}
+
+void hr_consul_floor_note(const struct hr_consul_floor *f, int min_healthy,
+			  double max_unhealthy_fraction, char *buf,
+			  size_t len)
+{
+	char frac[48] = "";
+
+	if (max_unhealthy_fraction < 1.0)
+		snprintf(frac, sizeof(frac), "%smax_unhealthy_fraction %g",
+			 min_healthy > 0 ? ", " : "", max_unhealthy_fraction);
+	if (min_healthy > 0)
+		snprintf(buf, len, "kept by fleet floor: %zu of %zu healthy "
+			 "(min_healthy %d%s)", f->healthy, f->fleet,
+			 min_healthy, frac);
+	else
+		snprintf(buf, len, "kept by fleet floor: %zu of %zu healthy "
+			 "(%s)", f->healthy, f->fleet, frac);
 }

@@ -81,7 +81,13 @@ struct hr_consul_conf {
 				      fill what the config leaves unset */
 	struct hr_reg_tls_names tls_names; /* the variable a TLS file came
 					      from, for messages */
+	/* The fleet floor (docs/consul.md, "The fleet floor"): off while
+	 * min_healthy is 0 and max_unhealthy_fraction is 1. */
+	int min_healthy;              /* 0..HR_CONSUL_FLOOR_MAX */
+	double max_unhealthy_fraction; /* 0..1; 1 = no limit */
 };
+
+#define HR_CONSUL_FLOOR_MAX 10000
 
 /** Zero a conf. Cannot fail. */
 void hr_consul_conf_init(struct hr_consul_conf *c);
@@ -184,6 +190,9 @@ enum hr_consul_op {
 	HR_CONSUL_OP_UPDATE,
 	HR_CONSUL_OP_DEREGISTER,
 	HR_CONSUL_OP_MAINTENANCE,
+	HR_CONSUL_OP_FLOOR_READ,  /* GET the leaver list (404: none) */
+	HR_CONSUL_OP_FLEET_READ,  /* GET /v1/health/service/<name> */
+	HR_CONSUL_OP_FLOOR_WRITE, /* PUT the leaver list ?cas= (true/false) */
 };
 
 /** "register", "update", "deregister", "maintenance". */
@@ -214,5 +223,125 @@ enum hr_consul_verdict hr_consul_classify(enum hr_consul_op op, long code,
  * bytes, with anything but printable ASCII replaced by '?'. Cannot fail.
  */
 void hr_consul_excerpt(char *buf, size_t len, const char *body, size_t n);
+
+/* ---- the fleet floor ---------------------------------------------------- */
+
+/* The KV key of a service's leaver list: "healthreg/floor/<service name>". */
+#define HR_CONSUL_FLOOR_KEY "healthreg/floor/"
+/* A leaver entry expires this long after its time stamp (at least; see
+ * hr_consul_floor_stale_after_s()). */
+#define HR_CONSUL_FLOOR_STALE_S 3600
+
+/** Is the floor on (min_healthy > 0 or a fraction below 1)? */
+bool hr_consul_floor_on(const struct hr_consul_conf *c);
+
+/**
+ * With the floor on, the service must be one the floor can guard: a name
+ * that is a valid KV key segment (letters, digits, ",-_.", Consul's
+ * validateKVKey) and an explicit service.id other than the name (the
+ * leaver list tells instances apart by ID; Consul's default ID is the
+ * name, the same on every node). Problems go to diag under path
+ * ("registry.consul"). 0 or -EINVAL.
+ */
+int hr_consul_floor_check(const struct hr_consul_conf *c,
+			  const struct hr_service_spec *svc, const char *path,
+			  struct hr_diag *diag);
+
+/** URLs (malloc'd, NULL on ENOMEM): <base>/v1/kv/healthreg/floor/<name>
+ * (cas: with "?cas=<index>") and <base>/v1/health/service/<name>. */
+char *hr_consul_url_floor(const char *base, const char *name, bool cas,
+			  uint64_t index);
+char *hr_consul_url_fleet(const char *base, const char *name);
+
+/* One instance that left for bad health, as the list holds it. */
+struct hr_consul_leaver {
+	char *id;       /* service ID, owned */
+	int64_t at;     /* unix seconds when it wrote itself in */
+};
+
+/* The leaver list: the KV value {"leavers":[{"id":"web-2","at":1764...}]}
+ * and the ModifyIndex it was read at (0: no key, a cas=0 write creates
+ * it). */
+struct hr_consul_floor_doc {
+	struct hr_consul_leaver *v;
+	size_t n;
+	uint64_t index;
+};
+
+/**
+ * Parse a GET of the key: code 404 is the empty list at index 0; 200 is
+ * Consul's [{..., "ModifyIndex": N, "Value": "<base64>"}] with the value
+ * above (a null value is the empty list). Entries without a string id or
+ * an integral at are skipped. Returns 0, -EPROTO (not that shape: the
+ * caller stays, the safe side) or -ENOMEM; out is always valid to
+ * dispose.
+ */
+int hr_consul_floor_doc_parse(struct hr_consul_floor_doc *out, long code,
+			      const char *body, size_t len);
+void hr_consul_floor_doc_dispose(struct hr_consul_floor_doc *d);
+/** Does the list hold id (expired entries included)? */
+bool hr_consul_floor_doc_has(const struct hr_consul_floor_doc *d,
+			     const char *id);
+/** The stale rule: an entry expires stale_after seconds after its at,
+ * max(HR_CONSUL_FLOOR_STALE_S, 3 * check_ttl). */
+int64_t hr_consul_floor_stale_after_s(const struct hr_consul_conf *c);
+
+/**
+ * The new value to write: d's entries that have not expired at now
+ * (at + stale_after_s >= now), without remove (NULL: none), with add
+ * appended at now (NULL: none; an existing entry of add gets the new
+ * time). malloc'd JSON, NULL on ENOMEM.
+ */
+char *hr_consul_floor_doc_body(const struct hr_consul_floor_doc *d,
+			       const char *add, const char *remove,
+			       int64_t now, int64_t stale_after_s);
+
+/* One entry of /v1/health/service/<name>. */
+struct hr_consul_instance {
+	char *id;              /* Service.ID, owned */
+	enum hr_status status; /* worst of its Checks (node checks too);
+				  anything but passing/warning is critical */
+};
+
+struct hr_consul_fleet {
+	struct hr_consul_instance *v;
+	size_t n;
+};
+
+/** Parse the health entries (a JSON array; entries without Service.ID are
+ * skipped). 0, -EPROTO or -ENOMEM; out is always valid to dispose. */
+int hr_consul_fleet_parse(struct hr_consul_fleet *out, const char *body,
+			  size_t len);
+void hr_consul_fleet_dispose(struct hr_consul_fleet *f);
+
+/* What the floor makes of a read for one instance. */
+struct hr_consul_floor {
+	size_t fleet;    /* instances known: health entries, listed leavers
+			    not among them (not expired), and self */
+	size_t healthy;  /* other entries passing or warning, not listed */
+	size_t listed;   /* other IDs in the list, not expired */
+	size_t need;     /* healthy others needed for self to leave */
+	bool leave;
+};
+
+/**
+ * Pure: may self_id leave? The others that count are the health entries
+ * other than self that pass or warn (a kept instance warns) and are not
+ * in the unexpired list (a listed instance left or is leaving, whatever
+ * the catalog still shows). need = max(min_healthy, fleet -
+ * floor(max_unhealthy_fraction * fleet)); it may leave when healthy >=
+ * need. Cannot fail.
+ */
+void hr_consul_floor_decide(const struct hr_consul_fleet *f,
+			    const struct hr_consul_floor_doc *d,
+			    const char *self_id, int min_healthy,
+			    double max_unhealthy_fraction, int64_t now,
+			    int64_t stale_after_s, struct hr_consul_floor *out);
+
+/** "kept by fleet floor: 1 of 3 healthy (min_healthy 2)" into buf; with a
+ * fraction below 1 also "max_unhealthy_fraction 0.5". */
+void hr_consul_floor_note(const struct hr_consul_floor *f, int min_healthy,
+			  double max_unhealthy_fraction, char *buf,
+			  size_t len);
 
 #endif

@@ -1,17 +1,22 @@
 /*
  * etcd.c - the etcd registry backend: its "what to send next" decision on
  * top of the shared registry layer (healthreg/regcore.h), with the pure
- * functions of etcd_payload.c for everything on the wire.
+ * functions of etcd_payload.c for everything on the wire, and the lease
+ * it shares with every other etcd backend instance of the agent that
+ * reaches etcd the same way (etcd_lease.h: authentication, the grant, the
+ * keepalive, loss detection and the re-grant are the lease's).
  *
- * One request at a time, driven by reconcile(), which compares what we
- * want (a lease; the key present with the current value, or absent) with
- * what we know etcd holds, and issues the next step:
+ * One request at a time (its own key only), driven by reconcile(), which
+ * compares what we want (the key present with the current value, or
+ * absent) with what we know etcd holds, and issues the next step:
  *
  *   reconcile()
- *     shutting down      -> [authenticate] -> revoke lease -> done()
- *     no token (auth on) -> authenticate
- *     no lease           -> grant (TTL = lease_ttl)
- *     keepalive due      -> keepalive (timer: every TTL/3)
+ *     shutting down      -> the lease's verdict: every backend leaving ->
+ *                           one revoke by the lease (REVOKED) -> done();
+ *                           others stay -> txn: delete if LEASE == ours
+ *                           (or hand the key to a new backend of the same
+ *                           instance) -> done()
+ *     lease not ready    -> wait for READY (granted, or a new token)
  *     key wanted, value differs from what we wrote -> put under the lease
  *                        (the default "grpc" value is the same for every
  *                        registrable status: passing <-> warning writes
@@ -23,18 +28,25 @@
  *         leave  -> txn: delete if LEASE == ours and the own key and
  *                   min_healthy others are unchanged (failed: read again)
  *         stay   -> kept: registered (document: status critical and a
- *                   note), read again after every keepalive
+ *                   note), read again after every keepalive (RENEWED)
  *     otherwise idle: no write while nothing changes
  *
  *   on_reply() -> hr_etcd_reply_parse() ->
  *     OK            forget failures, record the new state
- *     LEASE_LOST    forget lease and key; grant + put again at once
- *     AUTH_EXPIRED  drop the token; authenticate again at once
+ *     LEASE_LOST    tell the lease (hr_etcd_lease_lost_seen): LOST to
+ *                   every backend on it, a new grant, READY, put again
+ *     AUTH_EXPIRED  drop the token; the lease authenticates again, READY
  *     UNAVAILABLE   next endpoint at once; after a full round of failures
  *                   exponential backoff with jitter (<= 5 s and
  *                   <= TTL/3, so a lease etcd kept is kept)
  *     AUTH_DENIED / FAILED  backoff
  *   -> (the layer) reconcile()
+ *
+ *   on_lease(): READY -> reconcile; LOST -> forget the key; after the
+ *   new grant the lease puts it back with the others' in txns
+ *   (reput_value(), PUT_DONE; PUT_FAILED: our own put, spread over
+ *   hr_etcd_lease_spread_ms); RENEWED -> a kept instance reads again;
+ *   ADOPT -> the key a gone backend of this instance wrote is ours.
  *
  * The key is wanted while the aggregate is in register_when, and for
  * deregister_after once it left (the layer's grace period). During the
@@ -51,6 +63,7 @@
 #include <ev.h>
 
 #include "etcd.h"
+#include "etcd_lease.h"
 #include "etcd_payload.h"
 #include "healthreg/duration.h"
 #include "healthreg/log.h"
@@ -66,10 +79,12 @@ struct hr_registry {
 	struct hr_regcore core;  /* owns the service copy */
 	struct hr_etcd_conf conf;
 	char *user;
-	char *password;
-	char *token;
+	char *password;        /* until attached (the lease keeps a copy) */
+	char *token;           /* the lease's token, copied */
+	unsigned token_gen;    /* ... of this generation */
 	struct curl_slist *plain_hdrs; /* Content-Type */
 	struct curl_slist *auth_hdrs;  /* and the token: wiped at free */
+	struct hr_etcd_lease_member lm; /* the shared lease */
 	char *key;
 	char addr[320];
 
@@ -77,12 +92,10 @@ struct hr_registry {
 	size_t ep;             /* endpoint in use */
 	unsigned failures;     /* consecutive unavailable replies */
 	unsigned retries;      /* consecutive other failures (backoff) */
-	unsigned auth_again;   /* re-authentications without progress */
+	unsigned auth_again;   /* 401s without progress */
 	bool tls_failed;       /* the last transport failure was TLS's */
 
-	int64_t lease;         /* 0: none */
-	int64_t lease_ttl_s;
-	char *written;         /* value stored under our lease, or NULL */
+	char *written;         /* value stored under the lease, or NULL */
 	bool have_status;
 	enum hr_status status;
 	enum hr_status value_status; /* last registrable status */
@@ -95,18 +108,18 @@ struct hr_registry {
 	struct hr_etcd_view view; /* the last range read */
 	bool view_fresh;       /* read since the last change: decide on it */
 	bool kept;             /* staying registered for the floor */
-	bool keepalive_due;
 	char reason[160];      /* why the next write happens, for logs */
 
 	/* the request in flight */
 	enum hr_etcd_op op;
+	int64_t op_lease;      /* the lease the request named */
+	unsigned op_token_gen; /* the token it carried */
 	char *op_value;        /* put: the value being written */
 	enum hr_status op_status; /* put: the status in that value */
-
-	ev_timer keepalive_timer;
 };
 
 #define OWNER(c) hr_container_of(c, struct hr_registry, core)
+#define LEASE(r) ((r)->lm.lease)
 
 static void reconcile(struct hr_regcore *core);
 
@@ -176,6 +189,7 @@ static const char *op_path(enum hr_etcd_op op)
 		return "/v3/kv/put";
 	case HR_ETCD_OP_DELETE:
 	case HR_ETCD_OP_FLOOR_DELETE:
+	case HR_ETCD_OP_PUTS:
 		return "/v3/kv/txn";
 	case HR_ETCD_OP_RANGE:
 		return "/v3/kv/range";
@@ -198,7 +212,18 @@ static void start_op(struct hr_registry *r, enum hr_etcd_op op, char *body,
 		     char *value)
 {
 	char url[1024];
-	struct hr_reg_req q = {
+	struct hr_reg_req q;
+	unsigned gen;
+	const char *tok = hr_etcd_lease_token(LEASE(r), &gen);
+	int rc = -ENOMEM;
+
+	/* The lease's token, in headers of our own (a request borrows its
+	 * list until it is answered). */
+	if (gen != r->token_gen) {
+		set_token(r, tok ? strdup(tok) : NULL);
+		r->token_gen = gen;
+	}
+	q = (struct hr_reg_req){
 		.method = "POST", .url = url, .body = body,
 		.secret_body = true,
 		.headers = op != HR_ETCD_OP_AUTH && r->auth_hdrs ?
@@ -206,10 +231,10 @@ static void start_op(struct hr_registry *r, enum hr_etcd_op op, char *body,
 		.timeout_ms = (long)r->conf.request_timeout_ms,
 		.http11 = true,
 	};
-	int rc = -ENOMEM;
-
 	snprintf(url, sizeof(url), "%s%s", endpoint(r), op_path(op));
 	r->op = op;
+	r->op_lease = hr_etcd_lease_id(LEASE(r));
+	r->op_token_gen = r->token_gen;
 	free(r->op_value);
 	r->op_value = value;
 	if (body && (op != HR_ETCD_OP_PUT || value) && q.headers)
@@ -241,48 +266,14 @@ static void release_kept(struct hr_registry *r, const char *why)
 	       HR_LOG_NUM("min_healthy"), n, NULL);
 }
 
-static void forget_lease(struct hr_registry *r)
+/* The key is not (or no longer) under the lease. */
+static void forget_key(struct hr_registry *r)
 {
-	r->lease = 0;
 	free(r->written);
 	r->written = NULL;
-	r->keepalive_due = false;
-	ev_timer_stop(r->core.loop, &r->keepalive_timer);
-}
-
-static void arm_keepalive(struct hr_registry *r)
-{
-	double every = (double)r->lease_ttl_s / 3.0;
-
-	ev_timer_stop(r->core.loop, &r->keepalive_timer);
-	ev_timer_set(&r->keepalive_timer, every, every);
-	ev_timer_start(r->core.loop, &r->keepalive_timer);
 }
 
 /* ---- replies --------------------------------------------------------- */
-
-static void ok_lease(struct hr_registry *r, enum hr_etcd_op op,
-		     const struct hr_etcd_reply *rep)
-{
-	char hex[24], ttl[24];
-
-	if (op == HR_ETCD_OP_GRANT) {
-		forget_lease(r);
-		r->lease = rep->id;
-		r->lease_ttl_s = rep->ttl;
-		snprintf(ttl, sizeof(ttl), "%" PRId64 "s", rep->ttl);
-		hr_log(HR_LOG_INFO, "etcd_lease_granted", "lease",
-		       lease_hex(r->lease, hex, sizeof(hex)), "ttl", ttl,
-		       "endpoint", endpoint(r), NULL);
-		arm_keepalive(r);
-		return;
-	}
-	r->keepalive_due = false;
-	if (rep->ttl != r->lease_ttl_s && rep->ttl > 0) {
-		r->lease_ttl_s = rep->ttl;
-		arm_keepalive(r);
-	}
-}
 
 static void handle_ok(struct hr_registry *r, enum hr_etcd_op op,
 		      struct hr_etcd_reply *rep)
@@ -298,19 +289,18 @@ static void handle_ok(struct hr_registry *r, enum hr_etcd_op op,
 		r->auth_again = 0;
 	switch (op) {
 	case HR_ETCD_OP_AUTH:
-		set_token(r, rep->token);
-		rep->token = NULL;
-		hr_log(HR_LOG_INFO, "etcd_authenticated", "user", r->user,
-		       "endpoint", endpoint(r), NULL);
-		break;
 	case HR_ETCD_OP_GRANT:
 	case HR_ETCD_OP_KEEPALIVE:
-		ok_lease(r, op, rep);
-		break;
+	case HR_ETCD_OP_REVOKE:
+	case HR_ETCD_OP_PUTS:
+		break; /* the lease's (etcd_lease.c) */
 	case HR_ETCD_OP_PUT:
+		if (r->op_lease != hr_etcd_lease_id(LEASE(r)))
+			/* under a lease lost meanwhile: gone with it */
+			break;
 		hr_log(HR_LOG_INFO, "etcd_registered", "key", r->key, "status",
 		       hr_status_name(r->op_status), "lease",
-		       lease_hex(r->lease, hex, sizeof(hex)), "reason",
+		       lease_hex(r->op_lease, hex, sizeof(hex)), "reason",
 		       r->reason, "endpoint", endpoint(r), NULL);
 		free(r->written);
 		r->written = r->op_value;
@@ -349,49 +339,41 @@ static void handle_ok(struct hr_registry *r, enum hr_etcd_op op,
 		release_kept(r, "enough others registered");
 		hr_regcore_state(&r->core, HR_REGISTRY_DEREGISTERED);
 		break;
-	case HR_ETCD_OP_REVOKE:
-		hr_log(HR_LOG_INFO, "etcd_lease_revoked", "lease",
-		       lease_hex(r->lease, hex, sizeof(hex)), "key", r->key,
-		       "endpoint", endpoint(r), NULL);
-		forget_lease(r);
-		hr_regcore_state(&r->core, HR_REGISTRY_DEREGISTERED);
-		break;
 	}
 }
 
-static void lease_lost(struct hr_registry *r, enum hr_etcd_op op,
-		       const struct hr_etcd_reply *rep)
+/* The lease is gone (the lease object saw it, or one of its members). */
+static void member_lost(struct hr_registry *r, const char *why)
 {
-	char hex[24];
-
-	hr_log(HR_LOG_WARN, "etcd_lease_lost", "lease",
-	       lease_hex(r->lease, hex, sizeof(hex)), "op",
-	       hr_etcd_op_name(op), "reason", rep->message, "endpoint",
-	       endpoint(r), NULL);
 	/* etcd deleted the key with the lease: for the journal, when it
 	 * was there and is still wanted. */
 	if (r->written && hr_regcore_wanted(&r->core) &&
 	    !hr_regcore_shutting_down(&r->core)) {
-		char why[240];
+		char text[240];
 
-		snprintf(why, sizeof(why),
+		snprintf(text, sizeof(text),
 			 "etcd dropped the key with its lease (%.160s); "
-			 "registering again", rep->message);
-		hr_regcore_decide(&r->core, HR_DECISION_LOST, why);
+			 "registering again", why ? why : "");
+		hr_regcore_decide(&r->core, HR_DECISION_LOST, text);
 	}
-	forget_lease(r);
+	if (r->written || r->core.stats->state == HR_REGISTRY_REGISTERED)
+		hr_regcore_state(&r->core, HR_REGISTRY_DEREGISTERED);
+	forget_key(r);
 	release_kept(r, "lease lost");
-	hr_regcore_state(&r->core, HR_REGISTRY_DEREGISTERED);
 	r->retries = 0;
 	r->failures = 0;
 	snprintf(r->reason, sizeof(r->reason), "lease lost: %.140s",
-		 rep->message);
+		 why ? why : "");
+	/* Shutting down: the key is gone, nothing left to delete. */
+	if (hr_regcore_shutting_down(&r->core))
+		hr_regcore_finish(&r->core);
 }
 
 static void auth_expired(struct hr_registry *r, enum hr_etcd_op op,
 			 const struct hr_etcd_reply *rep)
 {
 	set_token(r, NULL);
+	r->token_gen--; /* not the lease's: take its next one */
 	if (!r->user) {
 		hr_log(HR_LOG_ERROR, "etcd_auth_required", "op",
 		       hr_etcd_op_name(op), "reason", rep->message,
@@ -401,6 +383,8 @@ static void auth_expired(struct hr_registry *r, enum hr_etcd_op op,
 	}
 	hr_log(HR_LOG_INFO, "etcd_token_invalid", "op", hr_etcd_op_name(op),
 	       "reason", rep->message, "endpoint", endpoint(r), NULL);
+	/* The lease authenticates again and tells READY. */
+	hr_etcd_lease_token_refused(LEASE(r), r->op_token_gen);
 	if (r->auth_again++ > 0)
 		backoff(r);
 }
@@ -417,10 +401,13 @@ static void handle_failure(struct hr_registry *r, enum hr_etcd_op op,
 	case HR_ETCD_OK:
 		break;
 	case HR_ETCD_LEASE_LOST:
-		lease_lost(r, op, rep);
-		/* Shutting down: nothing left to revoke, the key is gone. */
-		if (hr_regcore_shutting_down(&r->core))
-			hr_regcore_finish(&r->core);
+		/* The lease is the one to tell (LOST comes back to us);
+		 * under an older lease, the key went with it. */
+		if (r->op_lease == hr_etcd_lease_id(LEASE(r)))
+			hr_etcd_lease_lost_seen(LEASE(r), r->op_lease,
+						rep->message);
+		else
+			member_lost(r, rep->message);
 		break;
 	case HR_ETCD_AUTH_EXPIRED:
 		auth_expired(r, op, rep);
@@ -477,7 +464,8 @@ static bool on_reply(struct hr_regcore *core, const struct hr_reg_reply *a)
 		hr_regcore_why(core, rep.message);
 	if (rep.result == HR_ETCD_OK) {
 		handle_ok(r, op, &rep);
-		if (hr_regcore_shutting_down(core) && op == HR_ETCD_OP_REVOKE)
+		/* Shutting down alone: the own key is deleted. */
+		if (hr_regcore_shutting_down(core) && op == HR_ETCD_OP_DELETE)
 			hr_regcore_finish(core);
 	} else {
 		handle_failure(r, op, &rep);
@@ -490,21 +478,30 @@ static bool on_reply(struct hr_regcore *core, const struct hr_reg_reply *a)
 
 /* ---- the state machine ----------------------------------------------- */
 
-static void authenticate(struct hr_registry *r)
-{
-	start_op(r, HR_ETCD_OP_AUTH, hr_etcd_body_auth(r->user, r->password),
-		 NULL);
-}
-
+/*
+ * Shutting down: the lease decides (etcd_lease.h). When every backend on
+ * it leaves, it revokes the lease once (REVOKED finishes us); when others
+ * stay, we delete our own key (delete-if-lease), then finish.
+ */
 static void reconcile_shutdown(struct hr_registry *r)
 {
-	if (!r->lease)
+	if (r->lm.mode != HR_ETCD_MEMBER_ALONE)
+		return; /* the verdict, or the revoke, is the lease's */
+	if (r->written && hr_etcd_lease_hand_over(&r->lm, r->written,
+						  false)) {
+		/* A reload's new backend for this instance has the key
+		 * now, under the same lease: it is not ours to delete. */
+		hr_log(HR_LOG_INFO, "etcd_key_handed_over", "key", r->key,
+		       NULL);
+		forget_key(r);
+	}
+	if (!r->written)
 		hr_regcore_finish(&r->core);
-	else if (r->user && !r->token)
-		authenticate(r);
-	else
-		start_op(r, HR_ETCD_OP_REVOKE, hr_etcd_body_lease(r->lease),
-			 NULL);
+	else if (hr_etcd_lease_ready(LEASE(r)))
+		start_op(r, HR_ETCD_OP_DELETE,
+			 hr_etcd_body_delete_if_lease(r->key,
+				hr_etcd_lease_id(LEASE(r))), NULL);
+	/* else: wait for READY (or LOST: the key is gone) */
 }
 
 /* Put value (taken; NULL: out of memory) written with status st, unless
@@ -523,7 +520,8 @@ static void put_if_changed(struct hr_registry *r, char *value,
 	r->op_status = st;
 	if (why)
 		snprintf(r->reason, sizeof(r->reason), "%s", why);
-	start_op(r, HR_ETCD_OP_PUT, hr_etcd_body_put(r->key, value, r->lease),
+	start_op(r, HR_ETCD_OP_PUT,
+		 hr_etcd_body_put(r->key, value, hr_etcd_lease_id(LEASE(r))),
 		 value);
 }
 
@@ -577,7 +575,8 @@ static void reconcile_leave(struct hr_registry *r)
 
 	if (r->conf.min_healthy <= 0 || r->maint) {
 		start_op(r, HR_ETCD_OP_DELETE,
-			 hr_etcd_body_delete_if_lease(r->key, r->lease), NULL);
+			 hr_etcd_body_delete_if_lease(r->key,
+				hr_etcd_lease_id(LEASE(r))), NULL);
 		return;
 	}
 	if (!r->view_fresh) {
@@ -587,8 +586,8 @@ static void reconcile_leave(struct hr_registry *r)
 			 NULL);
 		return;
 	}
-	hr_etcd_floor_decide(&r->view, r->key, r->lease, r->conf.min_healthy,
-			     &f);
+	hr_etcd_floor_decide(&r->view, r->key, hr_etcd_lease_id(LEASE(r)),
+			     r->conf.min_healthy, &f);
 	if (!f.present || !f.ours) {
 		hr_log(HR_LOG_INFO, "etcd_deregistered", "key", r->key,
 		       "reason", r->reason, "held", "false (gone or not ours)",
@@ -606,7 +605,8 @@ static void reconcile_leave(struct hr_registry *r)
 	/* One decision per read: a failed txn reads again. */
 	r->view_fresh = false;
 	start_op(r, HR_ETCD_OP_FLOOR_DELETE,
-		 hr_etcd_body_floor_delete(&r->view, r->key, r->lease,
+		 hr_etcd_body_floor_delete(&r->view, r->key,
+					   hr_etcd_lease_id(LEASE(r)),
 					   r->conf.min_healthy), NULL);
 }
 
@@ -614,18 +614,12 @@ static void reconcile(struct hr_regcore *core)
 {
 	struct hr_registry *r = OWNER(core);
 
-	if (!hr_regcore_idle(core))
-		return;
+	if (!hr_regcore_idle(core) || r->lm.batched)
+		return; /* busy, or the lease puts our key (PUT_DONE) */
 	if (hr_regcore_shutting_down(core))
 		reconcile_shutdown(r);
-	else if (r->user && !r->token)
-		authenticate(r);
-	else if (!r->lease)
-		start_op(r, HR_ETCD_OP_GRANT,
-			 hr_etcd_body_grant(r->conf.lease_ttl_ms / 1000), NULL);
-	else if (r->keepalive_due)
-		start_op(r, HR_ETCD_OP_KEEPALIVE, hr_etcd_body_lease(r->lease),
-			 NULL);
+	else if (!hr_etcd_lease_ready(LEASE(r)))
+		return; /* the lease tells READY */
 	else if (!r->have_status)
 		return;
 	else if (hr_regcore_wanted(core)) {
@@ -636,17 +630,78 @@ static void reconcile(struct hr_regcore *core)
 		reconcile_leave(r);
 }
 
-static void keepalive_cb(struct ev_loop *loop, ev_timer *w, int revents)
+/* After a loss: the value our key should hold again (the lease puts it
+ * with the others' in one txn), or NULL. */
+static char *reput_value(struct hr_etcd_lease_member *m)
 {
-	struct hr_registry *r =
-		hr_container_of(w, struct hr_registry, keepalive_timer);
+	struct hr_registry *r = hr_container_of(m, struct hr_registry, lm);
 
-	(void)loop;
-	(void)revents;
-	r->keepalive_due = true;
-	/* Kept: read the service's keys again after the keepalive. */
-	if (r->kept)
-		r->view_fresh = false;
+	if (!r->have_status || !hr_regcore_wanted(&r->core) || r->written ||
+	    hr_regcore_shutting_down(&r->core) || !hr_regcore_idle(&r->core))
+		return NULL;
+	return hr_etcd_value(&r->core.service, r->addr, r->value_status,
+			     r->conf.value_format);
+}
+
+/* What the shared lease tells every backend on it (etcd_lease.h). */
+static void on_lease(struct hr_etcd_lease_member *m,
+		     enum hr_etcd_lease_event ev, const char *why)
+{
+	struct hr_registry *r = hr_container_of(m, struct hr_registry, lm);
+	int64_t spread;
+
+	switch (ev) {
+	case HR_ETCD_LEASE_EV_LOST:
+		member_lost(r, why);
+		break;
+	case HR_ETCD_LEASE_EV_RENEWED:
+		/* Kept: read the service's keys again after the keepalive. */
+		if (r->kept)
+			r->view_fresh = false;
+		break;
+	case HR_ETCD_LEASE_EV_READY:
+		break;
+	case HR_ETCD_LEASE_EV_PUT_DONE:
+		/* Our key is back, in the lease's txn after a loss. */
+		if (!r->written && why && (r->written = strdup(why))) {
+			char h[24];
+
+			hr_log(HR_LOG_INFO, "etcd_registered", "key", r->key,
+			       "status", hr_status_name(r->value_status),
+			       "lease", lease_hex(hr_etcd_lease_id(LEASE(r)), h,
+						  sizeof(h)),
+			       "reason", r->reason, "batched", "true", NULL);
+			hr_regcore_state(&r->core, HR_REGISTRY_REGISTERED);
+		}
+		break;
+	case HR_ETCD_LEASE_EV_PUT_FAILED:
+		/* Our own put then, the backends on the lease spread over a
+		 * window, not all at once. */
+		spread = hr_etcd_lease_spread_ms(LEASE(r));
+		if (spread > 0 && hr_regcore_idle(&r->core)) {
+			hr_regcore_retry_in(&r->core,
+				(int64_t)(hr_rng_unit(&r->core.rng) *
+					  (double)spread));
+			return;
+		}
+		break;
+	case HR_ETCD_LEASE_EV_LEAVE_OWN:
+		break;
+	case HR_ETCD_LEASE_EV_ADOPT:
+		/* The key a gone backend of this instance wrote: ours to
+		 * rewrite (when the value differs) or to delete. */
+		if (!r->written && why && (r->written = strdup(why)))
+			hr_regcore_state(&r->core, HR_REGISTRY_REGISTERED);
+		return;
+	case HR_ETCD_LEASE_EV_REVOKED:
+		if (r->written)
+			hr_log(HR_LOG_INFO, "etcd_deregistered", "key", r->key,
+			       "reason", "shutdown: lease revoked", NULL);
+		forget_key(r);
+		hr_regcore_state(&r->core, HR_REGISTRY_DEREGISTERED);
+		hr_regcore_finish(&r->core);
+		return;
+	}
 	reconcile(&r->core);
 }
 
@@ -666,7 +721,8 @@ static void giveup(struct hr_regcore *core)
 	struct hr_registry *r = OWNER(core);
 	char ttl[24];
 
-	snprintf(ttl, sizeof(ttl), "%" PRId64 "s", r->lease_ttl_s);
+	snprintf(ttl, sizeof(ttl), "%" PRId64 "s",
+		 hr_etcd_lease_ttl_s(LEASE(r)));
 	hr_log(HR_LOG_WARN, "etcd_revoke_abandoned", "key", r->key,
 	       "expires_within", ttl, NULL);
 	release_request(r);
@@ -827,7 +883,6 @@ static int etcd_create(struct hr_registry **out, const cJSON *conf,
 	r = calloc(1, sizeof(*r));
 	if (!r)
 		return hr_err_set(err, -ENOMEM, "out of memory");
-	ev_init(&r->keepalive_timer, keepalive_cb);
 	r->shutdown_timeout_ms = env->shutdown_timeout_ms;
 	rc = hr_regcore_init(&r->core, &core_ops, env, RESP_MAX);
 	if (rc < 0) {
@@ -855,6 +910,18 @@ static int etcd_create(struct hr_registry **out, const cJSON *conf,
 		goto fail;
 	r->plain_hdrs = curl_slist_append(NULL,
 					  "Content-Type: application/json");
+	/* The agent's one lease for every etcd backend that reaches the
+	 * cluster the same way; the password stays with the lease only. */
+	r->lm.core = &r->core;
+	r->lm.cb = on_lease;
+	r->lm.key = r->key;
+	r->lm.value = reput_value;
+	rc = hr_etcd_lease_attach(&r->lm, &r->conf, r->user, r->password,
+				  err);
+	if (rc < 0)
+		goto fail;
+	hr_secret_free(r->password);
+	r->password = NULL;
 	hr_log(HR_LOG_INFO, "etcd_start", "key", r->key, "endpoint",
 	       endpoint(r), "auth", r->user ? "on" : "off", NULL);
 	*out = r;
@@ -938,13 +1005,22 @@ static void etcd_shutdown(struct hr_registry *r, hr_registry_done_cb done,
 	if (hr_regcore_shutdown(&r->core, done, payload,
 				r->shutdown_timeout_ms) < 0)
 		return;
-	ev_timer_stop(r->core.loop, &r->keepalive_timer);
 	release_kept(r, "shutdown");
-	/* Whatever is in flight is overtaken by the revoke. */
+	/* Whatever is in flight is overtaken by the revoke or the delete;
+	 * a put may have landed: then there is a key to delete. */
+	if (r->op == HR_ETCD_OP_PUT && r->op_value &&
+	    hr_regcore_busy(&r->core) &&
+	    r->op_lease == hr_etcd_lease_id(LEASE(r))) {
+		free(r->written);
+		r->written = r->op_value;
+		r->op_value = NULL;
+	}
 	release_request(r);
 	r->failures = 0;
 	r->retries = 0;
+	snprintf(r->reason, sizeof(r->reason), "shutdown");
 	hr_log(HR_LOG_INFO, "etcd_shutdown", "key", r->key, NULL);
+	hr_etcd_lease_leave(&r->lm);
 	reconcile(&r->core);
 }
 
@@ -953,7 +1029,11 @@ static void etcd_destroy(struct hr_registry *r)
 	if (!r)
 		return;
 	release_request(r);
-	ev_timer_stop(r->core.loop, &r->keepalive_timer);
+	/* Our key must not outlive us under a lease others keep alive. */
+	if (r->written && hr_etcd_lease_hand_over(&r->lm, r->written, true))
+		hr_log(HR_LOG_INFO, "etcd_key_handed_over", "key", r->key,
+		       NULL);
+	hr_etcd_lease_detach(&r->lm);
 	hr_regcore_dispose(&r->core);
 	set_token(r, NULL);
 	hr_reg_headers_free(r->plain_hdrs);
@@ -965,6 +1045,11 @@ static void etcd_destroy(struct hr_registry *r)
 	free(r->written);
 	hr_etcd_conf_dispose(&r->conf);
 	free(r);
+}
+
+const struct hr_etcd_lease *hr_etcd_lease_of(const struct hr_registry *r)
+{
+	return LEASE(r);
 }
 
 const struct hr_registry_ops hr_registry_etcd = {

@@ -472,6 +472,34 @@ char *hr_etcd_body_put(const char *key, const char *value, int64_t lease)
 	return print_json(root);
 }
 
+char *hr_etcd_body_puts(const char *const *keys, const char *const *values,
+			size_t n, int64_t lease)
+{
+	cJSON *root = cJSON_CreateObject();
+	cJSON *ops = cJSON_AddArrayToObject(root, "success");
+	size_t i;
+
+	if (!root || !ops || n == 0 || n > HR_ETCD_TXN_OPS_MAX)
+		goto fail;
+	for (i = 0; i < n; i++) {
+		cJSON *op = cJSON_CreateObject();
+		cJSON *put;
+
+		if (!op)
+			goto fail;
+		cJSON_AddItemToArray(ops, op);
+		put = cJSON_AddObjectToObject(op, "request_put");
+		if (!put || !add_b64(put, "key", keys[i]) ||
+		    !add_b64(put, "value", values[i]) ||
+		    !add_int64(put, "lease", lease))
+			goto fail;
+	}
+	return print_json(root);
+fail:
+	cJSON_Delete(root);
+	return NULL;
+}
+
 char *hr_etcd_body_delete_if_lease(const char *key, int64_t lease)
 {
 	cJSON *root = cJSON_CreateObject();
@@ -817,6 +845,8 @@ const char *hr_etcd_op_name(enum hr_etcd_op op)
 		return "range";
 	case HR_ETCD_OP_FLOOR_DELETE:
 		return "floor_delete";
+	case HR_ETCD_OP_PUTS:
+		return "puts";
 	}
 	return "?";
 }
@@ -1046,6 +1076,7 @@ static void parse_ok(enum hr_etcd_op op, const cJSON *root,
 		break;
 	case HR_ETCD_OP_DELETE:
 	case HR_ETCD_OP_FLOOR_DELETE:
+	case HR_ETCD_OP_PUTS:
 		out->succeeded = cJSON_IsTrue(
 			cJSON_GetObjectItemCaseSensitive(root, "succeeded"));
 		break;

@@ -57,9 +57,10 @@ struct hr_etcd_conf {
 	int min_healthy;
 };
 
-/* etcd's default --max-txn-ops is 128: the floor's txn compares the own
- * key and min_healthy others. */
-#define HR_ETCD_MIN_HEALTHY_MAX 127
+/* etcd's default --max-txn-ops is 128, and it bounds the compares too:
+ * the floor's txn compares the own key twice (LEASE, MOD) and
+ * min_healthy others, 2 + 126 = 128. */
+#define HR_ETCD_MIN_HEALTHY_MAX 126
 
 /**
  * Parse and validate conf (the "registry.etcd" object; NULL means all
@@ -115,6 +116,14 @@ char *hr_etcd_body_grant(int64_t ttl_s);
 /** keepalive and revoke: {"ID":"<id>"} */
 char *hr_etcd_body_lease(int64_t id);
 char *hr_etcd_body_put(const char *key, const char *value, int64_t lease);
+/**
+ * A txn of n puts under lease, without compares (etcd applies them
+ * together, at one revision): keys[i] = values[i]. n must be 1..128
+ * (etcd's default --max-txn-ops); NULL when it is not, or out of memory.
+ */
+#define HR_ETCD_TXN_OPS_MAX 128
+char *hr_etcd_body_puts(const char *const *keys, const char *const *values,
+			size_t n, int64_t lease);
 /** A txn deleting key only while it is still attached to lease. */
 char *hr_etcd_body_delete_if_lease(const char *key, int64_t lease);
 char *hr_etcd_body_auth(const char *user, const char *password);
@@ -211,6 +220,7 @@ enum hr_etcd_op {
 	HR_ETCD_OP_REVOKE,
 	HR_ETCD_OP_RANGE,    /* the floor's read of the service's keys */
 	HR_ETCD_OP_FLOOR_DELETE, /* the floor's guarded delete txn */
+	HR_ETCD_OP_PUTS,     /* a txn of puts (the shared lease's re-puts) */
 };
 
 /** "authenticate", "grant", ... for logs. */

@@ -24,6 +24,7 @@ its state wiped".
 """
 
 import argparse
+import base64
 import codecs
 import hashlib
 import http.server
@@ -515,7 +516,7 @@ def parse_token_spec(spec):
         bits = part.split(":", 1)
         bits = bits[:1] + bits[1].rsplit(":", 1) if len(bits) == 2 else bits
         if len(bits) != 3 or bits[0] not in ("service", "service_prefix", "node", "node_prefix",
-                                             "agent", "agent_prefix") \
+                                             "agent", "agent_prefix", "key", "key_prefix") \
                 or bits[2] not in _LEVEL:
             raise ValueError("bad ACL rule %r (want resource:name:read|write|deny)" % part)
         res, name, level = bits
@@ -866,7 +867,8 @@ class Agent:
         self.node_addr = opts.node_address
         # Simulated catalog (servers' view, fed by anti-entropy, ref 6.4/9).
         self.raft = 0
-        self.tables = {"nodes": 0, "services": 0, "checks": 0}
+        self.tables = {"nodes": 0, "services": 0, "checks": 0, "kvs": 0}
+        self.kvs = {}           # key -> KV entry dict (the servers' KV store)
         self.cat_services = {}  # id -> [snapshot, create, modify]
         self.cat_checks = {}    # id -> [snapshot dict, create, modify]
         self.name_index = {}    # service name -> index
@@ -1297,6 +1299,7 @@ ROUTES = [
     ("/v1/acl/token", False, ("PUT",), "h_acl_token_create"),
     ("/v1/acl/token/self", False, ("GET",), "h_acl_token_self"),
     ("/v1/acl/token/", True, ("GET", "PUT", "DELETE"), "h_acl_token_item"),
+    ("/v1/kv/", True, ("GET", "PUT", "DELETE"), "h_kv"),
 ]
 
 # connlimit's answer to one connection too many (agent/agent.go, http_max_conns_per_client)
@@ -1451,7 +1454,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             result = getattr(self, name)()
         except Payload as p:
             hdrs = dict(self.resp_headers)
-            hdrs["X-Consul-Reason"] = p.reason
+            if p.reason:  # KV's 404 and ?raw answers carry none
+                hdrs["X-Consul-Reason"] = p.reason
             body = p.body if isinstance(p.body, bytes) else go_bytes(p.body)
             self._send(p.code, body, p.content_type, hdrs)
             return
@@ -2092,6 +2096,145 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return out, filtered
         return self._blocking(name, True, render)
 
+    # -- KV store (README "KV"; agent/kvs_endpoint.go, agent/consul/kvs_endpoint.go,
+    #    agent/consul/state/kvs.go) -------------------------------------------
+    def _kv_key(self):
+        """The key after /v1/kv/, checked as validateKVKey does."""
+        raw = self.rawpath
+        for bad in ("../", "..\\"):
+            if bad in raw:
+                raise HTTPError(400, "URL path contains invalid traversal sequence")
+        key = self.arg
+        if key == "":
+            return key
+        if key.startswith("/"):
+            raise HTTPError(400, "key must not begin with a '/'")
+        for i, ch in enumerate(key):
+            if not (ch.isascii() and (ch.isalnum() or ch in ",-_./")):
+                raise HTTPError(400, "key contains invalid character '%s' at position %d. "
+                                     "Only alphanumeric characters and ,-_./ are allowed"
+                                % (ch, len(key[:i].encode("utf-8"))))
+        low = key.lower()
+        for ext in KV_SUSPICIOUS_EXT:
+            if low.endswith(ext):
+                raise HTTPError(400, "key contains suspicious file extension '%s' that may be "
+                                     "cached by proxies" % ext)
+        return key
+
+    def _kv_uint(self, name):
+        """strconv.ParseUint(v, 10, 64); its error is a plain error (500)."""
+        raw = self.q(name)
+        if not re.fullmatch(r"[0-9]+", raw) or int(raw) > (1 << 64) - 1:
+            why = "value out of range" if re.fullmatch(r"[0-9]+", raw) else "invalid syntax"
+            raise HTTPError(500, "strconv.ParseUint: parsing %s: %s" % (go_quote(raw), why))
+        return int(raw)
+
+    def _kv_conflict(self, *flags):
+        if sum(1 for f in flags if f in self.query) > 1:
+            raise HTTPError(400, "Conflicting flags: %s\n" % urlencode_sorted(self.query))
+
+    def h_kv(self):
+        # s.parse() runs first, for every method: consistency flags, wait
+        # and index (blocking itself is not implemented for KV), dc.
+        if "stale" in self.query and "consistent" in self.query:
+            raise HTTPError(400, "Cannot specify ?stale with ?consistent, conflicting semantics.")
+        self._parse_wait()
+        dc = self.q("dc")
+        if dc and dc != self.agent.dc:
+            raise HTTPError(500, "No path to datacenter")
+        key = self._kv_key()
+        if self.command == "GET":
+            return self._kv_get(key)
+        if self.command == "PUT":
+            return self._kv_put(key)
+        return self._kv_delete(key)
+
+    def _kv_get(self, key):
+        if key == "":
+            raise HTTPError(400, "Missing key name")
+        if "recurse" in self.query or "keys" in self.query:
+            raise HTTPError(400, "emulator: ?recurse and ?keys are not implemented")
+        tok = self.authz()
+        self.acl.require(tok, "key", key, "read")
+        ag = self.agent
+        with ag.lock:
+            ent = ag.kvs.get(key)
+            idx = ent["ModifyIndex"] if ent else max(ag.tables["kvs"], 1)
+            ent = dict(ent) if ent else None
+        self.resp_headers["X-Consul-Index"] = str(idx)
+        self.resp_headers["X-Consul-Knownleader"] = "true"
+        self.resp_headers["X-Consul-Lastcontact"] = "0"
+        self.resp_headers["X-Consul-Effective-Consistency"] = (
+            "stale" if "stale" in self.query else
+            "consistent" if "consistent" in self.query else "leader")
+        if ent is None:
+            raise Payload(404, "", b"", None)
+        if "raw" in self.query:
+            self.resp_headers["X-Content-Type-Options"] = "nosniff"
+            self.resp_headers["Content-Security-Policy"] = "sandbox"
+            raise Payload(200, "", ent["Value"], "text/plain")
+        out = {"LockIndex": ent["LockIndex"], "Key": key, "Flags": ent["Flags"],
+               "Value": (base64.b64encode(ent["Value"]).decode() if ent["Value"] else None),
+               "CreateIndex": ent["CreateIndex"], "ModifyIndex": ent["ModifyIndex"]}
+        return [out]
+
+    def _kv_put(self, key):
+        if key == "":
+            raise HTTPError(400, "Missing key name")
+        self._kv_conflict("cas", "acquire", "release")
+        if "acquire" in self.query or "release" in self.query:
+            raise HTTPError(400, "emulator: sessions (?acquire, ?release) are not implemented")
+        flags = self._kv_uint("flags") if "flags" in self.query else 0
+        cas = self._kv_uint("cas") if "cas" in self.query else None
+        if len(self.body) > KV_MAX_VALUE_SIZE:
+            raise HTTPError(413, "Request body(%d bytes) too large, max size: %d bytes. See %s."
+                            % (len(self.body), KV_MAX_VALUE_SIZE,
+                               "https://developer.hashicorp.com/docs/agent/config/"
+                               "config-files#kv_max_value_size"))
+        tok = self.authz()
+        self.acl.require(tok, "key", key, "write")
+        ag = self.agent
+        with ag.cond:
+            cur = ag.kvs.get(key)
+            if cas is not None:
+                if (cas == 0 and cur is not None) or (cas != 0 and cur is None) or \
+                        (cur is not None and cas != 0 and cas != cur["ModifyIndex"]):
+                    self.agent.log("[KV] put key=%s cas=%d result=false" % (key, cas))
+                    return False
+            idx = ag._next()
+            ag.kvs[key] = {"Value": bytes(self.body), "Flags": flags,
+                           "CreateIndex": cur["CreateIndex"] if cur else idx,
+                           "ModifyIndex": idx, "LockIndex": cur["LockIndex"] if cur else 0}
+            ag.tables["kvs"] = idx
+            ag.cond.notify_all()
+            self.agent.log("[KV] put key=%s cas=%s result=true index=%d value=%s"
+                           % (key, "-" if cas is None else cas, idx,
+                              go_str(bytes(self.body))[:400].replace("\n", " ")))
+        return True
+
+    def _kv_delete(self, key):
+        self._kv_conflict("recurse", "cas")
+        if "recurse" in self.query:
+            raise HTTPError(400, "emulator: ?recurse is not implemented")
+        if key == "":
+            raise HTTPError(400, "Missing key name")
+        cas = self._kv_uint("cas") if "cas" in self.query else None
+        tok = self.authz()
+        self.acl.require(tok, "key", key, "write")
+        ag = self.agent
+        with ag.cond:
+            cur = ag.kvs.get(key)
+            if cas is not None and cur is not None and cur["ModifyIndex"] != cas:
+                self.agent.log("[KV] delete key=%s cas=%d result=false" % (key, cas))
+                return False
+            if cur is not None:
+                del ag.kvs[key]
+                ag.tables["kvs"] = ag._next()
+                ag.cond.notify_all()
+            self.agent.log("[KV] delete key=%s cas=%s result=true"
+                           % (key, "-" if cas is None else cas))
+        return True
+
 
 # Injected faults (--fault-file): the file holds one line, read before
 # every request, so a test switches modes by rewriting it (atomically):
@@ -2104,6 +2247,26 @@ class Handler(http.server.BaseHTTPRequestHandler):
 # A request with the header X-Emulator-No-Fault (a test looking at the
 # state during a fault) is always served normally.
 FAULT_BYPASS = "X-Emulator-No-Fault"
+
+# kv_max_value_size (agent/config default: 512 KiB) and validateKVKey's list.
+KV_MAX_VALUE_SIZE = 512 * 1024
+KV_SUSPICIOUS_EXT = (
+    ".js", ".css", ".html", ".htm", ".xml", ".json", ".txt", ".log",
+    ".php", ".asp", ".jsp", ".cgi", ".pl", ".py", ".rb", ".sh",
+    ".exe", ".dll", ".bat", ".cmd", ".com", ".scr", ".vbs",
+    ".pdf", ".doc", ".docx", ".xls", ".xlsx", ".ppt", ".pptx",
+    ".zip", ".rar", ".tar", ".gz", ".7z", ".bz2",
+    ".jpg", ".jpeg", ".png", ".gif", ".svg", ".ico", ".bmp",
+    ".mp3", ".mp4", ".avi", ".mov", ".wmv", ".flv", ".swf",
+    ".woff", ".woff2", ".ttf", ".eot", ".otf",
+)
+
+
+def urlencode_sorted(query):
+    """url.Values.Encode(): keys sorted, values percent-encoded."""
+    from urllib.parse import quote_plus
+    return "&".join("%s=%s" % (quote_plus(k), quote_plus(v))
+                    for k in sorted(query) for v in query[k])
 FAULT_GARBAGE = b"\x00\xffSSH-2.0-not-http {{{\r\n\r\n"
 
 

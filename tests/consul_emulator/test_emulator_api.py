@@ -9,6 +9,7 @@ DCSA reaping, deferred output) uses shrunk knobs and generous deadlines; a
 proves the test was not starved, otherwise that assertion is skipped.
 """
 
+import base64
 import http.client
 import json
 import os
@@ -1466,6 +1467,143 @@ class TestHealthHistory(EmuCase):
         self.assertEqual(lines, ["service=web-1 status=critical", "service=web-1 status=passing",
                                  "service=web-1 status=maintenance",
                                  "service=web-1 status=absent"])
+
+
+class TestKV(EmuCase):
+    """The KV store (README "KV"): agent/kvs_endpoint.go, the servers'
+    KVS.Get/KVS.Apply and state/kvs.go kvsSetCASTxn/kvsDeleteCASTxn."""
+    K = "/v1/kv/healthreg/floor/web"
+
+    def entry(self):
+        r = self.get(self.K)
+        self.assertResp(r, 200)
+        [e] = r.json()
+        return r, e
+
+    def test_missing_key_is_404_with_an_index(self):
+        r = self.get(self.K)
+        self.assertResp(r, 404, "")
+        self.assertGreaterEqual(int(r.header("X-Consul-Index")), 1)
+        self.assertIsNone(r.header("X-Consul-Reason"))
+
+    def test_put_get_fields_and_raw(self):
+        self.assertResp(self.put(self.K + "?flags=7", '{"leavers":[]}'), 200, "true")
+        r, e = self.entry()
+        self.assertEqual(r.header("Content-Type"), "application/json")
+        self.assertEqual(list(e), ["LockIndex", "Key", "Flags", "Value",
+                                   "CreateIndex", "ModifyIndex"])
+        self.assertEqual(e["Key"], "healthreg/floor/web")
+        self.assertEqual(e["Flags"], 7)
+        self.assertEqual(e["LockIndex"], 0)
+        self.assertEqual(base64.b64decode(e["Value"]), b'{"leavers":[]}')
+        self.assertEqual(e["CreateIndex"], e["ModifyIndex"])
+        self.assertEqual(r.header("X-Consul-Index"), str(e["ModifyIndex"]))
+        raw = self.get(self.K + "?raw")
+        self.assertResp(raw, 200, '{"leavers":[]}')
+        self.assertEqual(raw.header("Content-Type"), "text/plain")
+        # An update keeps CreateIndex, moves ModifyIndex; flags reset to 0.
+        self.assertResp(self.put(self.K, "x"), 200, "true")
+        _, e2 = self.entry()
+        self.assertEqual(e2["CreateIndex"], e["CreateIndex"])
+        self.assertGreater(e2["ModifyIndex"], e["ModifyIndex"])
+        self.assertEqual(e2["Flags"], 0)
+        # An empty value is null (a nil []byte).
+        self.put(self.K, "")
+        self.assertIsNone(self.entry()[1]["Value"])
+
+    def test_cas(self):
+        # cas=0: create only.
+        self.assertResp(self.put(self.K + "?cas=0", "a"), 200, "true")
+        self.assertResp(self.put(self.K + "?cas=0", "b"), 200, "false")
+        _, e = self.entry()
+        self.assertEqual(base64.b64decode(e["Value"]), b"a")
+        i = e["ModifyIndex"]
+        # A stale index loses, the current one wins once.
+        self.assertResp(self.put(self.K + "?cas=%d" % (i + 100), "c"), 200, "false")
+        self.assertResp(self.put(self.K + "?cas=%d" % i, "d"), 200, "true")
+        self.assertResp(self.put(self.K + "?cas=%d" % i, "e"), 200, "false")
+        self.assertEqual(self.get(self.K + "?raw").raw, b"d")
+        # cas on a missing key other than 0: false.
+        self.assertResp(self.put("/v1/kv/other?cas=5", "x"), 200, "false")
+        self.assertResp(self.get("/v1/kv/other"), 404)
+
+    def test_cas_serializes_concurrent_writers(self):
+        self.put(self.K, "0")
+        _, e = self.entry()
+        i = e["ModifyIndex"]
+        results = []
+        barrier = threading.Barrier(8)
+
+        def one(n):
+            barrier.wait()
+            results.append(self.put(self.K + "?cas=%d" % i, str(n)).text)
+        ts = [threading.Thread(target=one, args=(n,)) for n in range(8)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        self.assertEqual(sorted(results), ["false"] * 7 + ["true"])
+
+    def test_delete(self):
+        self.put(self.K, "a")
+        _, e = self.entry()
+        i = e["ModifyIndex"]
+        self.assertResp(self.req("DELETE", self.K + "?cas=%d" % (i + 1)), 200, "false")
+        self.assertResp(self.get(self.K), 200)
+        self.assertResp(self.req("DELETE", self.K + "?cas=%d" % i), 200, "true")
+        self.assertResp(self.get(self.K), 404)
+        # A missing key: cas delete and plain delete both answer true.
+        self.assertResp(self.req("DELETE", self.K + "?cas=3"), 200, "true")
+        self.assertResp(self.req("DELETE", self.K), 200, "true")
+        # The index moved with the delete.
+        self.assertGreater(int(self.get(self.K).header("X-Consul-Index")), i)
+
+    def test_bad_requests(self):
+        self.assertResp(self.put("/v1/kv/", "x"), 400, "Missing key name")
+        self.assertResp(self.get("/v1/kv/"), 400, "Missing key name")
+        self.assertResp(self.put("/v1/kv/a%20b", "x"), 400,
+                        "key contains invalid character ' ' at position 1. Only "
+                        "alphanumeric characters and ,-_./ are allowed")
+        self.assertResp(self.put("/v1/kv/floor.json", "x"), 400,
+                        "key contains suspicious file extension '.json' that may "
+                        "be cached by proxies")
+        self.assertResp(self.put(self.K + "?cas=x", "x"), 500,
+                        'strconv.ParseUint: parsing "x": invalid syntax')
+        self.assertResp(self.put(self.K + "?cas=1&acquire=s", "x"), 400,
+                        "Conflicting flags: acquire=s&cas=1\n")
+        self.assertResp(self.req("DELETE", self.K + "?cas=1&recurse"), 400,
+                        "Conflicting flags: cas=1&recurse=\n")
+        self.assertResp(self.get(self.K + "?dc=dc9"), 500, "No path to datacenter")
+        self.assertResp(self.get(self.K + "?stale&consistent"), 400,
+                        "Cannot specify ?stale with ?consistent, conflicting semantics.")
+        self.assertResp(self.get(self.K + "?index=x"), 400, "Invalid index")
+        r = self.req("POST", self.K, "x")
+        self.assertResp(r, 405)
+        self.assertEqual(r.header("Allow"), "OPTIONS,GET,PUT,DELETE")
+
+
+class TestKVACL(EmuCase):
+    FLAGS = {"acl_default_policy": "deny",
+             "acl_token": ["root", "kw=key_prefix:healthreg/floor/:write",
+                           "kr=key:healthreg/floor/web:read"]}
+    K = "/v1/kv/healthreg/floor/web"
+
+    def test_rights(self):
+        h = {"X-Consul-Token": "kw"}
+        self.assertResp(self.put(self.K + "?cas=0", "a", headers=h), 200, "true")
+        self.assertResp(self.get(self.K, headers=h), 200)
+        self.assertResp(self.req("DELETE", self.K + "?cas=1", headers=h), 200, "false")
+        r = self.put(self.K, "b", headers={"X-Consul-Token": "kr"})
+        self.assertEqual(r.status, 403)
+        self.assertIn("lacks permission 'key:write' on \"healthreg/floor/web\"", r.text)
+        self.assertResp(self.get(self.K, headers={"X-Consul-Token": "kr"}), 200)
+        r = self.put("/v1/kv/other", "b", headers=h)
+        self.assertEqual(r.status, 403)
+        r = self.get(self.K)  # anonymous, default deny
+        self.assertEqual(r.status, 403)
+        self.assertIn("lacks permission 'key:read'", r.text)
+        self.assertResp(self.get(self.K, headers={"X-Consul-Token": "nope"}), 403,
+                        "ACL not found")
 
 
 if __name__ == "__main__":

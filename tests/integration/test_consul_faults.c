@@ -3,7 +3,8 @@
  * scripted loopback HTTP server on the same libev loop: the exact request
  * sequence for register/update/drop/recover/maintenance/shutdown, and the
  * answers a real agent rarely gives (404/500 lost check, 5xx, garbage,
- * 403), with log capture to prove "logged once" and "token never logged".
+ * 403), with log capture to prove "logged once" and "token never logged";
+ * the fleet floor's requests (the leaver list, the health read, ?cas=).
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -783,4 +784,257 @@ Test(consul_faults, validate_reports_paths)
 	cr_assert_eq(hr_registry_consul.abi, HR_REGISTRY_ABI);
 	hr_diag_dispose(&d);
 	cJSON_Delete(conf);
+}
+
+/* ---- the fleet floor ----------------------------------------------------- */
+
+#define KV_GET "GET /v1/kv/healthreg/floor/web"
+#define KV_CAS "PUT /v1/kv/healthreg/floor/web?cas="
+#define FLEET "GET /v1/health/service/web"
+
+/* /v1/health/service/web entries: "web-1:passing,web-2:critical". */
+static const char *fleet_body(const char *spec)
+{
+	static char bufs[8][4096];
+	static int k;
+	char *b = bufs[k++ % 8], tmp[256], *save = NULL, *t;
+
+	snprintf(tmp, sizeof(tmp), "%s", spec);
+	strcpy(b, "[");
+	for (t = strtok_r(tmp, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+		char *colon = strchr(t, ':');
+
+		*colon = '\0';
+		snprintf(b + strlen(b), 4096 - strlen(b),
+			 "%s{\"Node\":{\"Node\":\"n1\"},\"Service\":{\"ID\":"
+			 "\"%s\",\"Service\":\"web\"},\"Checks\":[{\"CheckID\":"
+			 "\"serfHealth\",\"Status\":\"passing\"},{\"CheckID\":"
+			 "\"service:%s:healthreg\",\"Status\":\"%s\"}]}",
+			 b[1] ? "," : "", t, t, colon + 1);
+	}
+	strcat(b, "]");
+	return b;
+}
+
+/* GET /v1/kv answer at index with the list value (base64 of v). */
+static const char *kv_body(unsigned index, const char *b64value)
+{
+	static char bufs[4][1024];
+	static int k;
+	char *b = bufs[k++ % 4];
+
+	snprintf(b, 1024, "[{\"LockIndex\":0,\"Key\":\"healthreg/floor/web\","
+		 "\"Flags\":0,\"Value\":\"%s\",\"CreateIndex\":3,"
+		 "\"ModifyIndex\":%u}]", b64value, index);
+	return b;
+}
+
+/* base64 of {"leavers":[{"id":"web-3","at":4102444800}]} (2100: never
+ * stale), and the same for web-1 */
+#define LIST_WEB3 "eyJsZWF2ZXJzIjpbeyJpZCI6IndlYi0zIiwiYXQiOjQxMDI0NDQ4MDB9XX0="
+#define LIST_WEB1 "eyJsZWF2ZXJzIjpbeyJpZCI6IndlYi0xIiwiYXQiOjQxMDI0NDQ4MDB9XX0="
+
+/* The whole cycle, request by request: a new backend checks the list
+ * once; critical with too few others: kept (warning, the note), decided
+ * again a third of the TTL later; enough others: the own ID into the
+ * list with ?cas=, then critical and deregistered; recovered: registered,
+ * then the own ID out of the list with ?cas=. */
+Test(consul_faults, floor_keeps_then_leaves_then_unlists)
+{
+	static const char *const ops[] = {
+		REG, UPD, KV_GET,                 /* start, list checked */
+		KV_GET, FLEET, UPD,               /* critical: kept */
+		KV_GET, FLEET, KV_CAS, UPD, DEREG, /* next decision: leaves */
+		REG, UPD, KV_GET, KV_CAS,          /* recovered: unlisted */
+	};
+
+	script(200, "");                        /* register */
+	script(200, "");                        /* update */
+	script(404, "");                        /* no list yet */
+	script(404, "");
+	script(200, fleet_body("web-1:passing"));
+	script(200, "");                        /* kept update */
+	script(404, "");
+	script(200, fleet_body("web-1:warning,web-2:passing"));
+	script(200, "true");                    /* cas */
+	script(200, "");
+	script(200, "");
+	script(200, "");                        /* register */
+	script(200, "");                        /* update */
+	script(200, kv_body(9, LIST_WEB1));
+	script(200, "true");
+	create("\"min_healthy\":1");
+	hr_registry_consul.apply(reg, HR_STATUS_PASSING, "ok");
+	cr_assert(run_until_reqs(3, 5));
+	run_for(0.3);
+	cr_assert_eq(F.n_reqs, 3, "the list is read once, not again");
+	hr_registry_consul.apply(reg, HR_STATUS_CRITICAL, "1 critical: db");
+	cr_assert(run_until_reqs(6, 5));
+	cr_assert_str_eq(update_field(5, "Status"), "warning");
+	cr_assert_str_eq(update_field(5, "Output"),
+			 "kept by fleet floor: 0 of 1 healthy (min_healthy 1); "
+			 "1 critical: db");
+	cr_assert_eq(count_logs("event=fleet_floor_kept"), 1);
+	expect_ops(ops, 11);
+	cr_assert_str_eq(F.reqs[8].path, "/v1/kv/healthreg/floor/web?cas=0",
+			 "created: cas=0");
+	cr_assert(strstr(F.reqs[8].body, "{\"id\":\"web-1\",\"at\":"),
+		  "%s", F.reqs[8].body);
+	cr_assert_str_eq(update_field(9, "Status"), "critical");
+	cr_assert_eq(count_logs("event=fleet_floor_released"), 1);
+	cr_assert_eq(count_logs("reason=\"enough others healthy\""), 1);
+	run_for(0.5);
+	cr_assert_eq(F.n_reqs, 11, "gone: nothing more while critical");
+	hr_registry_consul.apply(reg, HR_STATUS_PASSING, "ok again");
+	expect_ops(ops, 15);
+	cr_assert_str_eq(F.reqs[14].path, "/v1/kv/healthreg/floor/web?cas=9");
+	cr_assert_str_eq(F.reqs[14].body, "{\"leavers\":[]}");
+	run_for(1.5);
+	/* only TTL refreshes from here on */
+	for (size_t i = 15; i < F.n_reqs; i++)
+		cr_assert(is_op(i, UPD), "request %zu: %s %s", i,
+			  F.reqs[i].method, F.reqs[i].path);
+}
+
+/* A lost cas (someone wrote the list since the read) reads both again and
+ * decides on the new list: the listed web-3 no longer counts. */
+Test(consul_faults, floor_lost_cas_reads_again)
+{
+	static const char *const ops[] = {
+		REG, UPD, KV_GET,
+		KV_GET, FLEET, KV_CAS,            /* cas=0 loses */
+		KV_GET, FLEET, UPD,               /* web-3 listed: kept */
+	};
+
+	script(200, "");
+	script(200, "");
+	script(404, "");
+	script(404, "");
+	script(200, fleet_body("web-1:passing,web-2:passing,web-3:passing"));
+	script(200, "false");
+	script(200, kv_body(5, LIST_WEB3));
+	script(200, fleet_body("web-1:passing,web-2:passing,web-3:passing"));
+	create("\"min_healthy\":2");
+	hr_registry_consul.apply(reg, HR_STATUS_PASSING, "ok");
+	cr_assert(run_until_reqs(3, 5));
+	hr_registry_consul.apply(reg, HR_STATUS_CRITICAL, "1 critical: db");
+	expect_ops(ops, 9);
+	cr_assert_str_eq(F.reqs[5].path, "/v1/kv/healthreg/floor/web?cas=0");
+	cr_assert_eq(count_logs("event=consul_floor_conflict"), 1);
+	cr_assert_str_eq(update_field(8, "Status"), "warning");
+	cr_assert(!strncmp(update_field(8, "Output"),
+			   "kept by fleet floor: 1 of 3 healthy (min_healthy 2)",
+			   51), "%s", update_field(8, "Output"));
+}
+
+/* Servers without a leader: the list cannot be read. The instance stays
+ * (warning, the reason), logged once, and its TTL keeps being refreshed
+ * by a decision every third of the TTL; no backoff. */
+Test(consul_faults, floor_unreadable_stays_and_refreshes)
+{
+	size_t i, kv = 0, upd = 0;
+
+	script(200, "");
+	script(200, "");
+	script(404, "");
+	for (i = 0; i < 20; i++)
+		script(i % 2 ? 200 : 500, i % 2 ? "" : "No cluster leader");
+	create("\"min_healthy\":2");
+	hr_registry_consul.apply(reg, HR_STATUS_PASSING, "ok");
+	cr_assert(run_until_reqs(3, 5));
+	hr_registry_consul.apply(reg, HR_STATUS_CRITICAL, "1 critical: db");
+	cr_assert(run_until_reqs(5, 5));
+	cr_assert(is_op(3, KV_GET));
+	cr_assert(is_op(4, UPD));
+	cr_assert_str_eq(update_field(4, "Status"), "warning");
+	cr_assert_str_eq(update_field(4, "Output"),
+			 "kept by fleet floor: the fleet cannot be read (HTTP "
+			 "500: No cluster leader); 1 critical: db");
+	run_for(2.2); /* check_ttl 3s: two more decisions */
+	for (i = 3; i < F.n_reqs; i++) {
+		kv += is_op(i, KV_GET);
+		upd += is_op(i, UPD);
+		cr_assert(!is_op(i, DEREG), "never deregistered");
+	}
+	cr_assert_geq(kv, 3, "%zu reads", kv);
+	cr_assert_geq(upd, 3, "%zu refreshes", upd);
+	cr_assert_eq(count_logs("event=consul_floor_unavailable"), 1);
+	cr_assert_eq(count_logs("event=fleet_floor_kept"), 1);
+}
+
+/* Maintenance removes a kept instance at once: no floor read. */
+Test(consul_faults, floor_kept_goes_in_maintenance)
+{
+	size_t n;
+
+	script(200, "");
+	script(200, "");
+	script(404, "");
+	script(404, "");
+	script(200, fleet_body("web-1:passing"));
+	create("\"min_healthy\":1");
+	hr_registry_consul.apply(reg, HR_STATUS_PASSING, "ok");
+	cr_assert(run_until_reqs(3, 5));
+	hr_registry_consul.apply(reg, HR_STATUS_CRITICAL, "1 critical: db");
+	cr_assert(run_until_reqs(6, 5));
+	cr_assert_str_eq(update_field(5, "Status"), "warning");
+	n = F.n_reqs;
+	hr_registry_consul.maintenance(reg, true, "drain");
+	cr_assert(run_until_reqs(n + 2, 5));
+	cr_assert(is_op(n, UPD), "%s %s", F.reqs[n].method, F.reqs[n].path);
+	cr_assert_str_eq(update_field(n, "Status"), "critical");
+	cr_assert(is_op(n + 1, DEREG));
+	cr_assert_eq(count_logs("reason=maintenance"), 1);
+}
+
+/* The floor needs the instances told apart: an ID equal to the name is
+ * refused when the backend is built, naming the key. */
+Test(consul_faults, floor_needs_a_service_id)
+{
+	struct hr_registry_env env = { loop, http, &svc, 3000, NULL, NULL };
+	struct hr_err err = { "" };
+	cJSON *conf = cJSON_Parse("{\"min_healthy\":2}");
+
+	svc.id = "web";
+	cr_assert_eq(hr_registry_consul.create(&reg, conf, &env, &err),
+		     -EINVAL);
+	cr_assert_null(reg);
+	cr_assert(strstr(err.msg, "registry.consul.min_healthy: the fleet "
+				  "floor tells the instances of a service "
+				  "apart"), "%s", err.msg);
+	svc.id = "web-1";
+	cJSON_Delete(conf);
+}
+
+/* A kept instance decides again at once when its aggregate changes, not
+ * only a third of the TTL later. */
+Test(consul_faults, floor_kept_decides_again_on_a_change)
+{
+	size_t n;
+
+	script(200, "");
+	script(200, "");
+	script(404, "");
+	script(404, "");
+	script(200, fleet_body("web-1:passing"));
+	script(200, "");
+	script(404, "");
+	script(200, fleet_body("web-1:warning"));
+	create("\"min_healthy\":1,\"check_ttl\":\"30s\"");
+	hr_registry_consul.apply(reg, HR_STATUS_PASSING, "ok");
+	cr_assert(run_until_reqs(3, 5));
+	hr_registry_consul.apply(reg, HR_STATUS_CRITICAL, "1 critical: db");
+	cr_assert(run_until_reqs(6, 5));
+	run_for(0.3);
+	n = F.n_reqs;
+	cr_assert_eq(n, 6, "kept: nothing until the next decision (10 s)");
+	hr_registry_consul.apply(reg, HR_STATUS_CRITICAL, "2 critical: db, mq");
+	cr_assert(run_until_reqs(n + 3, 5));
+	cr_assert(is_op(n, KV_GET));
+	cr_assert(is_op(n + 1, FLEET));
+	cr_assert(is_op(n + 2, UPD));
+	cr_assert_str_eq(update_field(n + 2, "Output"),
+			 "kept by fleet floor: 0 of 1 healthy (min_healthy 1); "
+			 "2 critical: db, mq");
+	cr_assert_eq(count_logs("event=fleet_floor_kept"), 1, "one stay");
 }

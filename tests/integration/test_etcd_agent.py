@@ -102,6 +102,38 @@ class TestEtcdAgent(unittest.TestCase):
                          (put.value, str(put.lease)))
         self.assertEqual(len(self.watch.snapshot()), 2)
 
+    def test_reload_keeps_the_one_lease(self):
+        """A reload that rebuilds the backend (the tags changed) with the
+        same connection settings stays on the agent's one lease: the new
+        backend takes the key over without a write, no second lease is
+        granted, and the key stays under the lease past its TTL (issue 14:
+        one lease per agent)."""
+        import signal
+        a = self.start_agent()
+        put = self.watch.wait_for(lambda e: e.type == "PUT", 10)
+        self.assertIsNotNone(put, a.log())
+        lease0 = str(put.lease)
+        self.assertEqual(self.etcd.leases(), [lease0])
+        with open(a.config_path) as f:
+            conf = json.load(f)
+        conf["service"]["tags"] = ["v2"]
+        with open(a.config_path, "w") as f:
+            json.dump(conf, f)
+        a.proc.send_signal(signal.SIGHUP)
+        self.assertTrue(hrtest.wait_for(
+            lambda: "event=reload_settled" in a.log(), 10), a.log())
+        self.assertIn("registry=recreated", a.log())
+        time.sleep(0.5)
+        self.assertEqual(self.etcd.leases(), [lease0], a.log())
+        time.sleep(TTL + 0.5)
+        self.assertEqual(self.etcd.leases(), [lease0], a.log())
+        kv = self.etcd.get("services/echo/127.0.0.1:9001")
+        self.assertIsNotNone(kv, a.log())
+        self.assertEqual(str(kv["lease"]), lease0)
+        self.assertEqual(len(self.watch.snapshot()), 1,
+                         self.watch.snapshot())
+        self.assertEqual(a.log().count("event=etcd_lease_granted"), 1)
+
     def test_sigkill_leaves_key_to_lease_expiry(self):
         a = self.start_agent()
         self.assertIsNotNone(self.watch.wait_for(lambda e: e.type == "PUT", 10),

@@ -25,6 +25,7 @@
 #include <ev.h>
 
 #include "etcd/etcd.h"
+#include "etcd/etcd_lease.h"
 #include "healthreg/http.h"
 #include "healthreg/log.h"
 
@@ -257,6 +258,7 @@ static void run_for(double seconds)
 
 struct ev_view {
 	char type[8];
+	char key[96];
 	char value[1024];
 	char lease[32];
 	double t;
@@ -273,6 +275,8 @@ static int events(struct ev_view *out, int max)
 			break;
 		snprintf(out[n].type, sizeof(out[n].type), "%s",
 			 cJSON_GetObjectItem(e, "type")->valuestring);
+		snprintf(out[n].key, sizeof(out[n].key), "%s",
+			 cJSON_GetObjectItem(e, "key")->valuestring);
 		snprintf(out[n].value, sizeof(out[n].value), "%s",
 			 cJSON_GetObjectItem(e, "value")->valuestring);
 		snprintf(out[n].lease, sizeof(out[n].lease), "%s",
@@ -286,7 +290,8 @@ static int events(struct ev_view *out, int max)
 	return n;
 }
 
-static struct ev_view EV[512];
+#define EV_MAX 1024
+static struct ev_view EV[EV_MAX];
 
 /*
  * Wait (running the loop) until event number index exists; return the
@@ -298,7 +303,7 @@ static int wait_events(int index, double timeout)
 	int n;
 
 	for (;;) {
-		n = events(EV, 512);
+		n = events(EV, EV_MAX);
 		if (n > index)
 			return n;
 		if (now() > deadline)
@@ -338,9 +343,12 @@ static struct hr_service_spec SVC = {
 	.tags = tags, .n_tags = 1, .meta = meta, .n_meta = 1,
 };
 
-static struct hr_registry *make(const char *extra, int64_t shutdown_ms)
+static struct hr_registry *make_svc(const struct hr_service_spec *svc,
+				    struct hr_registry_stats *stats,
+				    const char *extra, int64_t shutdown_ms)
 {
-	struct hr_registry_env env = { L, HTTP, &SVC, shutdown_ms, NULL, NULL };
+	struct hr_registry_env env = { L, HTTP, svc, shutdown_ms, stats,
+				       NULL };
 	struct hr_registry *r = NULL;
 	struct hr_diag d;
 	struct hr_err err = { "" };
@@ -370,6 +378,11 @@ static struct hr_registry *make(const char *extra, int64_t shutdown_ms)
 		     err.msg);
 	cJSON_Delete(conf);
 	return r;
+}
+
+static struct hr_registry *make(const char *extra, int64_t shutdown_ms)
+{
+	return make_svc(&SVC, NULL, extra, shutdown_ms);
 }
 
 static void done_cb(void *payload)
@@ -761,4 +774,619 @@ Test(etcd_backend, stale_key_replaced_and_foreign_key_kept)
 			  our_lease);
 	cJSON_Delete(j);
 	hr_registry_etcd.destroy(r);
+}
+
+/* ---- one lease per agent (etcd_lease.c) ------------------------------ */
+
+#define NMAX 200
+
+TestSuite(etcd_lease, .init = setup, .fini = teardown, .timeout = 120);
+
+/* N backends of N services ("svc<i>", port 9100 + i) on one loop. */
+static struct hr_service_spec FLEET[NMAX];
+static char FLEET_NAME[NMAX][16];
+static struct hr_registry *FR[NMAX];
+static struct hr_registry_stats FSTATS[NMAX];
+
+/* "": service svc<i> for backend i; else every backend of this one. */
+static char FLEET_ONE[16];
+
+static void fleet_key(int i, char *buf, size_t len)
+{
+	if (FLEET_ONE[0])
+		snprintf(buf, len, PREFIX "%s/127.0.0.1:%d", FLEET_ONE,
+			 9100 + i);
+	else
+		snprintf(buf, len, PREFIX "svc%d/127.0.0.1:%d", i, 9100 + i);
+}
+
+static void fleet_make(int from, int to, const char *extra)
+{
+	int i;
+
+	for (i = from; i < to; i++) {
+		if (FLEET_ONE[0])
+			snprintf(FLEET_NAME[i], sizeof(FLEET_NAME[i]), "%s",
+				 FLEET_ONE);
+		else
+			snprintf(FLEET_NAME[i], sizeof(FLEET_NAME[i]), "svc%d",
+				 i);
+		FLEET[i] = (struct hr_service_spec){
+			.name = FLEET_NAME[i], .id = FLEET_NAME[i],
+			.address = "127.0.0.1", .port = 9100 + i,
+		};
+		memset(&FSTATS[i], 0, sizeof(FSTATS[i]));
+		FSTATS[i].name = "etcd";
+		FR[i] = make_svc(&FLEET[i], &FSTATS[i], extra, 5000);
+	}
+}
+
+static void fleet_apply(int from, int to, enum hr_status st)
+{
+	int i;
+
+	for (i = from; i < to; i++)
+		hr_registry_etcd.apply(FR[i], st, "x");
+}
+
+/* The lease IDs etcd holds, into ids (strings); their number. */
+static int leases(char ids[][32], int max)
+{
+	cJSON *j = harness_cmd("leases"), *e;
+	int n = 0;
+
+	cJSON_ArrayForEach(e, cJSON_GetObjectItem(j, "leases")) {
+		if (n < max)
+			snprintf(ids[n], sizeof(ids[0]), "%s", e->valuestring);
+		n++;
+	}
+	cJSON_Delete(j);
+	return n;
+}
+
+/* The keys attached to lease id, as one cJSON array (caller deletes the
+ * returned object); *ttl its TTL (-1: gone). */
+static cJSON *lease_keys(const char *id, int *ttl, int *n)
+{
+	cJSON *j = harness_cmd("leasekeys %s", id);
+
+	*ttl = cJSON_GetObjectItem(j, "ttl")->valueint;
+	*n = cJSON_GetArraySize(cJSON_GetObjectItem(j, "keys"));
+	return j;
+}
+
+static bool has_key(const cJSON *j, const char *key)
+{
+	const cJSON *e;
+
+	cJSON_ArrayForEach(e, cJSON_GetObjectItem(j, "keys"))
+		if (strcmp(e->valuestring, key) == 0)
+			return true;
+	return false;
+}
+
+static double etcd_metric(const char *name_label)
+{
+	cJSON *j = harness_cmd("metric %s", name_label);
+	double v = cJSON_GetObjectItem(j, "value")->valuedouble;
+
+	cJSON_Delete(j);
+	return v;
+}
+
+static double etcd_keepalives(void)
+{
+	return etcd_metric("grpc_server_msg_received_total "
+			   "grpc_method=\"LeaseKeepAlive\"");
+}
+
+/* Writes etcd's store applied: puts, deletes and txns. */
+static double etcd_writes(void)
+{
+	return etcd_metric("etcd_mvcc_put_total") +
+	       etcd_metric("etcd_mvcc_delete_total") +
+	       etcd_metric("etcd_mvcc_txn_total");
+}
+
+/* Run the loop until the watch has at least n events. */
+static int wait_n_events(int n, double timeout)
+{
+	return wait_events(n - 1, timeout);
+}
+
+/* Events [from, n) of type on key (NULL: any key). */
+static int count_from(int from, int n, const char *type, const char *key)
+{
+	int i, c = 0;
+
+	for (i = from; i < n; i++)
+		c += !strcmp(EV[i].type, type) &&
+		     (!key || !strcmp(EV[i].key, key));
+	return c;
+}
+
+static int count_events(int n, const char *type, const char *key)
+{
+	return count_from(0, n, type, key);
+}
+
+/*
+ * N backends on one loop, one etcd: exactly one lease, every key on it,
+ * keepalives that do not grow with N, and no write while nothing changes.
+ */
+static void one_lease_for(int n)
+{
+	char ids[4][32], key[96];
+	double k0, k1, w0, w1;
+	cJSON *j;
+	int i, ttl, nk;
+
+	harness_start(1);
+	fleet_make(0, n, "\"lease_ttl\":\"3s\",\"value_format\":\"grpc\"");
+	fleet_apply(0, n, HR_STATUS_PASSING);
+	wait_n_events(n, 30);
+	cr_assert_eq(count_events(n, "PUT", NULL), n);
+	cr_assert_eq(leases(ids, 4), 1, "%d backends, %d leases", n,
+		     leases(ids, 4));
+	cr_assert_eq(hr_etcd_lease_open_count(), 1);
+	j = lease_keys(ids[0], &ttl, &nk);
+	cr_assert_eq(nk, n, "%d keys on the lease", nk);
+	for (i = 0; i < n; i++) {
+		fleet_key(i, key, sizeof(key));
+		cr_assert(has_key(j, key), "%s not on lease %s", key, ids[0]);
+	}
+	cJSON_Delete(j);
+	/* Idle: keepalives only, one stream (every TTL/3 = 1 s). */
+	k0 = etcd_keepalives();
+	w0 = etcd_writes();
+	run_for(4.5);
+	k1 = etcd_keepalives();
+	w1 = etcd_writes();
+	measure("%d backends: %.0f keepalives and %.0f writes reached etcd "
+		"in 4.5 s", n, k1 - k0, w1 - w0);
+	cr_assert_eq(w1 - w0, 0, "etcd applied writes while nothing changed");
+	cr_assert_geq(k1 - k0, 3);
+	cr_assert_leq(k1 - k0, 6, "keepalives grow with the backends");
+	cr_assert_eq(events(EV, 512), n, "writes while nothing changed");
+	for (i = 0; i < n; i++) {
+		cr_assert_eq(FSTATS[i].state, HR_REGISTRY_REGISTERED);
+		cr_assert_eq(FSTATS[i].failures, 0);
+		cr_assert_geq(FSTATS[i].writes, 1 + 3,
+			      "the keepalives count for every backend");
+		hr_registry_etcd.destroy(FR[i]);
+	}
+	cr_assert_eq(hr_etcd_lease_open_count(), 0);
+}
+
+Test(etcd_lease, one_lease_for_3_backends, .timeout = 90)
+{
+	one_lease_for(3);
+}
+
+Test(etcd_lease, one_lease_for_200_backends, .timeout = 120)
+{
+	one_lease_for(NMAX);
+}
+
+/* One backend's critical deletes only its key; one shut down (a service
+ * removed by a reload) deletes only its key; the lease and the others'
+ * keys stay, kept alive past the TTL; the last one revokes the lease. */
+Test(etcd_lease, each_backend_deletes_only_its_key, .timeout = 90)
+{
+	char ids[4][32], k0[96], k1[96], k2[96];
+	double t0;
+	cJSON *j;
+	int n, ttl, nk;
+
+	harness_start(1);
+	fleet_make(0, 3, "\"lease_ttl\":\"3s\",\"value_format\":\"grpc\"");
+	fleet_key(0, k0, sizeof(k0));
+	fleet_key(1, k1, sizeof(k1));
+	fleet_key(2, k2, sizeof(k2));
+	fleet_apply(0, 3, HR_STATUS_PASSING);
+	wait_n_events(3, 10);
+	cr_assert_eq(leases(ids, 4), 1);
+
+	hr_registry_etcd.apply(FR[1], HR_STATUS_CRITICAL, "down");
+	n = wait_n_events(4, 5);
+	cr_assert_str_eq(EV[3].type, "DELETE");
+	cr_assert_str_eq(EV[3].key, k1);
+	run_for(0.5);
+	cr_assert_eq(events(EV, 512), 4);
+	j = lease_keys(ids[0], &ttl, &nk);
+	cr_assert_eq(nk, 2);
+	cr_assert(has_key(j, k0) && has_key(j, k2));
+	cJSON_Delete(j);
+	hr_registry_etcd.apply(FR[1], HR_STATUS_PASSING, "ok");
+	wait_n_events(5, 5);
+	cr_assert_str_eq(EV[4].key, k1);
+
+	/* Backend 0 goes (its service was removed): its key only. */
+	shutdown_and_wait(FR[0], &t0);
+	n = wait_n_events(6, 5);
+	cr_assert_str_eq(EV[5].type, "DELETE");
+	cr_assert_str_eq(EV[5].key, k0);
+	/* Past the TTL: the keepalive goes on for the others. */
+	run_for(4.0);
+	n = events(EV, 512);
+	cr_assert_eq(n, 6, "the others' keys were touched");
+	cr_assert_eq(leases(ids, 4), 1);
+	j = lease_keys(ids[0], &ttl, &nk);
+	cr_assert_eq(nk, 2);
+	cr_assert(has_key(j, k1) && has_key(j, k2));
+	cr_assert_gt(ttl, 0);
+	cJSON_Delete(j);
+
+	/* Destroyed without a shutdown (a reload that replaced it, the
+	 * agent's own timeout): the lease others keep alive would keep its
+	 * key forever, so the lease deletes it; the last one revokes. */
+	hr_registry_etcd.destroy(FR[1]);
+	n = wait_n_events(7, 5);
+	cr_assert_str_eq(EV[6].type, "DELETE");
+	cr_assert_str_eq(EV[6].key, k1);
+	run_for(1.0);
+	cr_assert_eq(events(EV, 512), 7);
+	cr_assert_eq(leases(ids, 4), 1);
+	shutdown_and_wait(FR[2], &t0);
+	n = wait_n_events(8, 5);
+	cr_assert_eq(n, 8);
+	cr_assert_str_eq(EV[7].type, "DELETE");
+	cr_assert_str_eq(EV[7].key, k2);
+	cr_assert_eq(leases(ids, 4), 0, "the last backend revokes the lease");
+	cr_assert_eq(hr_etcd_lease_open_count(), 0);
+}
+
+/* Every backend shut down at once (the agent's SIGTERM): one revoke, no
+ * delete of its own. */
+Test(etcd_lease, shutdown_of_all_is_one_revoke, .timeout = 60)
+{
+	char ids[4][32];
+	double t_done[3] = { 0, 0, 0 }, deadline;
+	int i, n;
+
+	harness_start(1);
+	fleet_make(0, 3, "\"lease_ttl\":\"3s\",\"value_format\":\"grpc\"");
+	fleet_apply(0, 3, HR_STATUS_PASSING);
+	wait_n_events(3, 10);
+	N_LOGGED = 0;
+	for (i = 0; i < 3; i++)
+		hr_registry_etcd.shutdown(FR[i], done_cb, &t_done[i]);
+	deadline = now() + 10;
+	while ((!t_done[0] || !t_done[1] || !t_done[2]) && now() < deadline)
+		run_for(0.01);
+	cr_assert(t_done[0] && t_done[1] && t_done[2]);
+	n = wait_n_events(6, 5);
+	cr_assert_eq(count_events(n, "DELETE", NULL), 3);
+	cr_assert_eq(logged("etcd_lease_revoked"), 1);
+	cr_assert_eq(leases(ids, 4), 0);
+	for (i = 0; i < 3; i++) {
+		cr_assert_eq(FSTATS[i].state, HR_REGISTRY_DEREGISTERED);
+		hr_registry_etcd.destroy(FR[i]);
+	}
+}
+
+/* The lease revoked from outside: every key comes back under one new
+ * lease, granted once (not once per backend), the re-puts in
+ * ceil(200 / 128) = 2 txns (etcd's --max-txn-ops) rather than 200 puts. */
+Test(etcd_lease, revoked_outside_regranted_once, .timeout = 120)
+{
+	char ids[4][32], old[32], key[96];
+	struct hr_etcd_lease_counts c0, c1;
+	double first = 0, last = 0;
+	long revs[NMAX];
+	cJSON *j;
+	int n, i, m, ttl, nk, k, puts, nrev = 0;
+
+	harness_start(1);
+	n = NMAX;
+	fleet_make(0, n, "\"lease_ttl\":\"3s\",\"value_format\":\"grpc\"");
+	fleet_apply(0, n, HR_STATUS_PASSING);
+	wait_n_events(n, 20);
+	cr_assert_eq(leases(ids, 4), 1);
+	snprintf(old, sizeof(old), "%s", ids[0]);
+	hr_etcd_lease_counts(hr_etcd_lease_of(FR[0]), &c0);
+	cJSON_Delete(harness_cmd("revoke %s", old));
+	/* n DELETEs (the revoke), then n PUTs under the new lease. */
+	k = wait_n_events(3 * n, 20);
+	puts = count_events(k, "PUT", NULL);
+	cr_assert_eq(puts, 2 * n, "%d puts", puts);
+	for (i = 2 * n; i < 3 * n; i++) {
+		cr_assert_str_eq(EV[i].type, "PUT");
+		if (i == 2 * n)
+			first = EV[i].t;
+		last = EV[i].t;
+		for (m = 0; m < nrev && revs[m] != EV[i].revision; m++)
+			;
+		if (m == nrev)
+			revs[nrev++] = EV[i].revision;
+	}
+	measure("%d re-puts after the revoke in %d txns (revisions), "
+		"%.0f ms", n, nrev, (last - first) * 1000);
+	cr_assert_eq(nrev, (n + 127) / 128, "%d revisions", nrev);
+	cr_assert_eq(leases(ids, 4), 1);
+	cr_assert_str_neq(ids[0], old);
+	j = lease_keys(ids[0], &ttl, &nk);
+	cr_assert_eq(nk, n);
+	for (i = 0; i < n; i++) {
+		fleet_key(i, key, sizeof(key));
+		cr_assert(has_key(j, key), "%s is not back", key);
+	}
+	cJSON_Delete(j);
+	hr_etcd_lease_counts(hr_etcd_lease_of(FR[0]), &c1);
+	cr_assert_eq(c1.grants - c0.grants, 1, "%llu grants",
+		     (unsigned long long)(c1.grants - c0.grants));
+	cr_assert_eq(c1.put_txns - c0.put_txns, 2);
+	for (i = 0; i < n; i++)
+		cr_assert_eq(FSTATS[i].state, HR_REGISTRY_REGISTERED);
+	for (i = 0; i < n; i++)
+		hr_registry_etcd.destroy(FR[i]);
+}
+
+/* Backends that reach etcd differently do not share a lease. */
+Test(etcd_lease, different_settings_different_leases, .timeout = 60)
+{
+	char ids[4][32];
+
+	harness_start(1);
+	fleet_make(0, 2, "\"lease_ttl\":\"3s\",\"value_format\":\"grpc\"");
+	fleet_make(2, 3, "\"lease_ttl\":\"4s\",\"value_format\":\"grpc\"");
+	fleet_make(3, 4, "\"lease_ttl\":\"3s\",\"value_format\":\"grpc\","
+			 "\"request_timeout\":\"1s\"");
+	/* Another prefix and format: the same lease as 0 and 1. */
+	fleet_make(4, 5, "\"lease_ttl\":\"3s\",\"value_format\":\"document\","
+			 "\"prefix\":\"other/\"");
+	fleet_apply(0, 5, HR_STATUS_PASSING);
+	wait_n_events(4, 10); /* the watch sees services/ only */
+	run_for(0.5);
+	cr_assert_eq(leases(ids, 4), 3);
+	cr_assert_eq(hr_etcd_lease_open_count(), 3);
+	cr_assert_eq(hr_etcd_lease_of(FR[0]), hr_etcd_lease_of(FR[1]));
+	cr_assert_eq(hr_etcd_lease_of(FR[0]), hr_etcd_lease_of(FR[4]));
+	cr_assert_neq(hr_etcd_lease_of(FR[0]), hr_etcd_lease_of(FR[2]));
+	cr_assert_neq(hr_etcd_lease_of(FR[0]), hr_etcd_lease_of(FR[3]));
+
+	/* Credentials: another password is another lease (auth is off in
+	 * this etcd: these never get one, which does not matter here). */
+	{
+		char dir[] = "/tmp/hr-etcd-pw-XXXXXX", p1[128], p2[128];
+		char c1[512], c2[512];
+		FILE *f;
+
+		cr_assert_not_null(mkdtemp(dir));
+		snprintf(p1, sizeof(p1), "%s/p1", dir);
+		snprintf(p2, sizeof(p2), "%s/p2", dir);
+		f = fopen(p1, "w");
+		fputs("one\n", f);
+		fclose(f);
+		f = fopen(p2, "w");
+		fputs("two\n", f);
+		fclose(f);
+		cr_assert_eq(chmod(p1, 0600), 0);
+		cr_assert_eq(chmod(p2, 0600), 0);
+		snprintf(c1, sizeof(c1), "\"lease_ttl\":\"3s\",\"username\":"
+			 "\"u\",\"password_file\":\"%s\"", p1);
+		snprintf(c2, sizeof(c2), "\"lease_ttl\":\"3s\",\"username\":"
+			 "\"u\",\"password_file\":\"%s\"", p2);
+		fleet_make(5, 6, c1);
+		fleet_make(6, 7, c2);
+		fleet_make(7, 8, c1);
+		unlink(p1);
+		unlink(p2);
+		rmdir(dir);
+	}
+	cr_assert_eq(hr_etcd_lease_open_count(), 5);
+	cr_assert_eq(hr_etcd_lease_of(FR[5]), hr_etcd_lease_of(FR[7]));
+	cr_assert_neq(hr_etcd_lease_of(FR[5]), hr_etcd_lease_of(FR[6]));
+	cr_assert_neq(hr_etcd_lease_of(FR[5]), hr_etcd_lease_of(FR[0]));
+	for (int i = 0; i < 8; i++)
+		hr_registry_etcd.destroy(FR[i]);
+	cr_assert_eq(hr_etcd_lease_open_count(), 0);
+}
+
+/* etcd down: every backend on the lease shows the failing keepalive in
+ * its own state; all recover together. */
+Test(etcd_lease, keepalive_failure_in_every_backend, .timeout = 90)
+{
+	cJSON *j;
+	int i;
+
+	harness_start(1);
+	fleet_make(0, 3, "\"lease_ttl\":\"3s\",\"value_format\":\"grpc\"");
+	fleet_apply(0, 3, HR_STATUS_PASSING);
+	wait_n_events(3, 10);
+	cJSON_Delete(harness_cmd("kill 0"));
+	run_for(2.5);
+	for (i = 0; i < 3; i++) {
+		cr_assert_geq(FSTATS[i].failures, 1, "backend %d", i);
+		cr_assert(FSTATS[i].unreachable);
+		cr_assert_neq(FSTATS[i].last_error[0], '\0');
+	}
+	j = harness_cmd("start 0");
+	cJSON_Delete(j);
+	run_for(2.5);
+	for (i = 0; i < 3; i++) {
+		cr_assert_eq(FSTATS[i].failures, 0, "backend %d", i);
+		cr_assert_eq(FSTATS[i].state, HR_REGISTRY_REGISTERED);
+		hr_registry_etcd.destroy(FR[i]);
+	}
+}
+
+/*
+ * A reload's new backend for the same instance (the same key) on the
+ * same lease: the old one going, destroyed or shut down, hands the key
+ * over instead of deleting it (its delete-if-lease txn would hold); the
+ * new one writes nothing while the value is the same, and deletes it when
+ * it turns critical.
+ */
+Test(etcd_lease, same_key_handed_over_on_reload, .timeout = 60)
+{
+	struct hr_registry *a, *b, *c;
+	char k0[96];
+	double t0;
+	cJSON *j;
+
+	harness_start(1);
+	fleet_make(0, 1, "\"lease_ttl\":\"3s\",\"value_format\":\"grpc\"");
+	fleet_key(0, k0, sizeof(k0));
+	a = FR[0];
+	hr_registry_etcd.apply(a, HR_STATUS_PASSING, "ok");
+	wait_n_events(1, 5);
+	/* destroyed (a reload of the same identity) */
+	b = make_svc(&FLEET[0], NULL,
+		     "\"lease_ttl\":\"3s\",\"value_format\":\"grpc\"", 5000);
+	hr_registry_etcd.destroy(a);
+	hr_registry_etcd.apply(b, HR_STATUS_PASSING, "ok");
+	run_for(1.0);
+	cr_assert_eq(events(EV, 512), 1, "the key was rewritten or deleted");
+	/* shut down (a reload that retires it) */
+	c = make_svc(&FLEET[0], NULL,
+		     "\"lease_ttl\":\"3s\",\"value_format\":\"grpc\"", 5000);
+	shutdown_and_wait(b, &t0);
+	hr_registry_etcd.apply(c, HR_STATUS_PASSING, "ok");
+	run_for(1.0);
+	cr_assert_eq(events(EV, 512), 1, "the key was rewritten or deleted");
+	j = harness_cmd("get %s", k0);
+	cr_assert(cJSON_IsObject(cJSON_GetObjectItem(j, "kv")));
+	cJSON_Delete(j);
+	/* ... and it is the new backend's to delete */
+	hr_registry_etcd.apply(c, HR_STATUS_CRITICAL, "down");
+	wait_n_events(2, 5);
+	cr_assert_str_eq(EV[1].type, "DELETE");
+	cr_assert_str_eq(EV[1].key, k0);
+	hr_registry_etcd.destroy(c);
+}
+
+/* Run the loop until etcd holds exactly one lease with n keys; its ID. */
+static void wait_one_lease_with(int n, double timeout, char *id, size_t len)
+{
+	double deadline = now() + timeout;
+	char ids[4][32];
+	int ttl, nk = -1, nl = -1;
+
+	while (now() < deadline) {
+		nl = leases(ids, 4);
+		if (nl == 1) {
+			cJSON_Delete(lease_keys(ids[0], &ttl, &nk));
+			if (nk == n) {
+				snprintf(id, len, "%s", ids[0]);
+				return;
+			}
+		}
+		run_for(0.1);
+	}
+	cr_assert_fail("not one lease with %d keys: %d leases, %d keys", n, nl,
+		       nk);
+}
+
+/* etcd restarted with its data wiped: the lease is found lost once (the
+ * keepalive), granted once, and every key is back under it. */
+Test(etcd_lease, wiped_restart_one_new_lease, .timeout = 90)
+{
+	struct hr_etcd_lease_counts c;
+	char id[32], id2[32];
+	cJSON *j;
+	int i, n = 20;
+
+	harness_start(1);
+	fleet_make(0, n, "\"lease_ttl\":\"3s\",\"value_format\":\"grpc\"");
+	fleet_apply(0, n, HR_STATUS_PASSING);
+	wait_one_lease_with(n, 10, id, sizeof(id));
+	j = harness_cmd("restart 0 wipe");
+	cJSON_Delete(j);
+	wait_one_lease_with(n, 10, id2, sizeof(id2));
+	cr_assert_str_neq(id, id2);
+	hr_etcd_lease_counts(hr_etcd_lease_of(FR[0]), &c);
+	cr_assert_eq(c.grants, 2, "%llu grants", (unsigned long long)c.grants);
+	cr_assert_eq(c.members, (size_t)n);
+	/* It stays: the new lease is kept alive past its TTL. */
+	run_for(4.0);
+	wait_one_lease_with(n, 1, id, sizeof(id));
+	cr_assert_str_eq(id, id2);
+	for (i = 0; i < n; i++) {
+		cr_assert_eq(FSTATS[i].state, HR_REGISTRY_REGISTERED);
+		hr_registry_etcd.destroy(FR[i]);
+	}
+}
+
+/* Auth: one authenticate for every backend on the lease; when the token
+ * expires, the backends that meet the 401 together cause one new
+ * authenticate. */
+Test(etcd_lease, one_token_for_every_backend, .timeout = 90)
+{
+	char dir[] = "/tmp/hr-etcd-pw-XXXXXX", pw[128], conf[512];
+	FILE *f;
+	int i;
+
+	harness_start_args(1, "--auth-token-ttl=2");
+	cJSON_Delete(harness_cmd("auth agent s3cret-pw %s", PREFIX));
+	cr_assert_not_null(mkdtemp(dir));
+	snprintf(pw, sizeof(pw), "%s/pw", dir);
+	f = fopen(pw, "w");
+	cr_assert_not_null(f);
+	fputs("s3cret-pw\n", f);
+	fclose(f);
+	cr_assert_eq(chmod(pw, 0600), 0);
+	snprintf(conf, sizeof(conf),
+		 "\"lease_ttl\":\"3s\",\"username\":\"agent\","
+		 "\"password_file\":\"%s\"", pw);
+	fleet_make(0, 3, conf);
+	unlink(pw);
+	rmdir(dir);
+	fleet_apply(0, 3, HR_STATUS_PASSING);
+	wait_n_events(3, 5);
+	cr_assert_eq(logged("etcd_authenticated"), 1);
+	run_for(3.5); /* the token expires; keepalives carry on */
+	fleet_apply(0, 3, HR_STATUS_WARNING); /* document: 3 puts */
+	wait_n_events(6, 5);
+	cr_assert_eq(count_from(3, 6, "PUT", NULL), 3);
+	cr_assert_geq(logged("etcd_token_invalid"), 1);
+	cr_assert_eq(logged("etcd_authenticated"), 2);
+	for (i = 0; i < 3; i++)
+		hr_registry_etcd.destroy(FR[i]);
+}
+
+/* The fleet floor with every instance of the service on one lease (one
+ * agent): all critical at once, min_healthy 1 -> exactly one stays; a
+ * leaver's recovery lets the kept one go after the next (shared)
+ * keepalive's re-read. */
+Test(etcd_lease, floor_on_one_lease, .timeout = 90)
+{
+	char key[96], kept[96] = "";
+	int n, i, dels;
+
+	harness_start(1);
+	snprintf(FLEET_ONE, sizeof(FLEET_ONE), "echo");
+	fleet_make(0, 3, "\"lease_ttl\":\"3s\",\"value_format\":\"grpc\","
+			 "\"min_healthy\":1");
+	fleet_apply(0, 3, HR_STATUS_PASSING);
+	wait_n_events(3, 5);
+	fleet_apply(0, 3, HR_STATUS_CRITICAL);
+	wait_n_events(5, 5);
+	run_for(1.5); /* a keepalive and its re-read: still one stays */
+	n = events(EV, EV_MAX);
+	dels = count_from(3, n, "DELETE", NULL);
+	cr_assert_eq(dels, 2, "%d deletes", dels);
+	for (i = 0; i < 3; i++) {
+		fleet_key(i, key, sizeof(key));
+		if (!count_from(3, n, "DELETE", key)) {
+			snprintf(kept, sizeof(kept), "%s", key);
+			cr_assert(FSTATS[i].floor_kept);
+		}
+	}
+	cr_assert_neq(kept[0], '\0');
+	/* A leaver recovers: the kept one may now go. */
+	for (i = 0; i < 3; i++) {
+		fleet_key(i, key, sizeof(key));
+		if (strcmp(key, kept)) {
+			hr_registry_etcd.apply(FR[i], HR_STATUS_PASSING, "ok");
+			break;
+		}
+	}
+	n = wait_n_events(7, 5);
+	cr_assert_eq(count_from(5, n, "PUT", NULL), 1);
+	cr_assert_eq(count_from(5, n, "DELETE", kept), 1);
+	for (i = 0; i < 3; i++) {
+		cr_assert(!FSTATS[i].floor_kept);
+		hr_registry_etcd.destroy(FR[i]);
+	}
 }

@@ -608,6 +608,44 @@ class EtcdCluster:
             raise RuntimeError("timetolive: %s %s" % (st, data))
         return int(data.get("TTL", "-1"))
 
+    def leases(self):
+        """Every lease ID etcd holds (/v3/lease/leases), as strings."""
+        st, data = self.call("/v3/lease/leases", {})
+        if st != 200:
+            raise RuntimeError("leases: %s %s" % (st, data))
+        return [l["ID"] for l in data.get("leases") or []]
+
+    def lease_keys(self, lease):
+        """(TTL, the keys attached to lease): TTL -1 when it is gone."""
+        st, data = self.call("/v3/lease/timetolive",
+                             {"ID": str(lease), "keys": True})
+        if st != 200:
+            raise RuntimeError("timetolive: %s %s" % (st, data))
+        return (int(data.get("TTL", "-1")),
+                sorted(unb64(k) for k in data.get("keys") or []))
+
+    def revoke(self, lease):
+        st, data = self.call("/v3/lease/revoke", {"ID": str(lease)})
+        if st != 200:
+            raise RuntimeError("revoke: %s %s" % (st, data))
+
+    def metric(self, name, label=""):
+        """The sum of etcd's Prometheus samples of name whose labels
+        contain label, over the running members (GET /metrics)."""
+        total = 0.0
+        for i in self.alive_members():
+            conn = connect(self.member_url(i), 3.0, self.ssl_ctx)
+            try:
+                conn.request("GET", "/metrics")
+                text = conn.getresponse().read().decode(errors="replace")
+            finally:
+                conn.close()
+            for line in text.splitlines():
+                if line.startswith(name) and label in line and \
+                        line[len(name):len(name) + 1] in ("{", " "):
+                    total += float(line.rsplit(" ", 1)[1])
+        return total
+
     def enable_auth(self, user, password, prefix):
         """Create root and `user` with READWRITE on prefix only (etcdctl
         role/user/auth enable); later helper calls go as root."""
@@ -637,7 +675,7 @@ def _serve(argv):
 
     kill I | start I | restart I wipe|keep | auth USER PASS PREFIX |
     watch PREFIX | events | get KEY | putlease KEY VALUE TTL | leader |
-    now | quit"""
+    leases | leasekeys ID | revoke ID | metric NAME [LABEL] | now | quit"""
     members = 1
     token_ttl = None
     if "--members" in argv:
@@ -689,6 +727,18 @@ def _serve(argv):
                     lease = c.grant(int(words[3]))
                     c.put(words[1], words[2], lease)
                     reply({"ok": True, "lease": lease})
+                elif cmd == "leases":
+                    reply({"leases": c.leases()})
+                elif cmd == "leasekeys":
+                    ttl, keys = c.lease_keys(words[1])
+                    reply({"ttl": ttl, "keys": keys})
+                elif cmd == "revoke":
+                    c.revoke(words[1])
+                    reply({"ok": True})
+                elif cmd == "metric":
+                    reply({"value": c.metric(words[1],
+                                             words[2] if len(words) > 2
+                                             else "")})
                 elif cmd == "leader":
                     reply({"leader": c.leader()})
                 elif cmd == "now":

@@ -186,14 +186,16 @@ Test(consul_payload, conf_errors_name_their_path)
 		  "registry.consul.deregister_critical_service_after: true is "
 		  "not a duration" },
 		{ "{\"bogus\":1}", NULL, 1, "registry.consul.bogus: unknown key" },
-		/* refused, not ignored: Consul has no fleet floor yet */
-		{ "{\"min_healthy\":2}", NULL, 1,
-		  "registry.consul.min_healthy: the fleet floor is not "
-		  "implemented for Consul yet (it is for etcd: "
-		  "registry.etcd.min_healthy)" },
-		{ "{\"max_unhealthy_fraction\":0.5}", NULL, 1,
-		  "registry.consul.max_unhealthy_fraction: the fleet floor is "
-		  "not implemented" },
+		{ "{\"min_healthy\":10001}", NULL, 1,
+		  "registry.consul.min_healthy: 10001 is out of range "
+		  "(0..10000)" },
+		{ "{\"min_healthy\":\"2\"}", NULL, 1,
+		  "registry.consul.min_healthy: \"2\" is not an integer" },
+		{ "{\"max_unhealthy_fraction\":1.5}", NULL, 1,
+		  "registry.consul.max_unhealthy_fraction: must be a number "
+		  "from 0 to 1" },
+		{ "{\"max_unhealthy_fraction\":\"half\"}", NULL, 1,
+		  "registry.consul.max_unhealthy_fraction: must be a number" },
 		{ "{\"Address\":\"http://x\"}", NULL, 1,
 		  "registry.consul.Address: unknown key" },
 		{ "{\"token\":\"s3cret\"}", NULL, 1,
@@ -1006,4 +1008,421 @@ Test(consul_payload, service_address_as_consul_checks_it)
 		s.address = (char *)odd[i];
 		service_diag(&s, 0, "service.address: ", HR_DIAG_WARNING);
 	}
+}
+
+/* ---- the fleet floor ------------------------------------------------- */
+
+Test(consul_payload, floor_conf)
+{
+	struct hr_consul_conf c;
+	struct hr_diag d;
+
+	cr_assert_eq(parse("{}", NULL, &c, &d), 0);
+	cr_assert_not(hr_consul_floor_on(&c), "off by default");
+	cr_assert_eq(c.min_healthy, 0);
+	cr_assert_float_eq(c.max_unhealthy_fraction, 1.0, 1e-12);
+	hr_consul_conf_dispose(&c);
+	hr_diag_dispose(&d);
+	cr_assert_eq(parse("{\"min_healthy\":2,\"max_unhealthy_fraction\":0.5,"
+			   "\"check_ttl\":\"2h\"}", NULL, &c, &d), 0);
+	cr_assert(hr_consul_floor_on(&c));
+	cr_assert_eq(c.min_healthy, 2);
+	cr_assert_float_eq(c.max_unhealthy_fraction, 0.5, 1e-12);
+	/* the stale rule: an hour, or three TTLs when longer */
+	cr_assert_eq(hr_consul_floor_stale_after_s(&c), 3 * 7200);
+	hr_consul_conf_dispose(&c);
+	hr_diag_dispose(&d);
+	cr_assert_eq(parse("{\"max_unhealthy_fraction\":0.25}", NULL, &c, &d),
+		     0);
+	cr_assert(hr_consul_floor_on(&c), "a fraction alone is a floor");
+	cr_assert_eq(hr_consul_floor_stale_after_s(&c), 3600);
+	hr_consul_conf_dispose(&c);
+	hr_diag_dispose(&d);
+}
+
+/* The floor needs instances told apart by ID and a name Consul takes in
+ * a KV key; both errors name the floor's key. */
+Test(consul_payload, floor_check_service)
+{
+	static const struct {
+		const char *name, *id, *text;
+	} t[] = {
+		{ "web", "web-1", NULL },
+		{ "web.v2,a_b-c", "x", NULL },
+		{ "web", NULL, "registry.consul.min_healthy: the fleet floor "
+			       "tells the instances of a service apart by "
+			       "their service ID: set service.id" },
+		{ "web", "web", "(it equals service.name)" },
+		{ "web api", "w1", "service.name \"web api\" has others" },
+		{ "caf\xc3\xa9", "w1", "has others" },
+	};
+	size_t i;
+
+	for (i = 0; i < N(t); i++) {
+		struct hr_service_spec svc = { .name = (char *)t[i].name,
+					       .id = (char *)t[i].id };
+		struct hr_consul_conf c;
+		struct hr_diag d, d2;
+
+		cr_assert_eq(parse("{\"min_healthy\":2}", NULL, &c, &d), 0);
+		hr_diag_init(&d2);
+		cr_assert_eq(hr_consul_floor_check(&c, &svc, "registry.consul",
+						   &d2),
+			     t[i].text ? -EINVAL : 0, "case %zu", i);
+		dump(&d2);
+		if (t[i].text)
+			cr_assert(diag_has(&d2, HR_DIAG_ERROR, t[i].text),
+				  "case %zu: no \"%s\"", i, t[i].text);
+		hr_consul_conf_dispose(&c);
+		hr_diag_dispose(&d);
+		hr_diag_dispose(&d2);
+		/* without the floor the service is not the floor's concern */
+		cr_assert_eq(parse("{}", NULL, &c, &d), 0);
+		hr_diag_init(&d2);
+		cr_assert_eq(hr_consul_floor_check(&c, &svc, "registry.consul",
+						   &d2), 0);
+		hr_consul_conf_dispose(&c);
+		hr_diag_dispose(&d);
+		hr_diag_dispose(&d2);
+	}
+}
+
+Test(consul_payload, floor_urls)
+{
+	char *u = hr_consul_url_floor("http://h:8500", "web", false, 0);
+
+	cr_assert_str_eq(u, "http://h:8500/v1/kv/healthreg/floor/web");
+	free(u);
+	u = hr_consul_url_floor("http://h:8500", "web", true, 0);
+	cr_assert_str_eq(u, "http://h:8500/v1/kv/healthreg/floor/web?cas=0");
+	free(u);
+	u = hr_consul_url_floor("http://h", "web", true, 18446744073709551615u);
+	cr_assert_str_eq(u, "http://h/v1/kv/healthreg/floor/web"
+			    "?cas=18446744073709551615");
+	free(u);
+	u = hr_consul_url_fleet("http://h:8500", "web");
+	cr_assert_str_eq(u, "http://h:8500/v1/health/service/web");
+	free(u);
+}
+
+/* Consul's GET /v1/kv/<key> answer, with value v (NULL: null). */
+static char *kv_answer(uint64_t index, const char *v)
+{
+	static const char b64[] =
+		"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+		"0123456789+/";
+	char enc[2048], *out = malloc(4096);
+	size_t n = v ? strlen(v) : 0, i, o = 0;
+
+	for (i = 0; v && i < n; i += 3) {
+		unsigned a = (unsigned char)v[i];
+		unsigned b = i + 1 < n ? (unsigned char)v[i + 1] : 0;
+		unsigned c = i + 2 < n ? (unsigned char)v[i + 2] : 0;
+		unsigned w = a << 16 | b << 8 | c;
+
+		enc[o++] = b64[w >> 18 & 63];
+		enc[o++] = b64[w >> 12 & 63];
+		enc[o++] = i + 1 < n ? b64[w >> 6 & 63] : '=';
+		enc[o++] = i + 2 < n ? b64[w & 63] : '=';
+	}
+	enc[o] = '\0';
+	snprintf(out, 4096,
+		 "[{\"LockIndex\":0,\"Key\":\"healthreg/floor/web\","
+		 "\"Flags\":0,\"Value\":%s%s%s,\"CreateIndex\":3,"
+		 "\"ModifyIndex\":%llu}]", v ? "\"" : "", v ? enc : "null",
+		 v ? "\"" : "", (unsigned long long)index);
+	return out;
+}
+
+static int doc_parse(struct hr_consul_floor_doc *d, long code,
+		     const char *body)
+{
+	return hr_consul_floor_doc_parse(d, code, body, body ? strlen(body) : 0);
+}
+
+Test(consul_payload, floor_doc_parse)
+{
+	struct hr_consul_floor_doc d;
+	char *a;
+
+	/* no key: the empty list, created with cas=0 */
+	cr_assert_eq(doc_parse(&d, 404, ""), 0);
+	cr_assert_eq(d.n, 0);
+	cr_assert_eq(d.index, 0);
+	hr_consul_floor_doc_dispose(&d);
+
+	a = kv_answer(42, "{\"leavers\":[{\"id\":\"web-1\",\"at\":1700000000},"
+			  "{\"id\":\"web-3\",\"at\":1700000100,\"x\":1},"
+			  "{\"id\":7,\"at\":1},{\"id\":\"web-4\"},"
+			  "{\"id\":\"\",\"at\":1},{\"id\":\"w\",\"at\":1e300},"
+			  "{\"id\":\"v\",\"at\":-5},{\"id\":\"u\",\"at\":1.5}],"
+			  "\"other\":true}");
+	cr_assert_eq(doc_parse(&d, 200, a), 0);
+	free(a);
+	cr_assert_eq(d.index, 42);
+	cr_assert_eq(d.n, 2, "malformed entries are skipped");
+	cr_assert_str_eq(d.v[0].id, "web-1");
+	cr_assert_eq(d.v[0].at, 1700000000);
+	cr_assert_str_eq(d.v[1].id, "web-3");
+	cr_assert(hr_consul_floor_doc_has(&d, "web-3"));
+	cr_assert_not(hr_consul_floor_doc_has(&d, "web-4"));
+	hr_consul_floor_doc_dispose(&d);
+
+	/* a null value (an empty PUT) is the empty list at its index */
+	a = kv_answer(9, NULL);
+	cr_assert_eq(doc_parse(&d, 200, a), 0);
+	cr_assert_eq(d.index, 9);
+	cr_assert_eq(d.n, 0);
+	hr_consul_floor_doc_dispose(&d);
+	free(a);
+
+	/* not the document: the caller stays (the safe side) */
+	{
+		static const char *bad[] = {
+			"[]", "{}", "[{\"ModifyIndex\":0,\"Value\":null}]",
+			"[{\"ModifyIndex\":5,\"Value\":\"@@@\"}]",
+			"[{\"ModifyIndex\":5}]", "not json",
+			"[{\"ModifyIndex\":1e30,\"Value\":null}]",
+			"[{\"ModifyIndex\":-3,\"Value\":null}]",
+		};
+		size_t i;
+
+		for (i = 0; i < N(bad); i++) {
+			cr_assert_eq(doc_parse(&d, 200, bad[i]), -EPROTO,
+				     "%s", bad[i]);
+			cr_assert_eq(d.n, 0);
+		}
+		a = kv_answer(5, "leavers: web-1");
+		cr_assert_eq(doc_parse(&d, 200, a), -EPROTO);
+		free(a);
+		a = kv_answer(5, "{\"leavers\":{}}");
+		cr_assert_eq(doc_parse(&d, 200, a), -EPROTO);
+		free(a);
+		cr_assert_eq(doc_parse(&d, 500, "No cluster leader"), -EPROTO);
+	}
+}
+
+Test(consul_payload, floor_doc_body)
+{
+	struct hr_consul_floor_doc d;
+	char *a, *b;
+
+	a = kv_answer(42, "{\"leavers\":[{\"id\":\"old\",\"at\":1000},"
+			  "{\"id\":\"web-1\",\"at\":5000},"
+			  "{\"id\":\"web-2\",\"at\":6000}]}");
+	cr_assert_eq(doc_parse(&d, 200, a), 0);
+	free(a);
+	/* add: expired entries dropped (1000 + 3600 < 7000), appended */
+	b = hr_consul_floor_doc_body(&d, "web-3", NULL, 7000, 3600);
+	cr_assert_str_eq(b, "{\"leavers\":[{\"id\":\"web-1\",\"at\":5000},"
+			    "{\"id\":\"web-2\",\"at\":6000},"
+			    "{\"id\":\"web-3\",\"at\":7000}]}");
+	free(b);
+	/* an entry of our own gets the new time, once */
+	b = hr_consul_floor_doc_body(&d, "web-1", NULL, 7000, 3600);
+	cr_assert_str_eq(b, "{\"leavers\":[{\"id\":\"web-2\",\"at\":6000},"
+			    "{\"id\":\"web-1\",\"at\":7000}]}");
+	free(b);
+	/* remove */
+	b = hr_consul_floor_doc_body(&d, NULL, "web-2", 4000, 3600);
+	cr_assert_str_eq(b, "{\"leavers\":[{\"id\":\"old\",\"at\":1000},"
+			    "{\"id\":\"web-1\",\"at\":5000}]}");
+	free(b);
+	hr_consul_floor_doc_dispose(&d);
+	/* from nothing */
+	b = hr_consul_floor_doc_body(NULL, "web-9", NULL, 12, 3600);
+	cr_assert_str_eq(b, "{\"leavers\":[{\"id\":\"web-9\",\"at\":12}]}");
+	free(b);
+}
+
+/* One entry of /v1/health/service/<name>: checks "passing,warning". */
+static void fleet_entry(char *buf, size_t len, const char *id,
+			const char *node_st, const char *svc_st)
+{
+	snprintf(buf + strlen(buf), len - strlen(buf),
+		 "%s{\"Node\":{\"Node\":\"n\"},\"Service\":{\"ID\":\"%s\","
+		 "\"Service\":\"web\"},\"Checks\":[{\"CheckID\":\"serfHealth\","
+		 "\"Status\":\"%s\"},{\"CheckID\":\"service:%s:healthreg\","
+		 "\"Status\":\"%s\"}]}", buf[1] ? "," : "", id, node_st, id,
+		 svc_st);
+}
+
+Test(consul_payload, fleet_parse)
+{
+	struct hr_consul_fleet f;
+	char body[4096] = "[";
+
+	fleet_entry(body, sizeof(body), "web-0", "passing", "passing");
+	fleet_entry(body, sizeof(body), "web-1", "passing", "warning");
+	fleet_entry(body, sizeof(body), "web-2", "passing", "critical");
+	fleet_entry(body, sizeof(body), "web-3", "critical", "passing");
+	fleet_entry(body, sizeof(body), "web-4", "passing", "maintenance");
+	strcat(body, ",{\"Service\":{},\"Checks\":[]}]");
+	cr_assert_eq(hr_consul_fleet_parse(&f, body, strlen(body)), 0);
+	cr_assert_eq(f.n, 5, "an entry without Service.ID is skipped");
+	cr_assert_str_eq(f.v[1].id, "web-1");
+	cr_assert_eq(f.v[0].status, HR_STATUS_PASSING);
+	cr_assert_eq(f.v[1].status, HR_STATUS_WARNING);
+	cr_assert_eq(f.v[2].status, HR_STATUS_CRITICAL);
+	cr_assert_eq(f.v[3].status, HR_STATUS_CRITICAL, "the node check counts");
+	cr_assert_eq(f.v[4].status, HR_STATUS_CRITICAL,
+		     "an unknown word is critical");
+	hr_consul_fleet_dispose(&f);
+	cr_assert_eq(hr_consul_fleet_parse(&f, "{}", 2), -EPROTO);
+	cr_assert_eq(hr_consul_fleet_parse(&f, "[", 1), -EPROTO);
+	cr_assert_eq(hr_consul_fleet_parse(&f, "[]", 2), 0);
+	cr_assert_eq(f.n, 0);
+	hr_consul_fleet_dispose(&f);
+}
+
+/* A fleet of n instances "w<i>" with the given statuses (p, w, c). */
+static void make_fleet(struct hr_consul_fleet *f, const char *st)
+{
+	size_t i, n = strlen(st);
+
+	f->v = calloc(n + 1, sizeof(*f->v));
+	f->n = n;
+	for (i = 0; i < n; i++) {
+		char id[8];
+
+		snprintf(id, sizeof(id), "w%zu", i);
+		f->v[i].id = strdup(id);
+		f->v[i].status = st[i] == 'p' ? HR_STATUS_PASSING :
+				 st[i] == 'w' ? HR_STATUS_WARNING :
+						HR_STATUS_CRITICAL;
+	}
+}
+
+/* A list of the ids in ids (comma separated), all at time at. */
+static void make_doc(struct hr_consul_floor_doc *d, const char *ids,
+		     int64_t at)
+{
+	char buf[256], *save = NULL, *t;
+
+	memset(d, 0, sizeof(*d));
+	d->v = calloc(16, sizeof(*d->v));
+	d->index = 7;
+	snprintf(buf, sizeof(buf), "%s", ids);
+	for (t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+		d->v[d->n].id = strdup(t);
+		d->v[d->n++].at = at;
+	}
+}
+
+Test(consul_payload, floor_decide)
+{
+	static const struct {
+		const char *fleet, *listed, *self;
+		int min;
+		double frac;
+		size_t fleet_n, healthy, listed_n, need;
+		bool leave;
+	} t[] = {
+		/* 5 instances, floor 2, w1..w4 fail: as each one writes
+		 * itself into the list, the next counts one healthy less */
+		{ "ppppp", "", "w1", 2, 1.0, 5, 4, 0, 2, true },
+		{ "ppppp", "w1", "w2", 2, 1.0, 5, 3, 1, 2, true },
+		{ "ppppp", "w1,w2", "w3", 2, 1.0, 5, 2, 2, 2, true },
+		{ "ppppp", "w1,w2,w3", "w4", 2, 1.0, 5, 1, 3, 2, false },
+		/* the catalog has caught up: the same */
+		{ "pw", "w2,w3,w4", "w1", 2, 1.0, 5, 1, 3, 2, false },
+		/* a kept instance warns and still counts for the others */
+		{ "pppppw", "w1,w2,w3", "w0", 2, 1.0, 6, 2, 3, 2, true },
+		/* a critical one does not */
+		{ "pcppp", "w2,w3", "w0", 2, 1.0, 5, 1, 2, 2, false },
+		/* a listed one that is back in the catalog, healthy, but not
+		 * yet out of the list, does not count either */
+		{ "ppp", "w1", "w0", 2, 1.0, 3, 1, 1, 2, false },
+		/* the fraction: 5 known, at most 0.4 -> 2 may fail: 3 */
+		{ "ppppp", "w1", "w2", 0, 0.4, 5, 3, 1, 3, true },
+		{ "ppppp", "w1,w2", "w3", 0, 0.4, 5, 2, 2, 3, false },
+		/* the stricter wins */
+		{ "ppppp", "w1", "w2", 3, 0.5, 5, 3, 1, 3, true },
+		{ "ppppp", "w1", "w2", 4, 0.5, 5, 3, 1, 4, false },
+		/* self not in the catalog (yet): still one of the fleet */
+		{ "pp", "", "w9", 2, 1.0, 3, 2, 0, 2, true },
+		/* a lone instance with a fraction stays */
+		{ "p", "", "w0", 0, 0.5, 1, 0, 0, 1, false },
+		/* 0.1 * 10 is 1 however binary rounds it */
+		{ "pppppppppp", "", "w0", 0, 0.1, 10, 9, 0, 9, true },
+	};
+	size_t i;
+
+	for (i = 0; i < N(t); i++) {
+		struct hr_consul_fleet f;
+		struct hr_consul_floor_doc d;
+		struct hr_consul_floor out;
+
+		make_fleet(&f, t[i].fleet);
+		make_doc(&d, t[i].listed, 1000);
+		hr_consul_floor_decide(&f, &d, t[i].self, t[i].min, t[i].frac,
+				       2000, 3600, &out);
+		cr_assert_eq(out.fleet, t[i].fleet_n, "case %zu: fleet %zu", i,
+			     out.fleet);
+		cr_assert_eq(out.healthy, t[i].healthy, "case %zu: healthy %zu",
+			     i, out.healthy);
+		cr_assert_eq(out.listed, t[i].listed_n, "case %zu: listed %zu",
+			     i, out.listed);
+		cr_assert_eq(out.need, t[i].need, "case %zu: need %zu", i,
+			     out.need);
+		cr_assert_eq(out.leave, t[i].leave, "case %zu", i);
+		hr_consul_fleet_dispose(&f);
+		hr_consul_floor_doc_dispose(&d);
+	}
+}
+
+/* A stale entry (the instance was killed after it left and never came
+ * back) stops counting: its ID healthy in the catalog counts again. */
+Test(consul_payload, floor_decide_stale_entries_expire)
+{
+	struct hr_consul_fleet f;
+	struct hr_consul_floor_doc d;
+	struct hr_consul_floor out;
+
+	make_fleet(&f, "ppp");
+	make_doc(&d, "w1", 1000);
+	hr_consul_floor_decide(&f, &d, "w0", 2, 1.0, 1000 + 3600, 3600, &out);
+	cr_assert_eq(out.healthy, 1, "not expired at at + stale_after");
+	cr_assert_not(out.leave);
+	hr_consul_floor_decide(&f, &d, "w0", 2, 1.0, 1000 + 3601, 3600, &out);
+	cr_assert_eq(out.healthy, 2);
+	cr_assert_eq(out.listed, 0);
+	cr_assert(out.leave);
+	hr_consul_fleet_dispose(&f);
+	hr_consul_floor_doc_dispose(&d);
+}
+
+Test(consul_payload, floor_note)
+{
+	struct hr_consul_floor f = { .fleet = 3, .healthy = 1, .need = 2 };
+	char b[200];
+
+	hr_consul_floor_note(&f, 2, 1.0, b, sizeof(b));
+	cr_assert_str_eq(b, "kept by fleet floor: 1 of 3 healthy "
+			    "(min_healthy 2)");
+	hr_consul_floor_note(&f, 2, 0.5, b, sizeof(b));
+	cr_assert_str_eq(b, "kept by fleet floor: 1 of 3 healthy "
+			    "(min_healthy 2, max_unhealthy_fraction 0.5)");
+	hr_consul_floor_note(&f, 0, 0.25, b, sizeof(b));
+	cr_assert_str_eq(b, "kept by fleet floor: 1 of 3 healthy "
+			    "(max_unhealthy_fraction 0.25)");
+}
+
+Test(consul_payload, floor_classify)
+{
+	cr_assert_eq(hr_consul_classify(HR_CONSUL_OP_FLOOR_READ, 404, "", 0),
+		     HR_CONSUL_OK, "no list yet");
+	cr_assert_eq(hr_consul_classify(HR_CONSUL_OP_FLEET_READ, 404, "", 0),
+		     HR_CONSUL_REJECTED);
+	cr_assert_eq(hr_consul_classify(HR_CONSUL_OP_FLOOR_WRITE, 200,
+					"false", 5), HR_CONSUL_OK,
+		     "a lost cas is an answer, not a failure");
+	cr_assert_eq(hr_consul_classify(HR_CONSUL_OP_FLOOR_WRITE, 403,
+					"Permission denied", 17),
+		     HR_CONSUL_FORBIDDEN);
+	cr_assert_eq(hr_consul_classify(HR_CONSUL_OP_FLOOR_READ, 500,
+					"No cluster leader", 17),
+		     HR_CONSUL_RETRY);
+	cr_assert_str_eq(hr_consul_op_name(HR_CONSUL_OP_FLOOR_WRITE),
+			 "floor_write");
 }

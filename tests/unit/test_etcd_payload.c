@@ -103,10 +103,10 @@ struct conf_case {
 };
 
 static const struct conf_case bad_confs[] = {
-	{ "{\"min_healthy\":128}",
-	  "registry.etcd.min_healthy: 128 is out of range (0..127)" },
+	{ "{\"min_healthy\":127}",
+	  "registry.etcd.min_healthy: 127 is out of range (0..126)" },
 	{ "{\"min_healthy\":-1}",
-	  "registry.etcd.min_healthy: -1 is out of range (0..127)" },
+	  "registry.etcd.min_healthy: -1 is out of range (0..126)" },
 	{ "{\"min_healthy\":1.5}",
 	  "registry.etcd.min_healthy: 1.5 is not an integer" },
 	{ "{\"min_healthy\":\"2\"}",
@@ -694,8 +694,8 @@ Test(etcd_payload, floor_conf)
 	cr_assert_eq(parse_text("{}", &c, &d), 0);
 	cr_assert_eq(c.min_healthy, 0, "off by default");
 	hr_etcd_conf_dispose(&c);
-	cr_assert_eq(parse_text("{\"min_healthy\":127}", &c, &d), 0);
-	cr_assert_eq(c.min_healthy, 127);
+	cr_assert_eq(parse_text("{\"min_healthy\":126}", &c, &d), 0);
+	cr_assert_eq(c.min_healthy, 126);
 	hr_etcd_conf_dispose(&c);
 	cr_assert_eq(d.n, 0);
 	hr_diag_dispose(&d);
@@ -892,4 +892,62 @@ Test(etcd_payload, floor_range_reply)
 	cr_assert_eq(r.result, HR_ETCD_OK);
 	cr_assert_not(r.succeeded);
 	hr_etcd_reply_dispose(&r);
+}
+
+/*
+ * The largest floor still fits etcd's default --max-txn-ops (128), which
+ * bounds the txn's compares: the own key's LEASE and MOD and one MOD per
+ * counted other key (etcd answers 129 compares with 400 "too many
+ * operations in txn request").
+ */
+Test(etcd_payload, floor_delete_txn_fits_max_txn_ops)
+{
+	struct hr_etcd_view v;
+	cJSON *j;
+	char *b;
+
+	make_view(&v, HR_ETCD_MIN_HEALTHY_MAX + 1);
+	b = hr_etcd_body_floor_delete(&v, "k0", 7, HR_ETCD_MIN_HEALTHY_MAX);
+	cr_assert_not_null(b);
+	j = cJSON_Parse(b);
+	cr_assert_leq(cJSON_GetArraySize(cJSON_GetObjectItem(j, "compare")),
+		      128);
+	cJSON_Delete(j);
+	free(b);
+	hr_etcd_view_dispose(&v);
+}
+
+/* The shared lease's re-puts: one txn of request_put ops without
+ * compares, each under the lease; 1..128 of them. */
+Test(etcd_payload, puts_txn)
+{
+	const char *keys[HR_ETCD_TXN_OPS_MAX + 1], *values[HR_ETCD_TXN_OPS_MAX + 1];
+	cJSON *j, *op;
+	char *b;
+	size_t i;
+
+	for (i = 0; i <= HR_ETCD_TXN_OPS_MAX; i++) {
+		keys[i] = "k";
+		values[i] = "v";
+	}
+	keys[1] = "services/b/h:2";
+	b = hr_etcd_body_puts(keys, values, 2, 7);
+	cr_assert_str_eq(b, "{\"success\":["
+		"{\"request_put\":{\"key\":\"aw==\",\"value\":\"dg==\","
+		"\"lease\":\"7\"}},"
+		"{\"request_put\":{\"key\":\"c2VydmljZXMvYi9oOjI=\","
+		"\"value\":\"dg==\",\"lease\":\"7\"}}]}");
+	free(b);
+	b = hr_etcd_body_puts(keys, values, HR_ETCD_TXN_OPS_MAX, 7);
+	j = cJSON_Parse(b);
+	cr_assert_eq(cJSON_GetArraySize(cJSON_GetObjectItem(j, "success")),
+		     HR_ETCD_TXN_OPS_MAX);
+	op = cJSON_GetArrayItem(cJSON_GetObjectItem(j, "success"), 0);
+	cr_assert_not_null(cJSON_GetObjectItem(op, "request_put"));
+	cr_assert_null(cJSON_GetObjectItem(j, "compare"));
+	cJSON_Delete(j);
+	free(b);
+	cr_assert_null(hr_etcd_body_puts(keys, values, 0, 7));
+	cr_assert_null(hr_etcd_body_puts(keys, values,
+					 HR_ETCD_TXN_OPS_MAX + 1, 7));
 }

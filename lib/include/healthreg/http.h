@@ -6,6 +6,8 @@
 #ifndef HEALTHREG_HTTP_H
 #define HEALTHREG_HTTP_H
 
+#include <stdbool.h>
+
 #include <curl/curl.h>
 #include <ev.h>
 
@@ -37,6 +39,22 @@ void hr_http_free(struct hr_http *h);
 int hr_http_start(struct hr_http *h, CURL *easy, hr_http_done_cb cb,
 		  void *payload);
 
+/**
+ * hr_http_start() in the lane named key (copied; a registry's origin):
+ * at most max transfers of one lane are in the multi handle at once (the
+ * latest max given wins; 0 counts as 1). The others wait, in the order
+ * they were started, an urgent one ahead of every waiting transfer that
+ * is not urgent, and start as earlier ones finish, before those
+ * transfers' callbacks run (so a callback's next transfer queues behind
+ * them). A waiting transfer's timeouts start when it starts. One that
+ * libcurl then refuses gets CURLE_OUT_OF_MEMORY from the loop.
+ * hr_http_cancel() works on a waiting transfer too. key NULL: no lane,
+ * as hr_http_start(). Returns 0 or a negative errno.
+ */
+int hr_http_start_lane(struct hr_http *h, CURL *easy, hr_http_done_cb cb,
+		       void *payload, const char *key, unsigned max,
+		       bool urgent);
+
 /** Stop a started transfer without calling its callback. Idempotent. */
 void hr_http_cancel(struct hr_http *h, CURL *easy);
 
@@ -49,5 +67,7 @@ void hr_http_easy_put(struct hr_http *h, CURL *easy);
 
 /** Transfers in flight (for tests and metrics). */
 unsigned hr_http_active(const struct hr_http *h);
+/** Transfers waiting in a lane (for tests and metrics). */
+unsigned hr_http_waiting(const struct hr_http *h);
 
 #endif

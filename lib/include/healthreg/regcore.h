@@ -90,7 +90,7 @@ struct hr_regcore_ops {
 
 /* One request. Strings are copied except where noted. */
 struct hr_reg_req {
-	const char *method;       /* "PUT", "POST" */
+	const char *method;       /* "PUT", "POST", "GET" (no body) */
 	const char *url;
 	const char *body;         /* NULL: empty */
 	bool secret_body;         /* wipe the copy at release (passwords) */
@@ -100,7 +100,21 @@ struct hr_reg_req {
 	long timeout_ms;          /* whole transfer; 0: none */
 	long connect_timeout_ms;  /* 0: libcurl's default */
 	bool http11;              /* force HTTP/1.1 */
+	/* Ahead of the requests waiting for the same registry (see
+	 * HR_REGCORE_LANE_MAX): a request that serves every backend (etcd's
+	 * shared lease: its keepalive must not wait behind 1,000 puts). */
+	bool urgent;
 };
+
+/*
+ * Requests in flight to one registry address (scheme://host:port, or the
+ * Unix socket) from one struct hr_http, across every backend instance:
+ * the others wait their turn (hr_http_start_lane()). An agent with 1,000
+ * services opens at most this many connections to its registry, not
+ * 1,000 (Consul's limits.http_max_conns_per_client is 200 by default,
+ * and answers one more with 429).
+ */
+#define HR_REGCORE_LANE_MAX 8
 
 /* TLS as the core applies it to every request (see hr_regcore_tls()). */
 struct hr_reg_tls {
@@ -144,6 +158,10 @@ struct hr_regcore {
 	enum hr_status told;    /* the last status given to _status() */
 	double remind_at;       /* ev_now() of the next reminder */
 	struct hr_registry_stats own_stats; /* when env->stats is NULL */
+	/* Set by the owner after init: no registry_unreachable/_reachable
+	 * lines for this core's answers, because they are accounted to the
+	 * cores they serve with hr_regcore_note() (etcd's shared lease). */
+	bool quiet;
 };
 
 #define HR_REGCORE_REMIND_S 60.0
@@ -192,6 +210,15 @@ bool hr_regcore_idle(const struct hr_regcore *c);
  * line (copied, cut to 255 bytes). Without it the core says what libcurl
  * or the HTTP status and the head of the answer said. */
 void hr_regcore_why(struct hr_regcore *c, const char *text);
+/*
+ * Account an answer that another core received on c's behalf (a request
+ * several backends share: etcd's one lease for all of an agent's keys):
+ * c->stats counts it, and c's up/down state and its log lines follow it
+ * as if c had sent the request. why: as hr_regcore_why() (NULL or "":
+ * the generic text). Cannot fail.
+ */
+void hr_regcore_note(struct hr_regcore *c, const struct hr_reg_reply *r,
+		     bool ok, const char *why);
 /* What the registry holds now: the backend calls it where it registered,
  * deregistered, entered maintenance or found its registration lost. */
 void hr_regcore_state(struct hr_regcore *c, enum hr_registry_state s);
