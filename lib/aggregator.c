@@ -776,7 +776,7 @@ static int cmp_name(const void *a, const void *b)
  * true when the config's check names are unique and new to agg (sorted
  * copy: O(n log n) instead of a linear find() per check).
  */
-static bool names_unique(const struct hr_agg *agg, const struct hr_config *cfg)
+static bool names_unique(const struct hr_agg *agg, const struct hr_service_conf *cfg)
 {
 	size_t n = agg->n_checks + cfg->n_checks, i, k = 0;
 	const char **v = malloc((n ? n : 1) * sizeof(*v));
@@ -804,6 +804,12 @@ static bool names_unique(const struct hr_agg *agg, const struct hr_config *cfg)
 
 int hr_agg_add_config(struct hr_agg *agg, const struct hr_config *cfg,
 		      struct hr_err *err)
+{
+	return hr_agg_add_service(agg, &cfg->services[0], err);
+}
+
+int hr_agg_add_service(struct hr_agg *agg, const struct hr_service_conf *cfg,
+		       struct hr_err *err)
 {
 	size_t i;
 	int rc = 0;

@@ -75,11 +75,19 @@ static int in_list(const char *key, const char *const *list)
 struct ctx {
 	struct hr_diag *diag;
 	struct hr_config *cfg;
+	/* The service being parsed (one of cfg->services). */
+	struct hr_service_conf *svc;
+	/* The top-level "registry" object as written (NULL: none), and the
+	 * backends the caller knows. */
+	const cJSON *registry;
+	const struct hr_config_backend *backends;
+	size_t n_backends;
 	/* The service and its checks as written, for paths (check_at). */
 	char svc_path[PATH_MAX_LEN];
 	const cJSON *check_item, *checks_item;
-	/* registry.consul as written, and its own
-	 * deregister_critical_service_after (see check_dcsa). */
+	/* registry.consul as this service sees it (merged with its
+	 * overlay), and its own deregister_critical_service_after (see
+	 * check_dcsa). */
 	const cJSON *consul, *consul_dcsa;
 	/* The smallest deregister_critical_service_after > 0 of the checks,
 	 * as written, for registry.consul (see parse_registry). */
@@ -720,7 +728,7 @@ static int parse_hostport(const char *s)
 	return 0;
 }
 
-static int find_group(const struct hr_config *cfg, const char *name)
+static int find_group(const struct hr_service_conf *cfg, const char *name)
 {
 	size_t i;
 
@@ -921,7 +929,7 @@ static void check_group(struct ctx *c, const char *path,
 		err_at(c, p, "is not a string");
 		return;
 	}
-	s->group = find_group(c->cfg, group->valuestring);
+	s->group = find_group(c->svc, group->valuestring);
 	if (s->group < 0) {
 		err_at(c, p, "group \"%s\" is not defined in \"groups\"",
 		       group->valuestring);
@@ -1010,7 +1018,7 @@ static void check_dcsa(struct ctx *c, const char *path,
  */
 static char *default_check_name(const struct ctx *c, size_t i, size_t n)
 {
-	const char *id = c->cfg->service.id ? c->cfg->service.id : "";
+	const char *id = c->svc->service.id ? c->svc->service.id : "";
 	size_t len = strlen(id) + 32;
 	char *s = malloc(len);
 
@@ -1127,6 +1135,7 @@ static void set_partition(struct ctx *c, const cJSON *v, const char *p,
 
 struct service_seen {
 	const cJSON *checks, *check;
+	const cJSON *groups, *registry; /* entries of "services" only */
 };
 
 #define SVC(f) offsetof(struct hr_service_spec, f)
@@ -1141,6 +1150,8 @@ static const struct key service_keys[] = {
 	{ "meta", K_HEADERS, false, SVC(meta), SVC(n_meta), 0, 0, NULL },
 	{ "checks", K_ITEM, true, SVC_SEEN(checks), NO_COUNT, 0, 0, NULL },
 	{ "check", K_ITEM, true, SVC_SEEN(check), NO_COUNT, 0, 0, NULL },
+	{ "groups", K_ITEM, true, SVC_SEEN(groups), NO_COUNT, 0, 0, NULL },
+	{ "registry", K_ITEM, true, SVC_SEEN(registry), NO_COUNT, 0, 0, NULL },
 	{ "kind", K_FN, false, 0, NO_COUNT, 0, 0, set_kind },
 	{ "namespace", K_FN, false, 0, NO_COUNT, 0, 0, set_namespace },
 	{ "partition", K_FN, false, 0, NO_COUNT, 0, 0, set_partition },
@@ -1156,7 +1167,7 @@ static void parse_checks_array(struct ctx *c, const cJSON *arr,
 			       const char *path, int single, size_t first,
 			       size_t n_all)
 {
-	struct hr_config *cfg = c->cfg;
+	struct hr_service_conf *cfg = c->svc;
 	char p[PATH_MAX_LEN];
 	const cJSON *e;
 	size_t n = single ? 1 : (size_t)cJSON_GetArraySize(arr);
@@ -1192,11 +1203,24 @@ static void parse_checks_array(struct ctx *c, const cJSON *arr,
 	}
 }
 
-static void parse_service(struct ctx *c, const cJSON *obj, const char *path)
+static void parse_groups(struct ctx *c, const cJSON *obj, const char *path);
+static void registry_merge(struct ctx *c, const cJSON *overlay,
+			   const char *opath);
+static void registry_validate(struct ctx *c, const cJSON *overlay,
+			      const char *opath);
+static void check_names(struct ctx *c);
+
+/*
+ * One service at path: its keys, then (an entry of "services") its own
+ * groups and registry overlay, then its checks, whose names are unique
+ * within it, then its merged registry section, validated.
+ */
+static void parse_service(struct ctx *c, const cJSON *obj, const char *path,
+			  bool multi)
 {
-	struct hr_service_spec *s = &c->cfg->service;
-	struct service_seen seen = { NULL, NULL };
-	char p[PATH_MAX_LEN];
+	struct hr_service_spec *s = &c->svc->service;
+	struct service_seen seen = { NULL, NULL, NULL, NULL };
+	char p[PATH_MAX_LEN], rp[PATH_MAX_LEN] = "";
 	size_t n_single, n_all;
 
 	obj = one_object(obj, path, c->svc_path);
@@ -1209,6 +1233,26 @@ static void parse_service(struct ctx *c, const cJSON *obj, const char *path)
 		s->id = strdup(s->name);
 	if (!s->tags)
 		s->tags = calloc(1, sizeof(*s->tags));
+	if (!multi && (seen.groups || seen.registry)) {
+		const cJSON *k = seen.groups ? seen.groups : seen.registry;
+
+		sub(p, path, k);
+		err_at(c, p, "only in an entry of \"services\" (with \"service\", use the top-level \"%s\")",
+		       seen.groups ? "groups" : "registry");
+		seen.groups = seen.registry = NULL;
+	}
+	if (seen.groups) {
+		if (c->svc->n_groups) {
+			err_at(c, "groups", "given at the top and in %s: with \"services\", each service has its own \"groups\"",
+			       path);
+		} else {
+			sub(p, path, seen.groups);
+			parse_groups(c, seen.groups, p);
+		}
+	}
+	if (seen.registry)
+		sub(rp, path, seen.registry);
+	registry_merge(c, seen.registry, rp);
 	/* Consul numbers the checks of "check" and "checks" as one list */
 	n_single = seen.check ? 1 : 0;
 	n_all = n_single;
@@ -1218,7 +1262,7 @@ static void parse_service(struct ctx *c, const cJSON *obj, const char *path)
 		sub(p, path, seen.check);
 		parse_checks_array(c, seen.check, p, 1, 0, n_all);
 		/* check_at: config check 0 is this one, if it was added */
-		if (c->cfg->n_checks)
+		if (c->svc->n_checks)
 			c->check_item = seen.check;
 	}
 	c->checks_item = seen.checks;
@@ -1226,8 +1270,10 @@ static void parse_service(struct ctx *c, const cJSON *obj, const char *path)
 		sub(p, path, seen.checks);
 		parse_checks_array(c, seen.checks, p, 0, n_single, n_all);
 	}
-	if (!c->cfg->n_checks && !c->diag->errors)
+	if (!c->svc->n_checks && !c->diag->errors)
 		err_at(c, path, "has no checks (\"checks\": [...])");
+	check_names(c);
+	registry_validate(c, seen.registry, rp);
 }
 
 #define GROUP(f) offsetof(struct hr_group_spec, f)
@@ -1241,15 +1287,15 @@ static const struct section group_section = {
 	group_keys, HR_ARRAY_SIZE(group_keys), NULL, false,
 };
 
-static void parse_groups(struct ctx *c, const cJSON *obj)
+static void parse_groups(struct ctx *c, const cJSON *obj, const char *path)
 {
-	struct hr_config *cfg = c->cfg;
+	struct hr_service_conf *cfg = c->svc;
 	char p[PATH_MAX_LEN];
 	const cJSON *g;
 	size_t n;
 
 	if (!cJSON_IsObject(obj)) {
-		err_at(c, "groups", "is not an object");
+		err_at(c, path, "is not an object");
 		return;
 	}
 	n = (size_t)cJSON_GetArraySize(obj);
@@ -1259,7 +1305,7 @@ static void parse_groups(struct ctx *c, const cJSON *obj)
 	cJSON_ArrayForEach(g, obj) {
 		struct hr_group_spec *gs = &cfg->groups[cfg->n_groups++];
 
-		sub(p, "groups", g);
+		sub(p, path, g);
 		gs->name = strdup(g->string);
 		gs->min_passing = 1;
 		if (!*g->string)
@@ -1309,63 +1355,193 @@ static const struct section agent_section = {
 	agent_keys, HR_ARRAY_SIZE(agent_keys), NULL, true,
 };
 
-static void parse_registry(struct ctx *c, const cJSON *obj,
-			   const struct hr_config_backend *backends,
-			   size_t n_backends)
+/* ---- the registry section, per service ------------------------------- */
+
+/* Drop every member of obj whose key is key as Consul matches keys. */
+static void drop_key(cJSON *obj, const char *key)
+{
+	cJSON *it = obj->child, *next;
+
+	for (; it; it = next) {
+		next = it->next;
+		if (!key_cmp(it->string, key))
+			cJSON_Delete(cJSON_DetachItemViaPointer(obj, it));
+	}
+}
+
+/*
+ * The service's registry section: the top-level "registry" with the
+ * service's overlay (at opath) laid over it, member by member and, in a
+ * member both have, key by key; a member only in the overlay is this
+ * service's alone. Then the consul member's deregister_critical_service_after
+ * for check_dcsa.
+ */
+static void registry_merge(struct ctx *c, const cJSON *overlay,
+			   const char *opath)
 {
 	char p[PATH_MAX_LEN];
-	cJSON *dup, *consul;
+	const cJSON *m, *k;
+	cJSON *out;
+
+	c->consul = c->consul_dcsa = NULL;
+	if (overlay && !cJSON_IsObject(overlay)) {
+		err_at(c, opath, "is not an object");
+		overlay = NULL;
+	}
+	if (!c->registry && !overlay)
+		return;
+	out = c->registry ? cJSON_Duplicate(c->registry, 1)
+			  : cJSON_CreateObject();
+	if (!out) {
+		err_at(c, opath[0] ? opath : "registry", "out of memory");
+		return;
+	}
+	if (overlay)
+		free(check_duplicates(c, overlay, opath));
+	cJSON_ArrayForEach(m, overlay) {
+		cJSON *base = cJSON_GetObjectItemCaseSensitive(out, m->string);
+
+		sub(p, opath, m);
+		if (!cJSON_IsObject(m)) {
+			err_at(c, p, "is not an object");
+			continue;
+		}
+		free(check_duplicates(c, m, p));
+		if (!cJSON_IsObject(base)) {
+			cJSON_DeleteItemFromObjectCaseSensitive(out, m->string);
+			cJSON_AddItemToObject(out, m->string,
+					      cJSON_Duplicate(m, 1));
+			continue;
+		}
+		cJSON_ArrayForEach(k, m) {
+			drop_key(base, k->string);
+			cJSON_AddItemToObject(base, k->string,
+					      cJSON_Duplicate(k, 1));
+		}
+	}
+	c->svc->registry = out;
+	c->consul = cJSON_GetObjectItemCaseSensitive(out, "consul");
+	if (!cJSON_IsObject(c->consul)) {
+		c->consul = NULL;
+		return;
+	}
+	cJSON_ArrayForEach(k, c->consul)
+		if (hr_conf_key_is(k->string, "deregistercriticalserviceafter"))
+			c->consul_dcsa = k;
+}
+
+/*
+ * Where a diagnostic of the merged section (written as "registry.<b>[.<key>
+ * ...]: ...") was written: under opath when the overlay gave that member
+ * (and that key, if the path names one), else at the top. out: the text.
+ */
+static void registry_where(const char *text, const cJSON *overlay,
+			   const char *opath, char *out, size_t len)
+{
+	const char *b = text + strlen("registry."), *e = b, *ke;
+	const cJSON *m = NULL;
+	bool mine = false;
+
+	snprintf(out, len, "%s", text);
+	if (!overlay || strncmp(text, "registry.", 9))
+		return;
+	while (*e && *e != '.' && *e != '[' && *e != ':')
+		e++;
+	cJSON_ArrayForEach(m, overlay)
+		if (strlen(m->string) == (size_t)(e - b) &&
+		    !strncmp(m->string, b, (size_t)(e - b)))
+			break;
+	if (!m)
+		return;
+	if (*e != '.') {
+		mine = true;
+	} else {
+		const cJSON *k;
+
+		for (ke = e + 1; *ke && *ke != '.' && *ke != '[' && *ke != ':';
+		     ke++)
+			;
+		cJSON_ArrayForEach(k, m)
+			if (strlen(k->string) == (size_t)(ke - e - 1) &&
+			    !strncmp(k->string, e + 1, (size_t)(ke - e - 1)))
+				mine = true;
+	}
+	if (mine)
+		snprintf(out, len, "%s%s", opath, text + strlen("registry"));
+}
+
+static bool diag_has(const struct hr_diag *d, const char *text)
+{
+	size_t i;
+
+	for (i = 0; i < d->n; i++)
+		if (!strcmp(d->v[i].text, text))
+			return true;
+	return false;
+}
+
+/*
+ * The service's merged registry section through the backends'
+ * validators. Each diagnostic is named where its key was written: the
+ * overlay's under opath; the top level's once, however many services
+ * share it.
+ */
+static void registry_validate(struct ctx *c, const cJSON *overlay,
+			      const char *opath)
+{
+	struct hr_diag tmp, *real = c->diag;
+	char p[PATH_MAX_LEN], text[1200];
+	cJSON *reg = c->svc->registry, *consul;
 	const cJSON *it;
 	size_t i;
 
-	if (!cJSON_IsObject(obj)) {
-		err_at(c, "registry", "is not an object");
+	if (!reg)
 		return;
-	}
-	dup = cJSON_Duplicate(obj, 1);
-	if (!dup) {
-		err_at(c, "registry", "out of memory");
-		return;
-	}
 	/* the checks' deregister_critical_service_after (check_dcsa),
 	 * validated with the rest of registry.consul */
-	consul = cJSON_GetObjectItemCaseSensitive(dup, "consul");
+	consul = cJSON_GetObjectItemCaseSensitive(reg, "consul");
 	if (c->dcsa && cJSON_IsObject(consul) &&
 	    !cJSON_AddStringToObject(consul,
 				     "deregister_critical_service_after",
 				     c->dcsa->valuestring))
 		err_at(c, "registry.consul", "out of memory");
-	cJSON_ArrayForEach(it, dup) {
+	hr_diag_init(&tmp);
+	c->diag = &tmp;
+	cJSON_ArrayForEach(it, reg) {
 		int found = 0;
 
 		sub(p, "registry", it);
-		for (i = 0; i < n_backends; i++) {
-			if (!strcmp(it->string, backends[i].name)) {
-				found = 1;
-				if (cJSON_IsObject(it))
-					free(check_duplicates(c, it, p));
-				if (backends[i].validate)
-					backends[i].validate(it, p, c->diag);
-				if (backends[i].validate_service &&
-				    c->cfg->service.name)
-					backends[i].validate_service(
-						&c->cfg->service, "service",
-						c->diag);
-			}
+		for (i = 0; i < c->n_backends; i++) {
+			if (strcmp(it->string, c->backends[i].name))
+				continue;
+			found = 1;
+			if (c->backends[i].validate)
+				c->backends[i].validate(it, p, &tmp);
+			if (c->backends[i].validate_service &&
+			    c->svc->service.name)
+				c->backends[i].validate_service(
+					&c->svc->service, c->svc_path, real);
 		}
 		if (!found) {
 			char names[256] = "";
 			size_t o = 0;
 
-			for (i = 0; i < n_backends; i++)
+			for (i = 0; i < c->n_backends; i++)
 				o += (size_t)snprintf(names + o, sizeof(names) - o,
 						      "%s\"%s\"", i ? ", " : "",
-						      backends[i].name);
+						      c->backends[i].name);
 			err_at(c, p, "unknown registry backend (this build knows: %s)",
-			       n_backends ? names : "none");
+			       c->n_backends ? names : "none");
 		}
 	}
-	c->cfg->registry = dup;
+	c->diag = real;
+	for (i = 0; i < tmp.n; i++) {
+		registry_where(tmp.v[i].text, overlay, opath, text,
+			       sizeof(text));
+		if (!diag_has(real, text))
+			hr_diag_add(real, tmp.v[i].level, NULL, "%s", text);
+	}
+	hr_diag_dispose(&tmp);
 }
 
 /* Check i of the config as written (the object, its path in path). */
@@ -1409,7 +1585,7 @@ static bool name_at(const struct ctx *c, size_t i, char *path)
 
 static void check_names(struct ctx *c)
 {
-	const struct hr_config *cfg = c->cfg;
+	const struct hr_service_conf *cfg = c->svc;
 	const char **names = malloc((cfg->n_checks + 1) * sizeof(*names));
 	char p[PATH_MAX_LEN];
 	size_t i, *twin;
@@ -1625,52 +1801,129 @@ static int check_text(struct hr_diag *diag, const cJSON *root,
 	return w.errors ? -EINVAL : 0;
 }
 
-/* The "consul" member of the registry object as written, and its own
- * deregister_critical_service_after, for the checks (check_dcsa). */
-static void find_consul(struct ctx *c, const cJSON *registry)
+/* Service ids are unique within the agent: each registry names an
+ * instance by its id. One sort (a thousand services cost n log n). */
+static void service_ids(struct ctx *c, const cJSON *services)
 {
-	const cJSON *it;
+	struct hr_config *cfg = c->cfg;
+	const char **ids = malloc((cfg->n_services + 1) * sizeof(*ids));
+	char p[PATH_MAX_LEN], q[PATH_MAX_LEN];
+	size_t i, *twin;
 
-	if (!cJSON_IsObject(registry))
-		return;
-	c->consul = cJSON_GetObjectItemCaseSensitive(registry, "consul");
-	if (!cJSON_IsObject(c->consul))
-		return;
-	cJSON_ArrayForEach(it, c->consul)
-		if (hr_conf_key_is(it->string, "deregistercriticalserviceafter"))
-			c->consul_dcsa = it;
+	for (i = 0; ids && i < cfg->n_services; i++)
+		ids[i] = cfg->services[i].service.id ? cfg->services[i].service.id
+						     : "";
+	twin = ids ? first_twins(ids, cfg->n_services, false) : NULL;
+	if (!twin)
+		err_at(c, services->string, "out of memory");
+	for (i = 0; twin && i < cfg->n_services; i++) {
+		const cJSON *obj, *it, *at = NULL;
+
+		if (twin[i] == NO_TWIN || !*ids[i])
+			continue;
+		index_path(p, services->string, i);
+		obj = one_object(cJSON_GetArrayItem(services, (int)i), p, q);
+		cJSON_ArrayForEach(it, obj)
+			if (hr_conf_key_is(it->string, "id"))
+				at = it;
+		if (at) {
+			sub(p, q, at);
+			err_at(c, p, "duplicate service id \"%s\" (also %s[%zu])",
+			       ids[i], services->string, twin[i]);
+		} else {
+			err_at(c, q, "duplicate service id \"%s\" (its name; "
+				     "also %s[%zu]): give it an \"id\"",
+			       ids[i], services->string, twin[i]);
+		}
+	}
+	free(twin);
+	free(ids);
 }
 
-/* Consul's "services": [...] holding one service is that service (its
- * path in path); healthreg runs one service per agent. */
-static const cJSON *one_service(struct ctx *c, const cJSON *service,
-				const cJSON *services, char *path)
+/* Service i: what the ctx keeps per service starts afresh. */
+static void begin_service(struct ctx *c, size_t i)
 {
-	if (!services) {
-		copy_path(path, service->string);
-		return service;
-	}
-	if (service) {
-		err_at(c, services->string, "and \"%s\" both given: healthreg runs one service",
+	c->svc = &c->cfg->services[i];
+	c->check_item = c->checks_item = NULL;
+	c->consul = c->consul_dcsa = c->dcsa = NULL;
+	c->dcsa_ms = 0;
+}
+
+/*
+ * "service" (one; the top-level "groups" and "registry" are its own) or
+ * "services" (Consul's multi-service file: each entry a service with its
+ * own "groups" and a "registry" overlay; the top-level "groups" only
+ * when it holds one service without its own).
+ */
+static void parse_services(struct ctx *c, const cJSON *service,
+			   const cJSON *services, const cJSON *groups)
+{
+	struct hr_config *cfg = c->cfg;
+	char path[PATH_MAX_LEN];
+	size_t n = 1, i = 0;
+	const cJSON *e;
+
+	if (service && services) {
+		err_at(c, services->string, "and \"%s\" both given: one or the other",
 		       service->string);
-		return NULL;
+		return;
 	}
-	if (!cJSON_IsArray(services) || cJSON_GetArraySize(services) != 1) {
-		err_at(c, services->string, "must hold exactly one service: healthreg runs one service per agent (a config for each)");
-		return NULL;
+	if (services && (!cJSON_IsArray(services) ||
+			 !cJSON_GetArraySize(services))) {
+		err_at(c, services->string, "must be an array of one or more services");
+		return;
 	}
-	index_path(path, services->string, 0);
-	return services->child;
+	if (services)
+		n = (size_t)cJSON_GetArraySize(services);
+	if (services && groups && n > 1) {
+		err_at(c, groups->string, "with several \"%s\", each service has its own \"groups\" (%s[i].groups)",
+		       services->string, services->string);
+		groups = NULL;
+	}
+	cfg->services = calloc(n, sizeof(*cfg->services));
+	if (!cfg->services) {
+		err_at(c, services ? services->string : service->string,
+		       "out of memory");
+		return;
+	}
+	cfg->n_services = n;
+	if (service) {
+		begin_service(c, 0);
+		if (groups)
+			parse_groups(c, groups, groups->string);
+		copy_path(path, service->string);
+		parse_service(c, service, path, false);
+		return;
+	}
+	cJSON_ArrayForEach(e, services) {
+		begin_service(c, i);
+		if (groups)
+			parse_groups(c, groups, groups->string);
+		index_path(path, services->string, i);
+		parse_service(c, e, path, true);
+		i++;
+	}
+	service_ids(c, services);
+}
+
+/* The top-level registry members: objects, each key once. */
+static void registry_top(struct ctx *c, const cJSON *registry)
+{
+	char p[PATH_MAX_LEN];
+	const cJSON *it;
+
+	cJSON_ArrayForEach(it, registry) {
+		sub(p, "registry", it);
+		if (cJSON_IsObject(it))
+			free(check_duplicates(c, it, p));
+	}
 }
 
 /* The four sections, in the order they depend on each other. */
-static void parse_root(struct ctx *c, const cJSON *root,
-		       const struct hr_config_backend *backends,
-		       size_t n_backends)
+static void parse_root(struct ctx *c, const cJSON *root)
 {
 	const cJSON *it, *service = NULL, *services = NULL, *groups = NULL;
 	const cJSON *agent = NULL, *registry = NULL;
-	char path[PATH_MAX_LEN];
 
 	free(check_duplicates(c, root, ""));
 	cJSON_ArrayForEach(it, root) {
@@ -1688,26 +1941,24 @@ static void parse_root(struct ctx *c, const cJSON *root,
 			 hr_conf_key_is(it->string, "checks"))
 			err_at(c, it->string, "unknown key (in Consul, checks of the node; healthreg's checks go in \"service\")");
 		else
-			err_at(c, it->string, "unknown key (expected \"service\", \"groups\", \"agent\", \"registry\")");
+			err_at(c, it->string, "unknown key (expected \"service\", \"services\", \"groups\", \"agent\", \"registry\")");
 	}
-	find_consul(c, registry);
+	if (registry && !cJSON_IsObject(registry)) {
+		err_at(c, "registry", "is not an object");
+		registry = NULL;
+	}
+	if (registry)
+		registry_top(c, registry);
+	c->registry = registry;
 	/* agent first: enable_exec_checks decides whether args checks are
 	 * allowed; groups before checks, which refer to them. */
 	if (agent)
 		parse_object(c, agent, "agent", &agent_section, c->cfg, NULL);
-	if (groups)
-		parse_groups(c, groups);
-	if (service || services) {
-		service = one_service(c, service, services, path);
-		if (service)
-			parse_service(c, service, path);
-	} else {
+	if (service || services)
+		parse_services(c, service, services, groups);
+	else
 		hr_diag_add(c->diag, HR_DIAG_ERROR, NULL,
 			    "\"service\" is required");
-	}
-	if (registry)
-		parse_registry(c, registry, backends, n_backends);
-	check_names(c);
 }
 
 int hr_config_parse(struct hr_config **out, const char *text, size_t len,
@@ -1745,7 +1996,9 @@ int hr_config_parse(struct hr_config **out, const char *text, size_t len,
 	memset(&c, 0, sizeof(c));
 	c.diag = diag;
 	c.cfg = cfg;
-	parse_root(&c, root, backends, n_backends);
+	c.backends = backends;
+	c.n_backends = n_backends;
+	parse_root(&c, root);
 	if (diag->errors > errors_before)
 		goto cleanup;
 	*out = cfg;
@@ -1826,14 +2079,20 @@ void hr_config_free(struct hr_config *cfg)
 
 	if (!cfg)
 		return;
-	hr_service_spec_dispose(&cfg->service);
-	for (i = 0; i < cfg->n_checks; i++)
-		hr_check_spec_dispose(&cfg->checks[i]);
-	free(cfg->checks);
-	for (i = 0; i < cfg->n_groups; i++)
-		free(cfg->groups[i].name);
-	free(cfg->groups);
-	cJSON_Delete(cfg->registry);
+	for (i = 0; i < cfg->n_services; i++) {
+		struct hr_service_conf *s = &cfg->services[i];
+		size_t k;
+
+		hr_service_spec_dispose(&s->service);
+		for (k = 0; k < s->n_checks; k++)
+			hr_check_spec_dispose(&s->checks[k]);
+		free(s->checks);
+		for (k = 0; k < s->n_groups; k++)
+			free(s->groups[k].name);
+		free(s->groups);
+		cJSON_Delete(s->registry);
+	}
+	free(cfg->services);
 	free(cfg->api_listen);
 	free(cfg->api_token_file);
 	free(cfg->state_file);
@@ -1842,12 +2101,31 @@ void hr_config_free(struct hr_config *cfg)
 	free(cfg);
 }
 
-int hr_config_find_check(const struct hr_config *cfg, const char *name)
+int hr_service_find_check(const struct hr_service_conf *svc,
+			  const char *name)
 {
 	size_t i;
 
-	for (i = 0; i < cfg->n_checks; i++)
-		if (!strcmp(cfg->checks[i].name, name))
+	for (i = 0; i < svc->n_checks; i++)
+		if (!strcmp(svc->checks[i].name, name))
 			return (int)i;
 	return -1;
+}
+
+int hr_config_find_check(const struct hr_config *cfg, const char *name)
+{
+	return cfg->n_services ? hr_service_find_check(&cfg->services[0], name)
+			       : -1;
+}
+
+const struct hr_service_conf *hr_config_find_service(
+	const struct hr_config *cfg, const char *id)
+{
+	size_t i;
+
+	for (i = 0; i < cfg->n_services; i++)
+		if (cfg->services[i].service.id &&
+		    !strcmp(cfg->services[i].service.id, id))
+			return &cfg->services[i];
+	return NULL;
 }

@@ -171,7 +171,8 @@ bool hr_check_spec_equal(const struct hr_check_spec *x,
 	       x->on_failure == y->on_failure && x->group == y->group;
 }
 
-bool hr_groups_equal(const struct hr_config *x, const struct hr_config *y)
+bool hr_groups_equal(const struct hr_service_conf *x,
+		     const struct hr_service_conf *y)
 {
 	size_t i;
 

@@ -11,7 +11,7 @@ _healthreg()
 	local cur=${COMP_WORDS[COMP_CWORD]} prev=
 	local commands="run check validate status why maint reload help version"
 	local global="--log-level --log-format --help -h --version -V"
-	local takes_value="-c --config --api --token-file --reason --log-level --log-format"
+	local takes_value="-c --config --api --token-file --reason --service --log-level --log-format"
 	local cmd= sub= opts= i w
 
 	COMPREPLY=()
@@ -54,7 +54,7 @@ _healthreg()
 		COMPREPLY=($(compgen -W "logfmt json" -- "$cur"))
 		return
 		;;
-	--api | --reason)
+	--api | --reason | --service)
 		return
 		;;
 	esac
@@ -77,7 +77,7 @@ _healthreg()
 			COMPREPLY=($(compgen -W "enable disable" -- "$cur"))
 			return
 		fi
-		opts="--api -c --config --token-file"
+		opts="--api -c --config --token-file --service"
 		[[ $sub == enable ]] && opts+=" --reason"
 		;;
 	help)

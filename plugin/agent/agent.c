@@ -34,49 +34,78 @@
 #include "reload.h"
 #include "sdnotify.h"
 #include "state.h"
+#include "unit.h"
 
 /*
  * The running agent, on the stack of hr_agent_run(), which owns every
- * member: the loop, the configs (cfgs), the aggregator, the backends
- * (bset), the publisher, the API, the metrics.
+ * member: the loop, the configs (cfgs), one unit per service (unit.h:
+ * aggregator, backends, publisher), the units a reload removed until
+ * their backends are done, the API, the metrics, the journal.
  */
 struct agent {
 	struct ev_loop *loop;
 	char *path;                 /* config file, for reloads */
 	struct hr_agent_cfgs cfgs;
 	struct hr_http *http;
-	struct hr_agg *agg;
 	struct hr_metrics *metrics;
 	struct hr_api *api;
-	struct hr_bset bset;
-	struct hr_pub pub;
+	struct hr_unit **units;     /* live, in config order */
+	size_t n_units, cap_units;
+	struct hr_unit **gone;      /* removed by a reload, deregistering */
+	size_t n_gone, cap_gone;
+	size_t busy;                /* units whose backends are shutting down */
+	bool stopping;
+	bool told_ready;            /* systemd heard READY=1 */
+	bool maint;                 /* agent-wide maintenance */
+	char *maint_reason;         /* owned */
 	struct hr_reload reload;
 	struct hr_journal journal;  /* outlives every backend (regcore.h) */
 	ev_timer watchdog;
+	ev_timer reap;              /* frees gone units on a fresh iteration */
 	ev_signal sigterm, sigint, sighup;
 };
 
 static void on_event(struct hr_agg *agg, const struct hr_agg_event *ev,
 		     void *payload)
 {
-	struct agent *a = payload;
+	struct hr_unit *u = payload;
+	struct agent *a = u->owner;
 
 	(void)agg;
 	if (ev->type == HR_EVENT_CHECK_RESULT)
-		hr_metrics_observe(a->metrics, ev->check, ev->duration_ms);
-	hr_pub_event(&a->pub, ev);
+		hr_metrics_observe(a->metrics, u->id, ev->check,
+				   ev->duration_ms);
+	hr_pub_event(&u->pub, ev);
 }
 
-/* The journal's context: the cause of a decision, from the checks. */
+/* The live unit of service id, else a removed one still deregistering,
+ * else NULL. Linear: only decisions and reloads ask. */
+static struct hr_unit *unit_find(struct agent *a, const char *id, bool gone)
+{
+	size_t i;
+
+	for (i = 0; i < a->n_units; i++)
+		if (!strcmp(a->units[i]->id, id))
+			return a->units[i];
+	for (i = 0; gone && i < a->n_gone; i++)
+		if (!strcmp(a->gone[i]->id, id))
+			return a->gone[i];
+	return NULL;
+}
+
+/* The journal's context: the cause of a decision, from the checks of the
+ * service it names (regcore and publish.c set e->service). */
 static void journal_context(void *payload, struct hr_journal_entry *e)
 {
 	struct agent *a = payload;
-	const struct hr_service_spec *svc = &a->cfgs.cur->service;
+	struct hr_unit *u;
 
-	if (!e->service[0])
+	if (!e->service[0] && a->n_units)
 		hr_journal_excerpt(e->service, sizeof(e->service),
-				   svc->id ? svc->id : svc->name);
-	hr_pub_journal_fill(&a->pub, e);
+				   a->units[0]->id);
+	u = unit_find(a, e->service, true);
+	if (u)
+		hr_pub_journal_fill(&u->pub, e);
 }
 
 /* agent.journal_size, at start and after a reload. */
@@ -97,22 +126,261 @@ static void watchdog_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	hr_sd_notify("WATCHDOG=1");
 }
 
-/* ---- shutdown and signals ---------------------------------------------- */
+/* ---- units --------------------------------------------------------------- */
 
-static void stopped(void *payload)
+static void unit_free(struct hr_unit *u)
 {
-	struct agent *a = payload;
-
-	ev_break(a->loop, EVBREAK_ALL);
+	if (!u)
+		return;
+	hr_pub_dispose(&u->pub);
+	hr_bset_dispose(&u->bset);
+	hr_agg_free(u->agg);
+	free(u->maint_reason);
+	free(u->id);
+	free(u);
 }
 
+static bool grow(struct hr_unit ***v, size_t n, size_t *cap)
+{
+	struct hr_unit **nv;
+	size_t c;
+
+	if (n < *cap)
+		return true;
+	c = *cap ? *cap * 2 : 8;
+	nv = realloc(*v, c * sizeof(*nv));
+	if (!nv)
+		return false;
+	*v = nv;
+	*cap = c;
+	return true;
+}
+
+/* A unit is ready: systemd hears READY=1 once every unit is (a unit a
+ * reload adds later changes nothing: the agent is running). */
+static void unit_ready(void *payload)
+{
+	struct hr_unit *u = payload;
+	struct agent *a = u->owner;
+	size_t i;
+
+	for (i = 0; i < a->n_units && !a->told_ready; i++)
+		if (!a->units[i]->pub.ready && a->units[i] != u)
+			return;
+	if (a->told_ready)
+		return;
+	a->told_ready = true;
+	hr_sd_notify("READY=1\nSTATUS=checks running");
+}
+
+/* The unit's publisher in the maintenance it is in: its own, else the
+ * agent's. 0 or -ENOMEM. */
+static int unit_maint_sync(struct agent *a, struct hr_unit *u)
+{
+	if (u->maint)
+		return hr_pub_maint_copy(&u->pub, true, u->maint_reason);
+	return hr_pub_maint_copy(&u->pub, a->maint, a->maint_reason);
+}
+
+/*
+ * A unit for svc: its aggregator with the service's checks, its backends
+ * built and installed (told nothing yet), maintenance as the agent's.
+ * NULL (logged) when it cannot be made. Not started, not listed.
+ */
+static struct hr_unit *unit_make(struct agent *a,
+				 const struct hr_service_conf *svc)
+{
+	const struct hr_config *cfg = a->cfgs.cur;
+	struct hr_unit *u = calloc(1, sizeof(*u));
+	struct hr_agg_opts opts;
+	struct hr_bset_fresh fresh;
+	struct hr_err err = { "" };
+
+	if (!u || !(u->id = strdup(svc->service.id))) {
+		free(u);
+		hr_log(HR_LOG_ERROR, "startup_failed", "service",
+		       svc->service.id, "error", "out of memory", NULL);
+		return NULL;
+	}
+	u->owner = a;
+	u->conf = svc;
+	hr_bset_init(&u->bset, a->loop, a->http);
+	u->bset.journal = &a->journal;
+	memset(&opts, 0, sizeof(opts));
+	opts.enable_exec_checks = cfg->enable_exec_checks;
+	opts.max_concurrent = cfg->max_concurrent;
+	if (hr_agg_new(&u->agg, a->loop, a->http, &opts, &err) ||
+	    hr_agg_add_service(u->agg, svc, &err) ||
+	    hr_agg_listen(u->agg, on_event, u) < 0) {
+		hr_log(HR_LOG_ERROR, "startup_failed", "service", u->id,
+		       "error", err.msg[0] ? err.msg : "out of memory", NULL);
+		unit_free(u);
+		return NULL;
+	}
+	hr_pub_init(&u->pub, a->loop, u->agg, &u->bset);
+	u->pub.service = u->id;
+	u->pub.on_ready = unit_ready;
+	u->pub.ready_payload = u;
+	u->pub.journal = &a->journal;
+	if (unit_maint_sync(a, u)) {
+		unit_free(u);
+		return NULL;
+	}
+	if (hr_bset_build(&u->bset, svc, cfg->shutdown_timeout_ms, &fresh)) {
+		unit_free(u);
+		return NULL;
+	}
+	hr_bset_install(&u->bset, &fresh, false, 0);
+	if (u->pub.maint)
+		hr_bset_maintenance(&u->bset, true, u->pub.maint_reason);
+	return u;
+}
+
+/* List u and start its checks; it publishes after its first results. */
+static int unit_start(struct agent *a, struct hr_unit *u)
+{
+	if (!grow(&a->units, a->n_units, &a->cap_units))
+		return -ENOMEM;
+	a->units[a->n_units++] = u;
+	hr_agg_start(u->agg);
+	hr_pub_start(&u->pub, hr_pub_first_result_wait(u->conf));
+	return 0;
+}
+
+static void reap_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct agent *a = w->data;
+	size_t i, k = 0;
+
+	(void)loop;
+	(void)revents;
+	for (i = 0; i < a->n_gone; i++) {
+		if (a->gone[i]->stopped)
+			unit_free(a->gone[i]);
+		else
+			a->gone[k++] = a->gone[i];
+	}
+	a->n_gone = k;
+}
+
+/* A unit's backends are done (or timed out): from the backends' own
+ * callback, so a gone unit is freed on a fresh iteration (reap). */
+static void unit_stopped(void *payload)
+{
+	struct hr_unit *u = payload;
+	struct agent *a = u->owner;
+
+	u->stopped = true;
+	if (a->busy)
+		a->busy--;
+	if (!u->conf) {
+		ev_timer_stop(a->loop, &a->reap);
+		ev_timer_set(&a->reap, 0., 0.);
+		ev_timer_start(a->loop, &a->reap);
+	}
+	if (a->stopping && !a->busy)
+		ev_break(a->loop, EVBREAK_ALL);
+}
+
+/* Stop u's checks and shut its backends down (deregistering). */
+static void unit_shutdown(struct agent *a, struct hr_unit *u)
+{
+	if (u->stopping)
+		return;
+	u->stopping = true;
+	u->pub.stopping = true;
+	hr_agg_stop(u->agg);
+	a->busy++;
+	hr_bset_shutdown(&u->bset, a->cfgs.cur->shutdown_timeout_ms,
+			 unit_stopped, u);
+}
+
+/* ---- the reload host ----------------------------------------------------- */
+
+static struct hr_unit *rh_find(void *ctx, const char *id)
+{
+	return unit_find(ctx, id, false);
+}
+
+static struct hr_unit *rh_make(void *ctx, const struct hr_service_conf *svc)
+{
+	return unit_make(ctx, svc);
+}
+
+static void rh_discard(void *ctx, struct hr_unit *u)
+{
+	(void)ctx;
+	unit_free(u);
+}
+
+static void rh_start(void *ctx, struct hr_unit *u)
+{
+	struct agent *a = ctx;
+
+	hr_log(HR_LOG_INFO, "service_added", "service", u->id, NULL);
+	if (unit_start(a, u)) {
+		hr_log(HR_LOG_ERROR, "service_add_failed", "service", u->id,
+		       "error", "out of memory", NULL);
+		unit_free(u);
+	}
+}
+
+/* Out of the live list, into gone; freed once its backends are done. */
+static void rh_remove(void *ctx, struct hr_unit *u)
+{
+	struct agent *a = ctx;
+	size_t i;
+
+	for (i = 0; i < a->n_units; i++)
+		if (a->units[i] == u)
+			break;
+	if (i == a->n_units)
+		return;
+	memmove(&a->units[i], &a->units[i + 1],
+		(a->n_units - i - 1) * sizeof(*a->units));
+	a->n_units--;
+	hr_log(HR_LOG_INFO, "service_removed", "service", u->id, "action",
+	       "deregistering", NULL);
+	if (!grow(&a->gone, a->n_gone, &a->cap_gone)) {
+		unit_free(u); /* no room to wait: destroyed, not deregistered */
+		return;
+	}
+	a->gone[a->n_gone++] = u;
+	unit_shutdown(a, u);
+}
+
+/* A removed unit of service id is still deregistering. */
+static bool rh_leaving(void *ctx, const char *id)
+{
+	struct agent *a = ctx;
+	size_t i;
+
+	for (i = 0; i < a->n_gone; i++)
+		if (!a->gone[i]->stopped && !strcmp(a->gone[i]->id, id))
+			return true;
+	return false;
+}
+
+static bool rh_stopping(void *ctx)
+{
+	return ((struct agent *)ctx)->stopping;
+}
+
+/* ---- shutdown and signals ---------------------------------------------- */
+
+/* Every service deregisters, each within the one shutdown_timeout from
+ * now (their deadlines start together). */
 static void start_shutdown(struct agent *a, const char *why)
 {
-	a->pub.stopping = true;
+	size_t i;
+
+	a->stopping = true;
 	hr_log(HR_LOG_INFO, "shutdown", "signal", why, NULL);
 	hr_sd_notify("STOPPING=1");
-	hr_agg_stop(a->agg);
-	hr_bset_shutdown(&a->bset, a->cfgs.cur->shutdown_timeout_ms, stopped, a);
+	for (i = 0; i < a->n_units; i++)
+		unit_shutdown(a, a->units[i]);
+	if (!a->busy)
+		ev_break(a->loop, EVBREAK_ALL);
 }
 
 static void signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
@@ -130,7 +398,7 @@ static void signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
 		journal_size(a);
 		return;
 	}
-	if (a->pub.stopping) {
+	if (a->stopping) {
 		hr_log(HR_LOG_WARN, "exit_now", "signal", name, NULL);
 		_exit(HR_EXIT_OK);
 	}
@@ -139,84 +407,158 @@ static void signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
 
 /* ---- the API host -------------------------------------------------------- */
 
-static struct hr_agg *host_agg(void *ctx)
+static size_t host_n_services(void *ctx)
 {
-	return ((struct agent *)ctx)->agg;
+	return ((struct agent *)ctx)->n_units;
 }
 
-static const char *host_service(void *ctx)
+static void host_service(void *ctx, size_t i, struct hr_api_service *out)
 {
-	return ((struct agent *)ctx)->cfgs.cur->service.name;
+	struct hr_unit *u = ((struct agent *)ctx)->units[i];
+	size_t k;
+
+	out->id = u->id;
+	out->name = u->conf ? u->conf->service.name : u->id;
+	out->agg = u->agg;
+	for (k = 0; k < u->bset.n && k < HR_API_REGISTRIES_MAX; k++) {
+		out->regs[k].name = u->bset.v[k]->ops->name;
+		out->regs[k].stats = &u->bset.v[k]->stats;
+	}
+	out->n_regs = k;
 }
 
 static char *host_metrics(void *ctx)
 {
 	struct agent *a = ctx;
-	struct hr_metrics_backend mb[HR_BSET_MAX];
-	size_t i;
+	struct hr_metrics_service *sv = calloc(a->n_units ? a->n_units : 1,
+					       sizeof(*sv));
+	struct hr_metrics_backend *mb = calloc(
+		(a->n_units ? a->n_units : 1) * HR_BSET_MAX, sizeof(*mb));
+	char *text = NULL;
+	size_t i, k;
 
-	for (i = 0; i < a->bset.n; i++) {
-		mb[i].name = a->bset.v[i]->ops->name;
-		mb[i].stats = &a->bset.v[i]->stats;
+	if (!sv || !mb)
+		goto cleanup;
+	for (i = 0; i < a->n_units; i++) {
+		struct hr_unit *u = a->units[i];
+
+		sv[i].id = u->id;
+		sv[i].agg = u->agg;
+		sv[i].backends = &mb[i * HR_BSET_MAX];
+		for (k = 0; k < u->bset.n; k++) {
+			mb[i * HR_BSET_MAX + k].name = u->bset.v[k]->ops->name;
+			mb[i * HR_BSET_MAX + k].stats = &u->bset.v[k]->stats;
+		}
+		sv[i].n_backends = u->bset.n;
+		sv[i].maintenance = u->pub.maint;
 	}
-	return hr_metrics_render(a->metrics, a->agg, a->pub.maint, mb,
-				 a->bset.n);
+	text = hr_metrics_render(a->metrics, sv, a->n_units, a->maint);
+cleanup:
+	free(sv);
+	free(mb);
+	return text;
 }
 
-static size_t host_registries(void *ctx, struct hr_api_registry *out,
-			      size_t max)
+/* The state file as the agent is: its maintenance and every service's
+ * own. 0, -ENOMEM or the write's -errno (msg says why). */
+static int save_state(struct agent *a, char *msg, size_t len)
 {
-	struct agent *a = ctx;
-	size_t i;
+	struct hr_state_service *own = calloc(a->n_units ? a->n_units : 1,
+					      sizeof(*own));
+	char *path = hr_state_path(a->cfgs.cur);
+	size_t i, n = 0;
+	int rc = -ENOMEM;
 
-	for (i = 0; i < a->bset.n && i < max; i++) {
-		out[i].name = a->bset.v[i]->ops->name;
-		out[i].stats = &a->bset.v[i]->stats;
+	if (own && path) {
+		for (i = 0; i < a->n_units; i++) {
+			if (!a->units[i]->maint)
+				continue;
+			own[n].id = a->units[i]->id;
+			own[n++].reason = a->units[i]->maint_reason;
+		}
+		rc = hr_state_save_services(path, a->maint, a->maint_reason,
+					    own, n);
+		if (rc)
+			snprintf(msg, len,
+				 "maintenance unchanged: the state file %s cannot be written: %s",
+				 path, strerror(-rc));
 	}
-	return i;
+	free(own);
+	free(path);
+	return rc;
 }
 
 /*
- * The state file first: a change a restart would undo is refused, with
- * nothing changed (the caller sees why in msg and can fix the file or
- * agent.state_file, then ask again).
+ * Maintenance of the agent (service NULL: every service) or of one
+ * service of its own. The state file first: a change a restart would
+ * undo is refused, with nothing changed (the caller sees why in msg and
+ * can fix the file or agent.state_file, then ask again).
  */
-static int host_maint_set(void *ctx, bool enable, const char *reason,
-			  char *msg, size_t len)
+static int host_maint_set(void *ctx, const char *service, bool enable,
+			  const char *reason, char *msg, size_t len)
 {
 	struct agent *a = ctx;
-	char *path;
+	struct hr_unit *u = NULL;
+	size_t n = reason ? strlen(reason) : 0, i;
+	char *r, **why, *old_why, bytes[32];
+	bool *on, old_on;
 	int rc;
 
-	if (reason && strlen(reason) > HR_MAINT_REASON_MAX)
-		return hr_pub_maint_set(&a->pub, enable, reason); /* refuses */
-	path = hr_state_path(a->cfgs.cur);
-	if (!path)
-		return -ENOMEM;
-	rc = hr_state_save(path, enable, reason);
-	if (rc)
-		snprintf(msg, len,
-			 "maintenance unchanged: the state file %s cannot be written: %s",
-			 path, strerror(-rc));
-	if (!rc) {
-		rc = hr_pub_maint_set(&a->pub, enable, reason);
-		if (rc) /* the file says what the agent still is */
-			hr_state_save(path, a->pub.maint, a->pub.maint_reason);
+	if (service && !(u = unit_find(a, service, false)))
+		return -ENOENT;
+	if (n > HR_MAINT_REASON_MAX) {
+		snprintf(bytes, sizeof(bytes), "%zu", n);
+		hr_log(HR_LOG_WARN, "maintenance_rejected", "error",
+		       "reason longer than 1024 bytes", HR_LOG_NUM("bytes"),
+		       bytes, "service", service ? service : "", NULL);
+		return -EMSGSIZE;
 	}
-	free(path);
-	if (rc)
+	if (!(r = strdup(reason ? reason : "")))
+		return -ENOMEM;
+	on = u ? &u->maint : &a->maint;
+	why = u ? &u->maint_reason : &a->maint_reason;
+	old_on = *on;
+	old_why = *why;
+	*on = enable;
+	*why = r;
+	rc = save_state(a, msg, len);
+	if (rc) {
+		*on = old_on;
+		*why = old_why;
+		free(r);
 		return rc;
-	hr_pub_maint_apply(&a->pub);
+	}
+	free(old_why);
+	if (u)
+		hr_log(HR_LOG_WARN,
+		       enable ? "maintenance_enabled" : "maintenance_disabled",
+		       "reason", r, "service", u->id, NULL);
+	else
+		hr_log(HR_LOG_WARN,
+		       enable ? "maintenance_enabled" : "maintenance_disabled",
+		       "reason", r, NULL);
+	for (i = 0; i < a->n_units; i++) {
+		if (u && a->units[i] != u)
+			continue;
+		if (unit_maint_sync(a, a->units[i]))
+			hr_log(HR_LOG_ERROR, "maintenance_failed", "service",
+			       a->units[i]->id, "error", "out of memory", NULL);
+		hr_pub_maint_apply(&a->units[i]->pub);
+	}
 	return 0;
 }
 
-static bool host_maint_get(void *ctx, const char **reason)
+static bool host_maint_get(void *ctx, const char *service,
+			   const char **reason)
 {
 	struct agent *a = ctx;
+	struct hr_unit *u = service ? unit_find(a, service, false) : NULL;
 
 	if (reason)
-		*reason = a->pub.maint_reason;
-	return a->pub.maint;
+		*reason = u ? u->pub.maint_reason : a->maint_reason;
+	if (service)
+		return u && u->pub.maint;
+	return a->maint;
 }
 
 static int host_reload(void *ctx, char *msg, size_t len)
@@ -267,13 +609,12 @@ static int start_api(struct agent *a)
 	const char *listen = cfg->api_listen ? cfg->api_listen
 					     : HR_API_DEFAULT_LISTEN;
 	struct hr_api_host host = {
-		.agg = host_agg,
-		.service_name = host_service,
+		.n_services = host_n_services,
+		.service = host_service,
 		.maint_get = host_maint_get,
 		.maint_set = host_maint_set,
 		.reload = host_reload,
 		.metrics = host_metrics,
-		.registries = host_registries,
 		.journal = host_journal,
 		.ctx = a,
 	};
@@ -368,12 +709,10 @@ static int drop_user(const char *user)
 
 /* ---- run ------------------------------------------------------------------ */
 
-/* Loop, HTTP engine, metrics, aggregator with cfg's checks. */
-static int setup_core(struct agent *a, const struct hr_config *cfg)
+/* Loop, HTTP engine, metrics. */
+static int setup_core(struct agent *a)
 {
-	struct hr_agg_opts opts;
 	struct hr_err err = { "" };
-	int rc;
 
 	/* A private loop: libev's default loop reaps every child itself. */
 	a->loop = ev_loop_new(EVFLAG_AUTO);
@@ -383,37 +722,59 @@ static int setup_core(struct agent *a, const struct hr_config *cfg)
 		       err.msg[0] ? err.msg : "out of memory", NULL);
 		return -ENOMEM;
 	}
-	memset(&opts, 0, sizeof(opts));
-	opts.enable_exec_checks = cfg->enable_exec_checks;
-	opts.max_concurrent = cfg->max_concurrent;
-	rc = hr_agg_new(&a->agg, a->loop, a->http, &opts, &err);
-	if (!rc)
-		rc = hr_agg_add_config(a->agg, cfg, &err);
-	if (rc) {
-		hr_log(HR_LOG_ERROR, "startup_failed", "error", err.msg, NULL);
-		return rc;
-	}
-	return hr_agg_listen(a->agg, on_event, a) < 0 ? -ENOMEM : 0;
+	ev_timer_init(&a->reap, reap_cb, 0., 0.);
+	a->reap.data = a;
+	return 0;
 }
 
-/* Maintenance from the state file, the backends. */
-static int setup_outputs(struct agent *a)
+/* A service in maintenance of its own, from the state file (an id this
+ * config does not run: ignored, and dropped at the next save). */
+static void restore_own(const char *id, const char *reason, void *payload)
 {
-	struct hr_bset_fresh fresh;
-	char *path = hr_state_path(a->cfgs.cur), *reason = NULL;
+	struct hr_unit *u = unit_find(payload, id, false);
+	char *r;
+
+	if (!u || !(r = strdup(reason)))
+		return;
+	free(u->maint_reason);
+	u->maint_reason = r;
+	u->maint = true;
+}
+
+/* Maintenance from the state file, then a unit per service (aggregator
+ * and backends; started later). */
+static int setup_units(struct agent *a)
+{
+	const struct hr_config *cfg = a->cfgs.cur;
+	char *path = hr_state_path(cfg), *reason = NULL;
+	size_t i;
 
 	if (hr_state_load(path, &reason) == 1) {
-		a->pub.maint = true;
-		a->pub.maint_reason = reason;
+		a->maint = true;
+		a->maint_reason = reason;
 	}
 	free(path);
-	if (hr_bset_build(&a->bset, a->cfgs.cur, &fresh))
-		return -EINVAL;
-	hr_bset_install(&a->bset, &fresh, false, 0);
-	if (a->pub.maint) {
-		hr_pub_decide(&a->pub, HR_DECISION_MAINT_ON,
-			      "maintenance restored from the state file");
-		hr_bset_maintenance(&a->bset, true, a->pub.maint_reason);
+	if (!(a->units = calloc(cfg->n_services, sizeof(*a->units))))
+		return -ENOMEM;
+	a->cap_units = cfg->n_services;
+	for (i = 0; i < cfg->n_services; i++) {
+		struct hr_unit *u = unit_make(a, &cfg->services[i]);
+
+		if (!u)
+			return -EINVAL;
+		a->units[a->n_units++] = u;
+	}
+	path = hr_state_path(cfg);
+	hr_state_load_services(path, restore_own, a);
+	free(path);
+	for (i = 0; i < a->n_units; i++) {
+		struct hr_unit *u = a->units[i];
+
+		if (u->maint && !unit_maint_sync(a, u))
+			hr_bset_maintenance(&u->bset, true, u->pub.maint_reason);
+		if (u->pub.maint)
+			hr_pub_decide(&u->pub, HR_DECISION_MAINT_ON,
+				      "maintenance restored from the state file");
 	}
 	return 0;
 }
@@ -444,9 +805,15 @@ static void teardown(struct agent *a)
 		ev_signal_stop(a->loop, &a->sighup);
 	}
 	hr_api_free(a->api);
-	hr_pub_dispose(&a->pub);
-	hr_bset_dispose(&a->bset);
-	hr_agg_free(a->agg);
+	while (a->n_units)
+		unit_free(a->units[--a->n_units]);
+	while (a->n_gone)
+		unit_free(a->gone[--a->n_gone]);
+	free(a->units);
+	free(a->gone);
+	free(a->maint_reason);
+	if (a->loop)
+		ev_timer_stop(a->loop, &a->reap);
 	hr_http_free(a->http);
 	hr_metrics_free(a->metrics);
 	hr_agent_cfgs_dispose(&a->cfgs);
@@ -459,7 +826,8 @@ static void teardown(struct agent *a)
 int hr_agent_run(const char *path, struct hr_config *cfg)
 {
 	struct agent a;
-	char n[32];
+	char n[32], m[32];
+	size_t i, checks = 0, regs = 0;
 	int code = HR_EXIT_SOFTWARE;
 
 	memset(&a, 0, sizeof(a));
@@ -467,40 +835,48 @@ int hr_agent_run(const char *path, struct hr_config *cfg)
 	a.cfgs.cur = cfg;
 	a.path = strdup(path);
 	/* The first line: what starts, before any part says it is up. */
-	snprintf(n, sizeof(n), "%zu", cfg->n_checks);
-	hr_log(HR_LOG_INFO, "start", "service", cfg->service.name, "id",
-	       cfg->service.id, HR_LOG_NUM("checks"), n, "version", HR_VERSION,
-	       NULL);
+	for (i = 0; i < cfg->n_services; i++)
+		checks += cfg->services[i].n_checks;
+	snprintf(n, sizeof(n), "%zu", checks);
+	snprintf(m, sizeof(m), "%zu", cfg->n_services);
+	hr_log(HR_LOG_INFO, "start", "service", cfg->services[0].service.name,
+	       "id", cfg->services[0].service.id, HR_LOG_NUM("services"), m,
+	       HR_LOG_NUM("checks"), n, "version", HR_VERSION, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	harden_process(cfg);
 	ev_timer_init(&a.watchdog, watchdog_cb, 0., 0.);
-	if (setup_core(&a, cfg))
+	if (setup_core(&a))
 		goto cleanup;
-	hr_bset_init(&a.bset, a.loop, a.http);
-	hr_pub_init(&a.pub, a.loop, a.agg, &a.bset);
 	hr_journal_set_context(&a.journal, journal_context, &a);
 	journal_size(&a);
-	a.bset.journal = &a.journal;
-	a.pub.journal = &a.journal;
-	a.reload = (struct hr_reload){ a.path, a.agg, &a.pub, &a.bset, &a.cfgs };
+	a.reload = (struct hr_reload){
+		a.path, &a.cfgs,
+		{ rh_find, rh_make, rh_discard, rh_start, rh_remove,
+		  rh_leaving, rh_stopping, &a },
+	};
 	code = start_api(&a);
 	if (code)
 		goto cleanup;
 	code = HR_EXIT_SOFTWARE;
-	if (setup_outputs(&a) || (cfg->user && drop_user(cfg->user))) {
+	if (setup_units(&a) || (cfg->user && drop_user(cfg->user))) {
 		code = HR_EXIT_CONFIG;
 		goto cleanup;
 	}
 	if (cfg->user)
 		harden_process(cfg);
 	start_watchers(&a);
-	if (!a.bset.n)
+	for (i = 0; i < a.n_units; i++)
+		regs += a.units[i]->bset.n;
+	if (!regs)
 		/* Legitimate (a local health endpoint only), but say so. */
 		hr_log(HR_LOG_WARN, "no_registry", "reason",
 		       "no \"registry\" section: the checks and the local API run, nothing is registered anywhere",
 		       NULL);
-	hr_agg_start(a.agg);
-	hr_pub_start(&a.pub, hr_pub_first_result_wait(cfg));
+	for (i = 0; i < a.n_units; i++) {
+		hr_agg_start(a.units[i]->agg);
+		hr_pub_start(&a.units[i]->pub,
+			     hr_pub_first_result_wait(a.units[i]->conf));
+	}
 	ev_run(a.loop, 0);
 	code = HR_EXIT_OK;
 	hr_log(HR_LOG_INFO, "stopped", NULL);

@@ -282,12 +282,14 @@ static cJSON *registry_json(const struct hr_api_registry *r)
 }
 
 /* The status a caller sees: maintenance forces critical. */
-static enum hr_status effective(struct hr_api *api, struct hr_agg *agg,
-				char *out, size_t len)
+static enum hr_status effective(struct hr_api *api,
+				const struct hr_api_service *sv, char *out,
+				size_t len)
 {
 	const char *reason = NULL;
+	struct hr_agg *agg = sv->agg;
 
-	if (api->host.maint_get(api->host.ctx, &reason)) {
+	if (api->host.maint_get(api->host.ctx, sv->id, &reason)) {
 		snprintf(out, len, "maintenance: %s",
 			 reason && *reason ? reason : "(no reason given)");
 		return HR_STATUS_CRITICAL;
@@ -296,65 +298,177 @@ static enum hr_status effective(struct hr_api *api, struct hr_agg *agg,
 	return hr_agg_status(agg);
 }
 
-/* ---- handlers ------------------------------------------------------------- */
-
-/*
- * full: with the token (or when none is configured). Without it, when a
- * token is configured, only what a probe needs: the code, the status word,
- * the service and whether it is in maintenance; no check names, outputs or
- * the summary (which names failing checks).
- */
-static enum MHD_Result get_health(struct hr_api *api, struct MHD_Connection *c,
-				  bool full)
+/* How bad a status is for the worst-of rule: unknown is as bad as
+ * critical (both answer 503). */
+static int badness(enum hr_status st)
 {
-	struct hr_agg *agg = api->host.agg(api->host.ctx);
-	const char *fmt = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND,
-						      "format");
-	struct hr_check_info info;
+	switch (st) {
+	case HR_STATUS_PASSING:
+		return 0;
+	case HR_STATUS_WARNING:
+		return 1;
+	default:
+		return 2;
+	}
+}
+
+/* The index of the service whose id is id, or -1. */
+static long service_index(struct hr_api *api, const char *id)
+{
+	struct hr_api_service sv;
+	size_t i, n = api->host.n_services(api->host.ctx);
+
+	for (i = 0; i < n; i++) {
+		api->host.service(api->host.ctx, i, &sv);
+		if (sv.id && !strcmp(sv.id, id))
+			return (long)i;
+	}
+	return -1;
+}
+
+/* The maintenance of the service id (NULL: the agent's). */
+static void add_maintenance(struct hr_api *api, cJSON *doc, bool full,
+			    const char *id)
+{
 	const char *reason = NULL;
+	bool maint = api->host.maint_get(api->host.ctx, id, &reason);
+	cJSON *m = cJSON_AddObjectToObject(doc, "maintenance");
+
+	cJSON_AddBoolToObject(m, "enabled", maint);
+	if (maint && full)
+		cJSON_AddStringToObject(m, "reason", reason ? reason : "");
+}
+
+/* One service's fields (GET /v1/health/<id>, and of the only one in
+ * GET /v1/health): without full, no check names or outputs. */
+static enum hr_status service_fields(struct hr_api *api,
+				     const struct hr_api_service *sv,
+				     cJSON *doc, bool full)
+{
+	struct hr_check_info info;
 	char output[1200];
-	enum hr_status st = effective(api, agg, output, sizeof(output));
-	cJSON *doc, *arr, *m;
-	bool maint;
+	enum hr_status st = effective(api, sv, output, sizeof(output));
+	cJSON *arr;
 	size_t i;
 
-	if (fmt && !strcmp(fmt, "text")) {
-		char *body;
-
-		if (asprintf(&body, "%s\n", hr_status_name(st)) < 0)
-			return MHD_NO;
-		return send_text(c, http_code(st), "text/plain; charset=utf-8", body);
-	}
-	if (fmt && strcmp(fmt, "json"))
-		return send_error(c, 400, "format: \"%s\" is not text or json", fmt);
-	doc = cJSON_CreateObject();
-	cJSON_AddStringToObject(doc, "service", api->host.service_name(api->host.ctx));
+	cJSON_AddStringToObject(doc, "service", sv->name ? sv->name : "");
+	cJSON_AddStringToObject(doc, "id", sv->id ? sv->id : "");
 	cJSON_AddStringToObject(doc, "status", hr_status_name(st));
-	maint = api->host.maint_get(api->host.ctx, &reason);
-	if (!full) {
-		m = cJSON_AddObjectToObject(doc, "maintenance");
-		cJSON_AddBoolToObject(m, "enabled", maint);
-		return send_json(c, http_code(st), doc);
-	}
+	if (!full)
+		return st;
 	cJSON_AddStringToObject(doc, "output", output);
-	m = cJSON_AddObjectToObject(doc, "maintenance");
-	cJSON_AddBoolToObject(m, "enabled", maint);
-	if (maint)
-		cJSON_AddStringToObject(m, "reason", reason ? reason : "");
 	arr = cJSON_AddArrayToObject(doc, "checks");
-	for (i = 0; i < hr_agg_n_checks(agg); i++) {
-		hr_agg_check_at(agg, i, &info);
+	for (i = 0; i < hr_agg_n_checks(sv->agg); i++) {
+		hr_agg_check_at(sv->agg, i, &info);
 		cJSON_AddItemToArray(arr, check_json(&info));
 	}
 	arr = cJSON_AddArrayToObject(doc, "registries");
-	if (api->host.registries) {
-		struct hr_api_registry regs[16];
-		size_t n = api->host.registries(api->host.ctx, regs, 16);
+	for (i = 0; i < sv->n_regs; i++)
+		cJSON_AddItemToArray(arr, registry_json(&sv->regs[i]));
+	return st;
+}
 
-		for (i = 0; i < n; i++)
-			cJSON_AddItemToArray(arr, registry_json(&regs[i]));
+static enum MHD_Result send_health(struct MHD_Connection *c, const char *fmt,
+				   enum hr_status st, cJSON *doc)
+{
+	char *body;
+
+	if (fmt && !strcmp(fmt, "text")) {
+		cJSON_Delete(doc);
+		if (asprintf(&body, "%s\n", hr_status_name(st)) < 0)
+			return MHD_NO;
+		return send_text(c, http_code(st), "text/plain; charset=utf-8",
+				 body);
 	}
 	return send_json(c, http_code(st), doc);
+}
+
+/* ---- handlers ------------------------------------------------------------- */
+
+/*
+ * GET /v1/health (id NULL) or /v1/health/<id>. full: with the token (or
+ * when none is configured). Without it, when a token is configured, only
+ * what a probe needs: the code, the status word, the service and whether
+ * it is in maintenance; no check names, outputs or the summary (which
+ * names failing checks).
+ *
+ * The agent as a whole is the worst of its services (critical or unknown,
+ * then warning, then passing); with one service, the body is that
+ * service's, as it always was, and every body lists "services".
+ */
+static enum MHD_Result get_health(struct hr_api *api, struct MHD_Connection *c,
+				  bool full, const char *id)
+{
+	const char *fmt = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND,
+						      "format");
+	size_t n = api->host.n_services(api->host.ctx), i;
+	size_t counts[3] = { 0, 0, 0 };
+	struct hr_api_service sv;
+	enum hr_status worst = HR_STATUS_PASSING;
+	char output[1200], bad[600];
+	size_t ob = 0;
+	cJSON *doc, *arr = NULL;
+
+	if (fmt && strcmp(fmt, "text") && strcmp(fmt, "json"))
+		return send_error(c, 400, "format: \"%s\" is not text or json", fmt);
+	doc = cJSON_CreateObject();
+	if (id) {
+		long k = service_index(api, id);
+		enum hr_status st;
+
+		if (k < 0) {
+			cJSON_Delete(doc);
+			return send_error(c, 404, "unknown service \"%.200s\"", id);
+		}
+		api->host.service(api->host.ctx, (size_t)k, &sv);
+		st = service_fields(api, &sv, doc, full);
+		add_maintenance(api, doc, full, sv.id);
+		return send_health(c, fmt, st, doc);
+	}
+	if (n == 1) {
+		api->host.service(api->host.ctx, 0, &sv);
+		worst = service_fields(api, &sv, doc, full);
+	}
+	bad[0] = '\0';
+	for (i = 0; i < n; i++) {
+		enum hr_status st;
+		int b;
+
+		api->host.service(api->host.ctx, i, &sv);
+		st = effective(api, &sv, output, sizeof(output));
+		b = badness(st);
+		counts[b]++;
+		if (b > badness(worst))
+			worst = st;
+		if (b && ob + 1 < sizeof(bad))
+			ob += (size_t)snprintf(bad + ob, sizeof(bad) - ob,
+					       "%s%s", ob ? ", " : "", sv.id);
+	}
+	if (n > 1) {
+		cJSON_AddNullToObject(doc, "service");
+		cJSON_AddStringToObject(doc, "status", hr_status_name(worst));
+		if (full) {
+			snprintf(output, sizeof(output),
+				 "%zu services: %zu passing, %zu warning, %zu critical%s%s",
+				 n, counts[0], counts[1], counts[2],
+				 *bad ? ": " : "", bad);
+			cJSON_AddStringToObject(doc, "output", output);
+		}
+	}
+	if (n == 1)
+		api->host.service(api->host.ctx, 0, &sv);
+	add_maintenance(api, doc, full, n == 1 ? sv.id : NULL);
+	arr = cJSON_AddArrayToObject(doc, "services");
+	for (i = 0; i < n; i++) {
+		cJSON *o = cJSON_CreateObject();
+
+		api->host.service(api->host.ctx, i, &sv);
+		service_fields(api, &sv, o, full && n > 1);
+		if (n > 1)
+			add_maintenance(api, o, full, sv.id);
+		cJSON_AddItemToArray(arr, o);
+	}
+	return send_health(c, fmt, worst, doc);
 }
 
 /* 0 when the request carries the token (or none is configured), else the
@@ -379,11 +493,10 @@ static unsigned authorize(const struct hr_api *api, struct MHD_Connection *c)
 	return diff || n != t ? 403 : 0;
 }
 
-static enum MHD_Result put_check(struct hr_api *api, struct MHD_Connection *c,
+static enum MHD_Result put_check(struct MHD_Connection *c, struct hr_agg *agg,
 				 const char *name, const char *verb,
 				 const struct req *rq)
 {
-	struct hr_agg *agg = api->host.agg(api->host.ctx);
 	struct hr_check_info info;
 	enum hr_status st;
 	const char *output = NULL;
@@ -442,13 +555,19 @@ static enum MHD_Result put_check(struct hr_api *api, struct MHD_Connection *c,
 	return send_json(c, 200, check_json(&info));
 }
 
+/* GET/PUT /v1/maintenance[?service=ID]: the agent's (every service), or
+ * one service's own. */
 static enum MHD_Result maintenance(struct hr_api *api, struct MHD_Connection *c,
 				   const char *method)
 {
+	const char *svc = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND,
+						      "service");
 	const char *reason = NULL;
 	cJSON *doc;
 	bool on;
 
+	if (svc && service_index(api, svc) < 0)
+		return send_error(c, 404, "unknown service \"%.200s\"", svc);
 	if (!strcmp(method, "PUT")) {
 		const char *en = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "enable");
 		const char *why = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "reason");
@@ -457,7 +576,7 @@ static enum MHD_Result maintenance(struct hr_api *api, struct MHD_Connection *c,
 
 		if (!en || (strcmp(en, "true") && strcmp(en, "false")))
 			return send_error(c, 400, "enable: must be true or false");
-		rc = api->host.maint_set(api->host.ctx, !strcmp(en, "true"),
+		rc = api->host.maint_set(api->host.ctx, svc, !strcmp(en, "true"),
 					 why ? why : "", msg, sizeof(msg));
 		if (rc == -EMSGSIZE)
 			return send_error(c, 400, "reason: too long (at most %d bytes)",
@@ -466,8 +585,10 @@ static enum MHD_Result maintenance(struct hr_api *api, struct MHD_Connection *c,
 			return send_error(c, 500, "%s",
 					  *msg ? msg : strerror(-rc));
 	}
-	on = api->host.maint_get(api->host.ctx, &reason);
+	on = api->host.maint_get(api->host.ctx, svc, &reason);
 	doc = cJSON_CreateObject();
+	if (svc)
+		cJSON_AddStringToObject(doc, "service", svc);
 	cJSON_AddBoolToObject(doc, "enabled", on);
 	if (on)
 		cJSON_AddStringToObject(doc, "reason", reason ? reason : "");
@@ -492,9 +613,15 @@ static enum MHD_Result unauthorized(struct MHD_Connection *c, unsigned code)
 
 static enum MHD_Result route_health(const struct call *k)
 {
+	const char *id = NULL;
+
 	if (!k->get)
 		return method_not_allowed(k->c, "GET");
-	return get_health(k->api, k->c, !k->auth);
+	if (!strncmp(k->url, "/v1/health/", 11))
+		id = k->url + 11;
+	else if (strcmp(k->url, "/v1/health"))
+		return send_error(k->c, 404, "no such endpoint: %s", k->url);
+	return get_health(k->api, k->c, !k->auth, id);
 }
 
 static enum MHD_Result route_metrics(const struct call *k)
@@ -597,19 +724,53 @@ static bool is_verb(const char *slash)
 }
 
 /*
- * /v1/checks/<name>[/pass|/warn|/fail]. A check's output is not public:
+ * The service whose check name is: of the service id, or (id NULL) of
+ * the one service that has it. 0 with *agg; -ENOENT; -EEXIST when several
+ * services have it (their ids in ids, cut to fit).
+ */
+static int find_check(struct hr_api *api, const char *id, const char *name,
+		      struct hr_agg **agg, char *ids, size_t len)
+{
+	size_t n = api->host.n_services(api->host.ctx), i, o = 0, found = 0;
+	struct hr_api_service sv;
+	struct hr_check_info info;
+
+	*agg = NULL;
+	ids[0] = '\0';
+	for (i = 0; i < n; i++) {
+		api->host.service(api->host.ctx, i, &sv);
+		if (id && (!sv.id || strcmp(sv.id, id)))
+			continue;
+		if (hr_agg_check_get(sv.agg, name, &info))
+			continue;
+		if (!found++)
+			*agg = sv.agg;
+		if (o + 1 < len)
+			o += (size_t)snprintf(ids + o, len - o, "%s%s",
+					      o ? ", " : "", sv.id);
+	}
+	if (!found)
+		return -ENOENT;
+	return found > 1 ? -EEXIST : 0;
+}
+
+/*
+ * /v1/checks/<name>[/pass|/warn|/fail] (rest after "/v1/checks/", id
+ * NULL: the one service that has the check) or
+ * /v1/services/<id>/checks/<name>[...]. A check's output is not public:
  * with a token configured, reads need it as writes do. A name is bounded
  * before it is copied (414 beyond HR_API_NAME_MAX).
  */
-static enum MHD_Result route_checks(const struct call *k)
+static enum MHD_Result serve_check(const struct call *k, const char *id,
+				   const char *rest)
 {
-	struct hr_agg *agg = k->api->host.agg(k->api->host.ctx);
-	const char *rest = k->url + strlen("/v1/checks/");
 	size_t n = strlen(rest);
 	const char *verb = NULL;
 	struct hr_check_info info;
-	char name[HR_API_NAME_MAX + sizeof("/pass")];
+	struct hr_agg *agg;
+	char name[HR_API_NAME_MAX + sizeof("/pass")], ids[400];
 	char *slash;
+	int rc;
 
 	if (k->auth)
 		return unauthorized(k->c, k->auth);
@@ -619,7 +780,8 @@ static enum MHD_Result route_checks(const struct call *k)
 	memcpy(name, rest, n + 1);
 	slash = strrchr(name, '/');
 	/* "<name>/pass" unless a check has that full name. */
-	if (slash && is_verb(slash) && hr_agg_check_get(agg, name, &info)) {
+	if (slash && is_verb(slash) &&
+	    find_check(k->api, id, name, &agg, ids, sizeof(ids)) == -ENOENT) {
 		*slash = '\0';
 		verb = slash + 1;
 	}
@@ -628,16 +790,49 @@ static enum MHD_Result route_checks(const struct call *k)
 				  HR_API_NAME_MAX);
 	if (!*name)
 		return send_error(k->c, 404, "no check name");
-	if (verb || k->put) {
-		if (!k->put)
-			return method_not_allowed(k->c, "PUT");
-		return put_check(k->api, k->c, name, verb, k->rq);
-	}
-	if (!k->get)
+	if ((verb || k->put) && !k->put)
+		return method_not_allowed(k->c, "PUT");
+	if (!verb && !k->put && !k->get)
 		return method_not_allowed(k->c, "GET, PUT");
-	if (hr_agg_check_get(agg, name, &info))
+	rc = find_check(k->api, id, name, &agg, ids, sizeof(ids));
+	if (rc == -EEXIST)
+		return send_error(k->c, 409, "check \"%s\" is in several services (%s): use /v1/services/<id>/checks/%s",
+				  name, ids, name);
+	if (rc)
 		return send_error(k->c, 404, "unknown check \"%s\"", name);
+	if (verb || k->put)
+		return put_check(k->c, agg, name, verb, k->rq);
+	hr_agg_check_get(agg, name, &info);
 	return send_json(k->c, 200, check_json(&info));
+}
+
+static enum MHD_Result route_checks(const struct call *k)
+{
+	return serve_check(k, NULL, k->url + strlen("/v1/checks/"));
+}
+
+/* /v1/services/<id>/checks/<name>[/pass|/warn|/fail]. */
+static enum MHD_Result route_services(const struct call *k)
+{
+	const char *rest = k->url + strlen("/v1/services/");
+	const char *cut = strstr(rest, "/checks/");
+	char id[HR_API_NAME_MAX + 1];
+	size_t n;
+
+	if (k->auth)
+		return unauthorized(k->c, k->auth);
+	if (!cut)
+		return send_error(k->c, 404, "no such endpoint: %s (use /v1/services/<id>/checks/<name>)",
+				  k->url);
+	n = (size_t)(cut - rest);
+	if (n > HR_API_NAME_MAX)
+		return send_error(k->c, 414, "service id longer than %d bytes",
+				  HR_API_NAME_MAX);
+	memcpy(id, rest, n);
+	id[n] = '\0';
+	if (service_index(k->api, id) < 0)
+		return send_error(k->c, 404, "unknown service \"%.200s\"", id);
+	return serve_check(k, id, cut + strlen("/checks/"));
 }
 
 static const struct route {
@@ -645,12 +840,13 @@ static const struct route {
 	bool prefix; /* path is a prefix of the URL */
 	enum MHD_Result (*fn)(const struct call *k);
 } routes[] = {
-	{ "/v1/health", false, route_health },
+	{ "/v1/health", true, route_health },
 	{ "/metrics", false, route_metrics },
 	{ "/v1/maintenance", false, route_maintenance },
 	{ "/v1/reload", false, route_reload },
 	{ "/v1/decisions", false, route_decisions },
 	{ "/v1/checks/", true, route_checks },
+	{ "/v1/services/", true, route_services },
 };
 
 static enum MHD_Result route(struct hr_api *api, struct MHD_Connection *c,

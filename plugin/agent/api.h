@@ -2,11 +2,17 @@
  * api.h - the local HTTP API (libmicrohttpd, driven from the agent's
  * libev loop: MHD's epoll fd is one ev_io, its timeout one ev_timer).
  *
- *   GET  /v1/health[?format=text]     200 passing, 429 warning, 503 critical
- *   GET  /v1/checks/<name>            one check, 404 when unknown
+ *   GET  /v1/health[?format=text]     200 passing, 429 warning, 503 critical:
+ *                                     the agent, the worst of its services
+ *   GET  /v1/health/<service id>      one service (404 when unknown)
+ *   GET  /v1/checks/<name>            one check, 404 when unknown, 409 when
+ *                                     several services have it
  *   PUT  /v1/checks/<name>/pass|warn|fail[?note=]   feed a ttl check
  *   PUT  /v1/checks/<name>            {"status": ..., "output": ...}
+ *   /v1/services/<id>/checks/<name>[/pass|warn|fail]  the same, addressed
+ *                                     by service
  *   GET  /v1/maintenance, PUT /v1/maintenance?enable=true|false&reason=
+ *                                     [&service=ID: that service alone]
  *   PUT  /v1/reload                   re-read the config
  *   GET  /metrics                     Prometheus text format
  * With a token configured, writes and GET /v1/checks/<name> need
@@ -38,7 +44,7 @@
 
 /*
  * What the API needs from the agent. Called on the loop, one request at a
- * time. Strings a callback returns (service_name, the maintenance reason)
+ * time. Strings a callback returns (a service's, the maintenance reason)
  * are the agent's, valid until the next call into the host: reload may
  * free the config they point into. metrics returns text the API frees.
  * A callback frees nothing of the API or its connection.
@@ -50,20 +56,32 @@ struct hr_api_registry {
 	const struct hr_registry_stats *stats;
 };
 
+#define HR_API_REGISTRIES_MAX 8
+
+/* One service of the agent, borrowed for the request. */
+struct hr_api_service {
+	const char *id;
+	const char *name;
+	struct hr_agg *agg;
+	struct hr_api_registry regs[HR_API_REGISTRIES_MAX];
+	size_t n_regs;
+};
+
 struct hr_api_host {
-	struct hr_agg *(*agg)(void *ctx);
-	const char *(*service_name)(void *ctx);
-	bool (*maint_get)(void *ctx, const char **reason);
-	/* 0, -EMSGSIZE (reason too long), or another -errno with why in
-	 * msg (maintenance unchanged). */
-	int (*maint_set)(void *ctx, bool enable, const char *reason,
-			 char *msg, size_t len);
+	/* The agent's services (at least one), in config order. */
+	size_t (*n_services)(void *ctx);
+	void (*service)(void *ctx, size_t i, struct hr_api_service *out);
+	/* Maintenance of the agent (service NULL) or of one service (by id:
+	 * the agent's, or its own). An unknown service: false. */
+	bool (*maint_get)(void *ctx, const char *service, const char **reason);
+	/* The same service argument. 0, -EMSGSIZE (reason too long),
+	 * -ENOENT (unknown service), or another -errno with why in msg
+	 * (maintenance unchanged). */
+	int (*maint_set)(void *ctx, const char *service, bool enable,
+			 const char *reason, char *msg, size_t len);
 	/* 0, or -EINVAL with the errors in msg. */
 	int (*reload)(void *ctx, char *msg, size_t len);
 	char *(*metrics)(void *ctx); /* malloc'ed text */
-	/* Up to max backends into out; returns how many. May be NULL. */
-	size_t (*registries)(void *ctx, struct hr_api_registry *out,
-			     size_t max);
 	/* The decision journal (GET /v1/decisions). May be NULL. */
 	const struct hr_journal *(*journal)(void *ctx);
 	void *ctx;

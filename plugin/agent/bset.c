@@ -61,7 +61,8 @@ static int backend_new(struct hr_bset *s, const struct hr_registry_ops *ops,
 		free(b);
 		return -EINVAL;
 	}
-	hr_log(HR_LOG_INFO, "registry_enabled", "registry", name, NULL);
+	hr_log(HR_LOG_INFO, "registry_enabled", "registry", name, "service",
+	       env->service && env->service->id ? env->service->id : "", NULL);
 	*out = b;
 	return 0;
 }
@@ -72,8 +73,8 @@ void hr_bset_fresh_dispose(struct hr_bset_fresh *fresh)
 		backend_free(fresh->v[--fresh->n]);
 }
 
-int hr_bset_build(struct hr_bset *s, const struct hr_config *cfg,
-		  struct hr_bset_fresh *out)
+int hr_bset_build(struct hr_bset *s, const struct hr_service_conf *cfg,
+		  int64_t shutdown_timeout_ms, struct hr_bset_fresh *out)
 {
 	struct hr_registry_env env;
 	const cJSON *item;
@@ -87,7 +88,7 @@ int hr_bset_build(struct hr_bset *s, const struct hr_config *cfg,
 	env.loop = s->loop;
 	env.http = s->http;
 	env.service = &cfg->service;
-	env.shutdown_timeout_ms = cfg->shutdown_timeout_ms;
+	env.shutdown_timeout_ms = shutdown_timeout_ms;
 	env.journal = s->journal;
 	cJSON_ArrayForEach(item, cfg->registry) {
 		for (i = 0; hr_registries[i] && !rc; i++) {

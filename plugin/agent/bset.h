@@ -74,13 +74,14 @@ void hr_bset_init(struct hr_bset *s, struct ev_loop *loop,
 		  struct hr_http *http);
 
 /*
- * Create every backend configured in cfg->registry into *out (logs
- * registry_enabled for each). On failure logs registry_create_failed,
- * destroys what it made and returns -EINVAL (-ENOSPC: too many); *out is
- * then empty. cfg is borrowed for the call only.
+ * Create every backend configured in svc->registry (the service's merged
+ * section) into *out (logs registry_enabled for each). On failure logs
+ * registry_create_failed, destroys what it made and returns -EINVAL
+ * (-ENOSPC: too many); *out is then empty. svc is borrowed for the call
+ * only.
  */
-int hr_bset_build(struct hr_bset *s, const struct hr_config *cfg,
-		  struct hr_bset_fresh *out);
+int hr_bset_build(struct hr_bset *s, const struct hr_service_conf *svc,
+		  int64_t shutdown_timeout_ms, struct hr_bset_fresh *out);
 
 /*
  * Replace the current backends by fresh (taken; fresh is empty after).

@@ -329,12 +329,58 @@ static void print_registries(const cJSON *doc)
 	}
 }
 
+static void print_maintenance(const cJSON *doc)
+{
+	const cJSON *m = cJSON_GetObjectItemCaseSensitive(doc, "maintenance");
+
+	if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(m, "enabled")))
+		printf("maintenance: on (%s)\n", jstr(m, "reason"));
+}
+
+/* One service: its aggregate, checks and registries (by_id: one of
+ * several, named by its id, and its name when that differs). */
+static void print_service(const cJSON *doc, bool by_id)
+{
+	const cJSON *c, *checks;
+
+	if (by_id && strcmp(jstr(doc, "id"), jstr(doc, "service")))
+		printf("service %s (%s): %s (%s)\n", jstr(doc, "id"),
+		       jstr(doc, "service"), jstr(doc, "status"),
+		       jstr(doc, "output"));
+	else
+		printf("service %s: %s (%s)\n",
+		       by_id ? jstr(doc, "id") : jstr(doc, "service"),
+		       jstr(doc, "status"), jstr(doc, "output"));
+	if (!by_id)
+		print_maintenance(doc);
+	printf("\n%-24s  %-4s  %-8s  %-20s  %9s  %s\n", "NAME", "KIND",
+	       "STATUS", "LAST RUN", "DURATION", "OUTPUT");
+	checks = cJSON_GetObjectItemCaseSensitive(doc, "checks");
+	cJSON_ArrayForEach(c, checks) {
+		char out[61];
+		const char *text = jstr(c, "output");
+		size_t i;
+		const cJSON *d = cJSON_GetObjectItemCaseSensitive(c, "duration_ms");
+		char dur[32];
+
+		for (i = 0; text[i] && text[i] != '\n' && i < 60; i++)
+			out[i] = text[i];
+		out[i] = '\0';
+		snprintf(dur, sizeof(dur), "%.1fms",
+			 cJSON_IsNumber(d) ? d->valuedouble : 0.0);
+		printf("%-24.24s  %-4s  %-8s  %-20s  %9s  %s\n",
+		       jstr(c, "name"), jstr(c, "kind"), jstr(c, "status"),
+		       *jstr(c, "last_run") ? jstr(c, "last_run") : "never",
+		       dur, out);
+	}
+	print_registries(doc);
+}
+
 int hr_client_status(const struct hr_client_opts *o)
 {
 	char addr[300], *token = NULL, *body = NULL;
 	const char *from;
 	cJSON *doc = NULL;
-	const cJSON *c, *checks, *m;
 	long code;
 	int rc;
 
@@ -360,32 +406,21 @@ int hr_client_status(const struct hr_client_opts *o)
 	if (o->json) {
 		printf("%s", body);
 	} else {
-		printf("service %s: %s (%s)\n", jstr(doc, "service"),
-		       jstr(doc, "status"), jstr(doc, "output"));
-		m = cJSON_GetObjectItemCaseSensitive(doc, "maintenance");
-		if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(m, "enabled")))
-			printf("maintenance: on (%s)\n", jstr(m, "reason"));
-		printf("\n%-24s  %-4s  %-8s  %-20s  %9s  %s\n", "NAME", "KIND",
-		       "STATUS", "LAST RUN", "DURATION", "OUTPUT");
-		checks = cJSON_GetObjectItemCaseSensitive(doc, "checks");
-		cJSON_ArrayForEach(c, checks) {
-			char out[61];
-			const char *text = jstr(c, "output");
-			size_t i;
-			const cJSON *d = cJSON_GetObjectItemCaseSensitive(c, "duration_ms");
-			char dur[32];
+		const cJSON *svcs = cJSON_GetObjectItemCaseSensitive(doc, "services");
+		const cJSON *sv;
 
-			for (i = 0; text[i] && text[i] != '\n' && i < 60; i++)
-				out[i] = text[i];
-			out[i] = '\0';
-			snprintf(dur, sizeof(dur), "%.1fms",
-				 cJSON_IsNumber(d) ? d->valuedouble : 0.0);
-			printf("%-24.24s  %-4s  %-8s  %-20s  %9s  %s\n",
-			       jstr(c, "name"), jstr(c, "kind"), jstr(c, "status"),
-			       *jstr(c, "last_run") ? jstr(c, "last_run") : "never",
-			       dur, out);
+		if (cJSON_GetArraySize(svcs) > 1) {
+			/* the agent (the worst of its services), then each */
+			printf("agent: %s (%s)\n", jstr(doc, "status"),
+			       jstr(doc, "output"));
+			print_maintenance(doc);
+			cJSON_ArrayForEach(sv, svcs) {
+				printf("\n");
+				print_service(sv, true);
+			}
+		} else {
+			print_service(doc, false);
 		}
-		print_registries(doc);
 	}
 	rc = code_for(jstr(doc, "status"));
 cleanup:
@@ -582,10 +617,10 @@ static int simple_put(const struct hr_client_opts *o, const char *path,
 }
 
 int hr_client_maint(const struct hr_client_opts *o, bool enable,
-		    const char *reason)
+		    const char *reason, const char *service)
 {
 	size_t n = reason ? strlen(reason) : 0;
-	char *path = NULL, *esc;
+	char *path = NULL, *esc, *sesc = NULL;
 	int rc;
 
 	if (enable && n > HR_MAINT_REASON_MAX) {
@@ -594,12 +629,18 @@ int hr_client_maint(const struct hr_client_opts *o, bool enable,
 		return HR_EXIT_USAGE;
 	}
 	esc = curl_easy_escape(NULL, reason ? reason : "", (int)n);
-	if (!esc || asprintf(&path, "/v1/maintenance?enable=%s&reason=%s",
-			     enable ? "true" : "false", esc) < 0) {
+	if (service)
+		sesc = curl_easy_escape(NULL, service, 0);
+	if (!esc || (service && !sesc) ||
+	    asprintf(&path, "/v1/maintenance?enable=%s&reason=%s%s%s",
+		     enable ? "true" : "false", esc,
+		     sesc ? "&service=" : "", sesc ? sesc : "") < 0) {
 		curl_free(esc);
+		curl_free(sesc);
 		return HR_EXIT_SOFTWARE;
 	}
 	curl_free(esc);
+	curl_free(sesc);
 	rc = simple_put(o, path, enable ? "maintenance enabled" : "maintenance disabled",
 			NULL);
 	free(path);

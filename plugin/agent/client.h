@@ -36,9 +36,11 @@ int hr_client_api_url(const char *addr, char *url, size_t len,
 /** Exit code 0/1/2 by the agent's status, 69 when it cannot be reached. */
 int hr_client_status(const struct hr_client_opts *o);
 /** 0 done; 64 bad --reason or token; 69 unreachable; 70 the agent could
- * not do it (say, its state file cannot be written: nothing changed). */
+ * not do it (say, its state file cannot be written: nothing changed; or
+ * it runs no service of that id). service: one service's own
+ * maintenance (its id), NULL: the agent's. */
 int hr_client_maint(const struct hr_client_opts *o, bool enable,
-		    const char *reason);
+		    const char *reason, const char *service);
 /** `healthreg why [SERVICE]`: the decision journal, newest first (the
  * service's only when given). 0; 64 token; 69 unreachable. */
 int hr_client_why(const struct hr_client_opts *o, const char *service);

@@ -40,6 +40,7 @@ enum {
 	O_FORMAT = 1u << 6,
 	O_HELP = 1u << 7,
 	O_VERSION = 1u << 8,
+	O_SERVICE = 1u << 9,
 };
 
 /* Every command takes these, before or after its name. */
@@ -65,6 +66,9 @@ static const struct optdoc {
 	{ O_REASON, "reason", 0, "TEXT",
 	  "why, at most 1024 bytes (default: Consul's\n"
 	  "default text, \"...no reason was provided...\")" },
+	{ O_SERVICE, "service", 0, "ID",
+	  "one service (its id) in maintenance of its own\n"
+	  "(default: the agent, every service)" },
 	{ O_LEVEL, "log-level", 0, "LEVEL", "error, warn, info (default) or debug" },
 	{ O_FORMAT, "log-format", 0, "FMT", "logfmt (default) or json" },
 	{ O_HELP, "help", 'h', NULL, "help (of the command, when one is given)" },
@@ -79,7 +83,7 @@ struct args {
 	unsigned seen;        /* O_* bits */
 	const char *seen_as[HR_ARRAY_SIZE(optdocs)]; /* as typed, for errors */
 	const char *path, *level, *format;
-	const char *api, *token_file, *reason;
+	const char *api, *token_file, *reason, *service;
 };
 
 /* ---- commands ------------------------------------------------------------ */
@@ -107,21 +111,34 @@ static int cmd_maint(const struct hr_client_opts *co, const struct args *a)
 
 	if (!strcmp(sub, "enable"))
 		return hr_client_maint(co, true, a->reason ? a->reason
-						  : HR_MAINT_DEFAULT_REASON);
+						  : HR_MAINT_DEFAULT_REASON,
+				       a->service);
 	if (a->reason) {
 		fprintf(stderr, "healthreg: maint disable does not take --reason\n");
 		return HR_EXIT_USAGE;
 	}
-	return hr_client_maint(co, false, "");
+	return hr_client_maint(co, false, "", a->service);
 }
 
 static int cmd_validate(struct hr_config **cfg, const struct args *a)
 {
 	/* The load (preflight.h) ran every check run makes, the backends'
 	 * preflight included. */
-	printf("%s: valid (%zu check%s, %zu group%s)\n", a->path,
-	       (*cfg)->n_checks, (*cfg)->n_checks == 1 ? "" : "s",
-	       (*cfg)->n_groups, (*cfg)->n_groups == 1 ? "" : "s");
+	const struct hr_config *c = *cfg;
+	size_t i, checks = 0, groups = 0;
+
+	for (i = 0; i < c->n_services; i++) {
+		checks += c->services[i].n_checks;
+		groups += c->services[i].n_groups;
+	}
+	if (c->n_services > 1)
+		printf("%s: valid (%zu services, %zu check%s, %zu group%s)\n",
+		       a->path, c->n_services, checks, checks == 1 ? "" : "s",
+		       groups, groups == 1 ? "" : "s");
+	else
+		printf("%s: valid (%zu check%s, %zu group%s)\n", a->path,
+		       checks, checks == 1 ? "" : "s", groups,
+		       groups == 1 ? "" : "s");
 	return HR_EXIT_OK;
 }
 
@@ -182,11 +199,13 @@ static const struct command {
 	  "checks that caused it; SERVICE (an id) keeps that service's only.\n"
 	  "Exit 0, 69 when the agent cannot be reached.",
 	  "[SERVICE]", O_CLIENT | O_JSON, 0, cmd_why, NULL, NULL },
-	{ "maint", "enable [--reason TEXT] | disable  [--api ADDR | -c FILE]",
-	  "maintenance mode of the running agent",
+	{ "maint", "enable [--reason TEXT] | disable  [--service ID] [--api ADDR | -c FILE]",
+	  "maintenance mode of the running agent (or of one of its services)",
 	  "Exit 0 done, 70 when the agent could not save it to its state file\n"
-	  "(nothing changed), 69 when the agent cannot be reached.",
-	  "enable|disable", O_CLIENT | O_REASON, 0, cmd_maint, NULL, NULL },
+	  "(nothing changed) or runs no service --service names, 69 when the\n"
+	  "agent cannot be reached.",
+	  "enable|disable", O_CLIENT | O_REASON | O_SERVICE, 0, cmd_maint, NULL,
+	  NULL },
 	{ "reload", "[--api ADDR | -c FILE] [--token-file FILE]",
 	  "make the running agent re-read its config (as SIGHUP)",
 	  "Exit 0 reloaded, 78 when the agent refused the new config (it\n"
@@ -368,12 +387,14 @@ static int parse_args(int argc, char **argv, struct args *a)
 		{ "api", required_argument, NULL, 'a' },
 		{ "token-file", required_argument, NULL, 't' },
 		{ "reason", required_argument, NULL, 'r' },
+		{ "service", required_argument, NULL, 's' },
 		{ NULL, 0, NULL, 0 },
 	};
 	static const struct { int opt; unsigned bit; } bits[] = {
 		{ 'c', O_CONFIG }, { 'j', O_JSON }, { 'l', O_LEVEL },
 		{ 'f', O_FORMAT }, { 'h', O_HELP }, { 'V', O_VERSION },
 		{ 'a', O_API },    { 't', O_TOKEN }, { 'r', O_REASON },
+		{ 's', O_SERVICE },
 	};
 	int opt;
 	size_t i;
@@ -426,6 +447,9 @@ static int parse_args(int argc, char **argv, struct args *a)
 			break;
 		case 'r':
 			a->reason = optarg;
+			break;
+		case 's':
+			a->service = optarg;
 			break;
 		default:
 			break;

@@ -21,7 +21,8 @@
 struct once {
 	int json;
 	int code;
-	const struct hr_config *cfg;
+	const struct hr_service_conf *cfg;
+	const char *service; /* its id, shown when there are several */
 };
 
 /* A ttl check that `check` does not count: no push can come, and no
@@ -34,10 +35,10 @@ static bool left_out(const struct hr_check_spec *s)
 /* "critical", "warning", "ignore" (the group's for a member), or for a
  * ttl check without pushes "not counted" (ungrouped) or "no push" (a
  * member of its group that does not pass). */
-static const char *counts_as(const struct hr_config *cfg,
+static const char *counts_as(const struct hr_service_conf *cfg,
 			     const struct hr_check_info *info)
 {
-	int j = hr_config_find_check(cfg, info->name);
+	int j = hr_service_find_check(cfg, info->name);
 
 	if (j >= 0 && left_out(&cfg->checks[j]))
 		return info->group ? "no push" : "not counted";
@@ -80,8 +81,9 @@ static const char *group_result(const struct hr_group_spec *g,
 	return "critical";
 }
 
-static void print_json(struct hr_agg *agg, const struct hr_config *cfg,
-		       enum hr_status st, const char *output)
+static void print_json(struct hr_agg *agg, const struct hr_service_conf *cfg,
+		       const char *service, enum hr_status st,
+		       const char *output)
 {
 	cJSON *root = cJSON_CreateObject();
 	cJSON *arr = cJSON_AddArrayToObject(root, "checks"), *groups;
@@ -89,6 +91,8 @@ static void print_json(struct hr_agg *agg, const struct hr_config *cfg,
 	char *s, *clean;
 	size_t i;
 
+	if (service)
+		cJSON_AddStringToObject(root, "service", service);
 	cJSON_AddStringToObject(root, "status", hr_status_name(st));
 	cJSON_AddStringToObject(root, "output", output);
 	for (i = 0; i < hr_agg_n_checks(agg); i++) {
@@ -147,8 +151,9 @@ static void clip(const char *in, char *out, size_t width)
 		memcpy(out + width - 3, "...", 4);
 }
 
-static void print_table(struct hr_agg *agg, const struct hr_config *cfg,
-			enum hr_status st, const char *output)
+static void print_table(struct hr_agg *agg, const struct hr_service_conf *cfg,
+			const char *service, enum hr_status st,
+			const char *output)
 {
 	struct hr_check_info info;
 	size_t i, w = 4, gw = 5, n_left = 0;
@@ -165,6 +170,8 @@ static void print_table(struct hr_agg *agg, const struct hr_config *cfg,
 		w = 40;
 	if (gw > 24)
 		gw = 24;
+	if (service)
+		printf("service %s\n", service);
 	printf("%-*s  %-4s  %-8s  %-*s  %-11s  %9s  %s\n", (int)w, "NAME",
 	       "KIND", "STATUS", (int)gw, "GROUP", "ON_FAILURE", "DURATION",
 	       "OUTPUT");
@@ -204,29 +211,31 @@ static void once_cb(struct hr_agg *agg, enum hr_status st, const char *output,
 	struct once *o = payload;
 
 	if (o->json)
-		print_json(agg, o->cfg, st, output);
+		print_json(agg, o->cfg, o->service, st, output);
 	else
-		print_table(agg, o->cfg, st, output);
+		print_table(agg, o->cfg, o->service, st, output);
 	o->code = st == HR_STATUS_PASSING   ? HR_EXIT_OK
 		  : st == HR_STATUS_WARNING ? HR_EXIT_WARNING
 					    : HR_EXIT_CRITICAL;
 	ev_break(hr_agg_loop(agg), EVBREAK_ALL);
 }
 
-int hr_agent_check_once(const struct hr_config *cfg, int json)
+/* One service's checks, once: its exit code. */
+static int check_service(const struct hr_config *all,
+			 const struct hr_service_conf *cfg, int json)
 {
 	struct ev_loop *loop = ev_default_loop(EVFLAG_AUTO);
 	struct hr_agg *agg = NULL;
 	struct hr_agg_opts opts;
 	struct hr_err err = { "" };
-	struct once o = { json, HR_EXIT_SOFTWARE, cfg };
+	struct once o = { json, HR_EXIT_SOFTWARE, cfg,
+			  all->n_services > 1 ? cfg->service.id : NULL };
 	size_t i;
 	int rc;
 
-	signal(SIGPIPE, SIG_IGN);
 	memset(&opts, 0, sizeof(opts));
-	opts.enable_exec_checks = cfg->enable_exec_checks;
-	opts.max_concurrent = cfg->max_concurrent;
+	opts.enable_exec_checks = all->enable_exec_checks;
+	opts.max_concurrent = all->max_concurrent;
 	rc = hr_agg_new(&agg, loop, NULL, &opts, &err);
 	for (i = 0; !rc && i < cfg->n_groups; i++)
 		rc = hr_agg_add_group(agg, &cfg->groups[i], &err);
@@ -250,4 +259,31 @@ int hr_agent_check_once(const struct hr_config *cfg, int json)
 		ev_run(loop, 0);
 	hr_agg_free(agg);
 	return o.code;
+}
+
+/* Every service in turn (several: each under a "service ID" line, or
+ * with --json one document each, in a JSON array); the worst exit code. */
+int hr_agent_check_once(const struct hr_config *cfg, int json)
+{
+	size_t i;
+	int code = HR_EXIT_OK, rc;
+
+	signal(SIGPIPE, SIG_IGN);
+	if (json && cfg->n_services > 1)
+		printf("[\n");
+	for (i = 0; i < cfg->n_services; i++) {
+		if (i && json)
+			printf(",\n");
+		else if (i)
+			printf("\n");
+		fflush(stdout);
+		rc = check_service(cfg, &cfg->services[i], json);
+		if (rc == HR_EXIT_SOFTWARE || rc > code)
+			code = rc;
+		if (code == HR_EXIT_SOFTWARE)
+			break;
+	}
+	if (json && cfg->n_services > 1)
+		printf("]\n");
+	return code;
 }

@@ -41,23 +41,47 @@ static void add_err(struct hr_diag *diag, const struct hr_err *err)
 	hr_diag_add(diag, HR_DIAG_ERROR, NULL, "%s", err->msg);
 }
 
-/* Each member of "registry" through its backend's preflight. */
-static void backends(const struct hr_config *cfg, struct hr_diag *diag)
+void hr_preflight_service(const struct hr_config *cfg, size_t k,
+			  struct hr_diag *diag)
 {
+	const struct hr_service_conf *svc = &cfg->services[k];
+	struct hr_diag mine, *out = diag;
 	const cJSON *item;
-	char path[128];
+	char path[160];
 	size_t i;
 
-	cJSON_ArrayForEach(item, cfg->registry) {
+	/* With several services, a backend's message that does not name
+	 * its path ("registry.etcd needs service.port ...") is named by
+	 * the service it is about. */
+	hr_diag_init(&mine);
+	if (cfg->n_services > 1)
+		diag = &mine;
+	cJSON_ArrayForEach(item, svc->registry) {
 		for (i = 0; hr_registries[i]; i++) {
 			if (strcmp(hr_registries[i]->name, item->string) ||
 			    !hr_registries[i]->preflight)
 				continue;
-			snprintf(path, sizeof(path), "registry.%s", item->string);
-			hr_registries[i]->preflight(item, path, &cfg->service,
+			if (cfg->n_services == 1)
+				snprintf(path, sizeof(path), "registry.%s",
+					 item->string);
+			else
+				snprintf(path, sizeof(path),
+					 "services[%zu].registry.%s", k,
+					 item->string);
+			hr_registries[i]->preflight(item, path, &svc->service,
 						    diag);
 		}
 	}
+	snprintf(path, sizeof(path), "services[%zu]", k);
+	for (i = 0; i < mine.n; i++) {
+		const char *t = mine.v[i].text;
+
+		if (!strncmp(t, path, strlen(path)))
+			hr_diag_add(out, mine.v[i].level, NULL, "%s", t);
+		else
+			hr_diag_add(out, mine.v[i].level, path, "%s", t);
+	}
+	hr_diag_dispose(&mine);
 }
 
 /* What start_api() and drop_user() (agent.c) refuse. */
@@ -88,12 +112,12 @@ static void agent_section(const struct hr_config *cfg, struct hr_diag *diag)
 int hr_preflight_run(const struct hr_config *cfg, unsigned what,
 		     struct hr_diag *diag)
 {
-	size_t before = diag->errors;
+	size_t before = diag->errors, i;
 
 	if (what & HR_LOAD_AGENT)
 		agent_section(cfg, diag);
-	if ((what & HR_LOAD_BACKENDS) && cfg->registry)
-		backends(cfg, diag);
+	for (i = 0; (what & HR_LOAD_BACKENDS) && i < cfg->n_services; i++)
+		hr_preflight_service(cfg, i, diag);
 	return diag->errors > before ? -EINVAL : 0;
 }
 

@@ -36,6 +36,12 @@ int hr_preflight_load(const char *path, unsigned what,
 int hr_preflight_run(const struct hr_config *cfg, unsigned what,
 		     struct hr_diag *diag);
 
+/** The backends' preflight of service k of cfg (its merged registry
+ * section; paths "registry.<b>", or "services[k].registry.<b>" when the
+ * config has several services). Problems go to diag. */
+void hr_preflight_service(const struct hr_config *cfg, size_t k,
+			  struct hr_diag *diag);
+
 /**
  * hr_preflight_load() printing every warning and error to stderr
  * ("healthreg: error: PATH: problem", then the count), or one line when

@@ -10,7 +10,6 @@
 #include "healthreg/log.h"
 #include "publish.h"
 #include "sdnotify.h"
-#include "state.h"
 
 static void ready_timeout_cb(struct ev_loop *loop, ev_timer *w, int revents);
 static void hold_timeout_cb(struct ev_loop *loop, ev_timer *w, int revents);
@@ -61,7 +60,7 @@ double hr_pub_check_wait(const struct hr_check_spec *spec)
 	return wait + 0.5;
 }
 
-double hr_pub_first_result_wait(const struct hr_config *cfg)
+double hr_pub_first_result_wait(const struct hr_service_conf *cfg)
 {
 	double wait = 1.5, w;
 	size_t i;
@@ -164,7 +163,8 @@ static void explain_unregistered(struct hr_pub *p)
 				       : hr_agg_status(p->agg)),
 	       "reason",
 	       p->maint ? "maintenance" : "status not in register_when",
-	       "failing", failing, "output", hr_agg_output(p->agg), NULL);
+	       "failing", failing, "output", hr_agg_output(p->agg), "service",
+	       p->service ? p->service : "", NULL);
 }
 
 static void become_ready(struct hr_pub *p)
@@ -176,9 +176,14 @@ static void become_ready(struct hr_pub *p)
 	p->ready = true;
 	ev_timer_stop(p->loop, &p->ready_timer);
 	snprintf(n, sizeof(n), "%zu", hr_agg_n_checks(p->agg));
-	hr_log(HR_LOG_INFO, "ready", "status", hr_status_name(hr_agg_status(p->agg)),
-	       HR_LOG_NUM("checks"), n, "output", hr_agg_output(p->agg), NULL);
-	hr_sd_notify("READY=1\nSTATUS=checks running");
+	hr_log(HR_LOG_INFO, "ready", "status",
+	       hr_status_name(hr_agg_status(p->agg)), HR_LOG_NUM("checks"), n,
+	       "output", hr_agg_output(p->agg), "service",
+	       p->service ? p->service : "", NULL);
+	if (p->on_ready)
+		p->on_ready(p->ready_payload);
+	else
+		hr_sd_notify("READY=1\nSTATUS=checks running");
 	hr_pub_publish(p);
 	explain_unregistered(p);
 }
@@ -375,26 +380,15 @@ void hr_pub_event(struct hr_pub *p, const struct hr_agg_event *ev)
 
 /* ---- the maintenance gate ---------------------------------------------- */
 
-int hr_pub_maint_set(struct hr_pub *p, bool enable, const char *reason)
+int hr_pub_maint_copy(struct hr_pub *p, bool enable, const char *reason)
 {
-	size_t n = reason ? strlen(reason) : 0;
-	char *r, len[32];
+	char *r = strdup(reason ? reason : "");
 
-	if (n > HR_MAINT_REASON_MAX) {
-		snprintf(len, sizeof(len), "%zu", n);
-		hr_log(HR_LOG_WARN, "maintenance_rejected", "error",
-		       "reason longer than 1024 bytes", HR_LOG_NUM("bytes"), len,
-		       NULL);
-		return -EMSGSIZE;
-	}
-	r = strdup(reason ? reason : "");
 	if (!r)
 		return -ENOMEM;
 	free(p->maint_reason);
 	p->maint_reason = r;
 	p->maint = enable;
-	hr_log(HR_LOG_WARN, enable ? "maintenance_enabled" : "maintenance_disabled",
-	       "reason", r, NULL);
 	return 0;
 }
 
@@ -425,6 +419,9 @@ void hr_pub_decide(struct hr_pub *p, enum hr_decision d, const char *why)
 
 		memset(&e, 0, sizeof(e));
 		e.decision = d;
+		if (p->service)
+			hr_journal_excerpt(e.service, sizeof(e.service),
+					   p->service);
 		snprintf(e.backend, sizeof(e.backend), "%s", b->ops->name);
 		e.dry_run = b->stats.dry_run;
 		e.have_status = p->told;

@@ -37,6 +37,11 @@ struct hr_pub {
 	struct ev_loop *loop;  /* borrowed */
 	struct hr_agg *agg;    /* borrowed */
 	struct hr_bset *bset;  /* borrowed */
+	const char *service;   /* borrowed: the unit's service id (unit.h) */
+	/* Called once when ready (NULL: tell systemd READY=1 itself); the
+	 * agent tells systemd once every service is ready. */
+	void (*on_ready)(void *payload);
+	void *ready_payload;
 	bool ready;            /* first aggregate known and published */
 	bool hold;             /* reload: new checks have no result yet */
 	bool reloading;        /* the new check set is being built */
@@ -66,7 +71,7 @@ void hr_pub_dispose(struct hr_pub *p);
 /* How long the first result of a check may take once it is added. */
 double hr_pub_check_wait(const struct hr_check_spec *spec);
 /* How long the first results of cfg's checks may take. */
-double hr_pub_first_result_wait(const struct hr_config *cfg);
+double hr_pub_first_result_wait(const struct hr_service_conf *cfg);
 
 /* The checks have started: arm the readiness timeout (wait seconds); ready
  * at once when every check is already known. */
@@ -81,11 +86,11 @@ void hr_pub_publish(struct hr_pub *p);
  * aggregate at once (held or not), if anything was published. */
 void hr_pub_backends_replaced(struct hr_pub *p);
 
-/* Set maintenance (reason copied; logs maintenance_enabled/disabled).
- * Returns 0, -EMSGSIZE (a reason over HR_MAINT_REASON_MAX bytes,
- * state.h; logged) or -ENOMEM; nothing changed then. Tells
- * nobody: see below. */
-int hr_pub_maint_set(struct hr_pub *p, bool enable, const char *reason);
+/* Set maintenance (reason copied; a reason's length is the caller's to
+ * check: HR_MAINT_REASON_MAX, state.h). No log line: the agent logs
+ * maintenance_enabled/disabled once for all its services. Tells nobody:
+ * see below. Returns 0 or -ENOMEM (nothing changed then). */
+int hr_pub_maint_copy(struct hr_pub *p, bool enable, const char *reason);
 /* Tell the backends the maintenance mode, then publish. */
 void hr_pub_maint_apply(struct hr_pub *p);
 

@@ -1,7 +1,8 @@
 /*
  * reload.c - make-before-break reload (reload.h): load and vet the new
- * config, diff the checks (lib/spec.c decides what is equal), rebuild the
- * backends when the service or the registry section changed, then settle.
+ * config, diff the services by id, and in each changed service the checks
+ * (lib/spec.c decides what is equal), rebuild its backends when its
+ * service spec or registry section changed, then settle.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -16,7 +17,9 @@
 #include "sdnotify.h"
 
 struct counts {
-	int kept, added, changed, removed;
+	int kept, added, changed, removed; /* checks */
+	int svc_kept, svc_added, svc_changed, svc_removed, recreated;
+	int groups; /* services whose groups changed */
 };
 
 void hr_agent_cfgs_dispose(struct hr_agent_cfgs *c)
@@ -69,10 +72,20 @@ static int vet_next(const struct hr_config *old, struct hr_config *next,
 		free(next->state_file);
 		next->state_file = keep;
 	}
-	for (i = 0; i < next->n_checks; i++) {
-		if (next->checks[i].kind == HR_CHECK_EXEC && !old->enable_exec_checks) {
-			snprintf(msg, len, "service.checks[%zu]: exec checks need agent.enable_exec_checks at start; restart healthreg",
-				 i);
+	for (i = 0; i < next->n_services; i++) {
+		const struct hr_service_conf *sv = &next->services[i];
+		size_t k;
+
+		for (k = 0; k < sv->n_checks; k++) {
+			if (sv->checks[k].kind != HR_CHECK_EXEC ||
+			    old->enable_exec_checks)
+				continue;
+			if (next->n_services == 1)
+				snprintf(msg, len, "service.checks[%zu]: exec checks need agent.enable_exec_checks at start; restart healthreg",
+					 k);
+			else
+				snprintf(msg, len, "services[%zu].checks[%zu]: exec checks need agent.enable_exec_checks at start; restart healthreg",
+					 i, k);
 			hr_log(HR_LOG_ERROR, "reload_failed", "errors", msg,
 			       "action", "kept the running config", NULL);
 			return -EINVAL;
@@ -81,14 +94,31 @@ static int vet_next(const struct hr_config *old, struct hr_config *next,
 	return 0;
 }
 
-static bool backends_change(const struct hr_config *old,
-			    const struct hr_config *next);
+static bool backends_change(const struct hr_service_conf *old,
+			    const struct hr_service_conf *next);
+
+/* Every service of next whose backends would be (re)built passes their
+ * preflight, as at start. */
+static int preflight_changed(const struct hr_config *old,
+			     const struct hr_config *next, struct hr_diag *d)
+{
+	size_t i, before = d->errors;
+
+	for (i = 0; i < next->n_services; i++) {
+		const struct hr_service_conf *o = hr_config_find_service(
+			old, next->services[i].service.id);
+
+		if (!o || backends_change(o, &next->services[i]))
+			hr_preflight_service(next, i, d);
+	}
+	return d->errors > before ? -EINVAL : 0;
+}
 
 /*
  * The new config, loaded and vetted; NULL (msg set, logged) when not.
- * When the backends would be rebuilt, it must pass their preflight, as
- * at start (preflight.h): a reload that could not create them is
- * refused, not half applied.
+ * When the backends of a service would be rebuilt, it must pass their
+ * preflight, as at start (preflight.h): a reload that could not create
+ * them is refused, not half applied.
  */
 static struct hr_config *load_next(const struct hr_reload *rl, char *msg,
 				   size_t len)
@@ -99,8 +129,7 @@ static struct hr_config *load_next(const struct hr_reload *rl, char *msg,
 
 	hr_diag_init(&d);
 	if (hr_preflight_load(rl->path, 0, &next, &d) ||
-	    (backends_change(old, next) &&
-	     hr_preflight_run(next, HR_LOAD_BACKENDS, &d))) {
+	    preflight_changed(old, next, &d)) {
 		hr_config_free(next);
 		config_errors(&d, msg, len);
 		hr_log(HR_LOG_ERROR, "reload_failed", "path", rl->path, "errors",
@@ -115,23 +144,23 @@ static struct hr_config *load_next(const struct hr_reload *rl, char *msg,
 }
 
 /* Remove the checks that went away. */
-static void remove_checks(const struct hr_reload *rl,
-			  const struct hr_config *old,
-			  const struct hr_config *next, struct counts *n)
+static void remove_checks(struct hr_unit *u,
+			  const struct hr_service_conf *old,
+			  const struct hr_service_conf *next, struct counts *n)
 {
 	size_t i;
 
 	for (i = 0; i < old->n_checks; i++) {
 		const struct hr_check_spec *o = &old->checks[i];
 
-		if (hr_config_find_check(next, o->name) >= 0)
+		if (hr_service_find_check(next, o->name) >= 0)
 			continue; /* kept or replaced in add_checks() */
-		hr_agg_remove_check(rl->agg, o->name);
+		hr_agg_remove_check(u->agg, o->name);
 		n->removed++;
 	}
 }
 
-static const char *group_name(const struct hr_config *cfg, int group)
+static const char *group_name(const struct hr_service_conf *cfg, int group)
 {
 	return group >= 0 && (size_t)group < cfg->n_groups
 		       ? cfg->groups[group].name
@@ -141,9 +170,9 @@ static const char *group_name(const struct hr_config *cfg, int group)
 /* o and s are the same check: equal specs, their groups compared by name
  * (hr_agg_set_groups() keeps a check in its group by name, whatever the
  * group's index is now). */
-static bool same_check(const struct hr_config *old,
+static bool same_check(const struct hr_service_conf *old,
 		       const struct hr_check_spec *o,
-		       const struct hr_config *next,
+		       const struct hr_service_conf *next,
 		       const struct hr_check_spec *s)
 {
 	struct hr_check_spec a = *o, b = *s;
@@ -157,29 +186,29 @@ static bool same_check(const struct hr_config *old,
 /* Start every check of next that is new or changed, in place of the old
  * one (hr_agg_replace_check(): it counts as the old one did until its
  * first result); the hold waits for their first results. */
-static void add_checks(const struct hr_reload *rl, const struct hr_config *old,
-		       const struct hr_config *next, struct counts *n)
+static void add_checks(struct hr_unit *u, const struct hr_service_conf *old,
+		       const struct hr_service_conf *next, struct counts *n)
 {
 	struct hr_err err = { "" };
 	size_t i;
 
 	for (i = 0; i < next->n_checks; i++) {
 		const struct hr_check_spec *s = &next->checks[i];
-		int j = hr_config_find_check(old, s->name);
+		int j = hr_service_find_check(old, s->name);
 		struct hr_check_info info;
-		bool running = !hr_agg_check_get(rl->agg, s->name, &info);
+		bool running = !hr_agg_check_get(u->agg, s->name, &info);
 
 		if (running && j >= 0 &&
 		    same_check(old, &old->checks[j], next, s)) {
 			n->kept++;
 			continue;
 		}
-		if (hr_agg_replace_check(rl->agg, s, &err)) {
+		if (hr_agg_replace_check(u->agg, s, &err)) {
 			hr_log(HR_LOG_ERROR, "reload_add_failed", "check",
 			       s->name, "error", err.msg, NULL);
 			continue;
 		}
-		hr_pub_hold_add(rl->pub, s->name, hr_pub_check_wait(s));
+		hr_pub_hold_add(&u->pub, s->name, hr_pub_check_wait(s));
 		if (j < 0 || !running)
 			n->added++;
 		else
@@ -192,27 +221,27 @@ static void add_checks(const struct hr_reload *rl, const struct hr_config *old,
  * (a replace); a renamed instance's old registration is removed by the
  * old backends' deregistering shutdown (they copied what they need).
  */
-static void swap_backends(const struct hr_reload *rl, struct hr_config *next,
-			  char *msg, size_t len)
+static void swap_backends(struct hr_unit *u, const struct hr_service_conf *next,
+			  int64_t shutdown_timeout_ms, char *msg, size_t len)
 {
-	const struct hr_config *old = rl->cfgs->cur;
+	const struct hr_service_conf *old = u->conf;
 	struct hr_bset_fresh fresh;
 	bool same_identity = str_eq(old->service.id, next->service.id) &&
 			     str_eq(old->service.name, next->service.name);
 
-	if (hr_bset_build(rl->bset, next, &fresh)) {
+	if (hr_bset_build(&u->bset, next, shutdown_timeout_ms, &fresh)) {
 		snprintf(msg, len, "registry backends could not be created from the new config; kept the running ones");
-		hr_log(HR_LOG_ERROR, "reload_registry_failed", "action",
-		       "kept the running registry backends", NULL);
+		hr_log(HR_LOG_ERROR, "reload_registry_failed", "service",
+		       u->id, "action", "kept the running registry backends",
+		       NULL);
 		return;
 	}
-	hr_bset_install(rl->bset, &fresh, !same_identity,
-			old->shutdown_timeout_ms);
-	if (rl->pub->maint)
-		hr_bset_maintenance(rl->bset, true, rl->pub->maint_reason);
+	hr_bset_install(&u->bset, &fresh, !same_identity, shutdown_timeout_ms);
+	if (u->pub.maint)
+		hr_bset_maintenance(&u->bset, true, u->pub.maint_reason);
 	/* The old backends are gone (no keepalive any more): the new ones
 	 * take over what the registries were told, during the hold too. */
-	hr_pub_backends_replaced(rl->pub);
+	hr_pub_backends_replaced(&u->pub);
 }
 
 /* The registry section is a parsed tree; cJSON_Compare() calls two
@@ -224,55 +253,211 @@ static bool registry_equal(const cJSON *x, const cJSON *y)
 	return cJSON_Compare(x, y, 1);
 }
 
-/* The backends are rebuilt when the service or the registry changed. */
-static bool backends_change(const struct hr_config *old,
-			    const struct hr_config *next)
+/* The backends are rebuilt when the service or its registry changed. */
+static bool backends_change(const struct hr_service_conf *old,
+			    const struct hr_service_conf *next)
 {
 	return !hr_service_spec_equal(&old->service, &next->service) ||
 	       !registry_equal(old->registry, next->registry);
 }
 
-int hr_reload(const struct hr_reload *rl, char *msg, size_t len)
+/* Nothing of the service changed: its unit is left alone. */
+static bool service_same(const struct hr_service_conf *old,
+			 const struct hr_service_conf *next)
 {
-	struct hr_config *next, *old = rl->cfgs->cur;
-	struct counts n = { 0, 0, 0, 0 };
-	struct hr_err err = { "" };
-	bool groups_changed, reg_changed;
-	char counts[160];
+	size_t i;
 
-	if (rl->pub->stopping)
-		return snprintf(msg, len, "shutting down"), -EINVAL;
-	hr_sd_notify("RELOADING=1");
-	next = load_next(rl, msg, len);
-	if (!next) {
-		hr_sd_notify("READY=1");
-		return -EINVAL;
-	}
+	if (backends_change(old, next) || !hr_groups_equal(old, next) ||
+	    old->n_checks != next->n_checks)
+		return false;
+	for (i = 0; i < old->n_checks; i++)
+		if (!same_check(old, &old->checks[i], next, &next->checks[i]))
+			return false;
+	return true;
+}
+
+/* One changed service, make-before-break (reload.h); its hold settles
+ * in hr_reload() once every service is applied. */
+static void reload_unit(struct hr_unit *u, const struct hr_service_conf *next,
+			int64_t shutdown_timeout_ms, struct counts *n,
+			char *msg, size_t len)
+{
+	const struct hr_service_conf *old = u->conf;
+	struct hr_err err = { "" };
+	bool reg_changed = backends_change(old, next);
+
 	/* Nothing reaches the registries until the new set has settled,
 	 * and the aggregate is computed once, for the whole new set: the
 	 * steps in between are no aggregate anyone should see or log. */
-	hr_pub_hold_begin(rl->pub);
+	hr_pub_hold_begin(&u->pub);
+	hr_agg_batch_begin(u->agg);
+	remove_checks(u, old, next, n);
+	if (!hr_groups_equal(old, next)) {
+		n->groups++;
+		if (hr_agg_set_groups(u->agg, next->groups, next->n_groups,
+				      &err))
+			hr_log(HR_LOG_ERROR, "reload_groups_failed", "service",
+			       u->id, "error", err.msg, NULL);
+	}
+	add_checks(u, old, next, n);
+	hr_agg_batch_end(u->agg);
+	if (reg_changed) {
+		swap_backends(u, next, shutdown_timeout_ms, msg, len);
+		n->recreated++;
+	}
+	u->conf = next;
+}
+
+/* Nothing was held: the reload is settled at once (one line; with one
+ * service, its aggregate). */
+static void settled_unchanged(const struct hr_reload *rl,
+			      const struct hr_config *next)
+{
+	struct hr_unit *u = next->n_services == 1
+		? rl->host.find(rl->host.ctx, next->services[0].service.id)
+		: NULL;
+
+	if (u)
+		hr_log(HR_LOG_INFO, "reload_settled", "reason", "no new checks",
+		       "status", hr_status_name(hr_agg_status(u->agg)),
+		       "output", hr_agg_output(u->agg), NULL);
+	else
+		hr_log(HR_LOG_INFO, "reload_settled", "reason",
+		       "no service changed", NULL);
+}
+
+/* The unit's service has a new id (the one service renamed). */
+static void unit_rename(struct hr_unit *u, const char *id)
+{
+	char *c = strdup(id);
+
+	if (!c)
+		return; /* it keeps answering to its old id */
+	free(u->id);
+	u->id = c;
+	u->pub.service = c;
+}
+
+/* The units of the services next adds, made before anything changes; a
+ * unit that cannot be made fails the reload. */
+static int make_added(const struct hr_reload *rl, const struct hr_config *next,
+		      bool paired, struct hr_unit **made, char *msg, size_t len)
+{
+	size_t i;
+
+	for (i = 0; i < next->n_services; i++) {
+		const struct hr_service_conf *sv = &next->services[i];
+
+		made[i] = NULL;
+		if (paired || rl->host.find(rl->host.ctx, sv->service.id))
+			continue;
+		if (rl->host.leaving(rl->host.ctx, sv->service.id))
+			snprintf(msg, len, "service \"%s\" is still deregistering (a reload removed it): reload again once it is gone; kept the running config",
+				 sv->service.id);
+		else if ((made[i] = rl->host.make(rl->host.ctx, sv)))
+			continue;
+		else
+			snprintf(msg, len, "service \"%s\" could not be started (see the log); kept the running config",
+				 sv->service.id);
+		while (i--)
+			if (made[i])
+				rl->host.discard(rl->host.ctx, made[i]);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+int hr_reload(const struct hr_reload *rl, char *msg, size_t len)
+{
+	struct hr_config *next, *old = rl->cfgs->cur;
+	struct counts n = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 };
+	struct hr_unit **made = NULL;
+	char counts[160], svcs[160];
+	bool paired;
+	size_t i;
+
+	if (rl->host.stopping(rl->host.ctx))
+		return snprintf(msg, len, "shutting down"), -EINVAL;
+	hr_sd_notify("RELOADING=1");
+	next = load_next(rl, msg, len);
+	if (next) {
+		made = calloc(next->n_services, sizeof(*made));
+		if (!made)
+			snprintf(msg, len, "out of memory");
+	}
+	/* One service before and after: the same one, whatever its id (a
+	 * renamed instance keeps its checks; its old registration is
+	 * removed by the retiring backends), as before "services". */
+	paired = next && old->n_services == 1 && next->n_services == 1;
+	if (!next || !made || make_added(rl, next, paired, made, msg, len)) {
+		if (next && made)
+			hr_log(HR_LOG_ERROR, "reload_failed", "path", rl->path,
+			       "errors", msg, "action",
+			       "kept the running config", NULL);
+		free(made);
+		hr_config_free(next);
+		hr_sd_notify("READY=1");
+		return -EINVAL;
+	}
 	hr_exec_env_set((const char *const *)next->exec_env);
-	groups_changed = !hr_groups_equal(old, next);
-	reg_changed = backends_change(old, next);
-	hr_agg_batch_begin(rl->agg);
-	remove_checks(rl, old, next, &n);
-	if (groups_changed &&
-	    hr_agg_set_groups(rl->agg, next->groups, next->n_groups, &err))
-		hr_log(HR_LOG_ERROR, "reload_groups_failed", "error", err.msg, NULL);
-	add_checks(rl, old, next, &n);
-	hr_agg_batch_end(rl->agg);
+	/* Removed first: a service that left frees its id for nobody else
+	 * in this reload (ids are unique), but its deregistration starts
+	 * before anything new registers. */
+	for (i = 0; i < old->n_services; i++) {
+		const struct hr_service_conf *o = &old->services[i];
+		struct hr_unit *u;
+
+		if (paired || hr_config_find_service(next, o->service.id))
+			continue;
+		u = rl->host.find(rl->host.ctx, o->service.id);
+		if (u) {
+			u->conf = NULL;
+			rl->host.remove(rl->host.ctx, u);
+			n.svc_removed++;
+		}
+	}
+	for (i = 0; i < next->n_services; i++) {
+		const struct hr_service_conf *sv = &next->services[i];
+		struct hr_unit *u = rl->host.find(
+			rl->host.ctx, paired ? old->services[0].service.id
+					     : sv->service.id);
+
+		if (made[i]) {
+			rl->host.start(rl->host.ctx, made[i]);
+			n.svc_added++;
+		} else if (service_same(u->conf, sv)) {
+			u->conf = sv;
+			n.svc_kept++;
+			n.kept += (int)sv->n_checks;
+		} else {
+			reload_unit(u, sv, old->shutdown_timeout_ms, &n, msg,
+				    len);
+			n.svc_changed++;
+			if (paired && strcmp(u->id, sv->service.id))
+				unit_rename(u, sv->service.id);
+		}
+	}
+	free(made);
 	hr_log_setup(next->log_level, next->log_format, stderr);
-	if (reg_changed)
-		swap_backends(rl, next, msg, len);
 	hr_config_free(rl->cfgs->cur);
 	rl->cfgs->cur = next;
 	snprintf(counts, sizeof(counts), "kept=%d added=%d changed=%d removed=%d",
 		 n.kept, n.added, n.changed, n.removed);
-	hr_log(HR_LOG_INFO, "reloaded", "path", rl->path, "checks", counts,
-	       "groups", groups_changed ? "changed" : "unchanged", "registry",
-	       reg_changed ? "recreated" : "unchanged", NULL);
-	hr_pub_hold_settle(rl->pub);
+	snprintf(svcs, sizeof(svcs), "kept=%d added=%d changed=%d removed=%d",
+		 n.svc_kept, n.svc_added, n.svc_changed, n.svc_removed);
+	hr_log(HR_LOG_INFO, "reloaded", "path", rl->path, "services", svcs,
+	       "checks", counts, "groups", n.groups ? "changed" : "unchanged",
+	       "registry", n.recreated ? "recreated" : "unchanged", NULL);
+	if (!n.svc_changed && !n.svc_added)
+		settled_unchanged(rl, next);
+	/* Every changed service's hold settles now that all are applied. */
+	for (i = 0; i < next->n_services; i++) {
+		struct hr_unit *u = rl->host.find(rl->host.ctx,
+						  next->services[i].service.id);
+
+		if (u && u->pub.reloading)
+			hr_pub_hold_settle(&u->pub);
+	}
 	hr_sd_notify("READY=1");
 	return 0;
 }

@@ -1,31 +1,39 @@
 /*
- * reload.h - apply a new config to the running agent, make-before-break:
- * unchanged checks keep their state, removed checks stop, new and changed
- * checks start in place (hr_agg_replace_check: a changed check counts as
- * before, a new one not at all, until its first result), and the
- * registries hear nothing new until the new checks have a first result
- * (publish.h's hold). The backends are rebuilt only when the service or
- * the "registry" section changed, and the new ones are told the last
- * published aggregate at once.
+ * reload.h - apply a new config to the running agent, service by service
+ * (diffed by service id), make-before-break:
+ * - a service whose spec, checks, groups and registry section are all
+ *   unchanged is untouched (its registrations never rewritten);
+ * - a changed service: unchanged checks keep their state, removed checks
+ *   stop, new and changed checks start in place (hr_agg_replace_check: a
+ *   changed check counts as before, a new one not at all, until its first
+ *   result), and its registries hear nothing new until the new checks
+ *   have a first result (publish.h's hold). Its backends are rebuilt only
+ *   when its service spec or its merged "registry" section changed, and
+ *   the new ones are told the last published aggregate at once;
+ * - a removed service is shut down (deregistered within
+ *   shutdown_timeout) and freed after;
+ * - an added service starts as at start: it registers after its first
+ *   results (its own readiness).
+ * A reload that fails (the file, a backend's preflight, a new service's
+ * unit that cannot be made, a service added again while its removal is
+ * still deregistering) changes nothing.
  *
  * Lifetimes: struct hr_agent_cfgs owns the running config, cur. Nothing
- * borrows from it across a reload: the aggregator copies its check specs
- * and the backends copy what they keep at create (registry.h), so a reload
- * frees the old config as soon as the new one is running, and backends
- * that are retiring (a renamed instance deregistering) need none of it.
- * msg is the caller's buffer.
+ * borrows from it across a reload but the units' conf, which the reload
+ * re-points: the aggregators copy their check specs and the backends copy
+ * what they keep at create (registry.h), so a reload frees the old config
+ * as soon as the new one is running. msg is the caller's buffer.
  */
 #ifndef HR_AGENT_RELOAD_H
 #define HR_AGENT_RELOAD_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include <ev.h>
 
-#include "bset.h"
-#include "healthreg/aggregator.h"
 #include "healthreg/config.h"
-#include "publish.h"
+#include "unit.h"
 
 struct hr_agent_cfgs {
 	struct hr_config *cur;
@@ -34,13 +42,31 @@ struct hr_agent_cfgs {
 /* Free the running config. NULL-safe member. */
 void hr_agent_cfgs_dispose(struct hr_agent_cfgs *c);
 
-/* What a reload works on; all borrowed from the agent. */
+/* What the agent lends a reload (agent.c). */
+struct hr_reload_host {
+	/* The live unit of service id, or NULL. */
+	struct hr_unit *(*find)(void *ctx, const char *id);
+	/* A unit for svc, built (aggregator with its checks, backends) but
+	 * not started; NULL (logged) when it cannot be made. */
+	struct hr_unit *(*make)(void *ctx, const struct hr_service_conf *svc);
+	/* Discard a unit make() built and that never started. */
+	void (*discard)(void *ctx, struct hr_unit *u);
+	/* Add a made unit to the agent and start it. */
+	void (*start)(void *ctx, struct hr_unit *u);
+	/* Shut u down (deregistering) and free it afterwards. */
+	void (*remove)(void *ctx, struct hr_unit *u);
+	/* A unit of service id that a reload removed is still
+	 * deregistering: adding the id again now could have its late
+	 * deregistration remove the new registration. */
+	bool (*leaving)(void *ctx, const char *id);
+	bool (*stopping)(void *ctx);
+	void *ctx;
+};
+
 struct hr_reload {
 	const char *path;            /* the config file */
-	struct hr_agg *agg;
-	struct hr_pub *pub;
-	struct hr_bset *bset;
 	struct hr_agent_cfgs *cfgs;
+	struct hr_reload_host host;
 };
 
 /*

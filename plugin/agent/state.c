@@ -20,19 +20,31 @@ char *hr_state_path(const struct hr_config *cfg)
 	if (cfg->state_file)
 		return strdup(cfg->state_file);
 	if (asprintf(&p, "%s/%s.state", dir && *dir ? dir : "/var/lib/healthreg",
-		     cfg->service.id) < 0)
+		     cfg->services[0].service.id) < 0)
 		return NULL;
 	return p;
 }
 
-static char *state_text(bool enabled, const char *reason)
+static char *state_text(bool enabled, const char *reason,
+			const struct hr_state_service *svcs, size_t n)
 {
-	cJSON *doc = cJSON_CreateObject(), *m;
+	cJSON *doc = cJSON_CreateObject(), *m, *all;
 	char *text;
+	size_t i;
 
 	m = cJSON_AddObjectToObject(doc, "maintenance");
 	cJSON_AddBoolToObject(m, "enabled", enabled);
 	cJSON_AddStringToObject(m, "reason", reason ? reason : "");
+	if (n) {
+		all = cJSON_AddObjectToObject(doc, "services");
+		for (i = 0; i < n; i++) {
+			m = cJSON_AddObjectToObject(all, svcs[i].id);
+			cJSON_AddBoolToObject(m, "enabled", 1);
+			cJSON_AddStringToObject(m, "reason",
+						svcs[i].reason ? svcs[i].reason
+							       : "");
+		}
+	}
 	text = cJSON_Print(doc);
 	cJSON_Delete(doc);
 	return text;
@@ -40,7 +52,13 @@ static char *state_text(bool enabled, const char *reason)
 
 int hr_state_save(const char *path, bool enabled, const char *reason)
 {
-	char *tmp = NULL, *text = state_text(enabled, reason);
+	return hr_state_save_services(path, enabled, reason, NULL, 0);
+}
+
+int hr_state_save_services(const char *path, bool enabled, const char *reason,
+			   const struct hr_state_service *svcs, size_t n)
+{
+	char *tmp = NULL, *text = state_text(enabled, reason, svcs, n);
 	FILE *f = NULL;
 	int rc = -ENOMEM;
 
@@ -182,4 +200,37 @@ int hr_state_load(const char *path, char **reason)
 	       NULL);
 	*reason = strdup(why);
 	return *reason ? 1 : -ENOMEM;
+}
+
+int hr_state_load_services(const char *path, hr_state_service_cb cb,
+			   void *payload)
+{
+	char *text = NULL;
+	cJSON *doc, *all, *it;
+	int rc = path ? read_all(path, &text) : -ENOENT;
+
+	if (rc)
+		return rc == -ENOENT ? 0 : rc;
+	doc = cJSON_Parse(text);
+	free(text);
+	all = cJSON_GetObjectItemCaseSensitive(doc, "services");
+	cJSON_ArrayForEach(it, all) {
+		const cJSON *why = cJSON_GetObjectItemCaseSensitive(it, "reason");
+		char *r;
+
+		if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(it, "enabled")))
+			continue;
+		r = strdup(cJSON_IsString(why) ? why->valuestring : "");
+		if (!r) {
+			rc = -ENOMEM;
+			break;
+		}
+		bound_reason(r, path);
+		hr_log(HR_LOG_WARN, "maintenance_restored", "reason", r, "path",
+		       path, "service", it->string, NULL);
+		cb(it->string, r, payload);
+		free(r);
+	}
+	cJSON_Delete(doc);
+	return rc;
 }

@@ -1,6 +1,8 @@
 /*
  * state.h - the maintenance state file: {"maintenance": {"enabled": bool,
- * "reason": "..."}}, written atomically (tmp file, fsync, rename) so that
+ * "reason": "..."}} for the agent (every service), and "services": {"<id>":
+ * {"enabled": true, "reason": "..."}} for the services in maintenance of
+ * their own (absent when none), written atomically (tmp file, fsync, rename) so that
  * maintenance survives a restart. Plain file I/O; nothing kept between
  * calls. Failures are logged here (state_save_failed, state_unreadable,
  * state_reason_truncated).
@@ -22,14 +24,37 @@
 #define HR_STATE_FILE_MAX (1024 * 1024)
 
 /*
- * agent.state_file, else $STATE_DIRECTORY/<service id>.state (systemd's
- * StateDirectory=), else /var/lib/healthreg/<service id>.state. malloc'ed
+ * agent.state_file, else $STATE_DIRECTORY/<first service id>.state (systemd's
+ * StateDirectory=), else /var/lib/healthreg/<first service id>.state. malloc'ed
  * (caller frees), NULL when out of memory.
  */
 char *hr_state_path(const struct hr_config *cfg);
 
 /* Write the state; 0 or -errno (logged). reason may be NULL (""). */
 int hr_state_save(const char *path, bool enabled, const char *reason);
+
+/* A service in maintenance of its own; borrowed for the call. */
+struct hr_state_service {
+	const char *id;
+	const char *reason;
+};
+
+/* hr_state_save() with the n services in maintenance of their own. */
+int hr_state_save_services(const char *path, bool enabled, const char *reason,
+			   const struct hr_state_service *svcs, size_t n);
+
+typedef void (*hr_state_service_cb)(const char *id, const char *reason,
+				    void *payload);
+/*
+ * The services in maintenance of their own, as the file lists them:
+ * cb(id, reason) for each (both borrowed for the call; reasons bounded as
+ * in hr_state_load(); each logged as maintenance_restored). 0 (also: no
+ * file, or no "services"), -ENOMEM or the read's -errno. A file
+ * hr_state_load() finds unreadable keeps every service in maintenance
+ * already.
+ */
+int hr_state_load_services(const char *path, hr_state_service_cb cb,
+			   void *payload);
 
 /*
  * Read the state. Returns 1 with *reason (malloc'ed, caller frees) when

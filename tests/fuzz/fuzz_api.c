@@ -61,30 +61,37 @@ static struct {
 
 /* ---- the host: what the agent lends the API ----------------------------- */
 
-static struct hr_agg *host_agg(void *ctx)
+static size_t host_n_services(void *ctx)
 {
 	(void)ctx;
-	return w.agg;
+	return 1;
 }
 
-static const char *host_service(void *ctx)
+static void host_service(void *ctx, size_t i, struct hr_api_service *out)
 {
 	(void)ctx;
-	return w.cfg->service.name;
+	(void)i;
+	memset(out, 0, sizeof(*out));
+	out->id = w.cfg->services[0].service.id;
+	out->name = w.cfg->services[0].service.name;
+	out->agg = w.agg;
 }
 
-static bool host_maint_get(void *ctx, const char **reason)
+static bool host_maint_get(void *ctx, const char *service,
+			   const char **reason)
 {
 	(void)ctx;
+	(void)service;
 	if (reason)
 		*reason = w.reason;
 	return w.maint;
 }
 
-static int host_maint_set(void *ctx, bool enable, const char *reason,
-			  char *msg, size_t len)
+static int host_maint_set(void *ctx, const char *service, bool enable,
+			  const char *reason, char *msg, size_t len)
 {
 	(void)ctx;
+	(void)service;
 	(void)msg;
 	(void)len;
 	if (strlen(reason) > HR_MAINT_REASON_MAX)
@@ -110,13 +117,12 @@ static char *host_metrics(void *ctx)
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	static const struct hr_api_host host = {
-		.agg = host_agg,
-		.service_name = host_service,
+		.n_services = host_n_services,
+		.service = host_service,
 		.maint_get = host_maint_get,
 		.maint_set = host_maint_set,
 		.reload = host_reload,
 		.metrics = host_metrics,
-		.registries = NULL,
 		.ctx = NULL,
 	};
 	struct hr_agg_opts opts = { false, 0, 1 };

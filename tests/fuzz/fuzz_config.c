@@ -53,28 +53,33 @@ static void json_body(char *s, const char *what)
 	free(s);
 }
 
-static void specs(const struct hr_config *cfg)
+/* One service: its specs copy and compare, its checks and the service
+ * itself are found by name and id. */
+static void specs(const struct hr_config *cfg, const struct hr_service_conf *sv)
 {
 	struct hr_check_spec c;
 	struct hr_service_spec s;
 	size_t i;
 
-	for (i = 0; i < cfg->n_checks; i++) {
-		FUZZ_CHECK(hr_check_spec_copy(&c, &cfg->checks[i]) == 0, "copy");
-		FUZZ_CHECK(hr_check_spec_equal(&c, &cfg->checks[i]),
+	for (i = 0; i < sv->n_checks; i++) {
+		FUZZ_CHECK(hr_check_spec_copy(&c, &sv->checks[i]) == 0, "copy");
+		FUZZ_CHECK(hr_check_spec_equal(&c, &sv->checks[i]),
 			   "a check spec equals its copy");
 		hr_check_spec_dispose(&c);
-		FUZZ_CHECK(hr_config_find_check(cfg, cfg->checks[i].name) ==
+		FUZZ_CHECK(hr_service_find_check(sv, sv->checks[i].name) ==
 				   (int)i,
 			   "a check is found by its name");
 	}
-	FUZZ_CHECK(hr_service_spec_copy(&s, &cfg->service) == 0, "copy");
-	FUZZ_CHECK(hr_service_spec_equal(&s, &cfg->service),
+	FUZZ_CHECK(hr_service_spec_copy(&s, &sv->service) == 0, "copy");
+	FUZZ_CHECK(hr_service_spec_equal(&s, &sv->service),
 		   "the service spec equals its copy");
 	hr_service_spec_dispose(&s);
+	FUZZ_CHECK(sv->service.id &&
+			   hr_config_find_service(cfg, sv->service.id) == sv,
+		   "service ids are unique");
 }
 
-static void consul(const struct hr_config *cfg, const cJSON *conf)
+static void consul(const struct hr_service_conf *cfg, const cJSON *conf)
 {
 	struct hr_consul_conf c;
 	struct hr_diag d;
@@ -92,7 +97,7 @@ static void consul(const struct hr_config *cfg, const cJSON *conf)
 	hr_diag_dispose(&d);
 }
 
-static void etcd(const struct hr_config *cfg, const cJSON *conf)
+static void etcd(const struct hr_service_conf *cfg, const cJSON *conf)
 {
 	struct hr_etcd_conf c;
 	struct hr_diag d;
@@ -129,7 +134,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct hr_config_backend vals[8];
-	size_t nb = hr_backends_validators(vals, HR_ARRAY_SIZE(vals)), i;
+	size_t nb = hr_backends_validators(vals, HR_ARRAY_SIZE(vals)), i, k;
 	char *text = hr_fuzz_copy(data, size, false);
 	struct hr_config *cfg = (struct hr_config *)1;
 	const cJSON *it;
@@ -151,12 +156,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		doc = cJSON_ParseWithLength(text, size);
 		utf8_strings(doc);
 		cJSON_Delete(doc);
-		specs(cfg);
-		cJSON_ArrayForEach(it, cfg->registry) {
-			if (!strcasecmp(it->string, "consul"))
-				consul(cfg, it);
-			else if (!strcasecmp(it->string, "etcd"))
-				etcd(cfg, it);
+		FUZZ_CHECK(cfg->n_services > 0, "a config has a service");
+		for (k = 0; k < cfg->n_services; k++) {
+			const struct hr_service_conf *sv = &cfg->services[k];
+
+			specs(cfg, sv);
+			cJSON_ArrayForEach(it, sv->registry) {
+				if (!strcasecmp(it->string, "consul"))
+					consul(sv, it);
+				else if (!strcasecmp(it->string, "etcd"))
+					etcd(sv, it);
+			}
 		}
 	}
 	hr_config_free(cfg);

@@ -298,7 +298,7 @@ OPTIONS = {
     "validate": {"--config"},
     "status": {"--api", "--config", "--token-file", "--json"},
     "why": {"--api", "--config", "--token-file", "--json"},
-    "maint": {"--api", "--config", "--token-file", "--reason"},
+    "maint": {"--api", "--config", "--token-file", "--reason", "--service"},
     "reload": {"--api", "--config", "--token-file"},
     "help": set(),
     "version": set(),
@@ -306,7 +306,7 @@ OPTIONS = {
 GLOBAL = {"--log-level", "--log-format", "--help", "--version"}
 ALL = set().union(*OPTIONS.values()) | GLOBAL
 ARGS = {"--config": "x.json", "--api": "1", "--token-file": "t",
-        "--reason": "r", "--log-level": "info", "--log-format": "json"}
+        "--reason": "r", "--service": "s", "--log-level": "info", "--log-format": "json"}
 
 
 def help_options(text):

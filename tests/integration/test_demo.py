@@ -93,7 +93,7 @@ class Demo(unittest.TestCase):
         self.assertIn("service web: passing", shows)
         self.assertIn('"status": "passing"', shows)   # /v1/health
         self.assertIn("(HTTP 200)", shows)
-        self.assertIn('healthreg_status{status="passing"} 1', shows)
+        self.assertIn('healthreg_status{service="web-1",status="passing"} 1', shows)
         maint = self.step("a maintenance round")
         self.assertIn("maintenance enabled", maint)
         self.assertIn("(HTTP 503)", maint)

@@ -266,9 +266,10 @@ class TestFleetFloor(unittest.TestCase):
             with urllib.request.urlopen(fleet.urls[i] + "/metrics",
                                         timeout=5) as r:
                 m = r.read().decode()
-            self.assertIn('healthreg_fleet_floor_kept{backend="etcd"} 1', m)
-            self.assertIn(
-                'healthreg_fleet_floor_kept_total{backend="etcd"} 1', m)
+            self.assertIn('healthreg_fleet_floor_kept{backend="etcd",'
+                          'service="fleet-%d"} 1' % i, m)
+            self.assertIn('healthreg_fleet_floor_kept_total{backend="etcd",'
+                          'service="fleet-%d"} 1' % i, m)
         for i in kept:
             doc = health(fleet.urls[i])
             self.assertEqual(doc["status"], "critical")

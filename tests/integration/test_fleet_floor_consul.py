@@ -370,9 +370,10 @@ class TestKeptInstanceStillGoes(FloorCase):
             with urllib.request.urlopen(fleet.urls[i] + "/metrics",
                                         timeout=5) as r:
                 m = r.read().decode()
-            self.assertIn('healthreg_fleet_floor_kept{backend="consul"} 1', m)
-            self.assertIn(
-                'healthreg_fleet_floor_kept_total{backend="consul"} 1', m)
+            self.assertIn('healthreg_fleet_floor_kept{backend="consul",'
+                          'service="%s"} 1' % fleet.sid(i), m)
+            self.assertIn('healthreg_fleet_floor_kept_total{backend="consul",'
+                          'service="%s"} 1' % fleet.sid(i), m)
             doc = health(fleet.urls[i])
             self.assertEqual(doc["status"], "critical")
             self.assertEqual([(g["backend"], g["registration"],

@@ -70,7 +70,16 @@ def parse_prometheus(text):
 
 
 def sample(metrics, name, **labels):
-    return metrics[(name, frozenset(labels.items()))]
+    """One sample; without a service= label, the one service's (every
+    series of a service carries service="<id>")."""
+    key = (name, frozenset(labels.items()))
+    if key in metrics or "service" in labels:
+        return metrics[key]
+    found = [v for (n, ls), v in metrics.items() if n == name and
+             frozenset(kv for kv in ls if kv[0] != "service") == key[1]]
+    if len(found) != 1:
+        raise KeyError(key)
+    return found[0]
 
 
 class ApiAgent:

@@ -220,10 +220,10 @@ static struct hr_registry *create_then_free_config(
 	hr_diag_dispose(&d);
 	env.loop = loop;
 	env.http = http;
-	env.service = &cfg->service;
+	env.service = &cfg->services[0].service;
 	env.shutdown_timeout_ms = 2000;
 	cr_assert_eq(ops->create(&r, cJSON_GetObjectItemCaseSensitive(
-					     cfg->registry, ops->name),
+					     cfg->services[0].registry, ops->name),
 				 &env, &err),
 		     0, "%s", err.msg);
 	/* What a reload does to the old config: nothing may point into it. */

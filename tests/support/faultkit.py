@@ -80,6 +80,11 @@ def metric(api, name, **labels):
     want = ",".join('%s="%s"' % kv for kv in sorted(labels.items()))
     for line in body.splitlines():
         head, _, value = line.rpartition(" ")
+        if "service" not in labels:
+            # every series of a service carries service="<id>": without
+            # one asked for, the (one) service's
+            head = re.sub(r',?service="[^"]*"', "", head).replace("{,", "{")
+            head = head.replace("{}", "")
         if head == ("%s{%s}" % (name, want) if labels else name):
             return float(value)
     return None

@@ -25,13 +25,13 @@ Test(config, defaults)
 		"{\"name\": \"b\", \"tcp\": \"127.0.0.1:80\", \"interval\": \"2s\"},"
 		"{\"name\": \"c\", \"ttl\": \"30s\"}]}}",
 		&d);
-	const struct hr_check_spec *a = &cfg->checks[0], *b = &cfg->checks[1];
+	const struct hr_check_spec *a = &cfg->services[0].checks[0], *b = &cfg->services[0].checks[1];
 
-	cr_expect_str_eq(cfg->service.id, "web");
-	cr_expect_eq(cfg->service.port, 0);
-	cr_expect_eq(cfg->service.n_tags, 0);
-	cr_expect_null(cfg->service.tags[0]);
-	cr_expect_eq(cfg->n_checks, 3);
+	cr_expect_str_eq(cfg->services[0].service.id, "web");
+	cr_expect_eq(cfg->services[0].service.port, 0);
+	cr_expect_eq(cfg->services[0].service.n_tags, 0);
+	cr_expect_null(cfg->services[0].service.tags[0]);
+	cr_expect_eq(cfg->services[0].n_checks, 3);
 	cr_expect_eq(a->kind, HR_CHECK_HTTP);
 	cr_expect_eq(a->interval_ms, 10000);
 	cr_expect_eq(a->timeout_ms, 5000);
@@ -44,13 +44,13 @@ Test(config, defaults)
 	cr_expect_null(a->method);
 	cr_expect_eq(b->interval_ms, 2000);
 	cr_expect_eq(b->timeout_ms, 2000, "timeout defaults to min(5s, interval)");
-	cr_expect_eq(cfg->checks[2].kind, HR_CHECK_TTL);
-	cr_expect_eq(cfg->checks[2].ttl_ms, 30000);
+	cr_expect_eq(cfg->services[0].checks[2].kind, HR_CHECK_TTL);
+	cr_expect_eq(cfg->services[0].checks[2].ttl_ms, 30000);
 	cr_expect_eq(cfg->log_level, HR_LOG_INFO);
 	cr_expect_eq(cfg->log_format, HR_LOG_LOGFMT);
 	cr_expect_not(cfg->enable_exec_checks);
 	cr_expect_eq(cfg->shutdown_timeout_ms, 5000);
-	cr_expect_null(cfg->registry);
+	cr_expect_null(cfg->services[0].registry);
 	cr_expect_eq(d.errors, 0);
 	cr_expect_eq(d.warnings, 0);
 	hr_config_free(cfg);
@@ -80,15 +80,15 @@ Test(config, every_field)
 		" \"log_format\": \"json\", \"max_concurrent_checks\": 8,"
 		" \"shutdown_timeout\": \"2s\"}}",
 		&d);
-	const struct hr_check_spec *a = &cfg->checks[0], *x = &cfg->checks[1];
+	const struct hr_check_spec *a = &cfg->services[0].checks[0], *x = &cfg->services[0].checks[1];
 
-	cr_expect_str_eq(cfg->service.id, "web-1");
-	cr_expect_str_eq(cfg->service.address, "10.0.0.5");
-	cr_expect_eq(cfg->service.port, 8080);
-	cr_expect_eq(cfg->service.n_tags, 2);
-	cr_expect_str_eq(cfg->service.tags[1], "b");
-	cr_expect_eq(cfg->service.n_meta, 1);
-	cr_expect_str_eq(cfg->service.meta[0].value, "z1");
+	cr_expect_str_eq(cfg->services[0].service.id, "web-1");
+	cr_expect_str_eq(cfg->services[0].service.address, "10.0.0.5");
+	cr_expect_eq(cfg->services[0].service.port, 8080);
+	cr_expect_eq(cfg->services[0].service.n_tags, 2);
+	cr_expect_str_eq(cfg->services[0].service.tags[1], "b");
+	cr_expect_eq(cfg->services[0].service.n_meta, 1);
+	cr_expect_str_eq(cfg->services[0].service.meta[0].value, "z1");
 	cr_expect_str_eq(a->method, "POST");
 	cr_expect_eq(a->n_headers, 3);
 	cr_expect_str_eq(a->headers[1].value, "2");
@@ -114,9 +114,9 @@ Test(config, every_field)
 	cr_expect_null(x->args[2]);
 	cr_expect_eq(x->failures_before_warning, 1);
 	cr_expect_eq(x->on_failure, HR_ON_FAILURE_WARNING);
-	cr_expect_eq(cfg->n_groups, 1);
-	cr_expect_eq(cfg->groups[0].min_passing, 2);
-	cr_expect_eq(cfg->groups[0].on_failure, HR_ON_FAILURE_IGNORE);
+	cr_expect_eq(cfg->services[0].n_groups, 1);
+	cr_expect_eq(cfg->services[0].groups[0].min_passing, 2);
+	cr_expect_eq(cfg->services[0].groups[0].on_failure, HR_ON_FAILURE_IGNORE);
 	cr_expect(cfg->enable_exec_checks);
 	cr_expect_eq(cfg->log_level, HR_LOG_DEBUG);
 	cr_expect_eq(cfg->log_format, HR_LOG_JSON);
@@ -135,9 +135,9 @@ Test(config, single_check_key_and_id_as_name)
 		"{\"service\": {\"name\": \"web\", \"check\": "
 		"{\"id\": \"only\", \"tcp\": \"[::1]:80\"}}}", &d);
 
-	cr_expect_eq(cfg->n_checks, 1);
-	cr_expect_str_eq(cfg->checks[0].name, "only");
-	cr_expect_str_eq(cfg->checks[0].target, "[::1]:80");
+	cr_expect_eq(cfg->services[0].n_checks, 1);
+	cr_expect_str_eq(cfg->services[0].checks[0].name, "only");
+	cr_expect_str_eq(cfg->services[0].checks[0].target, "[::1]:80");
 	hr_config_free(cfg);
 	hr_diag_dispose(&d);
 }
@@ -166,7 +166,7 @@ Test(config, timeout_longer_than_interval)
 		"{\"name\": \"a\", \"tcp\": \"127.0.0.1:80\", \"interval\": \"1s\","
 		" \"timeout\": \"2s\"}]}}", &d);
 
-	cr_expect_eq(cfg->checks[0].timeout_ms, 2000);
+	cr_expect_eq(cfg->services[0].checks[0].timeout_ms, 2000);
 	cr_expect_eq(d.warnings, 1);
 	cr_expect(has(&d, "service.checks[0].timeout: \"2s\" is longer than the interval"));
 	hr_config_free(cfg);
@@ -228,8 +228,8 @@ Test(config, backend_validator_errors_fail_the_config)
 	cr_expect(has(&d, "registry.fake.y: duplicate key (also given as \"y\")"));
 	hr_diag_dispose(&d);
 	cr_assert_eq(hr_config_parse(&cfg, good, strlen(good), be, 1, &d), 0);
-	cr_assert_not_null(cfg->registry);
-	cr_expect_not_null(cJSON_GetObjectItemCaseSensitive(cfg->registry, "fake"));
+	cr_assert_not_null(cfg->services[0].registry);
+	cr_expect_not_null(cJSON_GetObjectItemCaseSensitive(cfg->services[0].registry, "fake"));
 	hr_config_free(cfg);
 	hr_diag_dispose(&d);
 }
@@ -402,7 +402,7 @@ Test(config, failures_before_warning_above_critical)
 	json = config_with("check", "\"failures_before_warning\": 3, "
 			   "\"failures_before_critical\": 3");
 	cfg = parse_ok(json, &d);
-	cr_expect_eq(cfg->checks[0].failures_before_warning, 3);
+	cr_expect_eq(cfg->services[0].checks[0].failures_before_warning, 3);
 	hr_config_free(cfg);
 	hr_diag_dispose(&d);
 	free(json);
@@ -448,8 +448,8 @@ Test(config, valid_utf8_is_kept)
 		" \"tags\": [\"\\u00e9\\ud834\\udd1e\"], \"checks\": [{\"name\": \"a\","
 		" \"tcp\": \"127.0.0.1:80\"}]}}", &d);
 
-	cr_expect_str_eq(cfg->service.name, "w\xc3\xa9\x62 \xe2\x82\xac \xf0\x9d\x84\x9e");
-	cr_expect_str_eq(cfg->service.tags[0], "\xc3\xa9\xf0\x9d\x84\x9e");
+	cr_expect_str_eq(cfg->services[0].service.name, "w\xc3\xa9\x62 \xe2\x82\xac \xf0\x9d\x84\x9e");
+	cr_expect_str_eq(cfg->services[0].service.tags[0], "\xc3\xa9\xf0\x9d\x84\x9e");
 	hr_config_free(cfg);
 	hr_diag_dispose(&d);
 }
@@ -523,7 +523,7 @@ Test(config, string_length_limit)
 	char *json = config_with_body(HR_CONF_STRING_MAX);
 
 	cfg = parse_ok(json, &d);
-	cr_expect_eq(strlen(cfg->checks[0].body), HR_CONF_STRING_MAX);
+	cr_expect_eq(strlen(cfg->services[0].checks[0].body), HR_CONF_STRING_MAX);
 	hr_config_free(cfg);
 	hr_diag_dispose(&d);
 	free(json);

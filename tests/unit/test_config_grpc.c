@@ -20,7 +20,7 @@ Test(config_grpc, kind_and_fields)
 		" \"grpc_use_tls\": true, \"tls_skip_verify\": true,"
 		" \"tls_server_name\": \"grpc.test\", \"ca_file\": \"ca.pem\","
 		" \"timeout\": \"2s\"}]}}", &d);
-	const struct hr_check_spec *a = &cfg->checks[0], *b = &cfg->checks[1];
+	const struct hr_check_spec *a = &cfg->services[0].checks[0], *b = &cfg->services[0].checks[1];
 
 	cr_expect_eq(d.n, 0);
 	cr_expect_eq(a->kind, HR_CHECK_GRPC);
@@ -48,9 +48,9 @@ Test(config_grpc, consul_spelling)
 		" \"TLSSkipVerify\": false, \"Interval\": \"10s\"}]}}", &d);
 
 	cr_expect_eq(d.n, 0, "%s", d.n ? d.v[0].text : "");
-	cr_expect_eq(cfg->checks[0].kind, HR_CHECK_GRPC);
-	cr_expect_str_eq(cfg->checks[0].target, "127.0.0.1:12345/Health");
-	cr_expect(cfg->checks[0].grpc_use_tls);
+	cr_expect_eq(cfg->services[0].checks[0].kind, HR_CHECK_GRPC);
+	cr_expect_str_eq(cfg->services[0].checks[0].target, "127.0.0.1:12345/Health");
+	cr_expect(cfg->services[0].checks[0].grpc_use_tls);
 	hr_config_free(cfg);
 	hr_diag_dispose(&d);
 }
@@ -124,14 +124,14 @@ Test(config_grpc, spec_copy_and_equal)
 		" \"grpc_use_tls\": true, \"ca_file\": \"ca.pem\"}]}}", &d);
 	struct hr_check_spec copy;
 
-	cr_assert_eq(hr_check_spec_copy(&copy, &cfg->checks[0]), 0);
-	cr_expect(hr_check_spec_equal(&copy, &cfg->checks[0]));
-	cr_expect_neq(copy.ca_file, cfg->checks[0].ca_file);
+	cr_assert_eq(hr_check_spec_copy(&copy, &cfg->services[0].checks[0]), 0);
+	cr_expect(hr_check_spec_equal(&copy, &cfg->services[0].checks[0]));
+	cr_expect_neq(copy.ca_file, cfg->services[0].checks[0].ca_file);
 	copy.grpc_use_tls = false;
-	cr_expect(!hr_check_spec_equal(&copy, &cfg->checks[0]));
+	cr_expect(!hr_check_spec_equal(&copy, &cfg->services[0].checks[0]));
 	copy.grpc_use_tls = true;
 	copy.ca_file[0] = 'X';
-	cr_expect(!hr_check_spec_equal(&copy, &cfg->checks[0]));
+	cr_expect(!hr_check_spec_equal(&copy, &cfg->services[0].checks[0]));
 	hr_check_spec_dispose(&copy);
 	hr_config_free(cfg);
 	hr_diag_dispose(&d);

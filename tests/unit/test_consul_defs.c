@@ -116,7 +116,7 @@ static const struct hr_diag_entry *said(const struct hr_diag *d,
 /* What registry.consul becomes for the backend (its dcsa_ms). */
 static int64_t consul_dcsa_ms(const struct hr_config *cfg)
 {
-	const cJSON *conf = cJSON_GetObjectItemCaseSensitive(cfg->registry,
+	const cJSON *conf = cJSON_GetObjectItemCaseSensitive(cfg->services[0].registry,
 							     "consul");
 	struct hr_consul_conf c;
 	struct hr_diag d;
@@ -140,12 +140,12 @@ Test(consul_defs, issue_web_http)
 	struct hr_diag d;
 	struct hr_config *cfg = load("consul-defs/issue-web-http.json", NULL,
 				     &d);
-	const struct hr_check_spec *c = &cfg->checks[0];
+	const struct hr_check_spec *c = &cfg->services[0].checks[0];
 
 	cr_expect_eq(d.errors + d.warnings, 0);
-	cr_expect_str_eq(cfg->service.name, "web");
-	cr_expect_eq(cfg->service.port, 80);
-	cr_assert_eq(cfg->n_checks, 1);
+	cr_expect_str_eq(cfg->services[0].service.name, "web");
+	cr_expect_eq(cfg->services[0].service.port, 80);
+	cr_assert_eq(cfg->services[0].n_checks, 1);
 	cr_expect_str_eq(c->name, "service:web");
 	cr_expect_eq(c->kind, HR_CHECK_HTTP);
 	cr_expect_str_eq(c->target, "http://localhost/health");
@@ -162,10 +162,10 @@ Test(consul_defs, http_post)
 {
 	struct hr_diag d;
 	struct hr_config *cfg = load("consul-defs/http-post.json", NULL, &d);
-	const struct hr_check_spec *c = &cfg->checks[0];
+	const struct hr_check_spec *c = &cfg->services[0].checks[0];
 
 	cr_expect_eq(d.errors + d.warnings, 0);
-	cr_assert_eq(cfg->n_checks, 1);
+	cr_assert_eq(cfg->services[0].n_checks, 1);
 	cr_expect_str_eq(c->name, "HTTP API on port 5000");
 	cr_expect_eq(c->kind, HR_CHECK_HTTP);
 	cr_expect_str_eq(c->target, "https://localhost:5000/health");
@@ -187,7 +187,7 @@ Test(consul_defs, tcp_ssh)
 {
 	struct hr_diag d;
 	struct hr_config *cfg = load("consul-defs/tcp-ssh.json", NULL, &d);
-	const struct hr_check_spec *c = &cfg->checks[0];
+	const struct hr_check_spec *c = &cfg->services[0].checks[0];
 
 	cr_expect_eq(d.errors + d.warnings, 0);
 	cr_expect_str_eq(c->name, "SSH TCP on port 22");
@@ -203,7 +203,7 @@ Test(consul_defs, ttl_web_app)
 {
 	struct hr_diag d;
 	struct hr_config *cfg = load("consul-defs/ttl-web-app.json", NULL, &d);
-	const struct hr_check_spec *c = &cfg->checks[0];
+	const struct hr_check_spec *c = &cfg->services[0].checks[0];
 
 	cr_expect_eq(d.errors + d.warnings, 0, "notes is accepted silently");
 	cr_expect_str_eq(c->name, "Web App Status");
@@ -233,15 +233,15 @@ Test(consul_defs, multiple_checks)
 	struct hr_diag d;
 	struct hr_config *cfg = load("consul-defs/multiple-checks.json", EXEC,
 				     &d);
-	const struct hr_check_spec *c = cfg->checks;
+	const struct hr_check_spec *c = cfg->services[0].checks;
 
 	cr_expect_eq(d.errors + d.warnings, 0);
-	cr_expect_eq(cfg->service.n_tags, 2);
-	cr_expect_str_eq(cfg->service.tags[1], "primary");
-	cr_assert_eq(cfg->service.n_meta, 2);
-	cr_expect_str_eq(cfg->service.meta[0].name, "version");
-	cr_expect_str_eq(cfg->service.meta[1].value, "payments");
-	cr_assert_eq(cfg->n_checks, 3);
+	cr_expect_eq(cfg->services[0].service.n_tags, 2);
+	cr_expect_str_eq(cfg->services[0].service.tags[1], "primary");
+	cr_assert_eq(cfg->services[0].service.n_meta, 2);
+	cr_expect_str_eq(cfg->services[0].service.meta[0].name, "version");
+	cr_expect_str_eq(cfg->services[0].service.meta[1].value, "payments");
+	cr_assert_eq(cfg->services[0].n_checks, 3);
 	cr_expect_str_eq(c[0].name, "mem");
 	cr_expect_eq(c[0].kind, HR_CHECK_EXEC);
 	cr_expect_str_eq(c[0].args[2], "256MB");
@@ -264,10 +264,10 @@ Test(consul_defs, initial_status)
 	struct hr_diag d;
 	struct hr_config *cfg = load("consul-defs/initial-status.json", EXEC,
 				     &d);
-	const struct hr_check_spec *c = &cfg->checks[0];
+	const struct hr_check_spec *c = &cfg->services[0].checks[0];
 
 	cr_expect_eq(d.errors + d.warnings, 0);
-	cr_assert_eq(cfg->n_checks, 1);
+	cr_assert_eq(cfg->services[0].n_checks, 1);
 	cr_expect_str_eq(c->name, "mem");
 	cr_expect_eq(c->kind, HR_CHECK_EXEC);
 	cr_expect(c->has_initial_status);
@@ -285,18 +285,18 @@ Test(consul_defs, redis_hcl_form)
 	struct hr_diag d;
 	struct hr_config *cfg = load("consul-defs/redis-hcl-form.json", EXEC,
 				     &d);
-	const struct hr_check_spec *c = &cfg->checks[0];
+	const struct hr_check_spec *c = &cfg->services[0].checks[0];
 
 	cr_expect_eq(d.warnings, 2);
 	EXPECT_WARNING(&d, "service[0].tagged_addresses: valid in Consul but not used by healthreg; ignored");
 	EXPECT_WARNING(&d, "service[0].checks[0].timeout: \"20s\" is longer than the interval");
-	cr_expect_str_eq(cfg->service.id, "redis");
-	cr_expect_eq(cfg->service.port, 80);
-	cr_assert_eq(cfg->service.n_meta, 1);
-	cr_expect_str_eq(cfg->service.meta[0].name, "custom_meta_key");
-	cr_expect_str_eq(cfg->service.meta[0].value, "custom_meta_value");
-	cr_expect_str_eq(cfg->service.tags[0], "primary");
-	cr_assert_eq(cfg->n_checks, 1);
+	cr_expect_str_eq(cfg->services[0].service.id, "redis");
+	cr_expect_eq(cfg->services[0].service.port, 80);
+	cr_assert_eq(cfg->services[0].service.n_meta, 1);
+	cr_expect_str_eq(cfg->services[0].service.meta[0].name, "custom_meta_key");
+	cr_expect_str_eq(cfg->services[0].service.meta[0].value, "custom_meta_value");
+	cr_expect_str_eq(cfg->services[0].service.tags[0], "primary");
+	cr_assert_eq(cfg->services[0].n_checks, 1);
 	cr_expect_str_eq(c->name, "service:redis");
 	cr_expect_eq(c->interval_ms, 5000);
 	cr_expect_eq(c->timeout_ms, 20000);
@@ -312,16 +312,16 @@ Test(consul_defs, services_one)
 	struct hr_diag d;
 	struct hr_config *cfg = load("consul-defs/services-one.json",
 				     "{\"registry\": {\"consul\": {}}}", &d);
-	const struct hr_check_spec *c = cfg->checks;
-	const cJSON *consul = cJSON_GetObjectItemCaseSensitive(cfg->registry,
+	const struct hr_check_spec *c = cfg->services[0].checks;
+	const cJSON *consul = cJSON_GetObjectItemCaseSensitive(cfg->services[0].registry,
 							       "consul");
 
 	cr_expect_eq(d.errors, 0);
 	EXPECT_WARNING(&d, "services[0].enable_tag_override: valid in Consul but not used by healthreg; ignored");
 	EXPECT_WARNING(&d, "services[0].checks[1].deregister_critical_service_after: used for the service's one Consul check, as registry.consul.deregister_critical_service_after");
-	cr_expect_str_eq(cfg->service.id, "red0");
-	cr_expect_str_eq(cfg->service.address, "");
-	cr_assert_eq(cfg->n_checks, 2);
+	cr_expect_str_eq(cfg->services[0].service.id, "red0");
+	cr_expect_str_eq(cfg->services[0].service.address, "");
+	cr_assert_eq(cfg->services[0].n_checks, 2);
 	cr_expect_str_eq(c[0].name, "service:red0:1");
 	cr_expect_eq(c[0].kind, HR_CHECK_TCP);
 	cr_expect_eq(c[0].timeout_ms, 1000);
@@ -342,20 +342,20 @@ Test(consul_defs, api_register_payload)
 	struct hr_diag d;
 	struct hr_config *cfg = load("consul-defs/api-register-payload.json",
 				     EXEC_CONSUL, &d);
-	const struct hr_check_spec *c = &cfg->checks[0];
+	const struct hr_check_spec *c = &cfg->services[0].checks[0];
 
 	cr_expect_eq(d.errors, 0);
 	cr_expect_eq(d.warnings, 3);
 	EXPECT_WARNING(&d, "service.EnableTagOverride: valid in Consul but not used");
 	EXPECT_WARNING(&d, "service.Weights: valid in Consul but not used");
 	EXPECT_WARNING(&d, "service.Check.DeregisterCriticalServiceAfter: used for the service's one Consul check");
-	cr_expect_str_eq(cfg->service.name, "redis");
-	cr_expect_str_eq(cfg->service.id, "redis1");
-	cr_expect_str_eq(cfg->service.address, "127.0.0.1");
-	cr_expect_eq(cfg->service.port, 8000);
-	cr_expect_str_eq(cfg->service.tags[1], "v1");
-	cr_expect_str_eq(cfg->service.meta[0].value, "4.0");
-	cr_assert_eq(cfg->n_checks, 1);
+	cr_expect_str_eq(cfg->services[0].service.name, "redis");
+	cr_expect_str_eq(cfg->services[0].service.id, "redis1");
+	cr_expect_str_eq(cfg->services[0].service.address, "127.0.0.1");
+	cr_expect_eq(cfg->services[0].service.port, 8000);
+	cr_expect_str_eq(cfg->services[0].service.tags[1], "v1");
+	cr_expect_str_eq(cfg->services[0].service.meta[0].value, "4.0");
+	cr_assert_eq(cfg->services[0].n_checks, 1);
 	cr_expect_str_eq(c->name, "service:redis1");
 	cr_expect_eq(c->kind, HR_CHECK_EXEC);
 	cr_expect_str_eq(c->args[0], "/usr/local/bin/check_redis.py");
@@ -373,7 +373,7 @@ Test(consul_defs, api_camelcase_checks)
 	struct hr_diag d;
 	struct hr_config *cfg = load("consul-defs/api-camelcase-checks.json",
 				     EXEC, &d);
-	const struct hr_check_spec *c = cfg->checks;
+	const struct hr_check_spec *c = cfg->services[0].checks;
 
 	cr_expect_eq(d.errors, 0);
 	cr_expect_eq(d.warnings, 5);
@@ -382,7 +382,7 @@ Test(consul_defs, api_camelcase_checks)
 	EXPECT_WARNING(&d, "service.Checks[0].DeregisterCriticalServiceAfter: valid in Consul, used only with registry.consul; ignored");
 	EXPECT_WARNING(&d, "service.Checks[1].ServiceID: valid in Consul but not used");
 	EXPECT_WARNING(&d, "service.Checks[3].OutputMaxSize: valid in Consul but not used");
-	cr_assert_eq(cfg->n_checks, 4);
+	cr_assert_eq(cfg->services[0].n_checks, 4);
 	cr_expect_str_eq(c[0].name, "HTTP API");
 	cr_expect_eq(c[0].kind, HR_CHECK_HTTP);
 	cr_expect_str_eq(c[0].method, "PUT");
@@ -439,9 +439,9 @@ Test(consul_defs, check_then_checks_numbered_together)
 		"{\"Name\": \"\", \"TCP\": \"127.0.0.1:3\"}]}}", &d);
 
 	cr_assert_not_null(cfg);
-	cr_expect_str_eq(cfg->checks[0].name, "service:web-2:1");
-	cr_expect_str_eq(cfg->checks[1].name, "db");
-	cr_expect_str_eq(cfg->checks[2].name, "service:web-2:3",
+	cr_expect_str_eq(cfg->services[0].checks[0].name, "service:web-2:1");
+	cr_expect_str_eq(cfg->services[0].checks[1].name, "db");
+	cr_expect_str_eq(cfg->services[0].checks[2].name, "service:web-2:3",
 			 "an empty name is no name, as in Consul");
 	hr_config_free(cfg);
 	hr_diag_dispose(&d);
@@ -505,8 +505,8 @@ Test(consul_defs, key_spellings)
 		"{\"script_args\": [\"/bin/true\"]},"
 		"{\"ScriptArgs\": [\"/bin/false\", \"x\"]}]}}", &d);
 	cr_assert_not_null(cfg);
-	cr_expect_eq(cfg->checks[0].kind, HR_CHECK_EXEC);
-	cr_expect_str_eq(cfg->checks[1].args[1], "x");
+	cr_expect_eq(cfg->services[0].checks[0].kind, HR_CHECK_EXEC);
+	cr_expect_str_eq(cfg->services[0].checks[1].args[1], "x");
 	hr_config_free(cfg);
 	hr_diag_dispose(&d);
 }
@@ -579,7 +579,7 @@ Test(consul_defs, check_deregister_critical_service_after)
 	hr_diag_dispose(&d);
 }
 
-/* Consul reads "services" of one; healthreg runs one service per agent;
+/* Consul's multi-service file: "services" of several runs them all;
  * "check" as an array of several is not one check. */
 Test(consul_defs, services_and_arrays)
 {
@@ -588,8 +588,11 @@ Test(consul_defs, services_and_arrays)
 		"{\"services\": [{\"name\": \"a\", \"check\": {\"ttl\": \"5s\"}},"
 		" {\"name\": \"b\", \"check\": {\"ttl\": \"5s\"}}]}", &d);
 
-	cr_expect_null(cfg);
-	EXPECT_ERROR(&d, "services: must hold exactly one service: healthreg runs one service per agent");
+	cr_assert_not_null(cfg);
+	cr_expect_eq(cfg->n_services, 2);
+	cr_expect_str_eq(cfg->services[1].service.id, "b");
+	cr_expect_str_eq(cfg->services[1].checks[0].name, "service:b");
+	hr_config_free(cfg);
 	hr_diag_dispose(&d);
 	cfg = parse_text("{\"service\": {\"name\": \"a\", \"check\": ["
 			 "{\"ttl\": \"5s\"}, {\"ttl\": \"6s\"}]}, \"checks\": []}",

@@ -31,10 +31,14 @@ TestSuite(state, .init = setup, .fini = teardown, .timeout = 10);
 Test(state, path_from_config_then_state_directory_then_default)
 {
 	struct hr_config cfg;
+	struct hr_service_conf svc;
 	char *p;
 
 	memset(&cfg, 0, sizeof(cfg));
-	cfg.service.id = "web-1";
+	memset(&svc, 0, sizeof(svc));
+	svc.service.id = "web-1";
+	cfg.services = &svc;
+	cfg.n_services = 1;
 	setenv("STATE_DIRECTORY", dir, 1);
 	p = hr_state_path(&cfg);
 	cr_expect(strstr(p, "/web-1.state") && !strncmp(p, dir, strlen(dir)), "%s", p);
@@ -65,6 +69,49 @@ Test(state, save_then_load)
 	cr_expect_null(reason);
 	strcat(path, ".tmp");
 	cr_expect_neq(access(path, F_OK), 0, "the temporary file is gone");
+}
+
+struct seen {
+	char ids[4][32], reasons[4][32];
+	size_t n;
+};
+
+static void collect(const char *id, const char *reason, void *payload)
+{
+	struct seen *s = payload;
+
+	cr_assert_lt(s->n, 4);
+	snprintf(s->ids[s->n], sizeof(s->ids[0]), "%s", id);
+	snprintf(s->reasons[s->n++], sizeof(s->reasons[0]), "%s", reason);
+}
+
+/* Services in maintenance of their own are kept beside the agent's, and
+ * a file without them (an older agent's) has none. */
+Test(state, services_of_their_own)
+{
+	const struct hr_state_service own[] = { { "db-1", "disk" },
+						{ "cache", NULL } };
+	struct seen seen = { .n = 0 };
+	char path[300], *reason = NULL;
+
+	snprintf(path, sizeof(path), "%s/s.json", dir);
+	cr_assert_eq(hr_state_load_services(path, collect, &seen), 0, "no file");
+	cr_expect_eq(seen.n, 0);
+	cr_assert_eq(hr_state_save_services(path, false, "", own, 2), 0);
+	cr_assert_eq(hr_state_load(path, &reason), 0, "the agent is not");
+	cr_assert_eq(hr_state_load_services(path, collect, &seen), 0);
+	cr_assert_eq(seen.n, 2);
+	cr_expect_str_eq(seen.ids[0], "db-1");
+	cr_expect_str_eq(seen.reasons[0], "disk");
+	cr_expect_str_eq(seen.ids[1], "cache");
+	cr_expect_str_eq(seen.reasons[1], "");
+	cr_assert_eq(hr_state_save(path, true, "host"), 0);
+	seen.n = 0;
+	cr_assert_eq(hr_state_load_services(path, collect, &seen), 0);
+	cr_expect_eq(seen.n, 0, "the agent's save alone lists none");
+	cr_assert_eq(hr_state_load(path, &reason), 1);
+	cr_expect_str_eq(reason, "host");
+	free(reason);
 }
 
 static void write_file(const char *path, const char *text, size_t n)

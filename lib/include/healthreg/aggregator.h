@@ -121,7 +121,12 @@ void hr_agg_batch_end(struct hr_agg *agg);
  */
 int hr_agg_remove_check(struct hr_agg *agg, const char *name);
 
-/** Groups then checks of a parsed config. Stops at the first error. */
+/** Groups then checks of one service of a parsed config. Stops at the
+ * first error. */
+int hr_agg_add_service(struct hr_agg *agg, const struct hr_service_conf *cfg,
+		       struct hr_err *err);
+/** hr_agg_add_service() of the config's first service (its only one when
+ * written as "service"). */
 int hr_agg_add_config(struct hr_agg *agg, const struct hr_config *cfg,
 		      struct hr_err *err);
 

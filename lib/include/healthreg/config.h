@@ -1,7 +1,7 @@
 /*
  * config.h - the healthreg configuration: one JSON file whose "service"
- * object uses Consul's service-definition keys, plus healthreg's own
- * "groups", "agent" and "registry" sections.
+ * object (or "services" array of them) uses Consul's service-definition
+ * keys, plus healthreg's own "groups", "agent" and "registry" sections.
  *
  * hr_config_parse() validates everything before anything runs: every
  * problem is reported in a struct hr_diag as "json.path: problem".
@@ -75,7 +75,7 @@ struct hr_check_spec {
 	int failures_before_warning; /* defaults to failures_before_critical */
 	int failures_before_critical;
 	enum hr_on_failure on_failure;
-	int group; /* index into hr_config.groups, or -1 */
+	int group; /* index into its hr_service_conf.groups, or -1 */
 };
 
 struct hr_group_spec {
@@ -95,12 +95,31 @@ struct hr_service_spec {
 	size_t n_meta;
 };
 
-struct hr_config {
+/*
+ * One service of the agent: its spec, checks, groups and registry
+ * section. All owned by the config.
+ */
+struct hr_service_conf {
 	struct hr_service_spec service;
 	struct hr_check_spec *checks;
 	size_t n_checks;
 	struct hr_group_spec *groups;
 	size_t n_groups;
+	/*
+	 * The top-level "registry" object merged with the service's own
+	 * "registry" overlay (services[i].registry: member by member, key by
+	 * key), as each backend reads it; NULL when neither is given. Owned
+	 * by the config; each backend reads its member through a borrowed
+	 * pointer.
+	 */
+	cJSON *registry;
+};
+
+struct hr_config {
+	/* "service" is services[0] (n_services 1); "services" lists them in
+	 * file order, ids unique. Never empty in a parsed config. */
+	struct hr_service_conf *services;
+	size_t n_services;
 	/* agent */
 	bool enable_exec_checks;
 	int log_level;  /* syslog-like: 3 error, 4 warn, 6 info, 7 debug */
@@ -115,11 +134,6 @@ struct hr_config {
 	bool allow_core_dumps; /* false: not dumpable, RLIMIT_CORE 0 */
 	char *user;            /* started as root: switch to this user */
 	int journal_size;      /* decisions kept in memory; 0 = none */
-	/*
-	 * The "registry" object as written (owned by the config; each
-	 * backend reads its own member through a borrowed pointer).
-	 */
-	cJSON *registry;
 };
 
 /*
@@ -131,7 +145,7 @@ struct hr_config_backend {
 	void (*validate)(const cJSON *conf, const char *path,
 			 struct hr_diag *diag);
 	/* May be NULL: the service section as this backend's registry
-	 * would check it, reported under "service". */
+	 * would check it, reported under "service" (or "services[i]"). */
 	void (*validate_service)(const struct hr_service_spec *svc,
 				 const char *path, struct hr_diag *diag);
 };
@@ -179,9 +193,16 @@ int hr_service_spec_copy(struct hr_service_spec *dst,
 /** Free what a copy owns; *s is zeroed (reusable). */
 void hr_service_spec_dispose(struct hr_service_spec *s);
 /** Same groups, in the same order, with the same settings. */
-bool hr_groups_equal(const struct hr_config *x, const struct hr_config *y);
+bool hr_groups_equal(const struct hr_service_conf *x,
+		     const struct hr_service_conf *y);
 
-/** Index of the check named name, or -1. */
+/** Index of the check named name in svc, or -1. */
+int hr_service_find_check(const struct hr_service_conf *svc,
+			  const char *name);
+/** The same in the config's first service (the only one of "service"). */
 int hr_config_find_check(const struct hr_config *cfg, const char *name);
+/** The service whose id is id, or NULL. */
+const struct hr_service_conf *hr_config_find_service(
+	const struct hr_config *cfg, const char *id);
 
 #endif
