@@ -970,6 +970,18 @@ void hr_etcd_lease_token_refused(struct hr_etcd_lease *l, unsigned gen)
 {
 	if (gen != l->token_gen || !l->token)
 		return;
+	/* The lease's own request (waiting in its lane or in flight)
+	 * borrows the header list that goes with the token, and carries the
+	 * refused token anyway: drop it first; it is sent again after the
+	 * authentication (a keepalive stays due, a grant or revoke follows
+	 * from the state, the re-puts and the orphan wait unsent). */
+	if (hr_regcore_busy(&l->core)) {
+		hr_regcore_cancel(&l->core);
+		if (l->op == HR_ETCD_OP_PUTS)
+			reputs_unsend(l);
+		else if (l->op == HR_ETCD_OP_DELETE)
+			l->op_orphan = NULL;
+	}
 	set_token(l, NULL); /* the member logged etcd_token_invalid */
 	reconcile(&l->core);
 }

@@ -1390,3 +1390,91 @@ Test(etcd_lease, floor_on_one_lease, .timeout = 90)
 		hr_registry_etcd.destroy(FR[i]);
 	}
 }
+
+/* etcd with auth on (user "agent", READWRITE on services/) and tokens that
+ * expire after 2 s; the backends' settings with lease_ttl into conf,
+ * through a password file that is gone once fleet_make() has read it
+ * (call auth_conf_done() then). */
+static char AUTH_DIR[64], AUTH_PW[128];
+
+static void auth_conf(const char *lease_ttl, char *conf, size_t len)
+{
+	FILE *f;
+
+	harness_start_args(1, "--auth-token-ttl=2");
+	cJSON_Delete(harness_cmd("auth agent s3cret-pw %s", PREFIX));
+	snprintf(AUTH_DIR, sizeof(AUTH_DIR), "/tmp/hr-etcd-pw-XXXXXX");
+	cr_assert_not_null(mkdtemp(AUTH_DIR));
+	snprintf(AUTH_PW, sizeof(AUTH_PW), "%s/pw", AUTH_DIR);
+	f = fopen(AUTH_PW, "w");
+	cr_assert_not_null(f);
+	fputs("s3cret-pw\n", f);
+	fclose(f);
+	cr_assert_eq(chmod(AUTH_PW, 0600), 0);
+	snprintf(conf, len,
+		 "\"lease_ttl\":\"%s\",\"username\":\"agent\","
+		 "\"password_file\":\"%s\"", lease_ttl, AUTH_PW);
+}
+
+static void auth_conf_done(void)
+{
+	unlink(AUTH_PW);
+	rmdir(AUTH_DIR);
+}
+
+/*
+ * A backend told 401 while the lease's own request waits in the lane
+ * (8 transfers to one place at once) with the same, refused token: the
+ * lease drops that request before the header list it borrows, and sends
+ * it again after the new authentication. Here the request is the delete
+ * of a destroyed backend's key, queued (urgent) behind 8 puts that all
+ * meet the expired token. Under ASan, the list freed under the waiting
+ * request was read by libcurl as soon as the lane started it.
+ */
+Test(etcd_lease, token_refused_while_lease_request_waits, .timeout = 90)
+{
+	char conf[512], ids[4][32], key[96], gone[96];
+	struct hr_etcd_lease_counts c0, c1;
+	cJSON *j;
+	int i, k, ttl, nk, n = 10;
+
+	/* TTL 60 s: the first keepalive is due 20 s in, after the test. */
+	auth_conf("60s", conf, sizeof(conf));
+	fleet_make(0, n, conf);
+	auth_conf_done();
+	fleet_apply(0, n, HR_STATUS_PASSING);
+	wait_n_events(n, 10);
+	cr_assert_eq(logged("etcd_authenticated"), 1);
+	cr_assert_eq(leases(ids, 4), 1);
+	run_for(3.5); /* the token expires */
+	hr_etcd_lease_counts(hr_etcd_lease_of(FR[0]), &c0);
+	cr_assert_eq(c0.keepalives, 0);
+	/* n - 1 puts with the expired token (8 run, 1 waits), then the
+	 * lease's delete of the last one's key, first in the queue. */
+	fleet_apply(0, n - 1, HR_STATUS_WARNING);
+	fleet_key(n - 1, gone, sizeof(gone));
+	hr_registry_etcd.destroy(FR[n - 1]);
+	FR[n - 1] = NULL;
+	wait_n_events(n + n, 10);
+	run_for(0.5);
+	k = events(EV, EV_MAX);
+	cr_assert_eq(k, n + n, "%d events", k);
+	cr_assert_eq(count_from(n, k, "PUT", NULL), n - 1);
+	cr_assert_eq(count_from(n, k, "DELETE", gone), 1);
+	cr_assert_geq(logged("etcd_token_invalid"), 1);
+	cr_assert_eq(logged("etcd_authenticated"), 2);
+	hr_etcd_lease_counts(hr_etcd_lease_of(FR[0]), &c1);
+	cr_assert_eq(c1.auths - c0.auths, 1);
+	/* Every other key stays, with its new value, under the one lease. */
+	cr_assert_eq(leases(ids, 4), 1);
+	j = lease_keys(ids[0], &ttl, &nk);
+	cr_assert_eq(nk, n - 1, "%d keys on the lease", nk);
+	for (i = 0; i < n - 1; i++) {
+		fleet_key(i, key, sizeof(key));
+		cr_assert(has_key(j, key), "%s is gone", key);
+		cr_assert_eq(FSTATS[i].state, HR_REGISTRY_REGISTERED);
+	}
+	cJSON_Delete(j);
+	for (i = 0; i < n - 1; i++)
+		hr_registry_etcd.destroy(FR[i]);
+}
