@@ -115,6 +115,8 @@ struct hr_registry {
 	int64_t op_lease;      /* the lease the request named */
 	unsigned op_token_gen; /* the token it carried */
 	char *op_value;        /* put: the value being written */
+	bool op_overtaken;     /* put: the lease wrote the key meanwhile
+				  (ADOPT): its answer leaves written */
 	enum hr_status op_status; /* put: the status in that value */
 };
 
@@ -204,6 +206,7 @@ static void release_request(struct hr_registry *r)
 	hr_regcore_cancel(&r->core);
 	free(r->op_value);
 	r->op_value = NULL;
+	r->op_overtaken = false;
 }
 
 /* Start op with body (taken; wiped: the auth body holds the password).
@@ -302,9 +305,11 @@ static void handle_ok(struct hr_registry *r, enum hr_etcd_op op,
 		       hr_status_name(r->op_status), "lease",
 		       lease_hex(r->op_lease, hex, sizeof(hex)), "reason",
 		       r->reason, "endpoint", endpoint(r), NULL);
-		free(r->written);
-		r->written = r->op_value;
-		r->op_value = NULL;
+		if (!r->op_overtaken) {
+			free(r->written);
+			r->written = r->op_value;
+			r->op_value = NULL;
+		}
 		hr_regcore_state(&r->core, HR_REGISTRY_REGISTERED);
 		break;
 	case HR_ETCD_OP_DELETE:
@@ -472,6 +477,7 @@ static bool on_reply(struct hr_regcore *core, const struct hr_reg_reply *a)
 	}
 	free(r->op_value);
 	r->op_value = NULL;
+	r->op_overtaken = false;
 	hr_etcd_reply_dispose(&rep);
 	return rep.result == HR_ETCD_OK;
 }
@@ -643,6 +649,32 @@ static char *reput_value(struct hr_etcd_lease_member *m)
 			     r->conf.value_format);
 }
 
+/*
+ * The key holds why, written by a gone backend of this instance (or by the
+ * lease for it), in an order unknown against a put of ours: what etcd
+ * holds is why, or ours if ours landed last. When they differ, take why
+ * (ours is written again: one write too many at worst, never a value left
+ * that we do not know of), also over the answer of a put in flight.
+ */
+static void adopt(struct hr_registry *r, const char *why)
+{
+	bool putting = r->op == HR_ETCD_OP_PUT && hr_regcore_busy(&r->core);
+	char *v;
+
+	if (!why || (!putting && r->written && !strcmp(r->written, why)))
+		return;
+	if (!(v = strdup(why)))
+		return;
+	free(r->written);
+	r->written = v;
+	r->op_overtaken = putting;
+	hr_regcore_state(&r->core, HR_REGISTRY_REGISTERED);
+	/* Not from here (ADOPT must not send): the next iteration
+	 * compares. */
+	if (hr_regcore_idle(&r->core))
+		hr_regcore_retry_in(&r->core, 0);
+}
+
 /* What the shared lease tells every backend on it (etcd_lease.h). */
 static void on_lease(struct hr_etcd_lease_member *m,
 		     enum hr_etcd_lease_event ev, const char *why)
@@ -690,8 +722,7 @@ static void on_lease(struct hr_etcd_lease_member *m,
 	case HR_ETCD_LEASE_EV_ADOPT:
 		/* The key a gone backend of this instance wrote: ours to
 		 * rewrite (when the value differs) or to delete. */
-		if (!r->written && why && (r->written = strdup(why)))
-			hr_regcore_state(&r->core, HR_REGISTRY_REGISTERED);
+		adopt(r, why);
 		return;
 	case HR_ETCD_LEASE_EV_REVOKED:
 		if (r->written)

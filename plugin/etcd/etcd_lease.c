@@ -125,6 +125,24 @@ static void notify(struct hr_etcd_lease *l, enum hr_etcd_lease_event ev,
 	}
 }
 
+/* An active member other than except whose key is key (a reload's new
+ * backend for the same instance), or NULL. */
+static struct hr_etcd_lease_member *
+active_with_key(const struct hr_etcd_lease *l, const char *key,
+		const struct hr_etcd_lease_member *except)
+{
+	struct hr_link *k;
+
+	for (k = l->members; k && key; k = k->next) {
+		struct hr_etcd_lease_member *m = MEMBER_OF(k);
+
+		if (m != except && m->mode == HR_ETCD_MEMBER_ACTIVE &&
+		    m->key && strcmp(m->key, key) == 0)
+			return m;
+	}
+	return NULL;
+}
+
 static int64_t backoff_cap_ms(const struct hr_etcd_lease *l)
 {
 	int64_t third = l->ttl_ms / 3;
@@ -435,6 +453,11 @@ static void reputs_answered(struct hr_etcd_lease *l, bool ok)
 			m->cb(m, ok ? HR_ETCD_LEASE_EV_PUT_DONE :
 				      HR_ETCD_LEASE_EV_PUT_FAILED, p->value);
 			p->m = NULL;
+		} else if (ok && (m = active_with_key(l, p->key, NULL))) {
+			/* Its member went, replaced by one for the same key
+			 * (a reload), which may have put it meanwhile: its
+			 * key, never a gone one's to delete. */
+			m->cb(m, HR_ETCD_LEASE_EV_ADOPT, p->value);
 		} else if (ok && l->n_members) {
 			/* Its member went: nobody keeps the key. */
 			struct orphan *o = calloc(1, sizeof(*o));
@@ -587,6 +610,27 @@ static void send_reputs(struct hr_etcd_lease *l)
 						       l->id));
 }
 
+/* The next gone member's key to delete, unless a member for the same key
+ * came meanwhile (then the key is its own). */
+static void send_orphan(struct hr_etcd_lease *l)
+{
+	while (l->orphans) {
+		struct orphan *o = hr_container_of(l->orphans, struct orphan,
+						   link);
+		struct hr_etcd_lease_member *m = active_with_key(l, o->key,
+								 NULL);
+
+		if (!m) {
+			l->op_orphan = o;
+			start_op(l, HR_ETCD_OP_DELETE,
+				 hr_etcd_body_delete_if_lease(o->key, l->id));
+			return;
+		}
+		m->cb(m, HR_ETCD_LEASE_EV_ADOPT, o->value);
+		orphan_free(l, o);
+	}
+}
+
 static void reconcile(struct hr_regcore *core)
 {
 	struct hr_etcd_lease *l = LEASE_OF(core);
@@ -613,11 +657,7 @@ static void reconcile(struct hr_regcore *core)
 	} else if (l->reputs) {
 		send_reputs(l);
 	} else if (l->orphans) {
-		l->op_orphan = hr_container_of(l->orphans, struct orphan,
-					       link);
-		start_op(l, HR_ETCD_OP_DELETE,
-			 hr_etcd_body_delete_if_lease(l->op_orphan->key,
-						      l->id));
+		send_orphan(l);
 	}
 }
 
@@ -990,19 +1030,14 @@ bool hr_etcd_lease_hand_over(struct hr_etcd_lease_member *m,
 			     const char *value, bool queue)
 {
 	struct hr_etcd_lease *l = m->lease;
-	struct hr_link *k;
+	struct hr_etcd_lease_member *other;
 	struct orphan *o;
 
 	if (!l || !m->key || !value || l->closing || !l->id)
 		return false;
-	for (k = l->members; k; k = k->next) {
-		struct hr_etcd_lease_member *other = MEMBER_OF(k);
-
-		if (other != m && other->mode == HR_ETCD_MEMBER_ACTIVE &&
-		    other->key && strcmp(other->key, m->key) == 0) {
-			other->cb(other, HR_ETCD_LEASE_EV_ADOPT, value);
-			return true;
-		}
+	if ((other = active_with_key(l, m->key, m))) {
+		other->cb(other, HR_ETCD_LEASE_EV_ADOPT, value);
+		return true;
 	}
 	if (!queue || l->n_members < 2)
 		return false; /* the last one: the key expires with the lease */

@@ -83,7 +83,9 @@ enum hr_etcd_lease_event {
 				    finish */
 	HR_ETCD_LEASE_EV_ADOPT,     /* the member's key holds why (a value)
 				    under the lease, written by a member
-				    that went: it is this member's now.
+				    that went (or by the lease for it), in
+				    an order unknown against the member's
+				    own put: it is this member's now.
 				    Must not send. */
 	HR_ETCD_LEASE_EV_PUT_DONE,  /* the re-put after a loss holds why
 				    (the value member->value gave) under
@@ -168,7 +170,10 @@ void hr_etcd_lease_token_refused(struct hr_etcd_lease *l, unsigned gen);
  * lease deletes the key itself (delete-if-lease), as the keepalive the
  * others keep going would otherwise keep it forever; a member with that
  * key attaching before the delete is sent adopts it instead. Returns
- * false (nothing adopted).
+ * false (nothing adopted). A re-put after a loss whose member went is
+ * likewise adopted when it is answered (or else deleted), and so is a
+ * gone member's key when a member for it is there by the time its delete
+ * would be sent.
  */
 bool hr_etcd_lease_hand_over(struct hr_etcd_lease_member *m,
 			     const char *value, bool queue);

@@ -1478,3 +1478,128 @@ Test(etcd_lease, token_refused_while_lease_request_waits, .timeout = 90)
 	for (i = 0; i < n - 1; i++)
 		hr_registry_etcd.destroy(FR[i]);
 }
+
+/* Run the loop until the lease has sent more than txns re-put txns (the
+ * answer not yet read: nothing else runs after the send). */
+static void run_until_txn_sent(const struct hr_etcd_lease *l, uint64_t txns,
+			       double timeout)
+{
+	double deadline = now() + timeout;
+	struct hr_etcd_lease_counts c;
+	ev_timer tick;
+	bool dummy = false;
+
+	ev_timer_init(&tick, guard_cb, 0.01, 0.01);
+	tick.data = &dummy;
+	ev_timer_start(L, &tick);
+	for (;;) {
+		hr_etcd_lease_counts(l, &c);
+		if (c.put_txns > txns)
+			break;
+		cr_assert(now() < deadline, "no re-put txn within %.0fs",
+			  timeout);
+		ev_run(L, EVRUN_ONCE);
+	}
+	ev_timer_stop(L, &tick);
+}
+
+/* Run the loop until the lease has answered a keepalive after k. */
+static void run_until_keepalive(const struct hr_etcd_lease *l, uint64_t k,
+				double timeout)
+{
+	double deadline = now() + timeout;
+	struct hr_etcd_lease_counts c;
+
+	for (;;) {
+		hr_etcd_lease_counts(l, &c);
+		if (c.keepalives > k)
+			break;
+		cr_assert(now() < deadline, "no keepalive within %.0fs",
+			  timeout);
+		run_for(0.005);
+	}
+	run_for(0.05); /* its answer; the next one is TTL/3 = 1 s away */
+}
+
+/*
+ * After a loss the lease puts backend A's key back in a txn; while the
+ * txn is in flight a reload replaces A with B (the same instance, the
+ * same key), which puts the key itself (with its own value). When the
+ * txn is answered, the key belongs to B: the lease must not delete it as
+ * a gone backend's (its delete-if-lease would hold: the lease is the
+ * same), or B believes a key registered that etcd no longer has.
+ * b_first: B is created before A goes (a reload), else after (a third
+ * backend, C, keeps the lease meanwhile).
+ */
+static void reput_of_gone_backend(bool b_first)
+{
+	const char *conf = "\"lease_ttl\":\"3s\"";
+	struct hr_registry *a, *b, *c;
+	struct hr_etcd_lease_counts c0;
+	const struct hr_etcd_lease *l;
+	char ids[4][32], old[32];
+	cJSON *j, *kv;
+	int n, i, last = -1;
+
+	harness_start(1);
+	a = make(conf, 5000);
+	fleet_make(0, 1, conf);
+	c = FR[0];
+	hr_registry_etcd.apply(a, HR_STATUS_PASSING, "ok");
+	hr_registry_etcd.apply(c, HR_STATUS_PASSING, "ok");
+	wait_n_events(2, 5);
+	l = hr_etcd_lease_of(a);
+	cr_assert_eq(l, hr_etcd_lease_of(c));
+	cr_assert_eq(leases(ids, 4), 1);
+	snprintf(old, sizeof(old), "%s", ids[0]);
+	/* The revoke between two keepalives: the next one finds it lost. */
+	hr_etcd_lease_counts(l, &c0);
+	run_until_keepalive(l, c0.keepalives, 5);
+	hr_etcd_lease_counts(l, &c0);
+	cJSON_Delete(harness_cmd("revoke %s", old));
+	run_until_txn_sent(l, c0.put_txns, 5);
+	/* The txn (A's key and C's) is on its way: the reload now. */
+	if (b_first) {
+		b = make(conf, 5000);
+		hr_registry_etcd.destroy(a);
+	} else {
+		hr_registry_etcd.destroy(a);
+		b = make(conf, 5000);
+	}
+	cr_assert_eq(hr_etcd_lease_of(b), l);
+	hr_registry_etcd.apply(b, HR_STATUS_WARNING, "degraded");
+	run_for(1.5);
+	n = events(EV, EV_MAX);
+	for (i = 0; i < n; i++)
+		if (!strcmp(EV[i].key, KEY))
+			last = i;
+	cr_assert_geq(last, 0);
+	cr_assert_str_eq(EV[last].type, "PUT", "the key was deleted "
+			 "(event %d of %d)", last, n);
+	cr_assert_eq(leases(ids, 4), 1);
+	j = harness_cmd("get %s", KEY);
+	kv = cJSON_GetObjectItem(j, "kv");
+	cr_assert(cJSON_IsObject(kv), "%s is gone", KEY);
+	cr_assert_str_eq(value_status(cJSON_GetObjectItem(kv, "value")
+				      ->valuestring), "warning");
+	cr_assert_str_eq(cJSON_GetObjectItem(kv, "lease")->valuestring,
+			 ids[0]);
+	cJSON_Delete(j);
+	/* ... and it is B's: its critical deletes it. */
+	hr_registry_etcd.apply(b, HR_STATUS_CRITICAL, "down");
+	n = wait_n_events(n + 1, 5);
+	cr_assert_str_eq(EV[n - 1].type, "DELETE");
+	cr_assert_str_eq(EV[n - 1].key, KEY);
+	hr_registry_etcd.destroy(b);
+	hr_registry_etcd.destroy(c);
+}
+
+Test(etcd_lease, reput_of_replaced_backend_kept, .timeout = 60)
+{
+	reput_of_gone_backend(true);
+}
+
+Test(etcd_lease, reput_of_destroyed_backend_adopted, .timeout = 60)
+{
+	reput_of_gone_backend(false);
+}
