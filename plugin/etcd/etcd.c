@@ -96,6 +96,7 @@ struct hr_registry {
 	bool tls_failed;       /* the last transport failure was TLS's */
 
 	char *written;         /* value stored under the lease, or NULL */
+	int64_t written_rev;   /* ... its mod_revision (0: not known) */
 	bool have_status;
 	enum hr_status status;
 	enum hr_status value_status; /* last registrable status */
@@ -274,9 +275,29 @@ static void forget_key(struct hr_registry *r)
 {
 	free(r->written);
 	r->written = NULL;
+	r->written_rev = 0;
 }
 
 /* ---- replies --------------------------------------------------------- */
+
+/* Our put wrote op_value at rev (0: not known). When the lease wrote the
+ * key meanwhile (adopt()), what etcd holds is the later of the two. */
+static void put_answered(struct hr_registry *r, int64_t rev)
+{
+	if (r->op_overtaken && r->written &&
+	    !(rev && r->written_rev && rev > r->written_rev)) {
+		/* Theirs is the later, or which is not known: when the
+		 * values differ, ours is written again (reconcile). */
+		if (!strcmp(r->written, r->op_value) &&
+		    (!rev || !r->written_rev))
+			r->written_rev = 0;
+		return;
+	}
+	free(r->written);
+	r->written = r->op_value;
+	r->written_rev = rev;
+	r->op_value = NULL;
+}
 
 static void handle_ok(struct hr_registry *r, enum hr_etcd_op op,
 		      struct hr_etcd_reply *rep)
@@ -305,11 +326,7 @@ static void handle_ok(struct hr_registry *r, enum hr_etcd_op op,
 		       hr_status_name(r->op_status), "lease",
 		       lease_hex(r->op_lease, hex, sizeof(hex)), "reason",
 		       r->reason, "endpoint", endpoint(r), NULL);
-		if (!r->op_overtaken) {
-			free(r->written);
-			r->written = r->op_value;
-			r->op_value = NULL;
-		}
+		put_answered(r, rep->revision);
 		hr_regcore_state(&r->core, HR_REGISTRY_REGISTERED);
 		break;
 	case HR_ETCD_OP_DELETE:
@@ -317,8 +334,7 @@ static void handle_ok(struct hr_registry *r, enum hr_etcd_op op,
 		       "reason", r->reason, "held",
 		       rep->succeeded ? "true" : "false (gone or not ours)",
 		       "endpoint", endpoint(r), NULL);
-		free(r->written);
-		r->written = NULL;
+		forget_key(r);
 		release_kept(r, "deregistered");
 		hr_regcore_state(&r->core, HR_REGISTRY_DEREGISTERED);
 		break;
@@ -339,8 +355,7 @@ static void handle_ok(struct hr_registry *r, enum hr_etcd_op op,
 		hr_log(HR_LOG_INFO, "etcd_deregistered", "key", r->key,
 		       "reason", r->reason, "held", "true", "floor",
 		       "others stay", "endpoint", endpoint(r), NULL);
-		free(r->written);
-		r->written = NULL;
+		forget_key(r);
 		release_kept(r, "enough others registered");
 		hr_regcore_state(&r->core, HR_REGISTRY_DEREGISTERED);
 		break;
@@ -494,7 +509,7 @@ static void reconcile_shutdown(struct hr_registry *r)
 	if (r->lm.mode != HR_ETCD_MEMBER_ALONE)
 		return; /* the verdict, or the revoke, is the lease's */
 	if (r->written && hr_etcd_lease_hand_over(&r->lm, r->written,
-						  false)) {
+						  r->written_rev, false)) {
 		/* A reload's new backend for this instance has the key
 		 * now, under the same lease: it is not ours to delete. */
 		hr_log(HR_LOG_INFO, "etcd_key_handed_over", "key", r->key,
@@ -598,8 +613,7 @@ static void reconcile_leave(struct hr_registry *r)
 		hr_log(HR_LOG_INFO, "etcd_deregistered", "key", r->key,
 		       "reason", r->reason, "held", "false (gone or not ours)",
 		       "endpoint", endpoint(r), NULL);
-		free(r->written);
-		r->written = NULL;
+		forget_key(r);
 		release_kept(r, "key gone");
 		hr_regcore_state(&r->core, HR_REGISTRY_DEREGISTERED);
 		return;
@@ -656,17 +670,27 @@ static char *reput_value(struct hr_etcd_lease_member *m)
  * (ours is written again: one write too many at worst, never a value left
  * that we do not know of), also over the answer of a put in flight.
  */
-static void adopt(struct hr_registry *r, const char *why)
+static void adopt(struct hr_registry *r, const char *why, int64_t rev)
 {
 	bool putting = r->op == HR_ETCD_OP_PUT && hr_regcore_busy(&r->core);
 	char *v;
 
-	if (!why || (!putting && r->written && !strcmp(r->written, why)))
+	if (!why)
 		return;
+	if (!putting && r->written) {
+		/* Ours is known to be the later write: it stays. */
+		if (rev && r->written_rev && rev < r->written_rev)
+			return;
+		if (!strcmp(r->written, why)) {
+			r->written_rev = rev && r->written_rev ? rev : 0;
+			return;
+		}
+	}
 	if (!(v = strdup(why)))
 		return;
 	free(r->written);
 	r->written = v;
+	r->written_rev = rev;
 	r->op_overtaken = putting;
 	hr_regcore_state(&r->core, HR_REGISTRY_REGISTERED);
 	/* Not from here (ADOPT must not send): the next iteration
@@ -698,6 +722,8 @@ static void on_lease(struct hr_etcd_lease_member *m,
 		if (!r->written && why && (r->written = strdup(why))) {
 			char h[24];
 
+			r->written_rev = m->rev;
+
 			hr_log(HR_LOG_INFO, "etcd_registered", "key", r->key,
 			       "status", hr_status_name(r->value_status),
 			       "lease", lease_hex(hr_etcd_lease_id(LEASE(r)), h,
@@ -722,7 +748,7 @@ static void on_lease(struct hr_etcd_lease_member *m,
 	case HR_ETCD_LEASE_EV_ADOPT:
 		/* The key a gone backend of this instance wrote: ours to
 		 * rewrite (when the value differs) or to delete. */
-		adopt(r, why);
+		adopt(r, why, m->rev);
 		return;
 	case HR_ETCD_LEASE_EV_REVOKED:
 		if (r->written)
@@ -1044,6 +1070,7 @@ static void etcd_shutdown(struct hr_registry *r, hr_registry_done_cb done,
 	    r->op_lease == hr_etcd_lease_id(LEASE(r))) {
 		free(r->written);
 		r->written = r->op_value;
+		r->written_rev = 0; /* not known */
 		r->op_value = NULL;
 	}
 	release_request(r);
@@ -1061,7 +1088,8 @@ static void etcd_destroy(struct hr_registry *r)
 		return;
 	release_request(r);
 	/* Our key must not outlive us under a lease others keep alive. */
-	if (r->written && hr_etcd_lease_hand_over(&r->lm, r->written, true))
+	if (r->written && hr_etcd_lease_hand_over(&r->lm, r->written,
+						  r->written_rev, true))
 		hr_log(HR_LOG_INFO, "etcd_key_handed_over", "key", r->key,
 		       NULL);
 	hr_etcd_lease_detach(&r->lm);

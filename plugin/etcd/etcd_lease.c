@@ -13,7 +13,8 @@
  *     keepalive due               -> keepalive     -> RENEWED
  *     re-puts waiting             -> txn of <= 128 puts -> PUT_DONE
  *                                    (failed: PUT_FAILED)
- *     a gone member's key         -> txn: delete if LEASE == ours
+ *     a gone member's key         -> txn: delete if LEASE == ours (and
+ *                                    MOD == its put's, when known)
  *
  *   replies: OK as above; LEASE_LOST -> LOST, grant again at once;
  *   AUTH_EXPIRED -> authenticate again; UNAVAILABLE -> next endpoint,
@@ -84,6 +85,10 @@ struct orphan {
 	struct hr_link link;
 	char *key;
 	char *value;
+	int64_t rev;            /* its mod_revision (0: not known) */
+	/* The member that left it, until it is detached (compared, never
+	 * followed): not a taker for its own key. */
+	const struct hr_etcd_lease_member *from;
 };
 
 /* A member's re-put after a loss, waiting for (or in) a txn. */
@@ -436,8 +441,9 @@ static void lost(struct hr_etcd_lease *l, enum hr_etcd_op op,
 		notify(l, HR_ETCD_LEASE_EV_LOST, why);
 }
 
-/* The re-puts of the txn answered: tell their members. */
-static void reputs_answered(struct hr_etcd_lease *l, bool ok)
+/* The re-puts of the txn answered (written at rev, 0: not known): tell
+ * their members. */
+static void reputs_answered(struct hr_etcd_lease *l, bool ok, int64_t rev)
 {
 	struct hr_link *k, *next;
 
@@ -450,6 +456,7 @@ static void reputs_answered(struct hr_etcd_lease *l, bool ok)
 			continue;
 		if (m) {
 			m->batched = false;
+			m->rev = rev;
 			m->cb(m, ok ? HR_ETCD_LEASE_EV_PUT_DONE :
 				      HR_ETCD_LEASE_EV_PUT_FAILED, p->value);
 			p->m = NULL;
@@ -457,6 +464,7 @@ static void reputs_answered(struct hr_etcd_lease *l, bool ok)
 			/* Its member went, replaced by one for the same key
 			 * (a reload), which may have put it meanwhile: its
 			 * key, never a gone one's to delete. */
+			m->rev = rev;
 			m->cb(m, HR_ETCD_LEASE_EV_ADOPT, p->value);
 		} else if (ok && l->n_members) {
 			/* Its member went: nobody keeps the key. */
@@ -465,6 +473,7 @@ static void reputs_answered(struct hr_etcd_lease *l, bool ok)
 			if (o) {
 				o->key = p->key;
 				o->value = p->value;
+				o->rev = rev;
 				p->key = NULL;
 				p->value = NULL;
 				hr_link_push(&l->orphans, &o->link);
@@ -575,7 +584,7 @@ static bool on_reply(struct hr_regcore *core, const struct hr_reg_reply *a)
 	if (op == HR_ETCD_OP_PUTS && l->reputs) {
 		if (ok || (rep.result != HR_ETCD_UNAVAILABLE &&
 			   rep.result != HR_ETCD_AUTH_EXPIRED))
-			reputs_answered(l, ok);
+			reputs_answered(l, ok, rep.revision);
 		else
 			reputs_unsend(l);
 	}
@@ -618,14 +627,16 @@ static void send_orphan(struct hr_etcd_lease *l)
 		struct orphan *o = hr_container_of(l->orphans, struct orphan,
 						   link);
 		struct hr_etcd_lease_member *m = active_with_key(l, o->key,
-								 NULL);
+								 o->from);
 
 		if (!m) {
 			l->op_orphan = o;
 			start_op(l, HR_ETCD_OP_DELETE,
-				 hr_etcd_body_delete_if_lease(o->key, l->id));
+				 hr_etcd_body_delete_if_unchanged(o->key, l->id,
+								  o->rev));
 			return;
 		}
+		m->rev = o->rev;
 		m->cb(m, HR_ETCD_LEASE_EV_ADOPT, o->value);
 		orphan_free(l, o);
 	}
@@ -920,6 +931,7 @@ int hr_etcd_lease_attach(struct hr_etcd_lease_member *m,
 		struct orphan *o = hr_container_of(k, struct orphan, link);
 
 		if (o != l->op_orphan && strcmp(o->key, m->key) == 0) {
+			m->rev = o->rev;
 			m->cb(m, HR_ETCD_LEASE_EV_ADOPT, o->value);
 			orphan_free(l, o);
 			break;
@@ -951,6 +963,12 @@ void hr_etcd_lease_detach(struct hr_etcd_lease_member *m)
 			reput_free(l, p);
 	}
 	m->batched = false;
+	for (k = l->orphans; k; k = k->next) {
+		struct orphan *o = hr_container_of(k, struct orphan, link);
+
+		if (o->from == m)
+			o->from = NULL;
+	}
 	if (!l->n_members) {
 		lease_free(l);
 		return;
@@ -1027,7 +1045,7 @@ void hr_etcd_lease_token_refused(struct hr_etcd_lease *l, unsigned gen)
 }
 
 bool hr_etcd_lease_hand_over(struct hr_etcd_lease_member *m,
-			     const char *value, bool queue)
+			     const char *value, int64_t rev, bool queue)
 {
 	struct hr_etcd_lease *l = m->lease;
 	struct hr_etcd_lease_member *other;
@@ -1036,6 +1054,7 @@ bool hr_etcd_lease_hand_over(struct hr_etcd_lease_member *m,
 	if (!l || !m->key || !value || l->closing || !l->id)
 		return false;
 	if ((other = active_with_key(l, m->key, m))) {
+		other->rev = rev;
 		other->cb(other, HR_ETCD_LEASE_EV_ADOPT, value);
 		return true;
 	}
@@ -1046,6 +1065,8 @@ bool hr_etcd_lease_hand_over(struct hr_etcd_lease_member *m,
 		return false;
 	o->key = strdup(m->key);
 	o->value = strdup(value);
+	o->rev = rev;
+	o->from = m;
 	if (!o->key || !o->value) {
 		free(o->key);
 		free(o->value);

@@ -119,6 +119,8 @@ struct hr_etcd_lease_member {
 	 * others' and tells PUT_DONE or PUT_FAILED. */
 	char *(*value)(struct hr_etcd_lease_member *m);
 	bool batched;            /* its re-put is the lease's: wait */
+	int64_t rev;             /* with ADOPT and PUT_DONE: the
+				    mod_revision of why (0: not known) */
 };
 
 /*
@@ -162,12 +164,14 @@ void hr_etcd_lease_token_refused(struct hr_etcd_lease *l, unsigned gen);
 
 /*
  * m goes (destroyed, or shutting down alone) while its key holds value
- * (copied) under the lease. Another active member with the same key (a
+ * (copied) under the lease, written at mod_revision rev (0: not known). Another active member with the same key (a
  * reload's new backend for the same instance) adopts it (ADOPT, why =
  * value): the delete-if-lease txn would hold, the lease being the same,
  * and would take that member's registration. Returns true then. Else,
  * when m is destroyed (queue true) and others stay on the lease, the
- * lease deletes the key itself (delete-if-lease), as the keepalive the
+ * lease deletes the key itself (delete-if-lease, and if rev is known
+ * only while the key is unchanged since: a later put of another member
+ * stays), as the keepalive the
  * others keep going would otherwise keep it forever; a member with that
  * key attaching before the delete is sent adopts it instead. Returns
  * false (nothing adopted). A re-put after a loss whose member went is
@@ -176,7 +180,7 @@ void hr_etcd_lease_token_refused(struct hr_etcd_lease *l, unsigned gen);
  * would be sent.
  */
 bool hr_etcd_lease_hand_over(struct hr_etcd_lease_member *m,
-			     const char *value, bool queue);
+			     const char *value, int64_t rev, bool queue);
 
 /* The member's backend is shutting down (mode LEAVING). On the next loop
  * iteration the lease gives its verdict (LEAVE_OWN or REVOKED). */

@@ -1603,3 +1603,42 @@ Test(etcd_lease, reput_of_destroyed_backend_adopted, .timeout = 60)
 {
 	reput_of_gone_backend(false);
 }
+
+/*
+ * A destroyed backend's key, deleted by the lease (others stay on it),
+ * is deleted only as that backend wrote it: a later put under the same
+ * lease (another backend of the agent, here the harness with our lease
+ * ID) changed it, and the delete's compare of its mod_revision fails. A
+ * delete-if-lease alone would hold, the lease being the same.
+ */
+Test(etcd_lease, removed_backend_delete_spares_newer_put, .timeout = 60)
+{
+	const char *conf = "\"lease_ttl\":\"3s\"";
+	struct hr_etcd_lease_counts c0, c1;
+	struct hr_registry *a;
+	char ids[4][32];
+	cJSON *j, *kv;
+
+	harness_start(1);
+	a = make(conf, 5000);
+	fleet_make(0, 1, conf);
+	hr_registry_etcd.apply(a, HR_STATUS_PASSING, "ok");
+	hr_registry_etcd.apply(FR[0], HR_STATUS_PASSING, "ok");
+	wait_n_events(2, 5);
+	cr_assert_eq(leases(ids, 4), 1);
+	cJSON_Delete(harness_cmd("putunder %s newer %s", KEY, ids[0]));
+	wait_n_events(3, 5);
+	hr_etcd_lease_counts(hr_etcd_lease_of(FR[0]), &c0);
+	hr_registry_etcd.destroy(a);
+	run_for(0.5);
+	hr_etcd_lease_counts(hr_etcd_lease_of(FR[0]), &c1);
+	cr_assert_eq(c1.deletes - c0.deletes, 1, "no delete was tried");
+	j = harness_cmd("get %s", KEY);
+	kv = cJSON_GetObjectItem(j, "kv");
+	cr_assert(cJSON_IsObject(kv), "the newer put was deleted");
+	cr_assert_str_eq(cJSON_GetObjectItem(kv, "value")->valuestring,
+			 "newer");
+	cJSON_Delete(j);
+	cr_assert_eq(events(EV, EV_MAX), 3);
+	hr_registry_etcd.destroy(FR[0]);
+}
