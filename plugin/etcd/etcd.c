@@ -167,8 +167,7 @@ static void set_token(struct hr_registry *r, char *tok)
 	if (!tok)
 		return;
 	/* The raw token: "Bearer <token>" is rejected with 401. A list that
-	 * cannot be built leaves the requests without it: 401, and a new
-	 * authentication. */
+	 * cannot be built leaves auth_hdrs NULL: start_op() backs off. */
 	if (hr_reg_header_add(&r->auth_hdrs, "Content-Type",
 			      "application/json") < 0 ||
 	    hr_reg_header_add(&r->auth_hdrs, "Authorization", tok) < 0) {
@@ -222,9 +221,23 @@ static void start_op(struct hr_registry *r, enum hr_etcd_op op, char *body,
 	int rc = -ENOMEM;
 
 	/* The lease's token, in headers of our own (a request borrows its
-	 * list until it is answered). */
+	 * list until it is answered). Without the copy the request would go
+	 * without it, and its 401 would drop the lease's valid token: the
+	 * generation stays (copied again next time), and we back off. */
 	if (gen != r->token_gen) {
 		set_token(r, tok ? strdup(tok) : NULL);
+		if (tok && !r->auth_hdrs) {
+			set_token(r, NULL);
+			if (body)
+				hr_wipe(body, strlen(body));
+			free(body);
+			free(value);
+			hr_log(HR_LOG_ERROR, "etcd_request_failed", "op",
+			       hr_etcd_op_name(op), "error", "out of memory",
+			       NULL);
+			backoff(r);
+			return;
+		}
 		r->token_gen = gen;
 	}
 	q = (struct hr_reg_req){
@@ -967,6 +980,10 @@ static int etcd_create(struct hr_registry **out, const cJSON *conf,
 		goto fail;
 	r->plain_hdrs = curl_slist_append(NULL,
 					  "Content-Type: application/json");
+	if (!r->plain_hdrs) {
+		rc = hr_err_set(err, -ENOMEM, "out of memory");
+		goto fail;
+	}
 	/* The agent's one lease for every etcd backend that reaches the
 	 * cluster the same way; the password stays with the lease only. */
 	r->lm.core = &r->core;

@@ -54,6 +54,35 @@ static void measure(const char *fmt, ...)
 	fputc('\n', stderr);
 }
 
+/* ---- strdup failures ------------------------------------------------ */
+
+/*
+ * This binary's strdup() stands in for libc's for every caller (the
+ * backend, the lease, libcurl's curl_slist_append()): it fails once for
+ * the pointer FAIL_PTR or for a string equal to FAIL_STR when one is set,
+ * and counts that in FAILED.
+ */
+static const char *FAIL_PTR;
+static const char *FAIL_STR;
+static int FAILED;
+
+char *strdup(const char *s)
+{
+	size_t n = strlen(s) + 1;
+	char *d;
+
+	if ((FAIL_PTR && s == FAIL_PTR) || (FAIL_STR && !strcmp(s, FAIL_STR))) {
+		FAIL_PTR = NULL;
+		FAIL_STR = NULL;
+		FAILED++;
+		return NULL;
+	}
+	d = malloc(n);
+	if (d)
+		memcpy(d, s, n);
+	return d;
+}
+
 /* ---- the harness controller ------------------------------------------ */
 
 struct harness {
@@ -1641,4 +1670,66 @@ Test(etcd_lease, removed_backend_delete_spares_newer_put, .timeout = 60)
 	cJSON_Delete(j);
 	cr_assert_eq(events(EV, EV_MAX), 3);
 	hr_registry_etcd.destroy(FR[0]);
+}
+
+/* The lease's token could not be copied for a backend's request: the
+ * backend backs off and copies it again; it never sends without it (its
+ * 401 would make the lease drop a valid token and authenticate again). */
+Test(etcd_lease, token_copy_failure_keeps_lease_token, .timeout = 60)
+{
+	struct hr_etcd_lease_counts c;
+	const struct hr_etcd_lease *l;
+	double deadline;
+	char conf[512];
+	unsigned gen;
+
+	auth_conf("3s", conf, sizeof(conf));
+	fleet_make(0, 1, conf);
+	auth_conf_done();
+	l = hr_etcd_lease_of(FR[0]);
+	deadline = now() + 5;
+	while (!hr_etcd_lease_ready(l) && now() < deadline)
+		run_for(0.01);
+	cr_assert(hr_etcd_lease_ready(l));
+	FAILED = 0;
+	FAIL_PTR = hr_etcd_lease_token(l, &gen);
+	cr_assert_not_null(FAIL_PTR);
+	fleet_apply(0, 1, HR_STATUS_PASSING);
+	wait_n_events(1, 5);
+	cr_assert_eq(FAILED, 1, "the token was not copied for the put");
+	FAIL_PTR = NULL;
+	cr_assert_eq(logged("etcd_token_invalid"), 0);
+	hr_etcd_lease_counts(l, &c);
+	cr_assert_eq(c.auths, 1, "%llu authentications",
+		     (unsigned long long)c.auths);
+	cr_assert_eq(FSTATS[0].state, HR_REGISTRY_REGISTERED);
+	hr_registry_etcd.destroy(FR[0]);
+}
+
+/* The Content-Type header list cannot be built: create() fails with
+ * -ENOMEM and leaves no lease behind. */
+Test(etcd_backend, create_fails_without_header_list, .timeout = 30)
+{
+	struct hr_registry_env env = { L, HTTP, &SVC, 5000, NULL, NULL };
+	struct hr_registry *r = (struct hr_registry *)&env;
+	struct hr_err err = { "" };
+	char json[256];
+	cJSON *conf;
+	int rc;
+
+	harness_start(1);
+	snprintf(json, sizeof(json), "{\"endpoints\":[\"%s\"]}",
+		 H.endpoints[0]);
+	conf = cJSON_Parse(json);
+	cr_assert_not_null(conf);
+	FAILED = 0;
+	FAIL_STR = "Content-Type: application/json";
+	rc = hr_registry_etcd.create(&r, conf, &env, &err);
+	FAIL_STR = NULL;
+	cJSON_Delete(conf);
+	cr_assert_eq(FAILED, 1);
+	cr_assert_eq(rc, -ENOMEM, "create returned %d", rc);
+	cr_assert_null(r);
+	cr_assert_str_eq(err.msg, "out of memory");
+	cr_assert_eq(hr_etcd_lease_open_count(), 0);
 }
