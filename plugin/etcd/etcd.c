@@ -718,6 +718,7 @@ static void on_lease(struct hr_etcd_lease_member *m,
 {
 	struct hr_registry *r = hr_container_of(m, struct hr_registry, lm);
 	int64_t spread;
+	char *v;
 
 	switch (ev) {
 	case HR_ETCD_LEASE_EV_LOST:
@@ -732,7 +733,12 @@ static void on_lease(struct hr_etcd_lease_member *m,
 		break;
 	case HR_ETCD_LEASE_EV_PUT_DONE:
 		/* Our key is back, in the lease's txn after a loss. */
-		if (!r->written && why && (r->written = strdup(why))) {
+		/* It holds why now, whatever an adoption said meanwhile. */
+		if (why && r->written && (v = strdup(why))) {
+			free(r->written);
+			r->written = v;
+			r->written_rev = m->rev;
+		} else if (!r->written && why && (r->written = strdup(why))) {
 			char h[24];
 
 			r->written_rev = m->rev;
