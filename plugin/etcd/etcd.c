@@ -742,7 +742,6 @@ static void on_lease(struct hr_etcd_lease_member *m,
 			char h[24];
 
 			r->written_rev = m->rev;
-
 			hr_log(HR_LOG_INFO, "etcd_registered", "key", r->key,
 			       "status", hr_status_name(r->value_status),
 			       "lease", lease_hex(hr_etcd_lease_id(LEASE(r)), h,
