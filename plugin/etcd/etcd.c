@@ -96,6 +96,7 @@ struct hr_registry {
 	bool tls_failed;       /* the last transport failure was TLS's */
 
 	char *written;         /* value stored under the lease, or NULL */
+	int64_t written_rev;   /* ... its mod_revision (0: not known) */
 	bool have_status;
 	enum hr_status status;
 	enum hr_status value_status; /* last registrable status */
@@ -115,6 +116,8 @@ struct hr_registry {
 	int64_t op_lease;      /* the lease the request named */
 	unsigned op_token_gen; /* the token it carried */
 	char *op_value;        /* put: the value being written */
+	bool op_overtaken;     /* put: the lease wrote the key meanwhile
+				  (ADOPT): its answer leaves written */
 	enum hr_status op_status; /* put: the status in that value */
 };
 
@@ -164,8 +167,7 @@ static void set_token(struct hr_registry *r, char *tok)
 	if (!tok)
 		return;
 	/* The raw token: "Bearer <token>" is rejected with 401. A list that
-	 * cannot be built leaves the requests without it: 401, and a new
-	 * authentication. */
+	 * cannot be built leaves auth_hdrs NULL: start_op() backs off. */
 	if (hr_reg_header_add(&r->auth_hdrs, "Content-Type",
 			      "application/json") < 0 ||
 	    hr_reg_header_add(&r->auth_hdrs, "Authorization", tok) < 0) {
@@ -204,6 +206,7 @@ static void release_request(struct hr_registry *r)
 	hr_regcore_cancel(&r->core);
 	free(r->op_value);
 	r->op_value = NULL;
+	r->op_overtaken = false;
 }
 
 /* Start op with body (taken; wiped: the auth body holds the password).
@@ -218,9 +221,23 @@ static void start_op(struct hr_registry *r, enum hr_etcd_op op, char *body,
 	int rc = -ENOMEM;
 
 	/* The lease's token, in headers of our own (a request borrows its
-	 * list until it is answered). */
+	 * list until it is answered). Without the copy the request would go
+	 * without it, and its 401 would drop the lease's valid token: the
+	 * generation stays (copied again next time), and we back off. */
 	if (gen != r->token_gen) {
 		set_token(r, tok ? strdup(tok) : NULL);
+		if (tok && !r->auth_hdrs) {
+			set_token(r, NULL);
+			if (body)
+				hr_wipe(body, strlen(body));
+			free(body);
+			free(value);
+			hr_log(HR_LOG_ERROR, "etcd_request_failed", "op",
+			       hr_etcd_op_name(op), "error", "out of memory",
+			       NULL);
+			backoff(r);
+			return;
+		}
 		r->token_gen = gen;
 	}
 	q = (struct hr_reg_req){
@@ -271,9 +288,29 @@ static void forget_key(struct hr_registry *r)
 {
 	free(r->written);
 	r->written = NULL;
+	r->written_rev = 0;
 }
 
 /* ---- replies --------------------------------------------------------- */
+
+/* Our put wrote op_value at rev (0: not known). When the lease wrote the
+ * key meanwhile (adopt()), what etcd holds is the later of the two. */
+static void put_answered(struct hr_registry *r, int64_t rev)
+{
+	if (r->op_overtaken && r->written &&
+	    !(rev && r->written_rev && rev > r->written_rev)) {
+		/* Theirs is the later, or which is not known: when the
+		 * values differ, ours is written again (reconcile). */
+		if (!strcmp(r->written, r->op_value) &&
+		    (!rev || !r->written_rev))
+			r->written_rev = 0;
+		return;
+	}
+	free(r->written);
+	r->written = r->op_value;
+	r->written_rev = rev;
+	r->op_value = NULL;
+}
 
 static void handle_ok(struct hr_registry *r, enum hr_etcd_op op,
 		      struct hr_etcd_reply *rep)
@@ -302,9 +339,7 @@ static void handle_ok(struct hr_registry *r, enum hr_etcd_op op,
 		       hr_status_name(r->op_status), "lease",
 		       lease_hex(r->op_lease, hex, sizeof(hex)), "reason",
 		       r->reason, "endpoint", endpoint(r), NULL);
-		free(r->written);
-		r->written = r->op_value;
-		r->op_value = NULL;
+		put_answered(r, rep->revision);
 		hr_regcore_state(&r->core, HR_REGISTRY_REGISTERED);
 		break;
 	case HR_ETCD_OP_DELETE:
@@ -312,8 +347,7 @@ static void handle_ok(struct hr_registry *r, enum hr_etcd_op op,
 		       "reason", r->reason, "held",
 		       rep->succeeded ? "true" : "false (gone or not ours)",
 		       "endpoint", endpoint(r), NULL);
-		free(r->written);
-		r->written = NULL;
+		forget_key(r);
 		release_kept(r, "deregistered");
 		hr_regcore_state(&r->core, HR_REGISTRY_DEREGISTERED);
 		break;
@@ -334,8 +368,7 @@ static void handle_ok(struct hr_registry *r, enum hr_etcd_op op,
 		hr_log(HR_LOG_INFO, "etcd_deregistered", "key", r->key,
 		       "reason", r->reason, "held", "true", "floor",
 		       "others stay", "endpoint", endpoint(r), NULL);
-		free(r->written);
-		r->written = NULL;
+		forget_key(r);
 		release_kept(r, "enough others registered");
 		hr_regcore_state(&r->core, HR_REGISTRY_DEREGISTERED);
 		break;
@@ -472,6 +505,7 @@ static bool on_reply(struct hr_regcore *core, const struct hr_reg_reply *a)
 	}
 	free(r->op_value);
 	r->op_value = NULL;
+	r->op_overtaken = false;
 	hr_etcd_reply_dispose(&rep);
 	return rep.result == HR_ETCD_OK;
 }
@@ -488,7 +522,7 @@ static void reconcile_shutdown(struct hr_registry *r)
 	if (r->lm.mode != HR_ETCD_MEMBER_ALONE)
 		return; /* the verdict, or the revoke, is the lease's */
 	if (r->written && hr_etcd_lease_hand_over(&r->lm, r->written,
-						  false)) {
+						  r->written_rev, false)) {
 		/* A reload's new backend for this instance has the key
 		 * now, under the same lease: it is not ours to delete. */
 		hr_log(HR_LOG_INFO, "etcd_key_handed_over", "key", r->key,
@@ -592,8 +626,7 @@ static void reconcile_leave(struct hr_registry *r)
 		hr_log(HR_LOG_INFO, "etcd_deregistered", "key", r->key,
 		       "reason", r->reason, "held", "false (gone or not ours)",
 		       "endpoint", endpoint(r), NULL);
-		free(r->written);
-		r->written = NULL;
+		forget_key(r);
 		release_kept(r, "key gone");
 		hr_regcore_state(&r->core, HR_REGISTRY_DEREGISTERED);
 		return;
@@ -643,12 +676,49 @@ static char *reput_value(struct hr_etcd_lease_member *m)
 			     r->conf.value_format);
 }
 
+/*
+ * The key holds why, written by a gone backend of this instance (or by the
+ * lease for it), in an order unknown against a put of ours: what etcd
+ * holds is why, or ours if ours landed last. When they differ, take why
+ * (ours is written again: one write too many at worst, never a value left
+ * that we do not know of), also over the answer of a put in flight.
+ */
+static void adopt(struct hr_registry *r, const char *why, int64_t rev)
+{
+	bool putting = r->op == HR_ETCD_OP_PUT && hr_regcore_busy(&r->core);
+	char *v;
+
+	if (!why)
+		return;
+	if (!putting && r->written) {
+		/* Ours is known to be the later write: it stays. */
+		if (rev && r->written_rev && rev < r->written_rev)
+			return;
+		if (!strcmp(r->written, why)) {
+			r->written_rev = rev && r->written_rev ? rev : 0;
+			return;
+		}
+	}
+	if (!(v = strdup(why)))
+		return;
+	free(r->written);
+	r->written = v;
+	r->written_rev = rev;
+	r->op_overtaken = putting;
+	hr_regcore_state(&r->core, HR_REGISTRY_REGISTERED);
+	/* Not from here (ADOPT must not send): the next iteration
+	 * compares. */
+	if (hr_regcore_idle(&r->core))
+		hr_regcore_retry_in(&r->core, 0);
+}
+
 /* What the shared lease tells every backend on it (etcd_lease.h). */
 static void on_lease(struct hr_etcd_lease_member *m,
 		     enum hr_etcd_lease_event ev, const char *why)
 {
 	struct hr_registry *r = hr_container_of(m, struct hr_registry, lm);
 	int64_t spread;
+	char *v;
 
 	switch (ev) {
 	case HR_ETCD_LEASE_EV_LOST:
@@ -663,9 +733,15 @@ static void on_lease(struct hr_etcd_lease_member *m,
 		break;
 	case HR_ETCD_LEASE_EV_PUT_DONE:
 		/* Our key is back, in the lease's txn after a loss. */
-		if (!r->written && why && (r->written = strdup(why))) {
+		/* It holds why now, whatever an adoption said meanwhile. */
+		if (why && r->written && (v = strdup(why))) {
+			free(r->written);
+			r->written = v;
+			r->written_rev = m->rev;
+		} else if (!r->written && why && (r->written = strdup(why))) {
 			char h[24];
 
+			r->written_rev = m->rev;
 			hr_log(HR_LOG_INFO, "etcd_registered", "key", r->key,
 			       "status", hr_status_name(r->value_status),
 			       "lease", lease_hex(hr_etcd_lease_id(LEASE(r)), h,
@@ -690,8 +766,7 @@ static void on_lease(struct hr_etcd_lease_member *m,
 	case HR_ETCD_LEASE_EV_ADOPT:
 		/* The key a gone backend of this instance wrote: ours to
 		 * rewrite (when the value differs) or to delete. */
-		if (!r->written && why && (r->written = strdup(why)))
-			hr_regcore_state(&r->core, HR_REGISTRY_REGISTERED);
+		adopt(r, why, m->rev);
 		return;
 	case HR_ETCD_LEASE_EV_REVOKED:
 		if (r->written)
@@ -910,6 +985,10 @@ static int etcd_create(struct hr_registry **out, const cJSON *conf,
 		goto fail;
 	r->plain_hdrs = curl_slist_append(NULL,
 					  "Content-Type: application/json");
+	if (!r->plain_hdrs) {
+		rc = hr_err_set(err, -ENOMEM, "out of memory");
+		goto fail;
+	}
 	/* The agent's one lease for every etcd backend that reaches the
 	 * cluster the same way; the password stays with the lease only. */
 	r->lm.core = &r->core;
@@ -1013,6 +1092,7 @@ static void etcd_shutdown(struct hr_registry *r, hr_registry_done_cb done,
 	    r->op_lease == hr_etcd_lease_id(LEASE(r))) {
 		free(r->written);
 		r->written = r->op_value;
+		r->written_rev = 0; /* not known */
 		r->op_value = NULL;
 	}
 	release_request(r);
@@ -1030,7 +1110,8 @@ static void etcd_destroy(struct hr_registry *r)
 		return;
 	release_request(r);
 	/* Our key must not outlive us under a lease others keep alive. */
-	if (r->written && hr_etcd_lease_hand_over(&r->lm, r->written, true))
+	if (r->written && hr_etcd_lease_hand_over(&r->lm, r->written,
+						  r->written_rev, true))
 		hr_log(HR_LOG_INFO, "etcd_key_handed_over", "key", r->key,
 		       NULL);
 	hr_etcd_lease_detach(&r->lm);

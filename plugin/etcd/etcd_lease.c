@@ -13,7 +13,8 @@
  *     keepalive due               -> keepalive     -> RENEWED
  *     re-puts waiting             -> txn of <= 128 puts -> PUT_DONE
  *                                    (failed: PUT_FAILED)
- *     a gone member's key         -> txn: delete if LEASE == ours
+ *     a gone member's key         -> txn: delete if LEASE == ours (and
+ *                                    MOD == its put's, when known)
  *
  *   replies: OK as above; LEASE_LOST -> LOST, grant again at once;
  *   AUTH_EXPIRED -> authenticate again; UNAVAILABLE -> next endpoint,
@@ -84,6 +85,10 @@ struct orphan {
 	struct hr_link link;
 	char *key;
 	char *value;
+	int64_t rev;            /* its mod_revision (0: not known) */
+	/* The member that left it, until it is detached (compared, never
+	 * followed): not a taker for its own key. */
+	const struct hr_etcd_lease_member *from;
 };
 
 /* A member's re-put after a loss, waiting for (or in) a txn. */
@@ -123,6 +128,24 @@ static void notify(struct hr_etcd_lease *l, enum hr_etcd_lease_event ev,
 		next = k->next;
 		MEMBER_OF(k)->cb(MEMBER_OF(k), ev, why);
 	}
+}
+
+/* An active member other than except whose key is key (a reload's new
+ * backend for the same instance), or NULL. */
+static struct hr_etcd_lease_member *
+active_with_key(const struct hr_etcd_lease *l, const char *key,
+		const struct hr_etcd_lease_member *except)
+{
+	struct hr_link *k;
+
+	for (k = l->members; k && key; k = k->next) {
+		struct hr_etcd_lease_member *m = MEMBER_OF(k);
+
+		if (m != except && m->mode == HR_ETCD_MEMBER_ACTIVE &&
+		    m->key && strcmp(m->key, key) == 0)
+			return m;
+	}
+	return NULL;
 }
 
 static int64_t backoff_cap_ms(const struct hr_etcd_lease *l)
@@ -418,8 +441,9 @@ static void lost(struct hr_etcd_lease *l, enum hr_etcd_op op,
 		notify(l, HR_ETCD_LEASE_EV_LOST, why);
 }
 
-/* The re-puts of the txn answered: tell their members. */
-static void reputs_answered(struct hr_etcd_lease *l, bool ok)
+/* The re-puts of the txn answered (written at rev, 0: not known): tell
+ * their members. */
+static void reputs_answered(struct hr_etcd_lease *l, bool ok, int64_t rev)
 {
 	struct hr_link *k, *next;
 
@@ -432,9 +456,16 @@ static void reputs_answered(struct hr_etcd_lease *l, bool ok)
 			continue;
 		if (m) {
 			m->batched = false;
+			m->rev = rev;
 			m->cb(m, ok ? HR_ETCD_LEASE_EV_PUT_DONE :
 				      HR_ETCD_LEASE_EV_PUT_FAILED, p->value);
 			p->m = NULL;
+		} else if (ok && (m = active_with_key(l, p->key, NULL))) {
+			/* Its member went, replaced by one for the same key
+			 * (a reload), which may have put it meanwhile: its
+			 * key, never a gone one's to delete. */
+			m->rev = rev;
+			m->cb(m, HR_ETCD_LEASE_EV_ADOPT, p->value);
 		} else if (ok && l->n_members) {
 			/* Its member went: nobody keeps the key. */
 			struct orphan *o = calloc(1, sizeof(*o));
@@ -442,6 +473,7 @@ static void reputs_answered(struct hr_etcd_lease *l, bool ok)
 			if (o) {
 				o->key = p->key;
 				o->value = p->value;
+				o->rev = rev;
 				p->key = NULL;
 				p->value = NULL;
 				hr_link_push(&l->orphans, &o->link);
@@ -552,7 +584,7 @@ static bool on_reply(struct hr_regcore *core, const struct hr_reg_reply *a)
 	if (op == HR_ETCD_OP_PUTS && l->reputs) {
 		if (ok || (rep.result != HR_ETCD_UNAVAILABLE &&
 			   rep.result != HR_ETCD_AUTH_EXPIRED))
-			reputs_answered(l, ok);
+			reputs_answered(l, ok, rep.revision);
 		else
 			reputs_unsend(l);
 	}
@@ -587,6 +619,29 @@ static void send_reputs(struct hr_etcd_lease *l)
 						       l->id));
 }
 
+/* The next gone member's key to delete, unless a member for the same key
+ * came meanwhile (then the key is its own). */
+static void send_orphan(struct hr_etcd_lease *l)
+{
+	while (l->orphans) {
+		struct orphan *o = hr_container_of(l->orphans, struct orphan,
+						   link);
+		struct hr_etcd_lease_member *m = active_with_key(l, o->key,
+								 o->from);
+
+		if (!m) {
+			l->op_orphan = o;
+			start_op(l, HR_ETCD_OP_DELETE,
+				 hr_etcd_body_delete_if_unchanged(o->key, l->id,
+								  o->rev));
+			return;
+		}
+		m->rev = o->rev;
+		m->cb(m, HR_ETCD_LEASE_EV_ADOPT, o->value);
+		orphan_free(l, o);
+	}
+}
+
 static void reconcile(struct hr_regcore *core)
 {
 	struct hr_etcd_lease *l = LEASE_OF(core);
@@ -613,11 +668,7 @@ static void reconcile(struct hr_regcore *core)
 	} else if (l->reputs) {
 		send_reputs(l);
 	} else if (l->orphans) {
-		l->op_orphan = hr_container_of(l->orphans, struct orphan,
-					       link);
-		start_op(l, HR_ETCD_OP_DELETE,
-			 hr_etcd_body_delete_if_lease(l->op_orphan->key,
-						      l->id));
+		send_orphan(l);
 	}
 }
 
@@ -880,6 +931,7 @@ int hr_etcd_lease_attach(struct hr_etcd_lease_member *m,
 		struct orphan *o = hr_container_of(k, struct orphan, link);
 
 		if (o != l->op_orphan && strcmp(o->key, m->key) == 0) {
+			m->rev = o->rev;
 			m->cb(m, HR_ETCD_LEASE_EV_ADOPT, o->value);
 			orphan_free(l, o);
 			break;
@@ -911,6 +963,12 @@ void hr_etcd_lease_detach(struct hr_etcd_lease_member *m)
 			reput_free(l, p);
 	}
 	m->batched = false;
+	for (k = l->orphans; k; k = k->next) {
+		struct orphan *o = hr_container_of(k, struct orphan, link);
+
+		if (o->from == m)
+			o->from = NULL;
+	}
 	if (!l->n_members) {
 		lease_free(l);
 		return;
@@ -970,27 +1028,35 @@ void hr_etcd_lease_token_refused(struct hr_etcd_lease *l, unsigned gen)
 {
 	if (gen != l->token_gen || !l->token)
 		return;
+	/* The lease's own request (waiting in its lane or in flight)
+	 * borrows the header list that goes with the token, and carries the
+	 * refused token anyway: drop it first; it is sent again after the
+	 * authentication (a keepalive stays due, a grant or revoke follows
+	 * from the state, the re-puts and the orphan wait unsent). */
+	if (hr_regcore_busy(&l->core)) {
+		hr_regcore_cancel(&l->core);
+		if (l->op == HR_ETCD_OP_PUTS)
+			reputs_unsend(l);
+		else if (l->op == HR_ETCD_OP_DELETE)
+			l->op_orphan = NULL;
+	}
 	set_token(l, NULL); /* the member logged etcd_token_invalid */
 	reconcile(&l->core);
 }
 
 bool hr_etcd_lease_hand_over(struct hr_etcd_lease_member *m,
-			     const char *value, bool queue)
+			     const char *value, int64_t rev, bool queue)
 {
 	struct hr_etcd_lease *l = m->lease;
-	struct hr_link *k;
+	struct hr_etcd_lease_member *other;
 	struct orphan *o;
 
 	if (!l || !m->key || !value || l->closing || !l->id)
 		return false;
-	for (k = l->members; k; k = k->next) {
-		struct hr_etcd_lease_member *other = MEMBER_OF(k);
-
-		if (other != m && other->mode == HR_ETCD_MEMBER_ACTIVE &&
-		    other->key && strcmp(other->key, m->key) == 0) {
-			other->cb(other, HR_ETCD_LEASE_EV_ADOPT, value);
-			return true;
-		}
+	if ((other = active_with_key(l, m->key, m))) {
+		other->rev = rev;
+		other->cb(other, HR_ETCD_LEASE_EV_ADOPT, value);
+		return true;
 	}
 	if (!queue || l->n_members < 2)
 		return false; /* the last one: the key expires with the lease */
@@ -999,6 +1065,8 @@ bool hr_etcd_lease_hand_over(struct hr_etcd_lease_member *m,
 		return false;
 	o->key = strdup(m->key);
 	o->value = strdup(value);
+	o->rev = rev;
+	o->from = m;
 	if (!o->key || !o->value) {
 		free(o->key);
 		free(o->value);

@@ -83,7 +83,9 @@ enum hr_etcd_lease_event {
 				    finish */
 	HR_ETCD_LEASE_EV_ADOPT,     /* the member's key holds why (a value)
 				    under the lease, written by a member
-				    that went: it is this member's now.
+				    that went (or by the lease for it), in
+				    an order unknown against the member's
+				    own put: it is this member's now.
 				    Must not send. */
 	HR_ETCD_LEASE_EV_PUT_DONE,  /* the re-put after a loss holds why
 				    (the value member->value gave) under
@@ -117,6 +119,8 @@ struct hr_etcd_lease_member {
 	 * others' and tells PUT_DONE or PUT_FAILED. */
 	char *(*value)(struct hr_etcd_lease_member *m);
 	bool batched;            /* its re-put is the lease's: wait */
+	int64_t rev;             /* with ADOPT and PUT_DONE: the
+				    mod_revision of why (0: not known) */
 };
 
 /*
@@ -160,18 +164,23 @@ void hr_etcd_lease_token_refused(struct hr_etcd_lease *l, unsigned gen);
 
 /*
  * m goes (destroyed, or shutting down alone) while its key holds value
- * (copied) under the lease. Another active member with the same key (a
+ * (copied) under the lease, written at mod_revision rev (0: not known). Another active member with the same key (a
  * reload's new backend for the same instance) adopts it (ADOPT, why =
  * value): the delete-if-lease txn would hold, the lease being the same,
  * and would take that member's registration. Returns true then. Else,
  * when m is destroyed (queue true) and others stay on the lease, the
- * lease deletes the key itself (delete-if-lease), as the keepalive the
+ * lease deletes the key itself (delete-if-lease, and if rev is known
+ * only while the key is unchanged since: a later put of another member
+ * stays), as the keepalive the
  * others keep going would otherwise keep it forever; a member with that
  * key attaching before the delete is sent adopts it instead. Returns
- * false (nothing adopted).
+ * false (nothing adopted). A re-put after a loss whose member went is
+ * likewise adopted when it is answered (or else deleted), and so is a
+ * gone member's key when a member for it is there by the time its delete
+ * would be sent.
  */
 bool hr_etcd_lease_hand_over(struct hr_etcd_lease_member *m,
-			     const char *value, bool queue);
+			     const char *value, int64_t rev, bool queue);
 
 /* The member's backend is shutting down (mode LEAVING). On the next loop
  * iteration the lease gives its verdict (LEAVE_OWN or REVOKED). */

@@ -687,6 +687,37 @@ fail:
 	return NULL;
 }
 
+char *hr_etcd_body_delete_if_unchanged(const char *key, int64_t lease,
+				       int64_t mod_revision)
+{
+	cJSON *root = cJSON_CreateObject();
+	cJSON *cmps = cJSON_AddArrayToObject(root, "compare");
+	cJSON *ok = cJSON_AddArrayToObject(root, "success");
+	cJSON *op = cJSON_CreateObject(), *del, *c;
+
+	if (!cmps || !ok || !op) {
+		cJSON_Delete(op);
+		goto fail;
+	}
+	cJSON_AddItemToArray(ok, op);
+	del = cJSON_AddObjectToObject(op, "request_delete_range");
+	if (!del || !add_b64(del, "key", key))
+		goto fail;
+	if (!(c = compare_int("LEASE", key, "lease", lease)))
+		goto fail;
+	cJSON_AddItemToArray(cmps, c);
+	if (mod_revision > 0) {
+		if (!(c = compare_int("MOD", key, "mod_revision",
+				      mod_revision)))
+			goto fail;
+		cJSON_AddItemToArray(cmps, c);
+	}
+	return print_json(root);
+fail:
+	cJSON_Delete(root);
+	return NULL;
+}
+
 void hr_etcd_floor_note(const struct hr_etcd_floor *f, int min_healthy,
 			char *buf, size_t len)
 {
@@ -1083,6 +1114,17 @@ static void parse_ok(enum hr_etcd_op op, const cJSON *root,
 	case HR_ETCD_OP_PUT:
 	case HR_ETCD_OP_REVOKE:
 		break;
+	}
+	/* A put's (or a txn's): the mod_revision of what it wrote. */
+	if (op == HR_ETCD_OP_PUT || op == HR_ETCD_OP_PUTS) {
+		const cJSON *hdr =
+			cJSON_GetObjectItemCaseSensitive(root, "header");
+		const cJSON *rev =
+			cJSON_GetObjectItemCaseSensitive(hdr, "revision");
+
+		if (!rev || hr_etcd_int64(rev, &out->revision) < 0 ||
+		    out->revision < 0)
+			out->revision = 0;
 	}
 }
 

@@ -126,6 +126,10 @@ char *hr_etcd_body_puts(const char *const *keys, const char *const *values,
 			size_t n, int64_t lease);
 /** A txn deleting key only while it is still attached to lease. */
 char *hr_etcd_body_delete_if_lease(const char *key, int64_t lease);
+/** The same, and only while key is unchanged since the write at
+ * mod_revision (MOD == mod_revision; 0: unknown, LEASE only). */
+char *hr_etcd_body_delete_if_unchanged(const char *key, int64_t lease,
+				       int64_t mod_revision);
 char *hr_etcd_body_auth(const char *user, const char *password);
 
 /* ---- the fleet floor ---------------------------------------------------- */
@@ -246,6 +250,9 @@ struct hr_etcd_reply {
 	int64_t id;            /* grant, keepalive: lease ID (0 absent) */
 	int64_t ttl;           /* grant, keepalive: TTL s (0 absent) */
 	bool succeeded;        /* delete txn: compare held */
+	int64_t revision;      /* put, txn of puts: the header's revision,
+				  the mod_revision of what it wrote (0:
+				  absent) */
 	char *token;           /* auth: owned; hr_etcd_reply_dispose() */
 	struct hr_etcd_view view; /* range: owned; hr_etcd_reply_dispose() */
 };

@@ -54,6 +54,35 @@ static void measure(const char *fmt, ...)
 	fputc('\n', stderr);
 }
 
+/* ---- strdup failures ------------------------------------------------ */
+
+/*
+ * This binary's strdup() stands in for libc's for every caller (the
+ * backend, the lease, libcurl's curl_slist_append()): it fails once for
+ * the pointer FAIL_PTR or for a string equal to FAIL_STR when one is set,
+ * and counts that in FAILED.
+ */
+static const char *FAIL_PTR;
+static const char *FAIL_STR;
+static int FAILED;
+
+char *strdup(const char *s)
+{
+	size_t n = strlen(s) + 1;
+	char *d;
+
+	if ((FAIL_PTR && s == FAIL_PTR) || (FAIL_STR && !strcmp(s, FAIL_STR))) {
+		FAIL_PTR = NULL;
+		FAIL_STR = NULL;
+		FAILED++;
+		return NULL;
+	}
+	d = malloc(n);
+	if (d)
+		memcpy(d, s, n);
+	return d;
+}
+
 /* ---- the harness controller ------------------------------------------ */
 
 struct harness {
@@ -1389,4 +1418,318 @@ Test(etcd_lease, floor_on_one_lease, .timeout = 90)
 		cr_assert(!FSTATS[i].floor_kept);
 		hr_registry_etcd.destroy(FR[i]);
 	}
+}
+
+/* etcd with auth on (user "agent", READWRITE on services/) and tokens that
+ * expire after 2 s; the backends' settings with lease_ttl into conf,
+ * through a password file that is gone once fleet_make() has read it
+ * (call auth_conf_done() then). */
+static char AUTH_DIR[64], AUTH_PW[128];
+
+static void auth_conf(const char *lease_ttl, char *conf, size_t len)
+{
+	FILE *f;
+
+	harness_start_args(1, "--auth-token-ttl=2");
+	cJSON_Delete(harness_cmd("auth agent s3cret-pw %s", PREFIX));
+	snprintf(AUTH_DIR, sizeof(AUTH_DIR), "/tmp/hr-etcd-pw-XXXXXX");
+	cr_assert_not_null(mkdtemp(AUTH_DIR));
+	snprintf(AUTH_PW, sizeof(AUTH_PW), "%s/pw", AUTH_DIR);
+	f = fopen(AUTH_PW, "w");
+	cr_assert_not_null(f);
+	fputs("s3cret-pw\n", f);
+	fclose(f);
+	cr_assert_eq(chmod(AUTH_PW, 0600), 0);
+	snprintf(conf, len,
+		 "\"lease_ttl\":\"%s\",\"username\":\"agent\","
+		 "\"password_file\":\"%s\"", lease_ttl, AUTH_PW);
+}
+
+static void auth_conf_done(void)
+{
+	unlink(AUTH_PW);
+	rmdir(AUTH_DIR);
+}
+
+/*
+ * A backend told 401 while the lease's own request waits in the lane
+ * (8 transfers to one place at once) with the same, refused token: the
+ * lease drops that request before the header list it borrows, and sends
+ * it again after the new authentication. Here the request is the delete
+ * of a destroyed backend's key, queued (urgent) behind 8 puts that all
+ * meet the expired token. Under ASan, the list freed under the waiting
+ * request was read by libcurl as soon as the lane started it.
+ */
+Test(etcd_lease, token_refused_while_lease_request_waits, .timeout = 90)
+{
+	char conf[512], ids[4][32], key[96], gone[96];
+	struct hr_etcd_lease_counts c0, c1;
+	cJSON *j;
+	int i, k, ttl, nk, n = 10;
+
+	/* TTL 60 s: the first keepalive is due 20 s in, after the test. */
+	auth_conf("60s", conf, sizeof(conf));
+	fleet_make(0, n, conf);
+	auth_conf_done();
+	fleet_apply(0, n, HR_STATUS_PASSING);
+	wait_n_events(n, 10);
+	cr_assert_eq(logged("etcd_authenticated"), 1);
+	cr_assert_eq(leases(ids, 4), 1);
+	run_for(3.5); /* the token expires */
+	hr_etcd_lease_counts(hr_etcd_lease_of(FR[0]), &c0);
+	cr_assert_eq(c0.keepalives, 0);
+	/* n - 1 puts with the expired token (8 run, 1 waits), then the
+	 * lease's delete of the last one's key, first in the queue. */
+	fleet_apply(0, n - 1, HR_STATUS_WARNING);
+	fleet_key(n - 1, gone, sizeof(gone));
+	hr_registry_etcd.destroy(FR[n - 1]);
+	FR[n - 1] = NULL;
+	wait_n_events(n + n, 10);
+	run_for(0.5);
+	k = events(EV, EV_MAX);
+	cr_assert_eq(k, n + n, "%d events", k);
+	cr_assert_eq(count_from(n, k, "PUT", NULL), n - 1);
+	cr_assert_eq(count_from(n, k, "DELETE", gone), 1);
+	cr_assert_geq(logged("etcd_token_invalid"), 1);
+	cr_assert_eq(logged("etcd_authenticated"), 2);
+	hr_etcd_lease_counts(hr_etcd_lease_of(FR[0]), &c1);
+	cr_assert_eq(c1.auths - c0.auths, 1);
+	/* Every other key stays, with its new value, under the one lease. */
+	cr_assert_eq(leases(ids, 4), 1);
+	j = lease_keys(ids[0], &ttl, &nk);
+	cr_assert_eq(nk, n - 1, "%d keys on the lease", nk);
+	for (i = 0; i < n - 1; i++) {
+		fleet_key(i, key, sizeof(key));
+		cr_assert(has_key(j, key), "%s is gone", key);
+		cr_assert_eq(FSTATS[i].state, HR_REGISTRY_REGISTERED);
+	}
+	cJSON_Delete(j);
+	for (i = 0; i < n - 1; i++)
+		hr_registry_etcd.destroy(FR[i]);
+}
+
+/* Run the loop until the lease has sent more than txns re-put txns (the
+ * answer not yet read: nothing else runs after the send). */
+static void run_until_txn_sent(const struct hr_etcd_lease *l, uint64_t txns,
+			       double timeout)
+{
+	double deadline = now() + timeout;
+	struct hr_etcd_lease_counts c;
+	ev_timer tick;
+	bool dummy = false;
+
+	ev_timer_init(&tick, guard_cb, 0.01, 0.01);
+	tick.data = &dummy;
+	ev_timer_start(L, &tick);
+	for (;;) {
+		hr_etcd_lease_counts(l, &c);
+		if (c.put_txns > txns)
+			break;
+		cr_assert(now() < deadline, "no re-put txn within %.0fs",
+			  timeout);
+		ev_run(L, EVRUN_ONCE);
+	}
+	ev_timer_stop(L, &tick);
+}
+
+/* Run the loop until the lease has answered a keepalive after k. */
+static void run_until_keepalive(const struct hr_etcd_lease *l, uint64_t k,
+				double timeout)
+{
+	double deadline = now() + timeout;
+	struct hr_etcd_lease_counts c;
+
+	for (;;) {
+		hr_etcd_lease_counts(l, &c);
+		if (c.keepalives > k)
+			break;
+		cr_assert(now() < deadline, "no keepalive within %.0fs",
+			  timeout);
+		run_for(0.005);
+	}
+	run_for(0.05); /* its answer; the next one is TTL/3 = 1 s away */
+}
+
+/*
+ * After a loss the lease puts backend A's key back in a txn; while the
+ * txn is in flight a reload replaces A with B (the same instance, the
+ * same key), which puts the key itself (with its own value). When the
+ * txn is answered, the key belongs to B: the lease must not delete it as
+ * a gone backend's (its delete-if-lease would hold: the lease is the
+ * same), or B believes a key registered that etcd no longer has.
+ * b_first: B is created before A goes (a reload), else after (a third
+ * backend, C, keeps the lease meanwhile).
+ */
+static void reput_of_gone_backend(bool b_first)
+{
+	const char *conf = "\"lease_ttl\":\"3s\"";
+	struct hr_registry *a, *b, *c;
+	struct hr_etcd_lease_counts c0;
+	const struct hr_etcd_lease *l;
+	char ids[4][32], old[32];
+	cJSON *j, *kv;
+	int n, i, last = -1;
+
+	harness_start(1);
+	a = make(conf, 5000);
+	fleet_make(0, 1, conf);
+	c = FR[0];
+	hr_registry_etcd.apply(a, HR_STATUS_PASSING, "ok");
+	hr_registry_etcd.apply(c, HR_STATUS_PASSING, "ok");
+	wait_n_events(2, 5);
+	l = hr_etcd_lease_of(a);
+	cr_assert_eq(l, hr_etcd_lease_of(c));
+	cr_assert_eq(leases(ids, 4), 1);
+	snprintf(old, sizeof(old), "%s", ids[0]);
+	/* The revoke between two keepalives: the next one finds it lost. */
+	hr_etcd_lease_counts(l, &c0);
+	run_until_keepalive(l, c0.keepalives, 5);
+	hr_etcd_lease_counts(l, &c0);
+	cJSON_Delete(harness_cmd("revoke %s", old));
+	run_until_txn_sent(l, c0.put_txns, 5);
+	/* The txn (A's key and C's) is on its way: the reload now. */
+	if (b_first) {
+		b = make(conf, 5000);
+		hr_registry_etcd.destroy(a);
+	} else {
+		hr_registry_etcd.destroy(a);
+		b = make(conf, 5000);
+	}
+	cr_assert_eq(hr_etcd_lease_of(b), l);
+	hr_registry_etcd.apply(b, HR_STATUS_WARNING, "degraded");
+	run_for(1.5);
+	n = events(EV, EV_MAX);
+	for (i = 0; i < n; i++)
+		if (!strcmp(EV[i].key, KEY))
+			last = i;
+	cr_assert_geq(last, 0);
+	cr_assert_str_eq(EV[last].type, "PUT", "the key was deleted "
+			 "(event %d of %d)", last, n);
+	cr_assert_eq(leases(ids, 4), 1);
+	j = harness_cmd("get %s", KEY);
+	kv = cJSON_GetObjectItem(j, "kv");
+	cr_assert(cJSON_IsObject(kv), "%s is gone", KEY);
+	cr_assert_str_eq(value_status(cJSON_GetObjectItem(kv, "value")
+				      ->valuestring), "warning");
+	cr_assert_str_eq(cJSON_GetObjectItem(kv, "lease")->valuestring,
+			 ids[0]);
+	cJSON_Delete(j);
+	/* ... and it is B's: its critical deletes it. */
+	hr_registry_etcd.apply(b, HR_STATUS_CRITICAL, "down");
+	n = wait_n_events(n + 1, 5);
+	cr_assert_str_eq(EV[n - 1].type, "DELETE");
+	cr_assert_str_eq(EV[n - 1].key, KEY);
+	hr_registry_etcd.destroy(b);
+	hr_registry_etcd.destroy(c);
+}
+
+Test(etcd_lease, reput_of_replaced_backend_kept, .timeout = 60)
+{
+	reput_of_gone_backend(true);
+}
+
+Test(etcd_lease, reput_of_destroyed_backend_adopted, .timeout = 60)
+{
+	reput_of_gone_backend(false);
+}
+
+/*
+ * A destroyed backend's key, deleted by the lease (others stay on it),
+ * is deleted only as that backend wrote it: a later put under the same
+ * lease (another backend of the agent, here the harness with our lease
+ * ID) changed it, and the delete's compare of its mod_revision fails. A
+ * delete-if-lease alone would hold, the lease being the same.
+ */
+Test(etcd_lease, removed_backend_delete_spares_newer_put, .timeout = 60)
+{
+	const char *conf = "\"lease_ttl\":\"3s\"";
+	struct hr_etcd_lease_counts c0, c1;
+	struct hr_registry *a;
+	char ids[4][32];
+	cJSON *j, *kv;
+
+	harness_start(1);
+	a = make(conf, 5000);
+	fleet_make(0, 1, conf);
+	hr_registry_etcd.apply(a, HR_STATUS_PASSING, "ok");
+	hr_registry_etcd.apply(FR[0], HR_STATUS_PASSING, "ok");
+	wait_n_events(2, 5);
+	cr_assert_eq(leases(ids, 4), 1);
+	cJSON_Delete(harness_cmd("putunder %s newer %s", KEY, ids[0]));
+	wait_n_events(3, 5);
+	hr_etcd_lease_counts(hr_etcd_lease_of(FR[0]), &c0);
+	hr_registry_etcd.destroy(a);
+	run_for(0.5);
+	hr_etcd_lease_counts(hr_etcd_lease_of(FR[0]), &c1);
+	cr_assert_eq(c1.deletes - c0.deletes, 1, "no delete was tried");
+	j = harness_cmd("get %s", KEY);
+	kv = cJSON_GetObjectItem(j, "kv");
+	cr_assert(cJSON_IsObject(kv), "the newer put was deleted");
+	cr_assert_str_eq(cJSON_GetObjectItem(kv, "value")->valuestring,
+			 "newer");
+	cJSON_Delete(j);
+	cr_assert_eq(events(EV, EV_MAX), 3);
+	hr_registry_etcd.destroy(FR[0]);
+}
+
+/* The lease's token could not be copied for a backend's request: the
+ * backend backs off and copies it again; it never sends without it (its
+ * 401 would make the lease drop a valid token and authenticate again). */
+Test(etcd_lease, token_copy_failure_keeps_lease_token, .timeout = 60)
+{
+	struct hr_etcd_lease_counts c;
+	const struct hr_etcd_lease *l;
+	double deadline;
+	char conf[512];
+	unsigned gen;
+
+	auth_conf("3s", conf, sizeof(conf));
+	fleet_make(0, 1, conf);
+	auth_conf_done();
+	l = hr_etcd_lease_of(FR[0]);
+	deadline = now() + 5;
+	while (!hr_etcd_lease_ready(l) && now() < deadline)
+		run_for(0.01);
+	cr_assert(hr_etcd_lease_ready(l));
+	FAILED = 0;
+	FAIL_PTR = hr_etcd_lease_token(l, &gen);
+	cr_assert_not_null(FAIL_PTR);
+	fleet_apply(0, 1, HR_STATUS_PASSING);
+	wait_n_events(1, 5);
+	cr_assert_eq(FAILED, 1, "the token was not copied for the put");
+	FAIL_PTR = NULL;
+	cr_assert_eq(logged("etcd_token_invalid"), 0);
+	hr_etcd_lease_counts(l, &c);
+	cr_assert_eq(c.auths, 1, "%llu authentications",
+		     (unsigned long long)c.auths);
+	cr_assert_eq(FSTATS[0].state, HR_REGISTRY_REGISTERED);
+	hr_registry_etcd.destroy(FR[0]);
+}
+
+/* The Content-Type header list cannot be built: create() fails with
+ * -ENOMEM and leaves no lease behind. */
+Test(etcd_backend, create_fails_without_header_list, .timeout = 30)
+{
+	struct hr_registry_env env = { L, HTTP, &SVC, 5000, NULL, NULL };
+	struct hr_registry *r = (struct hr_registry *)&env;
+	struct hr_err err = { "" };
+	char json[256];
+	cJSON *conf;
+	int rc;
+
+	harness_start(1);
+	snprintf(json, sizeof(json), "{\"endpoints\":[\"%s\"]}",
+		 H.endpoints[0]);
+	conf = cJSON_Parse(json);
+	cr_assert_not_null(conf);
+	FAILED = 0;
+	FAIL_STR = "Content-Type: application/json";
+	rc = hr_registry_etcd.create(&r, conf, &env, &err);
+	FAIL_STR = NULL;
+	cJSON_Delete(conf);
+	cr_assert_eq(FAILED, 1);
+	cr_assert_eq(rc, -ENOMEM, "create returned %d", rc);
+	cr_assert_null(r);
+	cr_assert_str_eq(err.msg, "out of memory");
+	cr_assert_eq(hr_etcd_lease_open_count(), 0);
 }

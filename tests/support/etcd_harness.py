@@ -674,7 +674,8 @@ def _serve(argv):
     """Controller for C tests: one JSON reply line per command line.
 
     kill I | start I | restart I wipe|keep | auth USER PASS PREFIX |
-    watch PREFIX | events | get KEY | putlease KEY VALUE TTL | leader |
+    watch PREFIX | events | get KEY | putlease KEY VALUE TTL |
+    putunder KEY VALUE LEASE (an existing lease: another writer) | leader |
     leases | leasekeys ID | revoke ID | metric NAME [LABEL] | now | quit"""
     members = 1
     token_ttl = None
@@ -727,6 +728,9 @@ def _serve(argv):
                     lease = c.grant(int(words[3]))
                     c.put(words[1], words[2], lease)
                     reply({"ok": True, "lease": lease})
+                elif cmd == "putunder":
+                    c.put(words[1], words[2], int(words[3]))
+                    reply({"ok": True})
                 elif cmd == "leases":
                     reply({"leases": c.leases()})
                 elif cmd == "leasekeys":
