@@ -261,9 +261,18 @@ static void forget(struct hr_etcd_lease *l)
 	ev_timer_stop(l->core.loop, &l->keepalive_timer);
 }
 
+/* The next keepalive: TTL/3, drawn from [0.8, 1) of it, so that agents
+ * granted together (a cluster that came back) drift apart instead of
+ * keeping alive in step for ever. */
+static double keepalive_every(struct hr_etcd_lease *l)
+{
+	return (double)l->ttl_s / 3.0 *
+	       (0.8 + 0.2 * hr_rng_unit(&l->core.rng));
+}
+
 static void arm_keepalive(struct hr_etcd_lease *l)
 {
-	double every = (double)l->ttl_s / 3.0;
+	double every = keepalive_every(l);
 
 	ev_timer_stop(l->core.loop, &l->keepalive_timer);
 	ev_timer_set(&l->keepalive_timer, every, every);
@@ -677,8 +686,9 @@ static void keepalive_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	struct hr_etcd_lease *l =
 		hr_container_of(w, struct hr_etcd_lease, keepalive_timer);
 
-	(void)loop;
 	(void)revents;
+	w->repeat = keepalive_every(l);
+	ev_timer_again(loop, w);
 	l->keepalive_due = true;
 	reconcile(&l->core);
 }
