@@ -26,7 +26,8 @@ For each layout:
            started on the same ports after --downtime (default 3 s): the
            time from the new cluster answering until every key is back,
            and the requests per second reaching etcd in 0.5 s buckets
-           (peak and mean) while the agents recover.
+           (peak and mean) while the agents recover and for --observe
+           seconds (default 20) after the last key is back.
 
 Only prints; asserts nothing about speed.
 """
@@ -357,7 +358,7 @@ def run_layout(hr, n_agents, n_services, args):
             n_last = fleet.count("services/") or 0
             if n_last == total and back_at is None:
                 back_at = now
-            if back_at is not None and now - back_at >= 5:
+            if back_at is not None and now - back_at >= args.observe:
                 break
         res["recover"] = {
             "downtime_s": args.downtime,
@@ -421,6 +422,8 @@ def main():
     ap.add_argument("--settle", type=float, default=12.0,
                     help="seconds after the last key before measuring")
     ap.add_argument("--downtime", type=float, default=3.0)
+    ap.add_argument("--observe", type=float, default=20.0,
+                    help="seconds to keep counting after every key is back")
     ap.add_argument("--interval", default="10s", help="check interval")
     ap.add_argument("--timeout", type=float, default=120.0)
     ap.add_argument("--json", help="also write the results here")
