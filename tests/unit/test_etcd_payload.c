@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include <criterion/criterion.h>
+#include <inttypes.h>
 
 #include "etcd/etcd_payload.h"
 #include "leakcheck.h"
@@ -950,4 +951,61 @@ Test(etcd_payload, puts_txn)
 	cr_assert_null(hr_etcd_body_puts(keys, values, 0, 7));
 	cr_assert_null(hr_etcd_body_puts(keys, values,
 					 HR_ETCD_TXN_OPS_MAX + 1, 7));
+}
+
+/* The shared lease's delete of a gone backend's key: LEASE, and MOD when
+ * the revision of the put it knows is known, so that a newer put (a
+ * reload's new backend) is never deleted. */
+Test(etcd_payload, delete_if_unchanged_body)
+{
+	char *b;
+
+	b = hr_etcd_body_delete_if_unchanged("foo", 1000, 42);
+	cr_assert_str_eq(b,
+		"{\"compare\":[{\"target\":\"LEASE\",\"key\":\"Zm9v\","
+		"\"result\":\"EQUAL\",\"lease\":\"1000\"},{\"target\":\"MOD\","
+		"\"key\":\"Zm9v\",\"result\":\"EQUAL\",\"mod_revision\":\"42\"}],"
+		"\"success\":[{\"request_delete_range\":{\"key\":\"Zm9v\"}}]}");
+	free(b);
+	/* Revision unknown: the lease alone, as delete_if_lease. */
+	b = hr_etcd_body_delete_if_unchanged("foo", 1000, 0);
+	cr_assert_str_eq(b,
+		"{\"compare\":[{\"target\":\"LEASE\",\"key\":\"Zm9v\","
+		"\"result\":\"EQUAL\",\"lease\":\"1000\"}],"
+		"\"success\":[{\"request_delete_range\":{\"key\":\"Zm9v\"}}]}");
+	free(b);
+}
+
+/* A put's and a txn of puts' answers carry the revision they wrote at
+ * (the header's, a decimal string in the gateway's JSON); absent or bad:
+ * 0 (unknown), never an error. */
+Test(etcd_payload, put_reply_revision)
+{
+	static const struct {
+		enum hr_etcd_op op;
+		const char *body;
+		int64_t rev;
+	} cases[] = {
+		{ HR_ETCD_OP_PUT, "{\"header\":{\"revision\":\"17\"}}", 17 },
+		{ HR_ETCD_OP_PUTS, "{\"header\":{\"revision\":\"9007199254740993\"},"
+		  "\"succeeded\":true}", INT64_C(9007199254740993) },
+		{ HR_ETCD_OP_PUT, "{\"header\":{}}", 0 },
+		{ HR_ETCD_OP_PUT, "{\"header\":{\"revision\":\"-3\"}}", 0 },
+		{ HR_ETCD_OP_PUT, "{\"header\":{\"revision\":\"x\"}}", 0 },
+		/* Not a put: not read. */
+		{ HR_ETCD_OP_REVOKE, "{\"header\":{\"revision\":\"5\"}}", 0 },
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct hr_etcd_reply r;
+
+		hr_etcd_reply_parse(cases[i].op, 200, cases[i].body,
+				    strlen(cases[i].body), &r);
+		cr_assert_eq(r.result, HR_ETCD_OK, "case %zu: %s", i,
+			     r.message);
+		cr_assert_eq(r.revision, cases[i].rev, "case %zu: %" PRId64, i,
+			     r.revision);
+		hr_etcd_reply_dispose(&r);
+	}
 }
