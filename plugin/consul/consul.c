@@ -120,7 +120,16 @@ struct hr_registry {
 	bool floor_failed;               /* a floor read failed: stay */
 	ev_tstamp unlist_at;             /* not before (a failed attempt) */
 	char floor_why[200];
+
+	struct hr_link link;             /* live_backends, while created */
+	bool linked;
 };
+
+/* Every backend of this process between create and destroy: a reload
+ * builds the new backends before it destroys the old ones, and an old one
+ * that leaves a registration behind hands it to its successor (see
+ * hand_over()). */
+static struct hr_link *live_backends;
 
 #define OWNER(c) hr_container_of(c, struct hr_registry, core)
 
@@ -1156,6 +1165,8 @@ static int consul_create(struct hr_registry **out, const cJSON *conf,
 	setup_timing(r, env->shutdown_timeout_ms);
 	if ((rc = setup_floor(r, err)) < 0)
 		goto fail;
+	hr_link_push(&live_backends, &r->link);
+	r->linked = true;
 	*out = r;
 	return 0;
 fail:
@@ -1221,10 +1232,53 @@ static void consul_shutdown(struct hr_registry *r, hr_registry_done_cb done,
 	kick(&r->core);
 }
 
+/*
+ * r is destroyed without a shutdown (a reload replaced it) while the
+ * agent holds its registration: with the fleet floor, the successor (the
+ * same loop, agent address and service ID, not registered itself) takes
+ * the registration over, so that a kept instance is decided again through
+ * the floor instead of being left to its TTL and Consul's reaper. The
+ * successor decides afresh (the floor's reads), from a fresh iteration.
+ */
+static void hand_over(struct hr_registry *r)
+{
+	struct hr_link *l;
+
+	if (!r->floor_on || !r->registered ||
+	    hr_regcore_shutting_down(&r->core))
+		return;
+	for (l = live_backends; l; l = l->next) {
+		struct hr_registry *n = hr_container_of(l, struct hr_registry,
+							link);
+
+		if (n == r || n->core.loop != r->core.loop || !n->floor_on ||
+		    n->maybe_registered || hr_regcore_shutting_down(&n->core) ||
+		    strcmp(n->base, r->base) ||
+		    strcmp(n->conf.unix_path ? n->conf.unix_path : "",
+			   r->conf.unix_path ? r->conf.unix_path : "") ||
+		    strcmp(n->service_id, r->service_id))
+			continue;
+		n->registered = n->maybe_registered = true;
+		n->reported = false;
+		n->listed = n->listed || r->listed;
+		n->cleared = r->cleared;
+		hr_log(HR_LOG_DEBUG, "consul_registration_handed_over",
+		       "service", r->service_id, NULL);
+		if (!hr_regcore_busy(&n->core))
+			hr_regcore_retry_in(&n->core, 0);
+		return;
+	}
+}
+
 static void consul_destroy(struct hr_registry *r)
 {
 	if (!r)
 		return;
+	if (r->linked) {
+		hr_link_unlink(&live_backends, &r->link);
+		r->linked = false;
+		hand_over(r);
+	}
 	ev_timer_stop(r->core.loop, &r->refresh);
 	hr_regcore_dispose(&r->core);
 	hr_reg_headers_free(r->headers);

@@ -972,6 +972,54 @@ Test(consul_faults, floor_lost_answer_still_unlists)
 	cr_assert_str_eq(F.reqs[i + 1].body, "{\"leavers\":[]}");
 }
 
+/* A reload replaces the backend of a kept instance (the old one is
+ * destroyed, its registration stays in the agent): the new one takes the
+ * registration over and decides again through the floor, instead of
+ * leaving it to expire and be reaped. */
+Test(consul_faults, floor_kept_instance_handed_over_on_reload)
+{
+	static const char *const ops[] = {
+		REG, UPD, KV_GET,
+		KV_GET, FLEET, UPD,               /* the old one: kept */
+		KV_GET, FLEET, UPD,               /* the new one: kept again */
+	};
+	struct hr_registry *old;
+	size_t n;
+
+	script(200, "");
+	script(200, "");
+	script(404, "");
+	script(404, "");
+	script(200, fleet_body("web-1:passing"));
+	script(200, "");
+	script(404, "");
+	script(200, fleet_body("web-1:warning"));
+	script(200, "");
+	create("\"min_healthy\":1");
+	hr_registry_consul.apply(reg, HR_STATUS_PASSING, "ok");
+	cr_assert(run_until_reqs(3, 5));
+	hr_registry_consul.apply(reg, HR_STATUS_CRITICAL, "1 critical: db");
+	cr_assert(run_until_reqs(6, 5));
+	cr_assert_str_eq(update_field(5, "Status"), "warning");
+	/* The reload: the new backend first, told the aggregate; it has
+	 * registered nothing itself, so it sends nothing. */
+	old = reg;
+	create("\"min_healthy\":1");
+	hr_registry_consul.apply(reg, HR_STATUS_CRITICAL, "1 critical: db");
+	run_for(0.3);
+	n = F.n_reqs;
+	cr_assert_eq(n, 6, "nothing before the old one goes");
+	hr_registry_consul.destroy(old);
+	expect_ops(ops, 9);
+	cr_assert_str_eq(update_field(8, "Status"), "warning");
+	cr_assert(!strncmp(update_field(8, "Output"),
+			   "kept by fleet floor: 0 of 1 healthy (min_healthy 1)",
+			   51), "%s", update_field(8, "Output"));
+	run_for(0.3);
+	for (size_t i = 9; i < F.n_reqs; i++)
+		cr_assert(!is_op(i, DEREG), "still kept, not deregistered");
+}
+
 /* Servers without a leader: the list cannot be read. The instance stays
  * (warning, the reason), logged once, and its TTL keeps being refreshed
  * by a decision every third of the TTL; no backoff. */
