@@ -731,7 +731,7 @@ static int setup_core(struct agent *a)
  * config does not run: ignored, and dropped at the next save). */
 static void restore_own(const char *id, const char *reason, void *payload)
 {
-	struct hr_unit *u = unit_find(payload, id, false);
+	struct hr_unit *u = id ? unit_find(payload, id, false) : NULL;
 	char *r;
 
 	if (!u || !(r = strdup(reason)))

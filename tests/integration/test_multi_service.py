@@ -359,6 +359,36 @@ class TestMultiService(unittest.TestCase):
                   "both back")
 
 
+class TestStateFile(unittest.TestCase):
+    def test_services_of_the_wrong_shape(self):
+        """A state file whose "services" is not {"<id>": {...}} (here an
+        array, whose items have no id) is unreadable like any other: the
+        agent starts, every service in maintenance (it used to crash)."""
+        d = tempfile.mkdtemp(prefix="hr-multi-state-")
+        self.addCleanup(shutil.rmtree, d, True)
+        state = os.path.join(d, "state")
+        with open(state, "w") as f:
+            json.dump({"maintenance": {"enabled": False},
+                       "services": [{"enabled": True}]}, f)
+        a = hrtest.Agent({
+            "services": [service("alpha", 8001), service("beta", 8002)],
+            "agent": {"api_listen": "127.0.0.1:0", "log_format": "json",
+                      "state_file": state}})
+        self.addCleanup(a.close)
+        api = api_url(a)
+        st, body = http("GET", api + "/v1/maintenance")
+        self.assertEqual(st, 200, a.log()[-3000:])
+        self.assertTrue(json.loads(body)["enabled"], body)
+        for s in ("alpha-1", "beta-1"):
+            st, body = http("GET", api + "/v1/health/" + s)
+            self.assertEqual(st, 503, body)
+            self.assertTrue(json.loads(body)["maintenance"]["enabled"], body)
+        bad = [e for e in events(a) if e["event"] == "state_unreadable"]
+        self.assertEqual(len(bad), 1, a.log())
+        self.assertIsNone(a.proc.poll(), a.log()[-3000:])
+        self.assertEqual(a.stop(), 0, a.log()[-3000:])
+
+
 class TestReadiness(unittest.TestCase):
     def test_ready_once_every_service_is(self):
         d = tempfile.mkdtemp(prefix="hr-multi-notify-")
