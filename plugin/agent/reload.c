@@ -338,22 +338,41 @@ static void unit_rename(struct hr_unit *u, const char *id)
 	u->pub.service = c;
 }
 
+static void still_leaving(const char *id, char *msg, size_t len)
+{
+	snprintf(msg, len, "service \"%s\" is still deregistering (a reload removed it): reload again once it is gone; kept the running config",
+		 id);
+}
+
 /* The units of the services next adds, made before anything changes; a
- * unit that cannot be made fails the reload. */
+ * unit that cannot be made fails the reload, and so does an id whose
+ * removed unit is still deregistering (added back, or the one service
+ * renamed to it: its late deregistration could remove the new
+ * registration). */
 static int make_added(const struct hr_reload *rl, const struct hr_config *next,
 		      bool paired, struct hr_unit **made, char *msg, size_t len)
 {
 	size_t i;
 
+	for (i = 0; i < next->n_services; i++)
+		made[i] = NULL;
+	if (paired) {
+		const char *id = next->services[0].service.id;
+
+		if (!rl->host.find(rl->host.ctx, id) &&
+		    rl->host.leaving(rl->host.ctx, id)) {
+			still_leaving(id, msg, len);
+			return -EINVAL;
+		}
+		return 0;
+	}
 	for (i = 0; i < next->n_services; i++) {
 		const struct hr_service_conf *sv = &next->services[i];
 
-		made[i] = NULL;
-		if (paired || rl->host.find(rl->host.ctx, sv->service.id))
+		if (rl->host.find(rl->host.ctx, sv->service.id))
 			continue;
 		if (rl->host.leaving(rl->host.ctx, sv->service.id))
-			snprintf(msg, len, "service \"%s\" is still deregistering (a reload removed it): reload again once it is gone; kept the running config",
-				 sv->service.id);
+			still_leaving(sv->service.id, msg, len);
 		else if ((made[i] = rl->host.make(rl->host.ctx, sv)))
 			continue;
 		else

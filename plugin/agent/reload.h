@@ -15,8 +15,9 @@
  * - an added service starts as at start: it registers after its first
  *   results (its own readiness).
  * A reload that fails (the file, a backend's preflight, a new service's
- * unit that cannot be made, a service added again while its removal is
- * still deregistering) changes nothing.
+ * unit that cannot be made, a service added again, or the one service
+ * renamed to an id, while that id's removal is still deregistering)
+ * changes nothing.
  *
  * Lifetimes: struct hr_agent_cfgs owns the running config, cur. Nothing
  * borrows from it across a reload but the units' conf, which the reload

@@ -279,6 +279,50 @@ class TestMultiService(unittest.TestCase):
         self.assertIsNotNone(self.etcd.get(self.key("beta", 8002)),
                              self.agent.log()[-3000:])
 
+    def test_renamed_onto_a_service_still_deregistering(self):
+        """[alpha, beta] -> [alpha] (beta deregistering) -> [beta]: one
+        service before and after is renamed in place, but alpha renamed to
+        beta would register beta while the removed beta's late deregister
+        can still remove it: refused like adding beta back."""
+        cfg = self.config([service("alpha", 8001), service("beta", 8002)])
+        del cfg["registry"]["etcd"]
+        cfg["agent"]["shutdown_timeout"] = "20s"
+        self.agent = hrtest.Agent(cfg)
+        self.addCleanup(self.agent.close)
+        self.api = api_url(self.agent)
+        for s in ("alpha-1", "beta-1"):
+            self.push(s, "pass")
+        self.wait(lambda: sorted(self.consul_services()) ==
+                  ["alpha-1", "beta-1"], "both registered")
+        self.emu.fault("status 500")  # beta's deregister keeps failing
+        try:
+            with open(self.agent.config_path, "w") as f:
+                json.dump(dict(cfg, services=[service("alpha", 8001)]), f)
+            st, body = http("PUT", self.api + "/v1/reload")
+            self.assertEqual(st, 200, body)
+            self.assertTrue(self.agent.wait_log("service_removed"),
+                            self.agent.log()[-3000:])
+            with open(self.agent.config_path, "w") as f:
+                json.dump(dict(cfg, services=[service("beta", 8002)]), f)
+            st, body = http("PUT", self.api + "/v1/reload")
+            self.assertEqual(st, 400, body)
+            self.assertIn('service \\"beta-1\\" is still deregistering',
+                          body)
+            self.assertEqual([s["id"] for s in self.health()[1]["services"]],
+                             ["alpha-1"])
+        finally:
+            self.emu.fault(None)
+        self.wait(lambda: "beta-1" not in self.consul_services(),
+                  "beta deregistered")
+        self.wait(lambda: http("PUT", self.api + "/v1/reload")[0] == 200,
+                  "the rename goes through once beta is gone")
+        self.push("beta-1", "pass")
+        self.wait(lambda: sorted(self.consul_services()) == ["beta-1"],
+                  "beta registered by the renamed unit, alpha removed")
+        time.sleep(1)  # no late deregister takes it away
+        self.assertEqual(sorted(self.consul_services()), ["beta-1"],
+                         self.agent.log()[-3000:])
+
     def maint(self, *args):
         return hrtest.run(["maint"] + list(args) +
                           ["--api", self.api[len("http://"):]])
