@@ -183,14 +183,15 @@ static int unit_maint_sync(struct agent *a, struct hr_unit *u)
 }
 
 /*
- * A unit for svc: its aggregator with the service's checks, its backends
- * built and installed (told nothing yet), maintenance as the agent's.
- * NULL (logged) when it cannot be made. Not started, not listed.
+ * A unit for svc, a service of cfg (the running config at start, the new
+ * one during a reload: its max_concurrent and shutdown_timeout apply):
+ * its aggregator with the service's checks, its backends built and
+ * installed (told nothing yet), maintenance as the agent's. NULL (logged)
+ * when it cannot be made. Not started, not listed.
  */
-static struct hr_unit *unit_make(struct agent *a,
+static struct hr_unit *unit_make(struct agent *a, const struct hr_config *cfg,
 				 const struct hr_service_conf *svc)
 {
-	const struct hr_config *cfg = a->cfgs.cur;
 	struct hr_unit *u = calloc(1, sizeof(*u));
 	struct hr_agg_opts opts;
 	struct hr_bset_fresh fresh;
@@ -302,9 +303,10 @@ static struct hr_unit *rh_find(void *ctx, const char *id)
 	return unit_find(ctx, id, false);
 }
 
-static struct hr_unit *rh_make(void *ctx, const struct hr_service_conf *svc)
+static struct hr_unit *rh_make(void *ctx, const struct hr_config *cfg,
+			       const struct hr_service_conf *svc)
 {
-	return unit_make(ctx, svc);
+	return unit_make(ctx, cfg, svc);
 }
 
 static void rh_discard(void *ctx, struct hr_unit *u)
@@ -758,7 +760,7 @@ static int setup_units(struct agent *a)
 		return -ENOMEM;
 	a->cap_units = cfg->n_services;
 	for (i = 0; i < cfg->n_services; i++) {
-		struct hr_unit *u = unit_make(a, &cfg->services[i]);
+		struct hr_unit *u = unit_make(a, cfg, &cfg->services[i]);
 
 		if (!u)
 			return -EINVAL;

@@ -59,8 +59,8 @@ static int vet_next(const struct hr_config *old, struct hr_config *next,
 		hr_log(HR_LOG_WARN, "reload_needs_restart", "keys",
 		       "agent.enable_exec_checks, agent.api_listen, agent.api_token_file, agent.state_file",
 		       "action", "kept the running values", NULL);
-	if (!next->enable_exec_checks && old->enable_exec_checks)
-		next->enable_exec_checks = true;
+	/* Units a reload makes get the value the agent started with. */
+	next->enable_exec_checks = old->enable_exec_checks;
 	/* The maintenance state stays in the file it was read from. */
 	if (!str_eq(next->state_file, old->state_file)) {
 		char *keep = old->state_file ? strdup(old->state_file) : NULL;
@@ -217,12 +217,15 @@ static void add_checks(struct hr_unit *u, const struct hr_service_conf *old,
 }
 
 /*
- * New backends from next. The new ones register the same instance again
- * (a replace); a renamed instance's old registration is removed by the
- * old backends' deregistering shutdown (they copied what they need).
+ * New backends from next, with the new config's shutdown_timeout_ms. The
+ * new ones register the same instance again (a replace); a renamed
+ * instance's old registration is removed by the old backends'
+ * deregistering shutdown (they copied what they need), within the old
+ * config's retire_ms, the deadline they were built with.
  */
 static void swap_backends(struct hr_unit *u, const struct hr_service_conf *next,
-			  int64_t shutdown_timeout_ms, char *msg, size_t len)
+			  int64_t shutdown_timeout_ms, int64_t retire_ms,
+			  char *msg, size_t len)
 {
 	const struct hr_service_conf *old = u->conf;
 	struct hr_bset_fresh fresh;
@@ -236,7 +239,7 @@ static void swap_backends(struct hr_unit *u, const struct hr_service_conf *next,
 		       NULL);
 		return;
 	}
-	hr_bset_install(&u->bset, &fresh, !same_identity, shutdown_timeout_ms);
+	hr_bset_install(&u->bset, &fresh, !same_identity, retire_ms);
 	if (u->pub.maint)
 		hr_bset_maintenance(&u->bset, true, u->pub.maint_reason);
 	/* The old backends are gone (no keepalive any more): the new ones
@@ -276,10 +279,12 @@ static bool service_same(const struct hr_service_conf *old,
 	return true;
 }
 
-/* One changed service, make-before-break (reload.h); its hold settles
- * in hr_reload() once every service is applied. */
-static void reload_unit(struct hr_unit *u, const struct hr_service_conf *next,
-			int64_t shutdown_timeout_ms, struct counts *n,
+/* One changed service of the config nextc, make-before-break
+ * (reload.h); its hold settles in hr_reload() once every service is
+ * applied. oldc: the running config. */
+static void reload_unit(struct hr_unit *u, const struct hr_config *oldc,
+			const struct hr_config *nextc,
+			const struct hr_service_conf *next, struct counts *n,
 			char *msg, size_t len)
 {
 	const struct hr_service_conf *old = u->conf;
@@ -302,7 +307,8 @@ static void reload_unit(struct hr_unit *u, const struct hr_service_conf *next,
 	add_checks(u, old, next, n);
 	hr_agg_batch_end(u->agg);
 	if (reg_changed) {
-		swap_backends(u, next, shutdown_timeout_ms, msg, len);
+		swap_backends(u, next, nextc->shutdown_timeout_ms,
+			      oldc->shutdown_timeout_ms, msg, len);
 		n->recreated++;
 	}
 	u->conf = next;
@@ -373,7 +379,7 @@ static int make_added(const struct hr_reload *rl, const struct hr_config *next,
 			continue;
 		if (rl->host.leaving(rl->host.ctx, sv->service.id))
 			still_leaving(sv->service.id, msg, len);
-		else if ((made[i] = rl->host.make(rl->host.ctx, sv)))
+		else if ((made[i] = rl->host.make(rl->host.ctx, next, sv)))
 			continue;
 		else
 			snprintf(msg, len, "service \"%s\" could not be started (see the log); kept the running config",
@@ -449,8 +455,7 @@ int hr_reload(const struct hr_reload *rl, char *msg, size_t len)
 			n.svc_kept++;
 			n.kept += (int)sv->n_checks;
 		} else {
-			reload_unit(u, sv, old->shutdown_timeout_ms, &n, msg,
-				    len);
+			reload_unit(u, old, next, sv, &n, msg, len);
 			n.svc_changed++;
 			if (paired && strcmp(u->id, sv->service.id))
 				unit_rename(u, sv->service.id);

@@ -47,9 +47,12 @@ void hr_agent_cfgs_dispose(struct hr_agent_cfgs *c);
 struct hr_reload_host {
 	/* The live unit of service id, or NULL. */
 	struct hr_unit *(*find)(void *ctx, const char *id);
-	/* A unit for svc, built (aggregator with its checks, backends) but
-	 * not started; NULL (logged) when it cannot be made. */
-	struct hr_unit *(*make)(void *ctx, const struct hr_service_conf *svc);
+	/* A unit for svc, a service of cfg (the new config: its
+	 * max_concurrent and shutdown_timeout apply), built (aggregator
+	 * with its checks, backends) but not started; NULL (logged) when it
+	 * cannot be made. */
+	struct hr_unit *(*make)(void *ctx, const struct hr_config *cfg,
+				const struct hr_service_conf *svc);
 	/* Discard a unit make() built and that never started. */
 	void (*discard)(void *ctx, struct hr_unit *u);
 	/* Add a made unit to the agent and start it. */

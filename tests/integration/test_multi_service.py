@@ -323,6 +323,40 @@ class TestMultiService(unittest.TestCase):
         self.assertEqual(sorted(self.consul_services()), ["beta-1"],
                          self.agent.log()[-3000:])
 
+    def test_rebuilt_backends_take_the_new_shutdown_timeout(self):
+        """A reload that raises shutdown_timeout and rebuilds the backends
+        (a new tag): the new backends deregister within the new timeout
+        (they used to be built with the old one)."""
+        import signal
+        cfg = self.config([service("alpha", 8001)])
+        del cfg["registry"]["etcd"]
+        cfg["agent"]["shutdown_timeout"] = "1s"
+        self.agent = hrtest.Agent(cfg)
+        self.addCleanup(self.agent.close)
+        self.api = api_url(self.agent)
+        self.push("alpha-1", "pass")
+        self.wait(lambda: "alpha-1" in self.consul_services(), "registered")
+        cfg = self.config([service("alpha", 8001, ["v2"])])
+        del cfg["registry"]["etcd"]
+        cfg["agent"]["shutdown_timeout"] = "30s"
+        with open(self.agent.config_path, "w") as f:
+            json.dump(cfg, f)
+        st, body = http("PUT", self.api + "/v1/reload")
+        self.assertEqual(st, 200, body)
+        self.wait(lambda: self.consul_services().get("alpha-1", {})
+                  .get("Tags") == ["v2"], "re-registered with the tag")
+        self.emu.fault("status 500")  # the deregister keeps failing
+        try:
+            self.agent.proc.send_signal(signal.SIGTERM)
+            time.sleep(3)  # three times the old timeout
+            self.assertIsNone(self.agent.proc.poll(),
+                              "gave up at the old timeout:\n" +
+                              self.agent.log()[-3000:])
+        finally:
+            self.emu.fault(None)
+        self.assertEqual(self.agent.proc.wait(40), 0, self.agent.log()[-3000:])
+        self.assertEqual(self.consul_services(), {}, self.agent.log()[-3000:])
+
     def maint(self, *args):
         return hrtest.run(["maint"] + list(args) +
                           ["--api", self.api[len("http://"):]])
