@@ -14,10 +14,11 @@
  *   shutdown_timeout) and freed after;
  * - an added service starts as at start: it registers after its first
  *   results (its own readiness).
- * A reload that fails (the file, a backend's preflight, a new service's
- * unit that cannot be made, a service added again, or the one service
- * renamed to an id, while that id's removal is still deregistering)
- * changes nothing.
+ * A reload that fails changes nothing: the file, a backend's preflight,
+ * a new service's unit or a changed service's new backends that cannot
+ * be made (all are built before any service changes), a service added
+ * again, or the one service renamed to an id, while that id's removal is
+ * still deregistering.
  *
  * Lifetimes: struct hr_agent_cfgs owns the running config, cur. Nothing
  * borrows from it across a reload but the units' conf, which the reload
