@@ -467,6 +467,40 @@ class TestStateFile(unittest.TestCase):
         self.assertEqual(a.stop(), 0, a.log()[-3000:])
 
 
+    def test_default_path_stays_across_a_reload(self):
+        """Without agent.state_file the file is named after the first
+        service at start; a reload that puts another service first does
+        not move it (a restart of that config would then read the other
+        name, but a running agent writes where it read)."""
+        d = tempfile.mkdtemp(prefix="hr-multi-state-")
+        self.addCleanup(shutil.rmtree, d, True)
+        cfg = {"services": [service("alpha", 8001), service("beta", 8002)],
+               "agent": {"api_listen": "127.0.0.1:0", "log_format": "json"}}
+        a = hrtest.Agent(cfg, env={"STATE_DIRECTORY": d})
+        self.addCleanup(a.close)
+        api = api_url(a)
+        st, body = http("PUT", api + "/v1/maintenance?enable=true&reason=one")
+        self.assertEqual(st, 200, body)
+        self.assertEqual(sorted(os.listdir(d)), ["alpha-1.state"])
+        with open(a.config_path, "w") as f:
+            json.dump(dict(cfg, services=[service("beta", 8002),
+                                          service("alpha", 8001)]), f)
+        st, body = http("PUT", api + "/v1/reload")
+        self.assertEqual(st, 200, body)
+        st, body = http("PUT", api + "/v1/maintenance?enable=true"
+                        "&service=beta-1&reason=two")
+        self.assertEqual(st, 200, body)
+        self.assertEqual(sorted(os.listdir(d)), ["alpha-1.state"],
+                         a.log()[-3000:])
+        with open(os.path.join(d, "alpha-1.state")) as f:
+            state = json.load(f)
+        self.assertEqual(state["maintenance"],
+                         {"enabled": True, "reason": "one"})
+        self.assertEqual(state["services"],
+                         {"beta-1": {"enabled": True, "reason": "two"}})
+        self.assertEqual(a.stop(), 0, a.log()[-3000:])
+
+
 class TestReadiness(unittest.TestCase):
     def test_ready_once_every_service_is(self):
         d = tempfile.mkdtemp(prefix="hr-multi-notify-")
