@@ -501,6 +501,33 @@ class TestStateFile(unittest.TestCase):
         self.assertEqual(a.stop(), 0, a.log()[-3000:])
 
 
+class TestReloadExec(unittest.TestCase):
+    def test_exec_checks_stay_off_when_a_reload_turns_them_on(self):
+        """enable_exec_checks needs a restart: a reload that sets it keeps
+        the start value, so a later reload adding an exec check is still
+        refused (it used to pass, the check then failing to start)."""
+        cfg = {"services": [service("alpha", 8001), service("beta", 8002)],
+               "agent": {"api_listen": "127.0.0.1:0", "log_format": "json"}}
+        a = hrtest.Agent(cfg)
+        self.addCleanup(a.close)
+        api = api_url(a)
+        on = dict(cfg, agent=dict(cfg["agent"], enable_exec_checks=True))
+        with open(a.config_path, "w") as f:
+            json.dump(on, f)
+        st, body = http("PUT", api + "/v1/reload")
+        self.assertEqual(st, 200, body)
+        self.assertTrue(a.wait_log("reload_needs_restart"), a.log())
+        beta = service("beta", 8002)
+        beta["checks"].append({"name": "x", "args": ["/bin/true"]})
+        with open(a.config_path, "w") as f:
+            json.dump(dict(on, services=[service("alpha", 8001), beta]), f)
+        st, body = http("PUT", api + "/v1/reload")
+        self.assertEqual(st, 400, body)
+        self.assertIn("services[1].checks[1]: exec checks need "
+                      "agent.enable_exec_checks at start", body)
+        self.assertEqual(a.stop(), 0, a.log()[-3000:])
+
+
 class TestReadiness(unittest.TestCase):
     def test_ready_once_every_service_is(self):
         d = tempfile.mkdtemp(prefix="hr-multi-notify-")
