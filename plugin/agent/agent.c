@@ -45,6 +45,7 @@
 struct agent {
 	struct ev_loop *loop;
 	char *path;                 /* config file, for reloads */
+	char *state_path;           /* the state file, resolved at start */
 	struct hr_agent_cfgs cfgs;
 	struct hr_http *http;
 	struct hr_metrics *metrics;
@@ -183,14 +184,15 @@ static int unit_maint_sync(struct agent *a, struct hr_unit *u)
 }
 
 /*
- * A unit for svc: its aggregator with the service's checks, its backends
- * built and installed (told nothing yet), maintenance as the agent's.
- * NULL (logged) when it cannot be made. Not started, not listed.
+ * A unit for svc, a service of cfg (the running config at start, the new
+ * one during a reload: its max_concurrent and shutdown_timeout apply):
+ * its aggregator with the service's checks, its backends built and
+ * installed (told nothing yet), maintenance as the agent's. NULL (logged)
+ * when it cannot be made. Not started, not listed.
  */
-static struct hr_unit *unit_make(struct agent *a,
+static struct hr_unit *unit_make(struct agent *a, const struct hr_config *cfg,
 				 const struct hr_service_conf *svc)
 {
-	const struct hr_config *cfg = a->cfgs.cur;
 	struct hr_unit *u = calloc(1, sizeof(*u));
 	struct hr_agg_opts opts;
 	struct hr_bset_fresh fresh;
@@ -302,9 +304,10 @@ static struct hr_unit *rh_find(void *ctx, const char *id)
 	return unit_find(ctx, id, false);
 }
 
-static struct hr_unit *rh_make(void *ctx, const struct hr_service_conf *svc)
+static struct hr_unit *rh_make(void *ctx, const struct hr_config *cfg,
+			       const struct hr_service_conf *svc)
 {
-	return unit_make(ctx, svc);
+	return unit_make(ctx, cfg, svc);
 }
 
 static void rh_discard(void *ctx, struct hr_unit *u)
@@ -465,7 +468,7 @@ static int save_state(struct agent *a, char *msg, size_t len)
 {
 	struct hr_state_service *own = calloc(a->n_units ? a->n_units : 1,
 					      sizeof(*own));
-	char *path = hr_state_path(a->cfgs.cur);
+	const char *path = a->state_path;
 	size_t i, n = 0;
 	int rc = -ENOMEM;
 
@@ -484,7 +487,6 @@ static int save_state(struct agent *a, char *msg, size_t len)
 				 path, strerror(-rc));
 	}
 	free(own);
-	free(path);
 	return rc;
 }
 
@@ -731,7 +733,7 @@ static int setup_core(struct agent *a)
  * config does not run: ignored, and dropped at the next save). */
 static void restore_own(const char *id, const char *reason, void *payload)
 {
-	struct hr_unit *u = unit_find(payload, id, false);
+	struct hr_unit *u = id ? unit_find(payload, id, false) : NULL;
 	char *r;
 
 	if (!u || !(r = strdup(reason)))
@@ -742,31 +744,36 @@ static void restore_own(const char *id, const char *reason, void *payload)
 }
 
 /* Maintenance from the state file, then a unit per service (aggregator
- * and backends; started later). */
+ * and backends; started later). The state file's path is resolved here,
+ * once: by default it is named after the first service at start, and a
+ * reload that reorders the services does not move it (vet_next() keeps
+ * agent.state_file too). */
 static int setup_units(struct agent *a)
 {
 	const struct hr_config *cfg = a->cfgs.cur;
-	char *path = hr_state_path(cfg), *reason = NULL;
+	char *reason = NULL;
 	size_t i;
 
-	if (hr_state_load(path, &reason) == 1) {
+	if (!(a->state_path = hr_state_path(cfg))) {
+		hr_log(HR_LOG_ERROR, "startup_failed", "error", "out of memory",
+		       NULL);
+		return -ENOMEM;
+	}
+	if (hr_state_load(a->state_path, &reason) == 1) {
 		a->maint = true;
 		a->maint_reason = reason;
 	}
-	free(path);
 	if (!(a->units = calloc(cfg->n_services, sizeof(*a->units))))
 		return -ENOMEM;
 	a->cap_units = cfg->n_services;
 	for (i = 0; i < cfg->n_services; i++) {
-		struct hr_unit *u = unit_make(a, &cfg->services[i]);
+		struct hr_unit *u = unit_make(a, cfg, &cfg->services[i]);
 
 		if (!u)
 			return -EINVAL;
 		a->units[a->n_units++] = u;
 	}
-	path = hr_state_path(cfg);
-	hr_state_load_services(path, restore_own, a);
-	free(path);
+	hr_state_load_services(a->state_path, restore_own, a);
 	for (i = 0; i < a->n_units; i++) {
 		struct hr_unit *u = a->units[i];
 
@@ -812,6 +819,7 @@ static void teardown(struct agent *a)
 	free(a->units);
 	free(a->gone);
 	free(a->maint_reason);
+	free(a->state_path);
 	if (a->loop)
 		ev_timer_stop(a->loop, &a->reap);
 	hr_http_free(a->http);

@@ -110,20 +110,26 @@ int hr_bset_build(struct hr_bset *s, const struct hr_service_conf *cfg,
 
 /* ---- retiring ---------------------------------------------------------- */
 
+static void check_all_done(struct hr_bset *s);
+
 static void retire_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct hr_backend *b = w->data;
+	struct hr_bset *s = b->set;
 	struct hr_backend **p;
 
 	(void)revents;
 	ev_timer_stop(loop, w);
-	for (p = &b->set->retiring; *p; p = &(*p)->next) {
+	for (p = &s->retiring; *p; p = &(*p)->next) {
 		if (*p == b) {
 			*p = b->next;
 			break;
 		}
 	}
 	backend_free(b);
+	/* A shutdown waits for the retiring too (their deregistration). */
+	if (s->stopped)
+		check_all_done(s);
 }
 
 static void retire_done(void *payload)
@@ -192,11 +198,12 @@ static void finish_stop(struct hr_bset *s)
 	}
 }
 
+/* Every current backend called done and no retiring one is left. */
 static void check_all_done(struct hr_bset *s)
 {
 	size_t i;
 
-	if (s->telling)
+	if (s->telling || s->retiring)
 		return;
 	for (i = 0; i < s->n; i++)
 		if (!s->v[i]->done)
@@ -215,6 +222,7 @@ static void backend_done(void *payload)
 static void stop_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct hr_bset *s = w->data;
+	const struct hr_backend *b;
 	size_t i;
 
 	(void)loop;
@@ -224,6 +232,11 @@ static void stop_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 			hr_log(HR_LOG_WARN, "shutdown_timeout", "registry",
 			       s->v[i]->ops->name, "reason",
 			       "deregistration did not finish in time", NULL);
+	for (b = s->retiring; b; b = b->next)
+		hr_log(HR_LOG_WARN, "shutdown_timeout", "registry",
+		       b->ops->name, "reason",
+		       "the retired registration's deregistration did not finish in time",
+		       NULL);
 	finish_stop(s);
 }
 

@@ -99,8 +99,9 @@ void hr_bset_maintenance(struct hr_bset *s, bool enable, const char *reason);
 
 /*
  * Shut every current backend down (deregistering); cb(payload) once they
- * all called done, or at timeout_ms (logging shutdown_timeout for each
- * one still busy).
+ * all called done and every retiring one is gone (done, or its own
+ * deadline), or at timeout_ms (logging shutdown_timeout for each one
+ * still busy).
  */
 void hr_bset_shutdown(struct hr_bset *s, int64_t timeout_ms,
 		      hr_bset_stopped_cb cb, void *payload);

@@ -59,8 +59,8 @@ static int vet_next(const struct hr_config *old, struct hr_config *next,
 		hr_log(HR_LOG_WARN, "reload_needs_restart", "keys",
 		       "agent.enable_exec_checks, agent.api_listen, agent.api_token_file, agent.state_file",
 		       "action", "kept the running values", NULL);
-	if (!next->enable_exec_checks && old->enable_exec_checks)
-		next->enable_exec_checks = true;
+	/* Units a reload makes get the value the agent started with. */
+	next->enable_exec_checks = old->enable_exec_checks;
 	/* The maintenance state stays in the file it was read from. */
 	if (!str_eq(next->state_file, old->state_file)) {
 		char *keep = old->state_file ? strdup(old->state_file) : NULL;
@@ -217,26 +217,21 @@ static void add_checks(struct hr_unit *u, const struct hr_service_conf *old,
 }
 
 /*
- * New backends from next. The new ones register the same instance again
- * (a replace); a renamed instance's old registration is removed by the
- * old backends' deregistering shutdown (they copied what they need).
+ * The new backends of next (built by build_changed() with the new
+ * config's shutdown_timeout) in place of the running ones. The new ones
+ * register the same instance again (a replace); a renamed instance's old
+ * registration is removed by the old backends' deregistering shutdown
+ * (they copied what they need), within the old config's retire_ms, the
+ * deadline they were built with.
  */
 static void swap_backends(struct hr_unit *u, const struct hr_service_conf *next,
-			  int64_t shutdown_timeout_ms, char *msg, size_t len)
+			  struct hr_bset_fresh *fresh, int64_t retire_ms)
 {
 	const struct hr_service_conf *old = u->conf;
-	struct hr_bset_fresh fresh;
 	bool same_identity = str_eq(old->service.id, next->service.id) &&
 			     str_eq(old->service.name, next->service.name);
 
-	if (hr_bset_build(&u->bset, next, shutdown_timeout_ms, &fresh)) {
-		snprintf(msg, len, "registry backends could not be created from the new config; kept the running ones");
-		hr_log(HR_LOG_ERROR, "reload_registry_failed", "service",
-		       u->id, "action", "kept the running registry backends",
-		       NULL);
-		return;
-	}
-	hr_bset_install(&u->bset, &fresh, !same_identity, shutdown_timeout_ms);
+	hr_bset_install(&u->bset, fresh, !same_identity, retire_ms);
 	if (u->pub.maint)
 		hr_bset_maintenance(&u->bset, true, u->pub.maint_reason);
 	/* The old backends are gone (no keepalive any more): the new ones
@@ -276,11 +271,13 @@ static bool service_same(const struct hr_service_conf *old,
 	return true;
 }
 
-/* One changed service, make-before-break (reload.h); its hold settles
- * in hr_reload() once every service is applied. */
-static void reload_unit(struct hr_unit *u, const struct hr_service_conf *next,
-			int64_t shutdown_timeout_ms, struct counts *n,
-			char *msg, size_t len)
+/* One changed service, make-before-break (reload.h), with its new
+ * backends when they change (fresh, built beforehand); its hold settles
+ * in hr_reload() once every service is applied. oldc: the running
+ * config. */
+static void reload_unit(struct hr_unit *u, const struct hr_config *oldc,
+			const struct hr_service_conf *next,
+			struct hr_bset_fresh *fresh, struct counts *n)
 {
 	const struct hr_service_conf *old = u->conf;
 	struct hr_err err = { "" };
@@ -302,7 +299,7 @@ static void reload_unit(struct hr_unit *u, const struct hr_service_conf *next,
 	add_checks(u, old, next, n);
 	hr_agg_batch_end(u->agg);
 	if (reg_changed) {
-		swap_backends(u, next, shutdown_timeout_ms, msg, len);
+		swap_backends(u, next, fresh, oldc->shutdown_timeout_ms);
 		n->recreated++;
 	}
 	u->conf = next;
@@ -338,30 +335,96 @@ static void unit_rename(struct hr_unit *u, const char *id)
 	u->pub.service = c;
 }
 
+static void still_leaving(const char *id, char *msg, size_t len)
+{
+	snprintf(msg, len, "service \"%s\" is still deregistering (a reload removed it): reload again once it is gone; kept the running config",
+		 id);
+}
+
 /* The units of the services next adds, made before anything changes; a
- * unit that cannot be made fails the reload. */
+ * unit that cannot be made fails the reload, and so does an id whose
+ * removed unit is still deregistering (added back, or the one service
+ * renamed to it: its late deregistration could remove the new
+ * registration). */
 static int make_added(const struct hr_reload *rl, const struct hr_config *next,
 		      bool paired, struct hr_unit **made, char *msg, size_t len)
 {
 	size_t i;
 
+	for (i = 0; i < next->n_services; i++)
+		made[i] = NULL;
+	if (paired) {
+		const char *id = next->services[0].service.id;
+
+		if (!rl->host.find(rl->host.ctx, id) &&
+		    rl->host.leaving(rl->host.ctx, id)) {
+			still_leaving(id, msg, len);
+			return -EINVAL;
+		}
+		return 0;
+	}
 	for (i = 0; i < next->n_services; i++) {
 		const struct hr_service_conf *sv = &next->services[i];
 
-		made[i] = NULL;
-		if (paired || rl->host.find(rl->host.ctx, sv->service.id))
+		if (rl->host.find(rl->host.ctx, sv->service.id))
 			continue;
 		if (rl->host.leaving(rl->host.ctx, sv->service.id))
-			snprintf(msg, len, "service \"%s\" is still deregistering (a reload removed it): reload again once it is gone; kept the running config",
-				 sv->service.id);
-		else if ((made[i] = rl->host.make(rl->host.ctx, sv)))
+			still_leaving(sv->service.id, msg, len);
+		else if ((made[i] = rl->host.make(rl->host.ctx, next, sv)))
 			continue;
 		else
 			snprintf(msg, len, "service \"%s\" could not be started (see the log); kept the running config",
 				 sv->service.id);
-		while (i--)
+		while (i--) {
 			if (made[i])
 				rl->host.discard(rl->host.ctx, made[i]);
+			made[i] = NULL;
+		}
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* The unit that runs next's service i now: the one service, whatever
+ * its id, or the service of that id; NULL for an added one. */
+static struct hr_unit *unit_of(const struct hr_reload *rl,
+			       const struct hr_config *old,
+			       const struct hr_config *next, bool paired,
+			       size_t i)
+{
+	return rl->host.find(rl->host.ctx,
+			     paired ? old->services[0].service.id
+				    : next->services[i].service.id);
+}
+
+/*
+ * The new backends of every running service whose backends change
+ * (fresh[i] for next's service i), built before anything changes with the
+ * new config's shutdown_timeout: one that cannot be created (preflight
+ * passed: e.g. out of memory) fails the reload, not half of it.
+ */
+static int build_changed(const struct hr_reload *rl,
+			 const struct hr_config *old,
+			 const struct hr_config *next, bool paired,
+			 struct hr_unit **made, struct hr_bset_fresh *fresh,
+			 char *msg, size_t len)
+{
+	size_t i;
+
+	for (i = 0; i < next->n_services; i++) {
+		const struct hr_service_conf *sv = &next->services[i];
+		struct hr_unit *u = made[i] ? NULL
+					    : unit_of(rl, old, next, paired, i);
+
+		if (!u || !backends_change(u->conf, sv))
+			continue;
+		if (!hr_bset_build(&u->bset, sv, next->shutdown_timeout_ms,
+				   &fresh[i]))
+			continue;
+		snprintf(msg, len, "service \"%s\": registry backends could not be created from the new config (see the log); kept the running config",
+			 sv->service.id);
+		while (i--)
+			hr_bset_fresh_dispose(&fresh[i]);
 		return -EINVAL;
 	}
 	return 0;
@@ -372,6 +435,7 @@ int hr_reload(const struct hr_reload *rl, char *msg, size_t len)
 	struct hr_config *next, *old = rl->cfgs->cur;
 	struct counts n = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 };
 	struct hr_unit **made = NULL;
+	struct hr_bset_fresh *fresh = NULL;
 	char counts[160], svcs[160];
 	bool paired;
 	size_t i;
@@ -382,19 +446,29 @@ int hr_reload(const struct hr_reload *rl, char *msg, size_t len)
 	next = load_next(rl, msg, len);
 	if (next) {
 		made = calloc(next->n_services, sizeof(*made));
-		if (!made)
+		fresh = calloc(next->n_services, sizeof(*fresh));
+		if (!made || !fresh) {
+			free(made);
+			made = NULL;
 			snprintf(msg, len, "out of memory");
+		}
 	}
 	/* One service before and after: the same one, whatever its id (a
 	 * renamed instance keeps its checks; its old registration is
 	 * removed by the retiring backends), as before "services". */
 	paired = next && old->n_services == 1 && next->n_services == 1;
-	if (!next || !made || make_added(rl, next, paired, made, msg, len)) {
-		if (next && made)
+	if (!next || !made || make_added(rl, next, paired, made, msg, len) ||
+	    build_changed(rl, old, next, paired, made, fresh, msg, len)) {
+		if (next && made) {
 			hr_log(HR_LOG_ERROR, "reload_failed", "path", rl->path,
 			       "errors", msg, "action",
 			       "kept the running config", NULL);
+			for (i = 0; i < next->n_services; i++)
+				if (made[i])
+					rl->host.discard(rl->host.ctx, made[i]);
+		}
 		free(made);
+		free(fresh);
 		hr_config_free(next);
 		hr_sd_notify("READY=1");
 		return -EINVAL;
@@ -418,9 +492,7 @@ int hr_reload(const struct hr_reload *rl, char *msg, size_t len)
 	}
 	for (i = 0; i < next->n_services; i++) {
 		const struct hr_service_conf *sv = &next->services[i];
-		struct hr_unit *u = rl->host.find(
-			rl->host.ctx, paired ? old->services[0].service.id
-					     : sv->service.id);
+		struct hr_unit *u = unit_of(rl, old, next, paired, i);
 
 		if (made[i]) {
 			rl->host.start(rl->host.ctx, made[i]);
@@ -430,14 +502,14 @@ int hr_reload(const struct hr_reload *rl, char *msg, size_t len)
 			n.svc_kept++;
 			n.kept += (int)sv->n_checks;
 		} else {
-			reload_unit(u, sv, old->shutdown_timeout_ms, &n, msg,
-				    len);
+			reload_unit(u, old, sv, &fresh[i], &n);
 			n.svc_changed++;
 			if (paired && strcmp(u->id, sv->service.id))
 				unit_rename(u, sv->service.id);
 		}
 	}
 	free(made);
+	free(fresh);
 	hr_log_setup(next->log_level, next->log_format, stderr);
 	hr_config_free(rl->cfgs->cur);
 	rl->cfgs->cur = next;

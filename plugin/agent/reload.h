@@ -14,9 +14,11 @@
  *   shutdown_timeout) and freed after;
  * - an added service starts as at start: it registers after its first
  *   results (its own readiness).
- * A reload that fails (the file, a backend's preflight, a new service's
- * unit that cannot be made, a service added again while its removal is
- * still deregistering) changes nothing.
+ * A reload that fails changes nothing: the file, a backend's preflight,
+ * a new service's unit or a changed service's new backends that cannot
+ * be made (all are built before any service changes), a service added
+ * again, or the one service renamed to an id, while that id's removal is
+ * still deregistering.
  *
  * Lifetimes: struct hr_agent_cfgs owns the running config, cur. Nothing
  * borrows from it across a reload but the units' conf, which the reload
@@ -46,9 +48,12 @@ void hr_agent_cfgs_dispose(struct hr_agent_cfgs *c);
 struct hr_reload_host {
 	/* The live unit of service id, or NULL. */
 	struct hr_unit *(*find)(void *ctx, const char *id);
-	/* A unit for svc, built (aggregator with its checks, backends) but
-	 * not started; NULL (logged) when it cannot be made. */
-	struct hr_unit *(*make)(void *ctx, const struct hr_service_conf *svc);
+	/* A unit for svc, a service of cfg (the new config: its
+	 * max_concurrent and shutdown_timeout apply), built (aggregator
+	 * with its checks, backends) but not started; NULL (logged) when it
+	 * cannot be made. */
+	struct hr_unit *(*make)(void *ctx, const struct hr_config *cfg,
+				const struct hr_service_conf *svc);
 	/* Discard a unit make() built and that never started. */
 	void (*discard)(void *ctx, struct hr_unit *u);
 	/* Add a made unit to the agent and start it. */

@@ -2,6 +2,7 @@
  * state.c - the maintenance state file of state.h.
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -153,6 +154,23 @@ static void bound_reason(char *r, const char *path)
 	       len, "kept", "the first 1024 bytes", NULL);
 }
 
+/* "services" is absent, or {"<id>": {...}, ...}: an object of named
+ * objects (an array's items have no name). */
+static bool services_shaped(const cJSON *doc)
+{
+	const cJSON *all = cJSON_GetObjectItemCaseSensitive(doc, "services");
+	const cJSON *it;
+
+	if (!all)
+		return true;
+	if (!cJSON_IsObject(all))
+		return false;
+	cJSON_ArrayForEach(it, all)
+		if (!it->string || !cJSON_IsObject(it))
+			return false;
+	return true;
+}
+
 /* What the file says: 1 enabled (*reason set), 0 not, -EINVAL when it is
  * not a state file, -ENOMEM. */
 static int parse_state(const char *text, const char *path, char **reason)
@@ -163,7 +181,9 @@ static int parse_state(const char *text, const char *path, char **reason)
 	m = cJSON_GetObjectItemCaseSensitive(doc, "maintenance");
 	en = cJSON_GetObjectItemCaseSensitive(m, "enabled");
 	why = cJSON_GetObjectItemCaseSensitive(m, "reason");
-	if (cJSON_IsFalse(en)) {
+	if (!cJSON_IsObject(doc) || !services_shaped(doc)) {
+		rc = -EINVAL;
+	} else if (cJSON_IsFalse(en)) {
 		rc = 0;
 	} else if (cJSON_IsTrue(en)) {
 		*reason = strdup(cJSON_IsString(why) ? why->valuestring : "");
@@ -213,7 +233,11 @@ int hr_state_load_services(const char *path, hr_state_service_cb cb,
 		return rc == -ENOENT ? 0 : rc;
 	doc = cJSON_Parse(text);
 	free(text);
-	all = cJSON_GetObjectItemCaseSensitive(doc, "services");
+	/* Another shape: hr_state_load() found the file unreadable and keeps
+	 * every service in maintenance already; nothing to list. */
+	all = services_shaped(doc)
+		      ? cJSON_GetObjectItemCaseSensitive(doc, "services")
+		      : NULL;
 	cJSON_ArrayForEach(it, all) {
 		const cJSON *why = cJSON_GetObjectItemCaseSensitive(it, "reason");
 		char *r;

@@ -49,9 +49,9 @@ typedef void (*hr_state_service_cb)(const char *id, const char *reason,
  * The services in maintenance of their own, as the file lists them:
  * cb(id, reason) for each (both borrowed for the call; reasons bounded as
  * in hr_state_load(); each logged as maintenance_restored). 0 (also: no
- * file, or no "services"), -ENOMEM or the read's -errno. A file
- * hr_state_load() finds unreadable keeps every service in maintenance
- * already.
+ * file, or no "services", or "services" of another shape: none listed),
+ * -ENOMEM or the read's -errno. A file hr_state_load() finds unreadable
+ * keeps every service in maintenance already.
  */
 int hr_state_load_services(const char *path, hr_state_service_cb cb,
 			   void *payload);
@@ -61,7 +61,8 @@ int hr_state_load_services(const char *path, hr_state_service_cb cb,
  * maintenance was enabled (logs maintenance_restored), 0 when it was not
  * or there is no file, -ENOMEM. A reason longer than HR_MAINT_REASON_MAX
  * is cut on a character boundary (logged). A file that exists but cannot
- * be read or understood (too large, not JSON, not this shape) keeps the
+ * be read or understood (too large, not JSON, not this shape, or a
+ * "services" that is not an object of objects) keeps the
  * instance in maintenance (1, the reason says why; logged as
  * state_unreadable): the safe default is not to register an instance an
  * operator may have taken out.

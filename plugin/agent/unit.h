@@ -6,8 +6,9 @@
  *
  * Lifetimes: a unit is a heap record owned by the agent (agent.c), which
  * creates one per service of the config and frees it at the end, or,
- * when a reload removed its service, after its backends' done (or the
- * shutdown deadline), on a fresh loop iteration. It owns id (a copy),
+ * when a reload removed its service, after its backends' done and its
+ * retiring ones gone (or the shutdown deadline), on a fresh loop
+ * iteration. It owns id (a copy),
  * agg, bset and pub; conf is borrowed from the running config and
  * re-pointed by every reload (NULL once the service was removed).
  */

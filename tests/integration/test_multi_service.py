@@ -279,6 +279,84 @@ class TestMultiService(unittest.TestCase):
         self.assertIsNotNone(self.etcd.get(self.key("beta", 8002)),
                              self.agent.log()[-3000:])
 
+    def test_renamed_onto_a_service_still_deregistering(self):
+        """[alpha, beta] -> [alpha] (beta deregistering) -> [beta]: one
+        service before and after is renamed in place, but alpha renamed to
+        beta would register beta while the removed beta's late deregister
+        can still remove it: refused like adding beta back."""
+        cfg = self.config([service("alpha", 8001), service("beta", 8002)])
+        del cfg["registry"]["etcd"]
+        cfg["agent"]["shutdown_timeout"] = "20s"
+        self.agent = hrtest.Agent(cfg)
+        self.addCleanup(self.agent.close)
+        self.api = api_url(self.agent)
+        for s in ("alpha-1", "beta-1"):
+            self.push(s, "pass")
+        self.wait(lambda: sorted(self.consul_services()) ==
+                  ["alpha-1", "beta-1"], "both registered")
+        self.emu.fault("status 500")  # beta's deregister keeps failing
+        try:
+            with open(self.agent.config_path, "w") as f:
+                json.dump(dict(cfg, services=[service("alpha", 8001)]), f)
+            st, body = http("PUT", self.api + "/v1/reload")
+            self.assertEqual(st, 200, body)
+            self.assertTrue(self.agent.wait_log("service_removed"),
+                            self.agent.log()[-3000:])
+            with open(self.agent.config_path, "w") as f:
+                json.dump(dict(cfg, services=[service("beta", 8002)]), f)
+            st, body = http("PUT", self.api + "/v1/reload")
+            self.assertEqual(st, 400, body)
+            self.assertIn('service \\"beta-1\\" is still deregistering',
+                          body)
+            self.assertEqual([s["id"] for s in self.health()[1]["services"]],
+                             ["alpha-1"])
+        finally:
+            self.emu.fault(None)
+        self.wait(lambda: "beta-1" not in self.consul_services(),
+                  "beta deregistered")
+        self.wait(lambda: http("PUT", self.api + "/v1/reload")[0] == 200,
+                  "the rename goes through once beta is gone")
+        self.push("beta-1", "pass")
+        self.wait(lambda: sorted(self.consul_services()) == ["beta-1"],
+                  "beta registered by the renamed unit, alpha removed")
+        time.sleep(1)  # no late deregister takes it away
+        self.assertEqual(sorted(self.consul_services()), ["beta-1"],
+                         self.agent.log()[-3000:])
+
+    def test_rebuilt_backends_take_the_new_shutdown_timeout(self):
+        """A reload that raises shutdown_timeout and rebuilds the backends
+        (a new tag): the new backends deregister within the new timeout
+        (they used to be built with the old one)."""
+        import signal
+        cfg = self.config([service("alpha", 8001)])
+        del cfg["registry"]["etcd"]
+        cfg["agent"]["shutdown_timeout"] = "1s"
+        self.agent = hrtest.Agent(cfg)
+        self.addCleanup(self.agent.close)
+        self.api = api_url(self.agent)
+        self.push("alpha-1", "pass")
+        self.wait(lambda: "alpha-1" in self.consul_services(), "registered")
+        cfg = self.config([service("alpha", 8001, ["v2"])])
+        del cfg["registry"]["etcd"]
+        cfg["agent"]["shutdown_timeout"] = "30s"
+        with open(self.agent.config_path, "w") as f:
+            json.dump(cfg, f)
+        st, body = http("PUT", self.api + "/v1/reload")
+        self.assertEqual(st, 200, body)
+        self.wait(lambda: self.consul_services().get("alpha-1", {})
+                  .get("Tags") == ["v2"], "re-registered with the tag")
+        self.emu.fault("status 500")  # the deregister keeps failing
+        try:
+            self.agent.proc.send_signal(signal.SIGTERM)
+            time.sleep(3)  # three times the old timeout
+            self.assertIsNone(self.agent.proc.poll(),
+                              "gave up at the old timeout:\n" +
+                              self.agent.log()[-3000:])
+        finally:
+            self.emu.fault(None)
+        self.assertEqual(self.agent.proc.wait(40), 0, self.agent.log()[-3000:])
+        self.assertEqual(self.consul_services(), {}, self.agent.log()[-3000:])
+
     def maint(self, *args):
         return hrtest.run(["maint"] + list(args) +
                           ["--api", self.api[len("http://"):]])
@@ -357,6 +435,97 @@ class TestMultiService(unittest.TestCase):
         self.assertEqual(out.returncode, 0, out.stderr)
         self.wait(self.registered([("alpha", 8001), ("beta", 8002)]),
                   "both back")
+
+
+class TestStateFile(unittest.TestCase):
+    def test_services_of_the_wrong_shape(self):
+        """A state file whose "services" is not {"<id>": {...}} (here an
+        array, whose items have no id) is unreadable like any other: the
+        agent starts, every service in maintenance (it used to crash)."""
+        d = tempfile.mkdtemp(prefix="hr-multi-state-")
+        self.addCleanup(shutil.rmtree, d, True)
+        state = os.path.join(d, "state")
+        with open(state, "w") as f:
+            json.dump({"maintenance": {"enabled": False},
+                       "services": [{"enabled": True}]}, f)
+        a = hrtest.Agent({
+            "services": [service("alpha", 8001), service("beta", 8002)],
+            "agent": {"api_listen": "127.0.0.1:0", "log_format": "json",
+                      "state_file": state}})
+        self.addCleanup(a.close)
+        api = api_url(a)
+        st, body = http("GET", api + "/v1/maintenance")
+        self.assertEqual(st, 200, a.log()[-3000:])
+        self.assertTrue(json.loads(body)["enabled"], body)
+        for s in ("alpha-1", "beta-1"):
+            st, body = http("GET", api + "/v1/health/" + s)
+            self.assertEqual(st, 503, body)
+            self.assertTrue(json.loads(body)["maintenance"]["enabled"], body)
+        bad = [e for e in events(a) if e["event"] == "state_unreadable"]
+        self.assertEqual(len(bad), 1, a.log())
+        self.assertIsNone(a.proc.poll(), a.log()[-3000:])
+        self.assertEqual(a.stop(), 0, a.log()[-3000:])
+
+
+    def test_default_path_stays_across_a_reload(self):
+        """Without agent.state_file the file is named after the first
+        service at start; a reload that puts another service first does
+        not move it (a restart of that config would then read the other
+        name, but a running agent writes where it read)."""
+        d = tempfile.mkdtemp(prefix="hr-multi-state-")
+        self.addCleanup(shutil.rmtree, d, True)
+        cfg = {"services": [service("alpha", 8001), service("beta", 8002)],
+               "agent": {"api_listen": "127.0.0.1:0", "log_format": "json"}}
+        a = hrtest.Agent(cfg, env={"STATE_DIRECTORY": d})
+        self.addCleanup(a.close)
+        api = api_url(a)
+        st, body = http("PUT", api + "/v1/maintenance?enable=true&reason=one")
+        self.assertEqual(st, 200, body)
+        self.assertEqual(sorted(os.listdir(d)), ["alpha-1.state"])
+        with open(a.config_path, "w") as f:
+            json.dump(dict(cfg, services=[service("beta", 8002),
+                                          service("alpha", 8001)]), f)
+        st, body = http("PUT", api + "/v1/reload")
+        self.assertEqual(st, 200, body)
+        st, body = http("PUT", api + "/v1/maintenance?enable=true"
+                        "&service=beta-1&reason=two")
+        self.assertEqual(st, 200, body)
+        self.assertEqual(sorted(os.listdir(d)), ["alpha-1.state"],
+                         a.log()[-3000:])
+        with open(os.path.join(d, "alpha-1.state")) as f:
+            state = json.load(f)
+        self.assertEqual(state["maintenance"],
+                         {"enabled": True, "reason": "one"})
+        self.assertEqual(state["services"],
+                         {"beta-1": {"enabled": True, "reason": "two"}})
+        self.assertEqual(a.stop(), 0, a.log()[-3000:])
+
+
+class TestReloadExec(unittest.TestCase):
+    def test_exec_checks_stay_off_when_a_reload_turns_them_on(self):
+        """enable_exec_checks needs a restart: a reload that sets it keeps
+        the start value, so a later reload adding an exec check is still
+        refused (it used to pass, the check then failing to start)."""
+        cfg = {"services": [service("alpha", 8001), service("beta", 8002)],
+               "agent": {"api_listen": "127.0.0.1:0", "log_format": "json"}}
+        a = hrtest.Agent(cfg)
+        self.addCleanup(a.close)
+        api = api_url(a)
+        on = dict(cfg, agent=dict(cfg["agent"], enable_exec_checks=True))
+        with open(a.config_path, "w") as f:
+            json.dump(on, f)
+        st, body = http("PUT", api + "/v1/reload")
+        self.assertEqual(st, 200, body)
+        self.assertTrue(a.wait_log("reload_needs_restart"), a.log())
+        beta = service("beta", 8002)
+        beta["checks"].append({"name": "x", "args": ["/bin/true"]})
+        with open(a.config_path, "w") as f:
+            json.dump(dict(on, services=[service("alpha", 8001), beta]), f)
+        st, body = http("PUT", api + "/v1/reload")
+        self.assertEqual(st, 400, body)
+        self.assertIn("services[1].checks[1]: exec checks need "
+                      "agent.enable_exec_checks at start", body)
+        self.assertEqual(a.stop(), 0, a.log()[-3000:])
 
 
 class TestReadiness(unittest.TestCase):

@@ -143,6 +143,35 @@ Test(state, unreadable_file_keeps_maintenance)
 	}
 }
 
+/* "services" of another shape than {"<id>": {...}} (an array walks items
+ * without a name: the agent used to restore maintenance of service NULL
+ * and crash): unreadable, the agent in maintenance, no service listed. */
+Test(state, services_of_the_wrong_shape_keep_maintenance)
+{
+	static const char *bad[] = {
+		"{\"maintenance\":{\"enabled\":false},\"services\":[{\"enabled\":true}]}",
+		"{\"maintenance\":{\"enabled\":false},\"services\":\"db-1\"}",
+		"{\"maintenance\":{\"enabled\":false},\"services\":{\"db-1\":true}}",
+		"{\"maintenance\":{\"enabled\":false},\"services\":{\"db-1\":[{\"enabled\":true}]}}",
+	};
+	struct seen seen = { .n = 0 };
+	char path[300], *reason = NULL;
+	size_t i;
+
+	snprintf(path, sizeof(path), "%s/bad.json", dir);
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		write_file(path, bad[i], strlen(bad[i]));
+		cr_expect_eq(hr_state_load(path, &reason), 1, "%s", bad[i]);
+		cr_expect(reason && !strncmp(reason, "state file unreadable", 21),
+			  "%s", reason);
+		free(reason);
+		reason = NULL;
+		seen.n = 0;
+		hr_state_load_services(path, collect, &seen);
+		cr_expect_eq(seen.n, 0, "%s", bad[i]);
+	}
+}
+
 /* 1024 bytes with every byte from 0x01 to 0x7f (controls, quotes,
  * backslash) and multi-byte UTF-8 up to 4 bytes. */
 static void hostile_reason(char *r)
