@@ -1443,26 +1443,29 @@ static void registry_where(const char *text, const cJSON *overlay,
 	bool mine = false;
 
 	snprintf(out, len, "%s", text);
-	if (!overlay || strncmp(text, "registry.", 9))
+	/* An overlay that is not an object (an error of its own) names no
+	 * member: the diagnostic is the top's. */
+	if (!cJSON_IsObject(overlay) || strncmp(text, "registry.", 9))
 		return;
 	while (*e && *e != '.' && *e != '[' && *e != ':')
 		e++;
 	cJSON_ArrayForEach(m, overlay)
-		if (strlen(m->string) == (size_t)(e - b) &&
+		if (m->string && strlen(m->string) == (size_t)(e - b) &&
 		    !strncmp(m->string, b, (size_t)(e - b)))
 			break;
 	if (!m)
 		return;
 	if (*e != '.') {
 		mine = true;
-	} else {
+	} else if (cJSON_IsObject(m)) {
 		const cJSON *k;
 
 		for (ke = e + 1; *ke && *ke != '.' && *ke != '[' && *ke != ':';
 		     ke++)
 			;
 		cJSON_ArrayForEach(k, m)
-			if (strlen(k->string) == (size_t)(ke - e - 1) &&
+			if (k->string &&
+			    strlen(k->string) == (size_t)(ke - e - 1) &&
 			    !strncmp(k->string, e + 1, (size_t)(ke - e - 1)))
 				mine = true;
 	}

@@ -209,6 +209,17 @@ Test(config_services, registry_errors_are_named_where_written)
 	cr_expect(has(&d, "services[0].registry.etcd: \"endpoints\" is required"));
 	cr_expect_eq(d.errors, 1);
 	hr_diag_dispose(&d);
+	/* An overlay that is not an object (fuzz_config found it: an array
+	 * overlay with an error in the top section read a NULL key): its own
+	 * error, the top's errors named at the top. */
+	parse_be("{\"services\": ["
+		 " {\"name\": \"a\", \"check\": {\"ttl\": \"5s\"},"
+		 "  \"registry\": [{\"etcd\": {}}]}],"
+		 " \"registry\": {\"etcd\": {\"bad\": 1}}}",
+		 &d, -EINVAL);
+	cr_expect(has(&d, "registry.etcd.bad: is not allowed"));
+	cr_expect(has(&d, "services[0].registry"));
+	hr_diag_dispose(&d);
 }
 
 /* The fleet benchmark's shape: 1,000 services, one tcp check each, and a
